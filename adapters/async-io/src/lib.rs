@@ -1,0 +1,1 @@
+//! arcly-async-io

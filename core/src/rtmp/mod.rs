@@ -1,0 +1,1 @@
+//! RTMP: handshake, chunk stream, AMF, FLV mapping, server and client machines.

@@ -1,0 +1,2 @@
+//! arcly-server
+fn main() {}
