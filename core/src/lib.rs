@@ -13,6 +13,7 @@
 //!
 //! See `docs/architecture.md` for the contract and the data flow.
 
+pub mod admission;
 pub mod codec;
 pub mod engine;
 pub mod frame;

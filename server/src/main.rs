@@ -1,2 +1,288 @@
-//! arcly-server
-fn main() {}
+//! `arcly`: the ready-to-run streaming server.
+//!
+//! Builds one [`Engine`] (any app name accepted, default settings), joins each
+//! protocol's session factory to it and serves every listener on the tokio
+//! adapter (`arcly-tokio`, multi-thread runtime). Logs through `tracing`
+//! (`RUST_LOG`, default `info`). SIGINT/SIGTERM shut down gracefully: stop
+//! accepting, close every session, let them flush; a second signal exits at
+//! once.
+//!
+//! Adding a protocol: one more `Listen` flag in [`Cli`] (e.g. `--rtsp`,
+//! `--srt`, `--http`), one more entry in [`listeners`] with its factory and
+//! a [`Listener::hints`] text; the binding, error reporting and shutdown are
+//! shared.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arcly::rtmp::RtmpSessionFactory;
+use arcly::session::SessionFactory;
+use arcly::Engine;
+use arcly_tokio::ServeConfig;
+use clap::Parser;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+/// A listen address, or `off` to disable that protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listen {
+    /// The protocol is disabled.
+    Off,
+    /// Listen on this address.
+    On(SocketAddr),
+}
+
+impl FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Listen::Off);
+        }
+        // `:1935` is short for every interface.
+        if let Some(port) = s.strip_prefix(':') {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("`{s}`: not a port number"))?;
+            return Ok(Listen::On(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                port,
+            )));
+        }
+        s.parse()
+            .map(Listen::On)
+            .map_err(|_| format!("`{s}`: expected IP:PORT (e.g. 0.0.0.0:1935), :PORT or off"))
+    }
+}
+
+/// arcly — a sans-IO live streaming server.
+///
+/// Publish live audio/video over RTMP and play it back to any number of
+/// viewers. Every listener takes an address (IP:PORT or :PORT) or `off`.
+#[derive(Debug, Parser)]
+#[command(name = "arcly", version, about, long_about)]
+struct Cli {
+    /// RTMP listen address (publish and play), or `off`.
+    #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:1935")]
+    rtmp: Listen,
+
+    /// Most connections served at once per listener; more are refused.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_connections: usize,
+
+    /// Seconds sessions get to say goodbye on shutdown.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    shutdown_grace: f64,
+}
+
+/// One protocol listener of the server.
+struct Listener {
+    /// Protocol name for logs and messages (`RTMP`).
+    name: &'static str,
+    addr: SocketAddr,
+    factory: Arc<dyn SessionFactory>,
+    /// What to tell the user once bound (publish / play commands).
+    hints: fn(SocketAddr) -> Vec<String>,
+}
+
+/// The listeners enabled by the command line.
+fn listeners(cli: &Cli, engine: &Engine) -> Vec<Listener> {
+    let mut out = Vec::new();
+    if let Listen::On(addr) = cli.rtmp {
+        out.push(Listener {
+            name: "RTMP",
+            addr,
+            factory: Arc::new(RtmpSessionFactory::allow_all(engine.clone())),
+            hints: rtmp_hints,
+        });
+    }
+    // Later: `--rtsp` (8554), `--srt` (8890/udp), `--http` (8888) go here.
+    out
+}
+
+/// A host name to show in URLs for a bound address.
+fn display_host(addr: SocketAddr) -> String {
+    match addr.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+fn rtmp_hints(addr: SocketAddr) -> Vec<String> {
+    let base = format!("rtmp://{}:{}/live", display_host(addr), addr.port());
+    vec![
+        format!("publish: ffmpeg -re -i input.mp4 -c copy -f flv {base}/<name>"),
+        format!("         (OBS: server {base}, stream key <name>)"),
+        format!("play:    ffplay {base}/<name>"),
+    ]
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("arcly")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("arcly: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("arcly: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let engine = Engine::with_defaults();
+    let wanted = listeners(&cli, &engine);
+    if wanted.is_empty() {
+        eprintln!("arcly: every listener is off; nothing to serve");
+        return ExitCode::FAILURE;
+    }
+    let config = ServeConfig {
+        max_connections: cli.max_connections.max(1),
+        shutdown_grace: Duration::try_from_secs_f64(cli.shutdown_grace.max(0.0))
+            .unwrap_or(Duration::from_secs(2)),
+        ..ServeConfig::default()
+    };
+
+    // Bind everything first: a listener that cannot bind fails the start.
+    let mut bound = Vec::new();
+    for l in wanted {
+        match tokio::net::TcpListener::bind(l.addr).await {
+            Ok(sock) => {
+                let addr = sock.local_addr().unwrap_or(l.addr);
+                bound.push((l, sock, addr));
+            }
+            Err(e) => {
+                eprintln!("arcly: cannot listen for {} on {}: {e}", l.name, l.addr);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+
+    println!("arcly {} ready", env!("CARGO_PKG_VERSION"));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for (l, sock, addr) in bound {
+        println!("  {} listening on {addr}", l.name);
+        for hint in (l.hints)(addr) {
+            println!("    {hint}");
+        }
+        tracing::info!(protocol = l.name, %addr, "listening");
+        let mut stop = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let name = l.name;
+        let config = config.clone();
+        servers.spawn(async move {
+            if let Err(e) = arcly_tokio::serve_tcp_with(sock, l.factory, shutdown, config).await {
+                tracing::error!(protocol = name, "listener failed: {e}");
+            }
+        });
+    }
+
+    tokio::select! {
+        _ = signals.recv() => {}
+        _ = servers.join_next() => {
+            tracing::error!("a listener stopped unexpectedly; shutting down");
+        }
+    }
+    tracing::info!("shutting down (send the signal again to exit at once)");
+    let _ = stop_tx.send(true);
+    tokio::select! {
+        _ = async { while servers.join_next().await.is_some() {} } => {}
+        _ = signals.recv() => {
+            tracing::warn!("second signal: exiting now");
+            return ExitCode::from(130);
+        }
+    }
+    tracing::info!("bye");
+    ExitCode::SUCCESS
+}
+
+/// SIGINT and SIGTERM, installed before the listeners start so that a
+/// signal sent as soon as the banner shows is never missed.
+struct Signals {
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                int: signal(SignalKind::interrupt())?,
+                term: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Completes on the next SIGINT or SIGTERM (Ctrl-C elsewhere).
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.int.recv() => tracing::info!("SIGINT"),
+            _ = self.term.recv() => tracing::info!("SIGTERM"),
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_listen_addresses() {
+        assert_eq!("off".parse::<Listen>(), Ok(Listen::Off));
+        assert_eq!(
+            ":1935".parse::<Listen>(),
+            Ok(Listen::On("0.0.0.0:1935".parse().unwrap()))
+        );
+        assert_eq!(
+            "127.0.0.1:19350".parse::<Listen>(),
+            Ok(Listen::On("127.0.0.1:19350".parse().unwrap()))
+        );
+        assert!("nonsense".parse::<Listen>().is_err());
+        assert!(":99999".parse::<Listen>().is_err());
+    }
+
+    #[test]
+    fn cli_defaults_and_off() {
+        let cli = Cli::try_parse_from(["arcly"]).unwrap();
+        assert_eq!(cli.rtmp, Listen::On("0.0.0.0:1935".parse().unwrap()));
+        let cli = Cli::try_parse_from(["arcly", "--rtmp", "off"]).unwrap();
+        assert_eq!(cli.rtmp, Listen::Off);
+        assert!(Cli::try_parse_from(["arcly", "--rtmp", "bogus"]).is_err());
+    }
+}

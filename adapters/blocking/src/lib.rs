@@ -1,1 +1,358 @@
-//! arcly-blocking
+//! # arcly-blocking — drive arcly sessions on std::net and threads
+//!
+//! The same generic TCP driver as `arcly-tokio`, with no async runtime: each
+//! connection gets two threads (bounded by [`ServeConfig::max_connections`]):
+//!
+//! - a **reader** blocks in `read` and feeds `handle_input` under a mutex
+//!   (EOF → `handle_input(now, &[])`);
+//! - a **writer** handles deadlines and media and drains `poll_transmit` into
+//!   one `write_vectored` call (up to 1024 buffers, partial writes resumed),
+//!   written without holding the lock. It calls `handle_media` only once the
+//!   previous write completed, so a slow socket leaves its viewer behind in the
+//!   engine's ring. It sleeps on one per-connection `Signal` with
+//!   `wait_blocking(seen, next_deadline)`; the reader, the engine's media
+//!   signal and the server's [`Shutdown`] all notify it (the latter two
+//!   through a waker registered with their `Signal::wait`).
+//!
+//! On [`Shutdown::trigger`], [`serve_tcp`] stops accepting, every session's
+//! `close()` is called, sessions get [`ServeConfig::shutdown_grace`] to
+//! flush, then any connection still open is shut down at the socket.
+//!
+//! ```no_run
+//! # fn run(factory: std::sync::Arc<dyn arcly::session::SessionFactory>) -> std::io::Result<()> {
+//! let listener = std::net::TcpListener::bind("0.0.0.0:1935")?;
+//! let shutdown = arcly_blocking::Shutdown::new();
+//! // Hand `shutdown.clone()` to whatever decides to stop, which calls `trigger()`.
+//! arcly_blocking::serve_tcp(listener, factory, shutdown)
+//! # }
+//! ```
+
+mod driver;
+mod outq;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arcly::engine::Signal;
+use arcly::session::{CloseReason, SessionFactory, StreamSession};
+use arcly::time::Clock;
+
+pub use driver::DriveConfig;
+
+/// A shutdown request, shared by clones: [`trigger`](Self::trigger) once,
+/// observe anywhere (threads block on it with [`wait`](Self::wait)).
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    flag: Arc<AtomicBool>,
+    signal: Signal,
+}
+
+impl Shutdown {
+    /// A shutdown that has not been triggered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requests the shutdown; wakes every waiter. Idempotent.
+    pub fn trigger(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.signal.notify();
+    }
+
+    /// Whether [`trigger`](Self::trigger) was called.
+    pub fn is_triggered(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// Blocks until triggered.
+    pub fn wait(&self) {
+        loop {
+            let seen = self.signal.epoch();
+            if self.is_triggered() {
+                return;
+            }
+            self.signal.wait_blocking(seen, None);
+        }
+    }
+}
+
+/// Settings of [`serve_tcp_with`].
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Most connections served at once (two threads each); more are accepted
+    /// and closed at once with a warning in the log.
+    pub max_connections: usize,
+    /// After the shutdown: how long sessions get to flush their goodbye
+    /// before their sockets are shut down under them.
+    pub shutdown_grace: Duration,
+    /// Set `TCP_NODELAY` on accepted sockets (writes are already batched).
+    pub nodelay: bool,
+    /// Per-connection driver settings.
+    pub drive: DriveConfig,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(2),
+            nodelay: true,
+            drive: DriveConfig::default(),
+        }
+    }
+}
+
+/// Open connections: a count for the limit and socket handles for the
+/// forced close after the shutdown grace.
+#[derive(Default)]
+struct Tracker {
+    next_id: AtomicU64,
+    active: AtomicUsize,
+    sockets: Mutex<HashMap<u64, TcpStream>>,
+    /// Notified when a connection ends.
+    changed: Signal,
+}
+
+impl Tracker {
+    fn sockets(&self) -> std::sync::MutexGuard<'_, HashMap<u64, TcpStream>> {
+        match self.sockets.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Waits until no connection is open or `timeout` passes.
+    fn drain(&self, timeout: Duration) -> bool {
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            let seen = self.changed.epoch();
+            if self.active.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.changed.wait_blocking(seen, Some(left));
+        }
+    }
+}
+
+/// Unregisters a connection when its thread ends (even by panic).
+struct ConnGuard {
+    tracker: Arc<Tracker>,
+    id: u64,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.tracker.sockets().remove(&self.id);
+        self.tracker.active.fetch_sub(1, Ordering::AcqRel);
+        self.tracker.changed.notify();
+    }
+}
+
+/// Serves every connection accepted on `listener` with a session from
+/// `factory`, on threads, until `shutdown` is triggered; then stops
+/// accepting, closes every session and waits for them (see the crate docs).
+/// Blocks the calling thread. Uses [`ServeConfig::default`].
+pub fn serve_tcp(
+    listener: TcpListener,
+    factory: Arc<dyn SessionFactory>,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    serve_tcp_with(listener, factory, shutdown, ServeConfig::default())
+}
+
+/// [`serve_tcp`] with explicit settings.
+pub fn serve_tcp_with(
+    listener: TcpListener,
+    factory: Arc<dyn SessionFactory>,
+    shutdown: Shutdown,
+    config: ServeConfig,
+) -> io::Result<()> {
+    let clock = Clock::new(std::time::Instant::now());
+    let local = listener.local_addr()?;
+    let tracker = Arc::new(Tracker::default());
+    tracing::debug!(%local, "serving TCP");
+
+    // `accept` cannot be interrupted portably: on shutdown, a watcher thread
+    // connects to the listener once to wake it up.
+    let watcher = {
+        let shutdown = shutdown.clone();
+        std::thread::Builder::new()
+            .name("arcly-accept-wake".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                shutdown.wait();
+                let _ = TcpStream::connect_timeout(&wake_addr(local), Duration::from_secs(1));
+            })?
+    };
+
+    accept_loop(&listener, &factory, &shutdown, &config, clock, &tracker);
+    let _ = watcher.join();
+    drop(listener);
+
+    let open = tracker.active.load(Ordering::Acquire);
+    if open > 0 {
+        tracing::info!(open, "shutting down: closing sessions");
+        if !tracker.drain(config.shutdown_grace) {
+            let socks = tracker.sockets();
+            tracing::warn!(
+                left = socks.len(),
+                "sessions did not finish within the shutdown grace; closing their sockets"
+            );
+            for s in socks.values() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            drop(socks);
+            tracker.drain(Duration::from_secs(1));
+        }
+    }
+    Ok(())
+}
+
+/// Where to connect to reach `local` (an unspecified address → loopback).
+fn wake_addr(local: SocketAddr) -> SocketAddr {
+    let ip = match local.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, local.port())
+}
+
+/// Returns once `shutdown` is triggered (and the watcher woke `accept`).
+fn accept_loop(
+    listener: &TcpListener,
+    factory: &Arc<dyn SessionFactory>,
+    shutdown: &Shutdown,
+    config: &ServeConfig,
+    clock: Clock,
+    tracker: &Arc<Tracker>,
+) {
+    loop {
+        let accepted = listener.accept();
+        if shutdown.is_triggered() {
+            return;
+        }
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if tracker.active.load(Ordering::Acquire) >= config.max_connections {
+            tracing::warn!(
+                %peer,
+                max = config.max_connections,
+                "refusing connection: too many connections"
+            );
+            drop(stream);
+            continue;
+        }
+        if config.nodelay {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(%peer, "TCP_NODELAY: {e}");
+            }
+        }
+        let id = tracker.next_id.fetch_add(1, Ordering::Relaxed);
+        match stream.try_clone() {
+            Ok(s) => {
+                tracker.sockets().insert(id, s);
+            }
+            Err(e) => {
+                tracing::warn!(%peer, "dropping connection: {e}");
+                continue;
+            }
+        }
+        tracker.active.fetch_add(1, Ordering::AcqRel);
+        let guard = ConnGuard {
+            tracker: tracker.clone(),
+            id,
+        };
+        let now = clock.instant(std::time::Instant::now());
+        let session = factory.new_session(peer, now, connection_seed());
+        let shutdown = shutdown.clone();
+        let drive = config.drive.clone();
+        let spawned = std::thread::Builder::new()
+            .name("arcly-conn".into())
+            .stack_size(config.drive.thread_stack)
+            .spawn(move || {
+                let _guard = guard;
+                let span = tracing::info_span!("conn", %peer);
+                let _enter = span.enter();
+                tracing::debug!("accepted");
+                match drive_stream_with(stream, session, clock, Some(&shutdown), &drive) {
+                    Ok(reason) => tracing::info!(%reason, "connection closed"),
+                    Err(e) => tracing::info!("connection lost: {e}"),
+                }
+            });
+        if let Err(e) = spawned {
+            // The guard went down with the closure: the count is already fixed.
+            tracing::warn!(%peer, "cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// Drives `session` over `stream` on the calling thread (plus one reader
+/// thread) until the session is closed and flushed. Returns why it closed;
+/// an I/O error if the transport failed first.
+pub fn drive_stream(
+    stream: TcpStream,
+    session: Box<dyn StreamSession>,
+    clock: Clock,
+) -> io::Result<CloseReason> {
+    drive_stream_with(stream, session, clock, None, &DriveConfig::default())
+}
+
+/// [`drive_stream`] that also calls `session.close(now)` once `shutdown` is
+/// triggered (the session then flushes its goodbye within
+/// [`DriveConfig::close_linger`]).
+pub fn drive_stream_with(
+    stream: TcpStream,
+    mut session: Box<dyn StreamSession>,
+    clock: Clock,
+    shutdown: Option<&Shutdown>,
+    config: &DriveConfig,
+) -> io::Result<CloseReason> {
+    driver::drive(&stream, session.as_mut(), clock, shutdown, config)
+}
+
+/// Connects to `addr` and drives `session` (a client-role session wrapped as
+/// a [`StreamSession`]) over it on the calling thread.
+pub fn connect_tcp(
+    addr: SocketAddr,
+    session: Box<dyn StreamSession>,
+    clock: Clock,
+) -> io::Result<CloseReason> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    drive_stream(stream, session, clock)
+}
+
+/// A seed for a new session's randomness: a process-wide counter mixed with
+/// the wall clock (adapters may read clocks; the machines may not).
+pub fn connection_seed() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    splitmix64(t ^ n.rotate_left(32))
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}

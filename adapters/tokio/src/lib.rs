@@ -1,1 +1,258 @@
-//! arcly-tokio
+//! # arcly-tokio — drive arcly sessions on tokio
+//!
+//! A small generic driver: one task per TCP connection runs the
+//! [`StreamSession`] loop of `arcly::session`. No protocol logic lives here;
+//! any [`SessionFactory`] (e.g. `arcly::rtmp::RtmpSessionFactory`) plugs in.
+//!
+//! Per connection, until the session is closed and flushed:
+//! 1. bytes read into a fixed buffer → `handle_input` (EOF → `handle_input(now, &[])`);
+//! 2. the session's deadline (`poll_timeout`, via a tokio timer) → `handle_timeout`;
+//! 3. everything `poll_transmit` yields is written with **one vectored write**
+//!    (up to 1024 `IoSlice`s per call, partial writes resumed across buffers);
+//! 4. once the previous write completed, `handle_media` (the media signal's
+//!    epoch is read first, then the task waits on `Signal::wait(seen)`). A slow
+//!    socket therefore leaves its viewer behind in the engine's ring instead of
+//!    growing a queue here;
+//! 5. a closed session is flushed (bounded by [`DriveConfig::close_linger`]),
+//!    then the write side is shut down.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! # let factory: std::sync::Arc<dyn arcly::session::SessionFactory> = unimplemented!();
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:1935").await?;
+//! arcly_tokio::serve_tcp(listener, factory, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+
+mod driver;
+mod outq;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arcly::session::{CloseReason, SessionFactory, StreamSession};
+use arcly::time::Clock;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+pub use driver::DriveConfig;
+
+/// Settings of [`serve_tcp_with`].
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Most connections served at once; more are accepted and closed at once
+    /// with a warning in the log.
+    pub max_connections: usize,
+    /// After the shutdown future completes: how long sessions get to flush
+    /// their goodbye before their tasks are aborted.
+    pub shutdown_grace: Duration,
+    /// Set `TCP_NODELAY` on accepted sockets (writes are already batched).
+    pub nodelay: bool,
+    /// Per-connection driver settings.
+    pub drive: DriveConfig,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(2),
+            nodelay: true,
+            drive: DriveConfig::default(),
+        }
+    }
+}
+
+/// Serves every connection accepted on `listener` with a session from
+/// `factory`, one task per connection, until `shutdown` completes; then stops
+/// accepting, calls `close()` on every session and gives them
+/// [`ServeConfig::shutdown_grace`] to flush. Uses [`ServeConfig::default`].
+///
+/// Must run inside a tokio runtime (tasks are spawned with `tokio::spawn`).
+pub async fn serve_tcp(
+    listener: TcpListener,
+    factory: Arc<dyn SessionFactory>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    serve_tcp_with(listener, factory, shutdown, ServeConfig::default()).await
+}
+
+/// [`serve_tcp`] with explicit settings.
+pub async fn serve_tcp_with(
+    listener: TcpListener,
+    factory: Arc<dyn SessionFactory>,
+    shutdown: impl Future<Output = ()>,
+    config: ServeConfig,
+) -> io::Result<()> {
+    let clock = Clock::new(std::time::Instant::now());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut shutdown = pin!(shutdown);
+    let local = listener.local_addr().ok();
+    tracing::debug!(?local, "serving TCP");
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            Some(res) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = res {
+                    if e.is_panic() {
+                        tracing::error!("connection task panicked: {e}");
+                    }
+                }
+            }
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(?local, "accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if tasks.len() >= config.max_connections {
+                    tracing::warn!(
+                        %peer,
+                        max = config.max_connections,
+                        "refusing connection: too many connections"
+                    );
+                    drop(stream);
+                    continue;
+                }
+                if config.nodelay {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, "TCP_NODELAY: {e}");
+                    }
+                }
+                let now = clock.instant(std::time::Instant::now());
+                let session = factory.new_session(peer, now, connection_seed());
+                let mut stop = stop_rx.clone();
+                let drive = config.drive.clone();
+                let span = tracing::info_span!("conn", %peer);
+                tasks.spawn(
+                    async move {
+                        tracing::debug!("accepted");
+                        let stop = async move {
+                            if stop.wait_for(|s| *s).await.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                        };
+                        log_end(drive_stream_with(stream, session, clock, stop, &drive).await);
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let open = tasks.len();
+    if open > 0 {
+        tracing::info!(open, "shutting down: closing sessions");
+    }
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = tasks.len(),
+            "sessions did not finish within the shutdown grace; aborting them"
+        );
+        tasks.shutdown().await;
+    }
+    Ok(())
+}
+
+fn log_end(result: io::Result<CloseReason>) {
+    match result {
+        Ok(reason) => tracing::info!(%reason, "connection closed"),
+        Err(e) => tracing::info!("connection lost: {e}"),
+    }
+}
+
+/// Drives `session` over `stream` until the session is closed and flushed.
+/// Returns why it closed; an I/O error if the transport failed first.
+///
+/// `clock` turns `std::time::Instant` readings into the session's
+/// [`arcly::Instant`]s; use one clock per session factory (same origin as
+/// the `now` passed to [`SessionFactory::new_session`]).
+pub async fn drive_stream<S>(
+    stream: S,
+    session: Box<dyn StreamSession>,
+    clock: Clock,
+) -> io::Result<CloseReason>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    drive_stream_with(
+        stream,
+        session,
+        clock,
+        std::future::pending(),
+        &DriveConfig::default(),
+    )
+    .await
+}
+
+/// [`drive_stream`] that also calls `session.close(now)` when `shutdown`
+/// completes (the session then flushes its goodbye within
+/// [`DriveConfig::close_linger`]).
+pub async fn drive_stream_with<S, F>(
+    stream: S,
+    mut session: Box<dyn StreamSession>,
+    clock: Clock,
+    shutdown: F,
+    config: &DriveConfig,
+) -> io::Result<CloseReason>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = ()>,
+{
+    let mut shutdown = pin!(shutdown);
+    let mut driver = driver::Driver::new(stream, session.as_mut(), clock, config);
+    std::future::poll_fn(|cx| driver.poll_drive(cx, shutdown.as_mut())).await
+}
+
+/// Connects to `addr` and drives `session` (a client-role session, e.g. a
+/// player or relay machine wrapped as a [`StreamSession`]) over it.
+pub async fn connect_tcp(
+    addr: SocketAddr,
+    session: Box<dyn StreamSession>,
+    clock: Clock,
+) -> io::Result<CloseReason> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    drive_stream(stream, session, clock).await
+}
+
+/// A seed for a new session's randomness: a process-wide counter mixed with
+/// the wall clock (adapters may read clocks; the machines may not).
+pub fn connection_seed() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    splitmix64(t ^ n.rotate_left(32))
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}

@@ -1,18 +1,58 @@
-//! The per-stream bus: a ring of shared frames with one producer and many
-//! readers addressed by sequence number.
+//! The per-stream bus: a lock-free ring of shared frames with one producer
+//! and any number of readers addressed by sequence number.
 //!
-//! NOTE: first, simple implementation (a short mutex around the ring); the
-//! lock-free ring replaces it behind the same API.
+//! # The ring publication protocol
+//!
+//! The ring has `cap` slots (a power of two, from [`AppConfig::ring_frames`]).
+//! Frame `seq` lives in slot `seq % cap`; each slot is an atomic
+//! `Option<Arc<FrameEntry>>` and the entry carries its own `seq`.
+//!
+//! - The publisher (exactly one, `&mut self`) stores the entry in its slot,
+//!   then stores `head = seq + 1` with `Release`, then (if they changed) the
+//!   GOP start and latest start point with `Release`, then notifies the
+//!   [`Signal`]. Nothing in this path depends on the number of subscribers,
+//!   takes a lock, or allocates beyond the one `Arc<FrameEntry>` per frame.
+//! - A reader at `next` loads `live` and then `head` with `Acquire`. If
+//!   `next >= head` there is nothing new (or, with `live == false`, the
+//!   stream is over: the publisher clears `live` after its last `head`
+//!   store). If `head - next > cap` the frame is gone. Otherwise it loads the
+//!   slot: `entry.seq == next` is the frame (the slot store happened before
+//!   the `head` store it synchronised with); `entry.seq > next` means the
+//!   slot was overwritten meanwhile, i.e. the reader lagged.
+//!
+//! # Start points and the GOP cache
+//!
+//! A *start point* is a frame a subscriber can start decoding at: a video
+//! keyframe, or — while the stream has shown no video at all — any audio
+//! frame (audio frames are keyframes; audio-only streams start at once). The
+//! publisher records in each start point the codec configs in force there.
+//! The GOP cache is the run of frames from the latest start point, as long as
+//! it holds at most `min(gop_cache_frames, cap / 2)` frames and at most
+//! `gop_cache_bytes` payload bytes; past either cap it is dropped until the
+//! next start point (new subscribers then wait for it).
+//!
+//! A subscriber delivers, in order: the configs of its start point that it
+//! has not delivered yet, the start point, then every following frame
+//! (configs that change mid-stream are frames and arrive in order). Video
+//! frames that are not keyframes are held back until a video keyframe was
+//! delivered (a stream that starts audio-only and gains video later).
+//!
+//! A subscriber that falls more than `cap` frames behind skips to the latest
+//! start point still in the ring (or waits for the next one), re-sends the
+//! configs if they changed, and counts the frames it skipped in `dropped`.
+//! Memory is bounded by the ring: `cap` frames per stream, whatever the
+//! number or speed of subscribers.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use heapless::Deque;
 
 use super::registry::{AppConfig, StreamKey, SubscribeError};
 use super::signal::Signal;
-use super::stats::{StreamStats, SubscriberStats};
+use super::stats::{BitrateMeter, StreamStats, SubscriberStats};
+use super::sync::{AtomicBool, AtomicU64, Slot};
 use crate::frame::{Frame, MediaKind};
 
 /// Egress forms cached once per frame per stream.
@@ -31,6 +71,19 @@ pub enum EgressSlot {
 
 const SLOTS: usize = 4;
 
+/// No sequence number (empty GOP cache, no start point yet).
+const NONE: u64 = u64::MAX;
+
+/// Largest ring, in frames (bounds memory whatever the configuration says).
+pub const MAX_RING_FRAMES: usize = 1 << 20;
+
+/// The codec configs in force at a start point.
+#[derive(Debug, Clone, Default)]
+struct Configs {
+    video: Option<SharedFrame>,
+    audio: Option<SharedFrame>,
+}
+
 /// A frame as stored in the ring: the frame, its sequence number, and the
 /// egress forms built from it (each built at most once).
 #[derive(Debug)]
@@ -40,17 +93,11 @@ pub struct FrameEntry {
     /// The frame.
     pub frame: Frame,
     egress: [OnceLock<Bytes>; SLOTS],
+    /// `Some` for a start point: the configs in force there.
+    start: Option<Configs>,
 }
 
 impl FrameEntry {
-    fn new(seq: u64, frame: Frame) -> Self {
-        FrameEntry {
-            seq,
-            frame,
-            egress: Default::default(),
-        }
-    }
-
     /// The cached egress form for `slot`, built by `build` on first use.
     pub fn egress(&self, slot: EgressSlot, build: impl FnOnce(&Frame) -> Bytes) -> Bytes {
         match self.egress.get(slot as usize) {
@@ -58,19 +105,71 @@ impl FrameEntry {
             None => build(&self.frame),
         }
     }
+
+    /// Whether a subscriber can start here (see the module documentation).
+    pub fn is_start_point(&self) -> bool {
+        self.start.is_some()
+    }
 }
 
 /// A frame shared by reference between the ring and every subscriber.
 pub type SharedFrame = Arc<FrameEntry>;
 
-#[derive(Debug, Default)]
-struct State {
-    ring: VecDeque<SharedFrame>,
-    next_seq: u64,
-    last_key_seq: Option<u64>,
-    video_config: Option<SharedFrame>,
-    audio_config: Option<SharedFrame>,
-    metadata: Option<Bytes>,
+/// Why a ring read found no frame.
+enum Miss {
+    /// The frame was overwritten: the reader fell behind.
+    Lagged,
+    /// Not visible yet (only possible transiently).
+    NotYet,
+}
+
+/// The single-producer ring (see the module documentation).
+#[derive(Debug)]
+struct Ring {
+    slots: Box<[Slot<FrameEntry>]>,
+    mask: u64,
+    /// Sequence number of the next frame to publish = frames published.
+    head: AtomicU64,
+}
+
+impl Ring {
+    fn new(frames: usize) -> Ring {
+        let cap = frames.clamp(2, MAX_RING_FRAMES).next_power_of_two();
+        Ring {
+            slots: (0..cap).map(|_| Slot::empty()).collect(),
+            mask: cap as u64 - 1,
+            head: AtomicU64::new(0),
+        }
+    }
+
+    fn cap(&self) -> u64 {
+        self.mask + 1
+    }
+
+    fn slot(&self, seq: u64) -> Option<&Slot<FrameEntry>> {
+        self.slots.get((seq & self.mask) as usize)
+    }
+
+    /// Producer only: stores `entry`, then makes it visible through `head`.
+    fn publish(&self, entry: SharedFrame) {
+        let seq = entry.seq;
+        if let Some(slot) = self.slot(seq) {
+            slot.store(Some(entry));
+        }
+        self.head.store(seq + 1, Ordering::Release);
+    }
+
+    /// Frame `seq`, given a `head` loaded (Acquire) after `seq` was chosen.
+    fn read(&self, seq: u64, head: u64) -> Result<SharedFrame, Miss> {
+        if head.wrapping_sub(seq) > self.cap() {
+            return Err(Miss::Lagged);
+        }
+        match self.slot(seq).and_then(Slot::load) {
+            Some(e) if e.seq == seq => Ok(e),
+            Some(e) if e.seq > seq => Err(Miss::Lagged),
+            _ => Err(Miss::NotYet),
+        }
+    }
 }
 
 /// State shared by a stream's publisher and subscribers.
@@ -81,25 +180,34 @@ pub(crate) struct StreamShared {
     live: AtomicBool,
     signal: Signal,
     stats: Arc<StreamStats>,
-    state: Mutex<State>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
+    ring: Ring,
+    /// First frame of the GOP cache, or `NONE`.
+    gop_start: AtomicU64,
+    /// Latest start point (whatever the caps), or `NONE`: where a lagging
+    /// subscriber resumes.
+    last_start: AtomicU64,
+    metadata: Slot<Bytes>,
+    gop_frames_cap: u64,
+    gop_bytes_cap: u64,
 }
 
 impl StreamShared {
     pub(crate) fn new(key: StreamKey, config: AppConfig) -> Self {
+        let ring = Ring::new(config.ring_frames);
+        let gop_frames_cap = (config.gop_cache_frames as u64).min(ring.cap() / 2);
+        let gop_bytes_cap = config.gop_cache_bytes as u64;
         StreamShared {
             key,
             config,
             live: AtomicBool::new(true),
             signal: Signal::new(),
             stats: Arc::default(),
-            state: Mutex::default(),
+            ring,
+            gop_start: AtomicU64::new(NONE),
+            last_start: AtomicU64::new(NONE),
+            metadata: Slot::empty(),
+            gop_frames_cap,
+            gop_bytes_cap,
         }
     }
     pub(crate) fn is_live(&self) -> bool {
@@ -112,26 +220,64 @@ impl StreamShared {
 
 type OnEnd = Box<dyn FnOnce(&StreamKey, &Arc<StreamShared>) + Send + Sync>;
 
+/// The GOP cache bookkeeping of the publisher.
+#[derive(Debug, Clone, Copy)]
+struct Gop {
+    start: u64,
+    frames: u64,
+    bytes: u64,
+    audio: bool,
+}
+
 /// The single producer of a stream. Dropping it ends the stream.
 pub struct Publisher {
     shared: Arc<StreamShared>,
     on_end: Option<OnEnd>,
+    next_seq: u64,
+    configs: Configs,
+    has_video: bool,
+    gop: Option<Gop>,
+    /// Values last stored in `shared.gop_start` / `shared.last_start`.
+    shown_gop: u64,
+    shown_last: u64,
+    last_start: u64,
+    meter: BitrateMeter,
 }
 
 impl core::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Publisher")
             .field("key", &self.shared.key)
+            .field("next_seq", &self.next_seq)
             .finish()
     }
 }
 
 impl Publisher {
     pub(crate) fn new(shared: Arc<StreamShared>, on_end: OnEnd) -> Self {
+        Self::build(shared, Some(on_end))
+    }
+
+    fn build(shared: Arc<StreamShared>, on_end: Option<OnEnd>) -> Self {
         Publisher {
             shared,
-            on_end: Some(on_end),
+            on_end,
+            next_seq: 0,
+            configs: Configs::default(),
+            has_video: false,
+            gop: None,
+            shown_gop: NONE,
+            shown_last: NONE,
+            last_start: NONE,
+            meter: BitrateMeter::default(),
         }
+    }
+
+    /// A stream outside any [`Engine`](super::Engine) registry: subscribe
+    /// through [`Publisher::subscribe`]. Useful to embed one stream, in tests
+    /// and benchmarks.
+    pub fn detached(key: StreamKey, config: AppConfig) -> Publisher {
+        Self::build(Arc::new(StreamShared::new(key, config)), None)
     }
 
     /// The stream being published.
@@ -139,41 +285,95 @@ impl Publisher {
         &self.shared.key
     }
 
-    /// Publishes one frame. Never blocks on subscribers.
+    /// Frames published so far (= the sequence number of the next frame).
+    pub fn published(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Ring capacity in frames (a power of two).
+    pub fn ring_capacity(&self) -> usize {
+        self.shared.ring.slots.len()
+    }
+
+    /// A new subscriber of this stream (same rules as
+    /// [`Engine::subscribe`](super::Engine::subscribe)).
+    pub fn subscribe(&self) -> Result<Subscriber, SubscribeError> {
+        Subscriber::attach(self.shared.clone())
+    }
+
+    /// Publishes one frame: O(1) in the number of subscribers, lock-free,
+    /// never blocks on subscribers.
     pub fn send(&mut self, frame: Frame) {
-        let cap = self.shared.config.ring_frames.max(2);
-        self.shared
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let len = frame.payload.len() as u64;
+        let kind = frame.kind();
+        let is_config = frame.is_config();
+        let shared = &*self.shared;
+        shared
             .stats
             .add_frame(frame.payload.len(), frame.is_keyframe());
-        {
-            let mut st = lock(&self.shared.state);
-            let seq = st.next_seq;
-            st.next_seq += 1;
-            let is_config = frame.is_config();
-            let is_video_key =
-                frame.kind() == MediaKind::Video && frame.is_keyframe() && !is_config;
-            let kind = frame.kind();
-            let entry = Arc::new(FrameEntry::new(seq, frame));
-            if is_config {
-                match kind {
-                    MediaKind::Video => st.video_config = Some(entry.clone()),
-                    MediaKind::Audio => st.audio_config = Some(entry.clone()),
-                }
-            }
-            if is_video_key {
-                st.last_key_seq = Some(seq);
-            }
-            st.ring.push_back(entry);
-            while st.ring.len() > cap {
-                st.ring.pop_front();
+        self.meter.add(&frame, &shared.stats.bitrate_bps);
+
+        if kind == MediaKind::Video && !self.has_video {
+            // Audio frames stop being start points once the stream has video.
+            self.has_video = true;
+            if self.gop.is_some_and(|g| g.audio) {
+                self.gop = None;
+                self.last_start = NONE;
             }
         }
-        self.shared.signal.notify();
+        let start_point = !is_config
+            && match kind {
+                MediaKind::Video => frame.is_keyframe(),
+                MediaKind::Audio => !self.has_video,
+            };
+        let entry = Arc::new(FrameEntry {
+            seq,
+            frame,
+            egress: Default::default(),
+            start: start_point.then(|| self.configs.clone()),
+        });
+        if is_config {
+            match kind {
+                MediaKind::Video => self.configs.video = Some(entry.clone()),
+                MediaKind::Audio => self.configs.audio = Some(entry.clone()),
+            }
+        }
+
+        if start_point {
+            self.gop = Some(Gop {
+                start: seq,
+                frames: 0,
+                bytes: 0,
+                audio: kind == MediaKind::Audio,
+            });
+            self.last_start = seq;
+        }
+        if let Some(g) = &mut self.gop {
+            g.frames += 1;
+            g.bytes = g.bytes.saturating_add(len);
+            if g.frames > shared.gop_frames_cap || g.bytes > shared.gop_bytes_cap {
+                self.gop = None;
+            }
+        }
+
+        shared.ring.publish(entry);
+        let gop_start = self.gop.map_or(NONE, |g| g.start);
+        if gop_start != self.shown_gop {
+            self.shown_gop = gop_start;
+            shared.gop_start.store(gop_start, Ordering::Release);
+        }
+        if self.shown_last != self.last_start {
+            self.shown_last = self.last_start;
+            shared.last_start.store(self.last_start, Ordering::Release);
+        }
+        shared.signal.notify();
     }
 
     /// Stores the stream's metadata (`onMetaData` AMF0 body) for new subscribers.
     pub fn set_metadata(&mut self, metadata: Bytes) {
-        lock(&self.shared.state).metadata = Some(metadata);
+        self.shared.metadata.store(Some(Arc::new(metadata)));
         self.shared.signal.notify();
     }
 
@@ -181,10 +381,17 @@ impl Publisher {
     pub fn stats(&self) -> Arc<StreamStats> {
         self.shared.stats.clone()
     }
+
+    /// The signal notified on every publish (the one subscribers wait on).
+    pub fn signal(&self) -> Signal {
+        self.shared.signal.clone()
+    }
 }
 
 impl Drop for Publisher {
     fn drop(&mut self) {
+        // After the last `head` store: a reader that sees `live == false`
+        // then loads the final `head`.
         self.shared.live.store(false, Ordering::Release);
         if let Some(f) = self.on_end.take() {
             f(&self.shared.key, &self.shared);
@@ -200,18 +407,39 @@ pub enum Recv {
     Frame(SharedFrame),
     /// Nothing new yet: wait on the [`Subscriber::signal`].
     Empty,
-    /// The publisher ended the stream.
+    /// The publisher ended the stream and every frame was read.
     End,
 }
 
-/// One reader of a stream.
+/// One reader of a stream (see the module documentation for what it
+/// delivers, and in which order).
 #[derive(Debug)]
 pub struct Subscriber {
     shared: Arc<StreamShared>,
     next_seq: u64,
-    pending_configs: Vec<SharedFrame>,
-    need_key: bool,
+    /// Frames to deliver before reading the ring: re-sent configs and the
+    /// start point they precede.
+    pending: Deque<SharedFrame, 3>,
+    /// Looking for a start point.
+    need_start: bool,
+    /// A start point was delivered, or the subscriber lagged, once: from
+    /// then on, frames passed over while waiting for a start point count as
+    /// dropped (frames skipped because the ring overwrote them always do).
+    counting: bool,
+    /// A video keyframe was delivered since the last start point.
+    video_synced: bool,
+    /// The configs delivered last, per kind.
+    sent: Configs,
     stats: Arc<SubscriberStats>,
+    meter: BitrateMeter,
+}
+
+fn same(a: &Option<SharedFrame>, b: &Option<SharedFrame>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 impl Subscriber {
@@ -225,30 +453,20 @@ impl Subscriber {
                 shared.config.max_subscribers,
             ));
         }
-        let (next_seq, configs, need_key) = {
-            let st = lock(&shared.state);
-            let configs: Vec<_> = st
-                .video_config
-                .iter()
-                .chain(st.audio_config.iter())
-                .cloned()
-                .collect();
-            let start = st.ring.front().map(|f| f.seq).unwrap_or(st.next_seq);
-            match st.last_key_seq {
-                Some(k)
-                    if k >= start && st.next_seq - k <= shared.config.gop_cache_frames as u64 =>
-                {
-                    (k, configs, false)
-                }
-                _ => (st.next_seq, configs, true),
-            }
-        };
+        // `gop_start` is stored after the `head` that covers it.
+        let gop = shared.gop_start.load(Ordering::Acquire);
+        let head = shared.ring.head.load(Ordering::Acquire);
+        let next_seq = if gop != NONE && gop < head { gop } else { head };
         Ok(Subscriber {
             shared,
             next_seq,
-            pending_configs: configs,
-            need_key,
+            pending: Deque::new(),
+            need_start: true,
+            counting: false,
+            video_synced: false,
+            sent: Configs::default(),
             stats: Arc::default(),
+            meter: BitrateMeter::default(),
         })
     }
 
@@ -264,7 +482,7 @@ impl Subscriber {
 
     /// The latest metadata the publisher set.
     pub fn metadata(&self) -> Option<Bytes> {
-        lock(&self.shared.state).metadata.clone()
+        self.shared.metadata.load().map(|b| (*b).clone())
     }
 
     /// Counters of this subscriber.
@@ -272,51 +490,119 @@ impl Subscriber {
         self.stats.clone()
     }
 
-    /// The next frame, without blocking.
+    /// Counters of the stream.
+    pub fn stream_stats(&self) -> Arc<StreamStats> {
+        self.shared.stats.clone()
+    }
+
+    /// Frames published but not read yet (0 when caught up).
+    pub fn lag(&self) -> u64 {
+        self.shared
+            .ring
+            .head
+            .load(Ordering::Acquire)
+            .saturating_sub(self.next_seq)
+    }
+
+    fn deliver(&mut self, entry: SharedFrame) -> Recv {
+        let f = &entry.frame;
+        if f.is_config() {
+            match f.kind() {
+                MediaKind::Video => self.sent.video = Some(entry.clone()),
+                MediaKind::Audio => self.sent.audio = Some(entry.clone()),
+            }
+        }
+        self.stats.add_frame(f.payload.len());
+        self.meter.add(f, &self.stats.bitrate_bps);
+        Recv::Frame(entry)
+    }
+
+    fn count_dropped(&self, n: u64) {
+        if n > 0 {
+            self.stats.add_dropped(n);
+            self.shared.stats.dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Fell behind the ring: resume at the latest start point still in the
+    /// ring, or at the head (then wait for the next start point).
+    fn skip(&mut self, head: u64) {
+        let last = self.shared.last_start.load(Ordering::Acquire);
+        let cap = self.shared.ring.cap();
+        let target = if last != NONE && last > self.next_seq && last < head && head - last < cap {
+            last
+        } else {
+            head.max(self.next_seq)
+        };
+        tracing::debug!(
+            stream = %self.shared.key,
+            from = self.next_seq,
+            to = target,
+            "subscriber fell behind the ring; skipping to a keyframe"
+        );
+        self.count_dropped(target - self.next_seq);
+        self.counting = true;
+        self.next_seq = target;
+        self.need_start = true;
+    }
+
+    /// The next frame, without blocking. On [`Recv::Empty`], wait on the
+    /// [`signal`](Self::signal) from an epoch read *before* this call.
     pub fn recv(&mut self) -> Recv {
-        if !self.pending_configs.is_empty() {
-            let f = self.pending_configs.remove(0);
-            return Recv::Frame(f);
+        if let Some(f) = self.pending.pop_front() {
+            return self.deliver(f);
         }
         loop {
-            let st = lock(&self.shared.state);
-            let first = st.ring.front().map(|f| f.seq).unwrap_or(st.next_seq);
-            if self.next_seq < first {
-                // Fell behind the ring: skip to the next keyframe.
-                let dropped = first - self.next_seq;
-                self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
-                self.next_seq = first;
-                self.need_key = true;
+            let live = self.shared.live.load(Ordering::Acquire);
+            let head = self.shared.ring.head.load(Ordering::Acquire);
+            if self.next_seq >= head {
+                return if live { Recv::Empty } else { Recv::End };
             }
-            if self.next_seq >= st.next_seq {
-                return if self.shared.is_live() {
-                    Recv::Empty
-                } else {
-                    Recv::End
+            let entry = match self.shared.ring.read(self.next_seq, head) {
+                Ok(e) => e,
+                Err(Miss::Lagged) => {
+                    self.skip(head);
+                    continue;
+                }
+                Err(Miss::NotYet) => return Recv::Empty,
+            };
+            self.next_seq += 1;
+            if self.need_start {
+                let Some(configs) = &entry.start else {
+                    if self.counting {
+                        self.count_dropped(1);
+                    }
+                    continue;
+                };
+                self.need_start = false;
+                self.counting = true;
+                self.video_synced = entry.frame.kind() == MediaKind::Video;
+                // Capacity 3 holds the two configs and the start point.
+                if let (Some(v), false) = (&configs.video, same(&configs.video, &self.sent.video)) {
+                    let _ = self.pending.push_back(v.clone());
+                }
+                if let (Some(a), false) = (&configs.audio, same(&configs.audio, &self.sent.audio)) {
+                    let _ = self.pending.push_back(a.clone());
+                }
+                if self.pending.is_empty() {
+                    return self.deliver(entry);
+                }
+                let _ = self.pending.push_back(entry);
+                return match self.pending.pop_front() {
+                    Some(f) => self.deliver(f),
+                    None => Recv::Empty,
                 };
             }
-            let idx = (self.next_seq - first) as usize;
-            let Some(entry) = st.ring.get(idx).cloned() else {
-                return Recv::Empty;
-            };
-            drop(st);
-            self.next_seq += 1;
-            if self.need_key {
-                if entry.frame.kind() == MediaKind::Video
-                    && entry.frame.is_keyframe()
-                    && !entry.frame.is_config()
-                {
-                    self.need_key = false;
-                } else if !entry.frame.is_config() {
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            let f = &entry.frame;
+            if f.kind() == MediaKind::Video && !f.is_config() {
+                if f.is_keyframe() {
+                    self.video_synced = true;
+                } else if !self.video_synced {
+                    self.count_dropped(1);
                     continue;
                 }
             }
-            self.stats.frames.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .bytes
-                .fetch_add(entry.frame.payload.len() as u64, Ordering::Relaxed);
-            return Recv::Frame(entry);
+            return self.deliver(entry);
         }
     }
 }

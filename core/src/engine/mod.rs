@@ -8,13 +8,20 @@
 //!   keyframe, then live frames;
 //! - a subscriber that falls behind the ring skips to the next keyframe and
 //!   counts what it dropped; nothing grows without bound.
+//!
+//! Layout: `bus` (the ring, [`Publisher`], [`Subscriber`], start points and
+//! the GOP cache: the protocol is in its module docs), `signal` (the
+//! [`Signal`] notifier and its no-lost-wake-up invariant), `stats` (lock-free
+//! counters, bitrate and snapshots), `registry` ([`Engine`], apps, admission:
+//! a mutex, never on the per-frame path), `sync` (std or `loom` primitives).
 
 mod bus;
 mod registry;
 mod signal;
 mod stats;
+mod sync;
 
-pub use bus::{EgressSlot, Publisher, Recv, SharedFrame, Subscriber};
+pub use bus::{EgressSlot, FrameEntry, Publisher, Recv, SharedFrame, Subscriber, MAX_RING_FRAMES};
 pub use registry::{AppConfig, Engine, PublishError, StreamKey, StreamKeyError, SubscribeError};
 pub use signal::{Signal, SignalWait};
-pub use stats::{StreamStats, SubscriberStats};
+pub use stats::{StreamStats, StreamStatsSnapshot, SubscriberStats, SubscriberStatsSnapshot};

@@ -9,11 +9,15 @@ use super::bus::{Publisher, StreamShared, Subscriber};
 /// An app's settings. Apps are set up in code; the kernel reads no files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppConfig {
-    /// Frames kept from the last keyframe for instant start.
+    /// Frames kept from the last keyframe for instant start (at most half the
+    /// ring; a longer GOP is not cached: new viewers wait for the next keyframe).
     pub gop_cache_frames: usize,
-    /// Bytes kept from the last keyframe for instant start.
+    /// Payload bytes kept from the last keyframe for instant start (a longer
+    /// GOP is not cached).
     pub gop_cache_bytes: usize,
-    /// Capacity of each stream's ring, in frames (rounded up to a power of two).
+    /// Capacity of each stream's ring, in frames (clamped to
+    /// 2..=[`MAX_RING_FRAMES`](super::bus::MAX_RING_FRAMES), rounded up to a
+    /// power of two). A subscriber further behind skips to a keyframe.
     pub ring_frames: usize,
     /// Maximum live streams in this app.
     pub max_streams: usize,
@@ -239,6 +243,17 @@ impl Engine {
     pub fn streams(&self) -> Vec<StreamKey> {
         let mut v: Vec<_> = lock(&self.inner.streams).keys().cloned().collect();
         v.sort();
+        v
+    }
+
+    /// A copy of every live stream's counters, sorted by key (for the
+    /// server's JSON API and Prometheus text).
+    pub fn stats_snapshot(&self) -> Vec<(StreamKey, super::StreamStatsSnapshot)> {
+        let mut v: Vec<_> = lock(&self.inner.streams)
+            .iter()
+            .map(|(k, s)| (k.clone(), s.stats().snapshot()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 

@@ -1,0 +1,498 @@
+//! Inbound chunk stream: bytes in, reassembled messages out (RTMP spec §5.3).
+
+use std::collections::HashMap;
+
+use bytes::{Buf, BytesMut};
+
+use super::header::{ChunkType, DEFAULT_CHUNK_SIZE, EXTENDED_TIMESTAMP_MARKER, MAX_CHUNK_SIZE};
+use super::{ChunkError, RawMessage};
+use crate::rtmp::message::type_id;
+
+/// Bounds a [`ChunkReader`] enforces on its peer. Every byte the reader
+/// holds is bounded by these numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLimits {
+    /// Largest message length accepted (default 8 MiB). A header announcing
+    /// more is [`ChunkError::MessageTooLong`].
+    pub max_message_len: u32,
+    /// Most chunk streams tracked at once (default 64). One more is
+    /// [`ChunkError::TooManyChunkStreams`].
+    pub max_chunk_streams: usize,
+    /// Largest inbound chunk size accepted from Set Chunk Size (default
+    /// 2^31-1, the protocol maximum, RTMP spec §5.4.1).
+    pub max_chunk_size: u32,
+}
+
+impl Default for ChunkLimits {
+    fn default() -> Self {
+        ChunkLimits {
+            max_message_len: 8 * 1024 * 1024,
+            max_chunk_streams: 64,
+            max_chunk_size: MAX_CHUNK_SIZE,
+        }
+    }
+}
+
+/// Per chunk stream state: the last header seen and the message in progress.
+#[derive(Debug)]
+struct ChunkStream {
+    csid: u32,
+    /// Absolute timestamp of the current (or last) message.
+    timestamp: u32,
+    /// Last timestamp field value (absolute for type 0, else the delta);
+    /// a type-3 chunk that starts a new message adds it (RTMP spec §5.3.1.2.4).
+    ts_field: u32,
+    /// The last type 0/1/2 header used an extended timestamp.
+    extended: bool,
+    length: u32,
+    type_id: u8,
+    stream_id: u32,
+    /// Payload bytes still missing from the message in progress (0: none).
+    remaining: u32,
+    /// Payload gathered so far when the message spans chunks; its capacity
+    /// is the message length (≤ `max_message_len`).
+    partial: BytesMut,
+}
+
+/// Reassembles RTMP messages from a chunk stream (RTMP spec §5.3), sans-IO.
+///
+/// Feed received bytes with [`handle_input`](Self::handle_input) (after the
+/// handshake), then drain [`poll_message`](Self::poll_message) until it
+/// returns `Ok(None)`.
+///
+/// Invariants and behaviour:
+/// - Header types 0–3, 1/2/3-byte chunk stream ids, extended timestamps on
+///   every header type. On type-3 chunks the extended timestamp is detected
+///   once per connection by comparing the 4 bytes with the header's value,
+///   so peers that repeat it (FMS, the spec) and peers that omit it both work.
+/// - Timestamps are absolute, accumulated from deltas with 32-bit wrap.
+/// - Set Chunk Size (type 1), Abort (type 2) and Window Acknowledgement Size
+///   (type 5) are applied by the reader before the message is returned; the
+///   caller may ignore them.
+/// - A message that fits in one chunk is a zero-copy slice of the input
+///   buffer; a longer one is gathered into one buffer of exactly its length.
+/// - Held memory is bounded: unparsed input is at most what the caller fed
+///   since the last drain, plus at most one single-chunk message
+///   (≤ `max_message_len`); partial messages are ≤ `max_message_len` each on
+///   ≤ `max_chunk_streams` chunk streams.
+/// - After an error the connection must be closed; further calls return the
+///   same error.
+#[derive(Debug)]
+pub struct ChunkReader {
+    limits: ChunkLimits,
+    chunk_size: u32,
+    buf: BytesMut,
+    streams: Vec<ChunkStream>,
+    /// Index into `streams` for chunk stream ids below 64 (`u32::MAX`: none).
+    low_index: [u32; 64],
+    /// Index into `streams` for chunk stream ids from 64 up.
+    high_index: HashMap<u32, usize>,
+    /// Chunk whose payload is being read: index into `streams`, bytes left.
+    current: Option<(usize, u32)>,
+    /// Whether this peer repeats the extended timestamp on type-3 chunks;
+    /// `None` until the first such chunk shows it.
+    type3_extended: Option<bool>,
+    bytes_received: u64,
+    ack_window: u32,
+    last_ack: u64,
+    failed: Option<ChunkError>,
+}
+
+impl Default for ChunkReader {
+    fn default() -> Self {
+        Self::new(ChunkLimits::default())
+    }
+}
+
+impl ChunkReader {
+    /// A reader at the default chunk size of 128 bytes with these limits.
+    pub fn new(limits: ChunkLimits) -> Self {
+        ChunkReader {
+            limits,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            buf: BytesMut::new(),
+            streams: Vec::new(),
+            low_index: [u32::MAX; 64],
+            high_index: HashMap::new(),
+            current: None,
+            type3_extended: None,
+            bytes_received: 0,
+            ack_window: 0,
+            last_ack: 0,
+            failed: None,
+        }
+    }
+
+    /// The limits this reader enforces.
+    pub fn limits(&self) -> &ChunkLimits {
+        &self.limits
+    }
+
+    /// Current inbound chunk size.
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
+    /// Sets the inbound chunk size (as a received Set Chunk Size does, RTMP
+    /// spec §5.4.1). `0`, more than 2^31-1 or more than
+    /// [`ChunkLimits::max_chunk_size`] is [`ChunkError::InvalidChunkSize`].
+    pub fn set_chunk_size(&mut self, size: u32) -> Result<(), ChunkError> {
+        if size == 0 || size > MAX_CHUNK_SIZE || size > self.limits.max_chunk_size {
+            return Err(ChunkError::InvalidChunkSize {
+                size,
+                max: self.limits.max_chunk_size.min(MAX_CHUNK_SIZE),
+            });
+        }
+        self.chunk_size = size;
+        Ok(())
+    }
+
+    /// Appends received bytes. Drain [`poll_message`](Self::poll_message)
+    /// afterwards; bytes stay buffered until it consumes them.
+    pub fn handle_input(&mut self, data: &[u8]) {
+        self.bytes_received = self.bytes_received.wrapping_add(data.len() as u64);
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Total bytes passed to [`handle_input`](Self::handle_input).
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_received
+    }
+
+    /// Bytes fed but not yet parsed.
+    pub fn buffered_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Sets the acknowledgement window (RTMP spec §5.4.4); `0` disables
+    /// acknowledgements. A received Window Acknowledgement Size message sets
+    /// it too.
+    pub fn set_ack_window(&mut self, window: u32) {
+        self.ack_window = window;
+    }
+
+    /// The acknowledgement window in force (0: none).
+    pub fn ack_window(&self) -> u32 {
+        self.ack_window
+    }
+
+    /// `Some(sequence_number)` when at least one window of bytes arrived since
+    /// the last acknowledgement: the caller sends an Acknowledgement
+    /// (RTMP spec §5.4.3) carrying it (the byte count, mod 2^32).
+    pub fn poll_ack(&mut self) -> Option<u32> {
+        if self.ack_window == 0 {
+            return None;
+        }
+        if self.bytes_received.wrapping_sub(self.last_ack) >= u64::from(self.ack_window) {
+            self.last_ack = self.bytes_received;
+            Some(self.bytes_received as u32)
+        } else {
+            None
+        }
+    }
+
+    /// The next complete message, `Ok(None)` when more input is needed.
+    pub fn poll_message(&mut self) -> Result<Option<RawMessage>, ChunkError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        match self.poll_inner() {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                tracing::debug!(error = %e, "rtmp chunk stream error");
+                self.failed = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn poll_inner(&mut self) -> Result<Option<RawMessage>, ChunkError> {
+        loop {
+            let (idx, chunk_left) = match self.current {
+                Some(c) => c,
+                None => match self.parse_header()? {
+                    Some(c) => c,
+                    None => return Ok(None),
+                },
+            };
+            let Some(st) = self.streams.get_mut(idx) else {
+                // Unreachable by construction; fail closed rather than panic.
+                self.current = None;
+                return Err(ChunkError::Internal);
+            };
+            let left = chunk_left as usize;
+            if st.partial.is_empty() && chunk_left == st.remaining && st.remaining == st.length {
+                // Whole message in this one chunk: zero-copy slice.
+                if self.buf.len() < left {
+                    self.current = Some((idx, chunk_left));
+                    return Ok(None);
+                }
+                self.current = None;
+                st.remaining = 0;
+                let payload = self.buf.split_to(left).freeze();
+                let msg = RawMessage {
+                    csid: st.csid,
+                    timestamp: st.timestamp,
+                    type_id: st.type_id,
+                    stream_id: st.stream_id,
+                    payload,
+                };
+                self.apply_control(&msg)?;
+                return Ok(Some(msg));
+            }
+            let n = left.min(self.buf.len());
+            if n == 0 {
+                self.current = Some((idx, chunk_left));
+                return Ok(None);
+            }
+            if st.partial.capacity() == 0 {
+                st.partial = BytesMut::with_capacity(st.length as usize);
+            }
+            if let Some(src) = self.buf.get(..n) {
+                st.partial.extend_from_slice(src);
+            }
+            self.buf.advance(n);
+            let n32 = n as u32;
+            st.remaining -= n32;
+            let chunk_left = chunk_left - n32;
+            if st.remaining == 0 {
+                self.current = None;
+                let payload = std::mem::take(&mut st.partial).freeze();
+                let msg = RawMessage {
+                    csid: st.csid,
+                    timestamp: st.timestamp,
+                    type_id: st.type_id,
+                    stream_id: st.stream_id,
+                    payload,
+                };
+                self.apply_control(&msg)?;
+                return Ok(Some(msg));
+            }
+            if chunk_left == 0 {
+                self.current = None;
+            } else {
+                self.current = Some((idx, chunk_left));
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Applies Set Chunk Size, Abort and Window Acknowledgement Size.
+    fn apply_control(&mut self, msg: &RawMessage) -> Result<(), ChunkError> {
+        let value = || -> Result<u32, ChunkError> {
+            match msg.payload.get(..4) {
+                Some(&[a, b, c, d]) => Ok(u32::from_be_bytes([a, b, c, d])),
+                _ => Err(ChunkError::MalformedControl {
+                    type_id: msg.type_id,
+                    len: msg.payload.len(),
+                }),
+            }
+        };
+        match msg.type_id {
+            type_id::SET_CHUNK_SIZE => {
+                let size = value()?;
+                self.set_chunk_size(size)?;
+                tracing::trace!(size, "rtmp inbound chunk size");
+            }
+            type_id::ABORT => {
+                let csid = value()?;
+                if let Some(st) = self.lookup(csid).and_then(|i| self.streams.get_mut(i)) {
+                    st.remaining = 0;
+                    st.partial = BytesMut::new();
+                }
+            }
+            type_id::WINDOW_ACK_SIZE => {
+                self.ack_window = value()?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, csid: u32) -> Option<usize> {
+        match self.low_index.get(csid as usize) {
+            Some(&i) if i != u32::MAX => Some(i as usize),
+            Some(_) => None,
+            None => self.high_index.get(&csid).copied(),
+        }
+    }
+
+    /// Parses one chunk header if complete; consumes it and returns the
+    /// chunk's stream index and payload length.
+    fn parse_header(&mut self) -> Result<Option<(usize, u32)>, ChunkError> {
+        let b = &self.buf[..];
+        let Some(&b0) = b.first() else {
+            return Ok(None);
+        };
+        let ty = ChunkType::from_fmt(b0 >> 6);
+        let (csid, mut pos) = match b0 & 0x3F {
+            0 => match b.get(1) {
+                Some(&b1) => (64 + u32::from(b1), 2usize),
+                None => return Ok(None),
+            },
+            1 => match (b.get(1), b.get(2)) {
+                (Some(&b1), Some(&b2)) => (64 + u32::from(b1) + u32::from(b2) * 256, 3),
+                _ => return Ok(None),
+            },
+            n => (u32::from(n), 1),
+        };
+        let Some(mh) = b.get(pos..pos + ty.message_header_len()) else {
+            return Ok(None);
+        };
+        pos += mh.len();
+        let idx = self.lookup(csid);
+        let be24 = |i: usize| -> u32 {
+            match mh.get(i..i + 3) {
+                Some(&[x, y, z]) => u32::from_be_bytes([0, x, y, z]),
+                _ => 0,
+            }
+        };
+        let read_ext = |pos: usize| -> Option<u32> {
+            match b.get(pos..pos + 4) {
+                Some(&[w, x, y, z]) => Some(u32::from_be_bytes([w, x, y, z])),
+                _ => None,
+            }
+        };
+
+        if ty == ChunkType::Continuation {
+            let Some(idx) = idx else {
+                return Err(ChunkError::NoPreviousHeader { csid, fmt: 3 });
+            };
+            let Some(st) = self.streams.get(idx) else {
+                return Err(ChunkError::Internal);
+            };
+            let mut type3_mode = self.type3_extended;
+            if st.extended && type3_mode != Some(false) {
+                let Some(v) = read_ext(pos) else {
+                    return Ok(None);
+                };
+                let repeated = v == st.ts_field;
+                if type3_mode.is_none() {
+                    type3_mode = Some(repeated);
+                }
+                if type3_mode == Some(true) {
+                    pos += 4;
+                }
+            }
+            self.type3_extended = type3_mode;
+            self.buf.advance(pos);
+            let chunk_size = self.chunk_size;
+            let st = self
+                .streams
+                .get_mut(idx)
+                .ok_or(ChunkError::Internal)?;
+            if st.remaining == 0 {
+                // A new message repeating the previous header (§5.3.1.2.4).
+                st.timestamp = st.timestamp.wrapping_add(st.ts_field);
+                st.remaining = st.length;
+            }
+            return Ok(Some((idx, st.remaining.min(chunk_size))));
+        }
+
+        let ts24 = be24(0);
+        let extended = ts24 == EXTENDED_TIMESTAMP_MARKER;
+        let ts_field = if extended {
+            match read_ext(pos) {
+                Some(v) => {
+                    pos += 4;
+                    v
+                }
+                None => return Ok(None),
+            }
+        } else {
+            ts24
+        };
+        let (length, msg_type) = match ty {
+            ChunkType::Full | ChunkType::SameStream => {
+                (be24(3), mh.get(6).copied().unwrap_or_default())
+            }
+            _ => (0, 0),
+        };
+        let stream_id = match mh.get(7..11) {
+            Some(&[w, x, y, z]) if ty == ChunkType::Full => u32::from_le_bytes([w, x, y, z]),
+            _ => 0,
+        };
+
+        let idx = match idx {
+            Some(i) => i,
+            None => {
+                if ty != ChunkType::Full {
+                    return Err(ChunkError::NoPreviousHeader {
+                        csid,
+                        fmt: ty as u8,
+                    });
+                }
+                if self.streams.len() >= self.limits.max_chunk_streams {
+                    return Err(ChunkError::TooManyChunkStreams {
+                        max: self.limits.max_chunk_streams,
+                    });
+                }
+                self.streams.push(ChunkStream {
+                    csid,
+                    timestamp: 0,
+                    ts_field: 0,
+                    extended: false,
+                    length: 0,
+                    type_id: 0,
+                    stream_id: 0,
+                    remaining: 0,
+                    partial: BytesMut::new(),
+                });
+                let i = self.streams.len() - 1;
+                match self.low_index.get_mut(csid as usize) {
+                    Some(slot) => *slot = i as u32,
+                    None => {
+                        self.high_index.insert(csid, i);
+                    }
+                }
+                i
+            }
+        };
+        let max_len = self.limits.max_message_len;
+        let chunk_size = self.chunk_size;
+        let st = self.streams.get_mut(idx).ok_or(ChunkError::Internal)?;
+        if st.remaining > 0 {
+            // A full header in the middle of a message: tolerated only when it
+            // repeats the message's length and type (continuation).
+            if matches!(ty, ChunkType::Full | ChunkType::SameStream)
+                && (length != st.length || msg_type != st.type_id)
+            {
+                return Err(ChunkError::LengthChangedMidMessage {
+                    csid,
+                    old: st.length,
+                    new: length,
+                });
+            }
+            self.buf.advance(pos);
+            return Ok(Some((idx, st.remaining.min(chunk_size))));
+        }
+        if matches!(ty, ChunkType::Full | ChunkType::SameStream) && length > max_len {
+            return Err(ChunkError::MessageTooLong {
+                csid,
+                len: length,
+                max: max_len,
+            });
+        }
+        match ty {
+            ChunkType::Full => {
+                st.timestamp = ts_field;
+                st.length = length;
+                st.type_id = msg_type;
+                st.stream_id = stream_id;
+            }
+            ChunkType::SameStream => {
+                st.timestamp = st.timestamp.wrapping_add(ts_field);
+                st.length = length;
+                st.type_id = msg_type;
+            }
+            _ => {
+                st.timestamp = st.timestamp.wrapping_add(ts_field);
+            }
+        }
+        st.ts_field = ts_field;
+        st.extended = extended;
+        st.remaining = st.length;
+        self.buf.advance(pos);
+        Ok(Some((idx, st.remaining.min(chunk_size))))
+    }
+}

@@ -1,0 +1,904 @@
+//! The RTMP server connection machine (RTMP spec §5, §7): handshake, chunk
+//! stream, NetConnection and NetStream commands, media in from publishers
+//! and out to players.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tracing::{debug, info, warn};
+
+use super::amf::Amf0Value;
+use super::chunk::{encode_message, RawMessage};
+use super::conn::{
+    self, msg_type, Demuxer, Inbound, RawCommand, Stash, Wire, CSID_COMMAND, CSID_DATA,
+};
+use super::handshake::ServerHandshake;
+use super::message::{PeerBandwidthLimit, ProtocolControl, UserControl};
+use super::{RtmpError, OUT_CHUNK_SIZE, PLAY_STREAM_ID};
+use crate::engine::{EgressSlot, SharedFrame};
+use crate::frame::{Frame, MediaKind};
+use crate::session::CloseReason;
+use crate::time::Instant;
+
+/// Settings of a [`ServerConnection`]. Every limit is enforced; exceeding one
+/// closes the connection with a protocol error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Window Acknowledgement Size sent at connect (RTMP spec §5.4.4).
+    pub window_ack_size: u32,
+    /// Set Peer Bandwidth sent at connect (RTMP spec §5.4.5), limit type dynamic.
+    pub peer_bandwidth: u32,
+    /// Largest inbound message accepted, in bytes (the spec allows 2^24-1).
+    pub max_message_len: u32,
+    /// Largest number of message streams (createStream) open at once.
+    pub max_streams: usize,
+    /// Time allowed from accept until `connect` is answered.
+    pub handshake_timeout: Duration,
+    /// A connection that is not playing and receives nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Input buffered while a publish/play decision is pending, in bytes.
+    pub max_pending_input: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            window_ack_size: 2_500_000,
+            peer_bandwidth: 2_500_000,
+            max_message_len: 8 << 20,
+            max_streams: 8,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_pending_input: 4 << 20,
+        }
+    }
+}
+
+/// Identifies one publish or play request until the application decides on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestToken(pub u64);
+
+/// What a [`ServerConnection`] reports to its owner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    /// The peer sent `connect` and got `NetConnection.Connect.Success`
+    /// (RTMP spec §7.2.1.1).
+    Connected {
+        /// The application name, query string removed.
+        app: String,
+        /// The `tcUrl` the peer connected to (empty if it sent none).
+        tc_url: String,
+    },
+    /// The peer wants to publish (RTMP spec §7.2.2.6). Answer with
+    /// [`ServerConnection::accept_publish`] or [`ServerConnection::reject`];
+    /// input is held until then.
+    PublishRequest {
+        /// The token to answer with.
+        token: RequestToken,
+        /// The application name (query removed).
+        app: String,
+        /// The stream name (query removed).
+        stream_name: String,
+        /// The query of the app and of the stream name joined by `&`, without `?`.
+        query: String,
+    },
+    /// The peer wants to play (RTMP spec §7.2.2.1). Answer with
+    /// [`ServerConnection::accept_play`] or [`ServerConnection::reject`].
+    PlayRequest {
+        /// The token to answer with.
+        token: RequestToken,
+        /// The application name (query removed).
+        app: String,
+        /// The stream name (query removed).
+        stream_name: String,
+        /// The query of the app and of the stream name joined by `&`, without `?`.
+        query: String,
+        /// `start` argument in seconds (-2: live or recorded, -1: live only).
+        start: f64,
+        /// `duration` argument in seconds (-1: until the end).
+        duration: f64,
+        /// `reset` argument.
+        reset: bool,
+    },
+    /// A media frame from the publisher, timestamps in ms extended past the
+    /// 32-bit wrap.
+    Frame(Frame),
+    /// Stream metadata from the publisher: the AMF0 body starting with the
+    /// string `onMetaData` (`@setDataFrame` removed).
+    Metadata(Bytes),
+    /// The publisher stopped (FCUnpublish, closeStream or deleteStream).
+    Unpublished,
+    /// The player stopped (closeStream or deleteStream).
+    PlayStopped,
+    /// The connection is over; the last event.
+    Closed(CloseReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Publish,
+    Play,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    Idle,
+    Pending(RequestToken, Kind),
+    Publishing,
+    Playing,
+}
+
+#[derive(Debug)]
+struct Stream {
+    id: u32,
+    role: Role,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Handshake(Box<ServerHandshake>),
+    Connect,
+    Connected,
+    Closed,
+}
+
+/// A server-side RTMP connection, sans-IO.
+///
+/// Drive it with [`handle_input`](Self::handle_input) (bytes read from the
+/// socket; an empty slice is EOF) and [`handle_timeout`](Self::handle_timeout);
+/// drain [`poll_transmit`](Self::poll_transmit) and
+/// [`poll_event`](Self::poll_event) until `None` after each call.
+///
+/// Invariants:
+/// - at most one publish or play decision is pending at a time; while it is,
+///   input is stashed unparsed (bounded by
+///   [`ServerConfig::max_pending_input`]) so that no media of a stream is
+///   seen before its publish is accepted;
+/// - at most one stream publishes and one plays per connection, and at most
+///   [`ServerConfig::max_streams`] message streams exist;
+/// - a protocol error queues [`ServerEvent::Closed`] with the reason, logs
+///   it, and ignores all later input; what is already queued for transmit can
+///   still be drained;
+/// - media to a player on message stream [`PLAY_STREAM_ID`] is the chunk
+///   bytes cached in the frame's [`EgressSlot::Rtmp`], identical for every
+///   viewer: type-0 first chunk with the absolute timestamp,
+///   [`OUT_CHUNK_SIZE`] chunks.
+#[derive(Debug)]
+pub struct ServerConnection {
+    id: u64,
+    config: ServerConfig,
+    phase: Phase,
+    wire: Wire,
+    events: VecDeque<ServerEvent>,
+    stash: Stash,
+    streams: Vec<Stream>,
+    app: String,
+    app_query: String,
+    next_token: u64,
+    started: Instant,
+    last_input: Instant,
+    demux: Demuxer,
+    dropped_tags: u64,
+    close_reason: Option<CloseReason>,
+}
+
+impl ServerConnection {
+    /// A connection accepted at `now`. `seed` feeds the handshake randomness
+    /// and names the connection in logs.
+    pub fn new(config: ServerConfig, now: Instant, seed: u64) -> Self {
+        let wire = Wire::new(config.max_message_len);
+        ServerConnection {
+            id: seed,
+            phase: Phase::Handshake(Box::new(ServerHandshake::new(seed))),
+            wire,
+            config,
+            events: VecDeque::new(),
+            stash: Stash::default(),
+            streams: Vec::new(),
+            app: String::new(),
+            app_query: String::new(),
+            next_token: 1,
+            started: now,
+            last_input: now,
+            demux: Demuxer::default(),
+            dropped_tags: 0,
+            close_reason: None,
+        }
+    }
+
+    /// Bytes read from the peer; an empty slice means the peer closed.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        if self.is_closed() {
+            return;
+        }
+        self.last_input = now;
+        if data.is_empty() {
+            self.close(CloseReason::PeerClosed);
+            return;
+        }
+        if let Err(e) = self.input(data) {
+            self.protocol_error(e);
+        }
+    }
+
+    fn input(&mut self, data: &[u8]) -> Result<(), RtmpError> {
+        let rest = match &mut self.phase {
+            Phase::Handshake(hs) => {
+                let consumed = hs.handle_input(data)?;
+                while let Some(b) = hs.poll_transmit() {
+                    self.wire.push_raw(b);
+                }
+                if !hs.is_done() {
+                    return Ok(());
+                }
+                debug!(conn = self.id, "rtmp handshake done");
+                self.phase = Phase::Connect;
+                data.get(consumed..).unwrap_or_default()
+            }
+            Phase::Closed => return Ok(()),
+            Phase::Connect | Phase::Connected => data,
+        };
+        if rest.is_empty() {
+            return Ok(());
+        }
+        if self.pending_decision() {
+            return self.stash.push(rest, self.config.max_pending_input);
+        }
+        self.wire.feed(rest);
+        self.process()
+    }
+
+    fn pending_decision(&self) -> bool {
+        self.streams
+            .iter()
+            .any(|s| matches!(s.role, Role::Pending(..)))
+    }
+
+    /// Handles every complete message, stopping early while a decision is pending.
+    fn process(&mut self) -> Result<(), RtmpError> {
+        while !self.pending_decision() && !self.is_closed() {
+            match self.wire.next()? {
+                None => break,
+                Some(Inbound::UserControl(ev)) => {
+                    debug!(conn = self.id, ?ev, "rtmp user control event ignored");
+                }
+                Some(Inbound::Message(m)) => self.message(m)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn message(&mut self, m: RawMessage) -> Result<(), RtmpError> {
+        match m.type_id {
+            msg_type::COMMAND_AMF0 => self.command(&m, &m.payload),
+            msg_type::COMMAND_AMF3 => {
+                // AMF3 command: a format byte 0, then AMF0 values (RTMP spec §7.1.1).
+                let body = match m.payload.first() {
+                    Some(0) => m.payload.get(1..).unwrap_or_default(),
+                    _ => m.payload.as_ref(),
+                };
+                self.command(&m, body)
+            }
+            msg_type::AUDIO | msg_type::VIDEO => self.media(m),
+            msg_type::DATA_AMF0 | msg_type::DATA_AMF3 => {
+                let body = if m.type_id == msg_type::DATA_AMF3 && m.payload.first() == Some(&0) {
+                    m.payload.slice(1..)
+                } else {
+                    m.payload.clone()
+                };
+                let role = self.stream_role(m.stream_id)?;
+                if role == Role::Publishing {
+                    if let Some(md) = conn::metadata_body(&body) {
+                        debug!(conn = self.id, len = md.len(), "rtmp metadata");
+                        self.events.push_back(ServerEvent::Metadata(md));
+                    }
+                }
+                Ok(())
+            }
+            msg_type::SHARED_OBJECT_AMF0 | msg_type::SHARED_OBJECT_AMF3 | msg_type::AGGREGATE => {
+                debug!(
+                    conn = self.id,
+                    type_id = m.type_id,
+                    "rtmp message type ignored"
+                );
+                Ok(())
+            }
+            t => Err(RtmpError::Protocol(format!("unknown message type {t}"))),
+        }
+    }
+
+    fn stream_role(&self, id: u32) -> Result<Role, RtmpError> {
+        if !matches!(self.phase, Phase::Connected) {
+            return Err(RtmpError::Protocol(format!(
+                "message on stream {id} before connect"
+            )));
+        }
+        self.streams
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.role.clone())
+            .ok_or_else(|| RtmpError::Protocol(format!("message on unknown stream id {id}")))
+    }
+
+    fn media(&mut self, m: RawMessage) -> Result<(), RtmpError> {
+        let role = self.stream_role(m.stream_id)?;
+        if role != Role::Publishing {
+            debug!(
+                conn = self.id,
+                stream = m.stream_id,
+                "media on a stream that is not publishing ignored"
+            );
+            return Ok(());
+        }
+        match self.demux.demux(m.type_id, m.timestamp, &m.payload) {
+            Ok(Some(f)) => self.events.push_back(ServerEvent::Frame(f)),
+            Ok(None) => {}
+            // A tag we cannot map (e.g. MP3 audio) is dropped, not fatal.
+            Err(e) => {
+                self.dropped_tags += 1;
+                if self.dropped_tags == 1 {
+                    warn!(conn = self.id, app = %self.app, error = %e, "rtmp media tag dropped");
+                } else {
+                    debug!(conn = self.id, error = %e, "rtmp media tag dropped");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn command(&mut self, m: &RawMessage, body: &[u8]) -> Result<(), RtmpError> {
+        let cmd = RawCommand::decode(body)?;
+        let name = cmd.name.as_str();
+        if !matches!(self.phase, Phase::Connected) {
+            if name == "connect" && m.stream_id == 0 {
+                return self.connect(&cmd);
+            }
+            return Err(RtmpError::Protocol(format!(
+                "command `{name}` before connect"
+            )));
+        }
+        if m.stream_id != 0 {
+            self.stream_role(m.stream_id)?;
+        }
+        match name {
+            "connect" => Err(RtmpError::Protocol("second connect".into())),
+            "releaseStream" | "FCPublish" | "getStreamLength" | "_checkbw" => {
+                if name == "getStreamLength" {
+                    self.result(cmd.transaction_id, Amf0Value::Number(0.0));
+                } else {
+                    self.result(cmd.transaction_id, Amf0Value::Undefined);
+                }
+                Ok(())
+            }
+            "createStream" => self.create_stream(cmd.transaction_id),
+            "publish" => self.publish(m.stream_id, &cmd),
+            "play" => self.play(m.stream_id, &cmd),
+            "deleteStream" => {
+                // GStreamer's rtmp2sink sends the stream *name* here (after
+                // FCUnpublish already ended the role): ignore, don't close.
+                let Some(id) = cmd.args.get(1).and_then(Amf0Value::as_f64) else {
+                    debug!(
+                        conn = self.id,
+                        "deleteStream without a numeric stream id ignored"
+                    );
+                    return Ok(());
+                };
+                let id = id as u32;
+                self.end_role(id);
+                self.streams.retain(|s| s.id != id);
+                Ok(())
+            }
+            "closeStream" => {
+                self.end_role(m.stream_id);
+                Ok(())
+            }
+            "FCUnpublish" => {
+                if let Some(id) = self
+                    .streams
+                    .iter()
+                    .find(|s| s.role == Role::Publishing)
+                    .map(|s| s.id)
+                {
+                    self.end_role(id);
+                }
+                self.result(cmd.transaction_id, Amf0Value::Undefined);
+                Ok(())
+            }
+            _ => {
+                debug!(conn = self.id, command = name, "rtmp command ignored");
+                Ok(())
+            }
+        }
+    }
+
+    fn connect(&mut self, cmd: &RawCommand) -> Result<(), RtmpError> {
+        let obj = cmd.args.first();
+        let app = obj
+            .and_then(|o| o.get("app"))
+            .and_then(Amf0Value::as_str)
+            .ok_or_else(|| RtmpError::Protocol("connect without app".into()))?;
+        let tc_url = obj
+            .and_then(|o| o.get("tcUrl"))
+            .and_then(Amf0Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let encoding = obj
+            .and_then(|o| o.get("objectEncoding"))
+            .and_then(Amf0Value::as_f64)
+            .unwrap_or(0.0);
+        let (app, query) = conn::split_query(app);
+        self.app = app.trim_end_matches('/').to_owned();
+        self.app_query = query.to_owned();
+        self.wire
+            .send_control(&ProtocolControl::WindowAckSize(self.config.window_ack_size));
+        self.wire.send_control(&ProtocolControl::SetPeerBandwidth {
+            window: self.config.peer_bandwidth,
+            limit: PeerBandwidthLimit::Dynamic,
+        });
+        self.wire
+            .send_control(&ProtocolControl::SetChunkSize(OUT_CHUNK_SIZE));
+        let props = Amf0Value::object([
+            ("fmsVer", Amf0Value::string("FMS/3,0,1,123")),
+            ("capabilities", Amf0Value::Number(31.0)),
+        ]);
+        let info = Amf0Value::object([
+            ("level", Amf0Value::string("status")),
+            ("code", Amf0Value::string("NetConnection.Connect.Success")),
+            ("description", Amf0Value::string("Connection succeeded.")),
+            ("objectEncoding", Amf0Value::Number(encoding)),
+        ]);
+        self.send_command(
+            0,
+            &[
+                Amf0Value::string("_result"),
+                Amf0Value::Number(cmd.transaction_id),
+                props,
+                info,
+            ],
+        );
+        self.phase = Phase::Connected;
+        info!(conn = self.id, app = %self.app, tc_url = %tc_url, "rtmp connect");
+        self.events.push_back(ServerEvent::Connected {
+            app: self.app.clone(),
+            tc_url,
+        });
+        Ok(())
+    }
+
+    fn create_stream(&mut self, tid: f64) -> Result<(), RtmpError> {
+        if self.streams.len() >= self.config.max_streams {
+            return Err(RtmpError::Protocol(format!(
+                "more than {} streams on one connection",
+                self.config.max_streams
+            )));
+        }
+        let mut id = PLAY_STREAM_ID;
+        while self.streams.iter().any(|s| s.id == id) {
+            id += 1;
+        }
+        self.streams.push(Stream {
+            id,
+            role: Role::Idle,
+        });
+        self.result(tid, Amf0Value::Number(f64::from(id)));
+        Ok(())
+    }
+
+    fn request_name(
+        &self,
+        stream_id: u32,
+        cmd: &RawCommand,
+        kind: Kind,
+    ) -> Result<(String, String), RtmpError> {
+        if stream_id == 0 {
+            return Err(RtmpError::Protocol(format!("{kind:?} on stream 0")));
+        }
+        let role = self.stream_role(stream_id)?;
+        if role != Role::Idle {
+            return Err(RtmpError::Protocol(format!(
+                "{kind:?} on stream {stream_id} which is busy"
+            )));
+        }
+        let want = match kind {
+            Kind::Publish => Role::Publishing,
+            Kind::Play => Role::Playing,
+        };
+        if self.streams.iter().any(|s| s.role == want) {
+            return Err(RtmpError::Protocol(format!(
+                "second {kind:?} on one connection"
+            )));
+        }
+        let raw = cmd
+            .args
+            .get(1)
+            .and_then(Amf0Value::as_str)
+            .ok_or_else(|| RtmpError::Protocol(format!("{kind:?} without a stream name")))?;
+        let (name, query) = conn::split_query(raw);
+        let query = match (self.app_query.is_empty(), query.is_empty()) {
+            (true, _) => query.to_owned(),
+            (false, true) => self.app_query.clone(),
+            (false, false) => format!("{}&{}", self.app_query, query),
+        };
+        Ok((name.to_owned(), query))
+    }
+
+    fn set_role(&mut self, id: u32, role: Role) {
+        if let Some(s) = self.streams.iter_mut().find(|s| s.id == id) {
+            s.role = role;
+        }
+    }
+
+    fn publish(&mut self, stream_id: u32, cmd: &RawCommand) -> Result<(), RtmpError> {
+        let (stream_name, query) = self.request_name(stream_id, cmd, Kind::Publish)?;
+        let token = RequestToken(self.next_token);
+        self.next_token += 1;
+        self.set_role(stream_id, Role::Pending(token, Kind::Publish));
+        info!(conn = self.id, app = %self.app, stream = %stream_name, "rtmp publish request");
+        self.events.push_back(ServerEvent::PublishRequest {
+            token,
+            app: self.app.clone(),
+            stream_name,
+            query,
+        });
+        Ok(())
+    }
+
+    fn play(&mut self, stream_id: u32, cmd: &RawCommand) -> Result<(), RtmpError> {
+        let (stream_name, query) = self.request_name(stream_id, cmd, Kind::Play)?;
+        let start = cmd.args.get(2).and_then(Amf0Value::as_f64).unwrap_or(-2.0);
+        let duration = cmd.args.get(3).and_then(Amf0Value::as_f64).unwrap_or(-1.0);
+        let reset = cmd.args.get(4).and_then(Amf0Value::as_bool).unwrap_or(true);
+        let token = RequestToken(self.next_token);
+        self.next_token += 1;
+        self.set_role(stream_id, Role::Pending(token, Kind::Play));
+        info!(conn = self.id, app = %self.app, stream = %stream_name, "rtmp play request");
+        self.events.push_back(ServerEvent::PlayRequest {
+            token,
+            app: self.app.clone(),
+            stream_name,
+            query,
+            start,
+            duration,
+            reset,
+        });
+        Ok(())
+    }
+
+    /// Ends whatever stream `id` does (publishing or playing) and reports it.
+    fn end_role(&mut self, id: u32) {
+        let Some(s) = self.streams.iter_mut().find(|s| s.id == id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut s.role, Role::Idle);
+        match old {
+            Role::Publishing => {
+                info!(conn = self.id, stream = id, "rtmp unpublish");
+                self.on_status(
+                    id,
+                    "status",
+                    "NetStream.Unpublish.Success",
+                    "Stop publishing.",
+                );
+                self.events.push_back(ServerEvent::Unpublished);
+            }
+            Role::Playing => {
+                info!(conn = self.id, stream = id, "rtmp play stopped");
+                self.events.push_back(ServerEvent::PlayStopped);
+            }
+            Role::Idle | Role::Pending(..) => {}
+        }
+    }
+
+    fn find_pending(&self, token: RequestToken) -> Option<(u32, Kind)> {
+        self.streams.iter().find_map(|s| match s.role {
+            Role::Pending(t, k) if t == token => Some((s.id, k)),
+            _ => None,
+        })
+    }
+
+    /// Accepts a [`ServerEvent::PublishRequest`]: replies
+    /// `NetStream.Publish.Start` and resumes reading input.
+    pub fn accept_publish(&mut self, token: RequestToken) {
+        let Some((id, Kind::Publish)) = self.find_pending(token) else {
+            debug!(
+                conn = self.id,
+                ?token,
+                "accept_publish for no pending publish"
+            );
+            return;
+        };
+        self.set_role(id, Role::Publishing);
+        self.wire.send_user_control(&UserControl::StreamBegin(id));
+        self.on_status(id, "status", "NetStream.Publish.Start", "Start publishing.");
+        self.resume();
+    }
+
+    /// Accepts a [`ServerEvent::PlayRequest`]: sends StreamBegin,
+    /// `NetStream.Play.Reset`, `NetStream.Play.Start` and `|RtmpSampleAccess`
+    /// (RTMP spec §7.2.2.1). Feed metadata with
+    /// [`send_metadata`](Self::send_metadata), then frames with
+    /// [`send_frame`](Self::send_frame).
+    pub fn accept_play(&mut self, token: RequestToken) {
+        let Some((id, Kind::Play)) = self.find_pending(token) else {
+            debug!(conn = self.id, ?token, "accept_play for no pending play");
+            return;
+        };
+        self.set_role(id, Role::Playing);
+        self.wire.send_user_control(&UserControl::StreamBegin(id));
+        self.on_status(
+            id,
+            "status",
+            "NetStream.Play.Reset",
+            "Playing and resetting.",
+        );
+        self.on_status(id, "status", "NetStream.Play.Start", "Started playing.");
+        let access = super::amf::encode_values(&[
+            Amf0Value::string("|RtmpSampleAccess"),
+            Amf0Value::Boolean(true),
+            Amf0Value::Boolean(true),
+        ]);
+        self.wire
+            .send(CSID_DATA, 0, msg_type::DATA_AMF0, id, access);
+        self.resume();
+    }
+
+    /// Refuses a pending request with `reason`: `NetStream.Publish.BadName`
+    /// for a publish, `NetStream.Play.StreamNotFound` for a play; then the
+    /// connection closes with [`CloseReason::Rejected`].
+    pub fn reject(&mut self, token: RequestToken, reason: &str) {
+        let Some((id, kind)) = self.find_pending(token) else {
+            debug!(conn = self.id, ?token, "reject for no pending request");
+            return;
+        };
+        let code = match kind {
+            Kind::Publish => "NetStream.Publish.BadName",
+            Kind::Play => "NetStream.Play.StreamNotFound",
+        };
+        self.reject_with_code(token, code, reason);
+        let _ = id;
+    }
+
+    /// Refuses a pending request with an explicit onStatus `code` (e.g.
+    /// `NetStream.Publish.Denied`) and `reason`, then closes.
+    pub fn reject_with_code(&mut self, token: RequestToken, code: &str, reason: &str) {
+        let Some((id, _)) = self.find_pending(token) else {
+            return;
+        };
+        self.set_role(id, Role::Idle);
+        warn!(conn = self.id, app = %self.app, code, reason, "rtmp request rejected");
+        self.on_status(id, "error", code, reason);
+        self.stash.take();
+        self.close(CloseReason::Rejected(reason.to_owned()));
+    }
+
+    fn resume(&mut self) {
+        if self.stash.is_empty() {
+            if let Err(e) = self.process() {
+                self.protocol_error(e);
+            }
+            return;
+        }
+        let data = self.stash.take();
+        self.wire.feed(&data);
+        if let Err(e) = self.process() {
+            self.protocol_error(e);
+        }
+    }
+
+    fn playing_stream(&self) -> Option<u32> {
+        self.streams
+            .iter()
+            .find(|s| s.role == Role::Playing)
+            .map(|s| s.id)
+    }
+
+    /// Whether a stream is playing (frames passed to
+    /// [`send_frame`](Self::send_frame) are sent).
+    pub fn is_playing(&self) -> bool {
+        self.playing_stream().is_some() && !self.is_closed()
+    }
+
+    /// Sends the stream's metadata (an AMF0 body starting with `onMetaData`)
+    /// to the player.
+    pub fn send_metadata(&mut self, metadata: &Bytes) {
+        if let (Some(id), false) = (self.playing_stream(), self.is_closed()) {
+            self.wire
+                .send(CSID_DATA, 0, msg_type::DATA_AMF0, id, metadata.clone());
+        }
+    }
+
+    /// Sends one frame to the player. On message stream [`PLAY_STREAM_ID`]
+    /// this queues the chunk bytes cached in the frame (built once per stream
+    /// by [`egress_chunks`]); otherwise the chunks are built for this
+    /// connection. Ignored when nothing plays.
+    pub fn send_frame(&mut self, frame: &SharedFrame) {
+        let Some(id) = self.playing_stream() else {
+            return;
+        };
+        if self.is_closed() {
+            return;
+        }
+        let bytes = if id == PLAY_STREAM_ID {
+            frame.egress(EgressSlot::Rtmp, egress_chunks)
+        } else {
+            build_chunks(&frame.frame, id)
+        };
+        self.wire.push_raw(bytes);
+    }
+
+    /// The publisher of the played stream ended: sends StreamEOF and
+    /// `NetStream.Play.UnpublishNotify`; later frames are ignored.
+    pub fn end_play(&mut self) {
+        let Some(id) = self.playing_stream() else {
+            return;
+        };
+        if self.is_closed() {
+            return;
+        }
+        self.set_role(id, Role::Idle);
+        info!(conn = self.id, stream = id, "rtmp play ended by publisher");
+        self.wire.send_user_control(&UserControl::StreamEof(id));
+        self.on_status(
+            id,
+            "status",
+            "NetStream.Play.UnpublishNotify",
+            "Stream unpublished.",
+        );
+    }
+
+    fn on_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
+        let info = Amf0Value::object([
+            ("level", Amf0Value::string(level)),
+            ("code", Amf0Value::string(code)),
+            ("description", Amf0Value::string(description)),
+        ]);
+        self.send_command(
+            stream_id,
+            &[
+                Amf0Value::string("onStatus"),
+                Amf0Value::Number(0.0),
+                Amf0Value::Null,
+                info,
+            ],
+        );
+    }
+
+    fn result(&mut self, tid: f64, value: Amf0Value) {
+        if tid == 0.0 {
+            return;
+        }
+        self.send_command(
+            0,
+            &[
+                Amf0Value::string("_result"),
+                Amf0Value::Number(tid),
+                Amf0Value::Null,
+                value,
+            ],
+        );
+    }
+
+    fn send_command(&mut self, stream_id: u32, values: &[Amf0Value]) {
+        let body = super::amf::encode_values(values);
+        self.wire
+            .send(CSID_COMMAND, 0, msg_type::COMMAND_AMF0, stream_id, body);
+    }
+
+    /// Timers: handshake/connect deadline and idle timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        if !matches!(self.phase, Phase::Connected)
+            && now >= self.started + self.config.handshake_timeout
+        {
+            warn!(conn = self.id, "rtmp handshake/connect timed out");
+            self.close(CloseReason::IdleTimeout);
+            return;
+        }
+        if self.playing_stream().is_none() && now >= self.last_input + self.config.idle_timeout {
+            info!(conn = self.id, app = %self.app, "rtmp idle timeout");
+            self.close(CloseReason::IdleTimeout);
+        }
+    }
+
+    /// The next deadline for [`handle_timeout`](Self::handle_timeout).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_closed() {
+            return None;
+        }
+        let idle =
+            (self.playing_stream().is_none()).then(|| self.last_input + self.config.idle_timeout);
+        let hs = (!matches!(self.phase, Phase::Connected))
+            .then(|| self.started + self.config.handshake_timeout);
+        match (idle, hs) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next buffer to write to the socket.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.wire.poll_transmit()
+    }
+
+    /// Bytes queued for transmit and not yet polled.
+    pub fn pending_transmit(&self) -> usize {
+        self.wire.pending()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// The local side ends the connection.
+    pub fn shutdown(&mut self) {
+        if !self.is_closed() {
+            info!(conn = self.id, app = %self.app, "rtmp connection shut down");
+            self.close(CloseReason::LocalShutdown);
+        }
+    }
+
+    /// Media tags dropped because they could not be mapped to frames.
+    pub fn dropped_tags(&self) -> u64 {
+        self.dropped_tags
+    }
+
+    /// Whether the connection is over.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Why the connection closed.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.close_reason.as_ref()
+    }
+
+    fn protocol_error(&mut self, e: RtmpError) {
+        warn!(conn = self.id, app = %self.app, error = %e, "rtmp protocol error, closing");
+        self.close(CloseReason::ProtocolError(e.to_string()));
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if self.is_closed() {
+            return;
+        }
+        let ids: Vec<u32> = self.streams.iter().map(|s| s.id).collect();
+        for id in ids {
+            self.end_role(id);
+        }
+        self.phase = Phase::Closed;
+        debug!(conn = self.id, %reason, "rtmp connection closed");
+        self.close_reason = Some(reason.clone());
+        self.events.push_back(ServerEvent::Closed(reason));
+    }
+}
+
+/// Builds the chunked RTMP message for `frame` on message stream
+/// [`PLAY_STREAM_ID`]: the form cached in [`EgressSlot::Rtmp`] and shared by
+/// every viewer (RTMP spec §5.3: type-0 first chunk with the absolute
+/// timestamp, then type-3 chunks of [`OUT_CHUNK_SIZE`]). Empty when the codec
+/// has no FLV mapping.
+pub fn egress_chunks(frame: &Frame) -> Bytes {
+    build_chunks(frame, PLAY_STREAM_ID)
+}
+
+fn build_chunks(frame: &Frame, stream_id: u32) -> Bytes {
+    let body = conn::mux(frame);
+    let (csid, type_id) = match frame.kind() {
+        MediaKind::Audio => (conn::CSID_AUDIO, msg_type::AUDIO),
+        MediaKind::Video => (conn::CSID_VIDEO, msg_type::VIDEO),
+    };
+    // RTMP timestamps are 32-bit ms and wrap (RTMP spec §5.3.1.1).
+    let ts = frame.dts_in(1000) as u32;
+    let msg = RawMessage {
+        csid,
+        timestamp: ts,
+        type_id,
+        stream_id,
+        payload: body,
+    };
+    encode_message(&msg, OUT_CHUNK_SIZE).unwrap_or_default()
+}

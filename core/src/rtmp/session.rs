@@ -1,0 +1,313 @@
+//! Engine glue: an RTMP [`ServerConnection`] joined to the [`Engine`] and an
+//! [`Admission`] policy, behind the runtime-free [`StreamSession`] shape that
+//! every adapter drives.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tracing::{debug, info, warn};
+
+use super::server::{RequestToken, ServerConfig, ServerConnection, ServerEvent};
+use crate::admission::{Admission, AdmissionKind, AdmissionRequest, AllowAll};
+use crate::engine::{Engine, Publisher, Recv, Signal, StreamKey, SubscribeError, Subscriber};
+use crate::session::{CloseReason, SessionFactory, StreamSession};
+use crate::time::Instant;
+
+/// Output a player may have queued before [`RtmpSession::handle_media`]
+/// stops pulling frames from the engine (1 MiB): a slow socket leaves frames
+/// in the engine's ring, where the subscriber skips to the next keyframe.
+pub const MAX_PENDING_OUTPUT: usize = 1 << 20;
+
+/// Builds an [`RtmpSession`] per accepted TCP connection.
+#[derive(Clone)]
+pub struct RtmpSessionFactory {
+    engine: Engine,
+    admission: Arc<dyn Admission>,
+    config: ServerConfig,
+}
+
+impl core::fmt::Debug for RtmpSessionFactory {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RtmpSessionFactory")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RtmpSessionFactory {
+    /// Sessions publishing to and playing from `engine`, admitting through
+    /// `admission`.
+    pub fn new(engine: Engine, admission: Arc<dyn Admission>) -> Self {
+        RtmpSessionFactory {
+            engine,
+            admission,
+            config: ServerConfig::default(),
+        }
+    }
+
+    /// Sessions that admit every request.
+    pub fn allow_all(engine: Engine) -> Self {
+        Self::new(engine, Arc::new(AllowAll))
+    }
+
+    /// Uses `config` for new connections.
+    pub fn with_config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// A session for a connection from `peer` (also usable without the trait).
+    pub fn session(&self, peer: SocketAddr, now: Instant, seed: u64) -> RtmpSession {
+        RtmpSession {
+            conn: ServerConnection::new(self.config.clone(), now, seed),
+            engine: self.engine.clone(),
+            admission: self.admission.clone(),
+            peer,
+            publisher: None,
+            subscriber: None,
+        }
+    }
+}
+
+impl SessionFactory for RtmpSessionFactory {
+    fn new_session(&self, peer: SocketAddr, now: Instant, seed: u64) -> Box<dyn StreamSession> {
+        Box::new(self.session(peer, now, seed))
+    }
+}
+
+/// One RTMP connection joined to the engine.
+///
+/// On a publish request it asks the [`Admission`], then
+/// [`Engine::publish`]; a refusal answers `NetStream.Publish.BadName` with
+/// the reason and closes. On a play request it asks the admission, then
+/// [`Engine::subscribe`]; an unknown stream answers
+/// `NetStream.Play.StreamNotFound`. Stream key: app = the RTMP app, name =
+/// the stream name, both without their query; the query goes to admission.
+///
+/// Invariant: frames are pulled from the subscriber only while less than
+/// [`MAX_PENDING_OUTPUT`] bytes wait in the machine.
+pub struct RtmpSession {
+    conn: ServerConnection,
+    engine: Engine,
+    admission: Arc<dyn Admission>,
+    peer: SocketAddr,
+    publisher: Option<Publisher>,
+    subscriber: Option<Subscriber>,
+}
+
+impl core::fmt::Debug for RtmpSession {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RtmpSession")
+            .field("peer", &self.peer)
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RtmpSession {
+    /// The protocol machine inside.
+    pub fn connection(&self) -> &ServerConnection {
+        &self.conn
+    }
+
+    /// Whether this session publishes a stream right now.
+    pub fn is_publishing(&self) -> bool {
+        self.publisher.is_some()
+    }
+
+    /// Whether this session plays a stream right now.
+    pub fn is_playing(&self) -> bool {
+        self.subscriber.is_some()
+    }
+
+    fn admit(
+        &self,
+        kind: AdmissionKind,
+        app: &str,
+        stream_name: &str,
+        query: String,
+    ) -> Result<StreamKey, String> {
+        let key = StreamKey::new(app, stream_name)
+            .map_err(|e| format!("bad stream key `{app}/{stream_name}`: {e}"))?;
+        let req = AdmissionRequest {
+            protocol: "rtmp",
+            kind,
+            key: key.clone(),
+            query,
+            peer: self.peer,
+        };
+        self.admission.admit(&req)?;
+        Ok(key)
+    }
+
+    fn events(&mut self) {
+        while let Some(ev) = self.conn.poll_event() {
+            match ev {
+                ServerEvent::Connected { app, tc_url } => {
+                    debug!(peer = %self.peer, %app, %tc_url, "rtmp session connected");
+                }
+                ServerEvent::PublishRequest {
+                    token,
+                    app,
+                    stream_name,
+                    query,
+                } => self.on_publish(token, &app, &stream_name, query),
+                ServerEvent::PlayRequest {
+                    token,
+                    app,
+                    stream_name,
+                    query,
+                    ..
+                } => self.on_play(token, &app, &stream_name, query),
+                ServerEvent::Frame(f) => {
+                    if let Some(p) = &mut self.publisher {
+                        p.send(f);
+                    }
+                }
+                ServerEvent::Metadata(m) => {
+                    if let Some(p) = &mut self.publisher {
+                        p.set_metadata(m);
+                    }
+                }
+                ServerEvent::Unpublished => {
+                    if let Some(p) = self.publisher.take() {
+                        info!(peer = %self.peer, stream = %p.key(), "rtmp publish ended");
+                    }
+                }
+                ServerEvent::PlayStopped => {
+                    if let Some(s) = self.subscriber.take() {
+                        info!(peer = %self.peer, stream = %s.key(), "rtmp play ended");
+                    }
+                }
+                ServerEvent::Closed(reason) => {
+                    info!(peer = %self.peer, %reason, "rtmp session closed");
+                    self.publisher = None;
+                    self.subscriber = None;
+                }
+            }
+        }
+    }
+
+    fn on_publish(&mut self, token: RequestToken, app: &str, stream_name: &str, query: String) {
+        let key = match self.admit(AdmissionKind::Publish, app, stream_name, query) {
+            Ok(k) => k,
+            Err(reason) => {
+                warn!(peer = %self.peer, %app, stream = %stream_name, %reason, "rtmp publish refused");
+                self.conn.reject(token, &reason);
+                return;
+            }
+        };
+        match self.engine.publish(key.clone()) {
+            Ok(p) => {
+                info!(peer = %self.peer, stream = %key, "rtmp publish started");
+                self.publisher = Some(p);
+                self.conn.accept_publish(token);
+            }
+            Err(e) => {
+                warn!(peer = %self.peer, stream = %key, reason = %e, "rtmp publish refused by engine");
+                self.conn.reject(token, &e.to_string());
+            }
+        }
+    }
+
+    fn on_play(&mut self, token: RequestToken, app: &str, stream_name: &str, query: String) {
+        let key = match self.admit(AdmissionKind::Play, app, stream_name, query) {
+            Ok(k) => k,
+            Err(reason) => {
+                warn!(peer = %self.peer, %app, stream = %stream_name, %reason, "rtmp play refused");
+                self.conn
+                    .reject_with_code(token, "NetStream.Play.Failed", &reason);
+                return;
+            }
+        };
+        match self.engine.subscribe(&key) {
+            Ok(sub) => {
+                info!(peer = %self.peer, stream = %key, "rtmp play started");
+                self.conn.accept_play(token);
+                if let Some(md) = sub.metadata() {
+                    self.conn.send_metadata(&md);
+                }
+                self.subscriber = Some(sub);
+                self.pull();
+            }
+            Err(e) => {
+                let code = match e {
+                    SubscribeError::NotFound(_) | SubscribeError::UnknownApp(_) => {
+                        "NetStream.Play.StreamNotFound"
+                    }
+                    SubscribeError::TooManySubscribers(..) => "NetStream.Play.Failed",
+                };
+                info!(peer = %self.peer, stream = %key, reason = %e, "rtmp play refused by engine");
+                self.conn.reject_with_code(token, code, &e.to_string());
+            }
+        }
+    }
+
+    /// Moves frames from the subscriber into the machine while output is small.
+    fn pull(&mut self) {
+        let Some(sub) = &mut self.subscriber else {
+            return;
+        };
+        while self.conn.pending_transmit() < MAX_PENDING_OUTPUT {
+            match sub.recv() {
+                Recv::Frame(f) => self.conn.send_frame(&f),
+                Recv::Empty => break,
+                Recv::End => {
+                    info!(peer = %self.peer, stream = %sub.key(), "rtmp played stream ended");
+                    self.conn.end_play();
+                    self.subscriber = None;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Feeds `metadata` of the played stream again (e.g. after it changed).
+    pub fn send_metadata(&mut self, metadata: &Bytes) {
+        self.conn.send_metadata(metadata);
+    }
+}
+
+impl StreamSession for RtmpSession {
+    fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.conn.handle_input(now, data);
+        self.events();
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.conn.handle_timeout(now);
+        self.events();
+    }
+
+    fn handle_media(&mut self, _now: Instant) {
+        self.pull();
+        self.events();
+    }
+
+    fn poll_transmit(&mut self, out: &mut Vec<Bytes>) -> usize {
+        let mut n = 0;
+        while let Some(b) = self.conn.poll_transmit() {
+            n += b.len();
+            out.push(b);
+        }
+        n
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.conn.poll_timeout()
+    }
+
+    fn media_signal(&self) -> Option<Signal> {
+        self.subscriber.as_ref().map(Subscriber::signal)
+    }
+
+    fn close_reason(&self) -> Option<&CloseReason> {
+        self.conn.close_reason()
+    }
+
+    fn close(&mut self, _now: Instant) {
+        self.conn.shutdown();
+        self.events();
+    }
+}

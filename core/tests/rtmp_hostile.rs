@@ -1,0 +1,277 @@
+//! Hostile input: each bad connection closes with a protocol-error reason,
+//! while a concurrent publish/play pair on the same engine keeps working.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod rtmp_util;
+
+use arcly::rtmp::chunk::{encode_message, RawMessage};
+use arcly::rtmp::{
+    ClientEvent, ClientMode, RtmpSessionFactory, ServerConfig, ServerConnection, ServerEvent,
+};
+use arcly::session::{CloseReason, StreamSession};
+use arcly::Engine;
+use bytes::{BufMut, Bytes, BytesMut};
+use rtmp_util::raw;
+use rtmp_util::*;
+
+/// Feeds `input` to a fresh session (after a valid handshake if
+/// `handshake`); returns its close reason text.
+fn run_hostile(factory: &RtmpSessionFactory, port: u16, handshake: bool, input: &[u8]) -> String {
+    let mut s = factory.session(peer(port), at(0), u64::from(port));
+    if handshake {
+        raw::handshake(&mut s, at(0));
+        assert!(s.close_reason().is_none());
+    }
+    s.handle_input(at(1), input);
+    let mut out = Vec::new();
+    s.poll_transmit(&mut out);
+    match s.close_reason() {
+        Some(CloseReason::ProtocolError(r)) => r.clone(),
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+}
+
+fn set_chunk_size_raw(size: u32) -> Bytes {
+    raw::message(2, 0, 1, 0, Bytes::copy_from_slice(&size.to_be_bytes()))
+}
+
+/// A connect whose command object nests `depth` objects.
+fn amf_bomb(depth: usize) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_u8(0x02);
+    b.put_u16(7);
+    b.put_slice(b"connect");
+    b.put_u8(0x00);
+    b.put_f64(1.0);
+    for _ in 0..depth {
+        b.put_u8(0x03); // object
+        b.put_u16(1);
+        b.put_slice(b"a");
+    }
+    b.put_u8(0x05);
+    raw::message(3, 0, 20, 0, b.freeze())
+}
+
+#[test]
+fn hostile_connections_close_with_a_reason_and_others_are_unaffected() {
+    let engine = Engine::with_defaults();
+    let factory = RtmpSessionFactory::allow_all(engine.clone());
+
+    // The healthy pair.
+    let mut pc = client("rtmp://localhost/live/cam", ClientMode::Publish, 1);
+    let mut ps = factory.session(peer(1), at(0), 1);
+    assert!(pump(&mut pc, &mut ps, at(1)).contains(&ClientEvent::Publishing));
+    let all = stream(200, 25, 0);
+    for f in &all[..50] {
+        pc.send_frame(f).unwrap();
+    }
+    pump(&mut pc, &mut ps, at(1));
+    let mut vc = client("rtmp://localhost/live/cam", ClientMode::Play, 2);
+    let mut vs = factory.session(peer(2), at(0), 2);
+    let mut got = frames(&pump(&mut vc, &mut vs, at(1)));
+    assert!(!got.is_empty());
+
+    let mut reasons = Vec::new();
+    // Garbage instead of C0+C1.
+    reasons.push((
+        "garbage handshake",
+        run_hostile(&factory, 10, false, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ));
+    // Set Chunk Size 0 and one with the reserved top bit (> 2^31-1).
+    reasons.push((
+        "chunk size 0",
+        run_hostile(&factory, 11, true, &set_chunk_size_raw(0)),
+    ));
+    reasons.push((
+        "chunk size huge",
+        run_hostile(&factory, 12, true, &set_chunk_size_raw(0x8000_0000)),
+    ));
+    // A header announcing a message beyond the limit (16 MiB - 1 > 8 MiB).
+    let mut long = BytesMut::new();
+    long.put_slice(&[0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 20, 0, 0, 0, 0]);
+    long.put_slice(&[0u8; 64]);
+    reasons.push(("message too long", run_hostile(&factory, 13, true, &long)));
+    // A type-1 chunk on a chunk stream that never had a type-0 header.
+    reasons.push((
+        "unknown chunk stream",
+        run_hostile(
+            &factory,
+            14,
+            true,
+            &[0x49, 0, 0, 0, 0, 0, 4, 20, 1, 2, 3, 4],
+        ),
+    ));
+    // A type-3 chunk before any header.
+    reasons.push((
+        "type-3 first",
+        run_hostile(&factory, 15, true, &[0xC3, 1, 2, 3, 4]),
+    ));
+    // AMF nesting bomb in connect.
+    reasons.push((
+        "amf bomb",
+        run_hostile(&factory, 16, true, &amf_bomb(10_000)),
+    ));
+    // publish before connect.
+    let mut p = BytesMut::new();
+    p.put_slice(&raw::create_stream(2.0));
+    p.put_slice(&raw::publish(1, "cam2"));
+    reasons.push((
+        "publish before connect",
+        run_hostile(&factory, 17, true, &p),
+    ));
+    // Media on a stream id that was never created.
+    let mut m = BytesMut::new();
+    m.put_slice(&raw::connect("live"));
+    m.put_slice(&raw::message(
+        7,
+        0,
+        9,
+        5,
+        Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]),
+    ));
+    reasons.push(("unknown stream id", run_hostile(&factory, 18, true, &m)));
+    // Too many streams on one connection.
+    let mut m = BytesMut::new();
+    m.put_slice(&raw::connect("live"));
+    for i in 0..20 {
+        m.put_slice(&raw::create_stream(f64::from(2 + i)));
+    }
+    reasons.push(("too many streams", run_hostile(&factory, 19, true, &m)));
+
+    let expect = [
+        ("garbage handshake", "version"),
+        ("chunk size 0", "chunk size 0"),
+        ("chunk size huge", "chunk size 2147483648"),
+        ("message too long", "exceeds the limit"),
+        ("unknown chunk stream", "before any type 0 header"),
+        ("type-3 first", "before any type 0 header"),
+        ("amf bomb", "nested deeper"),
+        ("publish before connect", "before connect"),
+        ("unknown stream id", "unknown stream id 5"),
+        ("too many streams", "more than 8 streams"),
+    ];
+    for ((name, reason), (ename, needle)) in reasons.iter().zip(expect) {
+        assert_eq!(*name, ename);
+        assert!(
+            reason.contains(needle),
+            "{name}: reason `{reason}` lacks `{needle}`"
+        );
+    }
+
+    // The healthy pair is unaffected: every later frame arrives.
+    for f in &all[50..] {
+        pc.send_frame(f).unwrap();
+    }
+    pump(&mut pc, &mut ps, at(2));
+    got.extend(frames(&pump(&mut vc, &mut vs, at(2))));
+    assert!(ps.close_reason().is_none() && vs.close_reason().is_none());
+    let last = got.len();
+    assert_eq!(&got[last - 150..], &all[50..]);
+    assert_eq!(engine.streams().len(), 1);
+}
+
+#[test]
+fn type3_chunks_with_extended_timestamp_both_styles() {
+    // Server machine directly; raw chunks after connect/createStream/publish.
+    for repeat_extended in [true, false] {
+        let mut s = ServerConnection::new(ServerConfig::default(), at(0), 3);
+        let mut hs = arcly::rtmp::handshake::ClientHandshake::new(
+            1,
+            arcly::rtmp::handshake::HandshakeMode::Simple,
+        );
+        s.handle_input(at(0), &hs.poll_transmit().unwrap());
+        let mut sb = Vec::new();
+        while let Some(b) = s.poll_transmit() {
+            sb.extend_from_slice(&b);
+        }
+        hs.handle_input(&sb).unwrap();
+        s.handle_input(at(0), &hs.poll_transmit().unwrap());
+        let mut input = BytesMut::new();
+        input.put_slice(&raw::connect("live"));
+        input.put_slice(&raw::create_stream(2.0));
+        input.put_slice(&raw::publish(1, "ext"));
+        s.handle_input(at(1), &input);
+        let mut token = None;
+        while let Some(e) = s.poll_event() {
+            if let ServerEvent::PublishRequest { token: t, .. } = e {
+                token = Some(t);
+            }
+        }
+        s.accept_publish(token.unwrap());
+
+        let ts: u32 = 0x0123_4567; // needs the extended timestamp field
+        let config = video_config(i64::from(ts));
+        let body = arcly::rtmp::flv::frame_to_tag_body(&config);
+        let frame = video_frame(0, i64::from(ts) + 40, true, 700);
+        let fbody = arcly::rtmp::flv::frame_to_tag_body(&frame);
+        let mut input = BytesMut::new();
+        input.put_slice(
+            &encode_message(
+                &RawMessage {
+                    csid: 7,
+                    timestamp: ts,
+                    type_id: 9,
+                    stream_id: 1,
+                    payload: body,
+                },
+                128,
+            )
+            .unwrap(),
+        );
+        // The frame: type-0 with extended timestamp, then type-3 chunks that
+        // repeat it (spec, FMS) or omit it (some encoders).
+        let fts = ts + 40;
+        let mut first = true;
+        for piece in fbody.chunks(128) {
+            if first {
+                input.put_slice(&[0x07, 0xFF, 0xFF, 0xFF]);
+                input.put_uint(fbody.len() as u64, 3);
+                input.put_u8(9);
+                input.put_u32_le(1);
+                input.put_u32(fts);
+                first = false;
+            } else {
+                input.put_u8(0xC7);
+                if repeat_extended {
+                    input.put_u32(fts);
+                }
+            }
+            input.put_slice(piece);
+        }
+        s.handle_input(at(2), &input);
+        let got: Vec<_> = std::iter::from_fn(|| s.poll_event())
+            .filter_map(|e| match e {
+                ServerEvent::Frame(f) => Some(f),
+                ServerEvent::Closed(r) => panic!("closed: {r}"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![config.clone(), frame.clone()],
+            "repeat_extended={repeat_extended}"
+        );
+    }
+}
+
+#[test]
+fn handshake_timeout_and_idle_timeout_close() {
+    let factory =
+        RtmpSessionFactory::allow_all(Engine::with_defaults()).with_config(ServerConfig {
+            handshake_timeout: std::time::Duration::from_secs(5),
+            ..ServerConfig::default()
+        });
+    let mut s = factory.session(peer(30), at(0), 30);
+    s.handle_input(at(10), &[3]); // only C0
+    let t = s.poll_timeout().unwrap();
+    assert_eq!(t, at(5000));
+    s.handle_timeout(at(4999));
+    assert!(s.close_reason().is_none());
+    s.handle_timeout(t);
+    assert_eq!(s.close_reason(), Some(&CloseReason::IdleTimeout));
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Runs every arcly test on a fresh Debian machine:
+#   1. installs the interop tools if missing (ffmpeg, GStreamer with the
+#      rtmp2, x264, libav plugins) with apt-get;
+#   2. cargo fmt --check, cargo clippy -D warnings;
+#   3. builds the `arcly` binary (the binary smoke tests run it);
+#   4. cargo test --workspace (unit, loom/proptest, interop with real clients);
+#   5. fuzz smoke runs, when cargo-fuzz and a nightly toolchain are available.
+# Exits non-zero on the first failure. CI (.ci/run) calls this same script.
+#
+# Environment:
+#   CI=true            interop tests fail (never skip) when a tool is missing
+#   CARGO_TARGET_DIR   where cargo builds (default: ./target)
+#   ARCLY_TEST_ECHO=1  echo every line the external clients print
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+T0=$(date +%s)
+declare -a TIMES=()
+
+section() {
+    printf '\n==== %s ====  [%s, +%ss]\n' "$*" "$(date -u +%H:%M:%S)" "$(( $(date +%s) - T0 ))"
+}
+
+timed() {
+    # timed LABEL CMD...: runs CMD, records its duration under LABEL.
+    local label=$1; shift
+    local s; s=$(date +%s)
+    "$@"
+    TIMES+=("$(printf '%-34s %5ss' "$label" "$(( $(date +%s) - s ))")")
+}
+
+# ---------------------------------------------------------------------------
+section "1/5 system packages (ffmpeg, GStreamer)"
+need=()
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
+command -v gst-launch-1.0 >/dev/null 2>&1 || need+=(gstreamer1.0-tools)
+gst_has() { command -v gst-inspect-1.0 >/dev/null 2>&1 && gst-inspect-1.0 --exists "$1" >/dev/null 2>&1; }
+gst_has videotestsrc || need+=(gstreamer1.0-plugins-base)
+gst_has flvmux       || need+=(gstreamer1.0-plugins-good)
+gst_has rtmp2sink    || need+=(gstreamer1.0-plugins-bad)
+gst_has x264enc      || need+=(gstreamer1.0-plugins-ugly)
+gst_has avdec_h264   || need+=(gstreamer1.0-libav)
+command -v stdbuf >/dev/null 2>&1 || need+=(coreutils)
+if ((${#need[@]})); then
+    # Deduplicate; one install for everything missing.
+    mapfile -t need < <(printf '%s\n' "${need[@]}" gstreamer1.0-plugins-base | sort -u)
+    echo "installing: ${need[*]}"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+else
+    echo "all present: $(ffmpeg -version | head -1 | cut -d' ' -f1-3); $(gst-launch-1.0 --version | head -1)"
+fi
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    echo "adding rustfmt and clippy"
+    rustup component add rustfmt clippy
+fi
+
+# ---------------------------------------------------------------------------
+section "2/5 cargo fmt --all -- --check"
+timed "fmt" cargo fmt --all -- --check
+
+# ---------------------------------------------------------------------------
+section "3/5 cargo clippy --workspace --all-targets -- -D warnings"
+timed "clippy" cargo clippy --workspace --all-targets -- -D warnings
+
+# ---------------------------------------------------------------------------
+section "4/5 cargo build -p arcly-server (the arcly binary)"
+timed "build arcly" cargo build -p arcly-server --bin arcly
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+export ARCLY_BIN="$TARGET_DIR/debug/arcly"
+echo "ARCLY_BIN=$ARCLY_BIN"
+
+# ---------------------------------------------------------------------------
+section "5/5 cargo test --workspace"
+# Interop tests spend most of their time waiting on real-time streams, so
+# they run 4 at a time even on 2 cores.
+timed "cargo test" cargo test --workspace -- --test-threads="${ARCLY_TEST_THREADS:-4}"
+
+# ---------------------------------------------------------------------------
+if [ -d fuzz/fuzz_targets ]; then
+    section "fuzz smoke runs"
+    if command -v cargo-fuzz >/dev/null 2>&1 && rustup toolchain list 2>/dev/null | grep -q nightly; then
+        for t in $(cd fuzz && cargo +nightly fuzz list); do
+            timed "fuzz $t (20 s)" bash -c "cd fuzz && cargo +nightly fuzz run '$t' -- -max_total_time=20 -rss_limit_mb=2048"
+        done
+    else
+        # Without nightly, the targets still build and replay their corpus
+        # through the stable harness the fuzz crate provides (if any).
+        echo "cargo-fuzz or a nightly toolchain is not installed: checking the fuzz crate builds instead"
+        timed "fuzz crate check" cargo check --manifest-path fuzz/Cargo.toml
+    fi
+fi
+
+section "done"
+printf '%s\n' "${TIMES[@]}"
+echo "total: $(( $(date +%s) - T0 ))s"

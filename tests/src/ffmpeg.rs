@@ -1,0 +1,254 @@
+//! ffmpeg as publisher and ffprobe as player, and parsing what they print.
+
+use std::process::Command;
+use std::time::Duration;
+
+
+/// What the lavfi test publisher sends.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishSpec {
+    /// Frames per second of the test pattern.
+    pub fps: u32,
+    /// Keyframe interval in frames (fixed: scene cuts are off).
+    pub gop: u32,
+    /// Seconds to publish.
+    pub seconds: u32,
+    /// Picture width.
+    pub width: u32,
+    /// Picture height.
+    pub height: u32,
+}
+
+impl Default for PublishSpec {
+    /// 25 fps, a keyframe every 50 frames (2 s GOP), 10 s, 320x240.
+    fn default() -> Self {
+        PublishSpec {
+            fps: 25,
+            gop: 50,
+            seconds: 10,
+            width: 320,
+            height: 240,
+        }
+    }
+}
+
+impl PublishSpec {
+    /// Frames the publisher sends in total.
+    pub fn total_frames(&self) -> u64 {
+        u64::from(self.fps) * u64::from(self.seconds)
+    }
+}
+
+/// `ffmpeg -re` publishing `testsrc` + `sine` as H.264 + AAC in FLV to `url`,
+/// reporting progress (`frame=N` lines) on stdout every 0.1 s.
+pub fn publish_command(url: &str, spec: &PublishSpec) -> Command {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+warning"])
+        .args(["-progress", "pipe:1", "-stats_period", "0.1"])
+        .args(["-re", "-f", "lavfi", "-i"])
+        .arg(format!(
+            "testsrc=size={}x{}:rate={}",
+            spec.width, spec.height, spec.fps
+        ))
+        .args(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &spec.seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency"])
+        .args(["-pix_fmt", "yuv420p"])
+        .args(["-g", &spec.gop.to_string(), "-keyint_min", &spec.gop.to_string()])
+        .args(["-sc_threshold", "0", "-b:v", "500k"])
+        .args(["-c:a", "aac", "-b:a", "64k"])
+        .args(["-f", "flv", url]);
+    c
+}
+
+/// The last `frame=N` progress value an ffmpeg with `-progress pipe:1` printed.
+pub fn progress_frame(stdout: &str) -> Option<u64> {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("frame=").and_then(|v| v.trim().parse().ok()))
+}
+
+/// `ffprobe` playing `url` and printing every decoded frame (compact format,
+/// one `frame|media_type=..|key_frame=..|pts=..|pkt_dts=..` line each).
+/// `rw_timeout` bounds how long it waits for data once the stream stalls.
+pub fn play_command(url: &str, rw_timeout: Duration) -> Command {
+    let mut c = Command::new("ffprobe");
+    c.args(["-hide_banner", "-loglevel", "level+warning"])
+        .args(["-rw_timeout", &rw_timeout.as_micros().to_string()])
+        .args([
+            "-show_entries",
+            "frame=media_type,key_frame,pts,pkt_dts,pict_type",
+            "-of",
+            "compact",
+        ])
+        .arg(url);
+    c
+}
+
+/// Video or audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A decoded picture.
+    Video,
+    /// A decoded audio frame.
+    Audio,
+}
+
+/// One decoded frame as ffprobe reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedFrame {
+    /// Video or audio.
+    pub kind: Kind,
+    /// `key_frame=1`.
+    pub key: bool,
+    /// Presentation timestamp in the stream time base (ms for FLV).
+    pub pts: Option<i64>,
+    /// Decode timestamp of the packet.
+    pub dts: Option<i64>,
+    /// `I`, `P`, `B` for video.
+    pub pict_type: Option<String>,
+}
+
+/// Parses ffprobe `-of compact` frame lines; other lines are ignored.
+pub fn parse_frames(stdout: &str) -> Vec<DecodedFrame> {
+    let mut out = Vec::new();
+    for line in stdout.lines() {
+        let Some(rest) = line.strip_prefix("frame|") else {
+            continue;
+        };
+        let mut kind = None;
+        let mut f = DecodedFrame {
+            kind: Kind::Video,
+            key: false,
+            pts: None,
+            dts: None,
+            pict_type: None,
+        };
+        for kv in rest.split('|') {
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
+            match k {
+                "media_type" => {
+                    kind = match v {
+                        "video" => Some(Kind::Video),
+                        "audio" => Some(Kind::Audio),
+                        _ => None,
+                    }
+                }
+                "key_frame" => f.key = v == "1",
+                "pts" => f.pts = v.parse().ok(),
+                "pkt_dts" => f.dts = v.parse().ok(),
+                "pict_type" => f.pict_type = Some(v.to_owned()),
+                _ => {}
+            }
+        }
+        if let Some(k) = kind {
+            f.kind = k;
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// Lines of ffmpeg/ffprobe/GStreamer output that show a decoding or stream
+/// error (case-insensitive): `error`, `non-existing PPS`, `decode_slice_header`,
+/// `Invalid data`, `no frame!`, `missing picture`, `corrupt`.
+pub fn error_lines(output: &str) -> Vec<String> {
+    const PATTERNS: &[&str] = &[
+        "error",
+        "non-existing pps",
+        "non-existing sps",
+        "decode_slice_header",
+        "invalid data",
+        "no frame!",
+        "missing picture",
+        "corrupt",
+        "[fatal]",
+    ];
+    output
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            PATTERNS.iter().any(|p| l.contains(p))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Summary of what a player decoded.
+#[derive(Debug, Clone, Default)]
+pub struct Playback {
+    /// Decoded video pictures.
+    pub video: usize,
+    /// Decoded audio frames.
+    pub audio: usize,
+    /// Video keyframes among them.
+    pub video_keyframes: usize,
+    /// pts of the first and last video picture.
+    pub video_span: Option<(i64, i64)>,
+    /// pts of the first and last audio frame.
+    pub audio_span: Option<(i64, i64)>,
+    /// Whether the first picture was a keyframe.
+    pub starts_on_keyframe: bool,
+    /// Places where a stream's timestamps went backwards or repeated.
+    pub non_monotonic: Vec<String>,
+}
+
+impl Playback {
+    /// Summarises decoded frames.
+    pub fn from_frames(frames: &[DecodedFrame]) -> Playback {
+        let mut p = Playback::default();
+        let mut last: [Option<i64>; 2] = [None, None];
+        for f in frames {
+            let idx = match f.kind {
+                Kind::Video => 0,
+                Kind::Audio => 1,
+            };
+            let ts = f.dts.or(f.pts);
+            if let (Some(prev), Some(t)) = (last[idx], ts) {
+                // Video strictly increasing; audio never backwards (FLV's
+                // millisecond timestamps may round two AAC frames together).
+                let bad = match f.kind {
+                    Kind::Video => t <= prev,
+                    Kind::Audio => t < prev,
+                };
+                if bad {
+                    p.non_monotonic
+                        .push(format!("{:?} timestamp {t} after {prev}", f.kind));
+                }
+            }
+            if ts.is_some() {
+                last[idx] = ts;
+            }
+            match f.kind {
+                Kind::Video => {
+                    if p.video == 0 {
+                        p.starts_on_keyframe = f.key;
+                    }
+                    p.video += 1;
+                    if f.key {
+                        p.video_keyframes += 1;
+                    }
+                    if let Some(t) = f.pts {
+                        p.video_span = Some(match p.video_span {
+                            None => (t, t),
+                            Some((a, _)) => (a, t),
+                        });
+                    }
+                }
+                Kind::Audio => {
+                    p.audio += 1;
+                    if let Some(t) = f.pts {
+                        p.audio_span = Some(match p.audio_span {
+                            None => (t, t),
+                            Some((a, _)) => (a, t),
+                        });
+                    }
+                }
+            }
+        }
+        p
+    }
+}

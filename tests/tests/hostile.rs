@@ -1,0 +1,292 @@
+//! Hostile input over real TCP: each malformed connection is closed by the
+//! server (EOF or reset, well before any idle timeout) with a logged
+//! reason, while a concurrent publish → play session keeps receiving every
+//! frame. Bytes are hand-made (`arcly_tests::rawrtmp`), not produced by the
+//! crate under test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use arcly::rtmp::{ClientEvent, ClientMode, ServerConfig};
+use arcly::Engine;
+use arcly_tests::client::{publish_synthetic, Client};
+use arcly_tests::rawrtmp::{self, type_id, Closed, Raw};
+use arcly_tests::synth::{self, SynthSpec};
+use arcly_tests::{Adapter, TestServer, Watchdog};
+
+/// The limit the test server is configured with.
+const MAX_MESSAGE: u32 = 1 << 20;
+/// A hostile connection must be closed well before the 10 s handshake and
+/// 30 s idle timeouts would close it anyway.
+const CLOSE_WITHIN: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures every log line of this test binary.
+fn logs() -> &'static LogBuf {
+    static LOGS: OnceLock<LogBuf> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = LogBuf::default();
+        let w = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_ansi(false)
+            .with_writer(move || w.clone())
+            .try_init();
+        buf
+    })
+}
+
+/// Log lines that mention `peer`.
+fn log_lines_of(peer: SocketAddr) -> Vec<String> {
+    let text = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
+    let needle = peer.to_string();
+    text.lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+type Attack = fn(&mut Raw) -> std::io::Result<()>;
+
+fn cases() -> Vec<(&'static str, Attack)> {
+    vec![
+        ("garbage handshake (HTTP request)", |r| {
+            let mut b = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+            b.resize(1537 + 1536, b'x');
+            r.send(&b)
+        }),
+        ("garbage handshake (version 0xFF)", |r| {
+            let mut b = vec![0xFFu8; 1537];
+            b[1..].iter_mut().enumerate().for_each(|(i, x)| *x = i as u8);
+            r.send(&b)
+        }),
+        ("chunk size 0", |r| {
+            r.handshake_and_connect("live")?;
+            r.send(&rawrtmp::message(2, type_id::SET_CHUNK_SIZE, 0, &0u32.to_be_bytes(), 128))
+        }),
+        ("chunk size huge (0xFFFFFFFF)", |r| {
+            r.handshake_and_connect("live")?;
+            r.send(&rawrtmp::message(
+                2,
+                type_id::SET_CHUNK_SIZE,
+                0,
+                &u32::MAX.to_be_bytes(),
+                128,
+            ))
+        }),
+        ("message length beyond the limit", |r| {
+            r.handshake_and_connect("live")?;
+            let mut b = rawrtmp::type0_header(3, 0, 0xFF_FFFF, type_id::COMMAND_AMF0, 0);
+            b.extend_from_slice(&[0u8; 128]);
+            r.send(&b)
+        }),
+        ("unknown chunk stream (type 1 header on a new csid)", |r| {
+            r.handshake_and_connect("live")?;
+            // fmt 1 on csid 10: timestamp delta, length 4, type 20; no type 0 before.
+            r.send(&[0x40 | 10, 0, 0, 0, 0, 0, 4, 20, 1, 2, 3, 4])
+        }),
+        ("type-3 chunk before any header", |r| {
+            r.handshake()?;
+            r.send(&[0xC0 | 3, 1, 2, 3, 4, 5, 6, 7, 8])
+        }),
+        ("too many chunk streams with partial messages", |r| {
+            r.handshake_and_connect("live")?;
+            let mut b = Vec::new();
+            // 2-byte basic headers: csid 64 + n (RTMP spec §5.3.1.1).
+            for n in 0u8..=255 {
+                b.extend_from_slice(&[0x00, n, 0, 0, 0, 0, 0, 200, 9, 1, 0, 0, 0]);
+                // One full 128-byte chunk of a 200-byte message: left partial.
+                b.extend_from_slice(&[0u8; 128]);
+            }
+            r.send(&b)
+        }),
+        ("AMF0 object nesting bomb", |r| {
+            r.handshake()?;
+            r.send(&rawrtmp::message(
+                3,
+                type_id::COMMAND_AMF0,
+                0,
+                &rawrtmp::nested_object_bomb(50_000),
+                128,
+            ))
+        }),
+        ("AMF0 strict-array nesting bomb", |r| {
+            r.handshake()?;
+            r.send(&rawrtmp::message(
+                3,
+                type_id::COMMAND_AMF0,
+                0,
+                &rawrtmp::nested_array_bomb(50_000),
+                128,
+            ))
+        }),
+        ("AMF0 array length bomb (2^32-1 elements)", |r| {
+            r.handshake()?;
+            r.send(&rawrtmp::message(
+                3,
+                type_id::COMMAND_AMF0,
+                0,
+                &rawrtmp::array_length_bomb(),
+                128,
+            ))
+        }),
+        ("publish before connect", |r| {
+            r.handshake()?;
+            r.send(&rawrtmp::message(3, type_id::COMMAND_AMF0, 0, &rawrtmp::create_stream_body(), 128))?;
+            r.send(&rawrtmp::message(8, type_id::COMMAND_AMF0, 1, &rawrtmp::publish_body("evil"), 128))
+        }),
+    ]
+}
+
+fn hostile_on(adapter: Adapter) {
+    let test = format!("hostile/{}", adapter.name());
+    let _watchdog = Watchdog::new(&test, Duration::from_secs(90));
+    logs();
+    let server = TestServer::start_with(
+        adapter,
+        Engine::with_defaults(),
+        ServerConfig {
+            max_message_len: MAX_MESSAGE,
+            ..ServerConfig::default()
+        },
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // The concurrent, well-behaved session: a synthetic publisher (8 s) and
+    // a player that must see every picture.
+    let spec = SynthSpec {
+        frames: 200,
+        ..SynthSpec::default()
+    };
+    let addr = server.addr;
+    let url = server.url("good");
+    let t0 = Instant::now() + Duration::from_millis(200);
+    let pub_url = url.clone();
+    let publisher = rt.spawn(async move { publish_synthetic(addr, &pub_url, spec, t0).await });
+    std::thread::sleep(Duration::from_millis(600));
+    let player = rt.spawn(async move {
+        let mut c = Client::connect(addr, &url, ClientMode::Play).await.unwrap();
+        let mut seqs = Vec::new();
+        while let Ok(Some(ev)) = c.next_event(Duration::from_secs(5)).await {
+            match ev {
+                ClientEvent::Frame(f) => seqs.extend(synth::video_seq(&f)),
+                ClientEvent::StreamEof | ClientEvent::Closed(_) => break,
+                _ => {}
+            }
+        }
+        seqs
+    });
+
+    let mut failures = Vec::new();
+    for (name, attack) in cases() {
+        let mut raw = Raw::connect(server.addr).unwrap();
+        let peer = raw.local_addr();
+        let started = Instant::now();
+        // The server may close while we still write: that is a pass too.
+        let sent = attack(&mut raw);
+        let closed = raw.wait_closed(CLOSE_WITHIN);
+        let took = started.elapsed();
+        // Give the adapter a moment to write its log line after closing.
+        let mut reason = Vec::new();
+        let log_deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < log_deadline {
+            reason = log_lines_of(peer)
+                .into_iter()
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.contains("error") || l.contains("closed") || l.contains("refus")
+                })
+                .collect();
+            if !reason.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "{test}: {name}: {closed:?} after {took:?} (attack write: {:?})\n    log: {}",
+            sent.as_ref().map(|_| "ok").map_err(|e| e.to_string()),
+            reason.last().map(String::as_str).unwrap_or("<none>")
+        );
+        if matches!(closed, Closed::StillOpen { .. }) {
+            failures.push(format!("{name}: connection still open after {CLOSE_WITHIN:?}"));
+        }
+        if reason.is_empty() {
+            failures.push(format!("{name}: no log line gives a reason for closing {peer}"));
+        }
+    }
+
+    let publish_result = rt.block_on(publisher).unwrap();
+    let seqs = rt.block_on(player).unwrap();
+    publish_result.unwrap_or_else(|e| panic!("{test}: the good publisher failed: {e}"));
+    let first = seqs.first().copied();
+    let contiguous = seqs.windows(2).all(|w| w[1] == w[0] + 1);
+    eprintln!(
+        "{test}: concurrent player got {} pictures ({:?}..{:?}), contiguous: {contiguous}",
+        seqs.len(),
+        first,
+        seqs.last()
+    );
+    assert!(
+        failures.is_empty(),
+        "{test}: hostile connections not handled:\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        first.is_some_and(|f| f % spec.gop == 0) && contiguous && seqs.last() == Some(&(spec.frames - 1)),
+        "{test}: the concurrent session was disturbed: got {} pictures from {first:?} to {:?}, contiguous {contiguous}",
+        seqs.len(),
+        seqs.last()
+    );
+
+    // The server still serves a normal client after all that.
+    let after = rt.block_on(async {
+        let mut c = Client::connect(addr, &server.url("nobody"), ClientMode::Play)
+            .await
+            .unwrap();
+        c.wait_started(Duration::from_secs(3)).await
+    });
+    assert!(
+        after.as_ref().is_err_and(|e| e.contains("StreamNotFound")),
+        "{test}: after the attacks, playing a missing stream should answer StreamNotFound, got {after:?}"
+    );
+}
+
+#[test]
+fn hostile_input_tokio() {
+    hostile_on(Adapter::Tokio);
+}
+
+#[test]
+fn hostile_input_async_io_smol() {
+    hostile_on(Adapter::AsyncIoSmol);
+}
+
+#[test]
+fn hostile_input_async_io_async_std() {
+    hostile_on(Adapter::AsyncIoAsyncStd);
+}
+
+#[test]
+fn hostile_input_blocking() {
+    hostile_on(Adapter::Blocking);
+}
