@@ -16,6 +16,10 @@
 #   SERVERS="arcly nginx"   which servers to run
 #   PLAYER_COUNTS="0 10 100 1000"  IDLE_PLAYERS=1000
 #   WINDOW=30 (s measured)  WARMUP=3 (s after the ramp)  RAMP=200 (conn/s)
+#   PREROLL=35              s of publishing before players connect: the
+#                           memory baseline is taken then, so the server's
+#                           per-stream buffers must be full (arcly's ring is
+#                           2048 frames, ~30 s of this stream)
 #   PUBLISHER=copy|encode   copy (default): encode the lavfi clip once with the
 #                           settings below, then publish it with `ffmpeg -re
 #                           -c copy` (same stream, same rate, and the 2-core
@@ -27,6 +31,7 @@
 #   ARCLY_PORT=29350 NGINX_PORT=29360   loopback ports (must be free)
 #   ARCLY_ARGS=""           extra flags for the arcly binary (e.g. a write
 #                           merge window once the server has one)
+#   SKIP_BUILD=1            use the release binaries already built
 #   OUT=<dir>               results (default $CARGO_TARGET_DIR/bench-results/<time>)
 set -euo pipefail
 
@@ -42,6 +47,7 @@ IDLE_PLAYERS=${IDLE_PLAYERS:-1000}
 WINDOW=${WINDOW:-30}
 WARMUP=${WARMUP:-3}
 RAMP=${RAMP:-200}
+PREROLL=${PREROLL:-35}
 PUBLISHER=${PUBLISHER:-copy}
 LOAD_THREADS=${LOAD_THREADS:-1}
 PIN=${PIN:-0}
@@ -77,8 +83,10 @@ if ((${#need_pkgs[@]})); then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}"
 fi
 
-log "building release (arcly-server, arcly-bench) into $CARGO_TARGET_DIR"
-(cd "$ROOT" && cargo build --release -j2 -p arcly-server -p arcly-bench)
+if [[ -z ${SKIP_BUILD:-} ]]; then
+    log "building release (arcly-server, arcly-bench) into $CARGO_TARGET_DIR"
+    (cd "$ROOT" && cargo build --release -j2 -p arcly-server -p arcly-bench)
+fi
 BIN=$CARGO_TARGET_DIR/release
 
 pin() { # pin CPU-LIST CMD...: exec CMD, pinned when PIN=1. Use as `pin ... &`
@@ -189,7 +197,7 @@ start_server() { # NAME -> pid in SRV_PID, port in SRV_PORT
     echo "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'), libnginx-mod-rtmp $(dpkg-query -W -f='${Version}' libnginx-mod-rtmp 2>/dev/null || echo '?')"
     echo "ffmpeg: $(ffmpeg -version | head -1 | cut -d' ' -f3)"
     echo "arcly extra flags: ${ARCLY_ARGS:-none}"
-    echo "publisher: $PUBLISHER; window ${WINDOW}s, warmup ${WARMUP}s, ramp ${RAMP}/s, load generator threads $LOAD_THREADS, pinning $PIN"
+    echo "publisher: $PUBLISHER; pre-roll ${PREROLL}s, window ${WINDOW}s, warmup ${WARMUP}s, ramp ${RAMP}/s, load generator threads $LOAD_THREADS, pinning $PIN"
 } | tee "$OUT/machine.txt" >&2
 
 # ------------------------------------------------------------- scenarios
@@ -201,6 +209,7 @@ run_scenario() { # SERVER MODE PLAYERS
     local url=rtmp://127.0.0.1:$SRV_PORT/$STREAM
     start_publisher "$url" "$OUT/$tag-ffmpeg.log"
     sleep 4
+    local probe_at=$SECONDS
     # One short probe player: is the stream flowing?
     if ! "$BIN/arcly-load" "$url" -n 1 --seconds 2 --warmup 0 --json "$OUT/$tag-probe.json" \
         >"$OUT/$tag-probe.txt" 2>&1 || [[ $(jq '.frames_median' "$OUT/$tag-probe.json") == 0 ]]; then
@@ -209,7 +218,7 @@ run_scenario() { # SERVER MODE PLAYERS
         stop_pid "$SRV_PID"
         return 1
     fi
-    sleep 1
+    sleep $((PREROLL - (SECONDS - probe_at) - 4 > 1 ? PREROLL - (SECONDS - probe_at) - 4 : 1))
     local rc=0
     (pin 0 timeout $((WINDOW + WARMUP + 90)) "$BIN/arcly-load" "$url" -n "$n" --mode "$mode" \
         --ramp "$RAMP" --warmup "$WARMUP" --seconds "$WINDOW" --threads "$LOAD_THREADS" \

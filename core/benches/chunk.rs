@@ -27,8 +27,11 @@ const READ_LEN: usize = 64 * 1024;
 fn stream(chunk_size: u32) -> Vec<u8> {
     let mut w = ChunkWriter::new();
     let mut out = Vec::new();
-    w.write_message(&ProtocolControl::SetChunkSize(chunk_size).to_message(), &mut out)
-        .unwrap();
+    w.write_message(
+        &ProtocolControl::SetChunkSize(chunk_size).to_message(),
+        &mut out,
+    )
+    .unwrap();
     w.set_chunk_size(chunk_size).unwrap();
     let payload = Bytes::from((0..MESSAGE_LEN).map(|i| i as u8).collect::<Vec<u8>>());
     for i in 0..MESSAGES {

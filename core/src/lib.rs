@@ -15,10 +15,13 @@
 
 pub mod admission;
 pub mod codec;
+pub mod container;
 pub mod engine;
 pub mod frame;
 #[cfg(feature = "rtmp")]
 pub mod rtmp;
+#[cfg(feature = "replay")]
+pub mod replay;
 pub mod session;
 pub mod time;
 

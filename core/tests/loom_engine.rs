@@ -3,8 +3,8 @@
 //! Run with:
 //! `RUSTFLAGS="--cfg loom" cargo test -p arcly --test loom_engine --release`
 //!
-//! What loom checks here (every interleaving, up to a preemption bound of 3,
-//! with the C11 memory model for the atomics):
+//! What loom checks here (every interleaving up to a preemption bound of 3
+//! for two threads, 2 for three, with the C11 memory model for the atomics):
 //! - the ring publication protocol: slot store → `head` (Release) → reader
 //!   `live`/`head` (Acquire) → slot load and sequence check; a reader never
 //!   sees a frame before it is written, never sees frames out of order,
@@ -30,10 +30,13 @@ use arcly::{Codec, Frame, FrameFlags};
 use bytes::Bytes;
 use loom::sync::atomic::{AtomicBool, Ordering};
 
-fn model(f: impl Fn() + Sync + Send + 'static) {
+/// Runs `f` under loom with at most `bound` preemptions per execution
+/// (unless `LOOM_MAX_PREEMPTIONS` says otherwise). Two-thread models use 3,
+/// three-thread models 2, keeping the whole file around a minute.
+fn model(bound: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(3);
+        b.preemption_bound = Some(bound);
     }
     b.check(f);
 }
@@ -84,7 +87,7 @@ fn read_all(s: &mut Subscriber) -> Vec<u64> {
 
 #[test]
 fn ring_delivers_every_frame_in_order_then_end() {
-    model(|| {
+    model(3, || {
         let mut p = publisher(2);
         let mut s = p.subscribe().unwrap();
         let t = loom::thread::spawn(move || {
@@ -101,7 +104,7 @@ fn ring_delivers_every_frame_in_order_then_end() {
 
 #[test]
 fn ring_lagging_reader_resumes_on_keyframe() {
-    model(|| {
+    model(3, || {
         // Ring of 2, four frames (keyframes at 0 and 3): a reader that is
         // preempted long enough sees a frame overwritten and must resume on
         // the keyframe at 3, counting every frame it skipped.
@@ -127,7 +130,7 @@ fn ring_lagging_reader_resumes_on_keyframe() {
 
 #[test]
 fn two_blocking_readers_are_both_woken() {
-    model(|| {
+    model(2, || {
         let mut p = publisher(4);
         let mut a = p.subscribe().unwrap();
         let mut b = p.subscribe().unwrap();
@@ -144,7 +147,7 @@ fn two_blocking_readers_are_both_woken() {
 
 #[test]
 fn notifier_blocking_no_lost_wakeup() {
-    model(|| {
+    model(3, || {
         let sig = Signal::new();
         let ready = Arc::new(AtomicBool::new(false));
         let (sig2, ready2) = (sig.clone(), ready.clone());
@@ -165,7 +168,7 @@ fn notifier_blocking_no_lost_wakeup() {
 
 #[test]
 fn notifier_async_no_lost_wakeup() {
-    model(|| {
+    model(3, || {
         let sig = Signal::new();
         let ready = Arc::new(AtomicBool::new(false));
         let (sig2, ready2) = (sig.clone(), ready.clone());
@@ -188,7 +191,7 @@ fn notifier_async_no_lost_wakeup() {
 
 #[test]
 fn notifier_mixed_waiters_two_notifies() {
-    model(|| {
+    model(2, || {
         // A blocked thread and an async task wait for two successive events;
         // the bit-clearing slow path of the first notify must not make the
         // second one take the fast path while someone sleeps.

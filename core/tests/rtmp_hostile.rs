@@ -275,3 +275,68 @@ fn handshake_timeout_and_idle_timeout_close() {
     s.handle_timeout(t);
     assert_eq!(s.close_reason(), Some(&CloseReason::IdleTimeout));
 }
+
+mod random_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A valid connect + createStream + publish prefix, as raw chunks.
+    fn prefix() -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&raw::connect("live"));
+        v.extend_from_slice(&raw::create_stream(2.0));
+        v.extend_from_slice(&raw::publish(1, "fuzz"));
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Arbitrary bytes after the handshake (alone, or after a valid
+        /// publish) never panic, and the machine either stays up or closes
+        /// with a reason; split points do not matter.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            tail in proptest::collection::vec(any::<u8>(), 1..3000),
+            with_prefix in any::<bool>(),
+            split in 1usize..700,
+        ) {
+            let factory = RtmpSessionFactory::allow_all(Engine::with_defaults());
+            let mut input = if with_prefix { prefix() } else { Vec::new() };
+            input.extend_from_slice(&tail);
+            let mut whole = factory.session(peer(40), at(0), 40);
+            raw::handshake(&mut whole, at(0));
+            whole.handle_input(at(1), &input);
+            let factory2 = RtmpSessionFactory::allow_all(Engine::with_defaults());
+            let mut parts = factory2.session(peer(41), at(0), 41);
+            raw::handshake(&mut parts, at(0));
+            for c in input.chunks(split) {
+                parts.handle_input(at(1), c);
+            }
+            let mut out = Vec::new();
+            whole.poll_transmit(&mut out);
+            parts.poll_transmit(&mut out);
+            prop_assert_eq!(whole.close_reason(), parts.close_reason());
+            if let Some(r) = whole.close_reason() {
+                prop_assert!(matches!(r, CloseReason::ProtocolError(t) if !t.is_empty()));
+            }
+        }
+
+        /// Arbitrary bytes as the handshake.
+        #[test]
+        fn arbitrary_handshake_never_panics(data in proptest::collection::vec(any::<u8>(), 1..4000)) {
+            let factory = RtmpSessionFactory::allow_all(Engine::with_defaults());
+            let mut s = factory.session(peer(42), at(0), 42);
+            s.handle_input(at(1), &data);
+            let mut out = Vec::new();
+            s.poll_transmit(&mut out);
+            if data.first().is_some_and(|v| *v != 3) {
+                prop_assert!(s.close_reason().is_some());
+            }
+        }
+    }
+}

@@ -113,19 +113,16 @@ fn metadata_reaches_player_and_publisher_end_notifies() {
     let engine = Engine::with_defaults();
     let factory = RtmpSessionFactory::allow_all(engine.clone());
     let (mut pc, mut ps) = connected_publisher(&factory, "rtmp://localhost/live/md", 3);
-    let md = arcly::rtmp::amf::encode_values(&[
-        arcly::rtmp::amf::Amf0Value::String("onMetaData".into()),
-        arcly::rtmp::amf::Amf0Value::object([(
-            "width",
-            arcly::rtmp::amf::Amf0Value::Number(640.0),
-        )]),
-    ]);
+    let md = arcly::rtmp::command::Metadata {
+        properties: vec![("width".into(), arcly::rtmp::amf::Amf0Value::Number(640.0))],
+    }
+    .to_on_metadata();
     pc.send_metadata(&md).unwrap();
     send_all(&mut pc, &stream(10, 25, 0));
     pump(&mut pc, &mut ps, at(2));
 
     let (mut vc, mut vs, ev) = connected_player(&factory, "rtmp://localhost/live/md", 4);
-    assert!(ev.contains(&ClientEvent::Metadata(md.clone())), "{ev:?}");
+    assert!(ev.contains(&ClientEvent::Metadata(md.clone())));
     // Metadata comes before the first frame.
     let md_pos = ev
         .iter()
@@ -326,10 +323,10 @@ fn ping_request_is_answered_and_acknowledgements_sent() {
             0,
             20,
             0,
-            bytes::Bytes::from(arcly::rtmp::amf::encode_values(&[
+            arcly::rtmp::amf::encode_values(&[
                 arcly::rtmp::amf::Amf0Value::String("noop".into()),
                 arcly::rtmp::amf::Amf0Value::Number(0.0),
-            ])),
+            ]),
         ));
     }
     s.handle_input(at(1), &input);
@@ -349,4 +346,265 @@ fn ping_request_is_answered_and_acknowledgements_sent() {
         "no acknowledgement in {msgs:?}"
     );
     assert!(s.close_reason().is_none());
+}
+
+/// Collects the messages a server session sent, decoded with a ChunkReader.
+fn sent_messages(
+    s: &mut dyn StreamSession,
+    r: &mut arcly::rtmp::chunk::ChunkReader,
+) -> Vec<arcly::rtmp::chunk::RawMessage> {
+    let mut out = Vec::new();
+    s.poll_transmit(&mut out);
+    for b in out {
+        r.handle_input(&b);
+    }
+    std::iter::from_fn(|| r.poll_message().unwrap()).collect()
+}
+
+fn command_names(
+    msgs: &[arcly::rtmp::chunk::RawMessage],
+) -> Vec<(String, Vec<arcly::rtmp::amf::Amf0Value>)> {
+    msgs.iter()
+        .filter(|m| m.type_id == 20)
+        .map(|m| {
+            let mut v = arcly::rtmp::amf::decode_all(&m.payload).unwrap();
+            let name = v.remove(0).as_str().unwrap().to_owned();
+            (name, v)
+        })
+        .collect()
+}
+
+#[test]
+fn amf3_connect_stream_ids_and_stream_lifecycle_commands() {
+    use arcly::rtmp::amf::Amf0Value as V;
+    use rtmp_util::raw;
+    let engine = Engine::with_defaults();
+    let factory = RtmpSessionFactory::allow_all(engine.clone());
+    let (mut pc, mut ps) = connected_publisher(&factory, "rtmp://localhost/live/cam", 20);
+    send_all(&mut pc, &stream(20, 10, 0));
+    pump(&mut pc, &mut ps, at(1));
+
+    let mut s = factory.session(peer(21), at(0), 21);
+    let mut r = arcly::rtmp::chunk::ChunkReader::default();
+    raw::handshake(&mut s, at(0));
+    // connect as an AMF3 command message (type 17: format byte 0 + AMF0).
+    let mut body = vec![0u8];
+    body.extend_from_slice(&arcly::rtmp::amf::encode_values(&[
+        V::String("connect".into()),
+        V::Number(1.0),
+        V::object([
+            ("app", V::String("live".into())),
+            ("objectEncoding", V::Number(3.0)),
+        ]),
+    ]));
+    s.handle_input(at(1), &raw::message(3, 0, 17, 0, bytes::Bytes::from(body)));
+    let msgs = sent_messages(&mut s, &mut r);
+    // Window ack size, peer bandwidth, chunk size 4096, then _result.
+    assert_eq!(
+        msgs.iter().map(|m| m.type_id).collect::<Vec<_>>(),
+        [5, 6, 1, 20]
+    );
+    assert_eq!(&msgs[2].payload[..], &4096u32.to_be_bytes());
+    let cmds = command_names(&msgs);
+    assert_eq!(cmds[0].0, "_result");
+    assert_eq!(
+        cmds[0].1[2].get("code").unwrap().as_str(),
+        Some("NetConnection.Connect.Success")
+    );
+    assert_eq!(
+        cmds[0].1[2].get("objectEncoding").unwrap().as_f64(),
+        Some(3.0)
+    );
+
+    // createStream twice: ids 1 and 2; getStreamLength answers.
+    let mut input = Vec::new();
+    input.extend_from_slice(&raw::create_stream(2.0));
+    input.extend_from_slice(&raw::create_stream(3.0));
+    input.extend_from_slice(&raw::command(
+        0,
+        &[
+            V::String("getStreamLength".into()),
+            V::Number(4.0),
+            V::Null,
+            V::String("cam".into()),
+        ],
+    ));
+    s.handle_input(at(1), &input);
+    let cmds = command_names(&sent_messages(&mut s, &mut r));
+    assert_eq!(cmds.len(), 3);
+    assert_eq!(
+        (cmds[0].1[0].as_f64(), cmds[0].1[2].as_f64()),
+        (Some(2.0), Some(1.0))
+    );
+    assert_eq!(
+        (cmds[1].1[0].as_f64(), cmds[1].1[2].as_f64()),
+        (Some(3.0), Some(2.0))
+    );
+    assert_eq!(cmds[2].1[0].as_f64(), Some(4.0));
+
+    // Play on stream 2 (not the cached stream id 1): media still arrives,
+    // chunked for this connection, on message stream 2.
+    s.handle_input(
+        at(1),
+        &raw::command(
+            2,
+            &[
+                V::String("play".into()),
+                V::Number(0.0),
+                V::Null,
+                V::String("cam".into()),
+            ],
+        ),
+    );
+    let msgs = sent_messages(&mut s, &mut r);
+    let media: Vec<_> = msgs
+        .iter()
+        .filter(|m| m.type_id == 8 || m.type_id == 9)
+        .collect();
+    assert!(!media.is_empty());
+    assert!(media.iter().all(|m| m.stream_id == 2));
+    assert!(s.is_playing());
+
+    // closeStream stops the play; deleteStream removes the stream; a second
+    // play on a fresh stream id 2 works again (ids are reused).
+    s.handle_input(
+        at(2),
+        &raw::command(
+            2,
+            &[V::String("closeStream".into()), V::Number(0.0), V::Null],
+        ),
+    );
+    assert!(!s.is_playing());
+    s.handle_input(
+        at(2),
+        &raw::command(
+            0,
+            &[
+                V::String("deleteStream".into()),
+                V::Number(0.0),
+                V::Null,
+                V::Number(2.0),
+            ],
+        ),
+    );
+    sent_messages(&mut s, &mut r);
+    s.handle_input(at(2), &raw::create_stream(5.0));
+    let cmds = command_names(&sent_messages(&mut s, &mut r));
+    assert_eq!(cmds[0].1[2].as_f64(), Some(2.0));
+    assert!(s.close_reason().is_none());
+
+    // A second connect is a protocol error.
+    s.handle_input(at(3), &raw::connect("live"));
+    assert!(
+        matches!(s.close_reason(), Some(CloseReason::ProtocolError(r)) if r.contains("second connect"))
+    );
+
+    // The publisher ends with FCUnpublish + deleteStream (ClientConnection::shutdown).
+    pc.shutdown();
+    let mut out = Vec::new();
+    while let Some(b) = pc.poll_transmit() {
+        out.extend_from_slice(&b);
+    }
+    ps.handle_input(at(4), &out);
+    assert!(!ps.is_publishing());
+    assert!(ps.close_reason().is_none());
+    assert!(engine.streams().is_empty());
+}
+
+#[test]
+fn client_url_parsing_and_connect_rejection() {
+    use arcly::rtmp::ClientConfig;
+    let c = ClientConfig::from_url("rtmp://example.com:1936/live/cam?token=x", ClientMode::Play)
+        .unwrap();
+    assert_eq!(c.app, "live");
+    assert_eq!(c.tc_url, "rtmp://example.com:1936/live");
+    assert_eq!(c.stream, "cam?token=x");
+    assert!(ClientConfig::from_url("http://x/live/cam", ClientMode::Play).is_err());
+    assert!(ClientConfig::from_url("rtmp://x/live", ClientMode::Play).is_err());
+    assert!(ClientConfig::from_url("rtmp://x//cam", ClientMode::Play).is_err());
+
+    // An app name the engine refuses: publish gets BadName with the engine's reason.
+    let engine = Engine::new();
+    engine.add_app("live", arcly::AppConfig::default());
+    let factory = RtmpSessionFactory::allow_all(engine);
+    let mut c = client("rtmp://localhost/other/cam", ClientMode::Publish, 22);
+    let mut s = factory.session(peer(22), at(0), 22);
+    let ev = pump(&mut c, &mut s, at(1));
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, ClientEvent::Status { code, description, .. }
+        if code == "NetStream.Publish.BadName" && description.contains("unknown app"))
+        ),
+        "{ev:?}"
+    );
+    assert!(matches!(
+        ev.last(),
+        Some(ClientEvent::Closed(CloseReason::Rejected(_)))
+    ));
+}
+
+#[test]
+fn client_connect_timeout() {
+    let mut c = client("rtmp://localhost/live/cam", ClientMode::Play, 23);
+    assert!(c.poll_transmit().is_some(), "C0+C1 queued at start");
+    let t = c.poll_timeout().unwrap();
+    c.handle_timeout(t);
+    assert_eq!(c.close_reason(), Some(&CloseReason::IdleTimeout));
+}
+
+#[test]
+fn media_chunks_are_built_once_and_shared_by_every_viewer() {
+    use arcly::rtmp::chunk::ChunkReader;
+    let engine = Engine::with_defaults();
+    let factory = RtmpSessionFactory::allow_all(engine.clone());
+    let (mut pc, mut ps) = connected_publisher(&factory, "rtmp://localhost/live/cam", 30);
+    send_all(&mut pc, &stream(2, 25, 0)); // configs
+    pump(&mut pc, &mut ps, at(1));
+    let (_c1, mut v1, _) = connected_player(&factory, "rtmp://localhost/live/cam", 31);
+    let (_c2, mut v2, _) = connected_player(&factory, "rtmp://localhost/live/cam", 32);
+
+    let frames_sent = stream(60, 25, 0);
+    send_all(&mut pc, &frames_sent[2..]);
+    pump(&mut pc, &mut ps, at(2));
+    let mut out1 = Vec::new();
+    let mut out2 = Vec::new();
+    v1.handle_media(at(2));
+    v2.handle_media(at(2));
+    v1.poll_transmit(&mut out1);
+    v2.poll_transmit(&mut out2);
+    // The player joined before any keyframe: the engine sends the configs
+    // with the first keyframe, then every frame. One buffer per frame.
+    assert_eq!(out1.len(), 60, "one buffer per frame");
+    assert_eq!(out2.len(), 60);
+    for (a, b) in out1.iter().zip(&out2) {
+        assert_eq!(a.as_ptr(), b.as_ptr(), "the same cached bytes, not a copy");
+        assert_eq!(a.len(), b.len());
+    }
+    // The cached form: type-0 first chunk, absolute timestamp, message
+    // stream 1, 4096-byte chunks, fixed chunk stream per kind.
+    let mut r = ChunkReader::default();
+    r.set_chunk_size(4096).unwrap();
+    for b in &out1 {
+        r.handle_input(b);
+    }
+    let msgs: Vec<_> = std::iter::from_fn(|| r.poll_message().unwrap()).collect();
+    assert_eq!(msgs.len(), 60);
+    for (m, f) in msgs.iter().zip(&frames_sent) {
+        assert_eq!(m.stream_id, 1);
+        assert_eq!(i64::from(m.timestamp), f.dts);
+        let (csid, ty) = if f.kind() == arcly::MediaKind::Video {
+            (7, 9)
+        } else {
+            (6, 8)
+        };
+        assert_eq!((m.csid, m.type_id), (csid, ty));
+        assert_eq!(m.payload, arcly::rtmp::flv::frame_to_tag_body(f));
+    }
+    for b in &out1 {
+        assert_eq!(
+            b[0] & 0xC0,
+            0,
+            "every cached message starts with a type-0 header"
+        );
+    }
 }

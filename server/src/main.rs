@@ -75,6 +75,12 @@ struct Cli {
     /// Seconds sessions get to say goodbye on shutdown.
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     shutdown_grace: f64,
+
+    /// Merge each player's writes over this many milliseconds (0: write
+    /// every frame at once, lowest latency; ~200-350: SRS-like batching,
+    /// less CPU per viewer).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    write_merge: u64,
 }
 
 /// One protocol listener of the server.
@@ -161,6 +167,10 @@ async fn run(cli: Cli) -> ExitCode {
         max_connections: cli.max_connections.max(1),
         shutdown_grace: Duration::try_from_secs_f64(cli.shutdown_grace.max(0.0))
             .unwrap_or(Duration::from_secs(2)),
+        drive: arcly_tokio::DriveConfig {
+            write_merge: Duration::from_millis(cli.write_merge),
+            ..arcly_tokio::DriveConfig::default()
+        },
         ..ServeConfig::default()
     };
 

@@ -143,9 +143,11 @@ impl Client {
             match self.next_event(left).await {
                 Ok(Some(ClientEvent::Publishing | ClientEvent::Playing)) => return Ok(()),
                 Ok(Some(ClientEvent::Closed(r))) => return Err(format!("closed: {r}")),
-                Ok(Some(ClientEvent::Status { level, code, description })) if level == "error" => {
-                    return Err(format!("{code}: {description}"))
-                }
+                Ok(Some(ClientEvent::Status {
+                    level,
+                    code,
+                    description,
+                })) if level == "error" => return Err(format!("{code}: {description}")),
                 Ok(Some(_)) => {}
                 Ok(None) => return Err(format!("not started within {timeout:?}")),
                 Err(e) => return Err(format!("I/O error: {e}")),

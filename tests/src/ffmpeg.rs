@@ -3,7 +3,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-
 /// What the lavfi test publisher sends.
 #[derive(Debug, Clone, Copy)]
 pub struct PublishSpec {
@@ -43,21 +42,45 @@ impl PublishSpec {
 /// reporting progress (`frame=N` lines) on stdout every 0.1 s.
 pub fn publish_command(url: &str, spec: &PublishSpec) -> Command {
     let mut c = Command::new("ffmpeg");
-    c.args(["-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+warning"])
-        .args(["-progress", "pipe:1", "-stats_period", "0.1"])
-        .args(["-re", "-f", "lavfi", "-i"])
-        .arg(format!(
-            "testsrc=size={}x{}:rate={}",
-            spec.width, spec.height, spec.fps
-        ))
-        .args(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &spec.seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency"])
-        .args(["-pix_fmt", "yuv420p"])
-        .args(["-g", &spec.gop.to_string(), "-keyint_min", &spec.gop.to_string()])
-        .args(["-sc_threshold", "0", "-b:v", "500k"])
-        .args(["-c:a", "aac", "-b:a", "64k"])
-        .args(["-f", "flv", url]);
+    c.args([
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "level+warning",
+    ])
+    .args(["-progress", "pipe:1", "-stats_period", "0.1"])
+    .args(["-re", "-f", "lavfi", "-i"])
+    .arg(format!(
+        "testsrc=size={}x{}:rate={}",
+        spec.width, spec.height, spec.fps
+    ))
+    .args([
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=44100",
+    ])
+    .args(["-t", &spec.seconds.to_string()])
+    .args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-tune",
+        "zerolatency",
+    ])
+    .args(["-pix_fmt", "yuv420p"])
+    .args([
+        "-g",
+        &spec.gop.to_string(),
+        "-keyint_min",
+        &spec.gop.to_string(),
+    ])
+    .args(["-sc_threshold", "0", "-b:v", "500k"])
+    .args(["-c:a", "aac", "-b:a", "64k"])
+    .args(["-f", "flv", url]);
     c
 }
 

@@ -37,7 +37,8 @@ fn gst_launch() -> Command {
     };
     // Errors of every element, and warnings of the libav decoders
     // (decode_slice_header, non-existing PPS, ...) go to stderr.
-    c.env("GST_DEBUG", "*:1,libav:2").env("GST_DEBUG_NO_COLOR", "1");
+    c.env("GST_DEBUG", "*:1,libav:2")
+        .env("GST_DEBUG_NO_COLOR", "1");
     c.args(["-e", "-v"]);
     c
 }
@@ -110,7 +111,11 @@ pub fn count_buffers(stdout: &str, name: &str) -> u64 {
 /// files in `dir`, the first packet's keyframe flag, and every
 /// `imperfect-timestamp` message of the decoded video.
 pub fn playback(stdout: &str, dir: &std::path::Path) -> Playback {
-    let size = |name: &str| std::fs::metadata(dir.join(name)).map(|m| m.len()).unwrap_or(0);
+    let size = |name: &str| {
+        std::fs::metadata(dir.join(name))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
     let video = size("video.yuv");
     let audio_samples = size("audio.pcm") / 2;
     let mut p = Playback {
@@ -119,8 +124,9 @@ pub fn playback(stdout: &str, dir: &std::path::Path) -> Playback {
         ..Playback::default()
     };
     if video % PICTURE_BYTES != 0 {
-        p.non_monotonic
-            .push(format!("video output of {video} bytes is not whole pictures"));
+        p.non_monotonic.push(format!(
+            "video output of {video} bytes is not whole pictures"
+        ));
     }
     p.starts_on_keyframe = trace_lines(stdout, "vpkt")
         .next()

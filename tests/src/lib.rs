@@ -9,8 +9,14 @@
 //! - under `CI=true` a missing tool is a failure with a clear message; outside
 //!   CI the test prints a notice and skips.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
+pub mod binary;
 pub mod client;
 pub mod ffmpeg;
 pub mod gst;

@@ -31,7 +31,11 @@ fn echo_enabled() -> bool {
     std::env::var("ARCLY_TEST_ECHO").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-fn collect(name: String, pipe: impl Read + Send + 'static, into: Arc<Mutex<Collected>>) -> JoinHandle<()> {
+fn collect(
+    name: String,
+    pipe: impl Read + Send + 'static,
+    into: Arc<Mutex<Collected>>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(pipe);
         let mut buf = Vec::new();
@@ -134,12 +138,20 @@ impl Proc {
 
     /// Everything printed on stdout so far.
     pub fn stdout(&self) -> String {
-        self.stdout.lock().unwrap_or_else(|p| p.into_inner()).text.clone()
+        self.stdout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .text
+            .clone()
     }
 
     /// Everything printed on stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).text.clone()
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .text
+            .clone()
     }
 
     /// Lines printed on stdout so far.
@@ -223,7 +235,11 @@ impl Proc {
 
     /// Polls `pred` on (stdout, stderr) every 20 ms until it holds, the
     /// process exits, or `timeout` passes. Returns whether it held.
-    pub fn wait_for(&mut self, timeout: Duration, mut pred: impl FnMut(&str, &str) -> bool) -> bool {
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&str, &str) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if pred(&self.stdout(), &self.stderr()) {

@@ -30,7 +30,13 @@ pub fn type0_header(csid: u8, timestamp: u32, len: u32, type_id: u8, stream_id: 
 
 /// A whole message as a type-0 chunk plus type-3 continuations of
 /// `chunk_size` bytes.
-pub fn message(csid: u8, type_id: u8, stream_id: u32, payload: &[u8], chunk_size: usize) -> Vec<u8> {
+pub fn message(
+    csid: u8,
+    type_id: u8,
+    stream_id: u32,
+    payload: &[u8],
+    chunk_size: usize,
+) -> Vec<u8> {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     let mut b = type0_header(csid, 0, len, type_id, stream_id);
     for (i, part) in payload.chunks(chunk_size.max(1)).enumerate() {
@@ -213,7 +219,13 @@ impl Raw {
     /// Handshake, then `connect` to `app` on chunk stream 3.
     pub fn handshake_and_connect(&mut self, app: &str) -> std::io::Result<()> {
         self.handshake()?;
-        self.send(&message(3, type_id::COMMAND_AMF0, 0, &connect_body(app), 128))
+        self.send(&message(
+            3,
+            type_id::COMMAND_AMF0,
+            0,
+            &connect_body(app),
+            128,
+        ))
     }
 
     /// Reads and discards until the server closes, or `timeout` passes.

@@ -118,14 +118,18 @@ impl Report {
     }
 }
 
-/// Starts the player when the publisher is between 8 and 25 frames past a
-/// keyframe (and past the first GOP), so joining is mid-GOP with a margin for
-/// the player's start-up before the next keyframe.
-pub fn wait_join_point(publisher: &mut Proc, gop: u64, frame_of: impl Fn(&Proc) -> Option<u64>) -> u64 {
+/// Returns once the publisher is 4 to 20 frames past a keyframe (and past
+/// the first GOP): the player started then joins mid-GOP, with a margin of
+/// at least 30 frames (1.2 s) for its start-up before the next keyframe.
+pub fn wait_join_point(
+    publisher: &mut Proc,
+    gop: u64,
+    frame_of: impl Fn(&Proc) -> Option<u64>,
+) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(f) = frame_of(publisher) {
-            if f >= gop + 8 && (8..=25).contains(&(f % gop)) {
+            if f >= gop + 4 && (4..=20).contains(&(f % gop)) {
                 return f;
             }
         }
@@ -195,7 +199,9 @@ pub fn run_gst(label: &str, addr: SocketAddr, stream: &str) -> Report {
         &mut gst::publish_command(&url, &spec),
     );
     let gop = u64::from(spec.gop);
-    let join_frame = wait_join_point(&mut publisher, gop, |p| Some(gst::count_buffers(&p.stdout(), "vin")));
+    let join_frame = wait_join_point(&mut publisher, gop, |p| {
+        Some(gst::count_buffers(&p.stdout(), "vin"))
+    });
     let player_start = Instant::now();
     let dir = crate::net::TempDir::new(label);
     let mut player = Proc::spawn(

@@ -157,8 +157,8 @@ fn start_async_io(
     let thread = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            let listener = async_io::Async::new(listener)
-                .unwrap_or_else(|e| panic!("async-io listener: {e}"));
+            let listener =
+                async_io::Async::new(listener).unwrap_or_else(|e| panic!("async-io listener: {e}"));
             let shutdown = async move {
                 wait.wait(seen).await;
             };

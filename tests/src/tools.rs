@@ -5,7 +5,11 @@ use std::path::PathBuf;
 /// Whether the tests run under CI (`CI` set to `true` or `1`).
 pub fn in_ci() -> bool {
     matches!(
-        std::env::var("CI").ok().as_deref().map(str::to_ascii_lowercase).as_deref(),
+        std::env::var("CI")
+            .ok()
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("true" | "1" | "yes")
     )
 }

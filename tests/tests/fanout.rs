@@ -4,7 +4,12 @@
 //! delay them: the others' lag behind the publisher is measured and bounded,
 //! while the stalled one falls behind the ring and skips to a keyframe.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +24,7 @@ use arcly_tests::{Adapter, TestServer, Watchdog};
 #[derive(Debug, Clone, Copy)]
 struct Params {
     players: usize,
+    frames: u32,
     video_bytes: usize,
     ring_frames: usize,
     /// The stalled player must have fallen off the ring and skipped.
@@ -58,7 +64,9 @@ async fn player(addr: std::net::SocketAddr, url: String, limit: Duration) -> See
                 seen.ended = true;
                 return seen;
             }
-            Ok(Some(ClientEvent::Status { code, .. })) if code.contains("UnpublishNotify") || code.ends_with("Play.Stop") => {
+            Ok(Some(ClientEvent::Status { code, .. }))
+                if code.contains("UnpublishNotify") || code.ends_with("Play.Stop") =>
+            {
                 seen.ended = true;
                 return seen;
             }
@@ -142,7 +150,7 @@ fn fanout_on(adapter: Adapter, params: Params, label: &str) {
     let spec = SynthSpec {
         fps: 25,
         gop: 50,
-        frames: 250,
+        frames: params.frames,
         video_bytes: params.video_bytes,
         audio: true,
     };
@@ -153,7 +161,8 @@ fn fanout_on(adapter: Adapter, params: Params, label: &str) {
     // Publisher on its own runtime thread, paced from t0; it logs when it
     // actually wrote each picture.
     let t0 = Instant::now() + Duration::from_millis(300);
-    let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; spec.frames as usize]));
+    let sent: Arc<Mutex<Vec<Option<Instant>>>> =
+        Arc::new(Mutex::new(vec![None; spec.frames as usize]));
     let pub_sent = sent.clone();
     let pub_url = url.clone();
     let publisher = std::thread::spawn(move || {
@@ -173,7 +182,10 @@ fn fanout_on(adapter: Adapter, params: Params, label: &str) {
     let key = StreamKey::new("live", "fan").unwrap();
     let wait_until = Instant::now() + Duration::from_secs(5);
     while engine.stream_stats(&key).is_none() {
-        assert!(Instant::now() < wait_until, "{test}: publisher never started");
+        assert!(
+            Instant::now() < wait_until,
+            "{test}: publisher never started"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let stats = engine.stream_stats(&key).unwrap();
@@ -268,7 +280,10 @@ fn fanout_on(adapter: Adapter, params: Params, label: &str) {
     }
     lags.sort();
     let dropped = stats.dropped.load(std::sync::atomic::Ordering::Relaxed);
-    let stalled_gap = stalled_video.windows(2).find(|w| w[1] != w[0] + 1).map(|w| (w[0], w[1]));
+    let stalled_gap = stalled_video
+        .windows(2)
+        .find(|w| w[1] != w[0] + 1)
+        .map(|w| (w[0], w[1]));
     eprintln!(
         "{test}: {} players OK; lag behind the publisher over {} live frames: p50 {:?}, p99 {:?}, max {:?}",
         results.len() - failed_players(&failures),
@@ -311,9 +326,10 @@ fn fanout_on(adapter: Adapter, params: Params, label: &str) {
     }
 }
 
-/// 200 players of a ~1 Mbit/s stream, plus one that stalls.
+/// 200 players of a ~1 Mbit/s stream for 6 s, plus one that stalls.
 const TWO_HUNDRED: Params = Params {
     players: 200,
+    frames: 150,
     video_bytes: 4_000,
     ring_frames: 256,
     expect_skip: false,
@@ -324,6 +340,7 @@ const TWO_HUNDRED: Params = Params {
 /// must skip to a keyframe, while the others keep up.
 const HEAVY_STALL: Params = Params {
     players: 20,
+    frames: 250,
     video_bytes: 60_000,
     ring_frames: 128,
     expect_skip: true,

@@ -4,7 +4,12 @@
 //! keyframe, get audio, see monotonic timestamps and no decoder errors.
 //! The same scenario runs on every adapter.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::time::Duration;
 

@@ -2,7 +2,12 @@
 //! in-process arcly server; `rtmp2src` joins mid-stream and decodes with
 //! libav. Same checks as the ffmpeg scenario, on every adapter.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::time::Duration;
 

@@ -4,7 +4,12 @@
 //! frame. Bytes are hand-made (`arcly_tests::rawrtmp`), not produced by the
 //! crate under test.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -73,12 +78,21 @@ fn cases() -> Vec<(&'static str, Attack)> {
         }),
         ("garbage handshake (version 0xFF)", |r| {
             let mut b = vec![0xFFu8; 1537];
-            b[1..].iter_mut().enumerate().for_each(|(i, x)| *x = i as u8);
+            b[1..]
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, x)| *x = i as u8);
             r.send(&b)
         }),
         ("chunk size 0", |r| {
             r.handshake_and_connect("live")?;
-            r.send(&rawrtmp::message(2, type_id::SET_CHUNK_SIZE, 0, &0u32.to_be_bytes(), 128))
+            r.send(&rawrtmp::message(
+                2,
+                type_id::SET_CHUNK_SIZE,
+                0,
+                &0u32.to_be_bytes(),
+                128,
+            ))
         }),
         ("chunk size huge (0xFFFFFFFF)", |r| {
             r.handshake_and_connect("live")?;
@@ -148,8 +162,20 @@ fn cases() -> Vec<(&'static str, Attack)> {
         }),
         ("publish before connect", |r| {
             r.handshake()?;
-            r.send(&rawrtmp::message(3, type_id::COMMAND_AMF0, 0, &rawrtmp::create_stream_body(), 128))?;
-            r.send(&rawrtmp::message(8, type_id::COMMAND_AMF0, 1, &rawrtmp::publish_body("evil"), 128))
+            r.send(&rawrtmp::message(
+                3,
+                type_id::COMMAND_AMF0,
+                0,
+                &rawrtmp::create_stream_body(),
+                128,
+            ))?;
+            r.send(&rawrtmp::message(
+                8,
+                type_id::COMMAND_AMF0,
+                1,
+                &rawrtmp::publish_body("evil"),
+                128,
+            ))
         }),
     ]
 }
@@ -228,10 +254,14 @@ fn hostile_on(adapter: Adapter) {
             reason.last().map(String::as_str).unwrap_or("<none>")
         );
         if matches!(closed, Closed::StillOpen { .. }) {
-            failures.push(format!("{name}: connection still open after {CLOSE_WITHIN:?}"));
+            failures.push(format!(
+                "{name}: connection still open after {CLOSE_WITHIN:?}"
+            ));
         }
         if reason.is_empty() {
-            failures.push(format!("{name}: no log line gives a reason for closing {peer}"));
+            failures.push(format!(
+                "{name}: no log line gives a reason for closing {peer}"
+            ));
         }
     }
 

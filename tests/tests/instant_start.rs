@@ -4,7 +4,12 @@
 //! TCP connect to the first video keyframe event) while the GOP is 2 s, so
 //! a server without a GOP cache would need up to 2 s.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::time::{Duration, Instant};
 
@@ -77,17 +82,22 @@ fn viewer_joining_mid_gop_starts_at_once_ffmpeg() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut ttffs = Vec::new();
     for _ in 0..4 {
-        let join = scenario::wait_join_point(&mut publisher, gop, |p| {
-            ffmpeg::progress_frame(&p.stdout())
-        });
+        let join =
+            scenario::wait_join_point(&mut publisher, gop, |p| ffmpeg::progress_frame(&p.stdout()));
         let first = rt.block_on(first_keyframe(&server, "cam"));
         let join_ms = join as i64 * 1000 / i64::from(spec.fps);
         eprintln!(
             "instant_start/ffmpeg: joined at frame {join} (~{join_ms} ms), first keyframe dts {} ms after {:?}",
             first.keyframe_dts, first.ttff
         );
-        assert!(first.had_video_config, "no H.264 config before the first keyframe");
-        assert!(first.had_audio_config, "no AAC config before the first keyframe");
+        assert!(
+            first.had_video_config,
+            "no H.264 config before the first keyframe"
+        );
+        assert!(
+            first.had_audio_config,
+            "no AAC config before the first keyframe"
+        );
         assert!(
             first.keyframe_dts <= join_ms,
             "first keyframe (dts {} ms) is newer than the join point ({join_ms} ms): \
@@ -135,7 +145,10 @@ fn synthetic_on(adapter: Adapter) {
         "{test}: first keyframe dts {} ms after {:?}",
         first.keyframe_dts, first.ttff
     );
-    assert_eq!(first.keyframe_dts, 2000, "expected the cached keyframe of frame 50");
+    assert_eq!(
+        first.keyframe_dts, 2000,
+        "expected the cached keyframe of frame 50"
+    );
     assert!(first.had_video_config && first.had_audio_config);
     assert!(
         first.ttff < Duration::from_millis(500),

@@ -117,7 +117,7 @@ fn all_scenarios(exec: Exec) {
     common::scenario_eof(s.addr, &s.factory.stats);
     common::scenario_timer(s.addr);
     common::scenario_media(s.addr, &s.factory.engine);
-    common::scenario_stalled_reader(s.addr, &s.factory.engine);
+    common::scenario_stalled_reader(s.addr, &s.factory.engine, &s.factory.stats);
 }
 
 fn max_connections(exec: Exec) {

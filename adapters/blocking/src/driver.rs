@@ -34,7 +34,8 @@ use crate::Shutdown;
 /// Settings of one connection driver.
 #[derive(Debug, Clone)]
 pub struct DriveConfig {
-    /// Size of the read buffer (bytes read per `handle_input` call at most).
+    /// Largest read buffer (bytes per `handle_input` call at most). The
+    /// buffer starts at 2 KiB and doubles up to this while reads fill it.
     pub read_buffer: usize,
     /// How long a closing session may take to flush its last bytes (and how
     /// long a session may stay open after the peer's EOF).
@@ -123,7 +124,8 @@ fn read_loop(
     clock: Clock,
     buf_size: usize,
 ) {
-    let mut buf = vec![0u8; buf_size.max(512)];
+    let max = buf_size.max(512);
+    let mut buf = vec![0u8; max.min(2048)];
     loop {
         let res = stream.read(&mut buf);
         let now = clock.instant(std::time::Instant::now());
@@ -138,6 +140,9 @@ fn read_loop(
                 if n == 0 {
                     tracing::trace!("peer EOF");
                     g.read_closed = true;
+                }
+                if n == buf.len() && n < max {
+                    buf.resize((n * 2).min(max), 0);
                 }
                 n == 0
             }

@@ -19,7 +19,9 @@ use crate::outq::OutQueue;
 /// Settings of one connection driver.
 #[derive(Debug, Clone)]
 pub struct DriveConfig {
-    /// Size of the read buffer (bytes read per `handle_input` call at most).
+    /// Largest read buffer (bytes per `handle_input` call at most). The
+    /// buffer starts at 2 KiB and doubles up to this while reads fill it, so
+    /// idle players stay small and publishers read in large blocks.
     pub read_buffer: usize,
     /// How long a closing session may take to flush its last bytes (and how
     /// long a session may stay open after the peer's EOF) before the
@@ -42,6 +44,9 @@ impl Default for DriveConfig {
     }
 }
 
+/// Initial read buffer size.
+const START_BUF: usize = 2048;
+
 /// Iterations of the loop per poll before yielding to other tasks.
 const BUDGET: usize = 64;
 
@@ -49,7 +54,8 @@ pub(crate) struct Driver<'a, S> {
     stream: S,
     session: &'a mut dyn StreamSession,
     clock: Clock,
-    buf: Box<[u8]>,
+    buf: Vec<u8>,
+    max_buf: usize,
     out: OutQueue,
     read_closed: bool,
     /// `handle_media` is owed: a write completed or input/timers ran.
@@ -80,7 +86,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Driver<'a, S> {
             stream,
             session,
             clock,
-            buf: vec![0u8; config.read_buffer.max(512)].into_boxed_slice(),
+            buf: vec![0u8; START_BUF.min(config.read_buffer.max(512))],
+            max_buf: config.read_buffer.max(512),
             out: OutQueue::default(),
             read_closed: false,
             media_due: true,
@@ -139,6 +146,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Driver<'a, S> {
                         }
                         let data = self.buf.get(..n).unwrap_or_default();
                         self.session.handle_input(now, data);
+                        if n == self.buf.len() && n < self.max_buf {
+                            self.buf.resize((n * 2).min(self.max_buf), 0);
+                        }
                         self.media_due = true;
                         progress = true;
                     }

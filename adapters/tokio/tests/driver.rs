@@ -103,7 +103,7 @@ fn media_signal_wakes_the_player() {
 #[test]
 fn stalled_reader_does_not_block_others() {
     let s = Server::start(None);
-    common::scenario_stalled_reader(s.addr, &s.factory.engine);
+    common::scenario_stalled_reader(s.addr, &s.factory.engine, &s.factory.stats);
 }
 
 #[test]

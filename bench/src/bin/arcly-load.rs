@@ -475,13 +475,13 @@ async fn play(cli: &Cli) -> Result<(), String> {
     let own1 = procstat::cpu_seconds(own);
 
     let active = count_state(&players, |s| s == ST_ACTIVE);
-    let per_player: Vec<(f64, f64)> = before
+    // Summed as integers: an empty f64 sum is -0.0.
+    let bytes = before
         .iter()
         .zip(&after)
-        .map(|(b, a)| ((a.0 - b.0) as f64, (a.1 - b.1) as f64))
-        .collect();
-    let bytes: f64 = per_player.iter().map(|p| p.0).sum();
-    let frames = Summary::of(per_player.iter().map(|p| p.1));
+        .map(|(b, a)| a.0 - b.0)
+        .sum::<u64>() as f64;
+    let frames = Summary::of(before.iter().zip(&after).map(|(b, a)| (a.1 - b.1) as f64));
     let total_frames = Summary::of(
         players
             .iter()

@@ -160,8 +160,8 @@ impl AacConfig {
         self.extension_frequency.unwrap_or(self.sampling_frequency)
     }
 
-    /// Samples per channel in one access unit at the core rate (1024, or 960
-    /// is not signalled here; 1024 for the AAC object types).
+    /// Samples per channel in one access unit at the core rate: 1024 (the
+    /// 960-sample `frameLengthFlag` framing is not read).
     pub fn samples_per_frame(&self) -> u32 {
         1024
     }

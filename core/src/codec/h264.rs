@@ -589,10 +589,10 @@ impl AvcConfig {
     }
 }
 
-/// Rewrites the `lengthSizeMinusOne` of a serialized AVC record to 3 (4-byte
-/// lengths), as the canonical form requires. Returns `data` unchanged when
-/// already 4 or too short.
-pub fn record_with_length_size4(data: Bytes, byte_index: usize) -> Bytes {
+/// Rewrites the `lengthSizeMinusOne` at `byte_index` of a serialized AVC
+/// (index 4) or HEVC (index 21) record to 3 (4-byte lengths), as the
+/// canonical form requires. Returns `data` unchanged when already 4 or too short.
+pub(crate) fn record_with_length_size4(data: Bytes, byte_index: usize) -> Bytes {
     match data.get(byte_index) {
         Some(b) if b & 3 != 3 => {
             let mut v = BytesMut::from(&data[..]);

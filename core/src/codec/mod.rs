@@ -105,4 +105,70 @@ mod tests {
         assert!(codec_string(Codec::H265, &asc).is_err());
         assert!(codec_string(Codec::Av1, &Bytes::new()).is_err());
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(data in prop::collection::vec(any::<u8>(), 0..96)) {
+            let b = Bytes::from(data.clone());
+            let _ = h264::Sps::parse(&data);
+            let _ = h265::Sps::parse(&data);
+            let _ = h264::AvcConfig::parse(&b);
+            let _ = h265::HevcConfig::parse(&b);
+            let _ = av1::Av1Config::parse(&b);
+            let _ = aac::AacConfig::parse(&data);
+            let _ = aac::AdtsHeader::parse(&data);
+            let _ = aac::iter_adts(&b).count();
+            let _ = opus::OpusHead::parse(&data);
+            let _ = opus::OpusHead::from_dops(&data);
+            let _ = h264::split_annex_b(&data);
+            let _ = h264::to_avcc4(b.clone(), 4);
+            let _ = h264::to_avcc4(b.clone(), 2);
+            let _ = h264::avcc_to_annex_b(&data);
+            let _ = codec_string(Codec::H264, &b);
+        }
+
+        #[test]
+        fn sps_with_valid_header_never_panics(rest in prop::collection::vec(any::<u8>(), 0..64)) {
+            let mut a = vec![0x67];
+            a.extend_from_slice(&rest);
+            let _ = h264::Sps::parse(&a);
+            let mut h = vec![0x42, 0x01];
+            h.extend_from_slice(&rest);
+            let _ = h265::Sps::parse(&h);
+        }
+
+        #[test]
+        fn configs_round_trip(
+            sps in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..40), 0..3),
+            pps in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..40), 0..3),
+            profile in any::<u8>(),
+            aot in 1u8..=45,
+            rate in prop::sample::select(vec![7350u32, 22_050, 44_100, 48_000, 96_000, 12_345]),
+            ch in 0u8..=7,
+            opus_ch in 1u8..=2,
+            pre_skip in any::<u16>(),
+            gain in any::<i16>(),
+        ) {
+            let to_bytes = |v: &Vec<Vec<u8>>| v.iter().map(|u| Bytes::from(u.clone())).collect::<Vec<_>>();
+            let avc = h264::AvcConfig {
+                profile: if matches!(profile, 100 | 110 | 122 | 144) { 66 } else { profile },
+                compatibility: 0xC0,
+                level: 31,
+                length_size: 4,
+                sps: to_bytes(&sps),
+                pps: to_bytes(&pps),
+                high_ext: None,
+            };
+            prop_assert_eq!(h264::AvcConfig::parse(&avc.to_bytes()).unwrap(), avc);
+            // AOT 5/29 carry an extension rate; keep the plain form here.
+            let aot = if aot == aac::AOT_SBR || aot == aac::AOT_PS || aot == 31 { 2 } else { aot };
+            let asc = aac::AacConfig::new(aot, rate, ch);
+            prop_assert_eq!(aac::AacConfig::parse(&asc.to_bytes()).unwrap(), asc);
+            let head = opus::OpusHead { pre_skip, output_gain: gain, ..opus::OpusHead::new(opus_ch) };
+            prop_assert_eq!(opus::OpusHead::parse(&head.to_bytes()).unwrap(), head.clone());
+            prop_assert_eq!(opus::OpusHead::from_dops(&head.to_dops()).unwrap(), head);
+        }
+    }
 }

@@ -7,10 +7,9 @@
 //! Frame `seq` lives in slot `seq % cap`; each slot is an atomic
 //! `Option<Arc<FrameEntry>>` and the entry carries its own `seq`.
 //!
-//! - The publisher (exactly one, `&mut self`) stores the entry in its slot,
-//!   then stores `head = seq + 1` with `Release`, then (if they changed) the
-//!   GOP start and latest start point with `Release`, then notifies the
-//!   [`Signal`]. Nothing in this path depends on the number of subscribers,
+//! - The publisher (exactly one, `&mut self`) stores (if they changed) the
+//!   GOP start and the latest start point, then the entry in its slot, then
+//!   `head = seq + 1` with `Release`, then notifies the [`Signal`]. Nothing in this path depends on the number of subscribers,
 //!   takes a lock, or allocates beyond the one `Arc<FrameEntry>` per frame.
 //! - A reader at `next` loads `live` and then `head` with `Acquire`. If
 //!   `next >= head` there is nothing new (or, with `live == false`, the
@@ -358,7 +357,9 @@ impl Publisher {
             }
         }
 
-        shared.ring.publish(entry);
+        // GOP start and latest start point before `head`: a reader that sees
+        // the new head sees them too (checked by loom: a lagging reader that
+        // sees the keyframe in `head` must also find it in `last_start`).
         let gop_start = self.gop.map_or(NONE, |g| g.start);
         if gop_start != self.shown_gop {
             self.shown_gop = gop_start;
@@ -368,6 +369,7 @@ impl Publisher {
             self.shown_last = self.last_start;
             shared.last_start.store(self.last_start, Ordering::Release);
         }
+        shared.ring.publish(entry);
         shared.signal.notify();
     }
 
@@ -453,10 +455,22 @@ impl Subscriber {
                 shared.config.max_subscribers,
             ));
         }
-        // `gop_start` is stored after the `head` that covers it.
-        let gop = shared.gop_start.load(Ordering::Acquire);
-        let head = shared.ring.head.load(Ordering::Acquire);
-        let next_seq = if gop != NONE && gop < head { gop } else { head };
+        // `gop_start` is stored before the `head` of its frame. Reading it on
+        // both sides of `head` and retrying if it moved gives a pair that
+        // held together, so the cache handed out respects the caps even while
+        // frames are being published (start sequence numbers only grow, so
+        // an equal value did not change in between).
+        let mut next_seq = None;
+        for _ in 0..4 {
+            let gop = shared.gop_start.load(Ordering::Acquire);
+            let head = shared.ring.head.load(Ordering::Acquire);
+            if shared.gop_start.load(Ordering::Acquire) == gop {
+                next_seq = Some(if gop != NONE && gop < head { gop } else { head });
+                break;
+            }
+        }
+        let next_seq =
+            next_seq.unwrap_or_else(|| shared.ring.head.load(Ordering::Acquire));
         Ok(Subscriber {
             shared,
             next_seq,

@@ -10,9 +10,9 @@ use tracing::{debug, info, warn};
 
 use super::amf::{encode_values, Amf0Value};
 use super::chunk::RawMessage;
+use super::command::{decode_command, decode_data, request, Command, DataMessage, PublishType};
 use super::conn::{
-    self, msg_type, Demuxer, Inbound, RawCommand, Wire, CSID_AUDIO, CSID_COMMAND, CSID_DATA,
-    CSID_VIDEO,
+    msg_type, Demuxer, Inbound, Wire, CSID_AUDIO, CSID_COMMAND, CSID_DATA, CSID_VIDEO,
 };
 use super::handshake::{ClientHandshake, HandshakeMode};
 use super::message::{ProtocolControl, UserControl};
@@ -219,55 +219,28 @@ impl ClientConnection {
     fn after_handshake(&mut self) {
         self.wire
             .send_control(&ProtocolControl::SetChunkSize(OUT_CHUNK_SIZE));
-        let obj = Amf0Value::object([
-            ("app", Amf0Value::string(self.config.app.clone())),
-            ("type", Amf0Value::string("nonprivate")),
-            (
-                "flashVer",
-                Amf0Value::string("FMLE/3.0 (compatible; arcly)"),
-            ),
-            ("tcUrl", Amf0Value::string(self.config.tc_url.clone())),
-            ("fpad", Amf0Value::Boolean(false)),
-            ("capabilities", Amf0Value::Number(15.0)),
-            ("audioCodecs", Amf0Value::Number(4071.0)),
-            ("videoCodecs", Amf0Value::Number(252.0)),
-            ("videoFunction", Amf0Value::Number(1.0)),
-            ("objectEncoding", Amf0Value::Number(0.0)),
-        ]);
-        self.command(
-            0,
-            &[
-                Amf0Value::string("connect"),
-                Amf0Value::Number(TID_CONNECT),
-                obj,
-            ],
-        );
+        let req = request::ConnectRequest::new(self.config.app.clone(), self.config.tc_url.clone());
+        self.command(0, request::connect(TID_CONNECT, &req));
     }
 
-    fn command(&mut self, stream_id: u32, values: &[Amf0Value]) {
-        self.wire.send(
-            CSID_COMMAND,
-            0,
-            msg_type::COMMAND_AMF0,
-            stream_id,
-            encode_values(values),
-        );
+    fn command(&mut self, stream_id: u32, body: Bytes) {
+        self.wire
+            .send(CSID_COMMAND, 0, msg_type::COMMAND_AMF0, stream_id, body);
     }
 
     fn message(&mut self, m: RawMessage) -> Result<(), RtmpError> {
         match m.type_id {
             msg_type::COMMAND_AMF0 | msg_type::COMMAND_AMF3 => {
-                let body = if m.type_id == msg_type::COMMAND_AMF3 && m.payload.first() == Some(&0) {
-                    m.payload.get(1..).unwrap_or_default()
-                } else {
-                    m.payload.as_ref()
-                };
-                let cmd = RawCommand::decode(body)?;
+                let cmd = decode_command(m.type_id, &m.payload)?;
                 self.on_command(cmd)
             }
-            msg_type::DATA_AMF0 => {
-                if let Some(md) = conn::metadata_body(&m.payload) {
-                    self.events.push_back(ClientEvent::Metadata(md));
+            msg_type::DATA_AMF0 | msg_type::DATA_AMF3 => {
+                match decode_data(m.type_id, &m.payload)? {
+                    DataMessage::OnMetaData(md) | DataMessage::SetDataFrame(md) => {
+                        self.events
+                            .push_back(ClientEvent::Metadata(md.to_on_metadata()));
+                    }
+                    DataMessage::ClearDataFrame | DataMessage::Other { .. } => {}
                 }
                 Ok(())
             }
@@ -298,19 +271,9 @@ impl ClientConnection {
         }
     }
 
-    fn on_command(&mut self, cmd: RawCommand) -> Result<(), RtmpError> {
-        let info = |cmd: &RawCommand| {
-            let o = cmd.args.iter().find(|v| v.properties().is_some());
-            let text = |k: &str| {
-                o.and_then(|o| o.get(k))
-                    .and_then(Amf0Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            (text("level"), text("code"), text("description"))
-        };
-        match cmd.name.as_str() {
-            "_result" if cmd.transaction_id == TID_CONNECT => {
+    fn on_command(&mut self, cmd: Command) -> Result<(), RtmpError> {
+        match cmd {
+            Command::Result { transaction_id, .. } if transaction_id == TID_CONNECT => {
                 if !matches!(self.phase, Phase::Connecting) {
                     return Ok(());
                 }
@@ -318,99 +281,60 @@ impl ClientConnection {
                 self.events.push_back(ClientEvent::Connected);
                 self.wire
                     .send_control(&ProtocolControl::WindowAckSize(2_500_000));
-                let name = Amf0Value::string(self.config.stream.clone());
                 if self.config.mode == ClientMode::Publish {
-                    self.command(
-                        0,
-                        &[
-                            Amf0Value::string("releaseStream"),
-                            Amf0Value::Number(2.0),
-                            Amf0Value::Null,
-                            name.clone(),
-                        ],
-                    );
-                    self.command(
-                        0,
-                        &[
-                            Amf0Value::string("FCPublish"),
-                            Amf0Value::Number(3.0),
-                            Amf0Value::Null,
-                            name,
-                        ],
-                    );
+                    let name = self.config.stream.clone();
+                    self.command(0, request::release_stream(2.0, &name));
+                    self.command(0, request::fc_publish(3.0, &name));
                 }
-                self.command(
-                    0,
-                    &[
-                        Amf0Value::string("createStream"),
-                        Amf0Value::Number(TID_CREATE_STREAM),
-                        Amf0Value::Null,
-                    ],
-                );
+                self.command(0, request::create_stream(TID_CREATE_STREAM));
                 self.phase = Phase::CreatingStream;
                 Ok(())
             }
-            "_result" if cmd.transaction_id == TID_CREATE_STREAM => {
+            Command::Result { transaction_id, .. } if transaction_id == TID_CREATE_STREAM => {
                 if !matches!(self.phase, Phase::CreatingStream) {
                     return Ok(());
                 }
-                let id = cmd
-                    .args
-                    .iter()
-                    .find_map(Amf0Value::as_f64)
-                    .filter(|n| n.is_finite() && *n >= 1.0 && *n <= f64::from(u32::MAX))
+                self.stream_id = cmd
+                    .result_stream_id()
+                    .filter(|id| *id != 0)
                     .ok_or_else(|| {
                         RtmpError::Protocol("createStream result without a stream id".into())
                     })?;
-                self.stream_id = id as u32;
-                let name = Amf0Value::string(self.config.stream.clone());
+                let name = self.config.stream.clone();
                 match self.config.mode {
                     ClientMode::Publish => self.command(
                         self.stream_id,
-                        &[
-                            Amf0Value::string("publish"),
-                            Amf0Value::Number(0.0),
-                            Amf0Value::Null,
-                            name,
-                            Amf0Value::string("live"),
-                        ],
+                        request::publish(0.0, &name, PublishType::Live),
                     ),
                     ClientMode::Play => {
                         self.wire.send_user_control(&UserControl::SetBufferLength {
                             stream_id: self.stream_id,
                             buffer_ms: 1000,
                         });
-                        self.command(
-                            self.stream_id,
-                            &[
-                                Amf0Value::string("play"),
-                                Amf0Value::Number(0.0),
-                                Amf0Value::Null,
-                                name,
-                                Amf0Value::Number(-2000.0),
-                            ],
-                        );
+                        self.command(self.stream_id, request::play(0.0, &name, -2.0, -1.0, true));
                     }
                 }
                 self.phase = Phase::Starting;
                 Ok(())
             }
-            "_error" => {
-                let (_, code, description) = info(&cmd);
+            Command::Error { .. } => {
+                let st = cmd.result_status();
+                let (code, description) = st.map(|s| (s.code, s.description)).unwrap_or_default();
                 warn!(app = %self.config.app, %code, %description, "rtmp client got _error");
                 self.close(CloseReason::Rejected(format!("{code}: {description}")));
                 Ok(())
             }
-            "onStatus" => {
-                let (level, code, description) = info(&cmd);
-                debug!(%level, %code, %description, "rtmp client onStatus");
+            Command::OnStatus(st) => {
+                debug!(level = %st.level, code = %st.code, description = %st.description, "rtmp client onStatus");
+                let (level, code) = (st.level.clone(), st.code.clone());
+                let reason = format!("{}: {}", st.code, st.description);
                 self.events.push_back(ClientEvent::Status {
-                    level: level.clone(),
-                    code: code.clone(),
-                    description: description.clone(),
+                    level: st.level,
+                    code: st.code,
+                    description: st.description,
                 });
                 if level == "error" {
-                    self.close(CloseReason::Rejected(format!("{code}: {description}")));
+                    self.close(CloseReason::Rejected(reason));
                 } else if matches!(self.phase, Phase::Starting) {
                     if code == "NetStream.Publish.Start" && self.config.mode == ClientMode::Publish
                     {
@@ -447,7 +371,7 @@ impl ClientConnection {
         };
         let ts = frame.dts_in(1000) as u32;
         self.wire
-            .send(csid, ts, type_id, self.stream_id, conn::mux(frame));
+            .send(csid, ts, type_id, self.stream_id, super::conn::mux(frame));
         self.frames_sent += 1;
         Ok(())
     }
@@ -519,26 +443,10 @@ impl ClientConnection {
         }
         if self.stream_id != 0 {
             if self.config.mode == ClientMode::Publish {
-                let name = Amf0Value::string(self.config.stream.clone());
-                self.command(
-                    0,
-                    &[
-                        Amf0Value::string("FCUnpublish"),
-                        Amf0Value::Number(5.0),
-                        Amf0Value::Null,
-                        name,
-                    ],
-                );
+                let name = self.config.stream.clone();
+                self.command(0, request::fc_unpublish(5.0, &name));
             }
-            self.command(
-                0,
-                &[
-                    Amf0Value::string("deleteStream"),
-                    Amf0Value::Number(6.0),
-                    Amf0Value::Null,
-                    Amf0Value::Number(f64::from(self.stream_id)),
-                ],
-            );
+            self.command(0, request::delete_stream(6.0, self.stream_id));
         }
         self.close(CloseReason::LocalShutdown);
     }

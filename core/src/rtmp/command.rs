@@ -635,10 +635,10 @@ pub fn decode_command_with_limits(
     Ok(interpret_command(name, values))
 }
 
-/// Typed view of a named command (RTMP spec §7.2). Missing optional
-/// arguments take their spec defaults; a known command whose required
-/// argument is missing becomes [`Command::Unknown`] only if the argument has no
-/// sensible default (stream names default to "").
+/// Typed view of a named command (RTMP spec §7.2). Never fails: missing
+/// arguments take their spec defaults (play start -2, duration -1, reset
+/// true, publish type live), missing stream names are "" and a missing
+/// transaction id is 0; unknown names become [`Command::Unknown`].
 fn interpret_command(name: String, values: Vec<Amf0Value>) -> Command {
     let mut it = values.into_iter();
     let transaction_id = it.next().and_then(|v| v.as_f64()).unwrap_or(0.0);
@@ -1911,6 +1911,15 @@ mod tests {
     }
 
     #[test]
+    fn message_type_ids_agree_with_the_message_module() {
+        use crate::rtmp::message::type_id;
+        assert_eq!(MSG_COMMAND_AMF0, type_id::COMMAND_AMF0);
+        assert_eq!(MSG_COMMAND_AMF3, type_id::COMMAND_AMF3);
+        assert_eq!(MSG_DATA_AMF0, type_id::DATA_AMF0);
+        assert_eq!(MSG_DATA_AMF3, type_id::DATA_AMF3);
+    }
+
+    #[test]
     fn stream_names_and_tc_urls() {
         assert_eq!(StreamName::parse("cam?token=x"), cam());
         assert_eq!(StreamName::parse("cam").query, None);
@@ -1970,38 +1979,5 @@ mod tests {
         fn stream_name_display_round_trips(raw in "[a-z0-9?=&_/]{0,24}") {
             prop_assert_eq!(StreamName::parse(&raw).to_string(), raw);
         }
-    }
-}
-#[cfg(test)]
-mod tmp_measure {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    #[test]
-    #[ignore]
-    fn measure() {
-        let connect = include_bytes!("amf/testdata/ffmpeg_publish_connect.bin");
-        let meta = include_bytes!("amf/testdata/ffmpeg_set_data_frame.bin");
-        let n = 200_000;
-        let t = std::time::Instant::now();
-        for _ in 0..n { std::hint::black_box(decode_command(20, std::hint::black_box(connect)).unwrap()); }
-        let e = t.elapsed();
-        println!("connect {} B: {:.0} ns/msg, {:.1} MB/s", connect.len(), e.as_nanos() as f64 / n as f64, (connect.len() * n) as f64 / e.as_secs_f64() / 1e6);
-        let t = std::time::Instant::now();
-        for _ in 0..n { std::hint::black_box(decode_data(18, std::hint::black_box(meta)).unwrap()); }
-        let e = t.elapsed();
-        println!("metadata {} B: {:.0} ns/msg, {:.1} MB/s", meta.len(), e.as_nanos() as f64 / n as f64, (meta.len() * n) as f64 / e.as_secs_f64() / 1e6);
-        let t = std::time::Instant::now();
-        for _ in 0..n { std::hint::black_box(response::connect_result(1.0, 0.0)); }
-        println!("connect_result build: {:.0} ns", t.elapsed().as_nanos() as f64 / n as f64);
-        let mut bomb = Vec::new();
-        for _ in 0..100_000 { bomb.extend_from_slice(&[0x03, 0x00, 0x01, b'a']); }
-        let t = std::time::Instant::now();
-        for _ in 0..1000 { std::hint::black_box(crate::rtmp::amf::decode_all(&bomb).unwrap_err()); }
-        println!("100k-deep bomb (400 kB) rejected in {:.0} ns", t.elapsed().as_nanos() as f64 / 1000.0);
-        let mut arr = vec![0x0A];
-        arr.extend_from_slice(&u32::MAX.to_be_bytes());
-        let t = std::time::Instant::now();
-        for _ in 0..n { std::hint::black_box(crate::rtmp::amf::decode_all(&arr).unwrap_err()); }
-        println!("4G-count strict array rejected in {:.0} ns", t.elapsed().as_nanos() as f64 / n as f64);
     }
 }

@@ -16,7 +16,6 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use super::amf::{Amf0Decoder, Amf0Value};
 use super::chunk::{ChunkLimits, ChunkReader, ChunkWriter, RawMessage};
 use super::flv::FlvDemux;
 use super::message::{ProtocolControl, UserControl};
@@ -174,53 +173,6 @@ impl Wire {
     }
 }
 
-/// A command message decoded into its name, transaction id and remaining
-/// values (RTMP spec §7.1.1, §7.2). Decoding is bounded by the AMF
-/// [`DecodeLimits`](super::amf::DecodeLimits): a nesting bomb is an error.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct RawCommand {
-    pub name: String,
-    pub transaction_id: f64,
-    /// The values after the transaction id: the command object (often
-    /// null), then the arguments.
-    pub args: Vec<Amf0Value>,
-}
-
-/// Most values read from one command message.
-const MAX_COMMAND_VALUES: usize = 32;
-
-impl RawCommand {
-    pub(crate) fn decode(body: &[u8]) -> Result<Self, RtmpError> {
-        let mut d = Amf0Decoder::new(body);
-        let name = match d.decode()? {
-            Amf0Value::String(s) => s,
-            other => {
-                return Err(RtmpError::Protocol(format!(
-                    "command name is not a string: {other:?}"
-                )))
-            }
-        };
-        let transaction_id = match d.decode_opt()? {
-            Some(v) => v.as_f64().unwrap_or(0.0),
-            None => 0.0,
-        };
-        let mut args = Vec::new();
-        while let Some(v) = d.decode_opt()? {
-            if args.len() >= MAX_COMMAND_VALUES {
-                return Err(RtmpError::Protocol(format!(
-                    "command `{name}` has more than {MAX_COMMAND_VALUES} values"
-                )));
-            }
-            args.push(v);
-        }
-        Ok(RawCommand {
-            name,
-            transaction_id,
-            args,
-        })
-    }
-}
-
 /// FLV tag body → frame, with the timestamp extension of each media kind.
 #[derive(Debug, Default)]
 pub(crate) struct Demuxer {
@@ -278,37 +230,6 @@ impl TsExtender {
     }
 }
 
-/// Strips a leading AMF0 string `@setDataFrame` from a data message body, so
-/// that what remains starts with `onMetaData` (FLV spec, script data).
-/// Returns `None` when the body is not metadata.
-pub(crate) fn metadata_body(payload: &Bytes) -> Option<Bytes> {
-    fn amf0_string_at(p: &[u8], at: usize) -> Option<(&[u8], usize)> {
-        if *p.get(at)? != 0x02 {
-            return None;
-        }
-        let len = usize::from(u16::from_be_bytes([*p.get(at + 1)?, *p.get(at + 2)?]));
-        let s = p.get(at + 3..at + 3 + len)?;
-        Some((s, at + 3 + len))
-    }
-    let (first, after) = amf0_string_at(payload, 0)?;
-    if first == b"@setDataFrame" {
-        let (second, _) = amf0_string_at(payload, after)?;
-        (second == b"onMetaData").then(|| payload.slice(after..))
-    } else if first == b"onMetaData" {
-        Some(payload.clone())
-    } else {
-        None
-    }
-}
-
-/// Splits `name?query` at the first `?`.
-pub(crate) fn split_query(s: &str) -> (&str, &str) {
-    match s.split_once('?') {
-        Some((a, q)) => (a, q),
-        None => (s, ""),
-    }
-}
-
 /// Keeps unparsed input while an admission decision is pending.
 #[derive(Debug, Default)]
 pub(crate) struct Stash {
@@ -347,23 +268,5 @@ mod tests {
         assert_eq!(e.extend(5), (1i64 << 32) + 5);
         assert_eq!(e.extend(2), (1i64 << 32) + 2);
         assert_eq!(e.extend(40), (1i64 << 32) + 40);
-    }
-
-    #[test]
-    fn metadata_strips_set_data_frame() {
-        let mut p = vec![0x02, 0, 13];
-        p.extend_from_slice(b"@setDataFrame");
-        p.extend_from_slice(&[0x02, 0, 10]);
-        p.extend_from_slice(b"onMetaData");
-        p.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 0, 9]);
-        let b = Bytes::from(p);
-        let m = metadata_body(&b).unwrap_or_default();
-        assert_eq!(m.get(..3), Some(&[0x02, 0, 10][..]));
-        assert_eq!(metadata_body(&m), Some(m.clone()));
-        assert_eq!(
-            metadata_body(&Bytes::from_static(&[0x02, 0, 1, b'x'])),
-            None
-        );
-        assert_eq!(metadata_body(&Bytes::from_static(&[0x02, 0, 9])), None);
     }
 }

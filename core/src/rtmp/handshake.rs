@@ -525,7 +525,12 @@ impl ClientHandshake {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
     use super::*;
 
     /// C0+C1 sent by `ffmpeg` 6.x/7.x (`-f flv rtmp://…`), captured on a
@@ -707,7 +712,12 @@ e0";
     #[test]
     fn schema0_c1_is_answered_with_schema0() {
         let mut rng = SplitMix64::new(5);
-        let (c1, _) = make_digest_packet(&mut rng, CLIENT_VERSION, DigestSchema::KeyFirst, FP_KEY_TEXT);
+        let (c1, _) = make_digest_packet(
+            &mut rng,
+            CLIENT_VERSION,
+            DigestSchema::KeyFirst,
+            FP_KEY_TEXT,
+        );
         let mut server = ServerHandshake::new(6);
         let mut input = vec![RTMP_VERSION];
         input.extend_from_slice(&c1);
@@ -730,11 +740,17 @@ e0";
         assert!(!s.is_done());
 
         let mut s = ServerHandshake::new(0);
-        assert_eq!(s.handle_input(&[6]), Err(HandshakeError::UnsupportedVersion(6)));
+        assert_eq!(
+            s.handle_input(&[6]),
+            Err(HandshakeError::UnsupportedVersion(6))
+        );
 
         let mut c = ClientHandshake::new(0, HandshakeMode::Simple);
         assert!(c.poll_transmit().is_some());
-        assert_eq!(c.handle_input(&[0xFF; 10]), Err(HandshakeError::UnsupportedVersion(0xFF)));
+        assert_eq!(
+            c.handle_input(&[0xFF; 10]),
+            Err(HandshakeError::UnsupportedVersion(0xFF))
+        );
         assert_eq!(c.handle_input(&[3]), Err(HandshakeError::Failed));
     }
 
@@ -752,9 +768,15 @@ e0";
 
     #[test]
     fn randomness_is_deterministic_per_seed() {
-        let a = ClientHandshake::new(9, HandshakeMode::Digest).poll_transmit().unwrap();
-        let b = ClientHandshake::new(9, HandshakeMode::Digest).poll_transmit().unwrap();
-        let c = ClientHandshake::new(10, HandshakeMode::Digest).poll_transmit().unwrap();
+        let a = ClientHandshake::new(9, HandshakeMode::Digest)
+            .poll_transmit()
+            .unwrap();
+        let b = ClientHandshake::new(9, HandshakeMode::Digest)
+            .poll_transmit()
+            .unwrap();
+        let c = ClientHandshake::new(10, HandshakeMode::Digest)
+            .poll_transmit()
+            .unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
         // splitmix64 reference values for seed 0.

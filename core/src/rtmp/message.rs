@@ -120,9 +120,9 @@ impl ProtocolControl {
                 be32(payload, type_id, 4)? & 0x7FFF_FFFF,
             )),
             type_id::ABORT => Ok(ProtocolControl::Abort(be32(payload, type_id, 4)?)),
-            type_id::ACKNOWLEDGEMENT => Ok(ProtocolControl::Acknowledgement(be32(
-                payload, type_id, 4,
-            )?)),
+            type_id::ACKNOWLEDGEMENT => {
+                Ok(ProtocolControl::Acknowledgement(be32(payload, type_id, 4)?))
+            }
             type_id::WINDOW_ACK_SIZE => {
                 Ok(ProtocolControl::WindowAckSize(be32(payload, type_id, 4)?))
             }

@@ -8,11 +8,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
-use super::amf::Amf0Value;
 use super::chunk::{encode_message, RawMessage};
-use super::conn::{
-    self, msg_type, Demuxer, Inbound, RawCommand, Stash, Wire, CSID_COMMAND, CSID_DATA,
+use super::command::{
+    decode_command, decode_data, response, Command, Connect, DataMessage, Play, StatusCode,
+    StreamName,
 };
+use super::conn::{self, msg_type, Demuxer, Inbound, Stash, Wire, CSID_COMMAND, CSID_DATA};
 use super::handshake::ServerHandshake;
 use super::message::{PeerBandwidthLimit, ProtocolControl, UserControl};
 use super::{RtmpError, OUT_CHUNK_SIZE, PLAY_STREAM_ID};
@@ -133,6 +134,8 @@ enum Role {
 struct Stream {
     id: u32,
     role: Role,
+    /// The stream name of the last publish/play on it, for logs.
+    name: String,
 }
 
 #[derive(Debug)]
@@ -271,28 +274,20 @@ impl ServerConnection {
 
     fn message(&mut self, m: RawMessage) -> Result<(), RtmpError> {
         match m.type_id {
-            msg_type::COMMAND_AMF0 => self.command(&m, &m.payload),
-            msg_type::COMMAND_AMF3 => {
-                // AMF3 command: a format byte 0, then AMF0 values (RTMP spec §7.1.1).
-                let body = match m.payload.first() {
-                    Some(0) => m.payload.get(1..).unwrap_or_default(),
-                    _ => m.payload.as_ref(),
-                };
-                self.command(&m, body)
-            }
+            msg_type::COMMAND_AMF0 | msg_type::COMMAND_AMF3 => self.command(&m),
             msg_type::AUDIO | msg_type::VIDEO => self.media(m),
             msg_type::DATA_AMF0 | msg_type::DATA_AMF3 => {
-                let body = if m.type_id == msg_type::DATA_AMF3 && m.payload.first() == Some(&0) {
-                    m.payload.slice(1..)
-                } else {
-                    m.payload.clone()
-                };
                 let role = self.stream_role(m.stream_id)?;
-                if role == Role::Publishing {
-                    if let Some(md) = conn::metadata_body(&body) {
-                        debug!(conn = self.id, len = md.len(), "rtmp metadata");
-                        self.events.push_back(ServerEvent::Metadata(md));
+                if role != Role::Publishing {
+                    return Ok(());
+                }
+                match decode_data(m.type_id, &m.payload)? {
+                    DataMessage::SetDataFrame(md) | DataMessage::OnMetaData(md) => {
+                        let body = md.to_on_metadata();
+                        debug!(conn = self.id, len = body.len(), "rtmp metadata");
+                        self.events.push_back(ServerEvent::Metadata(body));
                     }
+                    DataMessage::ClearDataFrame | DataMessage::Other { .. } => {}
                 }
                 Ok(())
             }
@@ -347,53 +342,45 @@ impl ServerConnection {
         Ok(())
     }
 
-    fn command(&mut self, m: &RawMessage, body: &[u8]) -> Result<(), RtmpError> {
-        let cmd = RawCommand::decode(body)?;
-        let name = cmd.name.as_str();
+    fn command(&mut self, m: &RawMessage) -> Result<(), RtmpError> {
+        let cmd = decode_command(m.type_id, &m.payload)?;
         if !matches!(self.phase, Phase::Connected) {
-            if name == "connect" && m.stream_id == 0 {
-                return self.connect(&cmd);
-            }
-            return Err(RtmpError::Protocol(format!(
-                "command `{name}` before connect"
-            )));
+            return match cmd {
+                Command::Connect(c) if m.stream_id == 0 => self.connect(&c),
+                other => Err(RtmpError::Protocol(format!(
+                    "command `{}` before connect",
+                    other.name()
+                ))),
+            };
         }
         if m.stream_id != 0 {
             self.stream_role(m.stream_id)?;
         }
-        match name {
-            "connect" => Err(RtmpError::Protocol("second connect".into())),
-            "releaseStream" | "FCPublish" | "getStreamLength" | "_checkbw" => {
-                if name == "getStreamLength" {
-                    self.result(cmd.transaction_id, Amf0Value::Number(0.0));
-                } else {
-                    self.result(cmd.transaction_id, Amf0Value::Undefined);
-                }
+        match cmd {
+            Command::Connect(_) => Err(RtmpError::Protocol("second connect".into())),
+            Command::ReleaseStream { transaction_id, .. }
+            | Command::FcPublish { transaction_id, .. } => {
+                self.result(transaction_id, response::empty_result(transaction_id));
                 Ok(())
             }
-            "createStream" => self.create_stream(cmd.transaction_id),
-            "publish" => self.publish(m.stream_id, &cmd),
-            "play" => self.play(m.stream_id, &cmd),
-            "deleteStream" => {
-                // GStreamer's rtmp2sink sends the stream *name* here (after
-                // FCUnpublish already ended the role): ignore, don't close.
-                let Some(id) = cmd.args.get(1).and_then(Amf0Value::as_f64) else {
-                    debug!(
-                        conn = self.id,
-                        "deleteStream without a numeric stream id ignored"
-                    );
-                    return Ok(());
-                };
-                let id = id as u32;
-                self.end_role(id);
-                self.streams.retain(|s| s.id != id);
+            Command::GetStreamLength { transaction_id, .. } => {
+                let body = response::get_stream_length_result(transaction_id, 0.0);
+                self.result(transaction_id, body);
                 Ok(())
             }
-            "closeStream" => {
+            Command::CreateStream { transaction_id } => self.create_stream(transaction_id),
+            Command::Publish { name, .. } => self.publish(m.stream_id, name),
+            Command::Play(p) => self.play(m.stream_id, p),
+            Command::DeleteStream { stream_id, .. } => {
+                self.end_role(stream_id);
+                self.streams.retain(|s| s.id != stream_id);
+                Ok(())
+            }
+            Command::CloseStream { .. } => {
                 self.end_role(m.stream_id);
                 Ok(())
             }
-            "FCUnpublish" => {
+            Command::FcUnpublish { transaction_id, .. } => {
                 if let Some(id) = self
                     .streams
                     .iter()
@@ -402,34 +389,38 @@ impl ServerConnection {
                 {
                     self.end_role(id);
                 }
-                self.result(cmd.transaction_id, Amf0Value::Undefined);
+                self.result(transaction_id, response::empty_result(transaction_id));
                 Ok(())
             }
-            _ => {
-                debug!(conn = self.id, command = name, "rtmp command ignored");
+            Command::Unknown {
+                name,
+                transaction_id,
+                ..
+            } => {
+                debug!(conn = self.id, command = %name, "rtmp command not implemented");
+                let body = response::unknown_command_error(transaction_id, &name);
+                self.result(transaction_id, body);
+                Ok(())
+            }
+            other => {
+                debug!(
+                    conn = self.id,
+                    command = other.name(),
+                    "rtmp command ignored"
+                );
                 Ok(())
             }
         }
     }
 
-    fn connect(&mut self, cmd: &RawCommand) -> Result<(), RtmpError> {
-        let obj = cmd.args.first();
-        let app = obj
-            .and_then(|o| o.get("app"))
-            .and_then(Amf0Value::as_str)
-            .ok_or_else(|| RtmpError::Protocol("connect without app".into()))?;
-        let tc_url = obj
-            .and_then(|o| o.get("tcUrl"))
-            .and_then(Amf0Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let encoding = obj
-            .and_then(|o| o.get("objectEncoding"))
-            .and_then(Amf0Value::as_f64)
-            .unwrap_or(0.0);
-        let (app, query) = conn::split_query(app);
-        self.app = app.trim_end_matches('/').to_owned();
-        self.app_query = query.to_owned();
+    fn connect(&mut self, c: &Connect) -> Result<(), RtmpError> {
+        let app = c.app_name();
+        if app.name.is_empty() {
+            return Err(RtmpError::Protocol("connect without app".into()));
+        }
+        self.app = app.name;
+        self.app_query = app.query.unwrap_or_default();
+        let tc_url = c.tc_url.clone().unwrap_or_default();
         self.wire
             .send_control(&ProtocolControl::WindowAckSize(self.config.window_ack_size));
         self.wire.send_control(&ProtocolControl::SetPeerBandwidth {
@@ -438,25 +429,8 @@ impl ServerConnection {
         });
         self.wire
             .send_control(&ProtocolControl::SetChunkSize(OUT_CHUNK_SIZE));
-        let props = Amf0Value::object([
-            ("fmsVer", Amf0Value::string("FMS/3,0,1,123")),
-            ("capabilities", Amf0Value::Number(31.0)),
-        ]);
-        let info = Amf0Value::object([
-            ("level", Amf0Value::string("status")),
-            ("code", Amf0Value::string("NetConnection.Connect.Success")),
-            ("description", Amf0Value::string("Connection succeeded.")),
-            ("objectEncoding", Amf0Value::Number(encoding)),
-        ]);
-        self.send_command(
-            0,
-            &[
-                Amf0Value::string("_result"),
-                Amf0Value::Number(cmd.transaction_id),
-                props,
-                info,
-            ],
-        );
+        let body = response::connect_result(c.transaction_id, c.object_encoding);
+        self.send_command(0, body);
         self.phase = Phase::Connected;
         info!(conn = self.id, app = %self.app, tc_url = %tc_url, "rtmp connect");
         self.events.push_back(ServerEvent::Connected {
@@ -480,15 +454,18 @@ impl ServerConnection {
         self.streams.push(Stream {
             id,
             role: Role::Idle,
+            name: String::new(),
         });
-        self.result(tid, Amf0Value::Number(f64::from(id)));
+        self.result(tid, response::create_stream_result(tid, id));
         Ok(())
     }
 
+    /// Checks that `kind` may start on `stream_id`; returns the stream name
+    /// and the query of the app and the name joined by `&`.
     fn request_name(
         &self,
         stream_id: u32,
-        cmd: &RawCommand,
+        name: StreamName,
         kind: Kind,
     ) -> Result<(String, String), RtmpError> {
         if stream_id == 0 {
@@ -509,18 +486,30 @@ impl ServerConnection {
                 "second {kind:?} on one connection"
             )));
         }
-        let raw = cmd
-            .args
-            .get(1)
-            .and_then(Amf0Value::as_str)
-            .ok_or_else(|| RtmpError::Protocol(format!("{kind:?} without a stream name")))?;
-        let (name, query) = conn::split_query(raw);
-        let query = match (self.app_query.is_empty(), query.is_empty()) {
-            (true, _) => query.to_owned(),
-            (false, true) => self.app_query.clone(),
-            (false, false) => format!("{}&{}", self.app_query, query),
+        if name.name.is_empty() {
+            return Err(RtmpError::Protocol(format!(
+                "{kind:?} without a stream name"
+            )));
+        }
+        let query = match (self.app_query.as_str(), name.query.as_deref()) {
+            ("", q) => q.unwrap_or_default().to_owned(),
+            (a, None | Some("")) => a.to_owned(),
+            (a, Some(q)) => format!("{a}&{q}"),
         };
-        Ok((name.to_owned(), query))
+        Ok((name.name, query))
+    }
+
+    fn set_name(&mut self, id: u32, name: &str) {
+        if let Some(s) = self.streams.iter_mut().find(|s| s.id == id) {
+            s.name = name.to_owned();
+        }
+    }
+
+    fn stream_name(&self, id: u32) -> &str {
+        self.streams
+            .iter()
+            .find(|s| s.id == id)
+            .map_or("", |s| s.name.as_str())
     }
 
     fn set_role(&mut self, id: u32, role: Role) {
@@ -529,11 +518,12 @@ impl ServerConnection {
         }
     }
 
-    fn publish(&mut self, stream_id: u32, cmd: &RawCommand) -> Result<(), RtmpError> {
-        let (stream_name, query) = self.request_name(stream_id, cmd, Kind::Publish)?;
+    fn publish(&mut self, stream_id: u32, name: StreamName) -> Result<(), RtmpError> {
+        let (stream_name, query) = self.request_name(stream_id, name, Kind::Publish)?;
         let token = RequestToken(self.next_token);
         self.next_token += 1;
         self.set_role(stream_id, Role::Pending(token, Kind::Publish));
+        self.set_name(stream_id, &stream_name);
         info!(conn = self.id, app = %self.app, stream = %stream_name, "rtmp publish request");
         self.events.push_back(ServerEvent::PublishRequest {
             token,
@@ -544,23 +534,21 @@ impl ServerConnection {
         Ok(())
     }
 
-    fn play(&mut self, stream_id: u32, cmd: &RawCommand) -> Result<(), RtmpError> {
-        let (stream_name, query) = self.request_name(stream_id, cmd, Kind::Play)?;
-        let start = cmd.args.get(2).and_then(Amf0Value::as_f64).unwrap_or(-2.0);
-        let duration = cmd.args.get(3).and_then(Amf0Value::as_f64).unwrap_or(-1.0);
-        let reset = cmd.args.get(4).and_then(Amf0Value::as_bool).unwrap_or(true);
+    fn play(&mut self, stream_id: u32, p: Play) -> Result<(), RtmpError> {
+        let (stream_name, query) = self.request_name(stream_id, p.name, Kind::Play)?;
         let token = RequestToken(self.next_token);
         self.next_token += 1;
         self.set_role(stream_id, Role::Pending(token, Kind::Play));
+        self.set_name(stream_id, &stream_name);
         info!(conn = self.id, app = %self.app, stream = %stream_name, "rtmp play request");
         self.events.push_back(ServerEvent::PlayRequest {
             token,
             app: self.app.clone(),
             stream_name,
             query,
-            start,
-            duration,
-            reset,
+            start: p.start,
+            duration: p.duration,
+            reset: p.reset,
         });
         Ok(())
     }
@@ -571,19 +559,15 @@ impl ServerConnection {
             return;
         };
         let old = std::mem::replace(&mut s.role, Role::Idle);
+        let name = s.name.clone();
         match old {
             Role::Publishing => {
-                info!(conn = self.id, stream = id, "rtmp unpublish");
-                self.on_status(
-                    id,
-                    "status",
-                    "NetStream.Unpublish.Success",
-                    "Stop publishing.",
-                );
+                info!(conn = self.id, app = %self.app, stream = %name, "rtmp unpublish");
+                self.on_status(id, StatusCode::UnpublishSuccess, "Stop publishing.");
                 self.events.push_back(ServerEvent::Unpublished);
             }
             Role::Playing => {
-                info!(conn = self.id, stream = id, "rtmp play stopped");
+                info!(conn = self.id, app = %self.app, stream = %name, "rtmp play stopped");
                 self.events.push_back(ServerEvent::PlayStopped);
             }
             Role::Idle | Role::Pending(..) => {}
@@ -610,7 +594,7 @@ impl ServerConnection {
         };
         self.set_role(id, Role::Publishing);
         self.wire.send_user_control(&UserControl::StreamBegin(id));
-        self.on_status(id, "status", "NetStream.Publish.Start", "Start publishing.");
+        self.on_status(id, StatusCode::PublishStart, "Start publishing.");
         self.resume();
     }
 
@@ -626,18 +610,9 @@ impl ServerConnection {
         };
         self.set_role(id, Role::Playing);
         self.wire.send_user_control(&UserControl::StreamBegin(id));
-        self.on_status(
-            id,
-            "status",
-            "NetStream.Play.Reset",
-            "Playing and resetting.",
-        );
-        self.on_status(id, "status", "NetStream.Play.Start", "Started playing.");
-        let access = super::amf::encode_values(&[
-            Amf0Value::string("|RtmpSampleAccess"),
-            Amf0Value::Boolean(true),
-            Amf0Value::Boolean(true),
-        ]);
+        self.on_status(id, StatusCode::PlayReset, "Playing and resetting.");
+        self.on_status(id, StatusCode::PlayStart, "Started playing.");
+        let access = response::sample_access(true, true);
         self.wire
             .send(CSID_DATA, 0, msg_type::DATA_AMF0, id, access);
         self.resume();
@@ -652,22 +627,30 @@ impl ServerConnection {
             return;
         };
         let code = match kind {
-            Kind::Publish => "NetStream.Publish.BadName",
-            Kind::Play => "NetStream.Play.StreamNotFound",
+            Kind::Publish => StatusCode::PublishBadName,
+            Kind::Play => StatusCode::PlayStreamNotFound,
         };
+        debug!(conn = self.id, stream = id, "rtmp reject");
         self.reject_with_code(token, code, reason);
-        let _ = id;
     }
 
     /// Refuses a pending request with an explicit onStatus `code` (e.g.
-    /// `NetStream.Publish.Denied`) and `reason`, then closes.
-    pub fn reject_with_code(&mut self, token: RequestToken, code: &str, reason: &str) {
+    /// [`StatusCode::PublishDenied`], RTMP spec §7.2.2) and `reason`, then
+    /// closes with [`CloseReason::Rejected`].
+    pub fn reject_with_code(&mut self, token: RequestToken, code: StatusCode, reason: &str) {
         let Some((id, _)) = self.find_pending(token) else {
             return;
         };
         self.set_role(id, Role::Idle);
-        warn!(conn = self.id, app = %self.app, code, reason, "rtmp request rejected");
-        self.on_status(id, "error", code, reason);
+        info!(
+            conn = self.id,
+            app = %self.app,
+            stream = %self.stream_name(id),
+            code = code.code(),
+            reason,
+            "rtmp request rejected"
+        );
+        self.on_status(id, code, reason);
         self.stash.take();
         self.close(CloseReason::Rejected(reason.to_owned()));
     }
@@ -737,50 +720,27 @@ impl ServerConnection {
             return;
         }
         self.set_role(id, Role::Idle);
-        info!(conn = self.id, stream = id, "rtmp play ended by publisher");
+        info!(conn = self.id, app = %self.app, stream = %self.stream_name(id), "rtmp play ended by publisher");
         self.wire.send_user_control(&UserControl::StreamEof(id));
-        self.on_status(
-            id,
-            "status",
-            "NetStream.Play.UnpublishNotify",
-            "Stream unpublished.",
-        );
+        self.on_status(id, StatusCode::PlayUnpublishNotify, "Stream unpublished.");
     }
 
-    fn on_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
-        let info = Amf0Value::object([
-            ("level", Amf0Value::string(level)),
-            ("code", Amf0Value::string(code)),
-            ("description", Amf0Value::string(description)),
-        ]);
-        self.send_command(
-            stream_id,
-            &[
-                Amf0Value::string("onStatus"),
-                Amf0Value::Number(0.0),
-                Amf0Value::Null,
-                info,
-            ],
-        );
+    fn on_status(&mut self, stream_id: u32, code: StatusCode, description: &str) {
+        let details = self.stream_name(stream_id).to_owned();
+        let details = (!details.is_empty()).then_some(details.as_str());
+        let body = response::on_status(code, description, details);
+        self.send_command(stream_id, body);
     }
 
-    fn result(&mut self, tid: f64, value: Amf0Value) {
-        if tid == 0.0 {
-            return;
+    /// Sends a `_result`/`_error` body unless the request's transaction id
+    /// is 0 (no answer expected, RTMP spec §7.2.1).
+    fn result(&mut self, tid: f64, body: Bytes) {
+        if tid != 0.0 {
+            self.send_command(0, body);
         }
-        self.send_command(
-            0,
-            &[
-                Amf0Value::string("_result"),
-                Amf0Value::Number(tid),
-                Amf0Value::Null,
-                value,
-            ],
-        );
     }
 
-    fn send_command(&mut self, stream_id: u32, values: &[Amf0Value]) {
-        let body = super::amf::encode_values(values);
+    fn send_command(&mut self, stream_id: u32, body: Bytes) {
         self.wire
             .send(CSID_COMMAND, 0, msg_type::COMMAND_AMF0, stream_id, body);
     }

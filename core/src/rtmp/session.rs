@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
+use super::command::StatusCode;
 use super::server::{RequestToken, ServerConfig, ServerConnection, ServerEvent};
 use crate::admission::{Admission, AdmissionKind, AdmissionRequest, AllowAll};
 use crate::engine::{Engine, Publisher, Recv, Signal, StreamKey, SubscribeError, Subscriber};
@@ -217,7 +218,7 @@ impl RtmpSession {
             Err(reason) => {
                 warn!(peer = %self.peer, %app, stream = %stream_name, %reason, "rtmp play refused");
                 self.conn
-                    .reject_with_code(token, "NetStream.Play.Failed", &reason);
+                    .reject_with_code(token, StatusCode::PlayFailed, &reason);
                 return;
             }
         };
@@ -234,9 +235,9 @@ impl RtmpSession {
             Err(e) => {
                 let code = match e {
                     SubscribeError::NotFound(_) | SubscribeError::UnknownApp(_) => {
-                        "NetStream.Play.StreamNotFound"
+                        StatusCode::PlayStreamNotFound
                     }
-                    SubscribeError::TooManySubscribers(..) => "NetStream.Play.Failed",
+                    _ => StatusCode::PlayFailed,
                 };
                 info!(peer = %self.peer, stream = %key, reason = %e, "rtmp play refused by engine");
                 self.conn.reject_with_code(token, code, &e.to_string());

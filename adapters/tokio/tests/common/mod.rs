@@ -42,6 +42,8 @@ pub struct Stats {
     pub created: AtomicUsize,
     pub dropped: AtomicUsize,
     pub closed: Mutex<Vec<CloseReason>>,
+    /// Frames each session pulled from the engine, by session index.
+    pub pulled: Mutex<Vec<usize>>,
 }
 
 impl Stats {
@@ -66,8 +68,15 @@ impl TestFactory {
 
 impl SessionFactory for TestFactory {
     fn new_session(&self, _peer: SocketAddr, _now: Instant, _seed: u64) -> Box<dyn StreamSession> {
-        self.stats.created.fetch_add(1, Ordering::SeqCst);
+        let id = self.stats.created.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut pulled = self.stats.pulled.lock().unwrap();
+            if pulled.len() <= id {
+                pulled.resize(id + 1, 0);
+            }
+        }
         Box::new(TestSession {
+            id,
             engine: self.engine.clone(),
             stats: self.stats.clone(),
             line: Vec::new(),
@@ -80,6 +89,7 @@ impl SessionFactory for TestFactory {
 }
 
 pub struct TestSession {
+    id: usize,
     engine: Engine,
     stats: Arc<Stats>,
     line: Vec<u8>,
@@ -191,6 +201,9 @@ impl StreamSession for TestSession {
             let Some(sub) = self.sub.as_mut() else { return };
             match sub.recv() {
                 Recv::Frame(f) => {
+                    if let Some(n) = self.stats.pulled.lock().unwrap().get_mut(self.id) {
+                        *n += 1;
+                    }
                     let payload = f.frame.payload.clone();
                     let mut head = vec![b'F'];
                     head.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -396,23 +409,28 @@ pub fn scenario_media(addr: SocketAddr, engine: &Engine) {
     assert_eq!(&tag, b"E");
 }
 
-/// One player never reads; the publisher pushes ~25 MiB; the reading player
-/// gets every frame, and the publisher is never blocked.
-pub fn scenario_stalled_reader(addr: SocketAddr, engine: &Engine) {
-    const FRAMES: u32 = 400;
+/// One player never reads; the publisher pushes ~31 MiB; the reading player
+/// gets every frame, and the publisher is never blocked. Backpressure: the
+/// driver pulls media for the stalled player only as its writes complete,
+/// so that session takes no more frames than its socket buffers hold.
+pub fn scenario_stalled_reader(addr: SocketAddr, engine: &Engine, stats: &Stats) {
+    const FRAMES: u32 = 1000;
     let key = StreamKey::new("live", "stall").unwrap();
     let mut publisher = engine.publish(key).unwrap();
+    let before = stats.created.load(Ordering::SeqCst);
     let mut stalled = connect(addr);
     stalled.write_all(b"play live/stall\n").unwrap();
     assert_eq!(read_line(&mut stalled), "playing");
     let mut good = connect(addr);
     good.write_all(b"play live/stall\n").unwrap();
     assert_eq!(read_line(&mut good), "playing");
+    // Sessions are created in accept order.
+    let (stalled_id, good_id) = (before, before + 1);
 
     let reader = std::thread::spawn(move || read_frames(&mut good, FRAMES as usize));
     let t0 = std::time::Instant::now();
     for i in 0..FRAMES {
-        publisher.send(frame(i, 64 * 1024));
+        publisher.send(frame(i, 32 * 1024));
         if i % 50 == 0 {
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -425,6 +443,13 @@ pub fn scenario_stalled_reader(addr: SocketAddr, engine: &Engine) {
         "publisher blocked: {publish_time:?}"
     );
     assert!(t0.elapsed() < Duration::from_secs(10));
+    let pulled = stats.pulled.lock().unwrap().clone();
+    assert_eq!(pulled[good_id], FRAMES as usize);
+    assert!(
+        pulled[stalled_id] < FRAMES as usize / 2,
+        "stalled player's session pulled {} frames: media pulled while writes were pending",
+        pulled[stalled_id]
+    );
     // The stalled viewer is still connected (it just fell behind).
     drop(stalled);
 }
@@ -540,6 +565,8 @@ pub struct RtmpClient {
     pub conn: arcly::rtmp::ClientConnection,
     clock: arcly::time::Clock,
     buf: Vec<u8>,
+    /// Events read but not handed out yet.
+    pending: VecDeque<arcly::rtmp::ClientEvent>,
 }
 
 impl RtmpClient {
@@ -555,6 +582,7 @@ impl RtmpClient {
             conn,
             clock,
             buf: vec![0u8; 64 * 1024],
+            pending: VecDeque::new(),
         }
     }
 
@@ -592,7 +620,11 @@ impl RtmpClient {
         let t0 = std::time::Instant::now();
         let mut seen = Vec::new();
         loop {
-            for ev in self.pump(Duration::from_millis(20)) {
+            if self.pending.is_empty() {
+                let evs = self.pump(Duration::from_millis(20));
+                self.pending.extend(evs);
+            }
+            while let Some(ev) = self.pending.pop_front() {
                 let done = want(&ev);
                 if let arcly::rtmp::ClientEvent::Closed(r) = &ev {
                     if !done {
@@ -658,29 +690,35 @@ pub fn scenario_rtmp(addr: SocketAddr) {
     let mut players: Vec<RtmpClient> = (0..2)
         .map(|_| RtmpClient::connect(addr, &url, ClientMode::Play))
         .collect();
-    for p in &mut players {
-        p.until(|e| matches!(e, ClientEvent::Playing));
-    }
+    let mut early: Vec<Vec<ClientEvent>> = players
+        .iter_mut()
+        .map(|p| p.until(|e| matches!(e, ClientEvent::Playing)))
+        .collect();
     for i in 1..100 {
         publisher.conn.send_frame(&avc_frame(i)).unwrap();
     }
     publisher.flush();
-    for p in &mut players {
+    for (p, early) in players.iter_mut().zip(early.iter_mut()) {
         let mut dts = Vec::new();
         let mut configs = 0;
-        p.until(|e| {
+        let mut count = |e: &ClientEvent| {
             if let ClientEvent::Frame(f) = e {
                 if f.is_config() {
+                    assert!(dts.is_empty(), "config after frames");
                     configs += 1;
                 } else {
                     dts.push(f.dts);
                 }
             }
             dts.last() == Some(&(99 * 40))
-        });
-        assert!(configs >= 1, "no codec config before the frames");
+        };
+        let done = early.iter().any(&mut count);
+        if !done {
+            p.until(&mut count);
+        }
         let expected: Vec<i64> = (0..100).map(|i| i * 40).collect();
         assert_eq!(dts, expected, "player frames");
+        assert!(configs >= 1, "no codec config before the frames");
     }
     publisher.conn.shutdown();
     publisher.flush();

@@ -156,7 +156,8 @@ impl Amf0Value {
         matches!(self, Amf0Value::Null | Amf0Value::Undefined)
     }
 
-    /// A string value, long-string form when it does not fit 16 bits.
+    /// A [`String`](Amf0Value::String) value (encoded as a long string if it
+    /// exceeds 65 535 bytes).
     pub fn string(s: impl Into<String>) -> Amf0Value {
         Amf0Value::String(s.into())
     }
@@ -310,7 +311,7 @@ fn put_properties(out: &mut BytesMut, props: &[(String, Amf0Value)]) {
 
 /// Encodes `values` one after another: the body of a command or data message.
 pub fn encode_values(values: &[Amf0Value]) -> Bytes {
-    let mut out = BytesMut::new();
+    let mut out = BytesMut::with_capacity(256);
     for v in values {
         v.encode(&mut out);
     }

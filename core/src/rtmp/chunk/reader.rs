@@ -54,6 +54,42 @@ struct ChunkStream {
     partial: BytesMut,
 }
 
+/// The exact bytes of a type-3 continuation chunk header on `st`'s chunk
+/// stream (basic header, plus the repeated extended timestamp when this peer
+/// repeats it), or `None` while that is not known yet.
+fn continuation_header(st: &ChunkStream, type3_extended: Option<bool>) -> Option<([u8; 7], usize)> {
+    let mut h = [0u8; 7];
+    let mut n = match st.csid {
+        c @ 0..=63 => {
+            h[0] = 0xC0 | c as u8;
+            1
+        }
+        c @ 64..=319 => {
+            h[0] = 0xC0;
+            h[1] = (c - 64) as u8;
+            2
+        }
+        c => {
+            h[0] = 0xC1;
+            h[1] = ((c - 64) & 0xFF) as u8;
+            h[2] = ((c - 64) >> 8) as u8;
+            3
+        }
+    };
+    if st.extended {
+        match type3_extended {
+            None => return None,
+            Some(false) => {}
+            Some(true) => {
+                let ext = st.ts_field.to_be_bytes();
+                h.get_mut(n..n + 4)?.copy_from_slice(&ext);
+                n += 4;
+            }
+        }
+    }
+    Some((h, n))
+}
+
 /// Reassembles RTMP messages from a chunk stream (RTMP spec §5.3), sans-IO.
 ///
 /// Feed received bytes with [`handle_input`](Self::handle_input) (after the
@@ -71,6 +107,9 @@ struct ChunkStream {
 ///   caller may ignore them.
 /// - A message that fits in one chunk is a zero-copy slice of the input
 ///   buffer; a longer one is gathered into one buffer of exactly its length.
+///   A single-chunk payload keeps its input buffer allocation alive: a
+///   consumer that stores a small payload for long (a sequence header,
+///   metadata) should copy it (`Bytes::copy_from_slice`).
 /// - Held memory is bounded: unparsed input is at most what the caller fed
 ///   since the last drain, plus at most one single-chunk message
 ///   (≤ `max_message_len`); partial messages are ≤ `max_message_len` each on
@@ -240,22 +279,51 @@ impl ChunkReader {
                 self.apply_control(&msg)?;
                 return Ok(Some(msg));
             }
-            let n = left.min(self.buf.len());
-            if n == 0 {
+            if self.buf.is_empty() {
                 self.current = Some((idx, chunk_left));
                 return Ok(None);
             }
             if st.partial.capacity() == 0 {
                 st.partial = BytesMut::with_capacity(st.length as usize);
             }
-            if let Some(src) = self.buf.get(..n) {
-                st.partial.extend_from_slice(src);
+            // Copy this chunk's payload, then keep going through directly
+            // following type-3 continuation chunks of the same message (the
+            // common case) without returning to the general header parser.
+            let cont = continuation_header(st, self.type3_extended);
+            let chunk_size = self.chunk_size as usize;
+            let data = &self.buf[..];
+            let mut pos = 0usize;
+            let mut left = left;
+            let mut remaining = st.remaining as usize;
+            loop {
+                let n = left.min(data.len() - pos);
+                if let Some(src) = data.get(pos..pos + n) {
+                    st.partial.extend_from_slice(src);
+                }
+                pos += n;
+                left -= n;
+                remaining -= n;
+                if remaining == 0 || left > 0 {
+                    break;
+                }
+                let Some((hdr, hlen)) = &cont else {
+                    break;
+                };
+                let matched = if *hlen == 1 {
+                    // The usual 1-byte basic header: skip the slice compare.
+                    data.get(pos) == hdr.first()
+                } else {
+                    data.get(pos..pos + hlen) == hdr.get(..*hlen)
+                };
+                if !matched {
+                    break;
+                }
+                pos += hlen;
+                left = remaining.min(chunk_size);
             }
-            self.buf.advance(n);
-            let n32 = n as u32;
-            st.remaining -= n32;
-            let chunk_left = chunk_left - n32;
-            if st.remaining == 0 {
+            self.buf.advance(pos);
+            st.remaining = remaining as u32;
+            if remaining == 0 {
                 self.current = None;
                 let payload = std::mem::take(&mut st.partial).freeze();
                 let msg = RawMessage {
@@ -268,10 +336,10 @@ impl ChunkReader {
                 self.apply_control(&msg)?;
                 return Ok(Some(msg));
             }
-            if chunk_left == 0 {
+            if left == 0 {
                 self.current = None;
             } else {
-                self.current = Some((idx, chunk_left));
+                self.current = Some((idx, left as u32));
                 return Ok(None);
             }
         }
@@ -377,10 +445,7 @@ impl ChunkReader {
             self.type3_extended = type3_mode;
             self.buf.advance(pos);
             let chunk_size = self.chunk_size;
-            let st = self
-                .streams
-                .get_mut(idx)
-                .ok_or(ChunkError::Internal)?;
+            let st = self.streams.get_mut(idx).ok_or(ChunkError::Internal)?;
             if st.remaining == 0 {
                 // A new message repeating the previous header (§5.3.1.2.4).
                 st.timestamp = st.timestamp.wrapping_add(st.ts_field);

@@ -177,7 +177,11 @@ fn chunk_size_limit_from_limits() {
 fn max_chunk_size_is_accepted_and_applied() {
     let mut wire = Vec::new();
     wire.extend_from_slice(
-        &encode_message(&ProtocolControl::SetChunkSize(MAX_CHUNK_SIZE).to_message(), 128).unwrap(),
+        &encode_message(
+            &ProtocolControl::SetChunkSize(MAX_CHUNK_SIZE).to_message(),
+            128,
+        )
+        .unwrap(),
     );
     let big = msg(5, 1, type_id::VIDEO, 1, &[0x5A; 200_000]);
     wire.extend_from_slice(&encode_message(&big, MAX_CHUNK_SIZE).unwrap());
@@ -322,11 +326,10 @@ fn garbage_never_panics_and_stays_bounded() {
             *b = state as u8;
         }
         r.handle_input(&data);
-        for _ in 0..10_000 {
-            match r.poll_message() {
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
+        let mut n = 0;
+        while let Ok(Some(_)) = r.poll_message() {
+            n += 1;
+            assert!(n < 10_000);
         }
         assert!(r.buffered_len() <= 4096);
     }
@@ -405,7 +408,7 @@ fn writer_uses_type0_after_wrap_and_reader_agrees() {
         msg(7, 0xFFFF_FFF0, 9, 1, &[1; 5]),
         msg(7, 0x10, 9, 1, &[1; 5]),
         msg(7, 0x0100_0000, 9, 1, &[1; 5]),
-        msg(7, 0x0200_0000, 9, 1, &[1; 5]), // extended delta
+        msg(7, 0x0200_0000, 9, 1, &[1; 5]),   // extended delta
         msg(7, 0x0300_0000, 9, 1, &[1; 300]), // type 1, extended delta, 3 chunks
         msg(7, 0x0400_0000, 9, 1, &[1; 300]), // type 3, extended delta repeated
         msg(7, 0x0500_0000, 9, 1, &[1; 300]),
@@ -492,7 +495,15 @@ fn note_sent_keeps_compression_consistent() {
 
 fn arb_message() -> impl Strategy<Value = RawMessage> {
     (
-        prop_oneof![Just(2u32), Just(3), Just(63), Just(64), Just(319), Just(320), Just(MAX_CSID)],
+        prop_oneof![
+            Just(2u32),
+            Just(3),
+            Just(63),
+            Just(64),
+            Just(319),
+            Just(320),
+            Just(MAX_CSID)
+        ],
         prop_oneof![
             any::<u32>(),
             0xFF_FFF0u32..0x100_0010,
@@ -572,6 +583,54 @@ proptest! {
         prop_assert_eq!(r.buffered_len(), 0);
     }
 
+    /// Chunks of messages on different chunk streams interleaved at random
+    /// (RTMP spec §5.3.2.2: chunks of different streams may interleave).
+    #[test]
+    fn interleaved_chunk_streams(
+        lens in prop::collection::vec(0usize..2000, 1..6),
+        ts in prop_oneof![0u32..1000, 0xFF_FFF0u32..0x100_0010],
+        chunk_size in 1u32..300,
+        order in prop::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let msgs: Vec<RawMessage> = lens.iter().enumerate().map(|(i, &len)| RawMessage {
+            csid: [4, 5, 63, 64, 400, MAX_CSID][i],
+            timestamp: ts + i as u32,
+            type_id: type_id::VIDEO,
+            stream_id: 1,
+            payload: Bytes::from(vec![i as u8 + 1; len]),
+        }).collect();
+        // Units of (header, payload) per message, in order.
+        let mut units: Vec<std::collections::VecDeque<Vec<u8>>> = msgs.iter().map(|m| {
+            let mut w = ChunkWriter::new();
+            w.set_chunk_size(chunk_size).unwrap();
+            let mut out = Vec::new();
+            w.write_message(m, &mut out).unwrap();
+            let mut u = std::collections::VecDeque::new();
+            let mut it = out.into_iter().peekable();
+            while let Some(h) = it.next() {
+                let mut unit = h.to_vec();
+                if !m.payload.is_empty() {
+                    unit.extend_from_slice(&it.next().unwrap());
+                }
+                u.push_back(unit);
+            }
+            u
+        }).collect();
+        let mut wire = Vec::new();
+        let mut pick = order.into_iter();
+        loop {
+            let live: Vec<usize> = (0..units.len()).filter(|&i| !units[i].is_empty()).collect();
+            if live.is_empty() { break; }
+            let i = live[pick.next().unwrap_or(0) as usize % live.len()];
+            wire.extend(units[i].pop_front().unwrap());
+        }
+        let mut r = ChunkReader::default();
+        r.set_chunk_size(chunk_size).unwrap();
+        let mut got = read_all(&mut r, &wire).unwrap();
+        got.sort_by_key(|m| m.csid);
+        prop_assert_eq!(got, msgs);
+    }
+
     #[test]
     fn contiguous_encoding_round_trip(m in arb_message(), chunk_size in 1u32..=65536) {
         let mut wire = BytesMut::new();
@@ -589,12 +648,7 @@ proptest! {
         let cut = cut.min(data.len());
         for part in [&data[..cut], &data[cut..]] {
             r.handle_input(part);
-            loop {
-                match r.poll_message() {
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            while let Ok(Some(_)) = r.poll_message() {}
         }
     }
 }

@@ -1,0 +1,199 @@
+//! Media fragments: `moof` (`mfhd`, `traf` with `tfhd`/`tfdt`/`trun`) +
+//! `mdat` (ISO/IEC 14496-12 §8.8).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::boxes::{begin, begin_full, end};
+use super::{Fmp4Error, TrackInfo};
+use crate::frame::{rescale, Frame, MediaKind};
+
+/// Most samples waiting in one [`Fragmenter`].
+pub const MAX_PENDING_SAMPLES: usize = 8192;
+/// Most payload bytes waiting in one [`Fragmenter`] (one fragment's `mdat`).
+pub const MAX_FRAGMENT_BYTES: usize = 256 << 20;
+
+/// `sample_flags` of a sync sample: `sample_depends_on = 2` (§8.8.3.1).
+const FLAGS_SYNC: u32 = 0x0200_0000;
+/// `sample_flags` of a non-sync sample: `sample_depends_on = 1`, `sample_is_non_sync_sample`.
+const FLAGS_NON_SYNC: u32 = 0x0101_0000;
+
+/// One sample waiting for its fragment, times in the track timescale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// Decode time.
+    pub dts: i64,
+    /// Composition offset (`pts - dts`).
+    pub cts: i32,
+    /// Whether this is a sync sample (keyframe; every audio sample).
+    pub sync: bool,
+    /// The frame payload.
+    pub data: Bytes,
+}
+
+/// Collects the frames of one track and cuts them into fragments.
+///
+/// A sample's duration is the next sample's decode time minus its own, so
+/// the newest sample waits until the next one arrives:
+/// [`fragment`](Self::fragment) writes every sample whose duration is
+/// known, [`flush`](Self::flush) also the last one (at the end of a stream,
+/// with the previous duration). Invariants: at most
+/// [`MAX_PENDING_SAMPLES`] samples and [`MAX_FRAGMENT_BYTES`] bytes wait;
+/// decode times never go backwards and are ≥ 0.
+#[derive(Debug)]
+pub struct Fragmenter {
+    track: TrackInfo,
+    pending: Vec<Sample>,
+    pending_bytes: usize,
+    last_duration: u32,
+}
+
+impl Fragmenter {
+    /// A fragmenter for `track`.
+    pub fn new(track: TrackInfo) -> Self {
+        Self {
+            track,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            last_duration: 0,
+        }
+    }
+
+    /// The track.
+    pub fn track(&self) -> &TrackInfo {
+        &self.track
+    }
+
+    /// Adds a media frame (config frames are ignored: a changed config needs a new init segment).
+    pub fn push(&mut self, frame: &Frame) -> Result<(), Fmp4Error> {
+        if frame.codec != self.track.codec {
+            return Err(Fmp4Error::CodecMismatch {
+                frame: frame.codec,
+                track: self.track.codec,
+            });
+        }
+        if frame.is_config() {
+            return Ok(());
+        }
+        if self.pending.len() >= MAX_PENDING_SAMPLES {
+            return Err(Fmp4Error::FragmentFull("samples"));
+        }
+        if self.pending_bytes + frame.payload.len() > MAX_FRAGMENT_BYTES {
+            return Err(Fmp4Error::FragmentFull("bytes"));
+        }
+        let dts = rescale(frame.dts, frame.timebase, self.track.timescale);
+        let pts = rescale(frame.pts, frame.timebase, self.track.timescale);
+        if dts < 0 {
+            return Err(Fmp4Error::NegativeDts(dts));
+        }
+        if let Some(prev) = self.pending.last() {
+            if dts < prev.dts {
+                return Err(Fmp4Error::NonMonotonicDts { dts, prev: prev.dts });
+            }
+            if dts - prev.dts > i64::from(u32::MAX) {
+                return Err(Fmp4Error::NonMonotonicDts { dts, prev: prev.dts });
+            }
+        }
+        let cts = i32::try_from(pts - dts).map_err(|_| Fmp4Error::CompositionOffset(pts - dts))?;
+        let sync = frame.is_keyframe() || frame.kind() == MediaKind::Audio;
+        self.pending_bytes += frame.payload.len();
+        self.pending.push(Sample {
+            dts,
+            cts,
+            sync,
+            data: frame.payload.clone(),
+        });
+        Ok(())
+    }
+
+    /// Samples whose duration is known (all waiting samples but the newest).
+    pub fn ready(&self) -> usize {
+        self.pending.len().saturating_sub(1)
+    }
+
+    /// The decode time span of the ready samples, in the track timescale.
+    pub fn ready_duration(&self) -> i64 {
+        match (self.pending.first(), self.pending.last()) {
+            (Some(a), Some(b)) => b.dts - a.dts,
+            _ => 0,
+        }
+    }
+
+    /// Writes a fragment (`moof` + `mdat`) with `sequence_number` holding
+    /// every ready sample; `None` when no sample is ready.
+    pub fn fragment(&mut self, sequence_number: u32) -> Option<Bytes> {
+        let n = self.ready();
+        (n > 0).then(|| self.write(sequence_number, n, None))
+    }
+
+    /// Writes every waiting sample, giving the newest the duration of the one
+    /// before it (`default_duration` when it is alone); `None` when nothing waits.
+    pub fn flush(&mut self, sequence_number: u32, default_duration: u32) -> Option<Bytes> {
+        let n = self.pending.len();
+        let last = if n >= 2 { self.last_of_pending() } else { None };
+        let d = last.or((self.last_duration > 0).then_some(self.last_duration));
+        (n > 0).then(|| self.write(sequence_number, n, Some(d.unwrap_or(default_duration))))
+    }
+
+    fn last_of_pending(&self) -> Option<u32> {
+        let len = self.pending.len();
+        let a = self.pending.get(len.checked_sub(2)?)?;
+        let b = self.pending.get(len - 1)?;
+        u32::try_from(b.dts - a.dts).ok()
+    }
+
+    /// Writes the first `n` waiting samples; the duration of sample `n - 1`
+    /// is taken from sample `n`, or is `last` when `n` is everything.
+    fn write(&mut self, sequence_number: u32, n: usize, last: Option<u32>) -> Bytes {
+        let video = self.track.codec.kind() == MediaKind::Video;
+        let samples = self.pending.get(..n).unwrap_or_default();
+        let data_len: usize = samples.iter().map(|s| s.data.len()).sum();
+        let per_sample = if video { 16 } else { 12 };
+        let moof_len = 8 + 16 + 8 + 16 + 20 + 20 + per_sample * n;
+        let mut out = BytesMut::with_capacity(moof_len + 8 + data_len);
+
+        let moof = begin(&mut out, b"moof");
+        let mfhd = begin_full(&mut out, b"mfhd", 0, 0);
+        out.put_u32(sequence_number);
+        end(&mut out, mfhd);
+        let traf = begin(&mut out, b"traf");
+        let tfhd = begin_full(&mut out, b"tfhd", 0, 0x02_0000); // default-base-is-moof
+        out.put_u32(self.track.track_id);
+        end(&mut out, tfhd);
+        let tfdt = begin_full(&mut out, b"tfdt", 1, 0);
+        out.put_u64(samples.first().map_or(0, |s| s.dts.max(0) as u64));
+        end(&mut out, tfdt);
+        // data-offset, duration, size, flags (+ composition offsets for video).
+        let trun_flags = 0x0001 | 0x0100 | 0x0200 | 0x0400 | if video { 0x0800 } else { 0 };
+        let trun = begin_full(&mut out, b"trun", 1, trun_flags);
+        out.put_u32(n as u32);
+        out.put_i32((moof_len + 8) as i32);
+        let mut prev_d = self.last_duration;
+        for (i, s) in samples.iter().enumerate() {
+            let d = match self.pending.get(i + 1) {
+                Some(next) => u32::try_from(next.dts - s.dts).unwrap_or(prev_d),
+                None => last.unwrap_or(prev_d),
+            };
+            prev_d = d;
+            out.put_u32(d);
+            out.put_u32(s.data.len() as u32);
+            out.put_u32(if s.sync { FLAGS_SYNC } else { FLAGS_NON_SYNC });
+            if video {
+                out.put_i32(s.cts);
+            }
+        }
+        end(&mut out, trun);
+        end(&mut out, traf);
+        end(&mut out, moof);
+        debug_assert_eq!(out.len(), moof_len);
+        out.put_u32((8 + data_len) as u32);
+        out.put_slice(b"mdat");
+        for s in samples {
+            out.put_slice(&s.data);
+        }
+        self.last_duration = prev_d;
+        let taken: usize = samples.iter().map(|s| s.data.len()).sum();
+        self.pending_bytes -= taken;
+        self.pending.drain(..n);
+        out.freeze()
+    }
+}

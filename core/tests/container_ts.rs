@@ -1,0 +1,392 @@
+//! MPEG-TS round trips: frames → `TsMuxer` → bytes (split at random points,
+//! with garbage between packets, cut at the start, packets lost) →
+//! `TsDemuxer` → the same frames. Codecs H.264, H.265, AAC and Opus;
+//! timestamps across the 33-bit wrap.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use arcly::codec::aac::AacConfig;
+use arcly::codec::h264::AvcConfig;
+use arcly::codec::h265::HevcConfig;
+use arcly::codec::opus::OpusHead;
+use arcly::container::ts::{TsDemuxer, TsMuxer, PACKET_SIZE, SYNC_BYTE};
+use arcly::{Codec, Frame, FrameFlags};
+use bytes::Bytes;
+use proptest::prelude::*;
+
+/// libx264 High 640x360 SPS / PPS.
+const SPS_H264: &[u8] = &[
+    0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
+    0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
+];
+const PPS_H264: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+/// libx265 1280x720 VPS / SPS / PPS.
+const VPS_H265: &[u8] = &[
+    0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03,
+    0x00, 0x00, 0x03, 0x00, 0x5d, 0x95, 0x98, 0x09,
+];
+const SPS_H265: &[u8] = &[
+    0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03,
+    0x00, 0x5d, 0xa0, 0x02, 0x80, 0x80, 0x2d, 0x16, 0x59, 0x59, 0xa4, 0x93, 0x2b, 0xc0, 0x5a, 0x02,
+    0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x00, 0x03, 0x00, 0x32, 0x10,
+];
+const PPS_H265: &[u8] = &[0x44, 0x01, 0xc1, 0x72, 0xb4, 0x62, 0x40];
+
+fn config_payload(codec: Codec) -> Bytes {
+    let b = |s: &'static [u8]| Bytes::from_static(s);
+    match codec {
+        Codec::H264 => AvcConfig::from_parameter_sets(vec![b(SPS_H264)], vec![b(PPS_H264)])
+            .unwrap()
+            .to_bytes(),
+        Codec::H265 => {
+            HevcConfig::from_parameter_sets(vec![b(VPS_H265)], vec![b(SPS_H265)], vec![b(PPS_H265)])
+                .unwrap()
+                .to_bytes()
+        }
+        Codec::Aac => AacConfig::new(2, 48_000, 2).to_bytes(),
+        Codec::Opus => OpusHead::new(2).to_bytes(),
+        Codec::Av1 => unreachable!(),
+    }
+}
+
+/// One generated access unit: NAL bodies (video) or a raw payload (audio).
+#[derive(Debug, Clone)]
+struct Unit {
+    key: bool,
+    cts: i64,
+    step: i64,
+    parts: Vec<Vec<u8>>,
+}
+
+/// NAL bodies never contain a zero byte, so no start-code emulation is needed.
+fn unit_strategy(max_len: usize) -> impl Strategy<Value = Unit> {
+    (
+        prop::bool::weighted(0.2),
+        prop::sample::select(vec![0i64, 3000, 6000]),
+        prop::sample::select(vec![1500i64, 3000, 3003, 3600]),
+        prop::collection::vec(prop::collection::vec(1u8..=255, 1..max_len), 1..4),
+    )
+        .prop_map(|(key, cts, step, parts)| Unit {
+            key,
+            cts,
+            step,
+            parts,
+        })
+}
+
+fn video_payload(codec: Codec, key: bool, parts: &[Vec<u8>]) -> Bytes {
+    let mut out = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let header: &[u8] = match (codec, i == 0, key) {
+            (Codec::H264, true, true) => &[0x65],
+            (Codec::H264, _, _) => &[0x41],
+            (_, true, true) => &[19 << 1, 0x01], // IDR_W_RADL
+            _ => &[1 << 1, 0x01],                // TRAIL_R
+        };
+        out.extend_from_slice(&((header.len() + p.len()) as u32).to_be_bytes());
+        out.extend_from_slice(header);
+        out.extend_from_slice(p);
+    }
+    Bytes::from(out)
+}
+
+/// Frames of a stream: a config frame per track, then media frames in dts order.
+fn make_frames(
+    video: Option<Codec>,
+    audio: Option<Codec>,
+    base: i64,
+    vunits: &[Unit],
+    aunits: &[Unit],
+) -> Vec<Frame> {
+    let mut v = Vec::new();
+    let mut a = Vec::new();
+    let frame = |codec, flags, pts, dts, payload| Frame {
+        codec,
+        flags,
+        pts,
+        dts,
+        timebase: 90_000,
+        payload,
+    };
+    if let Some(c) = video {
+        let mut dts = base;
+        v.push(frame(c, FrameFlags::CONFIG, base, base, config_payload(c)));
+        for (i, u) in vunits.iter().enumerate() {
+            let key = i == 0 || u.key;
+            let flags = if key { FrameFlags::KEYFRAME } else { FrameFlags::NONE };
+            v.push(frame(c, flags, dts + u.cts, dts, video_payload(c, key, &u.parts)));
+            dts += u.step;
+        }
+    }
+    if let Some(c) = audio {
+        let (step, toc): (i64, &[u8]) = if c == Codec::Aac { (1920, &[]) } else { (1800, &[0xFC]) };
+        let mut t = base;
+        a.push(frame(c, FrameFlags::CONFIG, base, base, config_payload(c)));
+        for u in aunits {
+            let mut p = toc.to_vec();
+            p.extend(u.parts.concat());
+            p.truncate(8000);
+            a.push(frame(c, FrameFlags::KEYFRAME, t, t, Bytes::from(p)));
+            t += step;
+        }
+    }
+    // Interleave by dts (configs first).
+    let mut all: Vec<Frame> = v.into_iter().chain(a).collect();
+    all.sort_by_key(|f| (!f.is_config(), f.dts));
+    all
+}
+
+fn mux_all(video: Option<Codec>, audio: Option<Codec>, frames: &[Frame]) -> Vec<Bytes> {
+    let mut m = TsMuxer::new(video, audio).unwrap();
+    frames.iter().map(|f| m.mux(f).unwrap()).collect()
+}
+
+fn demux_chunks(chunks: &[&[u8]]) -> (Vec<Frame>, TsDemuxer) {
+    let mut d = TsDemuxer::new();
+    let mut out = Vec::new();
+    for c in chunks {
+        d.handle_input(c).unwrap();
+        while let Some(f) = d.poll_frame() {
+            out.push(f);
+        }
+    }
+    d.flush();
+    while let Some(f) = d.poll_frame() {
+        out.push(f);
+    }
+    (out, d)
+}
+
+fn track(frames: &[Frame], codec: Codec) -> Vec<Frame> {
+    frames.iter().filter(|f| f.codec == codec).cloned().collect()
+}
+
+/// Config frames compare by payload (their timestamps are the next access unit's).
+fn assert_same(got: &[Frame], want: &[Frame]) {
+    assert_eq!(got.len(), want.len(), "frame count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if w.is_config() {
+            assert!(g.is_config(), "#{i}: {g:?}");
+            assert_eq!(g.payload, w.payload, "#{i} config");
+        } else {
+            assert_eq!(g, w, "#{i}");
+        }
+    }
+}
+
+fn codecs() -> impl Strategy<Value = (Option<Codec>, Option<Codec>)> {
+    prop::sample::select(vec![
+        (Some(Codec::H264), Some(Codec::Aac)),
+        (Some(Codec::H265), Some(Codec::Aac)),
+        (Some(Codec::H264), Some(Codec::Opus)),
+        (Some(Codec::H264), None),
+        (Some(Codec::H265), None),
+        (None, Some(Codec::Aac)),
+        (None, Some(Codec::Opus)),
+    ])
+}
+
+fn base_ts() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        Just(0i64),
+        // Just below the 33-bit wrap: the stream crosses it.
+        (1i64..200_000).prop_map(|k| (1i64 << 33) - k),
+        0i64..(1i64 << 33),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn ts_round_trip(
+        (video, audio) in codecs(),
+        base in base_ts(),
+        vunits in prop::collection::vec(unit_strategy(700), 1..25),
+        aunits in prop::collection::vec(unit_strategy(300), 1..25),
+        splits in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+        garbage in prop::collection::vec((any::<prop::sample::Index>(), prop::collection::vec(any::<u8>().prop_filter("no sync", |b| *b != SYNC_BYTE), 1..400)), 0..4),
+    ) {
+        let frames = make_frames(video, audio, base, &vunits, &aunits);
+        let packets: Vec<u8> = mux_all(video, audio, &frames).concat();
+        prop_assert_eq!(packets.len() % PACKET_SIZE, 0);
+        let n = packets.len() / PACKET_SIZE;
+        // Garbage between packets.
+        let mut cuts: Vec<usize> = garbage.iter().map(|(i, _)| i.index(n) ).collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut stream = Vec::new();
+        for (p, pkt) in packets.chunks(PACKET_SIZE).enumerate() {
+            if let Some(k) = cuts.iter().position(|c| *c == p) {
+                stream.extend_from_slice(&garbage[k % garbage.len()].1);
+            }
+            stream.extend_from_slice(pkt);
+        }
+        let mut points: Vec<usize> = splits.iter().map(|i| i.index(stream.len())).collect();
+        points.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut last = 0;
+        for p in points.into_iter().chain([stream.len()]) {
+            chunks.push(&stream[last..p]);
+            last = p;
+        }
+        let (out, d) = demux_chunks(&chunks);
+        for c in [video, audio].into_iter().flatten() {
+            assert_same(&track(&out, c), &track(&frames, c));
+        }
+        prop_assert_eq!(out.len(), frames.len());
+        prop_assert_eq!(d.stats().cc_errors, 0);
+        prop_assert_eq!(d.stats().resyncs, cuts.iter().filter(|c| **c > 0).count() as u64);
+    }
+
+    #[test]
+    fn ts_join_mid_stream_gives_a_suffix(
+        base in base_ts(),
+        vunits in prop::collection::vec(unit_strategy(900), 4..30),
+        aunits in prop::collection::vec(unit_strategy(300), 4..30),
+        cut in any::<prop::sample::Index>(),
+        byte_cut in 0usize..PACKET_SIZE,
+    ) {
+        let (video, audio) = (Some(Codec::H264), Some(Codec::Aac));
+        let frames = make_frames(video, audio, base, &vunits, &aunits);
+        let packets: Vec<u8> = mux_all(video, audio, &frames).concat();
+        let start = cut.index(packets.len() / PACKET_SIZE) * PACKET_SIZE + byte_cut;
+        let (out, d) = demux_chunks(&[&packets[start.min(packets.len())..]]);
+        prop_assert_eq!(d.stats().cc_errors, 0);
+        for c in [Codec::H264, Codec::Aac] {
+            let got = track(&out, c);
+            let want = track(&frames, c);
+            if got.is_empty() {
+                continue;
+            }
+            prop_assert!(got[0].is_config());
+            prop_assert_eq!(&got[0].payload, &want[0].payload);
+            // Joined after a wrap, the demuxer's timeline starts at the wire
+            // value: equal modulo 2^33, one offset for the whole output.
+            let shift = match (got.get(1), want.iter().find(|w| Some(&w.payload) == got.get(1).map(|g| &g.payload))) {
+                (Some(g), Some(w)) => w.dts - g.dts,
+                _ => 0,
+            };
+            prop_assert_eq!(shift.rem_euclid(1 << 33), 0);
+            let media: Vec<Frame> = got[1..].iter().map(|f| Frame { pts: f.pts + shift, dts: f.dts + shift, ..f.clone() }).collect();
+            let media = &media[..];
+            let tail = &want[want.len() - media.len()..];
+            prop_assert_eq!(media, tail, "{} output is the tail of the input", c);
+            if c == Codec::H264 {
+                prop_assert!(media.first().is_none_or(|f| f.is_keyframe()));
+            }
+        }
+    }
+
+    #[test]
+    fn ts_lost_packet_is_detected_and_dropped(
+        base in base_ts(),
+        vunits in prop::collection::vec(unit_strategy(900), 6..30),
+        aunits in prop::collection::vec(unit_strategy(300), 6..30),
+        lose in any::<prop::sample::Index>(),
+    ) {
+        let (video, audio) = (Some(Codec::H265), Some(Codec::Aac));
+        let frames = make_frames(video, audio, base, &vunits, &aunits);
+        let packets: Vec<u8> = mux_all(video, audio, &frames).concat();
+        let pkts: Vec<&[u8]> = packets.chunks(PACKET_SIZE).collect();
+        let pid = |p: &[u8]| (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+        // An elementary-stream packet, not the first of its PID, followed by two more.
+        let candidates: Vec<usize> = (0..pkts.len())
+            .filter(|&i| {
+                let p = pid(pkts[i]);
+                (p == 0x100 || p == 0x101)
+                    && pkts[..i].iter().any(|q| pid(q) == p)
+                    && pkts[i + 1..].iter().filter(|q| pid(q) == p).count() >= 2
+            })
+            .collect();
+        prop_assume!(!candidates.is_empty());
+        let lost = candidates[lose.index(candidates.len())];
+        let stream: Vec<u8> = pkts.iter().enumerate().filter(|(i, _)| *i != lost).flat_map(|(_, p)| p.to_vec()).collect();
+        let (out, d) = demux_chunks(&[&stream]);
+        prop_assert_eq!(d.stats().cc_errors, 1);
+        prop_assert!(out.len() < frames.len(), "a frame was dropped");
+        // Everything that came out is intact and in order.
+        for c in [Codec::H265, Codec::Aac] {
+            let want = track(&frames, c);
+            let mut it = want.iter();
+            for g in track(&out, c).iter().filter(|f| !f.is_config()) {
+                prop_assert!(it.any(|w| w == g), "{:?} not in the input", g);
+            }
+        }
+    }
+
+    #[test]
+    fn ts_demux_never_panics(data in prop::collection::vec(any::<u8>(), 0..3000), splice in prop::collection::vec(any::<u8>(), 0..200), at in any::<prop::sample::Index>()) {
+        // Arbitrary bytes, and a valid stream with arbitrary bytes spliced in anywhere.
+        let (_, _) = demux_chunks(&[&data]);
+        let frames = make_frames(Some(Codec::H264), Some(Codec::Aac), 0, &vec![Unit { key: true, cts: 0, step: 3000, parts: vec![vec![7; 500]] }; 3], &vec![Unit { key: true, cts: 0, step: 0, parts: vec![vec![9; 100]] }; 3]);
+        let mut s = mux_all(Some(Codec::H264), Some(Codec::Aac), &frames).concat();
+        let i = at.index(s.len());
+        s.splice(i..i, splice);
+        let (out, _) = demux_chunks(&[&s]);
+        prop_assert!(out.len() <= frames.len() + 2);
+    }
+}
+
+#[test]
+fn ts_packets_are_well_formed() {
+    let frames = make_frames(
+        Some(Codec::H264),
+        Some(Codec::Aac),
+        (1 << 33) - 6000,
+        &[
+            Unit { key: true, cts: 3000, step: 3000, parts: vec![vec![1; 70_000]] },
+            Unit { key: false, cts: 0, step: 3000, parts: vec![vec![2; 10]] },
+        ],
+        &[Unit { key: true, cts: 0, step: 0, parts: vec![vec![3; 183]] }],
+    );
+    let out = mux_all(Some(Codec::H264), Some(Codec::Aac), &frames);
+    assert!(out[0].is_empty() && out[1].is_empty(), "config frames give no packets");
+    let mut cc = std::collections::HashMap::new();
+    for (i, b) in out.iter().enumerate().skip(2) {
+        assert_eq!(b.len() % PACKET_SIZE, 0);
+        let first = &b[..PACKET_SIZE];
+        let pid0 = (u16::from(first[1] & 0x1F) << 8) | u16::from(first[2]);
+        if frames[i].is_keyframe() && frames[i].codec == Codec::H264 {
+            assert_eq!(pid0, 0, "PAT before a keyframe");
+        }
+        for p in b.chunks(PACKET_SIZE) {
+            assert_eq!(p[0], SYNC_BYTE);
+            let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+            let c = p[3] & 0x0F;
+            if let Some(prev) = cc.insert(pid, c) {
+                assert_eq!(c, (prev + 1) & 0x0F, "continuity on PID {pid:#x}");
+            }
+            if pid == 0x100 && p[1] & 0x40 != 0 {
+                // First packet of a video PES: PCR present, RAI on the keyframe.
+                assert_eq!(p[3] & 0x20, 0x20);
+                assert_ne!(p[5] & 0x10, 0, "PCR flag");
+                assert_eq!(p[5] & 0x40 != 0, frames[i].is_keyframe());
+            }
+        }
+    }
+}
+
+#[test]
+fn muxer_rejects_bad_input() {
+    assert!(TsMuxer::new(Some(Codec::Av1), None).is_err());
+    assert!(TsMuxer::new(Some(Codec::Aac), None).is_err());
+    let mut m = TsMuxer::new(Some(Codec::H264), Some(Codec::Aac)).unwrap();
+    let f = |codec, flags, payload: &'static [u8]| Frame {
+        codec,
+        flags,
+        pts: 0,
+        dts: 0,
+        timebase: 90_000,
+        payload: Bytes::from_static(payload),
+    };
+    assert!(m.mux(&f(Codec::Opus, FrameFlags::KEYFRAME, b"x")).is_err(), "no Opus track");
+    assert!(m.mux(&f(Codec::Aac, FrameFlags::KEYFRAME, b"x")).is_err(), "AAC before its config");
+    assert!(m.mux(&f(Codec::H264, FrameFlags::CONFIG, b"\x01")).is_err(), "bad avcC");
+    assert!(m.mux(&f(Codec::H264, FrameFlags::KEYFRAME, b"\x00\x00\x00\x09abc")).is_err(), "truncated AVCC");
+}
+

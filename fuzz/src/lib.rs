@@ -1,0 +1,1 @@
+//! Shared helpers of arcly's fuzz targets.

@@ -1,0 +1,58 @@
+//! Locating and running the built `arcly` server binary.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::Proc;
+
+/// The `arcly` binary: `$ARCLY_BIN`, else `arcly` next to the test
+/// executable's `deps/` folder (where `cargo build -p arcly-server` puts it
+/// in the same target dir and profile). `None` if it is not built; under CI
+/// that is a failure (`./scripts/test.sh` builds it before the tests).
+pub fn arcly_bin(test: &str) -> Option<PathBuf> {
+    let candidate = std::env::var_os("ARCLY_BIN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            // target/<profile>/deps/<test>-<hash>
+            Some(exe.parent()?.parent()?.join("arcly"))
+        });
+    match candidate {
+        Some(p) if p.is_file() => Some(p),
+        other => {
+            let msg = format!(
+                "{test}: the arcly binary is not built (looked at {other:?}); run \
+                 `cargo build -p arcly-server` (./scripts/test.sh does) or set ARCLY_BIN"
+            );
+            if crate::tools::in_ci() {
+                panic!("{msg}; CI=true so this test may not be skipped");
+            }
+            eprintln!("SKIPPED {msg}");
+            None
+        }
+    }
+}
+
+/// Starts `arcly` with `args` (logs at `info`).
+pub fn spawn(bin: &PathBuf, args: &[&str]) -> Proc {
+    let mut c = Command::new(bin);
+    c.args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("RUST_LOG_STYLE");
+    Proc::spawn("arcly", &mut c)
+}
+
+/// Waits for the `RTMP listening on ADDR` banner line and returns ADDR.
+pub fn wait_rtmp_addr(proc: &mut Proc, timeout: Duration) -> Option<std::net::SocketAddr> {
+    let mut found = None;
+    proc.wait_for(timeout, |out, _| {
+        found = out.lines().find_map(|l| {
+            l.split("RTMP listening on ")
+                .nth(1)
+                .and_then(|a| a.trim().parse().ok())
+        });
+        found.is_some()
+    });
+    found
+}
