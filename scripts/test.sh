@@ -3,7 +3,8 @@
 #   1. installs the interop tools if missing (ffmpeg, GStreamer with the
 #      rtmp2, x264, libav plugins) with apt-get;
 #   2. cargo fmt --check, cargo clippy -D warnings;
-#   3. builds the `arcly` binary (the binary smoke tests run it);
+#   3. builds every test target and the `arcly` binary (the binary smoke
+#      tests run it);
 #   4. cargo test --workspace (unit, loom/proptest, interop with real clients);
 #   5. fuzz smoke runs of every cargo-fuzz target in fuzz/ (stable toolchain,
 #      RUSTC_BOOTSTRAP=1; cargo-fuzz is installed from crates.io if missing).
@@ -70,10 +71,16 @@ section "3/5 cargo clippy --workspace --all-targets -- -D warnings"
 timed "clippy" cargo clippy --workspace --all-targets -- -D warnings
 
 # ---------------------------------------------------------------------------
-section "4/5 cargo build -p arcly-server (the arcly binary)"
-timed "build arcly" cargo build -p arcly-server --bin arcly
+section "4/5 build every test target and the arcly binary"
+# Compiling first keeps the test stage's time honest and builds the `arcly`
+# binary that tests/tests/server_binary.rs runs (CARGO_BIN_EXE_* does not
+# cross crates).
+timed "build tests" cargo test --workspace --no-run
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 export ARCLY_BIN="$TARGET_DIR/debug/arcly"
+if [ ! -x "$ARCLY_BIN" ]; then
+    timed "build arcly" cargo build -p arcly-server --bin arcly
+fi
 echo "ARCLY_BIN=$ARCLY_BIN"
 
 # ---------------------------------------------------------------------------

@@ -18,11 +18,13 @@ pub mod codec;
 pub mod container;
 pub mod engine;
 pub mod frame;
-#[cfg(feature = "rtmp")]
-pub mod rtmp;
 #[cfg(feature = "replay")]
 pub mod replay;
+#[cfg(feature = "rtmp")]
+pub mod rtmp;
 pub mod session;
+#[cfg(feature = "srt")]
+pub mod srt;
 pub mod time;
 
 pub use engine::{AppConfig, Engine, StreamKey};

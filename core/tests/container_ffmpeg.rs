@@ -8,6 +8,7 @@
 //!
 //! ffmpeg/ffprobe are required: without them the tests are skipped locally
 //! and fail when `CI=true`.
+#![cfg(feature = "rtmp")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -51,7 +52,11 @@ fn tmp(name: &str) -> PathBuf {
 
 fn run(tool: &str, args: &[&str]) -> (Vec<u8>, String) {
     let out = Command::new(tool)
-        .args(["-hide_banner", "-nostdin", "-v", "error"].iter().skip(usize::from(tool == "ffprobe") * 2))
+        .args(
+            ["-hide_banner", "-nostdin", "-v", "error"]
+                .iter()
+                .skip(usize::from(tool == "ffprobe") * 2),
+        )
         .args(args)
         .output()
         .unwrap();
@@ -60,7 +65,10 @@ fn run(tool: &str, args: &[&str]) -> (Vec<u8>, String) {
         "{tool} {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Runs ffmpeg and requires an empty stderr at `-v error`.
@@ -74,23 +82,45 @@ fn ffmpeg(args: &[&str]) {
 fn decode_counts(path: &Path) -> (usize, usize) {
     let p = path.to_str().unwrap();
     // Warnings too (continuity errors, PES size mismatches, bad timestamps).
-    let (_, err) = run("ffmpeg", &["-v", "warning", "-xerror", "-i", p, "-f", "null", "-"]);
+    let (_, err) = run(
+        "ffmpeg",
+        &["-v", "warning", "-xerror", "-i", p, "-f", "null", "-"],
+    );
     assert!(err.is_empty(), "ffmpeg decoding {p} warned: {err}");
     let (out, err) = run(
         "ffprobe",
         &[
-            "-v", "error", "-count_frames", "-show_entries",
-            "stream=index,codec_type,nb_read_frames", "-of", "csv=p=0", p,
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=index,codec_type,nb_read_frames",
+            "-of",
+            "csv=p=0",
+            p,
         ],
     );
     assert!(err.is_empty(), "ffprobe: {err}");
     // Streams are listed again under their program in MPEG-TS: dedupe by index.
     let mut streams = std::collections::BTreeMap::new();
-    for l in String::from_utf8(out).unwrap().lines().filter(|l| !l.trim().is_empty()) {
+    for l in String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
         let f: Vec<&str> = l.split(',').collect();
-        streams.insert(f[0].to_owned(), (f[1].to_owned(), f[2].trim().parse::<usize>().unwrap()));
+        streams.insert(
+            f[0].to_owned(),
+            (f[1].to_owned(), f[2].trim().parse::<usize>().unwrap()),
+        );
     }
-    let count = |k: &str| streams.values().filter(|(t, _)| t == k).map(|(_, n)| n).sum();
+    let count = |k: &str| {
+        streams
+            .values()
+            .filter(|(t, _)| t == k)
+            .map(|(_, n)| n)
+            .sum()
+    };
     (count("video"), count("audio"))
 }
 
@@ -108,8 +138,13 @@ fn probe_packets(path: &Path) -> Vec<Packet> {
     let (out, err) = run(
         "ffprobe",
         &[
-            "-v", "error", "-show_entries", "packet=codec_type,pts,dts,duration,flags",
-            "-of", "csv=p=0", path.to_str().unwrap(),
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=codec_type,pts,dts,duration,flags",
+            "-of",
+            "csv=p=0",
+            path.to_str().unwrap(),
         ],
     );
     assert!(err.is_empty(), "ffprobe: {err}");
@@ -136,9 +171,30 @@ fn probe_packets(path: &Path) -> Vec<Packet> {
 fn ffmpeg_frames() -> Vec<Frame> {
     let src = tmp("src.flv");
     ffmpeg(&[
-        "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i",
-        "sine=frequency=440:sample_rate=48000", "-t", "2", "-pix_fmt", "yuv420p", "-c:v",
-        "libx264", "-g", "25", "-bf", "2", "-c:a", "aac", "-ac", "2", src.to_str().unwrap(),
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "2",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        "-g",
+        "25",
+        "-bf",
+        "2",
+        "-c:a",
+        "aac",
+        "-ac",
+        "2",
+        src.to_str().unwrap(),
     ]);
     let data = Bytes::from(std::fs::read(&src).unwrap());
     let _ = std::fs::remove_file(&src);
@@ -155,8 +211,12 @@ fn ffmpeg_frames() -> Vec<Frame> {
         };
         frames.extend(f);
     }
-    assert!(frames.iter().any(|f| f.codec == Codec::H264 && f.is_config()));
-    assert!(frames.iter().any(|f| f.codec == Codec::Aac && f.is_config()));
+    assert!(frames
+        .iter()
+        .any(|f| f.codec == Codec::H264 && f.is_config()));
+    assert!(frames
+        .iter()
+        .any(|f| f.codec == Codec::Aac && f.is_config()));
     frames
 }
 
@@ -176,7 +236,10 @@ fn write_fmp4(frames: &[Frame]) -> Vec<u8> {
     let mut seq = 1;
     let mut audio_count = 0;
     for f in frames.iter().filter(|f| !f.is_config()) {
-        let i = frag.iter().position(|x| x.track().codec == f.codec).unwrap();
+        let i = frag
+            .iter()
+            .position(|x| x.track().codec == f.codec)
+            .unwrap();
         let cut = if f.kind() == MediaKind::Video {
             f.is_keyframe()
         } else {
@@ -192,7 +255,11 @@ fn write_fmp4(frames: &[Frame]) -> Vec<u8> {
         frag[i].push(f).unwrap();
     }
     for fr in &mut frag {
-        let d = if fr.track().codec.kind() == MediaKind::Video { 3600 } else { 1024 };
+        let d = if fr.track().codec.kind() == MediaKind::Video {
+            3600
+        } else {
+            1024
+        };
         if let Some(b) = fr.flush(seq, d) {
             out.extend_from_slice(&b);
             seq += 1;
@@ -202,10 +269,19 @@ fn write_fmp4(frames: &[Frame]) -> Vec<u8> {
 }
 
 fn write_ts(frames: &[Frame]) -> Vec<u8> {
-    let v = frames.iter().find(|f| f.kind() == MediaKind::Video).map(|f| f.codec);
-    let a = frames.iter().find(|f| f.kind() == MediaKind::Audio).map(|f| f.codec);
+    let v = frames
+        .iter()
+        .find(|f| f.kind() == MediaKind::Video)
+        .map(|f| f.codec);
+    let a = frames
+        .iter()
+        .find(|f| f.kind() == MediaKind::Audio)
+        .map(|f| f.codec);
     let mut m = TsMuxer::new(v, a).unwrap();
-    frames.iter().flat_map(|f| m.mux(f).unwrap().to_vec()).collect()
+    frames
+        .iter()
+        .flat_map(|f| m.mux(f).unwrap().to_vec())
+        .collect()
 }
 
 fn demux_file(path: &Path) -> (Vec<Frame>, arcly::container::ts::TsDemuxStats) {
@@ -234,8 +310,14 @@ fn fmp4_of_ffmpeg_stream_decodes_in_ffmpeg() {
     let frames = ffmpeg_frames();
     let path = tmp("out.mp4");
     std::fs::write(&path, write_fmp4(&frames)).unwrap();
-    let nv = frames.iter().filter(|f| f.codec == Codec::H264 && !f.is_config()).count();
-    let na = frames.iter().filter(|f| f.codec == Codec::Aac && !f.is_config()).count();
+    let nv = frames
+        .iter()
+        .filter(|f| f.codec == Codec::H264 && !f.is_config())
+        .count();
+    let na = frames
+        .iter()
+        .filter(|f| f.codec == Codec::Aac && !f.is_config())
+        .count();
     assert_eq!(nv, 50);
     assert_eq!(decode_counts(&path), (nv, na));
     let pk = probe_packets(&path);
@@ -245,12 +327,21 @@ fn fmp4_of_ffmpeg_stream_decodes_in_ffmpeg() {
     assert_eq!((video.len(), audio.len()), (nv, na));
     // 25 fps at 90 kHz: every duration is 3600, timestamps are the input's.
     assert!(video.iter().all(|p| p.duration == 3600), "{video:?}");
-    let input: Vec<&Frame> = frames.iter().filter(|f| f.codec == Codec::H264 && !f.is_config()).collect();
+    let input: Vec<&Frame> = frames
+        .iter()
+        .filter(|f| f.codec == Codec::H264 && !f.is_config())
+        .collect();
     for (p, f) in video.iter().zip(&input) {
-        assert_eq!((p.pts, p.dts, p.key), (f.pts * 90, f.dts * 90, f.is_keyframe()));
+        assert_eq!(
+            (p.pts, p.dts, p.key),
+            (f.pts * 90, f.dts * 90, f.is_keyframe())
+        );
     }
     // AAC at 48 kHz: ffprobe sees the input timestamps exactly and 1024-sample frames.
-    let input_a: Vec<&Frame> = frames.iter().filter(|f| f.codec == Codec::Aac && !f.is_config()).collect();
+    let input_a: Vec<&Frame> = frames
+        .iter()
+        .filter(|f| f.codec == Codec::Aac && !f.is_config())
+        .collect();
     for (p, f) in audio.iter().zip(&input_a) {
         assert_eq!((p.pts, p.duration, p.key), (f.pts * 48, 1024, true));
     }
@@ -264,8 +355,14 @@ fn ts_mux_of_ffmpeg_stream_decodes_in_ffmpeg() {
     let frames = ffmpeg_frames();
     let path = tmp("out.ts");
     std::fs::write(&path, write_ts(&frames)).unwrap();
-    let input_v: Vec<&Frame> = frames.iter().filter(|f| f.codec == Codec::H264 && !f.is_config()).collect();
-    let input_a: Vec<&Frame> = frames.iter().filter(|f| f.codec == Codec::Aac && !f.is_config()).collect();
+    let input_v: Vec<&Frame> = frames
+        .iter()
+        .filter(|f| f.codec == Codec::H264 && !f.is_config())
+        .collect();
+    let input_a: Vec<&Frame> = frames
+        .iter()
+        .filter(|f| f.codec == Codec::Aac && !f.is_config())
+        .collect();
     assert_eq!(decode_counts(&path), (input_v.len(), input_a.len()));
     let pk = probe_packets(&path);
     let _ = std::fs::remove_file(&path);
@@ -273,7 +370,10 @@ fn ts_mux_of_ffmpeg_stream_decodes_in_ffmpeg() {
     let audio: Vec<&Packet> = pk.iter().filter(|p| !p.video).collect();
     assert_eq!(video.len(), input_v.len());
     for (p, f) in video.iter().zip(&input_v) {
-        assert_eq!((p.pts, p.dts, p.key), (f.pts * 90, f.dts * 90, f.is_keyframe()));
+        assert_eq!(
+            (p.pts, p.dts, p.key),
+            (f.pts * 90, f.dts * 90, f.is_keyframe())
+        );
     }
     assert_eq!(audio.len(), input_a.len());
     for (p, f) in audio.iter().zip(&input_a) {
@@ -293,13 +393,21 @@ fn check_demux_matches_ffprobe(path: &Path, vcodec: Codec, acodec: Codec) -> Vec
     let v: Vec<&Frame> = frames.iter().filter(|f| f.codec == vcodec).collect();
     let a: Vec<&Frame> = frames.iter().filter(|f| f.codec == acodec).collect();
     assert!(v[0].is_config() && a[0].is_config());
-    assert_eq!(v.iter().filter(|f| f.is_config()).count(), 1, "parameter sets do not change");
+    assert_eq!(
+        v.iter().filter(|f| f.is_config()).count(),
+        1,
+        "parameter sets do not change"
+    );
     let v: Vec<&&Frame> = v.iter().filter(|f| !f.is_config()).collect();
     let a: Vec<&&Frame> = a.iter().filter(|f| !f.is_config()).collect();
     assert_eq!(v.len(), pv.len(), "video frame count");
     assert_eq!(a.len(), pa.len(), "audio frame count");
     for (f, p) in v.iter().zip(&pv) {
-        assert_eq!((f.pts, f.dts, f.is_keyframe()), (p.pts, p.dts, p.key), "{p:?}");
+        assert_eq!(
+            (f.pts, f.dts, f.is_keyframe()),
+            (p.pts, p.dts, p.key),
+            "{p:?}"
+        );
         assert_eq!(f.timebase, 90_000);
     }
     for (f, p) in a.iter().zip(&pa) {
@@ -318,24 +426,69 @@ fn ts_demux_of_ffmpeg_h264_aac() {
     }
     let path = tmp("ff-h264.ts");
     ffmpeg(&[
-        "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i",
-        "sine=frequency=440:sample_rate=44100", "-t", "3", "-pix_fmt", "yuv420p", "-c:v",
-        "libx264", "-g", "30", "-bf", "2", "-c:a", "aac", "-ac", "2", "-f", "mpegts",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=44100",
+        "-t",
+        "3",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        "-g",
+        "30",
+        "-bf",
+        "2",
+        "-c:a",
+        "aac",
+        "-ac",
+        "2",
+        "-f",
+        "mpegts",
         path.to_str().unwrap(),
     ]);
     let frames = check_demux_matches_ffprobe(&path, Codec::H264, Codec::Aac);
     let _ = std::fs::remove_file(&path);
-    let avc = AvcConfig::parse(&frames.iter().find(|f| f.codec == Codec::H264).unwrap().payload).unwrap();
+    let avc = AvcConfig::parse(
+        &frames
+            .iter()
+            .find(|f| f.codec == Codec::H264)
+            .unwrap()
+            .payload,
+    )
+    .unwrap();
     let sps = avc.parse_sps().unwrap();
     assert_eq!((sps.width, sps.height), (320, 240));
-    let asc = AacConfig::parse(&frames.iter().find(|f| f.codec == Codec::Aac).unwrap().payload).unwrap();
+    let asc = AacConfig::parse(
+        &frames
+            .iter()
+            .find(|f| f.codec == Codec::Aac)
+            .unwrap()
+            .payload,
+    )
+    .unwrap();
     assert_eq!((asc.sampling_frequency, asc.channel_config), (44_100, 2));
-    let keys = frames.iter().filter(|f| f.codec == Codec::H264 && f.is_keyframe()).count();
+    let keys = frames
+        .iter()
+        .filter(|f| f.codec == Codec::H264 && f.is_keyframe())
+        .count();
     assert_eq!(keys, 3, "GOP 30 over 75 frames");
 
     // And back out: our TS and fMP4 muxers on the demuxed frames decode cleanly.
-    let nv = frames.iter().filter(|f| f.codec == Codec::H264 && !f.is_config()).count();
-    let na = frames.iter().filter(|f| f.codec == Codec::Aac && !f.is_config()).count();
+    let nv = frames
+        .iter()
+        .filter(|f| f.codec == Codec::H264 && !f.is_config())
+        .count();
+    let na = frames
+        .iter()
+        .filter(|f| f.codec == Codec::Aac && !f.is_config())
+        .count();
     let ts = tmp("re.ts");
     std::fs::write(&ts, write_ts(&frames)).unwrap();
     assert_eq!(decode_counts(&ts), (nv, na));
@@ -353,22 +506,68 @@ fn ts_demux_of_ffmpeg_h265_opus() {
     }
     let path = tmp("ff-h265.ts");
     ffmpeg(&[
-        "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i",
-        "sine=frequency=440:sample_rate=48000", "-t", "2", "-pix_fmt", "yuv420p", "-c:v",
-        "libx265", "-x265-params", "log-level=error:keyint=25:bframes=2", "-c:a", "libopus",
-        "-ac", "2", "-f", "mpegts", path.to_str().unwrap(),
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "2",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx265",
+        "-x265-params",
+        "log-level=error:keyint=25:bframes=2",
+        "-c:a",
+        "libopus",
+        "-ac",
+        "2",
+        "-f",
+        "mpegts",
+        path.to_str().unwrap(),
     ]);
     let frames = check_demux_matches_ffprobe(&path, Codec::H265, Codec::Opus);
     let _ = std::fs::remove_file(&path);
-    let hvc = HevcConfig::parse(&frames.iter().find(|f| f.codec == Codec::H265).unwrap().payload).unwrap();
+    let hvc = HevcConfig::parse(
+        &frames
+            .iter()
+            .find(|f| f.codec == Codec::H265)
+            .unwrap()
+            .payload,
+    )
+    .unwrap();
     let sps = hvc.parse_sps().unwrap();
     assert_eq!((sps.width, sps.height), (320, 240));
-    let head = OpusHead::parse(&frames.iter().find(|f| f.codec == Codec::Opus).unwrap().payload).unwrap();
+    let head = OpusHead::parse(
+        &frames
+            .iter()
+            .find(|f| f.codec == Codec::Opus)
+            .unwrap()
+            .payload,
+    )
+    .unwrap();
     assert_eq!(head.channels, 2);
-    assert_eq!(frames.iter().filter(|f| f.codec == Codec::H265 && f.is_keyframe()).count(), 2);
+    assert_eq!(
+        frames
+            .iter()
+            .filter(|f| f.codec == Codec::H265 && f.is_keyframe())
+            .count(),
+        2
+    );
 
-    let nv = frames.iter().filter(|f| f.codec == Codec::H265 && !f.is_config()).count();
-    let na = frames.iter().filter(|f| f.codec == Codec::Opus && !f.is_config()).count();
+    let nv = frames
+        .iter()
+        .filter(|f| f.codec == Codec::H265 && !f.is_config())
+        .count();
+    let na = frames
+        .iter()
+        .filter(|f| f.codec == Codec::Opus && !f.is_config())
+        .count();
     let ts = tmp("re265.ts");
     std::fs::write(&ts, write_ts(&frames)).unwrap();
     assert_eq!(decode_counts(&ts), (nv, na));

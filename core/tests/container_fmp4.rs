@@ -61,7 +61,11 @@ fn config(codec: Codec) -> Frame {
 fn media(codec: Codec, key: bool, pts: i64, dts: i64, timebase: u32, payload: Vec<u8>) -> Frame {
     Frame {
         codec,
-        flags: if key { FrameFlags::KEYFRAME } else { FrameFlags::NONE },
+        flags: if key {
+            FrameFlags::KEYFRAME
+        } else {
+            FrameFlags::NONE
+        },
         pts,
         dts,
         timebase,
@@ -96,7 +100,14 @@ fn parse_fragments(mut buf: &[u8]) -> Vec<Parsed> {
         let samples: Vec<_> = trun
             .samples
             .iter()
-            .map(|e| (e.duration.unwrap(), e.size.unwrap(), e.flags.unwrap(), e.cts.unwrap_or(0)))
+            .map(|e| {
+                (
+                    e.duration.unwrap(),
+                    e.size.unwrap(),
+                    e.flags.unwrap(),
+                    e.cts.unwrap_or(0),
+                )
+            })
             .collect();
         assert_eq!(
             samples.iter().map(|s| s.1 as usize).sum::<usize>(),
@@ -129,7 +140,14 @@ fn init_segment_parses_with_mp4_atom() {
     assert!(buf.is_empty(), "nothing after moov");
     assert_eq!(moov.mvhd.next_track_id, 5);
     assert_eq!(moov.trak.len(), 4);
-    let trex: Vec<u32> = moov.mvex.as_ref().unwrap().trex.iter().map(|t| t.track_id).collect();
+    let trex: Vec<u32> = moov
+        .mvex
+        .as_ref()
+        .unwrap()
+        .trex
+        .iter()
+        .map(|t| t.track_id)
+        .collect();
     assert_eq!(trex, [1, 2, 3, 4]);
     let timescales: Vec<u32> = moov.trak.iter().map(|t| t.mdia.mdhd.timescale).collect();
     assert_eq!(timescales, [90_000, 44_100, 90_000, 48_000]);
@@ -264,7 +282,8 @@ fn no_drift_over_hours() {
         for n in 0..frames {
             let dts = n * step_num / step_den;
             last_dts = dts;
-            fr.push(&media(codec, true, dts, dts, tb, vec![1, 2, 3])).unwrap();
+            fr.push(&media(codec, true, dts, dts, tb, vec![1, 2, 3]))
+                .unwrap();
             if n % 200 == 199 {
                 let b = fr.fragment(seq).unwrap();
                 seq += 1;
@@ -272,16 +291,30 @@ fn no_drift_over_hours() {
                 let base = p[0].base;
                 first_base.get_or_insert(base);
                 // tfdt equals the sum of all durations before it.
-                assert_eq!(base, first_base.unwrap() + total, "{codec} tfdt drift at frame {n}");
+                assert_eq!(
+                    base,
+                    first_base.unwrap() + total,
+                    "{codec} tfdt drift at frame {n}"
+                );
                 total += p[0].samples.iter().map(|s| u64::from(s.0)).sum::<u64>();
             }
         }
         let last = arcly::frame::rescale(last_dts, tb, ts) as u64;
         if let Some(b) = fr.fragment(seq) {
-            total += parse_fragments(&b)[0].samples.iter().map(|s| u64::from(s.0)).sum::<u64>();
+            total += parse_fragments(&b)[0]
+                .samples
+                .iter()
+                .map(|s| u64::from(s.0))
+                .sum::<u64>();
         }
-        assert_eq!(total, last, "{codec}: durations sum to the last decode time");
-        assert!(last > 3 * 3600 * u64::from(ts) - 2 * u64::from(ts), "{codec} covers 3 h ({last})");
+        assert_eq!(
+            total, last,
+            "{codec}: durations sum to the last decode time"
+        );
+        assert!(
+            last > 3 * 3600 * u64::from(ts) - 2 * u64::from(ts),
+            "{codec} covers 3 h ({last})"
+        );
     }
 }
 
@@ -293,7 +326,8 @@ fn fragmenter_rejects_bad_timing() {
         fr.push(&media(Codec::H264, true, -10, -10, 1000, vec![1])),
         Err(Fmp4Error::NegativeDts(_))
     ));
-    fr.push(&media(Codec::H264, true, 100, 100, 1000, vec![1])).unwrap();
+    fr.push(&media(Codec::H264, true, 100, 100, 1000, vec![1]))
+        .unwrap();
     assert!(matches!(
         fr.push(&media(Codec::H264, false, 99, 99, 1000, vec![1])),
         Err(Fmp4Error::NonMonotonicDts { .. })

@@ -57,6 +57,8 @@ fn config_payload(codec: Codec) -> Bytes {
 #[derive(Debug, Clone)]
 struct Unit {
     key: bool,
+    /// `FrameFlags::DISCONTINUITY` (carried as `discontinuity_indicator`).
+    disc: bool,
     cts: i64,
     step: i64,
     parts: Vec<Vec<u8>>,
@@ -66,12 +68,14 @@ struct Unit {
 fn unit_strategy(max_len: usize) -> impl Strategy<Value = Unit> {
     (
         prop::bool::weighted(0.2),
+        prop::bool::weighted(0.05),
         prop::sample::select(vec![0i64, 3000, 6000]),
         prop::sample::select(vec![1500i64, 3000, 3003, 3600]),
         prop::collection::vec(prop::collection::vec(1u8..=255, 1..max_len), 1..4),
     )
-        .prop_map(|(key, cts, step, parts)| Unit {
+        .prop_map(|(key, disc, cts, step, parts)| Unit {
             key,
+            disc,
             cts,
             step,
             parts,
@@ -117,20 +121,42 @@ fn make_frames(
         v.push(frame(c, FrameFlags::CONFIG, base, base, config_payload(c)));
         for (i, u) in vunits.iter().enumerate() {
             let key = i == 0 || u.key;
-            let flags = if key { FrameFlags::KEYFRAME } else { FrameFlags::NONE };
-            v.push(frame(c, flags, dts + u.cts, dts, video_payload(c, key, &u.parts)));
+            let mut flags = if key {
+                FrameFlags::KEYFRAME
+            } else {
+                FrameFlags::NONE
+            };
+            if u.disc {
+                flags = flags | FrameFlags::DISCONTINUITY;
+            }
+            v.push(frame(
+                c,
+                flags,
+                dts + u.cts,
+                dts,
+                video_payload(c, key, &u.parts),
+            ));
             dts += u.step;
         }
     }
     if let Some(c) = audio {
-        let (step, toc): (i64, &[u8]) = if c == Codec::Aac { (1920, &[]) } else { (1800, &[0xFC]) };
+        let (step, toc): (i64, &[u8]) = if c == Codec::Aac {
+            (1920, &[])
+        } else {
+            (1800, &[0xFC])
+        };
         let mut t = base;
         a.push(frame(c, FrameFlags::CONFIG, base, base, config_payload(c)));
         for u in aunits {
             let mut p = toc.to_vec();
             p.extend(u.parts.concat());
             p.truncate(8000);
-            a.push(frame(c, FrameFlags::KEYFRAME, t, t, Bytes::from(p)));
+            let flags = if u.disc {
+                FrameFlags::KEYFRAME | FrameFlags::DISCONTINUITY
+            } else {
+                FrameFlags::KEYFRAME
+            };
+            a.push(frame(c, flags, t, t, Bytes::from(p)));
             t += step;
         }
     }
@@ -162,7 +188,11 @@ fn demux_chunks(chunks: &[&[u8]]) -> (Vec<Frame>, TsDemuxer) {
 }
 
 fn track(frames: &[Frame], codec: Codec) -> Vec<Frame> {
-    frames.iter().filter(|f| f.codec == codec).cloned().collect()
+    frames
+        .iter()
+        .filter(|f| f.codec == codec)
+        .cloned()
+        .collect()
 }
 
 /// Config frames compare by payload (their timestamps are the next access unit's).
@@ -235,6 +265,8 @@ proptest! {
             last = p;
         }
         let (out, d) = demux_chunks(&chunks);
+        let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        prop_assert_eq!(out.len(), frames.len(), "{:?} cuts {:?} chunks {:?} packets {}", d.stats(), cuts, lens, n);
         for c in [video, audio].into_iter().flatten() {
             assert_same(&track(&out, c), &track(&frames, c));
         }
@@ -290,7 +322,9 @@ proptest! {
         lose in any::<prop::sample::Index>(),
     ) {
         let (video, audio) = (Some(Codec::H265), Some(Codec::Aac));
-        let frames = make_frames(video, audio, base, &vunits, &aunits);
+        // No DISCONTINUITY flags here: a discontinuity_indicator legitimately allows a CC jump.
+        let no_disc = |u: &Vec<Unit>| u.iter().cloned().map(|u| Unit { disc: false, ..u }).collect::<Vec<_>>();
+        let frames = make_frames(video, audio, base, &no_disc(&vunits), &no_disc(&aunits));
         let packets: Vec<u8> = mux_all(video, audio, &frames).concat();
         let pkts: Vec<&[u8]> = packets.chunks(PACKET_SIZE).collect();
         let pid = |p: &[u8]| (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
@@ -320,10 +354,30 @@ proptest! {
     }
 
     #[test]
+    fn ts_demux_survives_bit_errors(
+        (video, audio) in codecs(),
+        vunits in prop::collection::vec(unit_strategy(400), 1..10),
+        aunits in prop::collection::vec(unit_strategy(200), 1..10),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..40),
+    ) {
+        // Corrupted headers, lengths, PSI and PES fields anywhere: never a
+        // panic, never more frames than went in (plus re-sent configs).
+        let frames = make_frames(video, audio, 0, &vunits, &aunits);
+        let mut s = mux_all(video, audio, &frames).concat();
+        for (i, x) in &flips {
+            let i = i.index(s.len());
+            s[i] ^= x | 1;
+        }
+        let (out, d) = demux_chunks(&[&s]);
+        prop_assert!(out.iter().filter(|f| !f.is_config()).count() <= frames.len());
+        prop_assert!(d.stats().packets <= (s.len() / PACKET_SIZE) as u64);
+    }
+
+    #[test]
     fn ts_demux_never_panics(data in prop::collection::vec(any::<u8>(), 0..3000), splice in prop::collection::vec(any::<u8>(), 0..200), at in any::<prop::sample::Index>()) {
         // Arbitrary bytes, and a valid stream with arbitrary bytes spliced in anywhere.
         let (_, _) = demux_chunks(&[&data]);
-        let frames = make_frames(Some(Codec::H264), Some(Codec::Aac), 0, &vec![Unit { key: true, cts: 0, step: 3000, parts: vec![vec![7; 500]] }; 3], &vec![Unit { key: true, cts: 0, step: 0, parts: vec![vec![9; 100]] }; 3]);
+        let frames = make_frames(Some(Codec::H264), Some(Codec::Aac), 0, &vec![Unit { disc: false, key: true, cts: 0, step: 3000, parts: vec![vec![7; 500]] }; 3], &vec![Unit { disc: false, key: true, cts: 0, step: 0, parts: vec![vec![9; 100]] }; 3]);
         let mut s = mux_all(Some(Codec::H264), Some(Codec::Aac), &frames).concat();
         let i = at.index(s.len());
         s.splice(i..i, splice);
@@ -339,13 +393,34 @@ fn ts_packets_are_well_formed() {
         Some(Codec::Aac),
         (1 << 33) - 6000,
         &[
-            Unit { key: true, cts: 3000, step: 3000, parts: vec![vec![1; 70_000]] },
-            Unit { key: false, cts: 0, step: 3000, parts: vec![vec![2; 10]] },
+            Unit {
+                disc: false,
+                key: true,
+                cts: 3000,
+                step: 3000,
+                parts: vec![vec![1; 70_000]],
+            },
+            Unit {
+                disc: false,
+                key: false,
+                cts: 0,
+                step: 3000,
+                parts: vec![vec![2; 10]],
+            },
         ],
-        &[Unit { key: true, cts: 0, step: 0, parts: vec![vec![3; 183]] }],
+        &[Unit {
+            disc: false,
+            key: true,
+            cts: 0,
+            step: 0,
+            parts: vec![vec![3; 183]],
+        }],
     );
     let out = mux_all(Some(Codec::H264), Some(Codec::Aac), &frames);
-    assert!(out[0].is_empty() && out[1].is_empty(), "config frames give no packets");
+    assert!(
+        out[0].is_empty() && out[1].is_empty(),
+        "config frames give no packets"
+    );
     let mut cc = std::collections::HashMap::new();
     for (i, b) in out.iter().enumerate().skip(2) {
         assert_eq!(b.len() % PACKET_SIZE, 0);
@@ -384,9 +459,181 @@ fn muxer_rejects_bad_input() {
         timebase: 90_000,
         payload: Bytes::from_static(payload),
     };
-    assert!(m.mux(&f(Codec::Opus, FrameFlags::KEYFRAME, b"x")).is_err(), "no Opus track");
-    assert!(m.mux(&f(Codec::Aac, FrameFlags::KEYFRAME, b"x")).is_err(), "AAC before its config");
-    assert!(m.mux(&f(Codec::H264, FrameFlags::CONFIG, b"\x01")).is_err(), "bad avcC");
-    assert!(m.mux(&f(Codec::H264, FrameFlags::KEYFRAME, b"\x00\x00\x00\x09abc")).is_err(), "truncated AVCC");
+    assert!(
+        m.mux(&f(Codec::Opus, FrameFlags::KEYFRAME, b"x")).is_err(),
+        "no Opus track"
+    );
+    assert!(
+        m.mux(&f(Codec::Aac, FrameFlags::KEYFRAME, b"x")).is_err(),
+        "AAC before its config"
+    );
+    assert!(
+        m.mux(&f(Codec::H264, FrameFlags::CONFIG, b"\x01")).is_err(),
+        "bad avcC"
+    );
+    assert!(
+        m.mux(&f(
+            Codec::H264,
+            FrameFlags::KEYFRAME,
+            b"\x00\x00\x00\x09abc"
+        ))
+        .is_err(),
+        "truncated AVCC"
+    );
 }
 
+#[test]
+fn ts_pmt_change_switches_codecs() {
+    let units = |n: usize| -> Vec<Unit> {
+        (0..n)
+            .map(|i| Unit {
+                disc: false,
+                key: i % 4 == 0,
+                cts: 0,
+                step: 3000,
+                parts: vec![vec![i as u8 + 1; 400]],
+            })
+            .collect()
+    };
+    // A publisher restarts with other codecs: a new muxer (PMT version 0
+    // again, new continuity counters) on the same PIDs.
+    let a = make_frames(Some(Codec::H264), Some(Codec::Aac), 0, &units(6), &units(6));
+    let b = make_frames(
+        Some(Codec::H265),
+        Some(Codec::Opus),
+        90_000,
+        &units(6),
+        &units(6),
+    );
+    let mut s = mux_all(Some(Codec::H264), Some(Codec::Aac), &a).concat();
+    s.extend(mux_all(Some(Codec::H265), Some(Codec::Opus), &b).concat());
+    let (out, _) = demux_chunks(&[&s]);
+    assert_same(&track(&out, Codec::H264), &track(&a, Codec::H264));
+    assert_same(&track(&out, Codec::Aac), &track(&a, Codec::Aac));
+    assert_same(&track(&out, Codec::H265), &track(&b, Codec::H265));
+    assert_same(&track(&out, Codec::Opus), &track(&b, Codec::Opus));
+
+    // A PMT version change within one muxer: the Opus channel count.
+    let mut m = TsMuxer::new(None, Some(Codec::Opus)).unwrap();
+    let opus = |flags, payload: Bytes, t: i64| Frame {
+        codec: Codec::Opus,
+        flags,
+        pts: t,
+        dts: t,
+        timebase: 90_000,
+        payload,
+    };
+    let mut s = Vec::new();
+    s.extend(
+        m.mux(&opus(FrameFlags::CONFIG, OpusHead::new(2).to_bytes(), 0))
+            .unwrap(),
+    );
+    s.extend(
+        m.mux(&opus(
+            FrameFlags::KEYFRAME,
+            Bytes::from_static(&[0xFC, 1, 2]),
+            0,
+        ))
+        .unwrap(),
+    );
+    s.extend(
+        m.mux(&opus(FrameFlags::CONFIG, OpusHead::new(1).to_bytes(), 1800))
+            .unwrap(),
+    );
+    s.extend(
+        m.mux(&opus(
+            FrameFlags::KEYFRAME,
+            Bytes::from_static(&[0xFC, 3, 4]),
+            1800,
+        ))
+        .unwrap(),
+    );
+    let (out, _) = demux_chunks(&[&s]);
+    let heads: Vec<u8> = out
+        .iter()
+        .filter(|f| f.is_config())
+        .map(|f| OpusHead::parse(&f.payload).unwrap().channels)
+        .collect();
+    assert_eq!(heads, [2, 1]);
+    assert_eq!(out.iter().filter(|f| !f.is_config()).count(), 2);
+}
+
+#[test]
+fn ts_audio_only_carries_pcr_and_repeats_psi() {
+    let aunits: Vec<Unit> = (0..60)
+        .map(|i| Unit {
+            key: true,
+            disc: false,
+            cts: 0,
+            step: 0,
+            parts: vec![vec![i as u8 + 1; 50]],
+        })
+        .collect();
+    let frames = make_frames(None, Some(Codec::Aac), 1000, &[], &aunits);
+    let out = mux_all(None, Some(Codec::Aac), &frames);
+    let pid = |p: &[u8]| (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+    let mut pats = 0;
+    for b in &out {
+        for p in b.chunks(PACKET_SIZE) {
+            match pid(p) {
+                0 => pats += 1,
+                0x1000 => {
+                    // PMT: PCR_PID is the audio PID.
+                    let sec = &p[5..];
+                    assert_eq!((u16::from(sec[8] & 0x1F) << 8) | u16::from(sec[9]), 0x101);
+                }
+                0x101 if p[1] & 0x40 != 0 => {
+                    assert_eq!(p[3] & 0x20, 0x20, "adaptation field");
+                    assert_eq!(
+                        p[5] & 0x50,
+                        0x50,
+                        "PCR and random access on every audio PES"
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    // 60 frames of 1920 ticks = 115 200 ticks: PSI at 0 and every 45 000 ticks.
+    assert_eq!(pats, 3);
+    let (got, _) = demux_chunks(&[&out.concat()]);
+    assert_same(&got, &frames);
+}
+
+#[test]
+fn ts_timestamps_survive_days() {
+    // One AAC frame every 10 hours for 5 days: the 33-bit wire clock wraps
+    // four times; the demuxer's i64 timeline keeps going.
+    let step = 10 * 3600 * 90_000i64;
+    let mut m = TsMuxer::new(None, Some(Codec::Aac)).unwrap();
+    let mut d = TsDemuxer::new();
+    let cfg = Frame {
+        codec: Codec::Aac,
+        flags: FrameFlags::CONFIG,
+        pts: 0,
+        dts: 0,
+        timebase: 90_000,
+        payload: config_payload(Codec::Aac),
+    };
+    d.handle_input(&m.mux(&cfg).unwrap()).unwrap();
+    let mut got = Vec::new();
+    for i in 0..12 {
+        let t = 1_000 + i * step;
+        let f = Frame {
+            flags: FrameFlags::KEYFRAME,
+            pts: t,
+            dts: t,
+            payload: Bytes::from(vec![i as u8 + 1; 20]),
+            ..cfg.clone()
+        };
+        d.handle_input(&m.mux(&f).unwrap()).unwrap();
+        while let Some(f) = d.poll_frame() {
+            if !f.is_config() {
+                got.push(f.dts);
+            }
+        }
+    }
+    let want: Vec<i64> = (0..12).map(|i| 1_000 + i * step).collect();
+    assert_eq!(got, want);
+    assert!(*got.last().unwrap() > 4 * (1i64 << 33));
+}

@@ -1,7 +1,12 @@
 //! Engine behaviour through the public API: instant start, GOP cache caps,
 //! audio-only streams, config changes, slow subscribers, end of stream,
 //! admission, counters and the async / blocking notifier.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -141,7 +146,7 @@ fn audio_then_video_waits_for_video_keyframe() {
     let mut late = p.subscribe().unwrap();
     p.send(key_frame(40)); // 5
     p.send(delta(80)); // 6
-    // The early subscriber keeps audio, holds video back until the keyframe.
+                       // The early subscriber keeps audio, holds video back until the keyframe.
     assert_eq!(seqs(&drain(&mut early)), vec![2, 4, 5, 6]);
     // The late one starts on the video keyframe with both configs.
     assert_eq!(seqs(&drain(&mut late)), vec![2, 0, 5, 6]);
@@ -311,7 +316,10 @@ fn admission() {
     let p = engine.publish(key()).unwrap();
     let err = engine.publish(key()).unwrap_err();
     assert_eq!(err, PublishError::AlreadyPublishing(key()));
-    assert_eq!(err.to_string(), "stream `live/cam` is already being published");
+    assert_eq!(
+        err.to_string(),
+        "stream `live/cam` is already being published"
+    );
     let other = StreamKey::new("live", "other").unwrap();
     assert!(matches!(
         engine.publish(other.clone()),
@@ -380,7 +388,10 @@ fn metadata_and_egress_cache() {
         builds += 1;
         Bytes::from_static(b"y")
     });
-    assert_eq!((x, y, builds), (Bytes::from_static(b"x"), Bytes::from_static(b"x"), 1));
+    assert_eq!(
+        (x, y, builds),
+        (Bytes::from_static(b"x"), Bytes::from_static(b"x"), 1)
+    );
 }
 
 #[test]

@@ -2,7 +2,12 @@
 //! keyframes, delta frames, audio frames and (changing) configs of random
 //! sizes, with subscribers attaching at random points, checked against a
 //! model of the rules in `engine::bus`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use arcly::engine::{AppConfig, Publisher, Recv, SharedFrame, StreamKey, Subscriber};
 use arcly::{Codec, Frame, FrameFlags};
@@ -111,7 +116,13 @@ fn drain(s: &mut Sub) {
     }
 }
 
-fn run(ops: &[Op], ring: usize, gop_frames: usize, gop_bytes: usize, drain_always: bool) -> (Vec<Pub>, Vec<Sub>, Publisher) {
+fn run(
+    ops: &[Op],
+    ring: usize,
+    gop_frames: usize,
+    gop_bytes: usize,
+    drain_always: bool,
+) -> (Vec<Pub>, Vec<Sub>, Publisher) {
     let key = StreamKey::new("live", "prop").unwrap();
     let cfg = AppConfig {
         ring_frames: ring,

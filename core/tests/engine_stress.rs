@@ -2,7 +2,12 @@
 //! blocked in `wait_blocking`, and one subscriber that stalls. Every live
 //! subscriber receives every frame in order; the stalled one never slows the
 //! publisher, and when it resumes it skips to a keyframe and counts drops.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};

@@ -3,8 +3,8 @@
 //! Run with:
 //! `RUSTFLAGS="--cfg loom" cargo test -p arcly --test loom_engine --release`
 //!
-//! What loom checks here (every interleaving up to a preemption bound of 3
-//! for two threads, 2 for three, with the C11 memory model for the atomics):
+//! What loom checks here (every interleaving up to a preemption bound of 3,
+//! 2 for the larger models, with the C11 memory model for the atomics):
 //! - the ring publication protocol: slot store → `head` (Release) → reader
 //!   `live`/`head` (Acquire) → slot load and sequence check; a reader never
 //!   sees a frame before it is written, never sees frames out of order,
@@ -21,7 +21,12 @@
 //! ordering); the registry (`Engine`, a std mutex, not on the frame path) is
 //! not used.
 #![cfg(loom)]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::Arc;
 
@@ -31,8 +36,8 @@ use bytes::Bytes;
 use loom::sync::atomic::{AtomicBool, Ordering};
 
 /// Runs `f` under loom with at most `bound` preemptions per execution
-/// (unless `LOOM_MAX_PREEMPTIONS` says otherwise). Two-thread models use 3,
-/// three-thread models 2, keeping the whole file around a minute.
+/// (unless `LOOM_MAX_PREEMPTIONS` says otherwise): 3 for small models, 2 for
+/// the larger ones, keeping the whole file around two minutes.
 fn model(bound: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     if b.preemption_bound.is_none() {
@@ -104,7 +109,7 @@ fn ring_delivers_every_frame_in_order_then_end() {
 
 #[test]
 fn ring_lagging_reader_resumes_on_keyframe() {
-    model(3, || {
+    model(2, || {
         // Ring of 2, four frames (keyframes at 0 and 3): a reader that is
         // preempted long enough sees a frame overwritten and must resume on
         // the keyframe at 3, counting every frame it skipped.
@@ -124,7 +129,11 @@ fn ring_lagging_reader_resumes_on_keyframe() {
             "got {got:?}"
         );
         // Every frame is delivered or counted as dropped.
-        assert_eq!(got.len() as u64 + dropped, 4, "got {got:?} dropped {dropped}");
+        assert_eq!(
+            got.len() as u64 + dropped,
+            4,
+            "got {got:?} dropped {dropped}"
+        );
     });
 }
 
@@ -189,22 +198,13 @@ fn notifier_async_no_lost_wakeup() {
     });
 }
 
-#[test]
-fn notifier_mixed_waiters_two_notifies() {
-    model(2, || {
-        // A blocked thread and an async task wait for two successive events;
-        // the bit-clearing slow path of the first notify must not make the
-        // second one take the fast path while someone sleeps.
+/// One waiter, two successive events: the slow path of the first notify
+/// clears the sleepers bit; if the woken waiter sleeps again it must set it
+/// again, or the second notify takes the fast path and the waiter is lost.
+fn two_notifies(async_waiter: bool) {
+    model(3, move || {
         let sig = Signal::new();
         let count = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
-        let (sig_t, count_t) = (sig.clone(), count.clone());
-        let waiter = loom::thread::spawn(move || loop {
-            let e = sig_t.epoch();
-            if count_t.load(Ordering::Acquire) == 2 {
-                break;
-            }
-            sig_t.wait_blocking(e, None);
-        });
         let (sig_n, count_n) = (sig.clone(), count.clone());
         let notifier = loom::thread::spawn(move || {
             for _ in 0..2 {
@@ -212,16 +212,35 @@ fn notifier_mixed_waiters_two_notifies() {
                 sig_n.notify();
             }
         });
-        loom::future::block_on(async {
+        if async_waiter {
+            loom::future::block_on(async {
+                loop {
+                    let e = sig.epoch();
+                    if count.load(Ordering::Acquire) == 2 {
+                        break;
+                    }
+                    sig.wait(e).await;
+                }
+            });
+        } else {
             loop {
                 let e = sig.epoch();
                 if count.load(Ordering::Acquire) == 2 {
                     break;
                 }
-                sig.wait(e).await;
+                sig.wait_blocking(e, None);
             }
-        });
+        }
         notifier.join().unwrap();
-        waiter.join().unwrap();
     });
+}
+
+#[test]
+fn notifier_blocking_two_notifies() {
+    two_notifies(false);
+}
+
+#[test]
+fn notifier_async_two_notifies() {
+    two_notifies(true);
 }

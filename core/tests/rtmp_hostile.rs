@@ -340,3 +340,40 @@ mod random_input {
         }
     }
 }
+
+/// The largest legal inbound chunk size (2^31-1, RTMP spec §5.4.1) is
+/// accepted and costs no memory up front; messages still flow.
+#[test]
+fn max_legal_chunk_size_is_accepted() {
+    let factory = RtmpSessionFactory::allow_all(Engine::with_defaults());
+    let mut s = factory.session(peer(50), at(0), 50);
+    raw::handshake(&mut s, at(0));
+    let mut input = BytesMut::new();
+    input.put_slice(&set_chunk_size_raw(0x7FFF_FFFF));
+    // One 300-byte command now fits a single chunk.
+    let body = arcly::rtmp::amf::encode_values(&[
+        arcly::rtmp::amf::Amf0Value::String("connect".into()),
+        arcly::rtmp::amf::Amf0Value::Number(1.0),
+        arcly::rtmp::amf::Amf0Value::object([
+            ("app", arcly::rtmp::amf::Amf0Value::String("live".into())),
+            ("pad", arcly::rtmp::amf::Amf0Value::String("x".repeat(300))),
+        ]),
+    ]);
+    input.put_slice(
+        &encode_message(
+            &RawMessage {
+                csid: 3,
+                timestamp: 0,
+                type_id: 20,
+                stream_id: 0,
+                payload: body,
+            },
+            0x7FFF_FFFF,
+        )
+        .unwrap(),
+    );
+    s.handle_input(at(1), &input);
+    assert!(s.close_reason().is_none(), "{:?}", s.close_reason());
+    let mut out = Vec::new();
+    assert!(s.poll_transmit(&mut out) > 0, "connect answered");
+}

@@ -134,6 +134,19 @@ fn metadata_reaches_player_and_publisher_end_notifies() {
         .unwrap();
     assert!(md_pos < f_pos);
 
+    // New metadata mid-stream reaches the player before the next frames.
+    let md2 = arcly::rtmp::command::Metadata {
+        properties: vec![("width".into(), arcly::rtmp::amf::Amf0Value::Number(1280.0))],
+    }
+    .to_on_metadata();
+    pc.send_metadata(&md2).unwrap();
+    send_all(&mut pc, &[video_frame(99, 2000, false, 100)]);
+    pump(&mut pc, &mut ps, at(2));
+    let ev = pump(&mut vc, &mut vs, at(2));
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert_eq!(ev[0], ClientEvent::Metadata(md2));
+    assert!(matches!(&ev[1], ClientEvent::Frame(f) if f.dts == 2000));
+
     pc.shutdown();
     pump(&mut pc, &mut ps, at(3));
     assert!(!ps.is_publishing());
@@ -607,4 +620,188 @@ fn media_chunks_are_built_once_and_shared_by_every_viewer() {
             "every cached message starts with a type-0 header"
         );
     }
+}
+
+/// Per-viewer egress cost through the glue: 500 playing sessions, each frame
+/// pulled by every session (`handle_media` + `poll_transmit`). Run with
+/// `cargo test --release -p arcly --test rtmp_session -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement; run in release"]
+fn egress_cost_per_viewer_and_frame() {
+    use arcly::rtmp::amf::Amf0Value as V;
+    use rtmp_util::raw;
+    let engine = Engine::with_defaults();
+    let factory = RtmpSessionFactory::allow_all(engine.clone());
+    let mut publisher = engine
+        .publish(arcly::StreamKey::new("live", "bench").unwrap())
+        .unwrap();
+    let frames = stream(1002, 50, 0);
+    publisher.send(frames[0].clone());
+    publisher.send(frames[1].clone());
+    let mut viewers: Vec<_> = (0..500u16)
+        .map(|i| {
+            let mut s = factory.session(peer(1000 + i), at(0), u64::from(i));
+            raw::handshake(&mut s, at(0));
+            let mut input = Vec::new();
+            input.extend_from_slice(&raw::connect("live"));
+            input.extend_from_slice(&raw::create_stream(2.0));
+            input.extend_from_slice(&raw::command(
+                1,
+                &[
+                    V::String("play".into()),
+                    V::Number(0.0),
+                    V::Null,
+                    V::String("bench".into()),
+                ],
+            ));
+            s.handle_input(at(1), &input);
+            assert!(s.is_playing());
+            let mut out = Vec::new();
+            s.poll_transmit(&mut out);
+            s
+        })
+        .collect();
+    let mut out = Vec::new();
+    let t0 = std::time::Instant::now();
+    let mut bytes = 0usize;
+    for f in &frames[2..] {
+        publisher.send(f.clone());
+        for v in &mut viewers {
+            v.handle_media(at(2));
+            out.clear();
+            bytes += v.poll_transmit(&mut out);
+        }
+    }
+    let dt = t0.elapsed();
+    let per = dt.as_nanos() as f64 / (1000.0 * viewers.len() as f64);
+    eprintln!(
+        "size_of::<RtmpSession>() = {} bytes",
+        std::mem::size_of::<arcly::rtmp::RtmpSession>()
+    );
+    eprintln!(
+        "{} viewers x 1000 frames: {:?}, {per:.0} ns per viewer-frame, {:.2} GB/s of egress handed out",
+        viewers.len(),
+        dt,
+        bytes as f64 / dt.as_secs_f64() / 1e9
+    );
+    assert!(bytes > 500 * 1000 * 300);
+    assert!(per < 20_000.0, "egress per viewer-frame too slow: {per} ns");
+}
+
+/// A publish decision may come later than the request: input that arrives
+/// meanwhile (media pipelined behind `publish`) is held, bounded, and
+/// handled in order once the decision is made.
+#[test]
+fn deferred_admission_holds_input_until_decided() {
+    use arcly::rtmp::handshake::{ClientHandshake, HandshakeMode};
+    use rtmp_util::raw;
+    let handshake = |s: &mut ServerConnection| {
+        let mut hs = ClientHandshake::new(1, HandshakeMode::Simple);
+        s.handle_input(at(0), &hs.poll_transmit().unwrap());
+        let mut sb = Vec::new();
+        while let Some(b) = s.poll_transmit() {
+            sb.extend_from_slice(&b);
+        }
+        hs.handle_input(&sb).unwrap();
+        s.handle_input(at(0), &hs.poll_transmit().unwrap());
+    };
+    let frames = stream(12, 5, 0);
+    let media = |fs: &[Frame]| {
+        let mut v = Vec::new();
+        for f in fs {
+            let (csid, ty) = if f.kind() == arcly::MediaKind::Video {
+                (7, 9)
+            } else {
+                (6, 8)
+            };
+            v.extend_from_slice(&raw::message(
+                csid,
+                f.dts as u32,
+                ty,
+                1,
+                arcly::rtmp::flv::frame_to_tag_body(f),
+            ));
+        }
+        v
+    };
+    let config = ServerConfig {
+        max_pending_input: 64 << 10,
+        ..ServerConfig::default()
+    };
+    let mut s = ServerConnection::new(config.clone(), at(0), 1);
+    handshake(&mut s);
+    let mut input = Vec::new();
+    input.extend_from_slice(&raw::connect("live"));
+    input.extend_from_slice(&raw::create_stream(2.0));
+    input.extend_from_slice(&raw::publish(1, "late"));
+    input.extend_from_slice(&media(&frames[..6]));
+    s.handle_input(at(1), &input);
+    s.handle_input(at(2), &media(&frames[6..]));
+    let ev: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    let token = ev
+        .iter()
+        .find_map(|e| match e {
+            ServerEvent::PublishRequest { token, .. } => Some(*token),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        !ev.iter().any(|e| matches!(e, ServerEvent::Frame(_))),
+        "no media before the decision"
+    );
+    s.accept_publish(token);
+    let got: Vec<Frame> = std::iter::from_fn(|| s.poll_event())
+        .filter_map(|e| match e {
+            ServerEvent::Frame(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, frames);
+
+    // The held input is bounded.
+    let mut s = ServerConnection::new(config, at(0), 2);
+    handshake(&mut s);
+    let mut input = Vec::new();
+    input.extend_from_slice(&raw::connect("live"));
+    input.extend_from_slice(&raw::create_stream(2.0));
+    input.extend_from_slice(&raw::publish(1, "late"));
+    s.handle_input(at(1), &input);
+    let big = video_frame(0, 0, true, 40_000);
+    s.handle_input(at(2), &media(std::slice::from_ref(&big)));
+    assert!(s.close_reason().is_none());
+    s.handle_input(at(2), &media(&[big]));
+    assert!(
+        matches!(s.close_reason(), Some(CloseReason::ProtocolError(r)) if r.contains("admission decision is pending"))
+    );
+}
+
+/// Opus travels as an Enhanced RTMP (E-RTMP v2) audio tag end to end.
+#[test]
+fn opus_over_enhanced_rtmp_round_trips() {
+    let engine = Engine::with_defaults();
+    let factory = RtmpSessionFactory::allow_all(engine.clone());
+    let (mut pc, mut ps) = connected_publisher(&factory, "rtmp://localhost/live/opus", 50);
+    let (mut vc, mut vs, _) = connected_player(&factory, "rtmp://localhost/live/opus", 51);
+    let opus = |n: u32, config: bool| Frame {
+        codec: arcly::Codec::Opus,
+        flags: if config {
+            arcly::FrameFlags::CONFIG
+        } else {
+            arcly::FrameFlags::KEYFRAME
+        },
+        pts: i64::from(n) * 20,
+        dts: i64::from(n) * 20,
+        timebase: 1000,
+        payload: if config {
+            arcly::codec::opus::OpusHead::new(2).to_bytes()
+        } else {
+            bytes::Bytes::from(vec![0xFC, n as u8, 1, 2, 3])
+        },
+    };
+    let mut sent = vec![video_config(0), opus(0, true), video_frame(0, 0, true, 500)];
+    sent.extend((1..20).map(|n| opus(n, false)));
+    send_all(&mut pc, &sent);
+    pump(&mut pc, &mut ps, at(1));
+    let got = frames(&pump(&mut vc, &mut vs, at(1)));
+    assert_eq!(got, sent);
 }

@@ -26,6 +26,8 @@ use clap::Parser;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
+mod replay;
+
 /// A listen address, or `off` to disable that protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Listen {
@@ -81,6 +83,18 @@ struct Cli {
     /// less CPU per viewer).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     write_merge: u64,
+
+    /// Without a subcommand the server runs.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Subcommands other than serving.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Replay a pcap/pcapng capture through the protocol machines and print
+    /// the events (docs/replay.md).
+    Replay(replay::ReplayArgs),
 }
 
 /// One protocol listener of the server.
@@ -128,6 +142,16 @@ fn rtmp_hints(addr: SocketAddr) -> Vec<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Replay(args)) = &cli.command {
+        // Replay logs only warnings by default: the output is the events.
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        return replay::run(args);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -294,5 +318,27 @@ mod tests {
         let cli = Cli::try_parse_from(["arcly", "--rtmp", "off"]).unwrap();
         assert_eq!(cli.rtmp, Listen::Off);
         assert!(Cli::try_parse_from(["arcly", "--rtmp", "bogus"]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod replay_cli_tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn replay_subcommand_parses_and_serving_stays_the_default() {
+        let cli = Cli::try_parse_from(["arcly"]).unwrap();
+        assert!(cli.command.is_none());
+        let cli =
+            Cli::try_parse_from(["arcly", "replay", "x.pcap", "--port", "1935", "--json"]).unwrap();
+        let Some(Command::Replay(args)) = cli.command else {
+            panic!("no replay subcommand");
+        };
+        assert_eq!(args.capture, std::path::PathBuf::from("x.pcap"));
+        assert_eq!(args.port, Some(1935));
+        assert!(args.json);
+        assert!(Cli::try_parse_from(["arcly", "replay"]).is_err());
+        assert!(Cli::try_parse_from(["arcly", "replay", "x", "--protocol", "gopher"]).is_err());
     }
 }

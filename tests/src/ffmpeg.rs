@@ -215,7 +215,7 @@ pub struct Playback {
     pub audio_span: Option<(i64, i64)>,
     /// Whether the first picture was a keyframe.
     pub starts_on_keyframe: bool,
-    /// Places where a stream's timestamps went backwards or repeated.
+    /// Places where a stream's timestamps went backwards.
     pub non_monotonic: Vec<String>,
 }
 
@@ -231,12 +231,9 @@ impl Playback {
             };
             let ts = f.dts.or(f.pts);
             if let (Some(prev), Some(t)) = (last[idx], ts) {
-                // Video strictly increasing; audio never backwards (FLV's
-                // millisecond timestamps may round two AAC frames together).
-                let bad = match f.kind {
-                    Kind::Video => t <= prev,
-                    Kind::Audio => t < prev,
-                };
+                // Never backwards. (Equal timestamps happen: FLV carries
+                // whole milliseconds and live publishers jitter.)
+                let bad = t < prev;
                 if bad {
                     p.non_monotonic
                         .push(format!("{:?} timestamp {t} after {prev}", f.kind));
@@ -273,5 +270,39 @@ impl Playback {
             }
         }
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ffprobe_compact_frames() {
+        let out = "frame|media_type=video|key_frame=1|pts=2023|pkt_dts=2023|pict_type=I\n\
+                   \n\
+                   frame|media_type=audio|key_frame=1|pts=2000|pkt_dts=2000\n\
+                   frame|media_type=video|key_frame=0|pts=2063|pkt_dts=2063|pict_type=P\n\
+                   frame|media_type=video|key_frame=0|pts=2043|pkt_dts=2043|pict_type=P\n";
+        let frames = parse_frames(out);
+        assert_eq!(frames.len(), 4);
+        let p = Playback::from_frames(&frames);
+        assert_eq!((p.video, p.audio, p.video_keyframes), (3, 1, 1));
+        assert!(p.starts_on_keyframe);
+        assert_eq!(p.video_span, Some((2023, 2043)));
+        // The step back is caught.
+        assert_eq!(p.non_monotonic.len(), 1);
+    }
+
+    #[test]
+    fn finds_decoder_errors() {
+        let err = "[h264 @ 0x1] [error] non-existing PPS 0 referenced\n\
+                   [flv @ 0x2] [warning] Failed to update header with correct duration.\n\
+                   [h264 @ 0x1] [error] decode_slice_header error\n";
+        assert_eq!(error_lines(err).len(), 2);
+        assert_eq!(
+            progress_frame("frame=12\nfps=25\nframe=250\nprogress=end\n"),
+            Some(250)
+        );
     }
 }

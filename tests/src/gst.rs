@@ -96,6 +96,13 @@ pub fn play_command(url: &str, dir: &std::path::Path) -> Command {
     c
 }
 
+/// The number after `field` (e.g. `cur-timestamp=(guint64)`) in a printed
+/// GstStructure.
+fn structure_u64(line: &str, field: &str) -> Option<u64> {
+    let rest = line.split(field).nth(1)?;
+    rest.split([',', ';']).next()?.trim().parse().ok()
+}
+
 fn trace_lines<'a>(stdout: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     let needle = format!("GstIdentity:{name}: last-message = chain");
     stdout.lines().filter(move |l| l.contains(&needle))
@@ -134,10 +141,23 @@ pub fn playback(stdout: &str, dir: &std::path::Path) -> Playback {
     p.video_keyframes = trace_lines(stdout, "vpkt")
         .filter(|l| !l.contains("delta-unit"))
         .count();
+    // `imperfect-timestamp` also fires for jitter in a live publisher's
+    // timestamps and for FLV's millisecond rounding; only a picture that is
+    // earlier than the previous one breaks monotonic order (lost pictures
+    // show in the count).
     p.non_monotonic.extend(
         stdout
             .lines()
             .filter(|l| l.contains("from element \"vout\"") && l.contains("imperfect-timestamp"))
+            .filter(|l| {
+                match (
+                    structure_u64(l, "prev-timestamp=(guint64)"),
+                    structure_u64(l, "cur-timestamp=(guint64)"),
+                ) {
+                    (Some(prev), Some(cur)) => cur < prev,
+                    _ => true,
+                }
+            })
             .map(str::to_owned),
     );
     p
@@ -155,4 +175,31 @@ pub fn error_lines(stdout: &str, stderr: &str) -> Vec<String> {
             .map(str::to_owned),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JITTER: &str = "Got message #239 from element \"vout\" (element): imperfect-timestamp, delta=(gint64)56000000, prev-timestamp=(guint64)2807000000, prev-duration=(guint64)40000000, cur-timestamp=(guint64)2903000000, cur-duration=(guint64)40000000;";
+    const BACKWARDS: &str = "Got message #241 from element \"vout\" (element): imperfect-timestamp, delta=(gint64)-80000000, prev-timestamp=(guint64)2903000000, prev-duration=(guint64)40000000, cur-timestamp=(guint64)2863000000, cur-duration=(guint64)40000000;";
+
+    #[test]
+    fn only_backwards_steps_break_monotonic_order() {
+        let dir = std::env::temp_dir();
+        let p = playback(&format!("{JITTER}\n{BACKWARDS}\n"), &dir);
+        assert_eq!(p.non_monotonic.len(), 1);
+        assert!(p.non_monotonic[0].contains("#241"));
+    }
+
+    #[test]
+    fn counts_traced_buffers_and_keyframes() {
+        let out = "/GstPipeline:pipeline0/GstIdentity:vpkt: last-message = chain   ******* (vpkt:sink) (786 bytes, dts: 0:00:02.000000000, pts: 0:00:02.000000000, flags: 00004000 header , meta: none)\n\
+                   /GstPipeline:pipeline0/GstIdentity:vpkt: last-message = chain   ******* (vpkt:sink) (86 bytes, dts: 0:00:02.040000000, pts: 0:00:02.040000000, flags: 00002000 delta-unit , meta: none)\n";
+        assert_eq!(count_buffers(out, "vpkt"), 2);
+        let p = playback(out, &std::env::temp_dir().join("no-such-dir"));
+        assert!(p.starts_on_keyframe);
+        assert_eq!(p.video_keyframes, 1);
+        assert_eq!(p.video, 0);
+    }
 }

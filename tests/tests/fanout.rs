@@ -50,6 +50,7 @@ async fn player(addr: std::net::SocketAddr, url: String, limit: Duration) -> See
         }
     };
     let deadline = Instant::now() + limit;
+    let mut last_dts: (Option<i64>, Option<i64>) = (None, None);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match c.next_event(left).await {
@@ -58,6 +59,21 @@ async fn player(addr: std::net::SocketAddr, url: String, limit: Duration) -> See
                     seen.video.push((s, Instant::now()));
                 } else if let Some(s) = synth::audio_seq(&f) {
                     seen.audio.push(s);
+                }
+                if !f.is_config() {
+                    let last = match f.kind() {
+                        arcly::MediaKind::Video => &mut last_dts.0,
+                        arcly::MediaKind::Audio => &mut last_dts.1,
+                    };
+                    if last.is_some_and(|d| f.dts <= d) && seen.error.is_none() {
+                        seen.error = Some(format!(
+                            "{:?} dts {} after {:?}: not increasing",
+                            f.kind(),
+                            f.dts,
+                            last
+                        ));
+                    }
+                    *last = Some(f.dts);
                 }
             }
             Ok(Some(ClientEvent::StreamEof)) => {
@@ -306,7 +322,8 @@ fn fanout_on(adapter: Adapter, params: Params, label: &str) {
     let p99 = percentile(&lags, 0.99);
     let max = lags.last().copied().unwrap_or_default();
     assert!(
-        p99 < Duration::from_millis(300) && max < Duration::from_millis(1500),
+        // A server blocked by the stalled socket would add seconds here.
+        p99 < Duration::from_millis(500) && max < Duration::from_millis(2000),
         "{test}: players lag behind the publisher: p99 {p99:?}, max {max:?}"
     );
     // The stalled player: when it skipped, it resumed on a keyframe.

@@ -23,7 +23,7 @@ fn ffmpeg_publish_ffprobe_play(adapter: Adapter) {
     let _watchdog = Watchdog::new(&test, Duration::from_secs(120));
     arcly_tests::init_logging();
     let server = TestServer::start(adapter);
-    let report = scenario::run_ffmpeg(&test, server.addr, "cam");
+    let report = scenario::run_ffmpeg(&test, server.addr, "cam", Some(&server.engine));
     report.assert_viewer_saw_everything();
 }
 

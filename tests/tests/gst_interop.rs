@@ -22,7 +22,7 @@ fn gst_publish_gst_play(adapter: Adapter) {
     let _watchdog = Watchdog::new(&test, Duration::from_secs(120));
     arcly_tests::init_logging();
     let server = TestServer::start(adapter);
-    let report = scenario::run_gst(&test, server.addr, "gst");
+    let report = scenario::run_gst(&test, server.addr, "gst", Some(&server.engine));
     report.assert_viewer_saw_everything();
 }
 
@@ -44,4 +44,48 @@ fn gst_on_async_io_async_std() {
 #[test]
 fn gst_on_blocking() {
     gst_publish_gst_play(Adapter::Blocking);
+}
+
+/// Cross-client: ffmpeg publishes, GStreamer plays.
+#[test]
+fn ffmpeg_publishes_gst_plays_tokio() {
+    let test = "gst_interop/ffmpeg-to-gst";
+    if !require_gst_elements(test, gst::ELEMENTS) || !arcly_tests::require_tools(test, &["ffmpeg"])
+    {
+        return;
+    }
+    let _watchdog = Watchdog::new(test, Duration::from_secs(120));
+    arcly_tests::init_logging();
+    let server = TestServer::start(Adapter::Tokio);
+    let report = scenario::run(
+        test,
+        server.addr,
+        "x1",
+        scenario::Publisher::Ffmpeg,
+        scenario::Player::Gst,
+        Some(&server.engine),
+    );
+    report.assert_viewer_saw_everything();
+}
+
+/// Cross-client: GStreamer publishes, ffprobe plays.
+#[test]
+fn gst_publishes_ffprobe_plays_tokio() {
+    let test = "gst_interop/gst-to-ffprobe";
+    if !require_gst_elements(test, gst::ELEMENTS) || !arcly_tests::require_tools(test, &["ffprobe"])
+    {
+        return;
+    }
+    let _watchdog = Watchdog::new(test, Duration::from_secs(120));
+    arcly_tests::init_logging();
+    let server = TestServer::start(Adapter::Tokio);
+    let report = scenario::run(
+        test,
+        server.addr,
+        "x2",
+        scenario::Publisher::Gst,
+        scenario::Player::Ffprobe,
+        Some(&server.engine),
+    );
+    report.assert_viewer_saw_everything();
 }

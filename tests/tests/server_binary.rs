@@ -113,7 +113,7 @@ fn serves_rtmp_on_the_given_address_and_stops_on_sigterm() {
 
     // Real clients through the shipped binary.
     if require_tools("server_binary/serve", &["ffmpeg", "ffprobe"]) {
-        let report = scenario::run_ffmpeg("server_binary/ffmpeg", addr, "cam");
+        let report = scenario::run_ffmpeg("server_binary/ffmpeg", addr, "cam", None);
         report.assert_viewer_saw_everything();
     }
 

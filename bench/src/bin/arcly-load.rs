@@ -620,3 +620,43 @@ async fn play(cli: &Cli) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets() {
+        assert_eq!(
+            loopback_addr("rtmp://127.0.0.1:29350/live/x").unwrap(),
+            "127.0.0.1:29350".parse().unwrap()
+        );
+        assert_eq!(
+            loopback_addr("rtmp://[::1]/live/x").unwrap(),
+            "[::1]:1935".parse().unwrap()
+        );
+        assert!(loopback_addr("rtmp://192.0.2.1:1935/live/x").is_err());
+        assert!(loopback_addr("http://127.0.0.1/live/x").is_err());
+    }
+
+    #[test]
+    fn lag_is_measured_from_the_newest_player() {
+        let players: Vec<Arc<PlayerStats>> = [1000, 1400, i64::MIN, 900]
+            .into_iter()
+            .map(|d| {
+                let p = PlayerStats::new();
+                p.last_video_dts.store(d, Ordering::Relaxed);
+                Arc::new(p)
+            })
+            .collect();
+        assert_eq!(lags(&players), vec![400.0, 0.0, 500.0]);
+    }
+
+    #[test]
+    fn cli_defaults() {
+        let cli = Cli::try_parse_from(["arcly-load", "rtmp://127.0.0.1/live/x"]).unwrap();
+        assert_eq!((cli.players, cli.seconds, cli.mode), (1000, 30, Mode::Play));
+        assert!(!cli.publish);
+    }
+}

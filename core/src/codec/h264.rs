@@ -216,7 +216,11 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: u32) -> Result<()> {
     for _ in 0..size {
         if next != 0 {
             let delta = r.read_se()?;
-            next = (last + delta + 256).rem_euclid(256);
+            // delta_scale is -128..=127 in valid streams; wrap (exact mod 256,
+            // as 2^32 is a multiple of 256) so hostile values cannot overflow.
+            // delta_scale is -128..=127 in valid streams; wrap (exact mod 256,
+            // as 2^32 is a multiple of 256) so hostile values cannot overflow.
+            next = last.wrapping_add(delta).wrapping_add(256).rem_euclid(256);
         }
         if next != 0 {
             last = next;

@@ -469,8 +469,7 @@ impl Subscriber {
                 break;
             }
         }
-        let next_seq =
-            next_seq.unwrap_or_else(|| shared.ring.head.load(Ordering::Acquire));
+        let next_seq = next_seq.unwrap_or_else(|| shared.ring.head.load(Ordering::Acquire));
         Ok(Subscriber {
             shared,
             next_seq,

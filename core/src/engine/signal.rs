@@ -280,7 +280,11 @@ mod tests {
         let mut fut = Box::pin(s.wait(s.epoch()));
         assert!(fut.as_mut().poll(&mut cx).is_pending());
         assert!(fut.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(lock(&s.inner.waiters).tasks.len(), 1, "re-poll must not re-register");
+        assert_eq!(
+            lock(&s.inner.waiters).tasks.len(),
+            1,
+            "re-poll must not re-register"
+        );
         s.notify();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         assert!(fut.as_mut().poll(&mut cx).is_ready());
@@ -300,7 +304,11 @@ mod tests {
         }
         assert_eq!(lock(&s.inner.waiters).tasks.len(), 1, "entries are reused");
         s.notify();
-        assert_eq!(count.0.load(Ordering::SeqCst), 0, "dropped futures are not woken");
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            0,
+            "dropped futures are not woken"
+        );
     }
 
     #[test]

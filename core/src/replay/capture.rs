@@ -436,10 +436,7 @@ fn link_payload(link: LinkType, data: &[u8]) -> Result<Option<&[u8]>, ()> {
             // (Linux), 24 (NetBSD/OpenBSD), 28 (FreeBSD), 30 (macOS). The byte
             // order is the capturing host's for NULL and big-endian for LOOP,
             // so both orders are accepted.
-            let fam: [u8; 4] = data
-                .get(..4)
-                .and_then(|s| s.try_into().ok())
-                .ok_or(())?;
+            let fam: [u8; 4] = data.get(..4).and_then(|s| s.try_into().ok()).ok_or(())?;
             let le = u32::from_le_bytes(fam);
             let be = u32::from_be_bytes(fam);
             let v = if le < 256 { le } else { be };
@@ -532,7 +529,10 @@ mod tests {
 
     #[test]
     fn tsresol_units() {
-        assert_eq!(tsresol_to_duration(1_500_000, 6), Duration::from_millis(1500));
+        assert_eq!(
+            tsresol_to_duration(1_500_000, 6),
+            Duration::from_millis(1500)
+        );
         assert_eq!(tsresol_to_duration(1_500, 3), Duration::from_millis(1500));
         assert_eq!(tsresol_to_duration(7, 9), Duration::from_nanos(7));
         // 2^-1 s units: 3 units = 1.5 s.

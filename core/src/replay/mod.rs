@@ -671,7 +671,8 @@ impl Replay {
                 fl.id,
                 fl.client,
                 fl.server,
-                f.protocol.map_or("unknown protocol (not replayed)", Protocol::name),
+                f.protocol
+                    .map_or("unknown protocol (not replayed)", Protocol::name),
                 fl.packets,
                 fl.first.as_micros() as f64 / 1e6,
                 fl.last.as_micros() as f64 / 1e6,
@@ -732,9 +733,7 @@ impl Replay {
                     match &e.kind {
                         EventKind::Frame(fr) => {
                             let ms = fr.dts_in(1000);
-                            let v = by
-                                .entry(fr.codec.name())
-                                .or_insert((0, 0, 0, ms, ms, 0));
+                            let v = by.entry(fr.codec.name()).or_insert((0, 0, 0, ms, ms, 0));
                             if fr.is_config() {
                                 v.1 += 1;
                             } else {
@@ -760,7 +759,11 @@ impl Replay {
                     s,
                     "  media {} ({}), {metadata} metadata:",
                     dir.name(),
-                    if dir == Direction::ToServer { "published" } else { "played" }
+                    if dir == Direction::ToServer {
+                        "published"
+                    } else {
+                        "played"
+                    }
                 );
                 for (codec, (n, cfgs, keys, first, last, bytes)) in by {
                     let _ = writeln!(

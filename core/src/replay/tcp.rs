@@ -413,7 +413,9 @@ mod tests {
         for e in events {
             match e {
                 StreamEvent::Data { data, .. } => s.push_str(std::str::from_utf8(data).unwrap()),
-                StreamEvent::Gap { offset, len, .. } => s.push_str(&format!("[gap {offset}+{len}]")),
+                StreamEvent::Gap { offset, len, .. } => {
+                    s.push_str(&format!("[gap {offset}+{len}]"))
+                }
                 StreamEvent::Fin { .. } => s.push_str("[fin]"),
                 StreamEvent::Reset { .. } => s.push_str("[rst]"),
             }

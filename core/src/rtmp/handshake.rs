@@ -594,10 +594,9 @@ e0";
             while let Some(b) = client.poll_transmit() {
                 to_server.extend_from_slice(&b);
             }
-            if client.is_done() && !tail_added && to_server.is_empty() {
-                // C2 already delivered or queued; tail goes after it.
-            }
             if client.is_done() && !tail_added {
+                // C2 is already queued (it was sent once S1 arrived); the
+                // chunk stream bytes follow it.
                 to_server.extend_from_slice(tail);
                 tail_added = true;
             }

@@ -220,7 +220,7 @@ pub enum UserControl {
 }
 
 impl UserControl {
-    /// Event type of each known event (RTMP spec §7.1.7).
+    /// Stream Begin event type (RTMP spec §7.1.7).
     pub const STREAM_BEGIN: u16 = 0;
     /// Stream EOF event type.
     pub const STREAM_EOF: u16 = 1;

@@ -15,12 +15,12 @@
 //!   as the [`StreamSession`](crate::session::StreamSession) adapters drive.
 //! - Building blocks: [`handshake`], [`chunk`], [`message`], [`amf`],
 //!   [`command`], [`flv`].
+pub mod amf;
 pub mod chunk;
+pub mod command;
+pub mod flv;
 pub mod handshake;
 pub mod message;
-pub mod flv;
-pub mod amf;
-pub mod command;
 
 pub mod client;
 mod conn;

@@ -277,6 +277,10 @@ impl ServerConnection {
             msg_type::COMMAND_AMF0 | msg_type::COMMAND_AMF3 => self.command(&m),
             msg_type::AUDIO | msg_type::VIDEO => self.media(m),
             msg_type::DATA_AMF0 | msg_type::DATA_AMF3 => {
+                if m.stream_id == 0 && matches!(self.phase, Phase::Connected) {
+                    // NetConnection-level data (no stream): nothing to do.
+                    return Ok(());
+                }
                 let role = self.stream_role(m.stream_id)?;
                 if role != Role::Publishing {
                     return Ok(());

@@ -67,6 +67,7 @@ impl RtmpSessionFactory {
             peer,
             publisher: None,
             subscriber: None,
+            sent_metadata: None,
         }
     }
 }
@@ -80,14 +81,19 @@ impl SessionFactory for RtmpSessionFactory {
 /// One RTMP connection joined to the engine.
 ///
 /// On a publish request it asks the [`Admission`], then
-/// [`Engine::publish`]; a refusal answers `NetStream.Publish.BadName` with
-/// the reason and closes. On a play request it asks the admission, then
-/// [`Engine::subscribe`]; an unknown stream answers
-/// `NetStream.Play.StreamNotFound`. Stream key: app = the RTMP app, name =
-/// the stream name, both without their query; the query goes to admission.
+/// [`Engine::publish`]; a refusal by either answers
+/// `NetStream.Publish.BadName` with the reason and closes. On a play request
+/// it asks the admission (refusal: `NetStream.Play.Failed`), then
+/// [`Engine::subscribe`] (unknown stream: `NetStream.Play.StreamNotFound`).
+/// Stream key: app = the RTMP app, name = the stream name, both without
+/// their query; the query goes to admission. Write merging
+/// ([`AppConfig::write_merge`](crate::AppConfig::write_merge)) is the
+/// driver's job: it delays [`StreamSession::handle_media`].
 ///
-/// Invariant: frames are pulled from the subscriber only while less than
-/// [`MAX_PENDING_OUTPUT`] bytes wait in the machine.
+/// Invariants: frames are pulled from the subscriber only while less than
+/// [`MAX_PENDING_OUTPUT`] bytes wait in the machine; the stream's metadata
+/// goes to the player before the first frame and again, before the next
+/// frame, whenever the publisher replaces it.
 pub struct RtmpSession {
     conn: ServerConnection,
     engine: Engine,
@@ -95,6 +101,8 @@ pub struct RtmpSession {
     peer: SocketAddr,
     publisher: Option<Publisher>,
     subscriber: Option<Subscriber>,
+    /// The metadata last sent to the player (compared by identity).
+    sent_metadata: Option<Bytes>,
 }
 
 impl core::fmt::Debug for RtmpSession {
@@ -226,9 +234,7 @@ impl RtmpSession {
             Ok(sub) => {
                 info!(peer = %self.peer, stream = %key, "rtmp play started");
                 self.conn.accept_play(token);
-                if let Some(md) = sub.metadata() {
-                    self.conn.send_metadata(&md);
-                }
+                self.sent_metadata = None;
                 self.subscriber = Some(sub);
                 self.pull();
             }
@@ -250,6 +256,17 @@ impl RtmpSession {
         let Some(sub) = &mut self.subscriber else {
             return;
         };
+        // Metadata first (and again whenever the publisher replaces it).
+        if let Some(md) = sub.metadata() {
+            let same = self
+                .sent_metadata
+                .as_ref()
+                .is_some_and(|s| s.as_ptr() == md.as_ptr() && s.len() == md.len());
+            if !same {
+                self.conn.send_metadata(&md);
+                self.sent_metadata = Some(md);
+            }
+        }
         while self.conn.pending_transmit() < MAX_PENDING_OUTPUT {
             match sub.recv() {
                 Recv::Frame(f) => self.conn.send_frame(&f),

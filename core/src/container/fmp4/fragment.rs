@@ -87,10 +87,13 @@ impl Fragmenter {
         }
         if let Some(prev) = self.pending.last() {
             if dts < prev.dts {
-                return Err(Fmp4Error::NonMonotonicDts { dts, prev: prev.dts });
+                return Err(Fmp4Error::NonMonotonicDts {
+                    dts,
+                    prev: prev.dts,
+                });
             }
             if dts - prev.dts > i64::from(u32::MAX) {
-                return Err(Fmp4Error::NonMonotonicDts { dts, prev: prev.dts });
+                return Err(Fmp4Error::DurationOverflow(dts - prev.dts));
             }
         }
         let cts = i32::try_from(pts - dts).map_err(|_| Fmp4Error::CompositionOffset(pts - dts))?;

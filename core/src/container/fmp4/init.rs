@@ -23,7 +23,8 @@ pub fn init_segment(tracks: &[TrackInfo]) -> Result<Bytes, Fmp4Error> {
             return Err(Fmp4Error::Tracks("duplicate track_ID"));
         }
     }
-    let mut out = BytesMut::with_capacity(1024 + tracks.iter().map(|t| t.config.len()).sum::<usize>());
+    let mut out =
+        BytesMut::with_capacity(1024 + tracks.iter().map(|t| t.config.len()).sum::<usize>());
     let ftyp = begin(&mut out, b"ftyp");
     out.put_slice(b"iso6");
     out.put_u32(0);
@@ -43,7 +44,12 @@ pub fn init_segment(tracks: &[TrackInfo]) -> Result<Bytes, Fmp4Error> {
     out.put_bytes(0, 10);
     matrix(&mut out);
     out.put_bytes(0, 24);
-    let next = tracks.iter().map(|t| t.track_id).max().unwrap_or(0).saturating_add(1);
+    let next = tracks
+        .iter()
+        .map(|t| t.track_id)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1);
     out.put_u32(next);
     end(&mut out, mvhd);
     for t in tracks {
@@ -96,7 +102,11 @@ fn trak(out: &mut BytesMut, t: &TrackInfo) -> Result<(), Fmp4Error> {
     out.put_u32(0);
     out.put_slice(if video { b"vide" } else { b"soun" });
     out.put_bytes(0, 12);
-    out.put_slice(if video { b"VideoHandler\0" } else { b"SoundHandler\0" });
+    out.put_slice(if video {
+        b"VideoHandler\0"
+    } else {
+        b"SoundHandler\0"
+    });
     end(out, hdlr);
 
     let minf = begin(out, b"minf");
@@ -170,7 +180,11 @@ fn sample_entry(out: &mut BytesMut, t: &TrackInfo) -> Result<(), Fmp4Error> {
         out.put_u16(t.channels);
         out.put_u16(16);
         out.put_u32(0);
-        out.put_u32(if t.sample_rate <= 0xFFFF { t.sample_rate << 16 } else { 0 });
+        out.put_u32(if t.sample_rate <= 0xFFFF {
+            t.sample_rate << 16
+        } else {
+            0
+        });
         if t.codec == Codec::Aac {
             esds(out, t);
         } else {

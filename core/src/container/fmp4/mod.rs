@@ -58,6 +58,10 @@ pub enum Fmp4Error {
         /// The previous sample's.
         prev: i64,
     },
+    /// Two consecutive decode times are more than `u32::MAX` ticks apart
+    /// (a sample duration is 32 bits).
+    #[error("gap of {0} ticks between samples does not fit a sample duration")]
+    DurationOverflow(i64),
     /// `baseMediaDecodeTime` is unsigned: decode times must be ≥ 0.
     #[error("negative decode time {0}")]
     NegativeDts(i64),

@@ -61,6 +61,10 @@ struct Stream {
     opus_channels: u8,
     cc: Option<u8>,
     pes: BytesMut,
+    /// Size of the last PES, to reserve the next one's buffer at once.
+    last_len: usize,
+    /// A `discontinuity_indicator` was seen: flag the next frame.
+    discontinuity: bool,
     active: bool,
     config: Option<Bytes>,
 }
@@ -82,6 +86,8 @@ struct Stream {
 ///   Access units before the first parameter sets are dropped (counted).
 /// - AAC: each ADTS frame → one raw frame; the `AudioSpecificConfig` implied
 ///   by the ADTS header is a config frame (again on change).
+/// - A `discontinuity_indicator` (§2.4.3.5) sets `FrameFlags::DISCONTINUITY`
+///   on the next media frame of that stream.
 /// - Opus (stream type 0x06 with the `Opus` registration descriptor): each
 ///   access unit after its control header → one frame; config `OpusHead`
 ///   from the channel count of the extension descriptor.
@@ -99,7 +105,7 @@ pub struct TsDemuxer {
     in_sync: bool,
     flushing: bool,
     pmt_pid: Option<u16>,
-    pmt_version: Option<u8>,
+    pmt_last: Option<psi::Pmt>,
     pat: Section,
     pmt: Section,
     streams: Vec<Stream>,
@@ -210,8 +216,9 @@ impl TsDemuxer {
     }
 
     /// Whether the candidate packet at the start of the input continues a
-    /// PID we follow (PAT, PMT, or a stream with the next continuity
-    /// counter): sync is taken on it even when garbage follows it.
+    /// PID we follow (PAT, PMT, or a stream's first packet or one with the
+    /// next continuity counter): sync is taken on it even when garbage
+    /// follows it.
     fn plausible_packet(&self) -> bool {
         let (Some(&b1), Some(&b2), Some(&b3)) =
             (self.input.get(1), self.input.get(2), self.input.get(3))
@@ -228,8 +235,7 @@ impl TsDemuxer {
         self.streams
             .iter()
             .find(|s| s.pid == pid)
-            .and_then(|s| s.cc)
-            .is_some_and(|cc| b3 & 0x0F == (cc + 1) & 0x0F)
+            .is_some_and(|s| s.cc.map_or(true, |cc| b3 & 0x0F == (cc + 1) & 0x0F))
     }
 
     fn packet(&mut self, pkt: &[u8; PACKET_SIZE]) {
@@ -286,11 +292,15 @@ impl TsDemuxer {
             sec.buf.clear();
             sec.active = new.first().is_some_and(|t| *t != 0xFF);
             if sec.active {
-                sec.buf.extend_from_slice(new.get(..new.len().min(MAX_SECTION_LENGTH + 3)).unwrap_or_default());
+                sec.buf.extend_from_slice(
+                    new.get(..new.len().min(MAX_SECTION_LENGTH + 3))
+                        .unwrap_or_default(),
+                );
             }
         } else if sec.active {
             let room = (MAX_SECTION_LENGTH + 3).saturating_sub(sec.buf.len());
-            sec.buf.extend_from_slice(payload.get(..payload.len().min(room)).unwrap_or_default());
+            sec.buf
+                .extend_from_slice(payload.get(..payload.len().min(room)).unwrap_or_default());
         }
         let next = take_section(sec);
         for s in complete.into_iter().chain(next) {
@@ -308,7 +318,7 @@ impl TsDemuxer {
                 if self.pmt_pid != Some(pid) {
                     debug!(pid, "MPEG-TS PMT PID");
                     self.pmt_pid = Some(pid);
-                    self.pmt_version = None;
+                    self.pmt_last = None;
                     self.pmt = Section::default();
                 }
             }
@@ -325,26 +335,35 @@ impl TsDemuxer {
                 return;
             }
         };
-        if self.pmt_version == Some(pmt.version) {
+        // Compared by content, not only version: a restarted muxer starts at version 0 again.
+        if self.pmt_last.as_ref() == Some(&pmt) {
             return;
         }
-        self.pmt_version = Some(pmt.version);
+        // Streams the new PMT drops or changes end here: emit what they were assembling.
+        for i in 0..self.streams.len() {
+            let keep = self.streams.get(i).is_some_and(|s| {
+                !s.active
+                    || pmt
+                        .streams
+                        .iter()
+                        .any(|e| e.pid == s.pid && stream_codec(e) == Some(s.codec))
+            });
+            if !keep {
+                self.finish_pes(i);
+            }
+        }
         let mut streams = Vec::new();
         for e in &pmt.streams {
-            let codec = match e.stream_type {
-                STREAM_TYPE_H264 => Codec::H264,
-                STREAM_TYPE_H265 => Codec::H265,
-                STREAM_TYPE_AAC_ADTS => Codec::Aac,
-                STREAM_TYPE_PRIVATE if e.opus => Codec::Opus,
-                _ => continue,
+            let Some(codec) = stream_codec(e) else {
+                continue;
             };
             if streams.len() >= MAX_STREAMS {
                 break;
             }
-            let opus_channels = match e.opus_channel_config {
-                Some(c @ 1..=2) => c,
-                _ => 2,
-            };
+            let opus_channels = e
+                .opus_channel_config
+                .filter(|c| (1..=2).contains(c))
+                .unwrap_or(2);
             // Keep the state of a stream the new PMT still lists unchanged.
             let idx = self
                 .streams
@@ -358,14 +377,21 @@ impl TsDemuxer {
                     opus_channels,
                     cc: None,
                     pes: BytesMut::new(),
+                    last_len: 0,
+                    discontinuity: false,
                     active: false,
                     config: None,
                 },
             };
             streams.push(Stream { opus_channels, ..s });
         }
-        debug!(streams = streams.len(), version = pmt.version, "MPEG-TS PMT");
+        debug!(
+            streams = streams.len(),
+            version = pmt.version,
+            "MPEG-TS PMT"
+        );
         self.streams = streams;
+        self.pmt_last = Some(pmt);
     }
 
     fn es_packet(
@@ -380,6 +406,7 @@ impl TsDemuxer {
         let Some(s) = self.streams.get_mut(i) else {
             return;
         };
+        s.discontinuity |= discontinuity;
         if has_payload {
             if let Some(last) = s.cc {
                 if cc == last && !discontinuity {
@@ -387,7 +414,12 @@ impl TsDemuxer {
                 }
                 if cc != (last + 1) & 0x0F && !discontinuity {
                     self.stats.cc_errors += 1;
-                    debug!(pid = s.pid, expected = (last + 1) & 0x0F, got = cc, "MPEG-TS continuity error");
+                    debug!(
+                        pid = s.pid,
+                        expected = (last + 1) & 0x0F,
+                        got = cc,
+                        "MPEG-TS continuity error"
+                    );
                     if s.active {
                         s.active = false;
                         s.pes.clear();
@@ -405,6 +437,7 @@ impl TsDemuxer {
                 return;
             };
             s.pes.clear();
+            s.pes.reserve(s.last_len.max(payload.len()));
             s.pes.extend_from_slice(payload);
             s.active = true;
         } else if s.active {
@@ -435,6 +468,7 @@ impl TsDemuxer {
             return;
         };
         s.active = false;
+        s.last_len = s.pes.len().min(MAX_PES_SIZE);
         let data = s.pes.split().freeze();
         let h = match pes::parse_header(&data) {
             Ok(h) => h,
@@ -462,18 +496,34 @@ impl TsDemuxer {
         let Some(s) = self.streams.get_mut(i) else {
             return;
         };
-        let before = self.out.len();
+        let first_new = self.out.len();
         let ok = match s.codec {
             Codec::H264 | Codec::H265 => video_au(s, &payload, pts, dts, &mut self.out),
             Codec::Aac => aac_pes(s, &payload, pts, &mut self.out),
             Codec::Opus => opus_pes(s, &payload, pts, &mut self.out),
             Codec::Av1 => false,
         };
+        if s.discontinuity {
+            if let Some(f) = self.out.iter_mut().skip(first_new).find(|f| !f.is_config()) {
+                f.flags = f.flags | FrameFlags::DISCONTINUITY;
+                s.discontinuity = false;
+            }
+        }
         if !ok {
             self.stats.dropped_frames += 1;
         }
-        let _ = before;
     }
+}
+
+/// The codec of a PMT entry, if it is one this demuxer handles.
+fn stream_codec(e: &psi::PmtStream) -> Option<Codec> {
+    Some(match e.stream_type {
+        STREAM_TYPE_H264 => Codec::H264,
+        STREAM_TYPE_H265 => Codec::H265,
+        STREAM_TYPE_AAC_ADTS => Codec::Aac,
+        STREAM_TYPE_PRIVATE if e.opus => Codec::Opus,
+        _ => return None,
+    })
 }
 
 /// Takes a complete section out of `sec`, if there is one.
@@ -513,7 +563,7 @@ fn video_au(s: &mut Stream, data: &Bytes, pts: i64, dts: i64, out: &mut VecDeque
     let (mut vps, mut sps, mut pps) = (Vec::new(), Vec::new(), Vec::new());
     let mut au = BytesMut::with_capacity(data.len() + 16);
     let mut key = false;
-    for u in h264::split_annex_b(data) {
+    for u in AnnexB::new(data) {
         let Some(&b0) = u.first() else { continue };
         let unit = data.slice_ref(u);
         if hevc {
@@ -566,9 +616,73 @@ fn video_au(s: &mut Stream, data: &Bytes, pts: i64, dts: i64, out: &mut VecDeque
     if s.config.is_none() {
         return false;
     }
-    let flags = if key { FrameFlags::KEYFRAME } else { FrameFlags::NONE };
+    let flags = if key {
+        FrameFlags::KEYFRAME
+    } else {
+        FrameFlags::NONE
+    };
     out.push_back(frame(s.codec, flags, pts, dts, au.freeze()));
     true
+}
+
+/// Position of the first `00 00 01` start code (H.264 Annex B.1) at or after
+/// `from`. Skips 8 bytes at a time while a word holds no zero byte (a start
+/// code begins with one), so long slices are scanned at memory speed.
+fn find_start_code(data: &[u8], from: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(w) = data.get(i..i + 8) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        let x = u64::from_le_bytes(b);
+        if x.wrapping_sub(LO) & !x & HI != 0 {
+            for j in i..i + 8 {
+                if data.get(j..j + 3) == Some(&[0, 0, 1][..]) {
+                    return Some(j);
+                }
+            }
+        }
+        i += 8;
+    }
+    (i..data.len()).find(|&j| data.get(j..j + 3) == Some(&[0, 0, 1][..]))
+}
+
+/// Iterates the NAL units of an Annex-B buffer: bytes between start codes,
+/// without trailing zero bytes (which belong to a 4-byte start code or are
+/// `trailing_zero_8bits`); bytes before the first start code are ignored.
+struct AnnexB<'a> {
+    data: &'a [u8],
+    next: Option<usize>,
+}
+
+impl<'a> AnnexB<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            next: find_start_code(data, 0),
+        }
+    }
+}
+
+impl<'a> Iterator for AnnexB<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            let start = self.next? + 3;
+            let following = find_start_code(self.data, start);
+            self.next = following;
+            let mut end = following.unwrap_or(self.data.len());
+            while end > start && self.data.get(end - 1) == Some(&0) {
+                end -= 1;
+            }
+            match self.data.get(start..end) {
+                Some(u) if !u.is_empty() => return Some(u),
+                _ => continue,
+            }
+        }
+    }
 }
 
 /// Splits an ADTS PES payload into raw AAC frames.
@@ -597,9 +711,17 @@ pub(crate) fn opus_packet_samples(packet: &[u8]) -> Option<u32> {
     let toc = *packet.first()?;
     let config = toc >> 3;
     let frame = match config {
-        0..=11 => [480, 960, 1920, 2880][usize::from(config & 3)],
-        12..=15 => [480, 960][usize::from(config & 1)],
-        _ => [120, 240, 480, 960][usize::from(config & 3)],
+        // SILK: 10, 20, 40, 60 ms.
+        0..=11 => match config & 3 {
+            0 => 480,
+            1 => 960,
+            2 => 1920,
+            _ => 2880,
+        },
+        // Hybrid: 10, 20 ms.
+        12..=15 => 480 << (config & 1),
+        // CELT: 2.5, 5, 10, 20 ms.
+        _ => 120 << (config & 3),
     };
     let count = match toc & 3 {
         0 => 1,
@@ -656,4 +778,37 @@ fn opus_pes(s: &mut Stream, data: &Bytes, pts: i64, out: &mut VecDeque<Frame>) -
         out.push_back(frame(Codec::Opus, FrameFlags::KEYFRAME, t, t, packet));
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The word-at-a-time splitter agrees with the codec helper.
+        #[test]
+        fn annex_b_split_matches_reference(
+            parts in prop::collection::vec((prop::collection::vec(0u8..4, 0..40), any::<bool>()), 0..12),
+            lead in prop::collection::vec(0u8..3, 0..10),
+        ) {
+            let mut data = lead;
+            for (p, four) in &parts {
+                data.extend_from_slice(if *four { &[0, 0, 0, 1][..] } else { &[0, 0, 1][..] });
+                data.extend_from_slice(p);
+            }
+            let ours: Vec<&[u8]> = AnnexB::new(&data).collect();
+            prop_assert_eq!(ours, h264::split_annex_b(&data));
+        }
+    }
+
+    #[test]
+    fn opus_durations() {
+        assert_eq!(opus_packet_samples(&[0xFC]), Some(960)); // CELT 20 ms, 1 frame
+        assert_eq!(opus_packet_samples(&[0x19]), Some(5760)); // SILK 60 ms, 2 frames
+        assert_eq!(opus_packet_samples(&[0x63, 0x03]), Some(480 * 3)); // Hybrid 10 ms, code 3, 3 frames
+        assert_eq!(opus_packet_samples(&[0x7B, 0x03]), Some(960 * 3)); // Hybrid 20 ms
+        assert_eq!(opus_packet_samples(&[0x7B]), None);
+        assert_eq!(opus_packet_samples(&[]), None);
+    }
 }

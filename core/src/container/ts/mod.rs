@@ -93,6 +93,7 @@ pub fn crc32_mpeg2(data: &[u8]) -> u32 {
     crc
 }
 
+#[allow(clippy::indexing_slicing)] // i < 256 in a const loop
 const CRC_TABLE: [u32; 256] = {
     let mut t = [0u32; 256];
     let mut i = 0;
@@ -176,7 +177,11 @@ mod tests {
         let top = (1u64 << 33) - 100;
         assert_eq!(w.extend(top), top as i64);
         assert_eq!(w.extend(50), (1i64 << 33) + 50);
-        assert_eq!(w.extend(top), top as i64, "a small step back stays before the wrap");
+        assert_eq!(
+            w.extend(top),
+            top as i64,
+            "a small step back stays before the wrap"
+        );
         assert_eq!(w.extend(10), (1i64 << 33) + 10);
         // A day later, several wraps on.
         let mut t = (1i64 << 33) + 10;

@@ -1,6 +1,7 @@
 //! The MPEG-TS muxer (ISO/IEC 13818-1 §2.4).
 
 use bytes::{BufMut, Bytes, BytesMut};
+use smallvec::SmallVec;
 
 use super::pes::{self, STREAM_ID_AUDIO, STREAM_ID_PRIVATE_1, STREAM_ID_VIDEO};
 use super::psi::{self, PmtEntry};
@@ -11,7 +12,7 @@ use super::{
 use crate::codec::aac::AacConfig;
 use crate::codec::opus::OpusHead;
 use crate::codec::{h264, h265};
-use crate::frame::{Codec, Frame, MediaKind};
+use crate::frame::{Codec, Frame, FrameFlags, MediaKind};
 
 /// Largest frame payload the muxer accepts (bytes), so one PES stays bounded.
 pub const MAX_FRAME_SIZE: usize = 16 << 20;
@@ -21,6 +22,7 @@ const AUDIO_ONLY_PSI_INTERVAL: i64 = 45_000;
 
 const AUD_H264: [u8; 6] = [0, 0, 0, 1, 0x09, 0xF0];
 const AUD_H265: [u8; 7] = [0, 0, 0, 1, 0x46, 0x01, 0x50];
+const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
 #[derive(Debug)]
 enum Config {
@@ -94,13 +96,15 @@ impl Track {
 /// - one PES (§2.4.3.6) with PTS, and DTS when it differs, in 90 kHz 33-bit;
 /// - PCR (§2.4.3.5, = DTS) in the adaptation field of the first packet of
 ///   each PES on the PCR PID (video, or audio for audio-only programs);
-/// - `random_access_indicator` on keyframes; adaptation-field stuffing in the
-///   last packet of each PES.
+/// - `random_access_indicator` on keyframes, `discontinuity_indicator` on
+///   frames flagged `DISCONTINUITY`; adaptation-field stuffing in the last
+///   packet of each PES.
 ///
 /// Video is written in Annex-B with an access unit delimiter, and the
 /// parameter sets of the last config frame before each keyframe (unless the
 /// access unit carries its own). AAC gets an ADTS header built from the
-/// `AudioSpecificConfig`; Opus gets the Opus-in-TS control header.
+/// `AudioSpecificConfig`; Opus gets the `opus_control_header` of the Opus
+/// TS multiplexing draft (ETSI / Xiph OpusTS).
 #[derive(Debug)]
 pub struct TsMuxer {
     video: Option<Track>,
@@ -109,9 +113,9 @@ pub struct TsMuxer {
     pmt: Vec<u8>,
     pat_cc: u8,
     pmt_cc: u8,
+    pmt_version: u8,
     psi_due: bool,
     last_psi_dts: Option<i64>,
-    es: BytesMut,
 }
 
 impl TsMuxer {
@@ -136,9 +140,9 @@ impl TsMuxer {
             pmt: Vec::new(),
             pat_cc: 0,
             pmt_cc: 0,
+            pmt_version: 0,
             psi_due: true,
             last_psi_dts: None,
-            es: BytesMut::new(),
         };
         m.rebuild_pmt();
         Ok(m)
@@ -156,7 +160,7 @@ impl TsMuxer {
             .chain(self.audio.iter())
             .map(Track::pmt_entry)
             .collect();
-        self.pmt = psi::build_pmt(1, pcr_pid, &entries);
+        self.pmt = psi::build_pmt(1, self.pmt_version, pcr_pid, &entries);
     }
 
     /// The PID that carries the PCR.
@@ -191,22 +195,24 @@ impl TsMuxer {
         if frame.is_config() {
             let rebuild = Self::set_config(track, frame)?;
             if rebuild {
+                self.pmt_version = (self.pmt_version + 1) & 0x1F;
                 self.rebuild_pmt();
                 self.psi_due = true;
             }
             return Ok(Bytes::new());
         }
 
-        // Elementary stream bytes, with the PES header in front.
+        // The PES as a list of slices (headers, start codes and the frame's
+        // own NAL units): packetized with a single copy of the payload.
         let dts = frame.dts_in(TIMEBASE);
         let pts = frame.pts_in(TIMEBASE);
         let key = frame.is_keyframe();
-        self.es.clear();
-        let mut es = core::mem::take(&mut self.es);
-        let hdr_len = pes::header_len((pts as u64 & TS_MASK) != (dts as u64 & TS_MASK));
-        es.put_bytes(0, hdr_len);
-        match (&track.config, track.codec) {
-            (cfg, Codec::H264 | Codec::H265) => {
+        let mut ctl: SmallVec<[u8; 16]> = SmallVec::new();
+        let adts: [u8; 7];
+        let mut ps: Option<Bytes> = None;
+        let mut body: SmallVec<[&[u8]; 32]> = SmallVec::new();
+        match track.codec {
+            Codec::H264 | Codec::H265 => {
                 let h265 = track.codec == Codec::H265;
                 let mut first_type = None;
                 let mut has_ps = false;
@@ -228,41 +234,55 @@ impl TsMuxer {
                 }
                 let aud_type = if h265 { h265::NAL_AUD } else { h264::NAL_AUD };
                 if first_type != Some(aud_type) {
-                    es.extend_from_slice(if h265 { &AUD_H265[..] } else { &AUD_H264[..] });
+                    body.push(if h265 { &AUD_H265[..] } else { &AUD_H264[..] });
                 }
-                if key && !has_ps {
-                    if let Config::Video(ps) = cfg {
-                        es.extend_from_slice(ps);
-                    }
+                if let (true, false, Config::Video(p)) = (key, has_ps, &track.config) {
+                    ps = Some(p.clone());
                 }
-                h264::avcc_to_annex_b_into(&frame.payload, &mut es)?;
+                if let Some(p) = &ps {
+                    body.push(p);
+                }
+                for n in h264::iter_length_prefixed(&frame.payload, 4).map_while(Result::ok) {
+                    body.push(&START_CODE);
+                    body.push(n);
+                }
             }
-            (Config::Aac(asc), Codec::Aac) => {
-                es.extend_from_slice(&asc.adts_header(frame.payload.len())?);
-                es.extend_from_slice(&frame.payload);
+            Codec::Aac => {
+                let Config::Aac(asc) = &track.config else {
+                    return Err(TsError::MissingConfig(Codec::Aac));
+                };
+                adts = asc.adts_header(frame.payload.len())?;
+                body.push(&adts);
+                body.push(&frame.payload);
             }
-            (_, Codec::Aac) => {
-                self.es = es;
-                return Err(TsError::MissingConfig(Codec::Aac));
-            }
-            (_, _) => {
-                // Opus control header (Opus in MPEG-TS, ETSI TS 102 366 style: §4.3 of the Opus-in-TS spec).
-                es.put_slice(&[0x7F, 0xE0]);
+            _ => {
+                // opus_control_header (Opus TS multiplexing draft, Xiph
+                // OpusTS): 11-bit 0x3FF prefix, no trim / extension flags,
+                // au_size as a run of 0xFF bytes plus a final byte.
+                ctl.extend_from_slice(&[0x7F, 0xE0]);
                 let mut n = frame.payload.len();
                 while n >= 255 {
-                    es.put_u8(0xFF);
+                    ctl.push(0xFF);
                     n -= 255;
                 }
-                es.put_u8(n as u8);
-                es.extend_from_slice(&frame.payload);
+                ctl.push(n as u8);
+                body.push(&ctl);
+                body.push(&frame.payload);
             }
         }
-        let payload_len = es.len() - hdr_len;
-        if let Some(h) = es.get_mut(..hdr_len) {
-            let mut w: &mut [u8] = h;
+        let payload_len: usize = body.iter().map(|b| b.len()).sum();
+        let mut hdr = [0u8; pes::header_len(true)];
+        let hdr_len = pes::header_len((pts as u64 & TS_MASK) != (dts as u64 & TS_MASK));
+        {
+            let mut w: &mut [u8] = &mut hdr;
             pes::write_header(&mut w, track.stream_id, pts as u64, dts as u64, payload_len);
         }
-
+        let total = hdr_len + payload_len;
+        let rope = Rope {
+            cur: hdr.get(..hdr_len).unwrap_or_default(),
+            parts: &body,
+            next: 0,
+        };
         let pid = track.pid;
         let pcr = (is_video || !has_video).then_some(dts as u64 & TS_MASK);
         let rai = key && (is_video || !has_video);
@@ -273,7 +293,7 @@ impl TsMuxer {
                     None => true,
                     Some(l) => dts.saturating_sub(l) >= AUDIO_ONLY_PSI_INTERVAL || dts < l,
                 });
-        let mut out = BytesMut::with_capacity((es.len() / 184 + 4) * PACKET_SIZE);
+        let mut out = BytesMut::with_capacity((total / 184 + 4) * PACKET_SIZE);
         if psi {
             psi::write_section_packet(&mut out, PAT_PID, self.pat_cc, &self.pat);
             self.pat_cc = (self.pat_cc + 1) & 0x0F;
@@ -290,8 +310,12 @@ impl TsMuxer {
             Some(t) => t,
             None => return Err(TsError::NoTrack(frame.codec)),
         };
-        packetize(&mut out, pid, &mut track.cc, &es, pcr, rai);
-        self.es = es;
+        let flags = AfFlags {
+            pcr,
+            rai,
+            discontinuity: frame.flags.contains(FrameFlags::DISCONTINUITY),
+        };
+        packetize(&mut out, pid, &mut track.cc, total, rope, flags);
         Ok(out.freeze())
     }
 
@@ -326,18 +350,78 @@ impl TsMuxer {
     }
 }
 
+/// A PES held as a sequence of slices, read front to back.
+struct Rope<'a> {
+    cur: &'a [u8],
+    parts: &'a [&'a [u8]],
+    next: usize,
+}
+
+impl Rope<'_> {
+    /// Appends the next `n` bytes (fewer if the rope ends) to `out`.
+    fn copy_into(&mut self, out: &mut BytesMut, mut n: usize) {
+        while n > 0 {
+            if self.cur.is_empty() {
+                match self.parts.get(self.next) {
+                    Some(p) => {
+                        self.cur = p;
+                        self.next += 1;
+                        continue;
+                    }
+                    None => {
+                        // Cannot happen (total is the rope's length); keep packets whole.
+                        out.put_bytes(0xFF, n);
+                        return;
+                    }
+                }
+            }
+            let k = n.min(self.cur.len());
+            let (a, b) = self.cur.split_at(k);
+            out.put_slice(a);
+            self.cur = b;
+            n -= k;
+        }
+    }
+}
+
+/// What the adaptation field of a PES's first packet carries (§2.4.3.5).
+#[derive(Debug, Clone, Copy)]
+struct AfFlags {
+    /// `program_clock_reference_base` (27 MHz extension 0).
+    pcr: Option<u64>,
+    /// `random_access_indicator`.
+    rai: bool,
+    /// `discontinuity_indicator` (the frame has `FrameFlags::DISCONTINUITY`).
+    discontinuity: bool,
+}
+
 /// Splits one PES (`pes`) into packets on `pid`, with PCR and
 /// `random_access_indicator` in the first packet and adaptation-field
 /// stuffing in the last (§2.4.3.4, §2.4.3.5).
-fn packetize(out: &mut BytesMut, pid: u16, cc: &mut u8, pes: &[u8], pcr: Option<u64>, rai: bool) {
-    let mut rest = pes;
+fn packetize(
+    out: &mut BytesMut,
+    pid: u16,
+    cc: &mut u8,
+    total: usize,
+    mut pes: Rope<'_>,
+    af: AfFlags,
+) {
+    let AfFlags {
+        pcr,
+        rai,
+        discontinuity,
+    } = af;
+    let mut left = total;
     let mut first = true;
-    while !rest.is_empty() {
+    while left > 0 {
         // Adaptation field body (after its length byte) that must be present.
         let mut af_body = 0usize;
         let mut flags = 0u8;
-        if first && (pcr.is_some() || rai) {
+        if first && (pcr.is_some() || rai || discontinuity) {
             af_body = 1;
+            if discontinuity {
+                flags |= 0x80;
+            }
             if rai {
                 flags |= 0x40;
             }
@@ -348,7 +432,7 @@ fn packetize(out: &mut BytesMut, pid: u16, cc: &mut u8, pes: &[u8], pcr: Option<
         }
         let mut af_total = if af_body > 0 { 1 + af_body } else { 0 };
         let room = 184 - af_total;
-        let take = rest.len().min(room);
+        let take = left.min(room);
         let stuffing = room - take;
         if stuffing > 0 {
             if af_total == 0 {
@@ -385,8 +469,8 @@ fn packetize(out: &mut BytesMut, pid: u16, cc: &mut u8, pes: &[u8], pcr: Option<
                 out.put_bytes(0xFF, af_body - written);
             }
         }
-        out.put_slice(rest.get(..take).unwrap_or_default());
-        rest = rest.get(take..).unwrap_or_default();
+        pes.copy_into(out, take);
+        left -= take;
         first = false;
     }
 }

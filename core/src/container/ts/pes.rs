@@ -90,7 +90,10 @@ pub fn parse_header(pes: &[u8]) -> Result<PesHeader, PesError> {
     let stream_id = b(3)?;
     let packet_length = usize::from(u16::from_be_bytes([b(4)?, b(5)?]));
     // Streams without the optional header (§2.4.3.7, Table 2-21 conditions).
-    if matches!(stream_id, 0xBC | 0xBE | 0xBF | 0xF0 | 0xF1 | 0xF2 | 0xF8 | 0xFF) {
+    if matches!(
+        stream_id,
+        0xBC | 0xBE | 0xBF | 0xF0 | 0xF1 | 0xF2 | 0xF8 | 0xFF
+    ) {
         return Ok(PesHeader {
             stream_id,
             packet_length,
@@ -125,12 +128,16 @@ pub fn parse_header(pes: &[u8]) -> Result<PesHeader, PesError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]
     fn header_round_trip() {
-        for (pts, dts) in [(0u64, 0u64), (TS_MASK, TS_MASK - 3003), (123_456_789, 123_450_000)] {
+        for (pts, dts) in [
+            (0u64, 0u64),
+            (TS_MASK, TS_MASK - 3003),
+            (123_456_789, 123_450_000),
+        ] {
             let mut v = Vec::new();
             write_header(&mut v, STREAM_ID_VIDEO, pts, dts, 100);
             let h = parse_header(&v).unwrap();

@@ -18,7 +18,8 @@ pub const MAX_PMT_STREAMS: usize = 16;
 pub const DESC_REGISTRATION: u8 = 0x05;
 /// `extension_descriptor` tag (§2.6.90).
 pub const DESC_EXTENSION: u8 = 0x7F;
-/// Opus `extension_descriptor_tag` (ETSI TS 102 366 is AC-3; Opus-in-TS, ETSI TS 101 154 / "Opus in MPEG-TS" §4.1).
+/// `extension_descriptor_tag` of the `opus_audio_descriptor` (ETSI draft
+/// "Opus Interactive Audio Codec; Transport Multiplexing Standard", Xiph OpusTS).
 pub const DESC_EXT_OPUS: u8 = 0x80;
 /// Opus `format_identifier` of the registration descriptor.
 pub const OPUS_FORMAT_ID: &[u8; 4] = b"Opus";
@@ -200,11 +201,11 @@ pub struct PmtEntry {
     pub opus_channels: Option<u8>,
 }
 
-/// Builds a PMT section (§2.4.4.8), version 0.
-pub fn build_pmt(program_number: u16, pcr_pid: u16, streams: &[PmtEntry]) -> Vec<u8> {
+/// Builds a PMT section (§2.4.4.8) with `version_number` `version` (5 bits).
+pub fn build_pmt(program_number: u16, version: u8, pcr_pid: u16, streams: &[PmtEntry]) -> Vec<u8> {
     let mut s = vec![TABLE_PMT, 0, 0];
     s.extend_from_slice(&program_number.to_be_bytes());
-    s.extend_from_slice(&[0xC1, 0x00, 0x00]);
+    s.extend_from_slice(&[0xC1 | ((version & 0x1F) << 1), 0x00, 0x00]);
     s.extend_from_slice(&(0xE000 | pcr_pid).to_be_bytes());
     s.extend_from_slice(&[0xF0, 0x00]);
     for e in streams {
@@ -238,7 +239,7 @@ pub fn write_section_packet(out: &mut BytesMut, pid: u16, cc: u8, section: &[u8]
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]
@@ -246,7 +247,10 @@ mod tests {
         let pat = build_pat(1, 0x1000);
         assert_eq!(
             pat,
-            [0x00, 0xB0, 0x0D, 0x00, 0x01, 0xC1, 0x00, 0x00, 0x00, 0x01, 0xF0, 0x00, 0x2A, 0xB1, 0x04, 0xB2]
+            [
+                0x00, 0xB0, 0x0D, 0x00, 0x01, 0xC1, 0x00, 0x00, 0x00, 0x01, 0xF0, 0x00, 0x2A, 0xB1,
+                0x04, 0xB2
+            ]
         );
         assert_eq!(parse_pat(&pat).unwrap(), Some((1, 0x1000)));
     }
@@ -254,10 +258,19 @@ mod tests {
     #[test]
     fn pmt_round_trip_with_opus_descriptors() {
         let entries = [
-            PmtEntry { stream_type: 0x1B, pid: 0x100, opus_channels: None },
-            PmtEntry { stream_type: 0x06, pid: 0x101, opus_channels: Some(2) },
+            PmtEntry {
+                stream_type: 0x1B,
+                pid: 0x100,
+                opus_channels: None,
+            },
+            PmtEntry {
+                stream_type: 0x06,
+                pid: 0x101,
+                opus_channels: Some(2),
+            },
         ];
-        let pmt = build_pmt(1, 0x100, &entries);
+        let pmt = build_pmt(1, 3, 0x100, &entries);
+        assert_eq!(parse_pmt(&pmt).unwrap().version, 3);
         let p = parse_pmt(&pmt).unwrap();
         assert_eq!(p.pcr_pid, 0x100);
         assert_eq!(p.streams.len(), 2);

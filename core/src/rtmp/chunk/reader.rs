@@ -50,8 +50,31 @@ struct ChunkStream {
     /// Payload bytes still missing from the message in progress (0: none).
     remaining: u32,
     /// Payload gathered so far when the message spans chunks; its capacity
-    /// is the message length (≤ `max_message_len`).
+    /// grows with the bytes received, up to the message length
+    /// (≤ `max_message_len`).
     partial: BytesMut,
+}
+
+/// First allocation for a message that spans chunks; longer messages grow
+/// (doubling, capped at their length) as their bytes arrive, so memory held
+/// follows bytes received rather than lengths announced.
+const INITIAL_MESSAGE_CAPACITY: usize = 64 * 1024;
+
+/// Appends `src` to the partial message `buf` of total length `length`,
+/// never allocating more than `length` bytes.
+#[inline]
+fn append_bounded(buf: &mut BytesMut, length: usize, src: &[u8]) {
+    let need = buf.len() + src.len();
+    if need > buf.capacity() {
+        let cap = (buf.capacity() * 2)
+            .max(need)
+            .max(INITIAL_MESSAGE_CAPACITY)
+            .min(length.max(need));
+        let mut grown = BytesMut::with_capacity(cap);
+        grown.extend_from_slice(buf);
+        *buf = grown;
+    }
+    buf.extend_from_slice(src);
 }
 
 /// The exact bytes of a type-3 continuation chunk header on `st`'s chunk
@@ -113,7 +136,8 @@ fn continuation_header(st: &ChunkStream, type3_extended: Option<bool>) -> Option
 /// - Held memory is bounded: unparsed input is at most what the caller fed
 ///   since the last drain, plus at most one single-chunk message
 ///   (≤ `max_message_len`); partial messages are ≤ `max_message_len` each on
-///   ≤ `max_chunk_streams` chunk streams.
+///   ≤ `max_chunk_streams` chunk streams, and grow only as their bytes
+///   arrive (a header announcing 8 MiB allocates at most 64 KiB up front).
 /// - After an error the connection must be closed; further calls return the
 ///   same error.
 #[derive(Debug)]
@@ -191,6 +215,12 @@ impl ChunkReader {
     pub fn handle_input(&mut self, data: &[u8]) {
         self.bytes_received = self.bytes_received.wrapping_add(data.len() as u64);
         self.buf.extend_from_slice(data);
+    }
+
+    /// Capacity held by partial messages (for tests of the memory bounds).
+    #[cfg(test)]
+    pub(crate) fn partial_capacity(&self) -> usize {
+        self.streams.iter().map(|s| s.partial.capacity()).sum()
     }
 
     /// Total bytes passed to [`handle_input`](Self::handle_input).
@@ -283,9 +313,6 @@ impl ChunkReader {
                 self.current = Some((idx, chunk_left));
                 return Ok(None);
             }
-            if st.partial.capacity() == 0 {
-                st.partial = BytesMut::with_capacity(st.length as usize);
-            }
             // Copy this chunk's payload, then keep going through directly
             // following type-3 continuation chunks of the same message (the
             // common case) without returning to the general header parser.
@@ -298,7 +325,7 @@ impl ChunkReader {
             loop {
                 let n = left.min(data.len() - pos);
                 if let Some(src) = data.get(pos..pos + n) {
-                    st.partial.extend_from_slice(src);
+                    append_bounded(&mut st.partial, st.length as usize, src);
                 }
                 pos += n;
                 left -= n;

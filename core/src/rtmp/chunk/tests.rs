@@ -297,6 +297,41 @@ fn length_change_mid_message_is_error() {
 }
 
 #[test]
+fn announced_lengths_do_not_allocate_ahead_of_bytes() {
+    // 64 chunk streams each announce an 8 MiB message and send one
+    // 128-byte chunk of it.
+    let mut wire = Vec::new();
+    for csid in 3..67 {
+        wire.extend(header(0, csid, 0, 8 * 1024 * 1024, type_id::VIDEO, 1));
+        wire.extend([0u8; 128]);
+    }
+    let mut r = ChunkReader::default();
+    assert!(read_all(&mut r, &wire).unwrap().is_empty());
+    assert!(
+        r.partial_capacity() <= 64 * 64 * 1024,
+        "{}",
+        r.partial_capacity()
+    );
+    // A large message still reassembles, growing as it arrives.
+    let big = RawMessage {
+        payload: Bytes::from(
+            (0..3_000_001u32)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<u8>>(),
+        ),
+        ..msg(5, 1, type_id::VIDEO, 1, &[])
+    };
+    let wire = encode_message(&big, 128).unwrap();
+    let mut r = ChunkReader::default();
+    let mut got = Vec::new();
+    for piece in wire.chunks(10_000) {
+        got.extend(read_all(&mut r, piece).unwrap());
+        assert!(r.partial_capacity() <= big.payload.len());
+    }
+    assert_eq!(got, vec![big]);
+}
+
+#[test]
 fn abort_discards_partial_message() {
     let mut wire = header(0, 4, 0, 300, type_id::VIDEO, 1);
     wire.extend([0xEEu8; 128]);

@@ -1,0 +1,665 @@
+//! The SRT endpoint: one UDP socket, many connections
+//! (draft-sharabayko-srt-01 §4.3 "Handshake", §4.3.1 "Caller-Listener").
+//!
+//! The endpoint is a sans-IO machine. The adapter feeds every datagram to
+//! [`Endpoint::handle_datagram`], drains [`Endpoint::poll_transmit`] and
+//! [`Endpoint::poll_event`] until `None`, and calls
+//! [`Endpoint::handle_timeout`] at [`Endpoint::poll_timeout`].
+//!
+//! Listener side of the caller–listener handshake:
+//! 1. **Induction** (§4.3.1.1): answered at once with a SYN cookie derived
+//!    from a secret, the caller's address and a one-minute time bucket
+//!    (HMAC-SHA256). Nothing is stored, so a flood of inductions costs no
+//!    memory.
+//! 2. **Conclusion** (§4.3.1.2): accepted only with a cookie of the current
+//!    or previous bucket for that source address, HSv5 and an HSREQ
+//!    extension. It becomes a pending [`EndpointEvent::Request`] carrying a
+//!    token and the parsed stream id: admission is the application's
+//!    decision ([`Endpoint::accept`] / [`Endpoint::reject`]).
+//!    Callers asking for encryption are rejected with `SRT_REJ_UNSECURE`
+//!    until the crypto layer exists.
+//! 3. Accepted callers get a conclusion response with HSRSP (latency = max
+//!    of both sides, §4.4) and a fresh socket id; rejected ones get a
+//!    handshake whose type is `1000 + reject code`.
+//!
+//! Later datagrams are routed by destination socket id (and must come from
+//! the connection's peer address) and surface as [`EndpointEvent::Packet`]
+//! until the live-mode connection machine takes them over.
+//!
+//! Invariants: at most [`EndpointConfig::max_connections`] connections and
+//! as many pending requests; transmit and event queues hold at most
+//! [`MAX_QUEUE`] entries (excess datagrams are dropped and counted).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use smallvec::{smallvec, SmallVec};
+
+use super::handshake::{
+    ext_flags, Cipher, Handshake, HandshakeType, HsExtension, RejectReason, SrtFlags, SrtHsExt,
+    SRT_MAGIC,
+};
+use super::packet::{Control, ControlPacket, ControlType, Packet, SocketId};
+use super::seq::Timestamp;
+use super::stream_id::{StreamId, StreamIdError};
+use crate::time::Instant;
+
+/// Bound of the transmit and event queues.
+pub const MAX_QUEUE: usize = 1024;
+
+/// Length of one SYN-cookie time bucket (libsrt uses minutes as well).
+pub const COOKIE_BUCKET: Duration = Duration::from_secs(60);
+
+/// How long a pending request waits for the application's decision.
+pub const PENDING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Peer idle timeout: a connection with no datagram for this long is
+/// closed (libsrt `SRTO_PEERIDLETIMEO` default, §4.8.1 keep-alive).
+pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SRT version this endpoint announces in HSRSP (1.5.0).
+pub const SRT_VERSION: u32 = 0x0001_0500;
+
+/// Endpoint settings. `cookie_secret` and `rng_seed` are inputs: the
+/// machine reads no randomness of its own.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Secret keying the SYN cookies.
+    pub cookie_secret: [u8; 32],
+    /// Seed for socket ids.
+    pub rng_seed: u64,
+    /// Most concurrent connections (and, separately, pending requests).
+    pub max_connections: usize,
+    /// Our TSBPD latency in ms; the negotiated one is the max of both sides.
+    pub latency_ms: u16,
+    /// MTU announced in handshakes.
+    pub mtu: u32,
+    /// Flow window announced in handshakes (packets).
+    pub flow_window: u32,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            cookie_secret: [0; 32],
+            rng_seed: 0,
+            max_connections: 1024,
+            latency_ms: 120,
+            mtu: 1500,
+            flow_window: 8192,
+        }
+    }
+}
+
+/// One datagram to send: a few `Bytes` to write with vectored I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub destination: SocketAddr,
+    /// The datagram, in pieces.
+    pub contents: SmallVec<[Bytes; 2]>,
+}
+
+impl Transmit {
+    /// The datagram as one contiguous buffer (copies if in several pieces).
+    pub fn to_bytes(&self) -> Bytes {
+        match self.contents.as_slice() {
+            [one] => one.clone(),
+            parts => parts.concat().into(),
+        }
+    }
+}
+
+/// Identifies a pending connection request until it is accepted or rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestToken(u64);
+
+/// A caller that completed the cookie exchange and asks to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRequest {
+    /// Pass to [`Endpoint::accept`] or [`Endpoint::reject`].
+    pub token: RequestToken,
+    /// The caller's address.
+    pub peer: SocketAddr,
+    /// The caller's socket id.
+    pub peer_socket: SocketId,
+    /// The raw stream id (empty if none was sent).
+    pub raw_stream_id: String,
+    /// The parsed stream id; an error suggests
+    /// [`StreamIdError::reject_reason`].
+    pub stream_id: Result<StreamId, StreamIdError>,
+    /// The caller's HSREQ.
+    pub hs_req: SrtHsExt,
+    /// `true` if the caller sent key material (encryption requested).
+    /// Always `false` for now: such callers are rejected before a request
+    /// is raised, until the crypto layer exists.
+    pub encrypted: bool,
+}
+
+/// Something the application must know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointEvent {
+    /// A caller asks to connect; decide with accept/reject.
+    Request(ConnectionRequest),
+    /// A connection is established.
+    Connected {
+        /// Our socket id for it.
+        id: SocketId,
+        /// The peer's address.
+        peer: SocketAddr,
+        /// Negotiated TSBPD latency in ms.
+        latency_ms: u16,
+    },
+    /// A packet for an established connection.
+    Packet {
+        /// Our socket id.
+        id: SocketId,
+        /// The decoded packet.
+        packet: Packet,
+    },
+    /// A connection ended (peer shutdown or idle timeout).
+    Closed {
+        /// Our socket id.
+        id: SocketId,
+        /// Why.
+        reason: CloseCause,
+    },
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The peer sent SHUTDOWN (§3.2.7).
+    Shutdown,
+    /// No datagram for [`PEER_IDLE_TIMEOUT`].
+    IdleTimeout,
+}
+
+/// Why [`Endpoint::accept`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AcceptError {
+    /// The token is unknown or expired.
+    #[error("no pending request for this token")]
+    UnknownToken,
+}
+
+/// Counters of datagrams the endpoint refused or dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Datagrams that failed to decode.
+    pub malformed: u64,
+    /// Conclusions with a missing or wrong cookie.
+    pub bad_cookie: u64,
+    /// Datagrams for an unknown socket id or from the wrong address.
+    pub unroutable: u64,
+    /// Datagrams dropped because a queue was full.
+    pub queue_full: u64,
+    /// Inductions answered.
+    pub inductions: u64,
+    /// Rejections sent.
+    pub rejections: u64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    token: RequestToken,
+    peer: SocketAddr,
+    hs: Handshake,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+struct Conn {
+    peer: SocketAddr,
+    peer_socket: SocketId,
+    start: Instant,
+    last_seen: Instant,
+    /// Our conclusion response, resent if the caller repeats its conclusion.
+    conclusion_rsp: Bytes,
+}
+
+/// The SRT endpoint machine (see the module docs).
+#[derive(Debug)]
+pub struct Endpoint {
+    config: EndpointConfig,
+    rng: u64,
+    next_token: u64,
+    pending: Vec<Pending>,
+    conns: HashMap<SocketId, Conn>,
+    /// (peer address, peer socket id) → our socket id.
+    by_peer: HashMap<(SocketAddr, SocketId), SocketId>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<EndpointEvent>,
+    stats: EndpointStats,
+}
+
+impl Endpoint {
+    /// A listener endpoint with no connections.
+    pub fn new(config: EndpointConfig) -> Self {
+        Endpoint {
+            rng: config.rng_seed,
+            config,
+            next_token: 0,
+            pending: Vec::new(),
+            conns: HashMap::new(),
+            by_peer: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: EndpointStats::default(),
+        }
+    }
+
+    /// Refusal and drop counters.
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+
+    /// Number of established connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Number of requests waiting for the application.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The SYN cookie for `peer` in the time bucket of `now` (§4.3.1.1).
+    pub fn cookie(&self, peer: SocketAddr, now: Instant) -> u32 {
+        self.cookie_for_bucket(peer, now.as_micros() / COOKIE_BUCKET.as_micros() as u64)
+    }
+
+    fn cookie_for_bucket(&self, peer: SocketAddr, bucket: u64) -> u32 {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.config.cookie_secret) else {
+            return 0;
+        };
+        match peer.ip() {
+            std::net::IpAddr::V4(ip) => mac.update(&ip.octets()),
+            std::net::IpAddr::V6(ip) => mac.update(&ip.octets()),
+        }
+        mac.update(&peer.port().to_be_bytes());
+        mac.update(&bucket.to_be_bytes());
+        let out = mac.finalize().into_bytes();
+        let mut w = [0u8; 4];
+        for (d, s) in w.iter_mut().zip(out.iter()) {
+            *d = *s;
+        }
+        u32::from_be_bytes(w)
+    }
+
+    fn cookie_valid(&self, peer: SocketAddr, cookie: u32, now: Instant) -> bool {
+        let bucket = now.as_micros() / COOKIE_BUCKET.as_micros() as u64;
+        self.cookie_for_bucket(peer, bucket) == cookie
+            || (bucket > 0 && self.cookie_for_bucket(peer, bucket - 1) == cookie)
+    }
+
+    /// Feeds one received datagram from `src`.
+    pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, datagram: Bytes) {
+        let packet = match Packet::decode(&datagram) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.malformed += 1;
+                tracing::debug!(%src, error = %e, "srt: malformed datagram");
+                return;
+            }
+        };
+        let dest = packet.dest();
+        if dest == SocketId(0) {
+            if let Packet::Control(ControlPacket {
+                body: Control::Handshake(hs),
+                timestamp,
+                ..
+            }) = packet
+            {
+                self.handle_listener_handshake(now, src, timestamp, hs);
+            } else {
+                self.stats.unroutable += 1;
+            }
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(&dest) else {
+            self.stats.unroutable += 1;
+            return;
+        };
+        if conn.peer != src {
+            self.stats.unroutable += 1;
+            return;
+        }
+        conn.last_seen = now;
+        let body = match &packet {
+            Packet::Control(c) => Some(c.body.control_type()),
+            Packet::Data(_) => None,
+        };
+        match body {
+            Some(ControlType::Shutdown) => {
+                self.remove_conn(dest);
+                self.push_event(EndpointEvent::Closed {
+                    id: dest,
+                    reason: CloseCause::Shutdown,
+                });
+            }
+            Some(ControlType::KeepAlive) => {}
+            _ => {
+                self.push_event(EndpointEvent::Packet { id: dest, packet });
+            }
+        }
+    }
+
+    fn handle_listener_handshake(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        ts: Timestamp,
+        hs: Handshake,
+    ) {
+        match hs.hs_type {
+            HandshakeType::Induction => {
+                // §4.3.1.1: answer with version 5, the SRT magic and a cookie.
+                let mut rsp = Handshake {
+                    version: 5,
+                    encryption: Cipher::None,
+                    extension_field: SRT_MAGIC,
+                    initial_seq: hs.initial_seq,
+                    mtu: self.config.mtu,
+                    flow_window: self.config.flow_window,
+                    hs_type: HandshakeType::Induction,
+                    socket_id: hs.socket_id,
+                    syn_cookie: self.cookie(src, now),
+                    peer_ip: [0; 16],
+                    extensions: Vec::new(),
+                };
+                rsp.set_peer_addr(src.ip());
+                self.stats.inductions += 1;
+                self.send_handshake(src, hs.socket_id, ts, rsp);
+            }
+            HandshakeType::Conclusion => self.handle_conclusion(now, src, ts, hs),
+            _ => self.stats.unroutable += 1,
+        }
+    }
+
+    fn handle_conclusion(&mut self, now: Instant, src: SocketAddr, ts: Timestamp, hs: Handshake) {
+        if !self.cookie_valid(src, hs.syn_cookie, now) {
+            self.stats.bad_cookie += 1;
+            tracing::debug!(%src, "srt: conclusion with a bad cookie");
+            return;
+        }
+        // A repeated conclusion for an accepted connection: resend our answer.
+        if let Some(id) = self.by_peer.get(&(src, hs.socket_id)) {
+            if let Some(conn) = self.conns.get(id) {
+                let rsp = conn.conclusion_rsp.clone();
+                self.push_transmit(src, rsp);
+            }
+            return;
+        }
+        if self
+            .pending
+            .iter()
+            .any(|p| p.peer == src && p.hs.socket_id == hs.socket_id)
+        {
+            return; // still waiting for the application
+        }
+        let reject = if hs.version < 5 {
+            Some(RejectReason::Version)
+        } else if hs.hs_req().is_none() {
+            Some(RejectReason::Rogue)
+        } else if hs.km_req().is_some() || hs.encryption != Cipher::None {
+            // No crypto layer yet: an encrypting caller cannot be served.
+            Some(RejectReason::Unsecure)
+        } else if self.conns.len() >= self.config.max_connections
+            || self.pending.len() >= self.config.max_connections
+        {
+            Some(RejectReason::Backlog)
+        } else {
+            None
+        };
+        if let Some(reason) = reject {
+            self.send_rejection(src, &hs, ts, reason);
+            return;
+        }
+        let token = RequestToken(self.next_token);
+        self.next_token += 1;
+        let raw = hs.stream_id().unwrap_or_default().to_owned();
+        let req = ConnectionRequest {
+            token,
+            peer: src,
+            peer_socket: hs.socket_id,
+            stream_id: StreamId::parse(&raw),
+            raw_stream_id: raw,
+            hs_req: hs.hs_req().copied().unwrap_or(SrtHsExt {
+                version: 0,
+                flags: SrtFlags(0),
+                recv_latency_ms: 0,
+                send_latency_ms: 0,
+            }),
+            encrypted: hs.km_req().is_some(),
+        };
+        if !self.push_event(EndpointEvent::Request(req)) {
+            return;
+        }
+        self.pending.push(Pending {
+            token,
+            peer: src,
+            hs,
+            deadline: now + PENDING_TIMEOUT,
+        });
+    }
+
+    /// Accepts a pending request: allocates a socket id, answers the
+    /// caller's conclusion with HSRSP and raises [`EndpointEvent::Connected`].
+    pub fn accept(&mut self, now: Instant, token: RequestToken) -> Result<SocketId, AcceptError> {
+        let idx = self
+            .pending
+            .iter()
+            .position(|p| p.token == token)
+            .ok_or(AcceptError::UnknownToken)?;
+        let p = self.pending.swap_remove(idx);
+        let id = self.new_socket_id();
+        let req = p.hs.hs_req().copied();
+        let peer_lat = req.map_or(0, |r| r.recv_latency_ms.max(r.send_latency_ms));
+        let latency_ms = self.config.latency_ms.max(peer_lat);
+        let mut flags = SrtFlags::TSBPDSND
+            | SrtFlags::TSBPDRCV
+            | SrtFlags::CRYPT
+            | SrtFlags::TLPKTDROP
+            | SrtFlags::PERIODICNAK
+            | SrtFlags::REXMITFLG;
+        if let Some(r) = req {
+            flags &= r.flags.0 | SrtFlags::CRYPT | SrtFlags::REXMITFLG;
+        }
+        let mut rsp = Handshake {
+            version: 5,
+            encryption: Cipher::None,
+            extension_field: ext_flags::HSREQ,
+            initial_seq: p.hs.initial_seq,
+            mtu: self.config.mtu.min(p.hs.mtu),
+            flow_window: self.config.flow_window.min(p.hs.flow_window),
+            hs_type: HandshakeType::Conclusion,
+            socket_id: id,
+            syn_cookie: p.hs.syn_cookie,
+            peer_ip: [0; 16],
+            extensions: vec![HsExtension::HsRsp(SrtHsExt {
+                version: SRT_VERSION,
+                flags: SrtFlags(flags),
+                recv_latency_ms: latency_ms,
+                send_latency_ms: latency_ms,
+            })],
+        };
+        rsp.set_peer_addr(p.peer.ip());
+        let bytes = handshake_packet(p.hs.socket_id, Timestamp(0), rsp);
+        self.conns.insert(
+            id,
+            Conn {
+                peer: p.peer,
+                peer_socket: p.hs.socket_id,
+                start: now,
+                last_seen: now,
+                conclusion_rsp: bytes.clone(),
+            },
+        );
+        self.by_peer.insert((p.peer, p.hs.socket_id), id);
+        self.push_transmit(p.peer, bytes);
+        self.push_event(EndpointEvent::Connected {
+            id,
+            peer: p.peer,
+            latency_ms,
+        });
+        Ok(id)
+    }
+
+    /// Rejects a pending request with `reason` (sent as `1000 + code`).
+    /// Unknown tokens are ignored.
+    pub fn reject(&mut self, token: RequestToken, reason: RejectReason) {
+        if let Some(idx) = self.pending.iter().position(|p| p.token == token) {
+            let p = self.pending.swap_remove(idx);
+            self.send_rejection(p.peer, &p.hs, Timestamp(0), reason);
+        }
+    }
+
+    /// The peer socket id of one of our connections.
+    pub fn peer_socket(&self, id: SocketId) -> Option<SocketId> {
+        self.conns.get(&id).map(|c| c.peer_socket)
+    }
+
+    /// Microseconds since the connection was accepted (the timestamp base
+    /// of its packets, §4.5).
+    pub fn connection_time(&self, id: SocketId, now: Instant) -> Option<Timestamp> {
+        self.conns
+            .get(&id)
+            .map(|c| Timestamp(now.saturating_duration_since(c.start).as_micros() as u32))
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event for the application.
+    pub fn poll_event(&mut self) -> Option<EndpointEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Endpoint::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let pending = self.pending.iter().map(|p| p.deadline);
+        let idle = self.conns.values().map(|c| c.last_seen + PEER_IDLE_TIMEOUT);
+        pending.chain(idle).min()
+    }
+
+    /// Expires undecided requests (rejected with `SRT_REJ_TIMEOUT`) and
+    /// idle connections.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut i = 0;
+        while let Some(p) = self.pending.get(i) {
+            if p.deadline <= now {
+                let p = self.pending.swap_remove(i);
+                self.send_rejection(p.peer, &p.hs, Timestamp(0), RejectReason::Timeout);
+            } else {
+                i += 1;
+            }
+        }
+        let idle: Vec<SocketId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.last_seen + PEER_IDLE_TIMEOUT <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            self.remove_conn(id);
+            self.push_event(EndpointEvent::Closed {
+                id,
+                reason: CloseCause::IdleTimeout,
+            });
+        }
+    }
+
+    fn remove_conn(&mut self, id: SocketId) {
+        if let Some(c) = self.conns.remove(&id) {
+            self.by_peer.remove(&(c.peer, c.peer_socket));
+        }
+    }
+
+    fn new_socket_id(&mut self) -> SocketId {
+        loop {
+            // splitmix64; ids in 1..2^31 like libsrt's positive int32 ids.
+            self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.rng;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let id = SocketId((z as u32) & 0x7FFF_FFFF);
+            if id.0 != 0 && !self.conns.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn send_rejection(
+        &mut self,
+        dest: SocketAddr,
+        req: &Handshake,
+        ts: Timestamp,
+        reason: RejectReason,
+    ) {
+        self.stats.rejections += 1;
+        tracing::debug!(%dest, ?reason, "srt: rejecting caller");
+        let mut rsp = Handshake {
+            version: 5,
+            encryption: Cipher::None,
+            extension_field: 0,
+            initial_seq: req.initial_seq,
+            mtu: self.config.mtu,
+            flow_window: self.config.flow_window,
+            hs_type: HandshakeType::Rejection(reason),
+            socket_id: SocketId(0),
+            syn_cookie: req.syn_cookie,
+            peer_ip: [0; 16],
+            extensions: Vec::new(),
+        };
+        rsp.set_peer_addr(dest.ip());
+        self.send_handshake(dest, req.socket_id, ts, rsp);
+    }
+
+    fn send_handshake(
+        &mut self,
+        dest: SocketAddr,
+        dest_socket: SocketId,
+        ts: Timestamp,
+        hs: Handshake,
+    ) {
+        let bytes = handshake_packet(dest_socket, ts, hs);
+        self.push_transmit(dest, bytes);
+    }
+
+    fn push_transmit(&mut self, destination: SocketAddr, bytes: Bytes) {
+        if self.transmits.len() >= MAX_QUEUE {
+            self.stats.queue_full += 1;
+            return;
+        }
+        self.transmits.push_back(Transmit {
+            destination,
+            contents: smallvec![bytes],
+        });
+    }
+
+    fn push_event(&mut self, ev: EndpointEvent) -> bool {
+        if self.events.len() >= MAX_QUEUE {
+            self.stats.queue_full += 1;
+            return false;
+        }
+        self.events.push_back(ev);
+        true
+    }
+}
+
+fn handshake_packet(dest: SocketId, timestamp: Timestamp, hs: Handshake) -> Bytes {
+    Packet::Control(ControlPacket {
+        timestamp,
+        dest,
+        body: Control::Handshake(hs),
+    })
+    .to_bytes()
+}

@@ -1,0 +1,29 @@
+//! SRT (Secure Reliable Transport), draft-sharabayko-srt-01.
+//!
+//! Sans-IO building blocks for SRT over one UDP socket:
+//! - [`endpoint`]: one UDP socket, stateless SYN cookies, routing by
+//!   socket id, admission by the application (§4.3);
+//! - [`packet`]: the wire codec for data and control packets (§3);
+//! - [`handshake`]: the handshake CIF and its extensions (§3.2.1);
+//! - [`key_material`]: KMREQ/KMRSP key material messages (§3.2.2);
+//! - [`loss`]: the bounded loss set behind NAK reports (§4.6);
+//! - [`seq`]: wrap-aware sequence numbers, message numbers, timestamps;
+//! - [`stream_id`]: stream id conventions (`publish:live/cam`,
+//!   `#!::r=live/cam,m=publish`).
+
+pub mod endpoint;
+pub mod handshake;
+pub mod key_material;
+pub mod loss;
+pub mod packet;
+pub mod seq;
+pub mod stream_id;
+
+pub use handshake::{
+    Cipher, Handshake, HandshakeType, HsExtension, RejectReason, SrtFlags, SrtHsExt,
+};
+pub use packet::{
+    Ack, AckKind, Control, ControlPacket, DataPacket, KeyFlag, LossList, Packet, PacketError,
+    PacketPosition, SocketId,
+};
+pub use seq::{MsgNo, SeqNo, Timestamp, TimestampUnwrapper};
