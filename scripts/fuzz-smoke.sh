@@ -2,7 +2,7 @@
 # Fuzz smoke run: builds every cargo-fuzz target in fuzz/ and runs each for a
 # short time on its committed seeds (fuzz/seeds/<target>/) plus a scratch
 # corpus. Fails if any target crashes; the reproducer is left in
-# fuzz/artifacts/<target>/.
+# fuzz/artifacts/<target>/ (replay it: cargo fuzz run --sanitizer none <target> <file>).
 # Long campaigns: see docs/fuzzing.md.
 #
 # Env:
@@ -31,33 +31,42 @@ fi
 all_targets="$(cargo fuzz list)"
 targets="${FUZZ_TARGETS:-$all_targets}"
 
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+
 start=$(date +%s)
 echo "fuzz-smoke: building $(echo "$targets" | wc -w) targets (sanitizer: $sanitizer)"
+build() {
+    if ! cargo fuzz build --sanitizer "$sanitizer" "$@" >"$scratch/build.log" 2>&1; then
+        tail -60 "$scratch/build.log"
+        echo "fuzz-smoke: build FAILED"
+        exit 1
+    fi
+}
 if [ -z "${FUZZ_TARGETS:-}" ]; then
-    cargo fuzz build --sanitizer "$sanitizer" >/dev/null
+    build
 else
-    for t in $targets; do
-        cargo fuzz build --sanitizer "$sanitizer" "$t" >/dev/null
-    done
+    for t in $targets; do build "$t"; done
 fi
 built=$(date +%s)
 echo "fuzz-smoke: built in $((built - start)) s"
 
-scratch="$(mktemp -d)"
-trap 'rm -rf "$scratch"' EXIT
+# Run the built binaries directly: `cargo fuzz run` would rebuild first.
+triple="$(rustc -vV | sed -n 's/^host: //p')"
+bindir="${CARGO_TARGET_DIR:-$root/fuzz/target}/$triple/release"
+
 status=0
 for t in $targets; do
     corpus="$scratch/$t"
-    mkdir -p "$corpus"
+    mkdir -p "$corpus" "artifacts/$t"
     seeds=()
     if [ -d "seeds/$t" ]; then
         seeds=("seeds/$t")
     fi
     log="$scratch/$t.log"
     # -max_len: the structure-aware session target needs room for op lists.
-    if cargo fuzz run --sanitizer "$sanitizer" "$t" "$corpus" "${seeds[@]}" -- \
-        -max_total_time="$secs" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 >"$log" 2>&1; then
+    if "$bindir/$t" -max_total_time="$secs" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="artifacts/$t/" "$corpus" "${seeds[@]}" >"$log" 2>&1; then
         runs=$(grep -m1 'stat::number_of_executed_units' "$log" | awk '{print $2}')
         echo "fuzz-smoke: $t ok (${runs:-?} runs)"
     else

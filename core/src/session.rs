@@ -5,7 +5,7 @@
 //! [`Engine`](crate::Engine) (admission, publishing, subscribing). It is still
 //! sans-IO: the adapter feeds it bytes and time, and writes what it drains.
 //!
-//! Driver loop, in order, until [`StreamSession::is_closed`]:
+//! Driver loop, in order, until [`StreamSession::close_reason`] is `Some`:
 //! 1. bytes read from the socket → [`StreamSession::handle_input`];
 //! 2. the media signal fired → [`StreamSession::handle_media`];
 //! 3. the deadline of [`StreamSession::poll_timeout`] passed →
@@ -20,6 +20,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -82,6 +83,15 @@ pub trait StreamSession: Send {
 
     /// The local side asks the session to end (server shutdown).
     fn close(&mut self, now: Instant);
+
+    /// How long the driver may hold media back after a completed write so
+    /// that the next write carries more frames (the playing stream's
+    /// [`AppConfig::write_merge`](crate::AppConfig::write_merge)). Zero, the
+    /// default, writes every frame at once. A driver uses the larger of this
+    /// and its own setting.
+    fn write_merge(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// Builds a session for each accepted connection. Implemented by each

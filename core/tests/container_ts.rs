@@ -270,7 +270,6 @@ proptest! {
         for c in [video, audio].into_iter().flatten() {
             assert_same(&track(&out, c), &track(&frames, c));
         }
-        prop_assert_eq!(out.len(), frames.len());
         prop_assert_eq!(d.stats().cc_errors, 0);
         prop_assert_eq!(d.stats().resyncs, cuts.iter().filter(|c| **c > 0).count() as u64);
     }
@@ -309,7 +308,7 @@ proptest! {
             let tail = &want[want.len() - media.len()..];
             prop_assert_eq!(media, tail, "{} output is the tail of the input", c);
             if c == Codec::H264 {
-                prop_assert!(media.first().is_none_or(|f| f.is_keyframe()));
+                prop_assert!(media.first().map_or(true, |f| f.is_keyframe()));
             }
         }
     }

@@ -805,3 +805,26 @@ fn opus_over_enhanced_rtmp_round_trips() {
     let got = frames(&pump(&mut vc, &mut vs, at(1)));
     assert_eq!(got, sent);
 }
+
+#[test]
+fn player_reports_its_apps_write_merge_window() {
+    let engine = Engine::new();
+    engine.add_app("live", arcly::AppConfig::default());
+    engine.add_app(
+        "batched",
+        arcly::AppConfig {
+            write_merge: std::time::Duration::from_millis(300),
+            ..arcly::AppConfig::default()
+        },
+    );
+    let factory = RtmpSessionFactory::allow_all(engine.clone());
+    let (_p1, s1) = connected_publisher(&factory, "rtmp://localhost/live/cam", 40);
+    let (_p2, s2) = connected_publisher(&factory, "rtmp://localhost/batched/cam", 41);
+    // Publishers never merge: there is no media to hold back.
+    assert_eq!(s1.write_merge(), std::time::Duration::ZERO);
+    assert_eq!(s2.write_merge(), std::time::Duration::ZERO);
+    let (_c, low, _) = connected_player(&factory, "rtmp://localhost/live/cam", 42);
+    let (_c, batched, _) = connected_player(&factory, "rtmp://localhost/batched/cam", 43);
+    assert_eq!(low.write_merge(), std::time::Duration::ZERO);
+    assert_eq!(batched.write_merge(), std::time::Duration::from_millis(300));
+}

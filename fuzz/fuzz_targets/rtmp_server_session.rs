@@ -314,7 +314,8 @@ impl Conn {
     /// Records the close and checks there is no state after it.
     fn after(&mut self) {
         match (&mut self.closed, self.session.close_reason()) {
-            (None, Some(r)) => self.closed = Some((r.clone(), false)),
+            // Everything queued before the close was just drained.
+            (None, Some(r)) => self.closed = Some((r.clone(), true)),
             (Some((r, drained)), now) => {
                 assert_eq!(Some(&*r), now, "close reason changed");
                 assert!(!self.session.is_publishing(), "publishing after close");

@@ -181,7 +181,13 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let engine = Engine::with_defaults();
+    // Apps are not configured in code here: every app name gets the default
+    // settings, with the write-merge window from the command line.
+    let engine = Engine::new();
+    engine.set_default_app(Some(arcly::AppConfig {
+        write_merge: Duration::from_millis(cli.write_merge),
+        ..arcly::AppConfig::default()
+    }));
     let wanted = listeners(&cli, &engine);
     if wanted.is_empty() {
         eprintln!("arcly: every listener is off; nothing to serve");
@@ -191,10 +197,8 @@ async fn run(cli: Cli) -> ExitCode {
         max_connections: cli.max_connections.max(1),
         shutdown_grace: Duration::try_from_secs_f64(cli.shutdown_grace.max(0.0))
             .unwrap_or(Duration::from_secs(2)),
-        drive: arcly_tokio::DriveConfig {
-            write_merge: Duration::from_millis(cli.write_merge),
-            ..arcly_tokio::DriveConfig::default()
-        },
+        // The write-merge window comes from each session's app (above).
+        drive: arcly_tokio::DriveConfig::default(),
         ..ServeConfig::default()
     };
 

@@ -217,9 +217,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Driver<'a, S> {
                         if self.out.advance(n) {
                             // The previous write completed: more media may go.
                             self.media_due = true;
-                            if !self.write_merge.is_zero() && self.session.media_signal().is_some()
-                            {
-                                self.media_not_before = Some(now + self.write_merge);
+                            let merge = self.write_merge.max(self.session.write_merge());
+                            if !merge.is_zero() && self.session.media_signal().is_some() {
+                                self.media_not_before = Some(now + merge);
                             }
                         }
                         progress = true;

@@ -183,6 +183,7 @@ fn write_loop(
     let mut write_timeout_set = false;
     let mut media_not_before: Option<Instant> = None;
     let mut playing;
+    let mut merge;
     let mut w = stream;
 
     loop {
@@ -235,6 +236,7 @@ fn write_loop(
                 media_not_before = None;
             }
             playing = g.session.media_signal().is_some();
+            merge = config.write_merge.max(g.session.write_merge());
             let merging = media_not_before.is_some();
             if out.is_empty() && g.session.close_reason().is_none() && !merging {
                 let epoch = g.session.media_signal().map(|s| s.epoch());
@@ -290,9 +292,9 @@ fn write_loop(
             };
             if out.advance(n) {
                 media_due = true;
-                if playing && !config.write_merge.is_zero() {
+                if playing && !merge.is_zero() {
                     let done = clock.instant(std::time::Instant::now());
-                    media_not_before = Some(done + config.write_merge);
+                    media_not_before = Some(done + merge);
                 }
             }
             continue;

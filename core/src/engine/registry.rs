@@ -16,7 +16,7 @@ pub struct AppConfig {
     /// GOP is not cached).
     pub gop_cache_bytes: usize,
     /// Capacity of each stream's ring, in frames (clamped to
-    /// 2..=[`MAX_RING_FRAMES`](super::bus::MAX_RING_FRAMES), rounded up to a
+    /// 2..=[`MAX_RING_FRAMES`](super::MAX_RING_FRAMES), rounded up to a
     /// power of two). A subscriber further behind skips to a keyframe.
     pub ring_frames: usize,
     /// Maximum live streams in this app.

@@ -67,6 +67,7 @@ impl RtmpSessionFactory {
             peer,
             publisher: None,
             subscriber: None,
+            write_merge: std::time::Duration::ZERO,
             sent_metadata: None,
         }
     }
@@ -87,8 +88,9 @@ impl SessionFactory for RtmpSessionFactory {
 /// [`Engine::subscribe`] (unknown stream: `NetStream.Play.StreamNotFound`).
 /// Stream key: app = the RTMP app, name = the stream name, both without
 /// their query; the query goes to admission. Write merging
-/// ([`AppConfig::write_merge`](crate::AppConfig::write_merge)) is the
-/// driver's job: it delays [`StreamSession::handle_media`].
+/// ([`AppConfig::write_merge`](crate::AppConfig::write_merge) of the played
+/// stream's app, reported by [`StreamSession::write_merge`]) is the driver's
+/// job: it delays [`StreamSession::handle_media`].
 ///
 /// Invariants: frames are pulled from the subscriber only while less than
 /// [`MAX_PENDING_OUTPUT`] bytes wait in the machine; the stream's metadata
@@ -101,6 +103,8 @@ pub struct RtmpSession {
     peer: SocketAddr,
     publisher: Option<Publisher>,
     subscriber: Option<Subscriber>,
+    /// The played app's write-merge window.
+    write_merge: std::time::Duration,
     /// The metadata last sent to the player (compared by identity).
     sent_metadata: Option<Bytes>,
 }
@@ -235,6 +239,11 @@ impl RtmpSession {
                 info!(peer = %self.peer, stream = %key, "rtmp play started");
                 self.conn.accept_play(token);
                 self.sent_metadata = None;
+                self.write_merge = self
+                    .engine
+                    .app_config(key.app())
+                    .map(|c| c.write_merge)
+                    .unwrap_or_default();
                 self.subscriber = Some(sub);
                 self.pull();
             }
@@ -327,5 +336,13 @@ impl StreamSession for RtmpSession {
     fn close(&mut self, _now: Instant) {
         self.conn.shutdown();
         self.events();
+    }
+
+    fn write_merge(&self) -> std::time::Duration {
+        if self.subscriber.is_some() {
+            self.write_merge
+        } else {
+            std::time::Duration::ZERO
+        }
     }
 }

@@ -7,6 +7,10 @@
 //! - [`handshake`]: the handshake CIF and its extensions (§3.2.1);
 //! - [`key_material`]: KMREQ/KMRSP key material messages (§3.2.2);
 //! - [`loss`]: the bounded loss set behind NAK reports (§4.6);
+//! - [`recv_buffer`]: live-mode reordering, TSBPD delivery and too-late
+//!   drop (§4.5, §4.6);
+//! - [`send_buffer`]: sequence numbering, retransmission on NAK, release on
+//!   ACK, sender-side drop (§4.6, §4.8.2);
 //! - [`seq`]: wrap-aware sequence numbers, message numbers, timestamps;
 //! - [`stream_id`]: stream id conventions (`publish:live/cam`,
 //!   `#!::r=live/cam,m=publish`).
@@ -16,6 +20,8 @@ pub mod handshake;
 pub mod key_material;
 pub mod loss;
 pub mod packet;
+pub mod recv_buffer;
+pub mod send_buffer;
 pub mod seq;
 pub mod stream_id;
 

@@ -181,17 +181,18 @@ impl Timestamp {
     }
 }
 
-/// Extends wrapping 32-bit [`Timestamp`]s to a monotonic 64-bit µs count
+/// Extends wrapping 32-bit [`Timestamp`]s to a 64-bit µs count
 /// (draft-sharabayko-srt-01 §4.5.1.1 "TSBPD Time Base Calculation": the time
 /// base moves forward by 2^32 µs at each wrap).
 ///
-/// Invariant: each input is interpreted as the value closest (on the 2^32
-/// circle) to the previous input, so inputs may be reordered by up to
-/// 2^31 µs without confusion. The output never goes below zero: a timestamp
-/// before the very first one in the first wrap period is clamped to 0.
+/// Invariant: the first input maps to its own value; each later input is
+/// interpreted as the value closest (on the 2^32 circle) to the previous
+/// input, so inputs may be reordered by up to 2^31 µs without confusion.
+/// A timestamp from before the first one (a reordered packet just before a
+/// wrap) may map below zero, hence the signed result.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TimestampUnwrapper {
-    last: Option<(Timestamp, u64)>,
+    last: Option<(Timestamp, i64)>,
 }
 
 impl TimestampUnwrapper {
@@ -201,13 +202,10 @@ impl TimestampUnwrapper {
     }
 
     /// The 64-bit extension of `ts`.
-    pub fn unwrap(&mut self, ts: Timestamp) -> u64 {
+    pub fn unwrap(&mut self, ts: Timestamp) -> i64 {
         let ext = match self.last {
-            None => u64::from(ts.0),
-            Some((prev_ts, prev_ext)) => {
-                let off = i64::from(prev_ts.offset_to(ts));
-                prev_ext.saturating_add_signed(off)
-            }
+            None => i64::from(ts.0),
+            Some((prev_ts, prev_ext)) => prev_ext.saturating_add(i64::from(prev_ts.offset_to(ts))),
         };
         self.last = Some((ts, ext));
         ext
@@ -236,14 +234,18 @@ mod tests {
     #[test]
     fn timestamps_unwrap_across_the_wrap() {
         let mut u = TimestampUnwrapper::new();
-        assert_eq!(u.unwrap(Timestamp(u32::MAX - 10)), u64::from(u32::MAX) - 10);
-        assert_eq!(u.unwrap(Timestamp(5)), (1u64 << 32) + 5);
+        assert_eq!(u.unwrap(Timestamp(u32::MAX - 10)), i64::from(u32::MAX) - 10);
+        assert_eq!(u.unwrap(Timestamp(5)), (1i64 << 32) + 5);
         // Slight reordering back across the wrap.
-        assert_eq!(u.unwrap(Timestamp(u32::MAX)), u64::from(u32::MAX));
-        assert_eq!(u.unwrap(Timestamp(100)), (1u64 << 32) + 100);
+        assert_eq!(u.unwrap(Timestamp(u32::MAX)), i64::from(u32::MAX));
+        assert_eq!(u.unwrap(Timestamp(100)), (1i64 << 32) + 100);
         let mut u = TimestampUnwrapper::new();
         assert_eq!(u.unwrap(Timestamp(10)), 10);
-        assert_eq!(u.unwrap(Timestamp(u32::MAX)), 0, "clamped at zero");
+        assert_eq!(
+            u.unwrap(Timestamp(u32::MAX)),
+            -1,
+            "reordered from before the wrap"
+        );
     }
 
     proptest! {
@@ -280,11 +282,11 @@ mod tests {
         fn unwrapper_is_monotonic_for_forward_steps(start in any::<u32>(), steps in proptest::collection::vec(0u32..(1 << 31), 1..50)) {
             let mut u = TimestampUnwrapper::new();
             let mut ts = Timestamp(start);
-            let mut expect = u64::from(start);
+            let mut expect = i64::from(start);
             prop_assert_eq!(u.unwrap(ts), expect);
             for s in steps {
                 ts = ts.add_micros(s);
-                expect += u64::from(s);
+                expect += i64::from(s);
                 prop_assert_eq!(u.unwrap(ts), expect);
             }
         }

@@ -322,7 +322,7 @@ impl TsDemuxer {
                     self.pmt = Section::default();
                 }
             }
-            Ok(None) => {}
+            Ok(None) | Err(psi::PsiError::NotCurrent) => {}
             Err(_) => self.stats.psi_errors += 1,
         }
     }
@@ -330,6 +330,7 @@ impl TsDemuxer {
     fn on_pmt(&mut self, sec: &[u8]) {
         let pmt = match psi::parse_pmt(sec) {
             Ok(p) => p,
+            Err(psi::PsiError::NotCurrent) => return,
             Err(_) => {
                 self.stats.psi_errors += 1;
                 return;

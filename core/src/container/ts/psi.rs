@@ -39,6 +39,9 @@ pub enum PsiError {
     /// `section_length` above [`MAX_SECTION_LENGTH`].
     #[error("section_length {0} too large")]
     TooLong(usize),
+    /// `current_next_indicator` is 0: the table is not applicable yet (§2.4.4.5).
+    #[error("section not yet applicable (current_next_indicator = 0)")]
+    NotCurrent,
 }
 
 /// One entry of a PMT's elementary-stream loop (§2.4.4.9).
@@ -87,7 +90,11 @@ fn check_section(sec: &[u8]) -> Result<(u8, &[u8]), PsiError> {
     if crc32_mpeg2(whole) != 0 {
         return Err(PsiError::Crc);
     }
-    Ok((t, whole.get(3..3 + len - 4).ok_or(PsiError::Truncated)?))
+    let body = whole.get(3..3 + len - 4).ok_or(PsiError::Truncated)?;
+    if body.get(2).is_some_and(|b| b & 1 == 0) {
+        return Err(PsiError::NotCurrent);
+    }
+    Ok((t, body))
 }
 
 /// The total length (header + `section_length`) of the section starting at
@@ -241,6 +248,7 @@ pub fn write_section_packet(out: &mut BytesMut, pid: u16, cc: u8, section: &[u8]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+    use crate::container::ts::crc32_mpeg2;
 
     #[test]
     fn pat_matches_ffmpeg() {
@@ -280,5 +288,11 @@ mod tests {
         bad[10] ^= 1;
         assert_eq!(parse_pmt(&bad), Err(PsiError::Crc));
         assert_eq!(parse_pmt(&pmt[..8]), Err(PsiError::Truncated));
+        // current_next_indicator = 0 (CRC recomputed).
+        let mut next = pmt[..pmt.len() - 4].to_vec();
+        next[5] &= !1;
+        let crc = crc32_mpeg2(&next);
+        next.extend_from_slice(&crc.to_be_bytes());
+        assert_eq!(parse_pmt(&next), Err(PsiError::NotCurrent));
     }
 }
