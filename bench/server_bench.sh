@@ -47,8 +47,7 @@
 #   IDLE_WINDOW=10          window of the idle scenario (arcly closes a
 #                           connection without a stream after 30 s idle)
 #   ARCLY_PORT=29350 NGINX_PORT=29360   loopback ports (must be free)
-#   ARCLY_ARGS=""           extra flags for the arcly binary (e.g. a write
-#                           merge window once the server has one)
+#   ARCLY_ARGS=""           extra flags for every arcly run
 #   SKIP_BUILD=1            use the release binaries already built
 #   REPORT_ONLY=1           only rebuild $OUT/summary.md from $OUT/*.json
 #   OUT=<dir>               results (default $CARGO_TARGET_DIR/bench-results/<time>)

@@ -9,6 +9,7 @@
 //! - [`loss`]: the bounded loss set behind NAK reports (§4.6);
 //! - [`recv_buffer`]: live-mode reordering, TSBPD delivery and too-late
 //!   drop (§4.5, §4.6);
+//! - [`rtt`]: RTT estimation from ACK/ACKACK, ACK and NAK periods (§4.10);
 //! - [`send_buffer`]: sequence numbering, retransmission on NAK, release on
 //!   ACK, sender-side drop (§4.6, §4.8.2);
 //! - [`seq`]: wrap-aware sequence numbers, message numbers, timestamps;
@@ -21,6 +22,7 @@ pub mod key_material;
 pub mod loss;
 pub mod packet;
 pub mod recv_buffer;
+pub mod rtt;
 pub mod send_buffer;
 pub mod seq;
 pub mod stream_id;
