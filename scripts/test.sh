@@ -86,11 +86,12 @@ echo "ARCLY_BIN=$ARCLY_BIN"
 # ---------------------------------------------------------------------------
 section "5/5 cargo test --workspace"
 # Interop tests spend most of their time waiting on real-time streams, so
-# they run 4 at a time even on 2 cores.
+# they run 4 at a time even on 2 cores. --no-fail-fast: report every
+# failing test binary in one run.
 # Each interop test has its own watchdog; the outer timeout only turns a
 # wedged run into a clear failure long before CI's own limit.
 timed "cargo test" timeout --kill-after=30s 45m \
-    cargo test --workspace -- --test-threads="${ARCLY_TEST_THREADS:-4}"
+    cargo test --workspace --no-fail-fast -- --test-threads="${ARCLY_TEST_THREADS:-4}"
 
 # ---------------------------------------------------------------------------
 if [ -f fuzz/Cargo.toml ]; then

@@ -26,6 +26,7 @@ pub mod session;
 #[cfg(feature = "srt")]
 pub mod srt;
 pub mod time;
+pub mod transmit_queue;
 
 pub use engine::{AppConfig, Engine, StreamKey};
 pub use frame::{Codec, Frame, FrameFlags, MediaKind};

@@ -47,7 +47,10 @@ fn tools_present() -> bool {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("arcly-container-{}-{name}", std::process::id()))
+    // Unique per call: tests run in parallel and share helper file names.
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("arcly-container-{}-{n}-{name}", std::process::id()))
 }
 
 fn run(tool: &str, args: &[&str]) -> (Vec<u8>, String) {

@@ -14,7 +14,7 @@ use arcly::time::{Clock, Instant};
 use async_io::Timer;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use crate::outq::OutQueue;
+use arcly::transmit_queue::TransmitQueue as OutQueue;
 
 /// Settings of one connection driver.
 #[derive(Debug, Clone)]

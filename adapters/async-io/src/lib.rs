@@ -29,7 +29,6 @@
 //! ```
 
 mod driver;
-mod outq;
 
 use std::future::Future;
 use std::io;

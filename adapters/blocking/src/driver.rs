@@ -28,8 +28,8 @@ use arcly::engine::{Signal, SignalWait};
 use arcly::session::{CloseReason, StreamSession};
 use arcly::time::{Clock, Instant};
 
-use crate::outq::OutQueue;
 use crate::Shutdown;
+use arcly::transmit_queue::TransmitQueue as OutQueue;
 
 /// Settings of one connection driver.
 #[derive(Debug, Clone)]

@@ -28,7 +28,6 @@
 //! ```
 
 mod driver;
-mod outq;
 
 use std::collections::HashMap;
 use std::io;

@@ -14,7 +14,7 @@ use arcly::time::{Clock, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-use crate::outq::OutQueue;
+use arcly::transmit_queue::TransmitQueue as OutQueue;
 
 /// Settings of one connection driver.
 #[derive(Debug, Clone)]

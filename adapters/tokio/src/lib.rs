@@ -28,7 +28,6 @@
 //! ```
 
 mod driver;
-mod outq;
 
 use std::future::Future;
 use std::io;

@@ -1,6 +1,8 @@
 //! SRT (Secure Reliable Transport), draft-sharabayko-srt-01.
 //!
 //! Sans-IO building blocks for SRT over one UDP socket:
+//! - [`connection`]: one live-mode connection: ARQ, TSBPD, ACK/ACKACK/NAK,
+//!   keep-alive, idle timeout, shutdown (§4.4–§4.10);
 //! - [`endpoint`]: one UDP socket, stateless SYN cookies, routing by
 //!   socket id, admission by the application (§4.3);
 //! - [`packet`]: the wire codec for data and control packets (§3);
@@ -16,6 +18,7 @@
 //! - [`stream_id`]: stream id conventions (`publish:live/cam`,
 //!   `#!::r=live/cam,m=publish`).
 
+pub mod connection;
 pub mod endpoint;
 pub mod handshake;
 pub mod key_material;

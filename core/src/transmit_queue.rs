@@ -1,6 +1,7 @@
 //! The pending output of one connection: the `Bytes` drained from
-//! `poll_transmit`, written with vectored I/O and advanced across partial
-//! writes without copying.
+//! [`StreamSession::poll_transmit`](crate::session::StreamSession::poll_transmit),
+//! written with vectored I/O and advanced across partial writes without
+//! copying. Shared by every adapter so that each driver loop only does I/O.
 
 use std::io::IoSlice;
 
@@ -8,7 +9,7 @@ use bytes::{Buf, Bytes};
 use smallvec::SmallVec;
 
 /// Most buffers handed to one `writev` call (Linux and the BSDs: `IOV_MAX` = 1024).
-pub(crate) const IOV_MAX: usize = 1024;
+pub const IOV_MAX: usize = 1024;
 
 /// Buffers waiting to be written, oldest first.
 ///
@@ -16,20 +17,20 @@ pub(crate) const IOV_MAX: usize = 1024;
 /// partially written (already advanced); the queue is empty once `head ==
 /// bufs.len()`, and then both are reset so the `Vec` is reused.
 #[derive(Debug, Default)]
-pub(crate) struct OutQueue {
+pub struct TransmitQueue {
     bufs: Vec<Bytes>,
     head: usize,
 }
 
-impl OutQueue {
+impl TransmitQueue {
     /// Whether nothing is waiting to be written.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.head >= self.bufs.len()
     }
 
     /// The `Vec` that `StreamSession::poll_transmit` appends to. Only call
     /// it while the queue is empty, so the order of bytes is kept.
-    pub(crate) fn fill(&mut self) -> &mut Vec<Bytes> {
+    pub fn fill(&mut self) -> &mut Vec<Bytes> {
         if self.is_empty() {
             self.bufs.clear();
             self.head = 0;
@@ -39,7 +40,7 @@ impl OutQueue {
 
     /// Up to [`IOV_MAX`] slices of the pending buffers, in order, for one
     /// vectored write. Empty buffers are skipped.
-    pub(crate) fn io_slices(&self) -> SmallVec<[IoSlice<'_>; 64]> {
+    pub fn io_slices(&self) -> SmallVec<[IoSlice<'_>; 64]> {
         self.bufs
             .get(self.head..)
             .unwrap_or_default()
@@ -51,7 +52,7 @@ impl OutQueue {
     }
 
     /// Marks `n` bytes as written; returns whether the queue became empty.
-    pub(crate) fn advance(&mut self, mut n: usize) -> bool {
+    pub fn advance(&mut self, mut n: usize) -> bool {
         while let Some(b) = self.bufs.get_mut(self.head) {
             if b.len() > n {
                 b.advance(n);
@@ -79,7 +80,7 @@ mod tests {
 
     #[test]
     fn advances_across_buffers_and_partial_writes() {
-        let mut q = OutQueue::default();
+        let mut q = TransmitQueue::default();
         q.fill().extend([
             Bytes::from_static(b"abc"),
             Bytes::new(),
@@ -101,7 +102,7 @@ mod tests {
 
     #[test]
     fn caps_slices_at_iov_max() {
-        let mut q = OutQueue::default();
+        let mut q = TransmitQueue::default();
         q.fill().extend((0..3000).map(|_| Bytes::from_static(b"x")));
         assert_eq!(q.io_slices().len(), IOV_MAX);
         assert!(!q.advance(IOV_MAX));

@@ -1,0 +1,303 @@
+//! One live-mode SRT connection after the handshake: data in both
+//! directions with ARQ, TSBPD delivery, ACK/ACKACK/NAK, keep-alive, idle
+//! timeout and shutdown (draft-sharabayko-srt-01 §4.4–§4.10).
+//!
+//! The machine deals in decoded [`Packet`]s for one peer; the endpoint
+//! (or a test) moves them to and from datagrams. Inputs:
+//! [`Connection::handle_packet`], [`Connection::send`],
+//! [`Connection::handle_timeout`], [`Connection::close`]. Outputs, drained
+//! until `None`: [`Connection::poll_packet`] (control first, then data),
+//! [`Connection::poll_delivered`] (payloads due under TSBPD) and
+//! [`Connection::poll_timeout`].
+//!
+//! Timers (all from `now` arguments): a full ACK every
+//! [`rtt::ACK_PERIOD`](super::rtt::ACK_PERIOD) when there is something new
+//! to acknowledge; a NAK on each detected gap and a periodic NAK of the
+//! whole loss list every [`Connection::nak_period`]; a keep-alive after
+//! [`KEEPALIVE_PERIOD`] without sending; closed after [`IDLE_TIMEOUT`]
+//! without receiving. Not yet handled: DROPREQ (the receiver's too-late
+//! drop covers its effect), congestion control and encryption.
+//!
+//! Invariants: the control queue holds at most [`MAX_CONTROL_QUEUE`]
+//! packets (the oldest NAK/ACK is superseded by newer ones anyway); send
+//! and receive buffers are bounded by the flow window.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::packet::{Ack, AckKind, AckStats, Control, ControlPacket, LossList, Packet, SocketId};
+use super::recv_buffer::{Delivered, Received, RecvBuffer, RecvStats};
+use super::rtt::{AckHistory, RttEstimator, ACK_PERIOD};
+use super::send_buffer::{SendBuffer, SendError, SendStats};
+use super::seq::{SeqNo, Timestamp};
+use crate::time::Instant;
+
+/// Keep-alive period when nothing else is sent (§3.2.3; libsrt: 1 s).
+pub const KEEPALIVE_PERIOD: Duration = Duration::from_secs(1);
+/// Peer idle timeout (libsrt `SRTO_PEERIDLETIMEO` default 5 s).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most control packets queued for sending.
+pub const MAX_CONTROL_QUEUE: usize = 64;
+
+/// Parameters agreed in the handshake.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// The peer's socket id (destination of everything we send).
+    pub peer_socket: SocketId,
+    /// Our initial sequence number (first data packet we send).
+    pub send_isn: SeqNo,
+    /// The peer's initial sequence number (first data packet we expect).
+    pub recv_isn: SeqNo,
+    /// Negotiated TSBPD latency.
+    pub latency: Duration,
+    /// Flow window in packets (bounds both buffers).
+    pub flow_window: u32,
+    /// Connection start: packet timestamps count µs from here (§4.5).
+    pub start: Instant,
+}
+
+/// Why a connection closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The peer sent SHUTDOWN.
+    ByPeer,
+    /// We called [`Connection::close`].
+    Locally,
+    /// Nothing received for [`IDLE_TIMEOUT`].
+    IdleTimeout,
+}
+
+/// The live-mode connection machine (see the module docs).
+#[derive(Debug)]
+pub struct Connection {
+    cfg: ConnectionConfig,
+    send: SendBuffer,
+    recv: RecvBuffer,
+    rtt: RttEstimator,
+    acks: AckHistory,
+    control: VecDeque<ControlPacket>,
+    next_ack_no: u32,
+    last_acked: Option<SeqNo>,
+    next_ack_at: Instant,
+    last_nak_at: Instant,
+    last_sent: Instant,
+    last_recv: Instant,
+    closed: Option<Closed>,
+}
+
+impl Connection {
+    /// A connection that starts at `cfg.start`.
+    pub fn new(cfg: ConnectionConfig) -> Self {
+        let window = cfg.flow_window.max(1);
+        Connection {
+            send: SendBuffer::new(
+                cfg.send_isn,
+                cfg.peer_socket,
+                window as usize,
+                cfg.latency + Duration::from_secs(1),
+            ),
+            recv: RecvBuffer::new(cfg.recv_isn, cfg.latency, window),
+            rtt: RttEstimator::default(),
+            acks: AckHistory::new(),
+            control: VecDeque::new(),
+            next_ack_no: 1,
+            last_acked: None,
+            next_ack_at: cfg.start + ACK_PERIOD,
+            last_nak_at: cfg.start,
+            last_sent: cfg.start,
+            last_recv: cfg.start,
+            closed: None,
+            cfg,
+        }
+    }
+
+    /// Why the connection closed, if it did.
+    pub fn closed(&self) -> Option<Closed> {
+        self.closed
+    }
+
+    /// The RTT estimate.
+    pub fn rtt(&self) -> RttEstimator {
+        self.rtt
+    }
+
+    /// Receive-path counters.
+    pub fn recv_stats(&self) -> RecvStats {
+        self.recv.stats()
+    }
+
+    /// Send-path counters.
+    pub fn send_stats(&self) -> SendStats {
+        self.send.stats()
+    }
+
+    fn timestamp(&self, now: Instant) -> Timestamp {
+        Timestamp(now.saturating_duration_since(self.cfg.start).as_micros() as u32)
+    }
+
+    fn queue_control(&mut self, now: Instant, body: Control) {
+        if self.control.len() >= MAX_CONTROL_QUEUE {
+            self.control.pop_front();
+        }
+        self.control.push_back(ControlPacket {
+            timestamp: self.timestamp(now),
+            dest: self.cfg.peer_socket,
+            body,
+        });
+    }
+
+    /// Periodic NAK interval: the RTT-based period of §4.8.2, capped at a
+    /// quarter of the latency (an arcly choice) so that a lost NAK or a lost
+    /// retransmission still gets further chances within the latency budget
+    /// before the RTT estimate has converged from its 100 ms start.
+    pub fn nak_period(&self) -> Duration {
+        self.rtt
+            .nak_period()
+            .min(self.cfg.latency / 4)
+            .max(super::rtt::MIN_NAK_PERIOD)
+    }
+
+    /// Queues one payload (a live-mode message of at most one packet).
+    pub fn send(&mut self, now: Instant, payload: Bytes) -> Result<SeqNo, SendError> {
+        let ts = self.timestamp(now);
+        self.send.push(now, ts, payload)
+    }
+
+    /// Feeds one packet from the peer.
+    pub fn handle_packet(&mut self, now: Instant, packet: Packet) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.last_recv = now;
+        match packet {
+            Packet::Data(d) => {
+                if let Received::StoredWithGap { first, last } = self.recv.handle_data(now, &d) {
+                    let mut list = LossList::new();
+                    list.push(first, last);
+                    self.queue_control(now, Control::Nak(list));
+                }
+            }
+            Packet::Control(c) => match c.body {
+                Control::Ack(ack) => {
+                    self.send.handle_ack(ack.last_ack);
+                    if let AckKind::Small(s) | AckKind::Full(s, _) = ack.kind {
+                        self.rtt.update(s.rtt);
+                    }
+                    if ack.ack_no != 0 {
+                        self.queue_control(now, Control::AckAck { ack_no: ack.ack_no });
+                    }
+                }
+                Control::AckAck { ack_no } => {
+                    if let Some(sample) = self.acks.on_ackack(ack_no, now) {
+                        self.rtt
+                            .update(sample.as_micros().min(u128::from(u32::MAX)) as u32);
+                    }
+                }
+                Control::Nak(list) => self.send.handle_nak(&list),
+                Control::Shutdown => self.closed = Some(Closed::ByPeer),
+                _ => {}
+            },
+        }
+    }
+
+    /// Closes the connection, queueing a SHUTDOWN for the peer.
+    pub fn close(&mut self, now: Instant) {
+        if self.closed.is_none() {
+            self.queue_control(now, Control::Shutdown);
+            self.closed = Some(Closed::Locally);
+        }
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed.is_some() {
+            return;
+        }
+        if now.saturating_duration_since(self.last_recv) >= IDLE_TIMEOUT {
+            self.closed = Some(Closed::IdleTimeout);
+            return;
+        }
+        if now >= self.next_ack_at {
+            self.next_ack_at = now + ACK_PERIOD;
+            let ack_seq = self.recv.ack_seq();
+            if self.last_acked != Some(ack_seq) && self.recv.stats().received > 0 {
+                self.last_acked = Some(ack_seq);
+                let ack_no = self.next_ack_no;
+                self.next_ack_no = self.next_ack_no.wrapping_add(1).max(1);
+                self.acks.record(ack_no, now);
+                let stats = AckStats {
+                    rtt: self.rtt.rtt_us(),
+                    rtt_var: self.rtt.var_us(),
+                    buffer_available: self
+                        .cfg
+                        .flow_window
+                        .saturating_sub(self.recv.buffered() as u32),
+                };
+                self.queue_control(
+                    now,
+                    Control::Ack(Ack {
+                        ack_no,
+                        last_ack: ack_seq,
+                        kind: AckKind::Small(stats),
+                    }),
+                );
+            }
+        }
+        if now >= self.last_nak_at + self.nak_period() {
+            self.last_nak_at = now;
+            if !self.recv.loss().is_empty() {
+                let nak = self.recv.loss().to_nak();
+                self.queue_control(now, Control::Nak(nak));
+            }
+        }
+        self.send.drop_expired(now);
+        if now.saturating_duration_since(self.last_sent) >= KEEPALIVE_PERIOD
+            && self.control.is_empty()
+        {
+            self.queue_control(now, Control::KeepAlive);
+        }
+    }
+
+    /// The next packet to send: control packets first, then data
+    /// (retransmissions before new packets). After a local close only the
+    /// SHUTDOWN goes out.
+    pub fn poll_packet(&mut self, now: Instant) -> Option<Packet> {
+        if let Some(c) = self.control.pop_front() {
+            self.last_sent = now;
+            return Some(Packet::Control(c));
+        }
+        if self.closed.is_some() {
+            return None;
+        }
+        let p = self.send.poll_packet()?;
+        self.last_sent = now;
+        Some(Packet::Data(p))
+    }
+
+    /// The next received payload due for delivery at `now` (TSBPD).
+    pub fn poll_delivered(&mut self, now: Instant) -> Option<Delivered> {
+        self.recv.poll_deliver(now)
+    }
+
+    /// The earliest instant [`Connection::handle_timeout`] or
+    /// [`Connection::poll_delivered`] has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
+        }
+        let mut t = self
+            .next_ack_at
+            .min(self.last_nak_at + self.nak_period())
+            .min(self.last_sent + KEEPALIVE_PERIOD)
+            .min(self.last_recv + IDLE_TIMEOUT);
+        if let Some(d) = self.recv.next_deadline() {
+            t = t.min(d);
+        }
+        if let Some(e) = self.send.next_expiry() {
+            t = t.min(e + Duration::from_micros(1));
+        }
+        Some(t)
+    }
+}
