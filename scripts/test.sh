@@ -2,18 +2,21 @@
 # Runs every arcly test on a fresh Debian machine:
 #   1. installs the interop tools if missing (ffmpeg, GStreamer with the
 #      rtmp2, x264, libav plugins) with apt-get;
-#   2. cargo fmt --check, cargo clippy -D warnings;
-#   3. builds every test target and the `arcly` binary (the binary smoke
+#   2. cargo fmt --check;
+#   3. cargo clippy -D warnings;
+#   4. builds every test target and the `arcly` binary (the binary smoke
 #      tests run it);
-#   4. cargo test --workspace (unit, loom/proptest, interop with real clients);
-#   5. fuzz smoke runs of every cargo-fuzz target in fuzz/ (stable toolchain,
-#      RUSTC_BOOTSTRAP=1; cargo-fuzz is installed from crates.io if missing).
-# Exits non-zero on the first failure. CI (.ci/run) calls this same script.
+#   5. cargo test --workspace (unit, proptest, interop with real clients);
+#   6. fuzz smoke runs of every cargo-fuzz target in fuzz/
+#      (scripts/fuzz-smoke.sh: stable toolchain, RUSTC_BOOTSTRAP=1).
+# Stops at the first failing stage (the test stage reports every failing
+# test first). CI (.ci/run) calls this same script.
 #
 # Environment:
 #   CI=true            interop tests fail (never skip) when a tool is missing
 #   CARGO_TARGET_DIR   where cargo builds (default: ./target)
 #   ARCLY_TEST_ECHO=1  echo every line the external clients print
+#   ARCLY_TEST_THREADS tests of one binary run at once (default 4)
 #   ARCLY_FUZZ_SECS    seconds per fuzz target (default 15)
 set -euo pipefail
 
@@ -26,6 +29,14 @@ section() {
     printf '\n==== %s ====  [%s, +%ss]\n' "$*" "$(date -u +%H:%M:%S)" "$(( $(date +%s) - T0 ))"
 }
 
+summary() {
+    local rc=$?
+    printf '\n==== summary (exit %s) ====\n' "$rc"
+    if ((${#TIMES[@]})); then printf '%s\n' "${TIMES[@]}"; fi
+    echo "total: $(( $(date +%s) - T0 ))s"
+}
+trap summary EXIT
+
 timed() {
     # timed LABEL CMD...: runs CMD, records its duration under LABEL.
     local label=$1; shift
@@ -35,7 +46,7 @@ timed() {
 }
 
 # ---------------------------------------------------------------------------
-section "1/5 system packages (ffmpeg, GStreamer)"
+section "1/6 system packages (ffmpeg, GStreamer)"
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
@@ -63,15 +74,15 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
 fi
 
 # ---------------------------------------------------------------------------
-section "2/5 cargo fmt --all -- --check"
+section "2/6 cargo fmt --all -- --check"
 timed "fmt" cargo fmt --all -- --check
 
 # ---------------------------------------------------------------------------
-section "3/5 cargo clippy --workspace --all-targets -- -D warnings"
+section "3/6 cargo clippy --workspace --all-targets -- -D warnings"
 timed "clippy" cargo clippy --workspace --all-targets -- -D warnings
 
 # ---------------------------------------------------------------------------
-section "4/5 build every test target and the arcly binary"
+section "4/6 build every test target and the arcly binary"
 # Compiling first keeps the test stage's time honest and builds the `arcly`
 # binary that tests/tests/server_binary.rs runs (CARGO_BIN_EXE_* does not
 # cross crates).
@@ -84,7 +95,7 @@ fi
 echo "ARCLY_BIN=$ARCLY_BIN"
 
 # ---------------------------------------------------------------------------
-section "5/5 cargo test --workspace"
+section "5/6 cargo test --workspace"
 # Interop tests spend most of their time waiting on real-time streams, so
 # they run 4 at a time even on 2 cores. --no-fail-fast: report every
 # failing test binary in one run.
@@ -95,20 +106,11 @@ timed "cargo test" timeout --kill-after=30s 45m \
 
 # ---------------------------------------------------------------------------
 if [ -f fuzz/Cargo.toml ]; then
-    section "fuzz smoke runs (${ARCLY_FUZZ_SECS:-15} s per target)"
-    # cargo-fuzz needs unstable rustc flags; the stable toolchain accepts them
-    # with RUSTC_BOOTSTRAP=1. No sanitizer: the runtime is not shipped for
-    # stable, and the targets check their own invariants.
-    if ! command -v cargo-fuzz >/dev/null 2>&1; then
-        timed "install cargo-fuzz" cargo install --locked cargo-fuzz
-    fi
-    targets=$(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz list)
-    for t in $targets; do
-        timed "fuzz $t" env RUSTC_BOOTSTRAP=1 bash -c "cd fuzz && cargo fuzz run --sanitizer none '$t' -- \
-            -max_total_time=${ARCLY_FUZZ_SECS:-15} -rss_limit_mb=2048 -max_len=65536"
-    done
+    section "6/6 fuzz smoke runs (${ARCLY_FUZZ_SECS:-15} s per target; scripts/fuzz-smoke.sh)"
+    # Stable toolchain with RUSTC_BOOTSTRAP=1, no sanitizer; installs
+    # cargo-fuzz from crates.io if missing (see docs/fuzzing.md).
+    timed "fuzz smoke" ./scripts/fuzz-smoke.sh
 fi
 
-section "done"
-printf '%s\n' "${TIMES[@]}"
-echo "total: $(( $(date +%s) - T0 ))s"
+echo
+echo "all stages passed"

@@ -181,6 +181,32 @@ fn shutdown_and_idle_timeout() {
     assert!(a.poll_packet(start).is_none());
     b.handle_packet(start, p);
     assert_eq!(b.closed(), Some(Closed::ByPeer));
+    // The tail of a stream is flushed at once after the peer's shutdown.
+    let (mut a2, mut b2) = pair(start, SeqNo::new(5), SeqNo::new(5));
+    for i in 0..3u8 {
+        a2.send(start, Bytes::from(vec![i])).unwrap();
+    }
+    a2.close(start);
+    while let Some(p) = a2.poll_packet(start) {
+        b2.handle_packet(start, p);
+    }
+    assert!(
+        b2.poll_delivered(start).is_none(),
+        "SHUTDOWN went first: nothing sent after it"
+    );
+    let (mut a3, mut b3) = pair(start, SeqNo::new(5), SeqNo::new(5));
+    for i in 0..3u8 {
+        a3.send(start, Bytes::from(vec![i])).unwrap();
+    }
+    while let Some(p) = a3.poll_packet(start) {
+        b3.handle_packet(start, p);
+    }
+    a3.close(start);
+    b3.handle_packet(start, a3.poll_packet(start).unwrap());
+    let tail: Vec<u8> = std::iter::from_fn(|| b3.poll_delivered(start))
+        .map(|d| d.payload[0])
+        .collect();
+    assert_eq!(tail, vec![0, 1, 2], "delivered before their TSBPD time");
     let (_, mut c) = pair(start, SeqNo::ZERO, SeqNo::ZERO);
     c.handle_timeout(start + (IDLE_TIMEOUT - Duration::from_millis(1)));
     assert!(c.closed().is_none());

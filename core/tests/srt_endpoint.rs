@@ -19,7 +19,7 @@ use arcly::srt::endpoint::{
 use arcly::srt::handshake::{HandshakeType, RejectReason, SRT_MAGIC};
 use arcly::srt::packet::{Control, Packet, SocketId};
 use arcly::srt::stream_id::StreamMode;
-use arcly::srt::Handshake;
+use arcly::srt::{Handshake, SeqNo};
 use arcly::Instant;
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -91,7 +91,7 @@ fn induct(ep: &mut Endpoint, now: Instant, src: SocketAddr) -> u32 {
 
 fn request(ep: &mut Endpoint) -> arcly::srt::endpoint::ConnectionRequest {
     match ep.poll_event() {
-        Some(EndpointEvent::Request(r)) => r,
+        Some(EndpointEvent::Request(r)) => *r,
         other => panic!("expected a request, got {other:?}"),
     }
 }
@@ -171,27 +171,79 @@ fn full_listener_handshake_with_recorded_ffmpeg_caller() {
     assert_eq!(ep.poll_transmit().unwrap().to_bytes(), rsp.to_bytes());
     assert!(ep.poll_event().is_none());
 
-    // Data routed by destination socket id.
+    // Data routed by destination socket id to the connection machine. The
+    // recorded packet is the 5th of the stream (ISN 0x6dcaa7b1): the gap
+    // before it is NAKed at once.
     let mut data = hex(FFMPEG_DATA);
     data[12..16].copy_from_slice(&id.0.to_be_bytes());
     ep.handle_datagram(T0, src, data.clone().into());
-    match ep.poll_event() {
-        Some(EndpointEvent::Packet {
-            id: got,
-            packet: Packet::Data(d),
-        }) => {
-            assert_eq!(got, id);
-            assert_eq!(d.payload.len(), 188);
+    let nak = ep.poll_transmit().expect("immediate NAK");
+    assert_eq!(nak.destination, src);
+    match Packet::decode(&nak.to_bytes()).unwrap() {
+        Packet::Control(c) => {
+            assert_eq!(c.dest, CALLER_SOCKET);
+            let Control::Nak(list) = c.body else {
+                panic!("{c:?}")
+            };
+            assert_eq!(
+                list.ranges(),
+                &[(SeqNo::new(0x6dca_a7b1), SeqNo::new(0x6dca_a7b4))]
+            );
         }
         other => panic!("{other:?}"),
     }
+    // Delivered at its TSBPD time (latency 200 ms after arrival), the
+    // missing ones given up.
+    ep.handle_timeout(T0 + Duration::from_millis(199));
+    assert!(!matches!(ep.poll_event(), Some(EndpointEvent::Data { .. })));
+    ep.handle_timeout(T0 + Duration::from_millis(200));
+    match ep.poll_event() {
+        Some(EndpointEvent::Data {
+            id: got,
+            seq,
+            payload,
+        }) => {
+            assert_eq!((got, seq), (id, SeqNo::new(0x6dca_a7b5)));
+            assert_eq!(payload.len(), 188);
+            assert_eq!(payload[0], 0x47);
+        }
+        other => panic!("{other:?}"),
+    }
+    // ACKs go out towards the caller: first the first missing number,
+    // after the drop the one after the delivered packet.
+    let mut acks = Vec::new();
+    ep.handle_timeout(T0 + Duration::from_millis(210));
+    while let Some(t) = ep.poll_transmit() {
+        if let Packet::Control(c) = Packet::decode(&t.to_bytes()).unwrap() {
+            if let Control::Ack(a) = c.body {
+                acks.push(a.last_ack);
+            }
+        }
+    }
+    assert_eq!(acks, vec![SeqNo::new(0x6dca_a7b1), SeqNo::new(0x6dca_a7b6)]);
     // Same packet from another address, or to an unknown id: dropped.
+    let unroutable = ep.stats().unroutable;
     ep.handle_datagram(T0, addr(9999), data.clone().into());
     let mut wrong = data.clone();
     wrong[12..16].copy_from_slice(&(id.0 ^ 1).to_be_bytes());
     ep.handle_datagram(T0, src, wrong.into());
     assert!(ep.poll_event().is_none());
-    assert_eq!(ep.stats().unroutable, 2);
+    assert_eq!(ep.stats().unroutable, unroutable + 2);
+
+    // Sending towards the caller: header and payload as two pieces.
+    ep.send(
+        T0 + Duration::from_millis(201),
+        id,
+        Bytes::from_static(&[0x47; 188]),
+    )
+    .unwrap();
+    let t = ep.poll_transmit().unwrap();
+    assert_eq!(t.contents.len(), 2);
+    let Packet::Data(d) = Packet::decode(&t.to_bytes()).unwrap() else {
+        panic!()
+    };
+    assert_eq!((d.dest, d.seq), (CALLER_SOCKET, SeqNo::new(0x6dca_a7b1)));
+    assert!(ep.send(T0, SocketId(12345), Bytes::new()).is_err());
 
     // Shutdown closes.
     let shutdown = Packet::Control(arcly::srt::ControlPacket {
@@ -294,16 +346,22 @@ fn undecided_requests_and_idle_connections_expire() {
     let cookie = induct(&mut ep, T0, src);
     ep.handle_datagram(T0, src, conclusion(cookie, 2));
     request(&mut ep);
-    assert_eq!(
-        ep.poll_timeout(),
-        Some(T0 + PENDING_TIMEOUT.min(PEER_IDLE_TIMEOUT))
-    );
+    assert!(ep.poll_timeout().unwrap() <= T0 + PENDING_TIMEOUT);
     ep.handle_timeout(T0 + Duration::from_millis(100));
     assert_eq!(ep.pending_count(), 1, "nothing expires early");
+    assert_eq!(ep.connection_count(), 1);
     ep.handle_timeout(T0 + PENDING_TIMEOUT.max(PEER_IDLE_TIMEOUT));
     assert_eq!(ep.pending_count(), 0);
-    let (_, h) = handshake_of(&ep.poll_transmit().unwrap().to_bytes());
-    assert_eq!(h.hs_type, HandshakeType::Rejection(RejectReason::Timeout));
+    let mut rejected = false;
+    while let Some(t) = ep.poll_transmit() {
+        if let Packet::Control(c) = Packet::decode(&t.to_bytes()).unwrap() {
+            if let Control::Handshake(h) = c.body {
+                assert_eq!(h.hs_type, HandshakeType::Rejection(RejectReason::Timeout));
+                rejected = true;
+            }
+        }
+    }
+    assert!(rejected);
     assert_eq!(
         ep.poll_event(),
         Some(EndpointEvent::Closed {
@@ -311,6 +369,7 @@ fn undecided_requests_and_idle_connections_expire() {
             reason: CloseCause::IdleTimeout
         })
     );
+    assert_eq!(ep.connection_count(), 0);
     assert_eq!(ep.poll_timeout(), None);
 }
 

@@ -199,38 +199,8 @@ pub async fn publish_synthetic(
     spec: SynthSpec,
     t0: Instant,
 ) -> Result<(), String> {
-    let mut c = Client::connect(addr, url, ClientMode::Publish)
-        .await
-        .map_err(|e| format!("publisher connect: {e}"))?;
-    c.wait_started(Duration::from_secs(5)).await?;
-    let io = |e: std::io::Error| format!("publisher I/O: {e}");
-    c.send(&crate::synth::video_config()).await.map_err(io)?;
-    if spec.audio {
-        c.send(&crate::synth::audio_config()).await.map_err(io)?;
-    }
-    for i in 0..spec.frames {
-        let due = t0 + Duration::from_millis(u64::from(i) * spec.frame_ms() as u64);
-        tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
-        let v = spec.video(i);
-        c.conn()
-            .send_frame(&v)
-            .map_err(|e| format!("send_frame: {e}"))?;
-        if spec.audio {
-            let a = crate::synth::audio_frame(i, v.dts);
-            c.conn()
-                .send_frame(&a)
-                .map_err(|e| format!("send_frame: {e}"))?;
-        }
-        c.flush().await.map_err(io)?;
-        // Answer pings / acks without blocking.
-        while let Ok(Some(ev)) = c.next_event(Duration::ZERO).await {
-            if let ClientEvent::Closed(r) = ev {
-                return Err(format!("publisher closed by server: {r}"));
-            }
-        }
-    }
-    c.shutdown().await;
-    Ok(())
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    publish_synthetic_logged(addr, url, spec, t0, sent).await
 }
 
 /// [`publish_synthetic`] that also records in `sent[i]` when picture `i`

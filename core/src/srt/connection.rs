@@ -276,8 +276,13 @@ impl Connection {
         Some(Packet::Data(p))
     }
 
-    /// The next received payload due for delivery at `now` (TSBPD).
+    /// The next received payload due for delivery at `now` (TSBPD). Once
+    /// the peer has shut down, everything still buffered is due at once:
+    /// the stream's tail is delivered rather than lost.
     pub fn poll_delivered(&mut self, now: Instant) -> Option<Delivered> {
+        if self.closed == Some(Closed::ByPeer) {
+            return self.recv.poll_flush();
+        }
         self.recv.poll_deliver(now)
     }
 

@@ -23,8 +23,10 @@
 //!    handshake whose type is `1000 + reject code`.
 //!
 //! Later datagrams are routed by destination socket id (and must come from
-//! the connection's peer address) and surface as [`EndpointEvent::Packet`]
-//! until the live-mode connection machine takes them over.
+//! the connection's peer address) to that connection's live-mode
+//! [`Connection`] machine (ARQ, TSBPD, ACK/NAK, keep-alive, idle timeout);
+//! payloads due for delivery surface as [`EndpointEvent::Data`], and
+//! [`Endpoint::send`] queues payloads towards the peer.
 //!
 //! Invariants: at most [`EndpointConfig::max_connections`] connections and
 //! as many pending requests; transmit and event queues hold at most
@@ -39,11 +41,13 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use smallvec::{smallvec, SmallVec};
 
+use super::connection::{Closed, Connection, ConnectionConfig};
 use super::handshake::{
     ext_flags, Cipher, Handshake, HandshakeType, HsExtension, RejectReason, SrtFlags, SrtHsExt,
     SRT_MAGIC,
 };
-use super::packet::{Control, ControlPacket, ControlType, Packet, SocketId};
+use super::packet::{Control, ControlPacket, Packet, SocketId};
+use super::send_buffer::SendError;
 use super::seq::Timestamp;
 use super::stream_id::{StreamId, StreamIdError};
 use crate::time::Instant;
@@ -59,7 +63,7 @@ pub const PENDING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Peer idle timeout: a connection with no datagram for this long is
 /// closed (libsrt `SRTO_PEERIDLETIMEO` default, §4.8.1 keep-alive).
-pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const PEER_IDLE_TIMEOUT: Duration = super::connection::IDLE_TIMEOUT;
 
 /// SRT version this endpoint announces in HSRSP (1.5.0).
 pub const SRT_VERSION: u32 = 0x0001_0500;
@@ -144,7 +148,7 @@ pub struct ConnectionRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointEvent {
     /// A caller asks to connect; decide with accept/reject.
-    Request(ConnectionRequest),
+    Request(Box<ConnectionRequest>),
     /// A connection is established.
     Connected {
         /// Our socket id for it.
@@ -154,12 +158,15 @@ pub enum EndpointEvent {
         /// Negotiated TSBPD latency in ms.
         latency_ms: u16,
     },
-    /// A packet for an established connection.
-    Packet {
+    /// A payload received on a connection, delivered in order at its TSBPD
+    /// time.
+    Data {
         /// Our socket id.
         id: SocketId,
-        /// The decoded packet.
-        packet: Packet,
+        /// Its sequence number.
+        seq: super::seq::SeqNo,
+        /// The payload (MPEG-TS packets in live mode).
+        payload: Bytes,
     },
     /// A connection ended (peer shutdown or idle timeout).
     Closed {
@@ -177,6 +184,19 @@ pub enum CloseCause {
     Shutdown,
     /// No datagram for [`PEER_IDLE_TIMEOUT`].
     IdleTimeout,
+    /// [`Endpoint::close`] was called.
+    Local,
+}
+
+/// Why [`Endpoint::send`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointSendError {
+    /// No such connection.
+    #[error("no connection with this socket id")]
+    UnknownConnection,
+    /// The connection's send buffer is full.
+    #[error(transparent)]
+    Buffer(#[from] SendError),
 }
 
 /// Why [`Endpoint::accept`] failed.
@@ -217,7 +237,7 @@ struct Conn {
     peer: SocketAddr,
     peer_socket: SocketId,
     start: Instant,
-    last_seen: Instant,
+    machine: Connection,
     /// Our conclusion response, resent if the caller repeats its conclusion.
     conclusion_rsp: Bytes,
 }
@@ -329,23 +349,74 @@ impl Endpoint {
             self.stats.unroutable += 1;
             return;
         }
-        conn.last_seen = now;
-        let body = match &packet {
-            Packet::Control(c) => Some(c.body.control_type()),
-            Packet::Data(_) => None,
+        conn.machine.handle_packet(now, packet);
+        self.service(dest, now);
+    }
+
+    /// Drains one connection's deliveries and packets into the endpoint's
+    /// queues, and removes it once closed.
+    fn service(&mut self, id: SocketId, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
         };
-        match body {
-            Some(ControlType::Shutdown) => {
-                self.remove_conn(dest);
-                self.push_event(EndpointEvent::Closed {
-                    id: dest,
-                    reason: CloseCause::Shutdown,
-                });
-            }
-            Some(ControlType::KeepAlive) => {}
-            _ => {
-                self.push_event(EndpointEvent::Packet { id: dest, packet });
-            }
+        while self.events.len() < MAX_QUEUE {
+            let Some(d) = conn.machine.poll_delivered(now) else {
+                break;
+            };
+            self.events.push_back(EndpointEvent::Data {
+                id,
+                seq: d.seq,
+                payload: d.payload,
+            });
+        }
+        while self.transmits.len() < MAX_QUEUE {
+            let Some(p) = conn.machine.poll_packet(now) else {
+                break;
+            };
+            let contents = match p {
+                // Zero copy: header and shared payload as two pieces.
+                Packet::Data(d) => {
+                    smallvec![Bytes::copy_from_slice(&d.header_bytes()), d.payload]
+                }
+                Packet::Control(c) => smallvec![c.to_bytes()],
+            };
+            self.transmits.push_back(Transmit {
+                destination: conn.peer,
+                contents,
+            });
+        }
+        if let Some(why) = conn.machine.closed() {
+            let reason = match why {
+                Closed::ByPeer => CloseCause::Shutdown,
+                Closed::IdleTimeout => CloseCause::IdleTimeout,
+                Closed::Locally => CloseCause::Local,
+            };
+            self.remove_conn(id);
+            self.push_event(EndpointEvent::Closed { id, reason });
+        }
+    }
+
+    /// Queues `payload` (one live-mode message) on connection `id`.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        id: SocketId,
+        payload: Bytes,
+    ) -> Result<(), EndpointSendError> {
+        let conn = self
+            .conns
+            .get_mut(&id)
+            .ok_or(EndpointSendError::UnknownConnection)?;
+        conn.machine.send(now, payload)?;
+        self.service(id, now);
+        Ok(())
+    }
+
+    /// Closes connection `id`, sending SHUTDOWN to the peer.
+    pub fn close(&mut self, now: Instant, id: SocketId) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.machine.close(now);
+            self.service(id, now);
         }
     }
 
@@ -437,7 +508,7 @@ impl Endpoint {
             }),
             encrypted: hs.km_req().is_some(),
         };
-        if !self.push_event(EndpointEvent::Request(req)) {
+        if !self.push_event(EndpointEvent::Request(Box::new(req))) {
             return;
         }
         self.pending.push(Pending {
@@ -489,6 +560,15 @@ impl Endpoint {
             })],
         };
         rsp.set_peer_addr(p.peer.ip());
+        let machine = Connection::new(ConnectionConfig {
+            peer_socket: p.hs.socket_id,
+            // HSv5: both directions start at the caller's ISN (§4.3.1.2).
+            send_isn: p.hs.initial_seq,
+            recv_isn: p.hs.initial_seq,
+            latency: Duration::from_millis(u64::from(latency_ms)),
+            flow_window: rsp.flow_window,
+            start: now,
+        });
         let bytes = handshake_packet(p.hs.socket_id, Timestamp(0), rsp);
         self.conns.insert(
             id,
@@ -496,7 +576,7 @@ impl Endpoint {
                 peer: p.peer,
                 peer_socket: p.hs.socket_id,
                 start: now,
-                last_seen: now,
+                machine,
                 conclusion_rsp: bytes.clone(),
             },
         );
@@ -545,12 +625,13 @@ impl Endpoint {
     /// When [`Endpoint::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let pending = self.pending.iter().map(|p| p.deadline);
-        let idle = self.conns.values().map(|c| c.last_seen + PEER_IDLE_TIMEOUT);
+        let idle = self.conns.values().filter_map(|c| c.machine.poll_timeout());
         pending.chain(idle).min()
     }
 
-    /// Expires undecided requests (rejected with `SRT_REJ_TIMEOUT`) and
-    /// idle connections.
+    /// Expires undecided requests (rejected with `SRT_REJ_TIMEOUT`) and runs
+    /// every connection's timers (ACK, NAK, keep-alive, TSBPD delivery,
+    /// idle timeout).
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut i = 0;
         while let Some(p) = self.pending.get(i) {
@@ -561,18 +642,13 @@ impl Endpoint {
                 i += 1;
             }
         }
-        let idle: Vec<SocketId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.last_seen + PEER_IDLE_TIMEOUT <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in idle {
-            self.remove_conn(id);
-            self.push_event(EndpointEvent::Closed {
-                id,
-                reason: CloseCause::IdleTimeout,
-            });
+        // O(connections) per call; a timer wheel can replace this later.
+        let ids: Vec<SocketId> = self.conns.keys().copied().collect();
+        for id in ids {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.machine.handle_timeout(now);
+            }
+            self.service(id, now);
         }
     }
 

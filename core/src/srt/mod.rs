@@ -17,6 +17,12 @@
 //! - [`seq`]: wrap-aware sequence numbers, message numbers, timestamps;
 //! - [`stream_id`]: stream id conventions (`publish:live/cam`,
 //!   `#!::r=live/cam,m=publish`).
+//!
+//! Status: the listener side is complete enough for ffmpeg's libsrt caller
+//! to publish through it (handshake, ACK/ACKACK, NAK repair). Not yet here:
+//! the caller-side handshake, encryption (PBKDF2, AES key wrap, AES-CTR;
+//! encrypting callers are refused with `SRT_REJ_UNSECURE`), DROPREQ
+//! handling, rendezvous, and the glue to the engine (MPEG-TS in and out).
 
 pub mod connection;
 pub mod endpoint;

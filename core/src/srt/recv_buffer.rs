@@ -221,6 +221,28 @@ impl RecvBuffer {
         self.slots.iter().flatten().map(|(s, _)| s.play_at).next()
     }
 
+    /// The next stored packet regardless of its delivery time, skipping
+    /// (and counting as dropped) missing ones: for flushing the tail of a
+    /// stream whose sender has shut down.
+    pub fn poll_flush(&mut self) -> Option<Delivered> {
+        let gap = self.slots.iter().position(|s| s.is_some())?;
+        if gap > 0 {
+            self.slots.drain(..gap);
+            self.stats.dropped += gap as u64;
+            self.next = self.next.add(gap as u32);
+            self.loss.remove_before(self.next);
+        }
+        let (slot, timestamp) = self.slots.pop_front().flatten()?;
+        let seq = self.next;
+        self.next = self.next.next();
+        self.stats.delivered += 1;
+        Some(Delivered {
+            seq,
+            timestamp,
+            payload: slot.payload,
+        })
+    }
+
     /// The next packet due at `now`, in sequence order, dropping missing
     /// packets whose successor is already due (too-late packet drop).
     pub fn poll_deliver(&mut self, now: Instant) -> Option<Delivered> {
