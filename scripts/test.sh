@@ -105,6 +105,14 @@ timed "cargo test" timeout --kill-after=30s 45m \
     cargo test --workspace --no-fail-fast -- --test-threads="${ARCLY_TEST_THREADS:-4}"
 
 # ---------------------------------------------------------------------------
+section "loom models of the engine's ring and notifier (release, --cfg loom)"
+# A separate target directory: switching RUSTFLAGS would otherwise rebuild
+# the whole workspace for the next cargo command.
+timed "loom" env RUSTFLAGS="--cfg loom" \
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/loom" \
+    cargo test -p arcly --release --test loom_engine
+
+# ---------------------------------------------------------------------------
 if [ -f fuzz/Cargo.toml ]; then
     section "6/6 fuzz smoke runs (${ARCLY_FUZZ_SECS:-15} s per target; scripts/fuzz-smoke.sh)"
     # Stable toolchain with RUSTC_BOOTSTRAP=1, no sanitizer; installs
