@@ -377,3 +377,53 @@ fn max_legal_chunk_size_is_accepted() {
     let mut out = Vec::new();
     assert!(s.poll_transmit(&mut out) > 0, "connect answered");
 }
+
+/// A peer that keeps sending requests (here: ping requests, each answered
+/// with a ping response) but never reads the answers is closed once the
+/// unread replies pass `max_unread_output`; a peer whose answers are drained
+/// as they come is not, however many requests it sends.
+#[test]
+fn peer_that_never_reads_its_replies_is_closed() {
+    let config = ServerConfig {
+        max_unread_output: 64 << 10,
+        ..ServerConfig::default()
+    };
+    let factory = RtmpSessionFactory::allow_all(Engine::with_defaults()).with_config(config);
+    let pings: Vec<u8> = (0..200u32)
+        .flat_map(|t| {
+            let mut p = BytesMut::new();
+            p.put_u16(6); // PingRequest (RTMP spec §7.1.7)
+            p.put_u32(t);
+            raw::message(2, 0, 4, 0, p.freeze()).to_vec()
+        })
+        .collect();
+
+    for (port, drain) in [(60u16, false), (61, true)] {
+        let mut s = factory.session(peer(port), at(0), u64::from(port));
+        raw::handshake(&mut s, at(0));
+        s.handle_input(at(1), &raw::connect("live"));
+        let mut out = Vec::new();
+        s.poll_transmit(&mut out);
+        let mut batches = 0;
+        while s.close_reason().is_none() && batches < 100 {
+            s.handle_input(at(2), &pings);
+            if drain {
+                out.clear();
+                s.poll_transmit(&mut out);
+            }
+            batches += 1;
+        }
+        if drain {
+            assert!(
+                s.close_reason().is_none(),
+                "a reading peer was closed: {:?}",
+                s.close_reason()
+            );
+        } else {
+            let reason = format!("{:?}", s.close_reason());
+            assert!(reason.contains("does not read"), "{reason}");
+            // 200 pings answered per batch; the limit is hit within a few batches.
+            assert!(batches < 100, "never closed");
+        }
+    }
+}

@@ -40,6 +40,11 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Input buffered while a publish/play decision is pending, in bytes.
     pub max_pending_input: usize,
+    /// Replies (acks, pongs, command results) queued and not yet drained by
+    /// the owner, in bytes. A peer whose requests push the queue past this
+    /// (it sends but never reads) is closed with a protocol error. Media for
+    /// players is bounded separately, before it is queued.
+    pub max_unread_output: usize,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +57,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_pending_input: 4 << 20,
+            max_unread_output: 16 << 20,
         }
     }
 }
@@ -222,6 +228,14 @@ impl ServerConnection {
         }
         if let Err(e) = self.input(data) {
             self.protocol_error(e);
+            return;
+        }
+        let pending = self.wire.pending();
+        if pending > self.config.max_unread_output {
+            self.protocol_error(RtmpError::Protocol(format!(
+                "peer does not read: {pending} bytes of replies unread (limit {})",
+                self.config.max_unread_output
+            )));
         }
     }
 
