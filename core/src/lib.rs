@@ -14,6 +14,7 @@
 //! See `docs/architecture.md` for the contract and the data flow.
 
 pub mod admission;
+mod big_endian;
 pub mod codec;
 pub mod container;
 pub mod engine;

@@ -94,9 +94,104 @@ impl Clock {
     }
 }
 
+/// Extends a wire counter of `BITS` bits (timestamps that wrap at 2^`BITS`:
+/// RTMP's 32-bit ms, SRT's 32-bit µs, MPEG-TS's 33-bit 90 kHz) into one
+/// continuous `i64` timeline, so streams of days never wrap.
+///
+/// Invariant: the first value maps to itself; every later value maps to its
+/// representative nearest the previous result (within ±2^(`BITS`-1)), so a
+/// forward step past the wrap adds 2^`BITS` and a small backward step
+/// (B-frames, reordering) stays backward. `BITS` is 1..=62 (checked at
+/// compile time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WrapExtender<const BITS: u32> {
+    last: Option<i64>,
+}
+
+impl<const BITS: u32> WrapExtender<BITS> {
+    const MODULUS: i64 = {
+        assert!(BITS >= 1 && BITS <= 62, "WrapExtender supports 1..=62 bits");
+        1i64 << BITS
+    };
+
+    /// A fresh extender; the first value is returned as is.
+    pub const fn new() -> Self {
+        WrapExtender { last: None }
+    }
+
+    /// Extends `raw` (only its low `BITS` bits are used).
+    pub fn extend(&mut self, raw: u64) -> i64 {
+        let v = match self.last {
+            None => Self::low_bits(raw),
+            Some(last) => Self::near(last, raw),
+        };
+        self.last = Some(v);
+        v
+    }
+
+    /// The representative of `raw` nearest to `base`, without moving the
+    /// extender (e.g. a PTS next to its already extended DTS).
+    pub fn near(base: i64, raw: u64) -> i64 {
+        let m = Self::MODULUS;
+        let delta = (Self::low_bits(raw) - base.rem_euclid(m)).rem_euclid(m);
+        let delta = if delta >= m / 2 { delta - m } else { delta };
+        base.saturating_add(delta)
+    }
+
+    /// The last value returned by [`extend`](Self::extend).
+    pub fn last(&self) -> Option<i64> {
+        self.last
+    }
+
+    fn low_bits(raw: u64) -> i64 {
+        // Lossless: fewer than 63 bits remain.
+        (raw & (Self::MODULUS as u64 - 1)) as i64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrap_extender_wraps_forward_and_keeps_small_backward_steps() {
+        let mut e = WrapExtender::<32>::new();
+        assert_eq!(e.extend(100), 100);
+        assert_eq!(e.extend(90), 90);
+        let mut e = WrapExtender::<32>::new();
+        let max = u64::from(u32::MAX);
+        assert_eq!(e.extend(max - 10), (max - 10) as i64);
+        assert_eq!(e.extend(5), (1i64 << 32) + 5);
+        assert_eq!(e.extend(2), (1i64 << 32) + 2);
+        assert_eq!(e.extend(40), (1i64 << 32) + 40);
+        // Backward across the wrap, and only the low bits count.
+        assert_eq!(e.extend(max - 1), max as i64 - 1);
+        assert_eq!(e.extend((7 << 32) | 50), (1i64 << 32) + 50);
+        let mut w = WrapExtender::<33>::new();
+        assert_eq!(w.extend((1 << 33) - 5), (1 << 33) - 5);
+        assert_eq!(w.extend(3), (1 << 33) + 3);
+        assert_eq!(WrapExtender::<33>::near(10, 3000), 3000);
+        assert_eq!(
+            WrapExtender::<33>::near((1 << 33) + 5, (1 << 33) - 5),
+            (1 << 33) - 5
+        );
+    }
+
+    proptest::proptest! {
+        /// Steps of less than half the range are recovered exactly, for a
+        /// timeline that crosses many wraps.
+        #[test]
+        fn wrap_extender_recovers_any_timeline(start in 0i64..1 << 40, steps in proptest::collection::vec(-(1i64 << 31) + 1..(1i64 << 31), 1..200)) {
+            let mut e = WrapExtender::<32>::new();
+            let mut t = start;
+            let first = e.extend(t as u64);
+            let offset = t - first;
+            for s in steps {
+                t += s;
+                proptest::prop_assert_eq!(e.extend(t as u64) + offset, t);
+            }
+        }
+    }
 
     #[test]
     fn saturates() {

@@ -65,12 +65,7 @@ pub fn codec_string(codec: crate::frame::Codec, config: &bytes::Bytes) -> Result
     })
 }
 
-/// Reads `n` (1..=4) big-endian bytes at `pos` of `data`.
-pub(crate) fn read_be(data: &[u8], pos: usize, n: usize) -> Option<u32> {
-    let end = pos.checked_add(n)?;
-    let s = data.get(pos..end)?;
-    Some(s.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)))
-}
+pub(crate) use crate::big_endian::read_be;
 
 /// Formats `bytes` as lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {

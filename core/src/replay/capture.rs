@@ -424,7 +424,7 @@ const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 
 fn be16(d: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*d.get(at)?, *d.get(at + 1)?]))
+    crate::big_endian::read_be(d, at, 2).and_then(|v| u16::try_from(v).ok())
 }
 
 /// Strips the link header; `None` when the payload is not IP.

@@ -129,19 +129,7 @@ pub(super) fn prefix(events: &[StreamEvent], n: usize) -> Vec<u8> {
 }
 
 /// 32-bit RTMP timestamps extended past the wrap (RTMP spec §5.3.1.1).
-#[derive(Debug, Default)]
-struct TsExt(Option<(u32, i64)>);
-
-impl TsExt {
-    fn extend(&mut self, ts: u32) -> i64 {
-        let ext = match self.0 {
-            None => i64::from(ts),
-            Some((raw, ext)) => ext.saturating_add(i64::from(ts.wrapping_sub(raw) as i32)),
-        };
-        self.0 = Some((ts, ext));
-        ext
-    }
-}
+type TsExt = crate::time::WrapExtender<32>;
 
 /// Decodes what a server sent to its client, without answering.
 struct Observer {
@@ -198,10 +186,10 @@ impl Observer {
                     return;
                 }
                 let r = if m.type_id == type_id::AUDIO {
-                    let ts = self.audio_ts.extend(m.timestamp);
+                    let ts = self.audio_ts.extend(u64::from(m.timestamp));
                     self.demux.audio(ts, m.payload.clone())
                 } else {
-                    let ts = self.video_ts.extend(m.timestamp);
+                    let ts = self.video_ts.extend(u64::from(m.timestamp));
                     self.demux.video(ts, m.payload.clone())
                 };
                 match r {

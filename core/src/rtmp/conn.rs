@@ -193,10 +193,10 @@ impl Demuxer {
             return Ok(None);
         }
         let f = if type_id == msg_type::AUDIO {
-            let ts = self.audio_ts.extend(ts);
+            let ts = self.audio_ts.extend(u64::from(ts));
             self.flv.audio(ts, body.clone())?
         } else {
-            let ts = self.video_ts.extend(ts);
+            let ts = self.video_ts.extend(u64::from(ts));
             self.flv.video(ts, body.clone())?
         };
         Ok(f)
@@ -208,27 +208,9 @@ pub(crate) fn mux(frame: &Frame) -> Bytes {
     super::flv::frame_to_tag_body(frame)
 }
 
-/// Extends 32-bit RTMP millisecond timestamps (RTMP spec §5.3.1.1, wrapping
-/// every ~49.7 days) into a monotonic-by-default `i64`.
-///
-/// Each new value is placed at the wrapping distance from the previous one,
-/// read as a signed 32-bit delta: forward steps past the wrap add 2^32, small
-/// backward steps (B-frames, reordering) stay backward.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct TsExtender {
-    last: Option<(u32, i64)>,
-}
-
-impl TsExtender {
-    pub(crate) fn extend(&mut self, ts: u32) -> i64 {
-        let ext = match self.last {
-            None => i64::from(ts),
-            Some((raw, ext)) => ext.saturating_add(i64::from(ts.wrapping_sub(raw) as i32)),
-        };
-        self.last = Some((ts, ext));
-        ext
-    }
-}
+/// 32-bit RTMP millisecond timestamps (RTMP spec §5.3.1.1, wrapping every
+/// ~49.7 days) extended into `i64`.
+pub(crate) type TsExtender = crate::time::WrapExtender<32>;
 
 /// Keeps unparsed input while an admission decision is pending.
 #[derive(Debug, Default)]
@@ -251,22 +233,5 @@ impl Stash {
     }
     pub(crate) fn is_empty(&self) -> bool {
         self.buf.is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ts_extension_wraps_forward_and_keeps_small_backward_steps() {
-        let mut e = TsExtender::default();
-        assert_eq!(e.extend(100), 100);
-        assert_eq!(e.extend(90), 90);
-        let mut e = TsExtender::default();
-        assert_eq!(e.extend(u32::MAX - 10), i64::from(u32::MAX) - 10);
-        assert_eq!(e.extend(5), (1i64 << 32) + 5);
-        assert_eq!(e.extend(2), (1i64 << 32) + 2);
-        assert_eq!(e.extend(40), (1i64 << 32) + 40);
     }
 }

@@ -181,8 +181,7 @@ fn fourcc(body: &[u8], pos: usize) -> Result<[u8; 4], FlvError> {
 }
 
 fn u24(body: &[u8], pos: usize, what: &'static str) -> Result<u32, FlvError> {
-    let s = body.get(pos..pos + 3).ok_or(FlvError::Truncated(what))?;
-    Ok(s.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)))
+    crate::big_endian::read_be(body, pos, 3).ok_or(FlvError::Truncated(what))
 }
 
 fn si24(body: &[u8], pos: usize) -> Result<i32, FlvError> {

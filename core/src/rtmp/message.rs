@@ -101,14 +101,11 @@ pub enum ProtocolControl {
 }
 
 fn be32(payload: &[u8], type_id: u8, need: usize) -> Result<u32, MessageError> {
-    match payload.get(..4) {
-        Some(&[a, b, c, d]) => Ok(u32::from_be_bytes([a, b, c, d])),
-        _ => Err(MessageError::Truncated {
-            type_id,
-            len: payload.len(),
-            need,
-        }),
-    }
+    crate::big_endian::read_be(payload, 0, 4).ok_or(MessageError::Truncated {
+        type_id,
+        len: payload.len(),
+        need,
+    })
 }
 
 impl ProtocolControl {

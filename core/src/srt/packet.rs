@@ -493,8 +493,7 @@ pub enum Packet {
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_be_bytes(s.try_into().ok()?))
+    crate::big_endian::read_be(b, at, 4)
 }
 
 /// Reads the big-endian word at `at`, or reports which structure is short.

@@ -192,23 +192,20 @@ impl Timestamp {
 /// wrap) may map below zero, hence the signed result.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TimestampUnwrapper {
-    last: Option<(Timestamp, i64)>,
+    inner: crate::time::WrapExtender<32>,
 }
 
 impl TimestampUnwrapper {
     /// A fresh unwrapper; the first timestamp maps to its own value.
     pub const fn new() -> Self {
-        TimestampUnwrapper { last: None }
+        TimestampUnwrapper {
+            inner: crate::time::WrapExtender::new(),
+        }
     }
 
     /// The 64-bit extension of `ts`.
     pub fn unwrap(&mut self, ts: Timestamp) -> i64 {
-        let ext = match self.last {
-            None => i64::from(ts.0),
-            Some((prev_ts, prev_ext)) => prev_ext.saturating_add(i64::from(prev_ts.offset_to(ts))),
-        };
-        self.last = Some((ts, ext));
-        ext
+        self.inner.extend(u64::from(ts.0))
     }
 }
 

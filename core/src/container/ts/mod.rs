@@ -115,47 +115,10 @@ const CRC_TABLE: [u32; 256] = {
 };
 
 /// Extends 33-bit wire timestamps into a continuous `i64` timeline
-/// (ISO/IEC 13818-1 §2.4.3.7 wraps every 2^33 ticks, ~26.5 h).
-///
-/// Invariant: each value returned is within ±2^32 ticks of the previous one
-/// (the nearest representative of the wire value), so streams of any length
-/// and timestamps from several elementary streams share one timeline.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Wrap33 {
-    last: Option<i64>,
-}
-
-impl Wrap33 {
-    /// A fresh extender; the first value is returned as is (0..2^33).
-    pub const fn new() -> Self {
-        Self { last: None }
-    }
-
-    /// Extends `raw` (only its low 33 bits are used).
-    pub fn extend(&mut self, raw: u64) -> i64 {
-        let raw = (raw & TS_MASK) as i64;
-        let v = match self.last {
-            None => raw,
-            Some(last) => {
-                let m = 1i64 << 33;
-                let delta = (raw - last.rem_euclid(m)).rem_euclid(m);
-                let delta = if delta >= 1 << 32 { delta - m } else { delta };
-                last.saturating_add(delta)
-            }
-        };
-        self.last = Some(v);
-        v
-    }
-
-    /// The value nearest to the last one for a `raw` offset from `base`
-    /// (e.g. a PTS next to its DTS) without moving the reference.
-    pub fn near(base: i64, raw: u64) -> i64 {
-        let m = 1i64 << 33;
-        let delta = ((raw & TS_MASK) as i64 - base.rem_euclid(m)).rem_euclid(m);
-        let delta = if delta >= 1 << 32 { delta - m } else { delta };
-        base.saturating_add(delta)
-    }
-}
+/// (ISO/IEC 13818-1 §2.4.3.7 wraps every 2^33 ticks, ~26.5 h): each value is
+/// the representative nearest the previous one, so streams of any length and
+/// timestamps from several elementary streams share one timeline.
+pub type Wrap33 = crate::time::WrapExtender<33>;
 
 #[cfg(test)]
 mod tests {
