@@ -17,6 +17,7 @@ pub mod admission;
 mod big_endian;
 pub mod codec;
 pub mod container;
+pub mod datagram;
 pub mod engine;
 pub mod frame;
 #[cfg(feature = "replay")]

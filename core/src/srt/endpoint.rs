@@ -39,7 +39,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use smallvec::{smallvec, SmallVec};
+use smallvec::smallvec;
 
 use super::connection::{Closed, Connection, ConnectionConfig};
 use super::handshake::{
@@ -99,24 +99,7 @@ impl Default for EndpointConfig {
     }
 }
 
-/// One datagram to send: a few `Bytes` to write with vectored I/O.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where to send it.
-    pub destination: SocketAddr,
-    /// The datagram, in pieces.
-    pub contents: SmallVec<[Bytes; 2]>,
-}
-
-impl Transmit {
-    /// The datagram as one contiguous buffer (copies if in several pieces).
-    pub fn to_bytes(&self) -> Bytes {
-        match self.contents.as_slice() {
-            [one] => one.clone(),
-            parts => parts.concat().into(),
-        }
-    }
-}
+pub use crate::datagram::Transmit;
 
 /// Identifies a pending connection request until it is accepted or rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
