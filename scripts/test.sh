@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every arcly test on a fresh Debian machine:
 #   1. installs the interop tools if missing (ffmpeg, GStreamer with the
-#      rtmp2, x264, libav plugins) with apt-get;
+#      rtmp2, srt, x264, libav plugins, srt-tools, Chromium with
+#      chromedriver) with apt-get;
 #   2. cargo fmt --check;
 #   3. cargo clippy -D warnings;
 #   4. builds every test target and the `arcly` binary (the binary smoke
@@ -46,7 +47,7 @@ timed() {
 }
 
 # ---------------------------------------------------------------------------
-section "1/6 system packages (ffmpeg, GStreamer)"
+section "1/6 system packages (ffmpeg, GStreamer, srt-tools, Chromium)"
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
@@ -57,6 +58,10 @@ gst_has flvmux       || need+=(gstreamer1.0-plugins-good)
 gst_has rtmp2sink    || need+=(gstreamer1.0-plugins-bad)
 gst_has x264enc      || need+=(gstreamer1.0-plugins-ugly)
 gst_has avdec_h264   || need+=(gstreamer1.0-libav)
+gst_has srtsrc       || need+=(gstreamer1.0-plugins-bad)
+command -v srt-live-transmit >/dev/null 2>&1 || need+=(srt-tools)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v stdbuf >/dev/null 2>&1 || need+=(coreutils)
 if ((${#need[@]})); then
     # Deduplicate; one install for everything missing.
