@@ -6,4 +6,5 @@
 //! counted, recovered event — never a panic.
 
 pub mod fmp4;
+pub mod hls;
 pub mod ts;
