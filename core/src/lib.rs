@@ -20,6 +20,8 @@ pub mod container;
 pub mod datagram;
 pub mod engine;
 pub mod frame;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "replay")]
 pub mod replay;
 #[cfg(feature = "rtmp")]

@@ -240,3 +240,61 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn expired_packets_are_announced_with_dropreq_and_stop_naks() {
+    let start = Instant::from_millis(1000);
+    let (mut a, mut b) = pair(start, SeqNo::new(100), SeqNo::new(500));
+    // Ten packets from A are lost on the way; the eleventh arrives and
+    // reveals the gap.
+    for i in 0..11u8 {
+        a.send(start, Bytes::from(vec![i; 188])).unwrap();
+    }
+    let mut last = None;
+    while let Some(p) = a.poll_packet(start) {
+        last = Some(p);
+    }
+    b.handle_packet(start, last.unwrap());
+    assert_eq!(b.recv_stats().received, 1);
+    // A keeps its packets until latency + 1 s, then drops them unacked and
+    // sends a DROPREQ for the range.
+    let mut t = start;
+    let mut dropreq = None;
+    while t < start + LATENCY + Duration::from_secs(2) {
+        t = t + Duration::from_millis(10);
+        a.handle_timeout(t);
+        b.handle_packet(
+            t,
+            Packet::Control(arcly::srt::packet::ControlPacket {
+                timestamp: arcly::srt::Timestamp(0),
+                dest: SocketId(1),
+                body: Control::KeepAlive,
+            }),
+        );
+        while let Some(p) = a.poll_packet(t) {
+            if let Packet::Control(c) = &p {
+                if let Control::DropReq { first, last, .. } = c.body {
+                    dropreq = Some((first, last, p.clone()));
+                }
+            }
+        }
+    }
+    let (first, last, p) = dropreq.expect("a DROPREQ");
+    assert_eq!(first, SeqNo::new(100));
+    assert!(!last.is_before(SeqNo::new(109)));
+    assert!(a.send_stats().dropped >= 10);
+    // B: before the DROPREQ it NAKs the gap periodically; after it, never.
+    b.handle_timeout(t);
+    let naks = |b: &mut Connection, t| {
+        std::iter::from_fn(|| b.poll_packet(t))
+            .filter(|p| matches!(p, Packet::Control(c) if matches!(c.body, Control::Nak(_))))
+            .count()
+    };
+    assert!(naks(&mut b, t) > 0, "the gap is still reported");
+    b.handle_packet(t, p);
+    for _ in 0..50 {
+        t = t + Duration::from_millis(20);
+        b.handle_timeout(t);
+        assert_eq!(naks(&mut b, t), 0, "no NAK after the DROPREQ");
+    }
+}

@@ -391,7 +391,7 @@ fn old_callers_and_missing_hsreq_are_rejected() {
 }
 
 #[test]
-fn encrypting_callers_are_refused_until_crypto_lands() {
+fn encrypting_callers_are_refused_without_a_listener_passphrase() {
     let mut ep = Endpoint::new(config());
     let src = addr(4000);
     let cookie = induct(&mut ep, T0, src);
@@ -402,6 +402,197 @@ fn encrypting_callers_are_refused_until_crypto_lands() {
     assert_eq!(h.hs_type, HandshakeType::Rejection(RejectReason::Unsecure));
     assert!(ep.poll_event().is_none());
     assert_eq!(ep.pending_count(), 0);
+}
+
+/// The recorded ffmpeg KMREQ conclusion (passphrase `0123456789abcdef`)
+/// against a listener with `passphrase`: the handshake type it answers.
+fn km_conclusion_against(passphrase: Option<&str>, km: bool) -> (Endpoint, Handshake) {
+    let mut ep = Endpoint::new(EndpointConfig {
+        passphrase: passphrase.map(str::to_owned),
+        ..config()
+    });
+    let src = addr(4000);
+    let cookie = induct(&mut ep, T0, src);
+    let v = if km {
+        let mut v = hex(FFMPEG_KM_CONCLUSION);
+        v[16 + 28..16 + 32].copy_from_slice(&cookie.to_be_bytes());
+        Bytes::from(v)
+    } else {
+        conclusion(cookie, CALLER_SOCKET.0)
+    };
+    ep.handle_datagram(T0, src, v);
+    if let Some(EndpointEvent::Request(r)) = ep.poll_event() {
+        assert!(r.encrypted);
+        ep.accept(T0, r.token).unwrap();
+    }
+    let (_, h) = handshake_of(&ep.poll_transmit().unwrap().to_bytes());
+    (ep, h)
+}
+
+#[test]
+fn recorded_encrypting_ffmpeg_caller_with_the_right_passphrase_is_accepted() {
+    use arcly::srt::handshake::HsExtension;
+    use arcly::srt::key_material::KmResponse;
+    let (ep, h) = km_conclusion_against(Some("0123456789abcdef"), true);
+    assert_eq!(h.hs_type, HandshakeType::Conclusion);
+    let kmrsp = h
+        .extensions
+        .iter()
+        .find_map(|e| match e {
+            HsExtension::KmRsp(b) => Some(b.clone()),
+            _ => None,
+        })
+        .expect("KMRSP");
+    // KMRSP echoes the caller's key material (libsrt behaviour).
+    let req = Handshake::decode(&hex(FFMPEG_KM_CONCLUSION)[16..]).unwrap();
+    assert_eq!(
+        KmResponse::decode(&kmrsp).unwrap(),
+        KmResponse::Material(req.key_material().unwrap().unwrap())
+    );
+    assert_eq!(ep.connection_count(), 1);
+    let id = SocketId(h.socket_id.0);
+    assert!(ep.is_encrypted(id));
+}
+
+#[test]
+fn wrong_or_missing_encryption_is_refused_with_libsrt_codes() {
+    let (ep, h) = km_conclusion_against(Some("not the passphrase"), true);
+    assert_eq!(h.hs_type, HandshakeType::Rejection(RejectReason::BadSecret));
+    assert_eq!((ep.connection_count(), ep.pending_count()), (0, 0));
+    let (ep, h) = km_conclusion_against(Some("0123456789abcdef"), false);
+    assert_eq!(h.hs_type, HandshakeType::Rejection(RejectReason::Unsecure));
+    assert_eq!((ep.connection_count(), ep.pending_count()), (0, 0));
+}
+
+fn control(dest: SocketId, body: Control) -> Bytes {
+    Packet::Control(arcly::srt::packet::ControlPacket {
+        timestamp: arcly::srt::Timestamp(0),
+        dest,
+        body,
+    })
+    .to_bytes()
+}
+
+#[test]
+fn truncated_headers_and_bogus_socket_ids_change_nothing() {
+    let mut ep = Endpoint::new(config());
+    let peer = addr(5000);
+    let (id, _) = connect(&mut ep, T0, peer, 1);
+    while ep.poll_transmit().is_some() {}
+    while ep.poll_event().is_some() {}
+    let data = hex(FFMPEG_DATA);
+    for n in 0..16 {
+        ep.handle_datagram(T0, peer, Bytes::copy_from_slice(&data[..n]));
+    }
+    assert_eq!(ep.stats().malformed, 16);
+    // A data packet for a socket id nobody has, and one for ours from a
+    // stranger's address.
+    let mut v = data.clone();
+    v[12..16].copy_from_slice(&0x0bad_0bad_u32.to_be_bytes());
+    ep.handle_datagram(T0, peer, v.into());
+    let mut v = data.clone();
+    v[12..16].copy_from_slice(&id.0.to_be_bytes());
+    ep.handle_datagram(T0, addr(6666), v.into());
+    assert_eq!(ep.stats().unroutable, 2);
+    assert_eq!(ep.connection_count(), 1);
+    assert!(ep.poll_event().is_none() && ep.poll_transmit().is_none());
+}
+
+#[test]
+fn absurd_nak_and_dropreq_ranges_cost_nothing() {
+    use arcly::srt::packet::LossList;
+    let mut ep = Endpoint::new(config());
+    let peer = addr(5000);
+    let (id, _) = connect(&mut ep, T0, peer, 1);
+    while ep.poll_transmit().is_some() {}
+    while ep.poll_event().is_some() {}
+    for i in 0..3u8 {
+        ep.send(T0, id, Bytes::from(vec![i; 188])).unwrap();
+    }
+    assert_eq!(std::iter::from_fn(|| ep.poll_transmit()).count(), 3);
+    // A NAK of 2^30 - 1 packets: at most the 3 packets held go out again.
+    let mut list = LossList::new();
+    list.push(SeqNo::new(0), SeqNo::new((1 << 30) - 2));
+    ep.handle_datagram(T0, peer, control(id, Control::Nak(list)));
+    assert!(std::iter::from_fn(|| ep.poll_transmit()).count() <= 3);
+    // A DROPREQ over half the sequence space, and a backwards one.
+    for (a, b) in [(0u32, (1 << 30) - 2), (1 << 20, 5)] {
+        ep.handle_datagram(
+            T0,
+            peer,
+            control(
+                id,
+                Control::DropReq {
+                    msg_no: 0,
+                    first: SeqNo::new(a),
+                    last: SeqNo::new(b),
+                },
+            ),
+        );
+    }
+    assert_eq!(ep.connection_count(), 1);
+    assert!(ep.poll_event().is_none());
+}
+
+#[test]
+fn hostile_key_refresh_on_a_clear_connection_is_answered_with_a_failure() {
+    let mut ep = Endpoint::new(config());
+    let peer = addr(5000);
+    let (id, _) = connect(&mut ep, T0, peer, 1);
+    while ep.poll_transmit().is_some() {}
+    while ep.poll_event().is_some() {}
+    for body in [Bytes::from_static(&[1, 2, 3]), Bytes::from(vec![0xff; 300])] {
+        ep.handle_datagram(
+            T0,
+            peer,
+            control(
+                id,
+                Control::UserDefined {
+                    subtype: 3,
+                    info: 0,
+                    body,
+                },
+            ),
+        );
+        let t = ep.poll_transmit().expect("a KMRSP");
+        match Packet::decode(&t.to_bytes()).unwrap() {
+            Packet::Control(c) => match c.body {
+                Control::UserDefined { subtype, body, .. } => {
+                    assert_eq!(subtype, 4);
+                    assert_eq!(&body[..], &3u32.to_be_bytes(), "SRT_KM_S_NOSECRET");
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(!ep.is_encrypted(id));
+    assert_eq!(ep.stats().key_refreshes, 0);
+}
+
+#[test]
+fn encrypted_conclusion_flood_is_bounded() {
+    // Valid cookies from many addresses, all with key material: each one
+    // is refused or pending; pending requests never exceed the bound.
+    let mut ep = Endpoint::new(EndpointConfig {
+        passphrase: Some("0123456789abcdef".into()),
+        ..config()
+    });
+    for i in 0..40u16 {
+        let src = addr(7000 + i);
+        let cookie = induct(&mut ep, T0, src);
+        let mut v = hex(FFMPEG_KM_CONCLUSION);
+        v[16 + 28..16 + 32].copy_from_slice(&cookie.to_be_bytes());
+        if i % 2 == 1 {
+            // Corrupt the wrapped key: BADSECRET, nothing stored.
+            let n = v.len();
+            v[n - 3] ^= 0x55;
+        }
+        ep.handle_datagram(T0, src, v.into());
+        while ep.poll_transmit().is_some() {}
+    }
+    assert_eq!(ep.pending_count(), 4, "max_connections pending");
+    assert_eq!(ep.connection_count(), 0);
 }
 
 proptest! {

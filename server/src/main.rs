@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 mod replay;
+mod srt;
 
 /// A listen address, or `off` to disable that protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,26 @@ struct Cli {
     /// RTMP listen address (publish and play), or `off`.
     #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:1935")]
     rtmp: Listen,
+
+    /// HTTP listen address (HLS / LL-HLS playlists and segments, player
+    /// page at /<app>/<stream>/), or `off`.
+    #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:8888")]
+    http: Listen,
+
+    /// SRT listen address (UDP; publish with `streamid=publish:live/NAME`,
+    /// play with `streamid=read:live/NAME`), or `off`.
+    #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:8890")]
+    srt: Listen,
+
+    /// Passphrase SRT callers must encrypt with (10 to 79 characters);
+    /// without it only unencrypted callers are accepted.
+    #[arg(long, value_name = "P", value_parser = srt::parse_passphrase)]
+    srt_passphrase: Option<String>,
+
+    /// SRT receive latency (TSBPD) in milliseconds; each connection uses
+    /// the larger of both sides' values.
+    #[arg(long, value_name = "MS", default_value_t = 120)]
+    srt_latency: u16,
 
     /// Most connections served at once per listener; more are refused.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
@@ -189,7 +210,7 @@ async fn run(cli: Cli) -> ExitCode {
         ..arcly::AppConfig::default()
     }));
     let wanted = listeners(&cli, &engine);
-    if wanted.is_empty() {
+    if wanted.is_empty() && cli.http == Listen::Off && cli.srt == Listen::Off {
         eprintln!("arcly: every listener is off; nothing to serve");
         return ExitCode::FAILURE;
     }
@@ -217,6 +238,18 @@ async fn run(cli: Cli) -> ExitCode {
         }
     }
 
+    let http = match bind_http(&cli).await {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    let srt_bound = match cli.srt {
+        Listen::On(addr) => match srt::bind(addr).await {
+            Ok(b) => Some(b),
+            Err(code) => return code,
+        },
+        Listen::Off => None,
+    };
+
     println!("arcly {} ready", env!("CARGO_PKG_VERSION"));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -239,6 +272,29 @@ async fn run(cli: Cli) -> ExitCode {
         });
     }
 
+    if let Some((sock, addr)) = http {
+        spawn_http(
+            &mut servers,
+            sock,
+            addr,
+            &cli,
+            &engine,
+            &config,
+            stop_rx.clone(),
+        );
+    }
+    if let Some((sock, addr)) = srt_bound {
+        println!("  SRT listening on {addr}/udp");
+        let encrypted = cli.srt_passphrase.is_some();
+        for hint in srt::hints(addr, &display_host(addr), encrypted) {
+            println!("    {hint}");
+        }
+        tracing::info!(protocol = "SRT", %addr, encrypted, latency_ms = cli.srt_latency, "listening");
+        let passphrase = cli.srt_passphrase.clone();
+        let factory = srt::factory(&engine, cli.srt_latency, passphrase, cli.max_connections);
+        srt::spawn(&mut servers, sock, factory, stop_rx.clone());
+    }
+
     tokio::select! {
         _ = signals.recv() => {}
         _ = servers.join_next() => {
@@ -256,6 +312,66 @@ async fn run(cli: Cli) -> ExitCode {
     }
     tracing::info!("bye");
     ExitCode::SUCCESS
+}
+
+/// `--http`: binds the HLS listener (`None` when off).
+async fn bind_http(cli: &Cli) -> Result<Option<(tokio::net::TcpListener, SocketAddr)>, ExitCode> {
+    let Listen::On(addr) = cli.http else {
+        return Ok(None);
+    };
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(sock) => {
+            let bound = sock.local_addr().unwrap_or(addr);
+            Ok(Some((sock, bound)))
+        }
+        Err(e) => {
+            eprintln!("arcly: cannot listen for HTTP on {addr}: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn http_hints(addr: SocketAddr) -> Vec<String> {
+    let base = format!("http://{}:{}/live/<name>", display_host(addr), addr.port());
+    vec![
+        format!("LL-HLS:  {base}/index.m3u8"),
+        format!("HLS/TS:  {base}/ts/index.m3u8"),
+        format!("player:  {base}/"),
+    ]
+}
+
+/// Serves HLS / LL-HLS for every stream of `engine` (`arcly::http`).
+fn spawn_http(
+    servers: &mut tokio::task::JoinSet<()>,
+    sock: tokio::net::TcpListener,
+    addr: SocketAddr,
+    cli: &Cli,
+    engine: &Engine,
+    config: &ServeConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    println!("  HTTP listening on {addr}");
+    for hint in http_hints(addr) {
+        println!("    {hint}");
+    }
+    tracing::info!(protocol = "HTTP", %addr, "listening");
+    let router = Arc::new(arcly::http::HttpRouter::new(
+        engine.clone(),
+        arcly::http::HttpConfig::default(),
+    ));
+    let http_config = arcly_tokio::HttpServeConfig {
+        max_connections: cli.max_connections.max(1),
+        shutdown_grace: config.shutdown_grace,
+        ..arcly_tokio::HttpServeConfig::default()
+    };
+    servers.spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = arcly_tokio::serve_http_with(sock, router, shutdown, http_config).await {
+            tracing::error!(protocol = "HTTP", "listener failed: {e}");
+        }
+    });
 }
 
 /// SIGINT and SIGTERM, installed before the listeners start so that a
@@ -321,6 +437,12 @@ mod tests {
         assert_eq!(cli.rtmp, Listen::On("0.0.0.0:1935".parse().unwrap()));
         let cli = Cli::try_parse_from(["arcly", "--rtmp", "off"]).unwrap();
         assert_eq!(cli.rtmp, Listen::Off);
+        let cli = Cli::try_parse_from(["arcly"]).unwrap();
+        assert_eq!(cli.http, Listen::On("0.0.0.0:8888".parse().unwrap()));
+        let cli = Cli::try_parse_from(["arcly", "--http", ":18888"]).unwrap();
+        assert_eq!(cli.http, Listen::On("0.0.0.0:18888".parse().unwrap()));
+        let cli = Cli::try_parse_from(["arcly", "--http", "off"]).unwrap();
+        assert_eq!(cli.http, Listen::Off);
         assert!(Cli::try_parse_from(["arcly", "--rtmp", "bogus"]).is_err());
     }
 }

@@ -17,14 +17,19 @@
 )]
 
 pub mod binary;
+pub mod browser;
 pub mod client;
 pub mod ffmpeg;
 pub mod gst;
+pub mod hls;
+pub mod http_client;
+pub mod m3u8;
 pub mod net;
 pub mod process;
 pub mod rawrtmp;
 pub mod scenario;
 pub mod servers;
+pub mod srt;
 pub mod synth;
 pub mod tools;
 

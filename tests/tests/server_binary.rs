@@ -85,7 +85,7 @@ fn serves_rtmp_on_the_given_address_and_stops_on_sigterm() {
         return;
     };
     let _watchdog = Watchdog::new("serve", Duration::from_secs(60));
-    let mut server = spawn(&bin, &["--rtmp", "127.0.0.1:0"]);
+    let mut server = spawn(&bin, &["--rtmp", "127.0.0.1:0", "--srt", "127.0.0.1:0"]);
     let addr = wait_rtmp_addr(&mut server, Duration::from_secs(10))
         .unwrap_or_else(|| panic!("no `RTMP listening on` banner:\n{}", server.describe()));
     assert!(

@@ -18,6 +18,10 @@
 //!
 //! The executor is the caller's: [`serve_tcp`] takes a spawner closure.
 //!
+//! For UDP protocols, [`serve_udp`] drives one `arcly::datagram`
+//! [`DatagramService`] per socket (e.g. SRT) in the calling task, on any
+//! executor.
+//!
 //! ```no_run
 //! # fn run(factory: std::sync::Arc<dyn arcly::session::SessionFactory>) -> std::io::Result<()> {
 //! # let ctrl_c = std::future::pending::<()>();
@@ -29,6 +33,7 @@
 //! ```
 
 mod driver;
+mod udp;
 
 use std::future::Future;
 use std::io;
@@ -47,6 +52,9 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
 pub use driver::DriveConfig;
+pub use udp::UdpConfig;
+
+use arcly::datagram::{DatagramService, DatagramServiceFactory};
 
 /// A connection's future, handed to the spawner of [`serve_tcp`].
 pub type ConnectionFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -286,6 +294,68 @@ pub async fn connect_tcp(
     let stream = Async::<TcpStream>::connect(addr).await?;
     stream.get_ref().set_nodelay(true)?;
     drive_stream(stream, session, clock).await
+}
+
+/// Serves one [`DatagramService`] from `factory` on `socket` (SRT, ...)
+/// in the calling task (any executor) until `shutdown` completes; then
+/// closes the service and drives it until it has said goodbye (bounded by
+/// [`UdpConfig::close_linger`]). Uses [`UdpConfig::default`].
+///
+/// Per round: every ready datagram (up to a batch) → `handle_datagram`;
+/// `handle_media` when a played stream's signal moved; `handle_timeout` at
+/// the deadline; `poll_transmit` drained into `sendmsg` calls; then the
+/// task waits on the socket, the signals and the deadline.
+///
+/// ```no_run
+/// # fn run(factory: impl arcly::datagram::DatagramServiceFactory) -> std::io::Result<()> {
+/// # let ctrl_c = std::future::pending::<()>();
+/// smol::block_on(async {
+///     let socket = async_io::Async::<std::net::UdpSocket>::bind(([0, 0, 0, 0], 8890))?;
+///     arcly_async_io::serve_udp(socket, factory, ctrl_c).await
+/// })
+/// # }
+/// ```
+pub async fn serve_udp(
+    socket: Async<std::net::UdpSocket>,
+    factory: impl DatagramServiceFactory,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    serve_udp_with(socket, factory, shutdown, &UdpConfig::default()).await
+}
+
+/// [`serve_udp`] with explicit settings.
+pub async fn serve_udp_with(
+    socket: Async<std::net::UdpSocket>,
+    factory: impl DatagramServiceFactory,
+    shutdown: impl Future<Output = ()>,
+    config: &UdpConfig,
+) -> io::Result<()> {
+    let local = socket.get_ref().local_addr()?;
+    udp::tune_buffers(
+        socket2::SockRef::from(socket.get_ref()),
+        config.socket_buffer,
+        Some(local),
+    );
+    let clock = Clock::new(std::time::Instant::now());
+    let now = clock.instant(std::time::Instant::now());
+    let service = factory.new_service(local, now, connection_seed());
+    tracing::debug!(%local, "serving UDP");
+    drive_udp(&socket, service, clock, shutdown, config).await
+}
+
+/// Drives `service` on `socket` until it is closed (after `shutdown`
+/// completes, or by itself). `clock` is the origin of the service's
+/// [`arcly::Instant`]s (the one whose `now` built the service).
+pub async fn drive_udp(
+    socket: &Async<std::net::UdpSocket>,
+    mut service: Box<dyn DatagramService>,
+    clock: Clock,
+    shutdown: impl Future<Output = ()>,
+    config: &UdpConfig,
+) -> io::Result<()> {
+    let mut shutdown = pin!(shutdown);
+    let mut driver = udp::UdpDriver::new(socket, service.as_mut(), clock, config);
+    future::poll_fn(|cx| driver.poll_drive(cx, shutdown.as_mut())).await
 }
 
 /// A seed for a new session's randomness: a process-wide counter mixed with

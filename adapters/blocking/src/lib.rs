@@ -14,6 +14,10 @@
 //!   signal and the server's [`Shutdown`] all notify it (the latter two
 //!   through a waker registered with their `Signal::wait`).
 //!
+//! For UDP protocols, [`serve_udp`] drives one `arcly::datagram`
+//! [`DatagramService`] per socket (e.g. SRT) on the calling thread plus one
+//! reader thread (see [`UdpConfig`] and the `udp` module docs).
+//!
 //! On [`Shutdown::trigger`], [`serve_tcp`] stops accepting, every session's
 //! `close()` is called, sessions get [`ServeConfig::shutdown_grace`] to
 //! flush, then any connection still open is shut down at the socket.
@@ -28,6 +32,7 @@
 //! ```
 
 mod driver;
+mod udp;
 
 use std::collections::HashMap;
 use std::io;
@@ -41,6 +46,9 @@ use arcly::session::{CloseReason, SessionFactory, StreamSession};
 use arcly::time::Clock;
 
 pub use driver::DriveConfig;
+pub use udp::{UdpConfig, READ_POLL};
+
+use arcly::datagram::{DatagramService, DatagramServiceFactory};
 
 /// A shutdown request, shared by clones: [`trigger`](Self::trigger) once,
 /// observe anywhere (threads block on it with [`wait`](Self::wait)).
@@ -335,6 +343,60 @@ pub fn connect_tcp(
     let stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     drive_stream(stream, session, clock)
+}
+
+/// Serves one [`DatagramService`] from `factory` on `socket` (SRT, ...)
+/// on the calling thread (plus one reader thread) until `shutdown` is
+/// triggered; then closes the service and drives it until it has said
+/// goodbye (bounded by [`UdpConfig::close_linger`]). Blocks. Uses
+/// [`UdpConfig::default`].
+///
+/// ```no_run
+/// # fn run(factory: impl arcly::datagram::DatagramServiceFactory) -> std::io::Result<()> {
+/// let socket = std::net::UdpSocket::bind("0.0.0.0:8890")?;
+/// let shutdown = arcly_blocking::Shutdown::new();
+/// arcly_blocking::serve_udp(socket, factory, shutdown)
+/// # }
+/// ```
+pub fn serve_udp(
+    socket: std::net::UdpSocket,
+    factory: impl DatagramServiceFactory,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    serve_udp_with(socket, factory, shutdown, &UdpConfig::default())
+}
+
+/// [`serve_udp`] with explicit settings.
+pub fn serve_udp_with(
+    socket: std::net::UdpSocket,
+    factory: impl DatagramServiceFactory,
+    shutdown: Shutdown,
+    config: &UdpConfig,
+) -> io::Result<()> {
+    let local = socket.local_addr()?;
+    udp::tune_buffers(
+        socket2::SockRef::from(&socket),
+        config.socket_buffer,
+        Some(local),
+    );
+    let clock = Clock::new(std::time::Instant::now());
+    let now = clock.instant(std::time::Instant::now());
+    let service = factory.new_service(local, now, connection_seed());
+    tracing::debug!(%local, "serving UDP");
+    drive_udp(&socket, service, clock, Some(&shutdown), config)
+}
+
+/// Drives `service` on `socket` on the calling thread (plus one reader
+/// thread) until it is closed (after `shutdown` is triggered, or by
+/// itself). `clock` is the origin of the service's [`arcly::Instant`]s.
+pub fn drive_udp(
+    socket: &std::net::UdpSocket,
+    mut service: Box<dyn DatagramService>,
+    clock: Clock,
+    shutdown: Option<&Shutdown>,
+    config: &UdpConfig,
+) -> io::Result<()> {
+    udp::drive(socket, service.as_mut(), clock, shutdown, config)
 }
 
 /// A seed for a new session's randomness: a process-wide counter mixed with

@@ -3,6 +3,8 @@
 //! A small generic driver: one task per TCP connection runs the
 //! [`StreamSession`] loop of `arcly::session`. No protocol logic lives here;
 //! any [`SessionFactory`] (e.g. `arcly::rtmp::RtmpSessionFactory`) plugs in.
+//! For UDP protocols, [`serve_udp`] drives one `arcly::datagram`
+//! [`DatagramService`] per socket (e.g. SRT) in one task.
 //!
 //! Per connection, until the session is closed and flushed:
 //! 1. bytes read into a fixed buffer → `handle_input` (EOF → `handle_input(now, &[])`);
@@ -28,6 +30,8 @@
 //! ```
 
 mod driver;
+mod http;
+mod udp;
 
 use std::future::Future;
 use std::io;
@@ -46,6 +50,10 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 pub use driver::DriveConfig;
+pub use http::{serve_http, serve_http_with, HttpServeConfig};
+pub use udp::UdpConfig;
+
+use arcly::datagram::{DatagramService, DatagramServiceFactory};
 
 /// Settings of [`serve_tcp_with`].
 #[derive(Debug, Clone)]
@@ -235,6 +243,64 @@ pub async fn connect_tcp(
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     drive_stream(stream, session, clock).await
+}
+
+/// Serves one [`DatagramService`] from `factory` on `socket` (SRT, ...)
+/// in the calling task until `shutdown` completes; then closes the service
+/// and drives it until it has said goodbye (bounded by
+/// [`UdpConfig::close_linger`]). Uses [`UdpConfig::default`]; see the
+/// `udp` module docs for the loop.
+///
+/// ```no_run
+/// # async fn run(factory: impl arcly::datagram::DatagramServiceFactory) -> std::io::Result<()> {
+/// let socket = tokio::net::UdpSocket::bind("0.0.0.0:8890").await?;
+/// arcly_tokio::serve_udp(socket, factory, async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// })
+/// .await
+/// # }
+/// ```
+pub async fn serve_udp(
+    socket: tokio::net::UdpSocket,
+    factory: impl DatagramServiceFactory,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    serve_udp_with(socket, factory, shutdown, &UdpConfig::default()).await
+}
+
+/// [`serve_udp`] with explicit settings.
+pub async fn serve_udp_with(
+    socket: tokio::net::UdpSocket,
+    factory: impl DatagramServiceFactory,
+    shutdown: impl Future<Output = ()>,
+    config: &UdpConfig,
+) -> io::Result<()> {
+    let local = socket.local_addr()?;
+    udp::tune_buffers(
+        socket2::SockRef::from(&socket),
+        config.socket_buffer,
+        Some(local),
+    );
+    let clock = Clock::new(std::time::Instant::now());
+    let now = clock.instant(std::time::Instant::now());
+    let service = factory.new_service(local, now, connection_seed());
+    tracing::debug!(%local, "serving UDP");
+    drive_udp(&socket, service, clock, shutdown, config).await
+}
+
+/// Drives `service` on `socket` until it is closed (after `shutdown`
+/// completes, or by itself). `clock` is the origin of the service's
+/// [`arcly::Instant`]s (the one whose `now` built the service).
+pub async fn drive_udp(
+    socket: &tokio::net::UdpSocket,
+    mut service: Box<dyn DatagramService>,
+    clock: Clock,
+    shutdown: impl Future<Output = ()>,
+    config: &UdpConfig,
+) -> io::Result<()> {
+    let mut shutdown = pin!(shutdown);
+    let mut driver = udp::UdpDriver::new(socket, service.as_mut(), clock, config);
+    std::future::poll_fn(|cx| driver.poll_drive(cx, shutdown.as_mut())).await
 }
 
 /// A seed for a new session's randomness: a process-wide counter mixed with

@@ -18,10 +18,12 @@
 mod bus;
 mod registry;
 mod signal;
+mod signal_set;
 mod stats;
 mod sync;
 
 pub use bus::{EgressSlot, FrameEntry, Publisher, Recv, SharedFrame, Subscriber, MAX_RING_FRAMES};
 pub use registry::{AppConfig, Engine, PublishError, StreamKey, StreamKeyError, SubscribeError};
 pub use signal::{Signal, SignalWait};
+pub use signal_set::SignalSet;
 pub use stats::{StreamStats, StreamStatsSnapshot, SubscriberStats, SubscriberStatsSnapshot};

@@ -91,6 +91,11 @@ impl Signal {
         }
     }
 
+    /// Whether `self` and `other` are handles to the same signal.
+    pub fn ptr_eq(&self, other: &Signal) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// The current epoch; read it before checking for work, then wait from it.
     pub fn epoch(&self) -> u64 {
         self.inner.state.load(Ordering::Acquire) >> 1

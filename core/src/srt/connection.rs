@@ -15,8 +15,11 @@
 //! to acknowledge; a NAK on each detected gap and a periodic NAK of the
 //! whole loss list every [`Connection::nak_period`]; a keep-alive after
 //! [`KEEPALIVE_PERIOD`] without sending; closed after [`IDLE_TIMEOUT`]
-//! without receiving. Not yet handled: DROPREQ (the receiver's too-late
-//! drop covers its effect), congestion control and encryption.
+//! without receiving. Packets the sender drops unacknowledged are announced
+//! with a DROPREQ (§3.2.9); a received DROPREQ takes its range off the
+//! loss list. Encryption is the endpoint's job (per connection keys, see
+//! [`super::crypto`]); not here: congestion control (live mode paces at
+//! the application's rate).
 //!
 //! Invariants: the control queue holds at most [`MAX_CONTROL_QUEUE`]
 //! packets (the oldest NAK/ACK is superseded by newer ones anyway); send
@@ -196,6 +199,9 @@ impl Connection {
                     }
                 }
                 Control::Nak(list) => self.send.handle_nak(&list),
+                Control::DropReq { first, last, .. } => {
+                    self.recv.drop_request(first, last);
+                }
                 Control::Shutdown => self.closed = Some(Closed::ByPeer),
                 _ => {}
             },
@@ -252,7 +258,18 @@ impl Connection {
                 self.queue_control(now, Control::Nak(nak));
             }
         }
-        self.send.drop_expired(now);
+        if let Some((first, last)) = self.send.drop_expired(now) {
+            // Tell the receiver to stop asking for them (§3.2.9; libsrt
+            // sends message number 0 for a plain sequence range).
+            self.queue_control(
+                now,
+                Control::DropReq {
+                    msg_no: 0,
+                    first,
+                    last,
+                },
+            );
+        }
         if now.saturating_duration_since(self.last_sent) >= KEEPALIVE_PERIOD
             && self.control.is_empty()
         {

@@ -41,14 +41,17 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use smallvec::smallvec;
 
+use super::caller::{Caller, ConnectError, ConnectStartError, Phase, Step, CONNECT_RETRY};
 use super::connection::{Closed, Connection, ConnectionConfig};
+use super::crypto::{check_passphrase, CryptoContext, KeyGenerator, KeyLength};
 use super::handshake::{
     ext_flags, Cipher, Handshake, HandshakeType, HsExtension, RejectReason, SrtFlags, SrtHsExt,
     SRT_MAGIC,
 };
-use super::packet::{Control, ControlPacket, Packet, SocketId};
+use super::key_material::{KeyMaterial, KmResponse, KmState};
+use super::packet::{Control, ControlPacket, KeyFlag, Packet, SocketId};
 use super::send_buffer::SendError;
-use super::seq::Timestamp;
+use super::seq::{SeqNo, Timestamp};
 use super::stream_id::{StreamId, StreamIdError};
 use crate::time::Instant;
 
@@ -68,11 +71,21 @@ pub const PEER_IDLE_TIMEOUT: Duration = super::connection::IDLE_TIMEOUT;
 /// SRT version this endpoint announces in HSRSP (1.5.0).
 pub const SRT_VERSION: u32 = 0x0001_0500;
 
+/// Default connect timeout of a caller (libsrt `SRTO_CONNTIMEO`: 3 s).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// UMSG_EXT subtype of a key refresh request (libsrt `SRT_CMD_KMREQ`).
+const UMSG_KMREQ: u16 = 3;
+/// UMSG_EXT subtype of a key refresh answer (libsrt `SRT_CMD_KMRSP`).
+const UMSG_KMRSP: u16 = 4;
+
 /// Endpoint settings. `cookie_secret` and `rng_seed` are inputs: the
 /// machine reads no randomness of its own.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EndpointConfig {
-    /// Secret keying the SYN cookies.
+    /// Secret keying the SYN cookies, and the key generator for stream
+    /// encrypting keys and salts (§6.2.1) of the connections this
+    /// endpoint initiates: fill it from the OS RNG.
     pub cookie_secret: [u8; 32],
     /// Seed for socket ids.
     pub rng_seed: u64,
@@ -84,6 +97,34 @@ pub struct EndpointConfig {
     pub mtu: u32,
     /// Flow window announced in handshakes (packets).
     pub flow_window: u32,
+    /// Listener passphrase (`SRTO_PASSPHRASE`, 10–79 bytes, §6.1.4). With
+    /// one, callers must encrypt with it (wrong key: `SRT_REJ_BADSECRET`;
+    /// no encryption: `SRT_REJ_UNSECURE`); without one, encrypting callers
+    /// are refused with `SRT_REJ_UNSECURE` (libsrt's enforced encryption).
+    /// A caller's passphrase is given to [`Endpoint::connect`].
+    pub passphrase: Option<String>,
+    /// Key length of the keys this endpoint generates as a caller
+    /// (`SRTO_PBKEYLEN`); a listener takes the caller's.
+    pub key_length: KeyLength,
+    /// How long [`Endpoint::connect`] tries before
+    /// [`ConnectError::Timeout`].
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of logs.
+        f.debug_struct("EndpointConfig")
+            .field("rng_seed", &self.rng_seed)
+            .field("max_connections", &self.max_connections)
+            .field("latency_ms", &self.latency_ms)
+            .field("mtu", &self.mtu)
+            .field("flow_window", &self.flow_window)
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "***"))
+            .field("key_length", &self.key_length)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for EndpointConfig {
@@ -95,6 +136,9 @@ impl Default for EndpointConfig {
             latency_ms: 120,
             mtu: 1500,
             flow_window: 8192,
+            passphrase: None,
+            key_length: KeyLength::Aes128,
+            connect_timeout: CONNECT_TIMEOUT,
         }
     }
 }
@@ -121,9 +165,8 @@ pub struct ConnectionRequest {
     pub stream_id: Result<StreamId, StreamIdError>,
     /// The caller's HSREQ.
     pub hs_req: SrtHsExt,
-    /// `true` if the caller sent key material (encryption requested).
-    /// Always `false` for now: such callers are rejected before a request
-    /// is raised, until the crypto layer exists.
+    /// `true` if the caller sent key material that unwrapped with our
+    /// passphrase: the connection will be encrypted.
     pub encrypted: bool,
 }
 
@@ -150,6 +193,14 @@ pub enum EndpointEvent {
         seq: super::seq::SeqNo,
         /// The payload (MPEG-TS packets in live mode).
         payload: Bytes,
+    },
+    /// A [`Endpoint::connect`] attempt failed (timeout, rejection, key
+    /// material mismatch); the id is the one `connect` returned.
+    ConnectFailed {
+        /// Our socket id of the attempt.
+        id: SocketId,
+        /// Why; a rejection carries the listener's reject code.
+        reason: ConnectError,
     },
     /// A connection ended (peer shutdown or idle timeout).
     Closed {
@@ -205,6 +256,12 @@ pub struct EndpointStats {
     pub inductions: u64,
     /// Rejections sent.
     pub rejections: u64,
+    /// Data packets dropped because they could not be decrypted (no key
+    /// for their KK flag, or clear packets on an encrypted connection, or
+    /// encrypted ones on a clear connection).
+    pub undecryptable: u64,
+    /// Key refresh requests (KMREQ over UMSG_EXT) installed.
+    pub key_refreshes: u64,
 }
 
 #[derive(Debug)]
@@ -213,6 +270,7 @@ struct Pending {
     peer: SocketAddr,
     hs: Handshake,
     deadline: Instant,
+    crypto: Option<CryptoContext>,
 }
 
 #[derive(Debug)]
@@ -221,8 +279,11 @@ struct Conn {
     peer_socket: SocketId,
     start: Instant,
     machine: Connection,
-    /// Our conclusion response, resent if the caller repeats its conclusion.
+    /// Our conclusion response, resent if the caller repeats its
+    /// conclusion (empty for connections we initiated).
     conclusion_rsp: Bytes,
+    /// Payload keys when the connection is encrypted (§6).
+    crypto: Option<CryptoContext>,
 }
 
 /// The SRT endpoint machine (see the module docs).
@@ -235,6 +296,9 @@ pub struct Endpoint {
     conns: HashMap<SocketId, Conn>,
     /// (peer address, peer socket id) → our socket id.
     by_peer: HashMap<(SocketAddr, SocketId), SocketId>,
+    /// Connection attempts in progress, by our socket id.
+    callers: HashMap<SocketId, Caller>,
+    keygen: KeyGenerator,
     transmits: VecDeque<Transmit>,
     events: VecDeque<EndpointEvent>,
     stats: EndpointStats,
@@ -245,11 +309,13 @@ impl Endpoint {
     pub fn new(config: EndpointConfig) -> Self {
         Endpoint {
             rng: config.rng_seed,
+            keygen: KeyGenerator::new(config.cookie_secret),
             config,
             next_token: 0,
             pending: Vec::new(),
             conns: HashMap::new(),
             by_peer: HashMap::new(),
+            callers: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
@@ -324,6 +390,18 @@ impl Endpoint {
             }
             return;
         }
+        if self.callers.contains_key(&dest) {
+            if let Packet::Control(ControlPacket {
+                body: Control::Handshake(hs),
+                ..
+            }) = packet
+            {
+                self.handle_caller_handshake(now, src, dest, hs);
+            } else {
+                self.stats.unroutable += 1;
+            }
+            return;
+        }
         let Some(conn) = self.conns.get_mut(&dest) else {
             self.stats.unroutable += 1;
             return;
@@ -332,6 +410,70 @@ impl Endpoint {
             self.stats.unroutable += 1;
             return;
         }
+        let packet = match packet {
+            Packet::Data(mut d) => {
+                match (&conn.crypto, d.key) {
+                    (None, KeyFlag::None) => {}
+                    (Some(c), k) if k != KeyFlag::None => match c.decrypt(d.seq, k, &d.payload) {
+                        Some(plain) => {
+                            d.payload = plain;
+                            d.key = KeyFlag::None;
+                        }
+                        None => {
+                            self.stats.undecryptable += 1;
+                            return;
+                        }
+                    },
+                    _ => {
+                        self.stats.undecryptable += 1;
+                        return;
+                    }
+                }
+                Packet::Data(d)
+            }
+            Packet::Control(ControlPacket {
+                body: Control::UserDefined { subtype, body, .. },
+                timestamp,
+                ..
+            }) if subtype == UMSG_KMREQ => {
+                // Key refresh (§6.1.6): install the announced keys, echo
+                // the key material (or a failure state) as KMRSP.
+                let rsp = match (&mut conn.crypto, KeyMaterial::decode(&body)) {
+                    (Some(c), Ok(km)) => match c.install(&km) {
+                        Ok(()) => {
+                            self.stats.key_refreshes += 1;
+                            km.to_bytes()
+                        }
+                        Err(st) => KmResponse::Failure(st).to_bytes(),
+                    },
+                    (Some(_), Err(_)) => KmResponse::Failure(KmState::BadSecret).to_bytes(),
+                    (None, _) => KmResponse::Failure(KmState::NoSecret).to_bytes(),
+                };
+                let pkt = Packet::Control(ControlPacket {
+                    timestamp,
+                    dest: conn.peer_socket,
+                    body: Control::UserDefined {
+                        subtype: UMSG_KMRSP,
+                        info: 0,
+                        body: rsp,
+                    },
+                });
+                let peer = conn.peer;
+                // Still counts as traffic from the peer.
+                conn.machine.handle_packet(
+                    now,
+                    Packet::Control(ControlPacket {
+                        timestamp,
+                        dest,
+                        body: Control::KeepAlive,
+                    }),
+                );
+                self.push_transmit(peer, pkt.to_bytes());
+                self.service(dest, now);
+                return;
+            }
+            other => other,
+        };
         conn.machine.handle_packet(now, packet);
         self.service(dest, now);
     }
@@ -357,6 +499,15 @@ impl Endpoint {
                 break;
             };
             let contents = match p {
+                // Encrypted: a fresh ciphertext per (re)transmission.
+                Packet::Data(mut d) if conn.crypto.is_some() => {
+                    if let Some(c) = &conn.crypto {
+                        let (ct, kk) = c.encrypt(d.seq, &d.payload);
+                        d.payload = ct;
+                        d.key = kk;
+                    }
+                    smallvec![Bytes::copy_from_slice(&d.header_bytes()), d.payload]
+                }
                 // Zero copy: header and shared payload as two pieces.
                 Packet::Data(d) => {
                     smallvec![Bytes::copy_from_slice(&d.header_bytes()), d.payload]
@@ -393,6 +544,149 @@ impl Endpoint {
         conn.machine.send(now, payload)?;
         self.service(id, now);
         Ok(())
+    }
+
+    /// Starts connecting to the listener at `remote` as a caller (§4.3.1):
+    /// sends the induction at once and returns our socket id for the
+    /// attempt. The outcome arrives as [`EndpointEvent::Connected`] or
+    /// [`EndpointEvent::ConnectFailed`] with this id; once connected, the
+    /// id addresses the connection in [`Endpoint::send`] and
+    /// [`Endpoint::close`]. `stream_id` goes in the SID extension;
+    /// `passphrase` (10–79 bytes) turns encryption on with
+    /// [`EndpointConfig::key_length`].
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        stream_id: Option<&str>,
+        passphrase: Option<&str>,
+    ) -> Result<SocketId, ConnectStartError> {
+        if self.conns.len() + self.callers.len() >= self.config.max_connections {
+            return Err(ConnectStartError::TooManyConnections);
+        }
+        let crypto = match passphrase {
+            Some(p) => {
+                check_passphrase(p)?;
+                Some(CryptoContext::generate(
+                    p,
+                    self.config.key_length,
+                    &mut self.keygen,
+                )?)
+            }
+            None => None,
+        };
+        let id = self.new_socket_id();
+        let isn = SeqNo::new(self.next_random() & 0x7FFF_FFFF);
+        let caller = Caller {
+            id,
+            remote,
+            stream_id: stream_id.map(str::to_owned),
+            isn,
+            start: now,
+            deadline: now + self.config.connect_timeout,
+            next_retry: now + CONNECT_RETRY,
+            phase: Phase::Induction,
+            crypto,
+            latency_ms: self.config.latency_ms,
+            mtu: self.config.mtu,
+            flow_window: self.config.flow_window,
+        };
+        let hs = caller.request();
+        self.callers.insert(id, caller);
+        self.send_handshake(remote, SocketId(0), Timestamp(0), hs);
+        Ok(id)
+    }
+
+    /// Number of [`Endpoint::connect`] attempts still in progress.
+    pub fn connecting_count(&self) -> usize {
+        self.callers.len()
+    }
+
+    fn handle_caller_handshake(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        id: SocketId,
+        hs: Handshake,
+    ) {
+        let Some(caller) = self.callers.get_mut(&id) else {
+            return;
+        };
+        if caller.remote != src {
+            self.stats.unroutable += 1;
+            return;
+        }
+        let ts = Timestamp(now.saturating_duration_since(caller.start).as_micros() as u32);
+        match caller.on_handshake(&hs) {
+            Step::Ignore => {}
+            Step::Send(req) => {
+                caller.next_retry = now + CONNECT_RETRY;
+                let remote = caller.remote;
+                self.send_handshake(remote, SocketId(0), ts, *req);
+            }
+            Step::Failed(reason) => {
+                tracing::debug!(%src, ?reason, "srt: connect failed");
+                self.callers.remove(&id);
+                self.push_event(EndpointEvent::ConnectFailed { id, reason });
+            }
+            Step::Connected {
+                peer_socket,
+                latency_ms,
+            } => {
+                let Some(c) = self.callers.remove(&id) else {
+                    return;
+                };
+                let machine = Connection::new(ConnectionConfig {
+                    peer_socket,
+                    send_isn: c.isn,
+                    recv_isn: c.isn,
+                    latency: Duration::from_millis(u64::from(latency_ms)),
+                    flow_window: c.flow_window.min(hs.flow_window.max(1)),
+                    start: now,
+                });
+                self.conns.insert(
+                    id,
+                    Conn {
+                        peer: c.remote,
+                        peer_socket,
+                        start: now,
+                        machine,
+                        conclusion_rsp: Bytes::new(),
+                        crypto: c.crypto,
+                    },
+                );
+                self.by_peer.insert((c.remote, peer_socket), id);
+                self.push_event(EndpointEvent::Connected {
+                    id,
+                    peer: c.remote,
+                    latency_ms,
+                });
+            }
+        }
+    }
+
+    /// Receive- and send-path counters of connection `id` (delivered,
+    /// dropped, retransmitted, ...), and its RTT estimate in µs.
+    pub fn connection_stats(
+        &self,
+        id: SocketId,
+    ) -> Option<(
+        super::recv_buffer::RecvStats,
+        super::send_buffer::SendStats,
+        u32,
+    )> {
+        self.conns.get(&id).map(|c| {
+            (
+                c.machine.recv_stats(),
+                c.machine.send_stats(),
+                c.machine.rtt().rtt_us(),
+            )
+        })
+    }
+
+    /// Whether connection `id` encrypts its payloads.
+    pub fn is_encrypted(&self, id: SocketId) -> bool {
+        self.conns.get(&id).is_some_and(|c| c.crypto.is_some())
     }
 
     /// Closes connection `id`, sending SHUTDOWN to the peer.
@@ -460,10 +754,7 @@ impl Endpoint {
             Some(RejectReason::Version)
         } else if hs.hs_req().is_none() {
             Some(RejectReason::Rogue)
-        } else if hs.km_req().is_some() || hs.encryption != Cipher::None {
-            // No crypto layer yet: an encrypting caller cannot be served.
-            Some(RejectReason::Unsecure)
-        } else if self.conns.len() >= self.config.max_connections
+        } else if self.conns.len() + self.callers.len() >= self.config.max_connections
             || self.pending.len() >= self.config.max_connections
         {
             Some(RejectReason::Backlog)
@@ -474,6 +765,31 @@ impl Endpoint {
             self.send_rejection(src, &hs, ts, reason);
             return;
         }
+        // Encryption (§6.3.1, libsrt enforced encryption): both sides have
+        // the same passphrase, or neither has one.
+        let crypto = match (&self.config.passphrase, hs.key_material()) {
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                self.send_rejection(src, &hs, ts, RejectReason::Unsecure);
+                return;
+            }
+            (Some(pass), Some(km)) => {
+                let ctx = km
+                    .map_err(|_| KmState::BadSecret)
+                    .and_then(|km| CryptoContext::from_key_material(pass, &km));
+                match ctx {
+                    Ok(c) => Some(c),
+                    Err(KmState::BadCryptoMode) => {
+                        self.send_rejection(src, &hs, ts, RejectReason::Crypto);
+                        return;
+                    }
+                    Err(_) => {
+                        self.send_rejection(src, &hs, ts, RejectReason::BadSecret);
+                        return;
+                    }
+                }
+            }
+        };
         let token = RequestToken(self.next_token);
         self.next_token += 1;
         let raw = hs.stream_id().unwrap_or_default().to_owned();
@@ -489,7 +805,7 @@ impl Endpoint {
                 recv_latency_ms: 0,
                 send_latency_ms: 0,
             }),
-            encrypted: hs.km_req().is_some(),
+            encrypted: crypto.is_some(),
         };
         if !self.push_event(EndpointEvent::Request(Box::new(req))) {
             return;
@@ -499,6 +815,7 @@ impl Endpoint {
             peer: src,
             hs,
             deadline: now + PENDING_TIMEOUT,
+            crypto,
         });
     }
 
@@ -524,10 +841,14 @@ impl Endpoint {
         if let Some(r) = req {
             flags &= r.flags.0 | SrtFlags::CRYPT | SrtFlags::REXMITFLG;
         }
+        let mut extension_field = ext_flags::HSREQ;
+        if p.crypto.is_some() {
+            extension_field |= ext_flags::KMREQ;
+        }
         let mut rsp = Handshake {
             version: 5,
             encryption: Cipher::None,
-            extension_field: ext_flags::HSREQ,
+            extension_field,
             initial_seq: p.hs.initial_seq,
             mtu: self.config.mtu.min(p.hs.mtu),
             flow_window: self.config.flow_window.min(p.hs.flow_window),
@@ -542,6 +863,11 @@ impl Endpoint {
                 send_latency_ms: latency_ms,
             })],
         };
+        if let Some(c) = &p.crypto {
+            // KMRSP echoes the caller's key material on success (§6.3.1).
+            rsp.extensions
+                .push(HsExtension::KmRsp(c.key_material().to_bytes()));
+        }
         rsp.set_peer_addr(p.peer.ip());
         let machine = Connection::new(ConnectionConfig {
             peer_socket: p.hs.socket_id,
@@ -561,6 +887,7 @@ impl Endpoint {
                 start: now,
                 machine,
                 conclusion_rsp: bytes.clone(),
+                crypto: p.crypto,
             },
         );
         self.by_peer.insert((p.peer, p.hs.socket_id), id);
@@ -609,7 +936,8 @@ impl Endpoint {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let pending = self.pending.iter().map(|p| p.deadline);
         let idle = self.conns.values().filter_map(|c| c.machine.poll_timeout());
-        pending.chain(idle).min()
+        let callers = self.callers.values().map(|c| c.next_retry.min(c.deadline));
+        pending.chain(idle).chain(callers).min()
     }
 
     /// Expires undecided requests (rejected with `SRT_REJ_TIMEOUT`) and runs
@@ -623,6 +951,27 @@ impl Endpoint {
                 self.send_rejection(p.peer, &p.hs, Timestamp(0), RejectReason::Timeout);
             } else {
                 i += 1;
+            }
+        }
+        let attempts: Vec<SocketId> = self.callers.keys().copied().collect();
+        for id in attempts {
+            let Some(c) = self.callers.get_mut(&id) else {
+                continue;
+            };
+            if c.deadline <= now {
+                self.callers.remove(&id);
+                self.push_event(EndpointEvent::ConnectFailed {
+                    id,
+                    reason: ConnectError::Timeout,
+                });
+            } else if c.next_retry <= now {
+                c.next_retry = now + CONNECT_RETRY;
+                let (remote, hs, ts) = (
+                    c.remote,
+                    c.request(),
+                    Timestamp(now.saturating_duration_since(c.start).as_micros() as u32),
+                );
+                self.send_handshake(remote, SocketId(0), ts, hs);
             }
         }
         // O(connections) per call; a timer wheel can replace this later.
@@ -641,16 +990,21 @@ impl Endpoint {
         }
     }
 
+    fn next_random(&mut self) -> u32 {
+        // splitmix64
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        z as u32
+    }
+
     fn new_socket_id(&mut self) -> SocketId {
         loop {
-            // splitmix64; ids in 1..2^31 like libsrt's positive int32 ids.
-            self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.rng;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            let id = SocketId((z as u32) & 0x7FFF_FFFF);
-            if id.0 != 0 && !self.conns.contains_key(&id) {
+            // Ids in 1..2^31 like libsrt's positive int32 ids.
+            let id = SocketId(self.next_random() & 0x7FFF_FFFF);
+            if id.0 != 0 && !self.conns.contains_key(&id) && !self.callers.contains_key(&id) {
                 return id;
             }
         }

@@ -147,6 +147,53 @@ impl LossSet {
         true
     }
 
+    /// Removes every member of `first ..= last` (a DROPREQ, §3.2.9);
+    /// returns how many were removed. Costs O(ranges touched), whatever
+    /// the width of the range; a backwards range removes nothing.
+    pub fn remove_range(&mut self, first: SeqNo, last: SeqNo) -> u64 {
+        if first.is_after(last) {
+            return 0;
+        }
+        let mut removed = 0u64;
+        let mut i = self.ranges.partition_point(|r| r.1.is_before(first));
+        while let Some(&r) = self.ranges.get(i) {
+            if r.0.is_after(last) {
+                break;
+            }
+            let lo = if r.0.is_before(first) { first } else { r.0 };
+            let hi = if r.1.is_after(last) { last } else { r.1 };
+            removed += u64::from(lo.range_len(hi).unwrap_or(0));
+            let left = r.0.is_before(first).then(|| (r.0, first.sub(1)));
+            let right = r.1.is_after(last).then(|| (last.next(), r.1));
+            match (left, right) {
+                (None, None) => {
+                    self.ranges.remove(i);
+                }
+                (Some(l), None) => {
+                    if let Some(x) = self.ranges.get_mut(i) {
+                        *x = l;
+                    }
+                    i += 1;
+                }
+                (None, Some(rt)) => {
+                    if let Some(x) = self.ranges.get_mut(i) {
+                        *x = rt;
+                    }
+                    break;
+                }
+                (Some(l), Some(rt)) => {
+                    if let Some(x) = self.ranges.get_mut(i) {
+                        *x = l;
+                    }
+                    self.ranges.insert(i + 1, rt);
+                    break;
+                }
+            }
+        }
+        self.len -= removed;
+        removed
+    }
+
     /// Removes every member before `seq` (acknowledged or dropped as too
     /// late); returns how many were removed.
     pub fn remove_before(&mut self, seq: SeqNo) -> u64 {
@@ -217,6 +264,15 @@ mod tests {
         assert_eq!(s.len(), 2, "refused inserts change nothing");
         s.insert(SeqNo::new(1001), SeqNo::new(1001)).unwrap(); // span exactly 1000
         assert_eq!(s.len(), 3);
+        // An absurd DROPREQ range (2^30 packets) costs the ranges it
+        // touches, and a backwards one removes nothing.
+        assert_eq!(s.remove_range(SeqNo::new(0), SeqNo::new((1 << 30) - 1)), 3);
+        assert!(s.is_empty());
+        s.insert(SeqNo::new(10), SeqNo::new(20)).unwrap();
+        assert_eq!(s.remove_range(SeqNo::new(20), SeqNo::new(10)), 0);
+        assert_eq!(s.remove_range(SeqNo::new(12), SeqNo::new(14)), 3);
+        assert_eq!(s.ranges().count(), 2);
+        assert_eq!(s.len(), 8);
     }
 
     #[test]
@@ -236,6 +292,7 @@ mod tests {
         Insert(u32, u32),
         Remove(u32),
         RemoveBefore(u32),
+        RemoveRange(u32, u32),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -243,6 +300,7 @@ mod tests {
             (0u32..300, 0u32..20).prop_map(|(a, n)| Op::Insert(a, n)),
             (0u32..320).prop_map(Op::Remove),
             (0u32..320).prop_map(Op::RemoveBefore),
+            (0u32..320, 0u32..60).prop_map(|(a, n)| Op::RemoveRange(a, n)),
         ]
     }
 
@@ -277,6 +335,13 @@ mod tests {
                             model.remove(v);
                         }
                         prop_assert_eq!(s.remove_before(base.add(x)), before.len() as u64);
+                    }
+                    Op::RemoveRange(a, n) => {
+                        let hit: Vec<u32> = model.range(a..=a + n).copied().collect();
+                        for v in &hit {
+                            model.remove(v);
+                        }
+                        prop_assert_eq!(s.remove_range(base.add(a), base.add(a + n)), hit.len() as u64);
                     }
                 }
                 let got: Vec<u32> = s

@@ -24,7 +24,10 @@
 //! encrypting callers are refused with `SRT_REJ_UNSECURE`), DROPREQ
 //! handling, rendezvous, and the glue to the engine (MPEG-TS in and out).
 
+pub mod caller;
 pub mod connection;
+pub mod crypto;
+pub mod egress;
 pub mod endpoint;
 pub mod handshake;
 pub mod key_material;
@@ -34,6 +37,7 @@ pub mod recv_buffer;
 pub mod rtt;
 pub mod send_buffer;
 pub mod seq;
+pub mod service;
 pub mod stream_id;
 
 pub use handshake::{

@@ -216,6 +216,13 @@ impl RecvBuffer {
         result
     }
 
+    /// The sender gave up `first ..= last` (DROPREQ, §3.2.9): stop
+    /// reporting them lost. Missing ones are skipped (and counted as
+    /// dropped) at delivery; packets already stored are kept.
+    pub fn drop_request(&mut self, first: SeqNo, last: SeqNo) -> u64 {
+        self.loss.remove_range(first, last)
+    }
+
     /// When the next packet becomes due (for `poll_timeout`).
     pub fn next_deadline(&self) -> Option<Instant> {
         self.slots.iter().flatten().map(|(s, _)| s.play_at).next()

@@ -108,6 +108,11 @@ impl Fragmenter {
         Ok(())
     }
 
+    /// Payload bytes of the waiting samples.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
     /// Samples whose duration is known (all waiting samples but the newest).
     pub fn ready(&self) -> usize {
         self.pending.len().saturating_sub(1)
@@ -125,7 +130,38 @@ impl Fragmenter {
     /// every ready sample; `None` when no sample is ready.
     pub fn fragment(&mut self, sequence_number: u32) -> Option<Bytes> {
         let n = self.ready();
-        (n > 0).then(|| self.write(sequence_number, n, None))
+        (n > 0).then(|| {
+            let mut out = BytesMut::new();
+            self.write(&mut out, sequence_number, n, None);
+            out.freeze()
+        })
+    }
+
+    /// Like [`fragment`](Self::fragment) (or [`flush`](Self::flush) when
+    /// `flush_default_duration` is given), appending to `out` instead of
+    /// allocating (e.g. several tracks' fragments into one HLS part);
+    /// returns whether anything was written.
+    pub fn fragment_into(
+        &mut self,
+        out: &mut BytesMut,
+        sequence_number: u32,
+        flush_default_duration: Option<u32>,
+    ) -> bool {
+        let n = match flush_default_duration {
+            Some(_) => self.pending.len(),
+            None => self.ready(),
+        };
+        if n == 0 {
+            return false;
+        }
+        let last = flush_default_duration.map(|dflt| {
+            let from_pending = if n >= 2 { self.last_of_pending() } else { None };
+            from_pending
+                .or((self.last_duration > 0).then_some(self.last_duration))
+                .unwrap_or(dflt)
+        });
+        self.write(out, sequence_number, n, last);
+        true
     }
 
     /// Writes every waiting sample, giving the newest the duration of the one
@@ -134,7 +170,11 @@ impl Fragmenter {
         let n = self.pending.len();
         let last = if n >= 2 { self.last_of_pending() } else { None };
         let d = last.or((self.last_duration > 0).then_some(self.last_duration));
-        (n > 0).then(|| self.write(sequence_number, n, Some(d.unwrap_or(default_duration))))
+        (n > 0).then(|| {
+            let mut out = BytesMut::new();
+            self.write(&mut out, sequence_number, n, Some(d.unwrap_or(default_duration)));
+            out.freeze()
+        })
     }
 
     fn last_of_pending(&self) -> Option<u32> {
@@ -146,28 +186,29 @@ impl Fragmenter {
 
     /// Writes the first `n` waiting samples; the duration of sample `n - 1`
     /// is taken from sample `n`, or is `last` when `n` is everything.
-    fn write(&mut self, sequence_number: u32, n: usize, last: Option<u32>) -> Bytes {
+    fn write(&mut self, out: &mut BytesMut, sequence_number: u32, n: usize, last: Option<u32>) {
         let video = self.track.codec.kind() == MediaKind::Video;
         let samples = self.pending.get(..n).unwrap_or_default();
         let data_len: usize = samples.iter().map(|s| s.data.len()).sum();
         let per_sample = if video { 16 } else { 12 };
         let moof_len = 8 + 16 + 8 + 16 + 20 + 20 + per_sample * n;
-        let mut out = BytesMut::with_capacity(moof_len + 8 + data_len);
+        out.reserve(moof_len + 8 + data_len);
+        let base = out.len();
 
-        let moof = begin(&mut out, b"moof");
-        let mfhd = begin_full(&mut out, b"mfhd", 0, 0);
+        let moof = begin(out, b"moof");
+        let mfhd = begin_full(out, b"mfhd", 0, 0);
         out.put_u32(sequence_number);
-        end(&mut out, mfhd);
-        let traf = begin(&mut out, b"traf");
-        let tfhd = begin_full(&mut out, b"tfhd", 0, 0x02_0000); // default-base-is-moof
+        end(out, mfhd);
+        let traf = begin(out, b"traf");
+        let tfhd = begin_full(out, b"tfhd", 0, 0x02_0000); // default-base-is-moof
         out.put_u32(self.track.track_id);
-        end(&mut out, tfhd);
-        let tfdt = begin_full(&mut out, b"tfdt", 1, 0);
+        end(out, tfhd);
+        let tfdt = begin_full(out, b"tfdt", 1, 0);
         out.put_u64(samples.first().map_or(0, |s| s.dts.max(0) as u64));
-        end(&mut out, tfdt);
+        end(out, tfdt);
         // data-offset, duration, size, flags (+ composition offsets for video).
         let trun_flags = 0x0001 | 0x0100 | 0x0200 | 0x0400 | if video { 0x0800 } else { 0 };
-        let trun = begin_full(&mut out, b"trun", 1, trun_flags);
+        let trun = begin_full(out, b"trun", 1, trun_flags);
         out.put_u32(n as u32);
         out.put_i32((moof_len + 8) as i32);
         let mut prev_d = self.last_duration;
@@ -184,10 +225,10 @@ impl Fragmenter {
                 out.put_i32(s.cts);
             }
         }
-        end(&mut out, trun);
-        end(&mut out, traf);
-        end(&mut out, moof);
-        debug_assert_eq!(out.len(), moof_len);
+        end(out, trun);
+        end(out, traf);
+        end(out, moof);
+        debug_assert_eq!(out.len() - base, moof_len);
         out.put_u32((8 + data_len) as u32);
         out.put_slice(b"mdat");
         for s in samples {
@@ -197,6 +238,5 @@ impl Fragmenter {
         let taken: usize = samples.iter().map(|s| s.data.len()).sum();
         self.pending_bytes -= taken;
         self.pending.drain(..n);
-        out.freeze()
     }
 }

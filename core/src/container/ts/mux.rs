@@ -163,6 +163,12 @@ impl TsMuxer {
         self.pmt = psi::build_pmt(1, self.pmt_version, pcr_pid, &entries);
     }
 
+    /// Makes the next media frame start with PAT + PMT (e.g. at the start
+    /// of an HLS segment, RFC 8216 §3.2: each TS segment carries its own PSI).
+    pub fn request_psi(&mut self) {
+        self.psi_due = true;
+    }
+
     /// The PID that carries the PCR.
     pub fn pcr_pid(&self) -> u16 {
         if self.video.is_some() {
@@ -170,6 +176,48 @@ impl TsMuxer {
         } else {
             AUDIO_PID
         }
+    }
+
+    /// The codecs of the video and audio tracks.
+    pub fn codecs(&self) -> (Option<Codec>, Option<Codec>) {
+        (
+            self.video.as_ref().map(|t| t.codec),
+            self.audio.as_ref().map(|t| t.codec),
+        )
+    }
+
+    /// Adds a track for `codec` when the program has none of its kind yet
+    /// (e.g. audio that starts after video): the PMT gets a new
+    /// `version_number` (§2.4.4.9) and PAT/PMT go out before the next frame;
+    /// continuity counters of the other PIDs carry on. `Ok(false)` if the
+    /// track exists already; a different codec of the same kind is refused
+    /// with [`TsError::NoTrack`].
+    pub fn add_track(&mut self, codec: Codec) -> Result<bool, TsError> {
+        let (slot, pid) = match codec.kind() {
+            MediaKind::Video => (&mut self.video, VIDEO_PID),
+            MediaKind::Audio => (&mut self.audio, AUDIO_PID),
+        };
+        match slot {
+            Some(t) if t.codec == codec => return Ok(false),
+            Some(_) => return Err(TsError::NoTrack(codec)),
+            None => *slot = Some(Track::new(codec, pid)?),
+        }
+        self.pmt_version = (self.pmt_version + 1) & 0x1F;
+        self.rebuild_pmt();
+        self.psi_due = true;
+        Ok(true)
+    }
+
+    /// PAT and PMT as two packets carrying the continuity counters of the
+    /// last ones written (§2.4.3.3 allows one duplicate packet): what a
+    /// consumer joining between the muxer's own PSI repetitions (audio-only
+    /// programs repeat them every 0.5 s) sends first, so that it can decode
+    /// at once. The muxer's next PAT/PMT then continues the counters.
+    pub fn psi_packets(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(2 * PACKET_SIZE);
+        psi::write_section_packet(&mut out, PAT_PID, (self.pat_cc + 15) & 0x0F, &self.pat);
+        psi::write_section_packet(&mut out, PMT_PID, (self.pmt_cc + 15) & 0x0F, &self.pmt);
+        out.freeze()
     }
 
     /// Muxes one frame. A config frame only updates the stored parameter

@@ -1,0 +1,87 @@
+//! arcly-async-io UDP driver with a tiny echo `DatagramService` (no SRT),
+//! under smol and under async-std's executor: batched echo with vectored
+//! sends, media wake-ups through the signal set, timers, graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../tokio/tests/udp_common/mod.rs"]
+mod udp_common;
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+
+use arcly::engine::Signal;
+use async_io::Async;
+use udp_common::{EchoFactory, Running, Shared};
+
+#[derive(Clone, Copy)]
+enum Exec {
+    Smol,
+    AsyncStd,
+}
+
+fn start(exec: Exec) -> Running {
+    let shared = Arc::new(Shared::default());
+    let factory = EchoFactory(shared.clone());
+    let stop = Signal::new();
+    let seen = stop.epoch();
+    let wait = stop.clone();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let socket = Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap();
+    let addr = socket.get_ref().local_addr().unwrap();
+    std::thread::spawn(move || {
+        let fut = arcly_async_io::serve_udp(socket, factory, async move {
+            wait.wait(seen).await;
+        });
+        let r = match exec {
+            Exec::Smol => smol::block_on(fut),
+            Exec::AsyncStd => async_std::task::block_on(async_std::task::spawn(fut)),
+        };
+        let _ = done_tx.send(r);
+    });
+    Running {
+        addr,
+        shared,
+        stop: Some(Box::new(move || stop.notify())),
+        done: done_rx,
+    }
+}
+
+#[test]
+fn echo_smol() {
+    udp_common::check_echo(&start(Exec::Smol));
+}
+
+#[test]
+fn echo_async_std() {
+    udp_common::check_echo(&start(Exec::AsyncStd));
+}
+
+#[test]
+fn media_smol() {
+    udp_common::check_media(&start(Exec::Smol));
+}
+
+#[test]
+fn media_async_std() {
+    udp_common::check_media(&start(Exec::AsyncStd));
+}
+
+#[test]
+fn timer_smol() {
+    udp_common::check_timer(&start(Exec::Smol));
+}
+
+#[test]
+fn timer_async_std() {
+    udp_common::check_timer(&start(Exec::AsyncStd));
+}
+
+#[test]
+fn shutdown_smol() {
+    udp_common::check_shutdown(start(Exec::Smol));
+}
+
+#[test]
+fn shutdown_async_std() {
+    udp_common::check_shutdown(start(Exec::AsyncStd));
+}

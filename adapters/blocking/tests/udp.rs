@@ -1,0 +1,51 @@
+//! arcly-blocking UDP driver with a tiny echo `DatagramService` (no SRT):
+//! batched echo with vectored sends, media wake-ups bridged onto the
+//! service thread's signal, timers, graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../tokio/tests/udp_common/mod.rs"]
+mod udp_common;
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+
+use udp_common::{EchoFactory, Running, Shared};
+
+fn start() -> Running {
+    let shared = Arc::new(Shared::default());
+    let factory = EchoFactory(shared.clone());
+    let shutdown = arcly_blocking::Shutdown::new();
+    let trigger = shutdown.clone();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(arcly_blocking::serve_udp(socket, factory, shutdown));
+    });
+    Running {
+        addr,
+        shared,
+        stop: Some(Box::new(move || trigger.trigger())),
+        done: done_rx,
+    }
+}
+
+#[test]
+fn echo() {
+    udp_common::check_echo(&start());
+}
+
+#[test]
+fn media() {
+    udp_common::check_media(&start());
+}
+
+#[test]
+fn timer() {
+    udp_common::check_timer(&start());
+}
+
+#[test]
+fn shutdown() {
+    udp_common::check_shutdown(start());
+}

@@ -1,0 +1,508 @@
+//! `serve_http` over real TCP sockets with a tiny HTTP/1.1 client: status
+//! codes on the wire, HEAD and keep-alive, hyper's header bound, blocking
+//! playlist reload answered within part duration + 50 ms of the frame that
+//! completes the part, pump tasks ending on idle, parked requests answered
+//! on shutdown. Media: a real engine publisher with synthetic H.264 + AAC.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arcly::codec::aac::AacConfig;
+use arcly::codec::h264::AvcConfig;
+use arcly::container::hls::HlsConfig;
+use arcly::engine::Publisher;
+use arcly::http::{HlsServiceConfig, HttpConfig, HttpRouter};
+use arcly::{Codec, Engine, Frame, FrameFlags, StreamKey};
+use arcly_tokio::serve_http;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+const SPS: &[u8] = &[
+    0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
+    0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
+];
+const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+const PART: Duration = Duration::from_millis(200);
+
+/// Synthetic stream: video every 40 ms (keyframe every second), AAC 48 kHz.
+struct Feed {
+    publisher: Publisher,
+    video_ms: i64,
+    audio_frames: i64,
+}
+
+impl Feed {
+    fn start(engine: &Engine, name: &str) -> Feed {
+        let mut publisher = engine
+            .publish(StreamKey::new("live", name).unwrap())
+            .unwrap();
+        let avc = AvcConfig::from_parameter_sets(
+            vec![Bytes::from_static(SPS)],
+            vec![Bytes::from_static(PPS)],
+        )
+        .unwrap();
+        publisher.send(config(Codec::H264, avc.to_bytes()));
+        publisher.send(config(Codec::Aac, AacConfig::new(2, 48_000, 2).to_bytes()));
+        Feed {
+            publisher,
+            video_ms: 0,
+            audio_frames: 0,
+        }
+    }
+
+    /// Publishes media up to (excluding) `until_ms` of media time.
+    fn until(&mut self, until_ms: i64) {
+        loop {
+            let audio_ms = self.audio_frames * 1024 * 1000 / 48_000;
+            if self.video_ms >= until_ms && audio_ms >= until_ms {
+                break;
+            }
+            if audio_ms <= self.video_ms && audio_ms < until_ms {
+                self.publisher.send(Frame {
+                    codec: Codec::Aac,
+                    flags: FrameFlags::KEYFRAME,
+                    pts: audio_ms,
+                    dts: audio_ms,
+                    timebase: 1000,
+                    payload: Bytes::from_static(&[0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c]),
+                });
+                self.audio_frames += 1;
+            } else {
+                let t = self.video_ms;
+                let key = t % 1000 == 0;
+                let nal: &[u8] = if key {
+                    &[0x65, 0x88, 0x84, 0x00, 0x33, 0xff]
+                } else {
+                    &[0x41, 0x9a, 0x02, 0x04, 0x0c]
+                };
+                let mut payload = vec![0; 4];
+                payload.extend_from_slice(nal);
+                payload.extend_from_slice(&[0xab; 600]);
+                let len = (payload.len() - 4) as u32;
+                payload[..4].copy_from_slice(&len.to_be_bytes());
+                self.publisher.send(Frame {
+                    codec: Codec::H264,
+                    flags: if key {
+                        FrameFlags::KEYFRAME
+                    } else {
+                        FrameFlags::NONE
+                    },
+                    pts: t,
+                    dts: t,
+                    timebase: 1000,
+                    payload: Bytes::from(payload),
+                });
+                self.video_ms += 40;
+            }
+        }
+    }
+}
+
+fn config(codec: Codec, payload: Bytes) -> Frame {
+    Frame {
+        codec,
+        flags: FrameFlags::CONFIG,
+        pts: 0,
+        dts: 0,
+        timebase: 1000,
+        payload,
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    router: Arc<HttpRouter>,
+    stop: Option<oneshot::Sender<()>>,
+    rt: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(engine: &Engine, idle: Duration) -> Server {
+        let router = Arc::new(HttpRouter::new(
+            engine.clone(),
+            HttpConfig {
+                hls: HlsServiceConfig {
+                    muxer: HlsConfig {
+                        segment_duration: Duration::from_secs(1),
+                        part_duration: PART,
+                        ..HlsConfig::default()
+                    },
+                    idle_timeout: idle,
+                    ..HlsServiceConfig::default()
+                },
+                ..HttpConfig::default()
+            },
+        ));
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let r = router.clone();
+        let rt = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let shutdown = async move {
+                    let _ = stop_rx.await;
+                };
+                serve_http(listener, r, shutdown).await.unwrap();
+            });
+        });
+        Server {
+            addr: addr_rx.recv().unwrap(),
+            router,
+            stop: Some(stop_tx),
+            rt: Some(rt),
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection with a 10 s read timeout (watchdog).
+struct Client {
+    sock: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let sock = TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        sock.set_nodelay(true).unwrap();
+        Client {
+            sock,
+            buf: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, method: &str, target: &str, extra: &str) {
+        let req = format!("{method} {target} HTTP/1.1\r\nHost: test\r\n{extra}\r\n");
+        self.sock.write_all(req.as_bytes()).unwrap();
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.sock.read(&mut chunk).unwrap();
+        assert!(n > 0, "server closed the connection");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    fn read(&mut self, head_request: bool) -> Resp {
+        let end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            self.fill();
+        };
+        let head = String::from_utf8(self.buf[..end].to_vec()).unwrap();
+        self.buf.drain(..end + 4);
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap();
+        let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let len = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+        let body_len = if head_request || status == 204 {
+            0
+        } else {
+            len
+        };
+        while self.buf.len() < body_len {
+            self.fill();
+        }
+        let body = self.buf.drain(..body_len).collect();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn get(&mut self, target: &str) -> Resp {
+        self.send("GET", target, "");
+        self.read(false)
+    }
+}
+
+/// (msn, part) of the `EXT-X-PRELOAD-HINT`.
+fn preload_hint(playlist: &str) -> (u64, u32) {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))
+        .unwrap_or_else(|| panic!("no preload hint in\n{playlist}"));
+    let uri = line.split("URI=\"").nth(1).unwrap().trim_end_matches('"');
+    let body = uri
+        .strip_prefix("part")
+        .unwrap()
+        .strip_suffix(".m4s")
+        .unwrap();
+    let (m, p) = body.split_once('.').unwrap();
+    (m.parse().unwrap(), p.parse().unwrap())
+}
+
+/// The preload hint once the pump has taken every published frame (the
+/// same twice, 40 ms apart).
+fn settled_hint(c: &mut Client) -> (u64, u32) {
+    let started = Instant::now();
+    let mut last = preload_hint(&c.get("/live/cam/stream.m3u8").text());
+    loop {
+        std::thread::sleep(Duration::from_millis(40));
+        let now = preload_hint(&c.get("/live/cam/stream.m3u8").text());
+        if now == last || started.elapsed() > Duration::from_secs(5) {
+            return now;
+        }
+        last = now;
+    }
+}
+
+#[test]
+fn status_codes_head_and_keep_alive_on_the_wire() {
+    let engine = Engine::with_defaults();
+    let mut feed = Feed::start(&engine, "cam");
+    feed.until(2_000);
+    let mut server = Server::start(&engine, Duration::from_secs(30));
+    let mut c = Client::connect(server.addr);
+
+    let r = c.get("/live/cam/index.m3u8");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert!(r.text().starts_with("#EXTM3U"));
+
+    // All on the same keep-alive connection.
+    assert_eq!(c.get("/live/nope/index.m3u8").status, 404);
+    assert_eq!(c.get("/live/cam/nothing.bin").status, 404);
+    assert_eq!(c.get("/live/%2e%2e/cam/index.m3u8").status, 400);
+    assert_eq!(c.get("/live/../cam/index.m3u8").status, 400);
+    assert_eq!(c.get("/live//cam/index.m3u8").status, 400);
+    assert_eq!(c.get("/live/cam/stream.m3u8?_HLS_msn=abc").status, 400);
+    assert_eq!(c.get("/live/cam/stream.m3u8?_HLS_msn=4000000").status, 400);
+    let long = format!("/live/cam/stream.m3u8?pad={}", "x".repeat(4000));
+    assert_eq!(c.get(&long).status, 414);
+    c.send("DELETE", "/live/cam/index.m3u8", "");
+    let r = c.read(false);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    c.send(
+        "OPTIONS",
+        "/live/cam/index.m3u8",
+        "Origin: http://x.test\r\nAccess-Control-Request-Method: GET\r\n",
+    );
+    let r = c.read(false);
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+
+    // HEAD: the GET length, no body (the next response parses cleanly).
+    c.send("HEAD", arcly::http::HLS_JS_PATH, "");
+    let r = c.read(true);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        Some(arcly::http::HLS_JS.len().to_string().as_str())
+    );
+    let page = c.get("/live/cam/");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("lowLatencyMode: true"));
+
+    // Range on the wire.
+    c.send("GET", arcly::http::HLS_JS_PATH, "Range: bytes=0-99\r\n");
+    let r = c.read(false);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body.len(), 100);
+    assert_eq!(&r.body[..], &arcly::http::HLS_JS[..100]);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 0-99/{}", arcly::http::HLS_JS.len()).as_str())
+    );
+    c.send(
+        "GET",
+        arcly::http::HLS_JS_PATH,
+        "Range: bytes=99999999-\r\n",
+    );
+    assert_eq!(c.read(false).status, 416);
+
+    // A request head past the 16 KiB bound is refused by hyper.
+    let mut big = Client::connect(server.addr);
+    let huge = format!("X-Pad: {}\r\n", "y".repeat(20_000));
+    big.send("GET", "/live/cam/index.m3u8", &huge);
+    let r = big.read(false);
+    assert_eq!(r.status, 431);
+
+    server.shutdown();
+}
+
+#[test]
+fn blocked_playlist_answers_within_a_part_of_the_frame() {
+    let engine = Engine::with_defaults();
+    let mut feed = Feed::start(&engine, "cam");
+    feed.until(2_000);
+    let mut server = Server::start(&engine, Duration::from_secs(30));
+    let mut c = Client::connect(server.addr);
+    let pl = c.get("/live/cam/stream.m3u8");
+    assert_eq!(pl.status, 200, "{}", pl.text());
+    let (msn, part) = preload_hint(&pl.text());
+
+    let mut worst = Duration::ZERO;
+    let mut media_ms = 2_000;
+    let (mut msn, mut part) = (msn, part);
+    for round in 0..5 {
+        if round > 0 {
+            // The answer came as soon as the awaited part existed; let the
+            // pump take the rest of the burst, then ask for the next part.
+            (msn, part) = settled_hint(&mut c);
+        }
+        let mut blocked = Client::connect(server.addr);
+        blocked.send(
+            "GET",
+            &format!("/live/cam/stream.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
+            "",
+        );
+        // Parked: nothing comes back while nothing is published.
+        std::thread::sleep(Duration::from_millis(300));
+        blocked.sock.set_nonblocking(true).unwrap();
+        let mut probe = [0u8; 1];
+        let early = blocked.sock.read(&mut probe);
+        assert!(
+            matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "round {round}: answered before the part existed: {early:?}"
+        );
+        blocked.sock.set_nonblocking(false).unwrap();
+
+        // Publish one part's worth of media (and the frame that closes it).
+        media_ms += PART.as_millis() as i64 + 40;
+        let published = Instant::now();
+        feed.until(media_ms);
+        let r = blocked.read(false);
+        let took = published.elapsed();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.text();
+        assert!(
+            body.contains(&format!("part{msn}.{part}.m4s")),
+            "round {round}: the awaited part is listed:\n{body}"
+        );
+        worst = worst.max(took);
+    }
+    (msn, part) = settled_hint(&mut c);
+    assert!(
+        worst <= PART + Duration::from_millis(50),
+        "blocked playlist answered {worst:?} after the frame (limit: part + 50 ms)"
+    );
+    eprintln!("blocking reload: worst answer {worst:?} after the frame");
+
+    // Hinted part: held, then served.
+    let mut hinted = Client::connect(server.addr);
+    hinted.send("GET", &format!("/live/cam/part{msn}.{part}.m4s"), "");
+    std::thread::sleep(Duration::from_millis(100));
+    media_ms += PART.as_millis() as i64 + 40;
+    feed.until(media_ms);
+    let r = hinted.read(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("video/mp4"));
+    assert!(r.body.len() > 8);
+
+    // First request of a stream with no media yet waits for it.
+    let mut fresh = Feed::start(&engine, "fresh");
+    let mut first = Client::connect(server.addr);
+    first.send("GET", "/live/fresh/index.m3u8", "");
+    std::thread::sleep(Duration::from_millis(200));
+    let published = Instant::now();
+    fresh.until(600);
+    let r = first.read(false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(published.elapsed() < Duration::from_secs(2));
+
+    server.shutdown();
+}
+
+#[test]
+fn idle_streams_stop_and_shutdown_answers_parked_requests() {
+    let engine = Engine::with_defaults();
+    let mut feed = Feed::start(&engine, "cam");
+    feed.until(2_000);
+    let mut server = Server::start(&engine, Duration::from_millis(800));
+    let mut c = Client::connect(server.addr);
+    assert_eq!(c.get("/live/cam/index.m3u8").status, 200);
+    assert_eq!(server.router.hls().streams().len(), 1);
+    let started = Instant::now();
+    while !server.router.hls().streams().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "idle stream still muxed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(started.elapsed() >= Duration::from_millis(700));
+
+    // A parked request is answered (503) at shutdown, quickly.
+    let pl = c.get("/live/cam/stream.m3u8");
+    let (msn, part) = preload_hint(&pl.text());
+    let mut blocked = Client::connect(server.addr);
+    blocked.send(
+        "GET",
+        &format!("/live/cam/stream.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
+        "",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    if let Some(s) = server.stop.take() {
+        let _ = s.send(());
+    }
+    let r = blocked.read(false);
+    assert_eq!(r.status, 503);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    server.shutdown();
+}

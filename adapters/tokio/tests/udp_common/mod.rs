@@ -1,0 +1,270 @@
+//! A tiny echo `DatagramService` and the checks every adapter's UDP driver
+//! must pass (shared by the three adapters' `tests/udp.rs` via `#[path]`).
+//!
+//! The service: a datagram is echoed back in two pieces (checks vectored
+//! sends); `sub` subscribes the sender to the test's media queue (delivered
+//! on `handle_media` after the test notifies the media signal); `timer N`
+//! answers `tick` after N ms (through `poll_timeout`); on `close` every peer
+//! seen gets `bye`.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arcly::datagram::{DatagramService, DatagramServiceFactory, Transmit};
+use arcly::engine::Signal;
+use arcly::time::Instant;
+use bytes::Bytes;
+
+/// What the test shares with the services.
+#[derive(Default)]
+pub struct Shared {
+    pub media: Mutex<Vec<Bytes>>,
+    pub signal: Signal,
+    pub handle_media_calls: AtomicUsize,
+    pub handle_timeout_calls: AtomicUsize,
+    pub datagrams: AtomicUsize,
+    pub services: AtomicUsize,
+}
+
+impl Shared {
+    /// Appends a media message and notifies the signal.
+    pub fn publish(&self, m: &str) {
+        self.media
+            .lock()
+            .unwrap()
+            .push(Bytes::copy_from_slice(m.as_bytes()));
+        self.signal.notify();
+    }
+}
+
+pub struct EchoFactory(pub Arc<Shared>);
+
+impl DatagramServiceFactory for EchoFactory {
+    fn new_service(&self, _local: SocketAddr, _now: Instant, _seed: u64) -> Box<dyn DatagramService> {
+        self.0.services.fetch_add(1, Ordering::SeqCst);
+        Box::new(Echo {
+            shared: self.0.clone(),
+            out: VecDeque::new(),
+            subscribers: Vec::new(),
+            delivered: 0,
+            timers: Vec::new(),
+            peers: Vec::new(),
+            closing: false,
+        })
+    }
+}
+
+struct Echo {
+    shared: Arc<Shared>,
+    out: VecDeque<Transmit>,
+    subscribers: Vec<SocketAddr>,
+    delivered: usize,
+    timers: Vec<(Instant, SocketAddr)>,
+    peers: Vec<SocketAddr>,
+    closing: bool,
+}
+
+fn transmit(to: SocketAddr, data: &[u8]) -> Transmit {
+    let b = Bytes::copy_from_slice(data);
+    let split = b.len().min(1);
+    Transmit {
+        destination: to,
+        contents: [b.slice(..split), b.slice(split..)].into_iter().collect(),
+    }
+}
+
+impl DatagramService for Echo {
+    fn handle_datagram(&mut self, now: Instant, src: SocketAddr, datagram: Bytes) {
+        self.shared.datagrams.fetch_add(1, Ordering::SeqCst);
+        if !self.peers.contains(&src) && self.peers.len() < 64 {
+            self.peers.push(src);
+        }
+        if self.closing || self.out.len() > 100_000 {
+            return;
+        }
+        let text = std::str::from_utf8(&datagram).unwrap_or("");
+        if text == "sub" {
+            if !self.subscribers.contains(&src) {
+                self.subscribers.push(src);
+            }
+            self.out.push_back(transmit(src, b"subscribed"));
+        } else if let Some(ms) = text.strip_prefix("timer ") {
+            let ms: u64 = ms.parse().unwrap_or(0);
+            self.timers
+                .push((now + Duration::from_millis(ms), src));
+        } else {
+            self.out.push_back(transmit(src, &datagram));
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.shared
+            .handle_timeout_calls
+            .fetch_add(1, Ordering::SeqCst);
+        let mut due = Vec::new();
+        self.timers.retain(|&(at, to)| {
+            if at <= now {
+                due.push(to);
+                false
+            } else {
+                true
+            }
+        });
+        for to in due {
+            self.out.push_back(transmit(to, b"tick"));
+        }
+    }
+
+    fn handle_media(&mut self, _now: Instant) {
+        self.shared.handle_media_calls.fetch_add(1, Ordering::SeqCst);
+        let media = self.shared.media.lock().unwrap();
+        for m in media.iter().skip(self.delivered) {
+            for s in &self.subscribers {
+                self.out.push_back(transmit(*s, m));
+            }
+        }
+        self.delivered = media.len();
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.iter().map(|t| t.0).min()
+    }
+
+    fn media_signals(&self, out: &mut Vec<Signal>) {
+        if !self.subscribers.is_empty() {
+            out.push(self.shared.signal.clone());
+        }
+    }
+
+    fn close(&mut self, _now: Instant) {
+        if !self.closing {
+            self.closing = true;
+            self.timers.clear();
+            for p in self.peers.clone() {
+                self.out.push_back(transmit(p, b"bye"));
+            }
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closing && self.out.is_empty()
+    }
+}
+
+/// A running server under test.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    pub stop: Option<Box<dyn FnOnce() + Send>>,
+    pub done: std::sync::mpsc::Receiver<std::io::Result<()>>,
+}
+
+impl Running {
+    pub fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            s();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = self.done.recv_timeout(Duration::from_secs(5));
+    }
+}
+
+pub fn client() -> UdpSocket {
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c
+}
+
+pub fn recv(c: &UdpSocket) -> String {
+    let mut buf = [0u8; 2048];
+    let (n, _) = c.recv_from(&mut buf).expect("no answer within 3 s");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Many datagrams, each echoed whole and in order (loopback: no loss).
+pub fn check_echo(r: &Running) {
+    let c = client();
+    for round in 0..10 {
+        for i in 0..100 {
+            c.send_to(format!("m{round}-{i}").as_bytes(), r.addr).unwrap();
+        }
+        for i in 0..100 {
+            assert_eq!(recv(&c), format!("m{round}-{i}"));
+        }
+    }
+    // A large datagram (1400 bytes, as SRT sends).
+    let big = vec![b'x'; 1400];
+    c.send_to(&big, r.addr).unwrap();
+    assert_eq!(recv(&c).len(), 1400);
+}
+
+/// Media is delivered when the signal fires, with no busy loop while idle.
+pub fn check_media(r: &Running) {
+    let c = client();
+    c.send_to(b"sub", r.addr).unwrap();
+    assert_eq!(recv(&c), "subscribed");
+    for i in 0..5 {
+        r.shared.publish(&format!("frame{i}"));
+        assert_eq!(recv(&c), format!("frame{i}"));
+    }
+    let calls = r.shared.handle_media_calls.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = r.shared.handle_media_calls.load(Ordering::SeqCst) - calls;
+    assert!(idle <= 1, "handle_media called {idle} times while idle");
+    assert!(calls <= 20, "handle_media called {calls} times for 5 frames");
+    // A burst of notifies from another thread: every frame arrives.
+    let shared = r.shared.clone();
+    let t = std::thread::spawn(move || {
+        for i in 5..50 {
+            shared.publish(&format!("frame{i}"));
+            if i % 7 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    for i in 5..50 {
+        assert_eq!(recv(&c), format!("frame{i}"));
+    }
+    t.join().unwrap();
+}
+
+/// `poll_timeout` deadlines fire on time.
+pub fn check_timer(r: &Running) {
+    let c = client();
+    let start = std::time::Instant::now();
+    c.send_to(b"timer 80", r.addr).unwrap();
+    assert_eq!(recv(&c), "tick");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(75) && took < Duration::from_millis(1000),
+        "tick after {took:?}"
+    );
+}
+
+/// Shutdown closes the service (every peer gets `bye`) and the driver ends.
+pub fn check_shutdown(mut r: Running) {
+    let c = client();
+    c.send_to(b"hello", r.addr).unwrap();
+    assert_eq!(recv(&c), "hello");
+    r.stop();
+    assert_eq!(recv(&c), "bye");
+    let res = r
+        .done
+        .recv_timeout(Duration::from_secs(3))
+        .expect("driver did not end after shutdown");
+    res.unwrap();
+    assert_eq!(r.shared.services.load(Ordering::SeqCst), 1);
+}

@@ -1,0 +1,1131 @@
+//! The segmenter: frames → fMP4 parts/segments and TS segments, and the
+//! playlists describing them.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::playlist::{round_secs, secs_ceil, secs_nearest};
+use super::{HlsConfig, PlaylistReply, PlaylistRequest, Resource, Variant};
+use crate::codec::codec_string;
+use crate::container::fmp4::{init_segment, Fragmenter, TrackInfo};
+use crate::container::ts::TsMuxer;
+use crate::frame::{rescale, Codec, Frame, FrameFlags, MediaKind};
+
+/// `track_ID` of the video track in the fMP4 variant.
+const VIDEO_TRACK_ID: u32 = 1;
+/// `track_ID` of the audio track in the fMP4 variant.
+const AUDIO_TRACK_ID: u32 = 2;
+/// Most frames held while waiting for the stream's first keyframe / configs.
+pub const MAX_START_FRAMES: usize = 1024;
+/// Most parts in one segment: a segment with more is cut (bounded playlist).
+pub const MAX_PARTS_PER_SEGMENT: usize = 256;
+/// How long (media time) the start waits for a second track's config.
+const START_WAIT_NS: i64 = 1_000_000_000;
+/// A forward timestamp jump larger than this is a discontinuity.
+const MAX_GAP_NS: i64 = 10_000_000_000;
+/// Nanoseconds per second: the timebase of the output timeline base.
+const NS: u32 = 1_000_000_000;
+/// Microseconds per second.
+const US: u32 = 1_000_000;
+/// Advance Part Limit (draft-pantos-hls-rfc8216bis §6.2.5.2).
+const ADVANCE_PART_LIMIT: usize = 3;
+
+/// A partial segment (rfc8216bis §4.4.4.9): one fMP4 fragment per track.
+#[derive(Debug, Clone)]
+struct Part {
+    bytes: Bytes,
+    duration_us: u64,
+    independent: bool,
+}
+
+/// A completed media segment of the window (both variants).
+#[derive(Debug)]
+struct Segment {
+    msn: u64,
+    duration_us: u64,
+    /// Slices of `fmp4` (zero copy).
+    parts: Vec<Part>,
+    fmp4: Bytes,
+    ts: Bytes,
+    discontinuity: bool,
+    independent: bool,
+    init_version: u32,
+}
+
+/// The segment being built.
+#[derive(Debug)]
+struct Open {
+    msn: u64,
+    /// Start and current part start, primary-track ticks.
+    start: i64,
+    part_start: i64,
+    /// Whether the current part's first primary sample is a sync sample.
+    part_independent: Option<bool>,
+    parts: Vec<Part>,
+    ts: BytesMut,
+    discontinuity: bool,
+    independent: bool,
+    init_version: u32,
+}
+
+#[derive(Debug)]
+struct Track {
+    info: TrackInfo,
+    frag: Fragmenter,
+    last_dts: Option<i64>,
+    last_delta: i64,
+}
+
+/// One run of the stream with fixed tracks and a continuous timeline.
+#[derive(Debug)]
+struct Epoch {
+    video: Option<Track>,
+    audio: Option<Track>,
+    ts: TsMuxer,
+    primary: MediaKind,
+    /// Input time (ticks, timebase) that maps to `base_ns` on the output timeline.
+    origin: (i64, u32),
+    base_ns: i64,
+}
+
+impl Epoch {
+    fn track_mut(&mut self, kind: MediaKind) -> Option<&mut Track> {
+        match kind {
+            MediaKind::Video => self.video.as_mut(),
+            MediaKind::Audio => self.audio.as_mut(),
+        }
+    }
+
+    fn primary(&self) -> Option<&Track> {
+        match self.primary {
+            MediaKind::Video => self.video.as_ref(),
+            MediaKind::Audio => self.audio.as_ref(),
+        }
+    }
+
+    fn primary_timescale(&self) -> u32 {
+        self.primary().map_or(90_000, |t| t.info.timescale)
+    }
+
+    /// End of the output timeline so far (ns).
+    fn end_ns(&self) -> i64 {
+        [self.video.as_ref(), self.audio.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|t| {
+                let end = t.last_dts?.saturating_add(t.last_delta);
+                Some(rescale(end, t.info.timescale, NS))
+            })
+            .max()
+            .unwrap_or(self.base_ns)
+    }
+}
+
+/// Codecs and picture size of the stream, for the multivariant playlist.
+#[derive(Debug, Clone)]
+struct StreamInfo {
+    codecs: String,
+    resolution: Option<(u32, u32)>,
+    has_video: bool,
+}
+
+/// One stream's HLS state: builds **both** variants (LL-HLS with fMP4
+/// parts, classic HLS with MPEG-TS segments) from the same frames, with the
+/// same segment boundaries and media sequence numbers.
+///
+/// Segmentation (RFC 8216 §3, §6.2.1; draft-pantos-hls-rfc8216bis §4.4.4.9):
+/// - the stream starts on the first video keyframe (frames before it are
+///   dropped); audio-only streams start on their first frame;
+/// - a segment is cut at the first video keyframe once `segment_duration`
+///   has elapsed (audio-only: at the first frame past it), when it grows past
+///   `max_segment_bytes`, or past [`MAX_PARTS_PER_SEGMENT`] parts;
+/// - a part is cut at the first primary-track frame (video, else audio)
+///   once `part_duration` has elapsed; a part is `INDEPENDENT=YES` when its
+///   first video sample is a keyframe. A segment's fMP4 bytes are exactly its
+///   parts concatenated (parts are zero-copy slices of the segment once it
+///   completes);
+/// - timestamps: the first frame's decode time is the origin; every output
+///   time is converted absolutely from the input (no drift over hours).
+///   A `DISCONTINUITY` flag, a decode time going backwards or jumping ahead
+///   more than 10 s, or a changed codec config closes the segment and starts
+///   a new one with `EXT-X-DISCONTINUITY` (and a new init section), with the
+///   output timeline continuing where it was.
+///
+/// Memory is bounded by `window_segments` complete segments plus the open
+/// one (≤ `max_segment_bytes` + one frame per variant), see
+/// [`memory_bytes`](Self::memory_bytes).
+#[derive(Debug)]
+pub struct HlsMuxer {
+    config: HlsConfig,
+    video_cfg: Option<Frame>,
+    audio_cfg: Option<Frame>,
+    start_buf: VecDeque<Frame>,
+    start_bytes: usize,
+    epoch: Option<Epoch>,
+    /// Track kinds of the previous epoch (a restart need not wait for configs).
+    prev_tracks: Option<(bool, bool)>,
+    open: Option<Open>,
+    segments: VecDeque<Segment>,
+    next_msn: u64,
+    discontinuity_sequence: u64,
+    pending_discontinuity: bool,
+    timeline_end_ns: i64,
+    init: Option<Bytes>,
+    init_version: u32,
+    fragment_sequence: u32,
+    max_segment_secs: u64,
+    max_part_us: u64,
+    info: Option<StreamInfo>,
+    finished: bool,
+    dropped_frames: u64,
+}
+
+impl HlsMuxer {
+    /// A muxer with `config` (durations of zero are raised to 1 ms, a
+    /// window of zero segments to one).
+    pub fn new(config: HlsConfig) -> Self {
+        let mut config = config;
+        config.segment_duration = config.segment_duration.max(Duration::from_millis(1));
+        config.part_duration = config
+            .part_duration
+            .max(Duration::from_millis(1))
+            .min(config.segment_duration);
+        config.window_segments = config.window_segments.max(1);
+        Self {
+            config,
+            video_cfg: None,
+            audio_cfg: None,
+            start_buf: VecDeque::new(),
+            start_bytes: 0,
+            epoch: None,
+            prev_tracks: None,
+            open: None,
+            segments: VecDeque::new(),
+            next_msn: 0,
+            discontinuity_sequence: 0,
+            pending_discontinuity: false,
+            timeline_end_ns: 0,
+            init: None,
+            init_version: 0,
+            fragment_sequence: 0,
+            max_segment_secs: 0,
+            max_part_us: 0,
+            info: None,
+            finished: false,
+            dropped_frames: 0,
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &HlsConfig {
+        &self.config
+    }
+
+    /// Media frames dropped so far (before the first keyframe, without a
+    /// config, with unusable timestamps or codecs).
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped_frames
+    }
+
+    /// Adds a frame (config or media) in decode order, as the ingest
+    /// produced it. Frames after [`finish`](Self::finish) are ignored.
+    pub fn push(&mut self, frame: &Frame) {
+        if self.finished {
+            return;
+        }
+        if frame.is_config() {
+            self.on_config(frame);
+        } else if self.epoch.is_some() {
+            self.on_media(frame);
+        } else {
+            self.buffer_start(frame.clone());
+        }
+    }
+
+    /// The stream ended: closes the open segment; playlists get
+    /// `EXT-X-ENDLIST` (RFC 8216 §4.3.3.4) and blocking requests stop waiting.
+    pub fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.close_open();
+        self.finished = true;
+    }
+
+    fn drop_frame(&mut self, why: &'static str) {
+        self.dropped_frames += 1;
+        tracing::trace!(why, "hls: frame dropped");
+    }
+
+    fn on_config(&mut self, frame: &Frame) {
+        if frame.codec == Codec::Av1 {
+            tracing::debug!("hls: AV1 is not supported, track ignored");
+            return;
+        }
+        if let Err(e) = TrackInfo::from_config(1, frame) {
+            tracing::debug!(error = %e, "hls: unusable config frame ignored");
+            return;
+        }
+        let slot = match frame.kind() {
+            MediaKind::Video => &mut self.video_cfg,
+            MediaKind::Audio => &mut self.audio_cfg,
+        };
+        if slot
+            .as_ref()
+            .is_some_and(|c| c.codec == frame.codec && c.payload == frame.payload)
+        {
+            return;
+        }
+        *slot = Some(frame.clone());
+        if self.epoch.is_some() {
+            // A new init section is needed (new sample entry): new epoch.
+            self.restart();
+        }
+    }
+
+    /// Closes the open segment and returns to the start state; the next
+    /// segment carries `EXT-X-DISCONTINUITY`.
+    fn restart(&mut self) {
+        self.close_open();
+        if let Some(e) = self.epoch.take() {
+            self.timeline_end_ns = e.end_ns().max(self.timeline_end_ns);
+            self.prev_tracks = Some((e.video.is_some(), e.audio.is_some()));
+        }
+        self.pending_discontinuity = true;
+    }
+
+    fn buffer_start(&mut self, mut frame: Frame) {
+        // The discontinuity is handled by starting here; replaying must not restart again.
+        frame.flags = if frame.is_keyframe() {
+            FrameFlags::KEYFRAME
+        } else {
+            FrameFlags::NONE
+        };
+        let known = match frame.kind() {
+            MediaKind::Video => self.video_cfg.as_ref(),
+            MediaKind::Audio => self.audio_cfg.as_ref(),
+        }
+        .is_some_and(|c| c.codec == frame.codec);
+        if !known {
+            return self.drop_frame("no config");
+        }
+        let has_video = self.start_buf.iter().any(|f| f.kind() == MediaKind::Video);
+        if frame.kind() == MediaKind::Video && !has_video && !frame.is_keyframe() {
+            return self.drop_frame("before first keyframe");
+        }
+        self.start_bytes += frame.payload.len();
+        self.start_buf.push_back(frame);
+        while self.start_buf.len() > MAX_START_FRAMES
+            || self.start_bytes > self.config.max_segment_bytes
+        {
+            self.pop_start();
+            // Keep the first buffered video frame a keyframe.
+            while let Some(i) = self
+                .start_buf
+                .iter()
+                .position(|f| f.kind() == MediaKind::Video)
+            {
+                if self.start_buf.get(i).is_some_and(Frame::is_keyframe) {
+                    break;
+                }
+                if let Some(f) = self.start_buf.remove(i) {
+                    self.start_bytes -= f.payload.len();
+                    self.dropped_frames += 1;
+                }
+            }
+        }
+        self.try_start();
+    }
+
+    fn pop_start(&mut self) {
+        if let Some(f) = self.start_buf.pop_front() {
+            self.start_bytes -= f.payload.len();
+            self.dropped_frames += 1;
+        }
+    }
+
+    fn try_start(&mut self) {
+        let ns = |f: &Frame| rescale(f.dts, f.timebase, NS);
+        let last = match self.start_buf.back() {
+            Some(f) => ns(f),
+            None => return,
+        };
+        let (had_video, had_audio) = self.prev_tracks.unwrap_or((false, false));
+        let restarted = self.prev_tracks.is_some();
+        if self.video_cfg.is_some() {
+            let Some(kf) = self
+                .start_buf
+                .iter()
+                .position(|f| f.kind() == MediaKind::Video)
+            else {
+                // No video yet: keep only the last START_WAIT of audio.
+                while self
+                    .start_buf
+                    .front()
+                    .is_some_and(|f| last - ns(f) > START_WAIT_NS)
+                {
+                    self.pop_start();
+                }
+                return;
+            };
+            let Some(kf_frame) = self.start_buf.get(kf).cloned() else {
+                return;
+            };
+            let kf_ns = ns(&kf_frame);
+            let waited = last - kf_ns >= START_WAIT_NS;
+            let ready = self.audio_cfg.is_some() || waited || (restarted && !had_audio);
+            if !ready {
+                return;
+            }
+            let mut frames: Vec<Frame> = Vec::with_capacity(self.start_buf.len());
+            frames.push(kf_frame);
+            for (i, f) in self.start_buf.drain(..).enumerate() {
+                if i == kf || (f.kind() == MediaKind::Audio && ns(&f) < kf_ns) {
+                    continue;
+                }
+                frames.push(f);
+            }
+            self.start_bytes = 0;
+            self.start(frames);
+        } else if self.audio_cfg.is_some() {
+            let first = self.start_buf.front().map_or(last, ns);
+            if last - first >= START_WAIT_NS || (restarted && !had_video) {
+                let frames: Vec<Frame> = self.start_buf.drain(..).collect();
+                self.start_bytes = 0;
+                self.start(frames);
+            }
+        }
+    }
+
+    /// Starts an epoch whose first frame is `frames[0]`, then feeds `frames`.
+    fn start(&mut self, frames: Vec<Frame>) {
+        let Some(first) = frames.first() else { return };
+        let origin = (first.dts, first.timebase);
+        let video = self
+            .video_cfg
+            .as_ref()
+            .and_then(|c| TrackInfo::from_config(VIDEO_TRACK_ID, c).ok());
+        let audio = self
+            .audio_cfg
+            .as_ref()
+            .and_then(|c| TrackInfo::from_config(AUDIO_TRACK_ID, c).ok());
+        let infos: Vec<TrackInfo> = video.iter().chain(audio.iter()).cloned().collect();
+        let init = match init_segment(&infos) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "hls: cannot build the init segment");
+                self.dropped_frames += frames.len() as u64;
+                return;
+            }
+        };
+        let mut ts = match TsMuxer::new(
+            video.as_ref().map(|t| t.codec),
+            audio.as_ref().map(|t| t.codec),
+        ) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "hls: cannot build the TS muxer");
+                self.dropped_frames += frames.len() as u64;
+                return;
+            }
+        };
+        for c in self.video_cfg.iter().chain(self.audio_cfg.iter()) {
+            if let Err(e) = ts.mux(c) {
+                tracing::debug!(error = %e, "hls: TS muxer rejected a config");
+            }
+        }
+        let mut codecs = Vec::new();
+        for c in self.video_cfg.iter().chain(self.audio_cfg.iter()) {
+            if let Ok(s) = codec_string(c.codec, &c.payload) {
+                codecs.push(s);
+            }
+        }
+        self.info = Some(StreamInfo {
+            codecs: codecs.join(","),
+            resolution: video.as_ref().map(|v| (v.width, v.height)),
+            has_video: video.is_some(),
+        });
+        if self.init.as_ref().is_some_and(|i| *i != init) {
+            self.init_version += 1;
+        }
+        self.init = Some(init);
+        let primary = if video.is_some() {
+            MediaKind::Video
+        } else {
+            MediaKind::Audio
+        };
+        let track = |info: TrackInfo| Track {
+            frag: Fragmenter::new(info.clone()),
+            info,
+            last_dts: None,
+            last_delta: 0,
+        };
+        self.epoch = Some(Epoch {
+            video: video.map(track),
+            audio: audio.map(track),
+            ts,
+            primary,
+            origin,
+            base_ns: self.timeline_end_ns,
+        });
+        for f in frames {
+            self.on_media(&f);
+        }
+    }
+
+    fn on_media(&mut self, frame: &Frame) {
+        let Some(epoch) = self.epoch.as_mut() else {
+            return self.buffer_start(frame.clone());
+        };
+        let kind = frame.kind();
+        let primary = kind == epoch.primary;
+        let (origin, base_ns) = (epoch.origin, epoch.base_ns);
+        let Some(track) = epoch.track_mut(kind) else {
+            return self.drop_frame("no track of this kind");
+        };
+        if track.info.codec != frame.codec {
+            return self.drop_frame("codec differs from the config");
+        }
+        let ts_scale = track.info.timescale;
+        let map = |t: i64| {
+            rescale(t, frame.timebase, ts_scale)
+                .saturating_sub(rescale(origin.0, origin.1, ts_scale))
+                .saturating_add(rescale(base_ns, NS, ts_scale))
+        };
+        let (dts, pts) = (map(frame.dts), map(frame.pts));
+        let max_gap = rescale(MAX_GAP_NS, NS, ts_scale);
+        let jump = track
+            .last_dts
+            .is_some_and(|l| dts < l || dts.saturating_sub(l) > max_gap);
+        if frame.flags.contains(FrameFlags::DISCONTINUITY) || jump {
+            tracing::debug!(dts, "hls: timestamp discontinuity");
+            self.restart();
+            return self.buffer_start(frame.clone());
+        }
+        if dts < 0 {
+            return self.drop_frame("before the origin");
+        }
+        let out = Frame {
+            codec: frame.codec,
+            flags: if frame.is_keyframe() {
+                FrameFlags::KEYFRAME
+            } else {
+                FrameFlags::NONE
+            },
+            pts,
+            dts,
+            timebase: ts_scale,
+            payload: frame.payload.clone(),
+        };
+        let sync = frame.is_keyframe() || kind == MediaKind::Audio;
+        if let Err(e) = track.frag.push(&out) {
+            tracing::debug!(error = %e, "hls: fMP4 fragmenter rejected a frame");
+            return self.drop_frame("fragmenter");
+        }
+        if let Some(l) = track.last_dts {
+            track.last_delta = dts - l;
+        }
+        track.last_dts = Some(dts);
+
+        let mut cut_segment = false;
+        if primary {
+            let seg_ticks = duration_ticks(self.config.segment_duration, ts_scale);
+            let part_ticks = duration_ticks(self.config.part_duration, ts_scale);
+            match self.open.as_ref() {
+                None => self.open_segment(dts, sync),
+                Some(open) => {
+                    let elapsed = dts - open.start;
+                    cut_segment = (elapsed >= seg_ticks && sync)
+                        || open.ts.len() >= self.config.max_segment_bytes
+                        || open.parts.len() + 1 >= MAX_PARTS_PER_SEGMENT;
+                    if cut_segment || dts - open.part_start >= part_ticks {
+                        self.cut_part(dts);
+                    }
+                    if cut_segment {
+                        self.complete_segment(dts);
+                        self.open_segment(dts, sync);
+                    }
+                }
+            }
+            if let Some(open) = self.open.as_mut() {
+                open.part_independent.get_or_insert(sync);
+            }
+        }
+        let Some(epoch) = self.epoch.as_mut() else {
+            return;
+        };
+        if cut_segment {
+            epoch.ts.request_psi();
+        }
+        match epoch.ts.mux(&out) {
+            Ok(b) => {
+                if let Some(open) = self.open.as_mut() {
+                    open.ts.extend_from_slice(&b);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "hls: TS muxer rejected a frame"),
+        }
+    }
+
+    fn open_segment(&mut self, start: i64, independent: bool) {
+        self.open = Some(Open {
+            msn: self.next_msn,
+            start,
+            part_start: start,
+            part_independent: None,
+            parts: Vec::new(),
+            // Sized like the previous segment: no regrowth copies.
+            ts: BytesMut::with_capacity(
+                self.segments
+                    .back()
+                    .map_or(0, |s| s.ts.len() + s.ts.len() / 4)
+                    .min(self.config.max_segment_bytes),
+            ),
+            discontinuity: std::mem::take(&mut self.pending_discontinuity),
+            independent,
+            init_version: self.init_version,
+        });
+        self.next_msn += 1;
+    }
+
+    fn to_us(&self, ticks: i64) -> i64 {
+        let scale = self.epoch.as_ref().map_or(90_000, Epoch::primary_timescale);
+        rescale(ticks, scale, US)
+    }
+
+    /// Cuts the current part at primary time `end`: every sample with a
+    /// known duration goes into it (video, then audio fragment).
+    fn cut_part(&mut self, end: i64) {
+        self.emit_part(end, false);
+    }
+
+    /// Writes the part ending at `end`; `flush` also writes each track's
+    /// newest sample (end of segment at a restart / finish).
+    fn emit_part(&mut self, end: i64, flush: bool) {
+        let Some(epoch) = self.epoch.as_mut() else {
+            return;
+        };
+        let pending: usize = [epoch.video.as_ref(), epoch.audio.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|t| t.frag.pending_bytes() + 256)
+            .sum();
+        let mut buf = BytesMut::with_capacity(pending);
+        for t in [epoch.video.as_mut(), epoch.audio.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let default = u32::try_from(t.last_delta)
+                .ok()
+                .filter(|d| *d > 0)
+                .unwrap_or(t.info.timescale / 50);
+            let seq = self.fragment_sequence.wrapping_add(1);
+            if t.frag.fragment_into(&mut buf, seq, flush.then_some(default)) {
+                self.fragment_sequence = seq;
+            }
+        }
+        let Some(open) = self.open.as_ref() else {
+            return;
+        };
+        let start_us = self.to_us(open.part_start);
+        let end_us = self.to_us(end);
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        if buf.is_empty() {
+            return;
+        }
+        let bytes = buf.freeze();
+        let duration_us = u64::try_from(end_us - start_us).unwrap_or(0);
+        self.max_part_us = self.max_part_us.max(duration_us);
+        open.parts.push(Part {
+            bytes,
+            duration_us,
+            independent: open.part_independent.take().unwrap_or(false),
+        });
+        open.part_start = end;
+    }
+
+    /// Completes the open segment at primary time `end`.
+    fn complete_segment(&mut self, end: i64) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        let duration_us = u64::try_from(self.to_us(end) - self.to_us(open.start)).unwrap_or(0);
+        let chunks: Vec<Bytes> = open.parts.iter().map(|p| p.bytes.clone()).collect();
+        let fmp4 = concat(&chunks);
+        let mut parts = open.parts;
+        let mut at = 0;
+        for p in &mut parts {
+            let n = p.bytes.len();
+            p.bytes = fmp4.slice(at..at + n);
+            at += n;
+        }
+        self.max_segment_secs = self.max_segment_secs.max(round_secs(duration_us));
+        self.segments.push_back(Segment {
+            msn: open.msn,
+            duration_us,
+            parts,
+            fmp4,
+            ts: open.ts.freeze(),
+            discontinuity: open.discontinuity,
+            independent: open.independent,
+            init_version: open.init_version,
+        });
+        while self.segments.len() > self.config.window_segments {
+            if let Some(s) = self.segments.pop_front() {
+                if s.discontinuity {
+                    self.discontinuity_sequence += 1;
+                }
+            }
+        }
+    }
+
+    /// Flushes every waiting sample into a last part and completes the open segment.
+    fn close_open(&mut self) {
+        let Some(epoch) = self.epoch.as_ref() else {
+            return;
+        };
+        let end = epoch
+            .primary()
+            .and_then(|t| Some(t.last_dts? + t.last_delta.max(1)));
+        let (Some(end), true) = (end, self.open.is_some()) else {
+            return;
+        };
+        self.emit_part(end, true);
+        self.complete_segment(end);
+    }
+
+    // ----- serving -----
+
+    /// The multivariant playlist (RFC 8216 §4.3.4.2 `EXT-X-STREAM-INF`) of
+    /// `variant`, naming `stream.m3u8`; `None` until the codecs are known.
+    /// `BANDWIDTH` is the peak segment bit rate of the window (an estimate
+    /// before the first segment completes), `CODECS` the RFC 6381 strings
+    /// of the configs.
+    pub fn multivariant_playlist(&self, variant: Variant) -> Option<String> {
+        let info = self.info.as_ref()?;
+        let rates = self.segments.iter().filter(|s| s.duration_us > 0).map(|s| {
+            let bytes = match variant {
+                Variant::LowLatency => s.fmp4.len(),
+                Variant::Ts => s.ts.len(),
+            } as u64;
+            (
+                bytes * 8 * u64::from(US) / s.duration_us,
+                bytes,
+                s.duration_us,
+            )
+        });
+        let (mut peak, mut total_bytes, mut total_us) = (0u64, 0u64, 0u64);
+        for (r, b, d) in rates {
+            peak = peak.max(r);
+            total_bytes += b;
+            total_us += d;
+        }
+        let average = (total_bytes * 8 * u64::from(US)).checked_div(total_us);
+        let (peak, average) = if let Some(average) = average {
+            (peak, average)
+        } else if info.has_video {
+            (3_000_000, 3_000_000)
+        } else {
+            (128_000, 128_000)
+        };
+        let mut s = String::with_capacity(256);
+        s.push_str("#EXTM3U\n");
+        let _ = writeln!(s, "#EXT-X-VERSION:{}", version(variant));
+        s.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+        let _ = write!(
+            s,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"",
+            peak.max(1),
+            average.max(1),
+            info.codecs
+        );
+        if let Some((w, h)) = info.resolution.filter(|(w, h)| *w > 0 && *h > 0) {
+            let _ = write!(s, ",RESOLUTION={w}x{h}");
+        }
+        s.push('\n');
+        s.push_str(&Resource::MediaPlaylist(variant).uri_from(variant));
+        s.push('\n');
+        Some(s)
+    }
+
+    /// The media playlist of `variant` for a request with the LL-HLS
+    /// delivery directives of `req` (rfc8216bis §6.2.5):
+    /// - `_HLS_part` without `_HLS_msn`, or `_HLS_msn` more than two
+    ///   segments past the last one in the playlist, or `_HLS_part` more
+    ///   than the Advance Part Limit (3) past the last part: `BadRequest`;
+    /// - `_HLS_msn=M` (blocking reload, §6.2.5.2): `NotYet` until segment
+    ///   `M` is complete; with `_HLS_part=N` (LL-HLS only) until part
+    ///   `M.N` or any later part exists;
+    /// - `_HLS_skip=YES` (LL-HLS, §6.2.5.1): a delta update with `EXT-X-SKIP`;
+    /// - after [`finish`](Self::finish) requests never wait.
+    ///
+    /// The classic TS variant ignores `_HLS_part` and `_HLS_skip`.
+    pub fn media_playlist(&self, variant: Variant, req: &PlaylistRequest) -> PlaylistReply {
+        if req.part.is_some() && req.msn.is_none() {
+            return PlaylistReply::BadRequest("_HLS_part without _HLS_msn");
+        }
+        let part = match variant {
+            Variant::LowLatency => req.part,
+            Variant::Ts => None,
+        };
+        let open = self.open.as_ref().filter(|o| !o.parts.is_empty());
+        let last_complete = self.segments.back().map(|s| s.msn);
+        let last_msn = match (variant, open) {
+            (Variant::LowLatency, Some(o)) => Some(o.msn),
+            _ => last_complete,
+        };
+        if let Some(m) = req.msn {
+            let limit = last_msn.map_or(2, |l| l.saturating_add(2));
+            if m > limit {
+                return PlaylistReply::BadRequest("_HLS_msn more than two segments ahead");
+            }
+            if let (Some(p), Some(o)) = (part, self.open.as_ref()) {
+                if m == o.msn && p as usize > o.parts.len() + ADVANCE_PART_LIMIT {
+                    return PlaylistReply::BadRequest("_HLS_part beyond the Advance Part Limit");
+                }
+            }
+            if !self.finished {
+                let there = match part {
+                    None => last_complete.is_some_and(|l| l >= m),
+                    Some(p) => self
+                        .last_part()
+                        .is_some_and(|(lm, lp)| (m, u64::from(p)) <= (lm, lp)),
+                };
+                if !there {
+                    return PlaylistReply::NotYet;
+                }
+            }
+        }
+        if !self.is_ready(variant) {
+            return PlaylistReply::NotYet;
+        }
+        PlaylistReply::Ready(match variant {
+            Variant::LowLatency => self.render_ll(req.skip),
+            Variant::Ts => self.render_ts(),
+        })
+    }
+
+    /// The newest part: (msn, part index).
+    fn last_part(&self) -> Option<(u64, u64)> {
+        if let Some(o) = self.open.as_ref().filter(|o| !o.parts.is_empty()) {
+            return Some((o.msn, o.parts.len() as u64 - 1));
+        }
+        self.segments
+            .back()
+            .map(|s| (s.msn, s.parts.len().saturating_sub(1) as u64))
+    }
+
+    /// `EXT-X-MEDIA-SEQUENCE`: the oldest segment of the window, else the open one.
+    fn first_msn(&self) -> u64 {
+        self.segments
+            .front()
+            .map(|x| x.msn)
+            .or(self.open.as_ref().map(|o| o.msn))
+            .unwrap_or(self.next_msn)
+    }
+
+    fn target_secs(&self) -> u64 {
+        let configured = self.config.segment_duration.as_micros().div_ceil(1_000_000) as u64;
+        configured.max(self.max_segment_secs).max(1)
+    }
+
+    fn part_target_us(&self) -> u64 {
+        let configured = u64::try_from(self.config.part_duration.as_micros()).unwrap_or(u64::MAX);
+        configured.max(self.max_part_us)
+    }
+
+    fn init_uri(version: u32) -> String {
+        if version == 0 {
+            Resource::Init.path()
+        } else {
+            format!("{}?v={version}", Resource::Init.path())
+        }
+    }
+
+    fn header(&self, s: &mut String, variant: Variant) {
+        s.push_str("#EXTM3U\n");
+        let _ = writeln!(s, "#EXT-X-VERSION:{}", version(variant));
+        let _ = writeln!(s, "#EXT-X-TARGETDURATION:{}", self.target_secs());
+    }
+
+    fn independent(&self) -> bool {
+        self.segments.iter().all(|s| s.independent)
+            && self.open.as_ref().map_or(true, |o| o.independent)
+    }
+
+    fn render_ts(&self) -> String {
+        let mut s = String::with_capacity(64 + self.segments.len() * 40);
+        self.header(&mut s, Variant::Ts);
+        let first = self.first_msn();
+        let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:{first}");
+        if self.discontinuity_sequence > 0 {
+            let _ = writeln!(
+                s,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.discontinuity_sequence
+            );
+        }
+        if self.independent() {
+            s.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+        }
+        for seg in &self.segments {
+            if seg.discontinuity {
+                s.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            let _ = writeln!(s, "#EXTINF:{},", secs_nearest(seg.duration_us));
+            s.push_str(&Resource::Segment(Variant::Ts, seg.msn).uri_from(Variant::Ts));
+            s.push('\n');
+        }
+        if self.finished {
+            s.push_str("#EXT-X-ENDLIST\n");
+        }
+        s
+    }
+
+    fn render_ll(&self, skip: bool) -> String {
+        let target = self.target_secs();
+        // Rounded once so that PART-HOLD-BACK is exactly 3 × the printed PART-TARGET.
+        let part_target = self.part_target_us().div_ceil(10) * 10;
+        let skip_until_us = 6 * target * u64::from(US);
+        let mut s = String::with_capacity(512 + self.segments.len() * 400);
+        self.header(&mut s, Variant::LowLatency);
+        let _ = writeln!(
+            s,
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={},PART-HOLD-BACK={}",
+            secs_nearest(skip_until_us),
+            secs_ceil(3 * part_target)
+        );
+        let _ = writeln!(s, "#EXT-X-PART-INF:PART-TARGET={}", secs_ceil(part_target));
+        let first = self.first_msn();
+        let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:{first}");
+        if self.discontinuity_sequence > 0 {
+            let _ = writeln!(
+                s,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.discontinuity_sequence
+            );
+        }
+        if self.independent() {
+            s.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+        }
+        // Durations from the end of the playlist, for parts and skipping.
+        let open_us: u64 = self
+            .open
+            .as_ref()
+            .map_or(0, |o| o.parts.iter().map(|p| p.duration_us).sum());
+        let total_us: u64 = open_us + self.segments.iter().map(|x| x.duration_us).sum::<u64>();
+        let parts_from_us = total_us.saturating_sub(3 * target * u64::from(US));
+        let mut skipped = 0usize;
+        if skip {
+            let boundary = total_us.saturating_sub(skip_until_us);
+            let mut at = 0u64;
+            for seg in &self.segments {
+                at += seg.duration_us;
+                if at > boundary {
+                    break;
+                }
+                skipped += 1;
+            }
+        }
+        let mut map_version = self
+            .segments
+            .get(skipped)
+            .map(|x| x.init_version)
+            .or(self.open.as_ref().map(|o| o.init_version))
+            .unwrap_or(self.init_version);
+        if skipped > 0 {
+            let _ = writeln!(s, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
+        }
+        let _ = writeln!(s, "#EXT-X-MAP:URI=\"{}\"", Self::init_uri(map_version));
+        let mut at = 0u64;
+        for (i, seg) in self.segments.iter().enumerate() {
+            let seg_start = at;
+            at += seg.duration_us;
+            if i < skipped {
+                continue;
+            }
+            self.segment_head(
+                &mut s,
+                seg.discontinuity,
+                seg.init_version,
+                &mut map_version,
+            );
+            if at > parts_from_us || seg_start >= parts_from_us {
+                write_parts(&mut s, seg.msn, &seg.parts);
+            }
+            let _ = writeln!(s, "#EXTINF:{},", secs_nearest(seg.duration_us));
+            s.push_str(&Resource::Segment(Variant::LowLatency, seg.msn).path());
+            s.push('\n');
+        }
+        if let Some(o) = &self.open {
+            if !o.parts.is_empty() {
+                self.segment_head(&mut s, o.discontinuity, o.init_version, &mut map_version);
+                write_parts(&mut s, o.msn, &o.parts);
+            }
+            if !self.finished {
+                let hint = Resource::Part {
+                    msn: o.msn,
+                    part: o.parts.len() as u32,
+                };
+                let _ = writeln!(s, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"", hint.path());
+            }
+        }
+        if self.finished {
+            s.push_str("#EXT-X-ENDLIST\n");
+        }
+        s
+    }
+
+    fn segment_head(&self, s: &mut String, disc: bool, init_version: u32, map_version: &mut u32) {
+        if disc {
+            s.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if init_version != *map_version {
+            *map_version = init_version;
+            let _ = writeln!(s, "#EXT-X-MAP:URI=\"{}\"", Self::init_uri(init_version));
+        }
+    }
+
+    /// The fMP4 init section (`init.mp4`, `EXT-X-MAP`, RFC 8216 §4.3.2.5) of
+    /// the current tracks; `None` before the stream started.
+    pub fn init_segment(&self) -> Option<Bytes> {
+        self.init.clone()
+    }
+
+    /// A complete segment of the window (`None` for the open one, or one
+    /// that slid out of the window).
+    pub fn segment(&self, variant: Variant, msn: u64) -> Option<Bytes> {
+        let first = self.segments.front()?.msn;
+        let seg = self
+            .segments
+            .get(usize::try_from(msn.checked_sub(first)?).ok()?)?;
+        Some(match variant {
+            Variant::LowLatency => seg.fmp4.clone(),
+            Variant::Ts => seg.ts.clone(),
+        })
+    }
+
+    /// A partial segment (rfc8216bis §4.4.4.9) of the window or of the open segment.
+    pub fn part(&self, msn: u64, part: u32) -> Option<Bytes> {
+        let parts = match self.open.as_ref().filter(|o| o.msn == msn) {
+            Some(o) => &o.parts,
+            None => {
+                let first = self.segments.front()?.msn;
+                &self
+                    .segments
+                    .get(usize::try_from(msn.checked_sub(first)?).ok()?)?
+                    .parts
+            }
+        };
+        parts.get(part as usize).map(|p| p.bytes.clone())
+    }
+
+    /// Whether a part that is not there yet may still appear: it is the
+    /// next part of the open segment or the first of the next segment (the
+    /// `EXT-X-PRELOAD-HINT` target). The HTTP layer holds such requests.
+    pub fn part_pending(&self, msn: u64, part: u32) -> bool {
+        if self.finished {
+            return false;
+        }
+        match &self.open {
+            Some(o) => {
+                (msn == o.msn && part as usize >= o.parts.len()) || (msn == o.msn + 1 && part == 0)
+            }
+            None => msn == self.next_msn && part == 0,
+        }
+    }
+
+    /// `EXT-X-TARGETDURATION` (RFC 8216 §4.3.3.1) as a duration: the
+    /// configured segment duration rounded up, raised to the longest
+    /// segment seen (rounded to nearest). A blocking reload times out after
+    /// three of these (rfc8216bis §6.2.5.2).
+    pub fn target_duration(&self) -> Duration {
+        Duration::from_secs(self.target_secs())
+    }
+
+    /// Whether the media playlist of `variant` has something a player can
+    /// start on: a complete segment (TS), or a part (LL-HLS).
+    pub fn is_ready(&self, variant: Variant) -> bool {
+        !self.segments.is_empty()
+            || (variant == Variant::LowLatency
+                && self.open.as_ref().is_some_and(|o| !o.parts.is_empty()))
+    }
+
+    /// Whether [`finish`](Self::finish) was called.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Bytes held: segments of the window (fMP4 + TS; parts are slices of
+    /// their segment), the open segment, samples waiting in the fragmenters,
+    /// frames waiting for the start, and the init section.
+    pub fn memory_bytes(&self) -> usize {
+        let segs: usize = self
+            .segments
+            .iter()
+            .map(|s| s.fmp4.len() + s.ts.len())
+            .sum();
+        let open = self.open.as_ref().map_or(0, |o| {
+            o.ts.len() + o.parts.iter().map(|p| p.bytes.len()).sum::<usize>()
+        });
+        let pending = self.epoch.as_ref().map_or(0, |e| {
+            [e.video.as_ref(), e.audio.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|t| t.frag.pending_bytes())
+                .sum()
+        });
+        segs + open + pending + self.start_bytes + self.init.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+fn write_parts(s: &mut String, msn: u64, parts: &[Part]) {
+    for (i, p) in parts.iter().enumerate() {
+        let uri = Resource::Part {
+            msn,
+            part: i as u32,
+        }
+        .path();
+        let _ = write!(
+            s,
+            "#EXT-X-PART:DURATION={},URI=\"{uri}\"",
+            secs_nearest(p.duration_us)
+        );
+        if p.independent {
+            s.push_str(",INDEPENDENT=YES");
+        }
+        s.push('\n');
+    }
+}
+
+/// `EXT-X-VERSION` (RFC 8216 §7; rfc8216bis §8): 3 for TS (decimal
+/// `EXTINF`), 9 for LL-HLS (`EXT-X-SKIP` delta updates; `EXT-X-MAP` needs 6).
+fn version(variant: Variant) -> u32 {
+    match variant {
+        Variant::Ts => 3,
+        Variant::LowLatency => 9,
+    }
+}
+
+fn duration_ticks(d: Duration, timescale: u32) -> i64 {
+    let t = d.as_micros().saturating_mul(u128::from(timescale)) / 1_000_000;
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+fn concat(chunks: &[Bytes]) -> Bytes {
+    match chunks {
+        [one] => one.clone(),
+        _ => {
+            let mut b = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for c in chunks {
+                b.put_slice(c);
+            }
+            b.freeze()
+        }
+    }
+}

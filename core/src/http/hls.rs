@@ -1,0 +1,386 @@
+//! The HLS service: joins engine streams to [`HlsMuxer`]s, runtime-free.
+//!
+//! # Life of a muxed stream
+//!
+//! 1. The first HTTP request for a published stream subscribes to the engine
+//!    ([`Engine::subscribe`]: the GOP cache gives a keyframe at once) and
+//!    creates an [`HlsStream`] holding the subscriber and a fresh muxer. The
+//!    stream is queued for the adapter ([`HlsService::poll_new_stream`],
+//!    announced on [`HlsService::spawn_signal`]).
+//! 2. The adapter runs one tiny task per stream calling
+//!    [`HlsStream::pump`] and doing what the returned [`PumpState`] says:
+//!    pump again, wait on a signal or a deadline, or stop. `pump` moves
+//!    frames from the subscriber into the muxer (at most
+//!    [`HlsServiceConfig::pump_budget`] per call) and notifies the stream's
+//!    *advanced* signal, on which blocked playlist requests wait.
+//! 3. The publisher ends: the muxer is finished (`EXT-X-ENDLIST`), the
+//!    stream stays served until it is idle.
+//! 4. No HTTP request for [`HlsServiceConfig::idle_timeout`]: `pump`
+//!    removes the stream from the service and returns [`PumpState::Done`];
+//!    the task ends and the muxer's memory is freed.
+//!
+//! Bounds: at most [`HlsServiceConfig::max_streams`] muxed streams (more →
+//! 503), at most [`HlsServiceConfig::max_blocked_requests`] requests parked
+//! in a blocking reload at once (more → 503), and each muxer's own byte
+//! bounds ([`HlsConfig`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::container::hls::{HlsConfig, HlsMuxer};
+use crate::engine::{Engine, Recv, Signal, StreamKey, SubscribeError, Subscriber};
+use crate::time::Instant;
+
+/// Settings of the [`HlsService`].
+#[derive(Debug, Clone)]
+pub struct HlsServiceConfig {
+    /// Segmenter settings of every muxer.
+    pub muxer: HlsConfig,
+    /// A stream nobody requested for this long stops being muxed.
+    pub idle_timeout: Duration,
+    /// Most streams muxed at once; a request for one more gets 503.
+    pub max_streams: usize,
+    /// Most requests parked at once (blocking playlist reload, waiting for a
+    /// part or for a new stream to be ready); one more gets 503.
+    pub max_blocked_requests: usize,
+    /// How long the first playlist request of a stream waits for the muxer
+    /// to have something to play before it gets 503.
+    pub ready_timeout: Duration,
+    /// Frames moved into the muxer per [`HlsStream::pump`] call (the lock is
+    /// held meanwhile; requests wait at most that long).
+    pub pump_budget: usize,
+}
+
+impl Default for HlsServiceConfig {
+    fn default() -> Self {
+        HlsServiceConfig {
+            muxer: HlsConfig::default(),
+            idle_timeout: Duration::from_secs(30),
+            max_streams: 256,
+            max_blocked_requests: 4096,
+            ready_timeout: Duration::from_secs(10),
+            pump_budget: 64,
+        }
+    }
+}
+
+/// What the adapter does after [`HlsStream::pump`].
+#[derive(Debug, Clone)]
+pub enum PumpState {
+    /// More frames may be waiting: yield to the runtime, then pump again.
+    Busy,
+    /// Nothing to do: wait until `signal` moves past `epoch` or `deadline`
+    /// passes (the idle check), then pump again.
+    Wait {
+        /// Signal to wait on.
+        signal: Signal,
+        /// Epoch read before the last check.
+        epoch: u64,
+        /// Pump again at the latest then.
+        deadline: Instant,
+    },
+    /// The stream is no longer muxed (idle, or replaced): end the task.
+    Done,
+}
+
+#[derive(Debug)]
+pub(crate) struct StreamState {
+    pub(crate) muxer: HlsMuxer,
+    subscriber: Option<Subscriber>,
+}
+
+/// One engine stream being muxed to HLS.
+#[derive(Debug)]
+pub struct HlsStream {
+    key: StreamKey,
+    state: Mutex<StreamState>,
+    /// Notified whenever the muxer took frames, finished, or the stream was
+    /// retired: blocked requests wait on it.
+    advanced: Signal,
+    /// Time of the last HTTP request, µs of the caller's clock.
+    last_access: AtomicU64,
+    /// The publisher ended and the muxer is finished.
+    ended: AtomicBool,
+    /// Removed from the service: the pump task ends.
+    retired: AtomicBool,
+    idle_timeout: Duration,
+    pump_budget: usize,
+    service: std::sync::Weak<ServiceInner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl HlsStream {
+    /// The engine stream muxed here.
+    pub fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
+    /// Whether the publisher ended (the playlists carry `EXT-X-ENDLIST`).
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    /// The signal notified whenever the muxer advanced.
+    pub fn advanced(&self) -> Signal {
+        self.advanced.clone()
+    }
+
+    pub(crate) fn touch(&self, now: Instant) {
+        self.last_access
+            .fetch_max(now.as_micros(), Ordering::AcqRel);
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, StreamState> {
+        lock(&self.state)
+    }
+
+    /// Bytes held by this stream's muxer.
+    pub fn memory_bytes(&self) -> usize {
+        self.state().muxer.memory_bytes()
+    }
+
+    fn retire(self: &Arc<Self>) {
+        if self.retired.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(service) = self.service.upgrade() {
+            let mut streams = lock(&service.streams);
+            if streams.get(&self.key).is_some_and(|s| Arc::ptr_eq(s, self)) {
+                streams.remove(&self.key);
+            }
+        }
+        // Drop the subscriber (and the frames it pins) at once.
+        self.state().subscriber = None;
+        self.advanced.notify();
+        tracing::debug!(stream = %self.key, "HLS muxing stopped");
+    }
+
+    /// Moves frames from the engine into the muxer; the adapter's per-stream
+    /// task calls it in a loop and does what the [`PumpState`] says.
+    pub fn pump(self: &Arc<Self>, now: Instant) -> PumpState {
+        if self.retired.load(Ordering::Acquire) {
+            return PumpState::Done;
+        }
+        let last = Instant::from_micros(self.last_access.load(Ordering::Acquire));
+        let idle_deadline = last + self.idle_timeout;
+        if now >= idle_deadline {
+            tracing::debug!(stream = %self.key, "no HLS request for {:?}", self.idle_timeout);
+            self.retire();
+            return PumpState::Done;
+        }
+        let mut pushed = 0usize;
+        let mut state = self.state();
+        let st = &mut *state;
+        let next = match &mut st.subscriber {
+            None => PumpState::Done,
+            Some(sub) => {
+                let signal = sub.signal();
+                loop {
+                    if pushed >= self.pump_budget {
+                        break PumpState::Busy;
+                    }
+                    let epoch = signal.epoch();
+                    match sub.recv() {
+                        Recv::Frame(f) => {
+                            st.muxer.push(&f.frame);
+                            pushed += 1;
+                        }
+                        Recv::Empty => {
+                            break PumpState::Wait {
+                                signal,
+                                epoch,
+                                deadline: idle_deadline,
+                            }
+                        }
+                        Recv::End => {
+                            st.muxer.finish();
+                            st.subscriber = None;
+                            self.ended.store(true, Ordering::Release);
+                            pushed += 1;
+                            tracing::debug!(stream = %self.key, "publisher ended; HLS playlists end");
+                            // Waits on `advanced` (below, after its notify).
+                            break PumpState::Done;
+                        }
+                    }
+                }
+            }
+        };
+        drop(state);
+        if pushed > 0 {
+            self.advanced.notify();
+        }
+        match next {
+            // Ended: only `retire` notifies `advanced` from now on; the task
+            // sleeps until the idle deadline.
+            PumpState::Done => {
+                let epoch = self.advanced.epoch();
+                if self.retired.load(Ordering::Acquire) {
+                    return PumpState::Done;
+                }
+                PumpState::Wait {
+                    signal: self.advanced.clone(),
+                    epoch,
+                    deadline: idle_deadline,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Why a stream cannot be served over HLS.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HlsError {
+    /// The engine does not know the stream (or its app): 404.
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
+    /// [`HlsServiceConfig::max_streams`] streams are already muxed: 503.
+    #[error("too many HLS streams (limit {0})")]
+    TooManyStreams(usize),
+}
+
+#[derive(Debug, Default)]
+struct ServiceInner {
+    streams: Mutex<HashMap<StreamKey, Arc<HlsStream>>>,
+    /// Streams created and not yet handed to the adapter.
+    new_streams: Mutex<VecDeque<Arc<HlsStream>>>,
+    spawn: Signal,
+    blocked: Arc<AtomicUsize>,
+}
+
+/// A parked request's claim on [`HlsServiceConfig::max_blocked_requests`];
+/// released on drop.
+#[derive(Debug)]
+pub(crate) struct BlockPermit(Arc<AtomicUsize>);
+
+impl Drop for BlockPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Joins engine streams to HLS muxers (see the module documentation).
+#[derive(Debug)]
+pub struct HlsService {
+    engine: Engine,
+    config: HlsServiceConfig,
+    inner: Arc<ServiceInner>,
+}
+
+impl HlsService {
+    /// A service muxing streams of `engine` on demand.
+    pub fn new(engine: Engine, config: HlsServiceConfig) -> Self {
+        HlsService {
+            engine,
+            config,
+            inner: Arc::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &HlsServiceConfig {
+        &self.config
+    }
+
+    /// Notified whenever a stream was created that needs a pump task; read
+    /// its epoch, drain [`poll_new_stream`](Self::poll_new_stream), then wait.
+    pub fn spawn_signal(&self) -> Signal {
+        self.inner.spawn.clone()
+    }
+
+    /// The next stream that needs a pump task (each is returned once).
+    pub fn poll_new_stream(&self) -> Option<Arc<HlsStream>> {
+        lock(&self.inner.new_streams).pop_front()
+    }
+
+    /// Keys of the streams being muxed.
+    pub fn streams(&self) -> Vec<StreamKey> {
+        let mut v: Vec<_> = lock(&self.inner.streams).keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The muxed stream `key`, if any (without creating it).
+    pub fn get(&self, key: &StreamKey) -> Option<Arc<HlsStream>> {
+        lock(&self.inner.streams).get(key).cloned()
+    }
+
+    /// Requests parked right now.
+    pub fn blocked_requests(&self) -> usize {
+        self.inner.blocked.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn block_permit(&self) -> Option<BlockPermit> {
+        let blocked = &self.inner.blocked;
+        let prev = blocked.fetch_add(1, Ordering::AcqRel);
+        let permit = BlockPermit(blocked.clone());
+        (prev < self.config.max_blocked_requests).then_some(permit)
+    }
+
+    /// The muxed stream `key`, created (subscribed, queued for a pump task)
+    /// on first use; `now` counts as a request for the idle timeout.
+    pub fn stream(&self, key: &StreamKey, now: Instant) -> Result<Arc<HlsStream>, HlsError> {
+        let mut streams = lock(&self.inner.streams);
+        let old = streams.get(key).cloned();
+        if let Some(s) = &old {
+            if !s.is_ended() {
+                s.touch(now);
+                return Ok(s.clone());
+            }
+        }
+        let sub = match self.engine.subscribe(key) {
+            Ok(sub) => sub,
+            Err(e) => {
+                // An ended stream stays served (its last segments, ENDLIST)
+                // until idle, unless the key is published again.
+                if let Some(s) = old {
+                    s.touch(now);
+                    return Ok(s);
+                }
+                return Err(e.into());
+            }
+        };
+        if old.is_none() && streams.len() >= self.config.max_streams {
+            return Err(HlsError::TooManyStreams(self.config.max_streams));
+        }
+        let stream = Arc::new(HlsStream {
+            key: key.clone(),
+            state: Mutex::new(StreamState {
+                muxer: HlsMuxer::new(self.config.muxer.clone()),
+                subscriber: Some(sub),
+            }),
+            advanced: Signal::new(),
+            last_access: AtomicU64::new(now.as_micros()),
+            ended: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+            idle_timeout: self.config.idle_timeout,
+            pump_budget: self.config.pump_budget.max(1),
+            service: Arc::downgrade(&self.inner),
+        });
+        streams.insert(key.clone(), stream.clone());
+        drop(streams);
+        if let Some(old) = old {
+            // Published again after it ended: the old muxer goes.
+            old.retire();
+        }
+        tracing::debug!(stream = %key, "HLS muxing started");
+        // Take in the GOP cache now (bounded: the pump task does the rest),
+        // so the first request finds a keyframe.
+        for _ in 0..16 {
+            if !matches!(stream.pump(now), PumpState::Busy) {
+                break;
+            }
+        }
+        lock(&self.inner.new_streams).push_back(stream.clone());
+        self.inner.spawn.notify();
+        Ok(stream)
+    }
+}

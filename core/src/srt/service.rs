@@ -1,0 +1,727 @@
+//! Engine glue for SRT: the [`Endpoint`] of one UDP socket joined to the
+//! [`Engine`] and an [`Admission`] policy, behind the runtime-free
+//! [`DatagramService`] shape every adapter drives with one UDP loop.
+//!
+//! - **Admission** (draft-sharabayko-srt-01 §3.2.1.3 stream id, libsrt
+//!   access control): each caller's parsed stream id
+//!   (`publish:live/cam`, `read:live/cam`, `#!::r=live/cam,m=publish`) is
+//!   put to the [`Admission`] and then to the engine. Refusals are
+//!   answered with the access-control reject codes libsrt and MediaMTX use:
+//!   bad stream id `SRT_REJX_BAD_REQUEST` (1400) / `SRT_REJX_BAD_MODE`
+//!   (1405), refused by the application `SRT_REJX_FORBIDDEN` (1403),
+//!   unknown stream or app `SRT_REJX_NOTFOUND` (1404), stream already
+//!   published `SRT_REJX_CONFLICT` (1409), engine limits
+//!   `SRT_REJX_OVERLOAD` (1402), service closing `SRT_REJ_CLOSE`.
+//! - **Publish**: payloads delivered under TSBPD are MPEG-TS; a
+//!   [`TsDemuxer`] turns them into frames for the [`Publisher`]. The stream
+//!   ends when the connection closes (its buffered tail is demuxed first).
+//!   Payloads without a single valid TS packet are counted; a peer sending
+//!   nothing else for [`SrtServiceConfig::garbage_timeout`] is closed.
+//! - **Play**: every frame's TS bytes come from one muxer per stream shared
+//!   by all viewers ([`TsEgress`], cached in the frame's `EgressSlot::Ts`),
+//!   cut into [`PAYLOAD_SIZE`]-byte payloads (7 × 188) by `Bytes::slice`,
+//!   so every viewer sends the same memory. A viewer starts at a start
+//!   point, with PAT/PMT first. When the connection's send buffer is full,
+//!   frames stay in the engine's ring (where a viewer that falls behind
+//!   skips to the next keyframe, as for RTMP); pulling resumes when ACKs
+//!   free the buffer.
+//! - **Time**: packets are stamped with the instant they are handed to
+//!   [`Endpoint::send`], as libsrt's live mode does by default (`srctime`
+//!   0). Frames arrive from the engine at the publisher's pace, so the
+//!   receiver's TSBPD replays that pace; the GOP burst a new viewer gets is
+//!   stamped "now" and is therefore never too late to play.
+//!
+//! Invariants: every queue is bounded — the endpoint's (transmit, events,
+//! connections), the engine's ring per stream, and per viewer at most one
+//! frame's TS bytes plus one PAT/PMT pair waiting for room in the send
+//! buffer.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tracing::{debug, info, warn};
+
+use super::egress::{starts_with_pat, StreamMux, TsEgress, TsFrame};
+use super::endpoint::{
+    CloseCause, ConnectionRequest, Endpoint, EndpointConfig, EndpointEvent, EndpointSendError,
+};
+use super::handshake::RejectReason;
+use super::packet::SocketId;
+use super::stream_id::{StreamId, StreamMode};
+use crate::admission::{Admission, AdmissionKind, AdmissionRequest, AllowAll};
+use crate::container::ts::{TsDemuxer, PACKET_SIZE};
+use crate::datagram::{DatagramService, DatagramServiceFactory, Transmit};
+use crate::engine::{
+    Engine, PublishError, Publisher, Recv, Signal, StreamStats, SubscribeError, Subscriber,
+};
+use crate::time::Instant;
+
+/// Bytes of MPEG-TS per SRT payload: 7 transport packets, the size libsrt
+/// live mode and ffmpeg use (`SRT_LIVE_DEF_PLSIZE`).
+pub const PAYLOAD_SIZE: usize = 7 * PACKET_SIZE;
+
+/// Settings of an [`SrtService`].
+#[derive(Debug, Clone)]
+pub struct SrtServiceConfig {
+    /// The endpoint's settings (latency, MTU, limits, and whatever the
+    /// crypto layer adds). `cookie_secret` and `rng_seed` are mixed with the
+    /// factory's `seed` for each service.
+    pub endpoint: EndpointConfig,
+    /// A publisher whose payloads contain no valid MPEG-TS packet for this
+    /// long is closed.
+    pub garbage_timeout: Duration,
+    /// After its stream ends, how long a viewer's connection stays open so
+    /// that the tail of the stream is delivered (and repaired) before the
+    /// SHUTDOWN; added to twice the connection's latency.
+    pub end_linger: Duration,
+}
+
+impl Default for SrtServiceConfig {
+    fn default() -> Self {
+        SrtServiceConfig {
+            endpoint: EndpointConfig::default(),
+            garbage_timeout: Duration::from_secs(3),
+            end_linger: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Counters of an [`SrtService`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SrtServiceStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Requests rejected (admission, engine, stream id, closing).
+    pub rejected: u64,
+    /// Frames handed to publishers.
+    pub frames_in: u64,
+    /// Publisher payloads that held no valid TS packet.
+    pub garbage_payloads: u64,
+    /// Publishers closed for sending something other than MPEG-TS.
+    pub garbage_closed: u64,
+    /// Payloads handed to the endpoint for viewers.
+    pub payloads_out: u64,
+    /// Times a viewer's send buffer was full.
+    pub send_buffer_full: u64,
+    /// Frames a viewer skipped because their TS form was unavailable or
+    /// while waiting for a start point.
+    pub frames_skipped: u64,
+    /// Payloads received from viewers (ignored).
+    pub viewer_payloads: u64,
+}
+
+/// Builds an [`SrtService`] per bound UDP socket. All services of one
+/// factory share the per-stream TS muxers.
+#[derive(Clone)]
+pub struct SrtServiceFactory {
+    engine: Engine,
+    config: SrtServiceConfig,
+    admission: Arc<dyn Admission>,
+    egress: Arc<TsEgress>,
+}
+
+impl core::fmt::Debug for SrtServiceFactory {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SrtServiceFactory")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// splitmix64: expands the service seed into socket-id seed and cookie secret.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl SrtServiceFactory {
+    /// Services publishing to and playing from `engine`, admitting through
+    /// `admission`, with `config`.
+    pub fn new(engine: Engine, config: SrtServiceConfig, admission: Arc<dyn Admission>) -> Self {
+        SrtServiceFactory {
+            engine,
+            config,
+            admission,
+            egress: Arc::new(TsEgress::new()),
+        }
+    }
+
+    /// Services that admit every request.
+    pub fn allow_all(engine: Engine, config: SrtServiceConfig) -> Self {
+        Self::new(engine, config, Arc::new(AllowAll))
+    }
+
+    /// Shares `egress` (the per-stream TS muxers) with other consumers.
+    pub fn with_egress(mut self, egress: Arc<TsEgress>) -> Self {
+        self.egress = egress;
+        self
+    }
+
+    /// The per-stream shared TS muxers.
+    pub fn egress(&self) -> &Arc<TsEgress> {
+        &self.egress
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SrtServiceConfig {
+        &self.config
+    }
+
+    /// A service for the socket bound at `local` (also usable without the
+    /// trait). `seed` is expanded into the cookie secret and socket-id seed
+    /// (mixed with those of the configuration).
+    pub fn service(&self, local: SocketAddr, now: Instant, seed: u64) -> SrtService {
+        let mut ep = self.config.endpoint.clone();
+        let mut s = seed;
+        ep.rng_seed ^= splitmix(&mut s);
+        for chunk in ep.cookie_secret.chunks_mut(8) {
+            let r = splitmix(&mut s).to_le_bytes();
+            for (d, x) in chunk.iter_mut().zip(r) {
+                *d ^= x;
+            }
+        }
+        SrtService {
+            endpoint: Endpoint::new(ep),
+            engine: self.engine.clone(),
+            admission: self.admission.clone(),
+            egress: self.egress.clone(),
+            config: self.config.clone(),
+            local,
+            started: now,
+            conns: HashMap::new(),
+            closing: false,
+            drained: false,
+            stats: SrtServiceStats::default(),
+        }
+    }
+}
+
+impl DatagramServiceFactory for SrtServiceFactory {
+    fn new_service(&self, local: SocketAddr, now: Instant, seed: u64) -> Box<dyn DatagramService> {
+        Box::new(self.service(local, now, seed))
+    }
+}
+
+#[derive(Debug)]
+struct Publishing {
+    publisher: Publisher,
+    demux: TsDemuxer,
+    /// Since when every payload was garbage.
+    garbage_since: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Playing {
+    subscriber: Subscriber,
+    mux: Arc<StreamMux>,
+    /// Identifies the played stream instance (to list its signal once).
+    stream: Arc<StreamStats>,
+    signal: Signal,
+    /// TS bytes waiting for room in the send buffer (at most PAT/PMT and
+    /// one frame).
+    out: VecDeque<Bytes>,
+    /// A start point was sent since joining (or since a frame was missing).
+    synced: bool,
+    /// The last send found the buffer full.
+    blocked: bool,
+    /// The stream ended: close at this instant.
+    ending_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+enum Role {
+    Publish(Box<Publishing>),
+    Play(Box<Playing>),
+}
+
+#[derive(Debug)]
+struct Conn {
+    peer: SocketAddr,
+    latency: Duration,
+    role: Role,
+}
+
+/// What pulling for one viewer ended with.
+enum Pulled {
+    /// Nothing more from the engine right now (or blocked on the buffer).
+    Done,
+    /// The played stream ended.
+    Ended,
+    /// The endpoint no longer knows the connection.
+    Gone,
+}
+
+/// One UDP socket's SRT endpoint joined to the engine (see the module docs).
+pub struct SrtService {
+    endpoint: Endpoint,
+    engine: Engine,
+    admission: Arc<dyn Admission>,
+    egress: Arc<TsEgress>,
+    config: SrtServiceConfig,
+    local: SocketAddr,
+    started: Instant,
+    conns: HashMap<SocketId, Conn>,
+    closing: bool,
+    drained: bool,
+    stats: SrtServiceStats,
+}
+
+impl core::fmt::Debug for SrtService {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SrtService")
+            .field("local", &self.local)
+            .field("started", &self.started)
+            .field("connections", &self.conns.len())
+            .field("closing", &self.closing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The engine's words for an admission request: the stream id's query,
+/// plus its `u=` and `s=` as `u=…&s=…` so that a policy can check them
+/// with [`AdmissionRequest::query_param`].
+fn admission_query(sid: &StreamId) -> String {
+    let mut q = sid.query.clone();
+    for (k, v) in [("u", &sid.user), ("s", &sid.session)] {
+        if let Some(v) = v {
+            if !q.is_empty() {
+                q.push('&');
+            }
+            q.push_str(k);
+            q.push('=');
+            q.push_str(v);
+        }
+    }
+    q
+}
+
+impl SrtService {
+    /// The endpoint machine inside.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SrtServiceStats {
+        self.stats
+    }
+
+    /// The local address the service was built for.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Connections publishing a stream.
+    pub fn publishing_count(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| matches!(c.role, Role::Publish(_)))
+            .count()
+    }
+
+    /// Connections playing a stream.
+    pub fn playing_count(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| matches!(c.role, Role::Play(_)))
+            .count()
+    }
+
+    fn reject(&mut self, req: &ConnectionRequest, reason: RejectReason, why: &str) {
+        warn!(peer = %req.peer, stream_id = %req.raw_stream_id, code = reason.code(), %why, "srt: connection refused");
+        self.stats.rejected += 1;
+        self.endpoint.reject(req.token, reason);
+    }
+
+    fn on_request(&mut self, now: Instant, req: &ConnectionRequest) {
+        if self.closing {
+            self.reject(req, RejectReason::Close, "service closing");
+            return;
+        }
+        let sid = match &req.stream_id {
+            Ok(s) => s,
+            Err(e) => {
+                self.reject(req, e.reject_reason(), &format!("bad stream id: {e}"));
+                return;
+            }
+        };
+        let kind = match sid.mode {
+            StreamMode::Publish => AdmissionKind::Publish,
+            StreamMode::Request => AdmissionKind::Play,
+            StreamMode::Bidirectional => {
+                self.reject(
+                    req,
+                    RejectReason::BAD_MODE,
+                    "bidirectional mode unsupported",
+                );
+                return;
+            }
+        };
+        let areq = AdmissionRequest {
+            protocol: "srt",
+            kind,
+            key: sid.key.clone(),
+            query: admission_query(sid),
+            peer: req.peer,
+        };
+        if let Err(why) = self.admission.admit(&areq) {
+            self.reject(req, RejectReason::FORBIDDEN, &why);
+            return;
+        }
+        let key = sid.key.clone();
+        let role = match kind {
+            AdmissionKind::Publish => match self.engine.publish(key.clone()) {
+                Ok(publisher) => Role::Publish(Box::new(Publishing {
+                    publisher,
+                    demux: TsDemuxer::new(),
+                    garbage_since: None,
+                })),
+                Err(e) => {
+                    let code = match e {
+                        PublishError::AlreadyPublishing(_) => RejectReason::CONFLICT,
+                        PublishError::UnknownApp(_) => RejectReason::NOT_FOUND,
+                        PublishError::TooManyStreams(..) => RejectReason::OVERLOAD,
+                    };
+                    self.reject(req, code, &e.to_string());
+                    return;
+                }
+            },
+            AdmissionKind::Play => match self.engine.subscribe(&key) {
+                Ok(subscriber) => {
+                    let mux = self.egress.stream(&subscriber);
+                    Role::Play(Box::new(Playing {
+                        mux,
+                        stream: subscriber.stream_stats(),
+                        signal: subscriber.signal(),
+                        subscriber,
+                        out: VecDeque::with_capacity(2),
+                        synced: false,
+                        blocked: false,
+                        ending_at: None,
+                    }))
+                }
+                Err(e) => {
+                    let code = match e {
+                        SubscribeError::NotFound(_) | SubscribeError::UnknownApp(_) => {
+                            RejectReason::NOT_FOUND
+                        }
+                        SubscribeError::TooManySubscribers(..) => RejectReason::OVERLOAD,
+                    };
+                    self.reject(req, code, &e.to_string());
+                    return;
+                }
+            },
+        };
+        match self.endpoint.accept(now, req.token) {
+            Ok(id) => {
+                info!(peer = %req.peer, socket = id.0, stream = %key, %kind, "srt: connection accepted");
+                self.stats.accepted += 1;
+                self.conns.insert(
+                    id,
+                    Conn {
+                        peer: req.peer,
+                        latency: Duration::from_millis(u64::from(self.config.endpoint.latency_ms)),
+                        role,
+                    },
+                );
+            }
+            Err(e) => debug!(peer = %req.peer, error = %e, "srt: accept failed"),
+        }
+    }
+
+    /// Handles every endpoint event queued so far.
+    fn events(&mut self, now: Instant) {
+        while let Some(ev) = self.endpoint.poll_event() {
+            match ev {
+                EndpointEvent::Request(req) => self.on_request(now, &req),
+                EndpointEvent::Connected {
+                    id,
+                    peer,
+                    latency_ms,
+                } => {
+                    debug!(socket = id.0, %peer, latency_ms, "srt: connected");
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        c.latency = Duration::from_millis(u64::from(latency_ms));
+                    }
+                    if matches!(self.conns.get(&id).map(|c| &c.role), Some(Role::Play(_))) {
+                        self.pull_one(now, id);
+                    }
+                }
+                EndpointEvent::Data { id, payload, .. } => self.on_data(now, id, &payload),
+                EndpointEvent::Closed { id, reason } => self.on_closed(id, reason),
+                // Caller-side outcomes: this service never calls out.
+                #[allow(unreachable_patterns)]
+                other => debug!(?other, "srt: endpoint event ignored"),
+            }
+        }
+    }
+
+    fn on_data(&mut self, now: Instant, id: SocketId, payload: &Bytes) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let p = match &mut conn.role {
+            Role::Publish(p) => p,
+            Role::Play(_) => {
+                self.stats.viewer_payloads += 1;
+                return;
+            }
+        };
+        let before = p.demux.stats().packets;
+        if let Err(e) = p.demux.handle_input(payload) {
+            debug!(socket = id.0, error = %e, "srt: demuxer input refused");
+        }
+        while let Some(f) = p.demux.poll_frame() {
+            p.publisher.send(f);
+            self.stats.frames_in += 1;
+        }
+        if p.demux.stats().packets > before {
+            p.garbage_since = None;
+            return;
+        }
+        self.stats.garbage_payloads += 1;
+        let since = *p.garbage_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= self.config.garbage_timeout {
+            warn!(
+                socket = id.0,
+                peer = %conn.peer,
+                stream = %p.publisher.key(),
+                "srt: closing publisher: its payloads are not MPEG-TS"
+            );
+            self.stats.garbage_closed += 1;
+            self.endpoint.close(now, id);
+        }
+    }
+
+    fn on_closed(&mut self, id: SocketId, reason: CloseCause) {
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
+        match conn.role {
+            Role::Publish(mut p) => {
+                p.demux.flush();
+                while let Some(f) = p.demux.poll_frame() {
+                    p.publisher.send(f);
+                    self.stats.frames_in += 1;
+                }
+                info!(socket = id.0, peer = %conn.peer, stream = %p.publisher.key(), ?reason, frames = p.publisher.published(), "srt: publish ended");
+            }
+            Role::Play(p) => {
+                info!(socket = id.0, peer = %conn.peer, stream = %p.subscriber.key(), ?reason, "srt: play ended");
+            }
+        }
+    }
+
+    /// Moves frames of one viewer from the engine into its connection.
+    fn pull_one(&mut self, now: Instant, id: SocketId) {
+        let Some(Conn {
+            role: Role::Play(p),
+            latency,
+            ..
+        }) = self.conns.get_mut(&id)
+        else {
+            return;
+        };
+        if p.ending_at.is_some() {
+            return;
+        }
+        match pull(&mut self.endpoint, &mut self.stats, now, id, p) {
+            Pulled::Done => {}
+            Pulled::Ended => {
+                info!(socket = id.0, stream = %p.subscriber.key(), "srt: played stream ended");
+                p.ending_at = Some(now + *latency * 2 + self.config.end_linger);
+            }
+            Pulled::Gone => {
+                self.conns.remove(&id);
+            }
+        }
+    }
+
+    /// Viewers whose stream ended and whose linger passed are shut down.
+    fn expire_ended(&mut self, now: Instant) {
+        let due: Vec<SocketId> = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| match &c.role {
+                Role::Play(p) if p.ending_at.is_some_and(|t| t <= now) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        for id in due {
+            self.endpoint.close(now, id);
+        }
+    }
+
+    fn playing_ids(&self, only_blocked: bool) -> Vec<SocketId> {
+        self.conns
+            .iter()
+            .filter_map(|(id, c)| match &c.role {
+                Role::Play(p) if !only_blocked || p.blocked => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Sends what waits, then frames from the subscriber until the engine has
+/// nothing new or the send buffer is full.
+fn pull(
+    endpoint: &mut Endpoint,
+    stats: &mut SrtServiceStats,
+    now: Instant,
+    id: SocketId,
+    p: &mut Playing,
+) -> Pulled {
+    loop {
+        while let Some(front) = p.out.front_mut() {
+            if front.is_empty() {
+                p.out.pop_front();
+                continue;
+            }
+            let n = front.len().min(PAYLOAD_SIZE);
+            match endpoint.send(now, id, front.slice(..n)) {
+                Ok(()) => {
+                    front.advance(n);
+                    stats.payloads_out += 1;
+                }
+                Err(EndpointSendError::Buffer(_)) => {
+                    if !p.blocked {
+                        stats.send_buffer_full += 1;
+                    }
+                    p.blocked = true;
+                    return Pulled::Done;
+                }
+                Err(EndpointSendError::UnknownConnection) => return Pulled::Gone,
+            }
+        }
+        p.blocked = false;
+        let entry = match p.subscriber.recv() {
+            Recv::Frame(e) => e,
+            Recv::Empty => return Pulled::Done,
+            Recv::End => return Pulled::Ended,
+        };
+        match p.mux.ts_bytes(&entry) {
+            TsFrame::Config => {}
+            TsFrame::Unavailable => {
+                stats.frames_skipped += 1;
+                p.synced = false;
+            }
+            TsFrame::Packets(b) => {
+                if !p.synced {
+                    if !entry.is_start_point() {
+                        stats.frames_skipped += 1;
+                        continue;
+                    }
+                    p.synced = true;
+                    if !starts_with_pat(&b) {
+                        if let Some(psi) = p.mux.psi_packets() {
+                            p.out.push_back(psi);
+                        }
+                    }
+                }
+                p.out.push_back(b);
+            }
+        }
+    }
+}
+
+impl DatagramService for SrtService {
+    fn handle_datagram(&mut self, now: Instant, src: SocketAddr, datagram: Bytes) {
+        if self.closing {
+            return;
+        }
+        // Destination socket id (§3: bytes 8..12 of every packet), to resume
+        // a viewer whose send buffer an ACK may have freed.
+        let dest = datagram
+            .get(8..12)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| SocketId(u32::from_be_bytes(b)));
+        self.endpoint.handle_datagram(now, src, datagram);
+        self.events(now);
+        if let Some(id) = dest {
+            if let Some(Conn {
+                role: Role::Play(p),
+                ..
+            }) = self.conns.get(&id)
+            {
+                if p.blocked {
+                    self.pull_one(now, id);
+                    self.events(now);
+                }
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now);
+        self.events(now);
+        self.expire_ended(now);
+        for id in self.playing_ids(true) {
+            self.pull_one(now, id);
+        }
+        self.events(now);
+    }
+
+    fn handle_media(&mut self, now: Instant) {
+        for id in self.playing_ids(false) {
+            self.pull_one(now, id);
+        }
+        self.events(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.endpoint.poll_transmit();
+        if t.is_none() && self.closing {
+            self.drained = true;
+        }
+        t
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let ending = self.conns.values().filter_map(|c| match &c.role {
+            Role::Play(p) => p.ending_at,
+            Role::Publish(_) => None,
+        });
+        self.endpoint.poll_timeout().into_iter().chain(ending).min()
+    }
+
+    fn media_signals(&self, out: &mut Vec<Signal>) {
+        let mut seen: HashSet<*const StreamStats> = HashSet::new();
+        for c in self.conns.values() {
+            if let Role::Play(p) = &c.role {
+                if p.blocked || p.ending_at.is_some() {
+                    continue;
+                }
+                if seen.insert(Arc::as_ptr(&p.stream)) {
+                    out.push(p.signal.clone());
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, now: Instant) {
+        if self.closing {
+            return;
+        }
+        info!(local = %self.local, connections = self.conns.len(), "srt: service closing");
+        self.closing = true;
+        self.drained = false;
+        let ids: Vec<SocketId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.endpoint.close(now, id);
+        }
+        self.events(now);
+        // Whatever the endpoint did not report as closed is dropped too.
+        self.conns.clear();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closing && self.drained
+    }
+}

@@ -1,0 +1,688 @@
+//! The HTTP router (`arcly::http`) driven sans-IO: a real [`Engine`], a
+//! [`Publisher`] pushing synthetic H.264 + AAC frames, the HLS pump called
+//! by hand with a test clock. Every status code of docs/hls.md, traversal
+//! attempts, ranges, HEAD, CORS, blocking reload (wait → playlist once the
+//! part exists; 503 after three target durations), idle shutdown, limits.
+#![cfg(feature = "http")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::Duration;
+
+use arcly::codec::aac::AacConfig;
+use arcly::codec::h264::AvcConfig;
+use arcly::container::hls::HlsConfig;
+use arcly::engine::Publisher;
+use arcly::http::{
+    HlsServiceConfig, HttpConfig, HttpRouter, PumpState, Routed, Wait, HLS_JS, HLS_JS_PATH,
+};
+use arcly::{Codec, Engine, Frame, FrameFlags, Instant, StreamKey};
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+
+const SPS: &[u8] = &[
+    0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
+    0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
+];
+const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+
+/// Video every 40 ms (keyframe every second), AAC every ~21 ms.
+struct Feed {
+    publisher: Publisher,
+    video_ms: i64,
+    audio_frames: i64,
+}
+
+impl Feed {
+    fn start(engine: &Engine, name: &str) -> Feed {
+        let mut publisher = engine
+            .publish(StreamKey::new("live", name).unwrap())
+            .unwrap();
+        let avc = AvcConfig::from_parameter_sets(
+            vec![Bytes::from_static(SPS)],
+            vec![Bytes::from_static(PPS)],
+        )
+        .unwrap();
+        publisher.send(config(Codec::H264, avc.to_bytes()));
+        publisher.send(config(Codec::Aac, AacConfig::new(2, 48_000, 2).to_bytes()));
+        Feed {
+            publisher,
+            video_ms: 0,
+            audio_frames: 0,
+        }
+    }
+
+    /// Publishes media up to (excluding) `until_ms` of media time.
+    fn until(&mut self, until_ms: i64) {
+        loop {
+            // 1024 samples at 48 kHz per AAC frame.
+            let audio_ms = self.audio_frames * 1024 * 1000 / 48_000;
+            if self.video_ms >= until_ms && audio_ms >= until_ms {
+                break;
+            }
+            if audio_ms <= self.video_ms && audio_ms < until_ms {
+                let t = audio_ms;
+                self.publisher.send(Frame {
+                    codec: Codec::Aac,
+                    flags: FrameFlags::KEYFRAME,
+                    pts: t,
+                    dts: t,
+                    timebase: 1000,
+                    payload: Bytes::from(vec![0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c]),
+                });
+                self.audio_frames += 1;
+            } else {
+                let t = self.video_ms;
+                let key = t % 1000 == 0;
+                let nal: &[u8] = if key {
+                    &[0x65, 0x88, 0x84, 0x00, 0x33, 0xff]
+                } else {
+                    &[0x41, 0x9a, 0x02, 0x04, 0x0c]
+                };
+                let mut payload = vec![0; 4];
+                payload.extend_from_slice(nal);
+                payload.extend_from_slice(&[0xab; 600]);
+                let len = (payload.len() - 4) as u32;
+                payload[..4].copy_from_slice(&len.to_be_bytes());
+                self.publisher.send(Frame {
+                    codec: Codec::H264,
+                    flags: if key {
+                        FrameFlags::KEYFRAME
+                    } else {
+                        FrameFlags::NONE
+                    },
+                    pts: t,
+                    dts: t,
+                    timebase: 1000,
+                    payload: Bytes::from(payload),
+                });
+                self.video_ms += 40;
+            }
+        }
+    }
+}
+
+fn config(codec: Codec, payload: Bytes) -> Frame {
+    Frame {
+        codec,
+        flags: FrameFlags::CONFIG,
+        pts: 0,
+        dts: 0,
+        timebase: 1000,
+        payload,
+    }
+}
+
+fn router_with(engine: &Engine, tweak: impl FnOnce(&mut HttpConfig)) -> HttpRouter {
+    let mut cfg = HttpConfig {
+        hls: HlsServiceConfig {
+            muxer: HlsConfig {
+                segment_duration: Duration::from_secs(1),
+                part_duration: Duration::from_millis(200),
+                ..HlsConfig::default()
+            },
+            ..HlsServiceConfig::default()
+        },
+        ..HttpConfig::default()
+    };
+    tweak(&mut cfg);
+    HttpRouter::new(engine.clone(), cfg)
+}
+
+fn router(engine: &Engine) -> HttpRouter {
+    router_with(engine, |_| {})
+}
+
+fn req(method: Method, uri: &str) -> Request<()> {
+    Request::builder().method(method).uri(uri).body(()).unwrap()
+}
+
+fn get(uri: &str) -> Request<()> {
+    req(Method::GET, uri)
+}
+
+fn respond(r: &HttpRouter, request: &Request<()>, now: Instant) -> Response<Bytes> {
+    match r.handle(request, now) {
+        Routed::Response(resp) => resp,
+        Routed::Wait(w) => panic!("{} parked until {:?}", request.uri(), w.deadline),
+    }
+}
+
+fn park(r: &HttpRouter, request: &Request<()>, now: Instant) -> Wait {
+    match r.handle(request, now) {
+        Routed::Wait(w) => w,
+        Routed::Response(resp) => panic!(
+            "{} answered {} instead of parking: {:?}",
+            request.uri(),
+            resp.status(),
+            resp.body()
+        ),
+    }
+}
+
+/// Runs every pump task until it waits (what the adapter's tasks do).
+fn pump_all(r: &HttpRouter, now: Instant) {
+    while r.hls().poll_new_stream().is_some() {}
+    for key in r.hls().streams() {
+        if let Some(s) = r.hls().get(&key) {
+            while let PumpState::Busy = s.pump(now) {}
+        }
+    }
+}
+
+fn hdr(resp: &Response<Bytes>, name: header::HeaderName) -> &str {
+    resp.headers()
+        .get(&name)
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or_else(|| panic!("no {name} header"))
+}
+
+fn text(resp: &Response<Bytes>) -> String {
+    String::from_utf8(resp.body().to_vec()).unwrap()
+}
+
+/// (msn, part) of the playlist's `EXT-X-PRELOAD-HINT`.
+fn preload_hint(playlist: &str) -> (u64, u32) {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))
+        .unwrap_or_else(|| panic!("no preload hint in\n{playlist}"));
+    let uri = line.split("URI=\"").nth(1).unwrap().trim_end_matches('"');
+    let body = uri
+        .strip_prefix("part")
+        .unwrap()
+        .strip_suffix(".m4s")
+        .unwrap();
+    let (m, p) = body.split_once('.').unwrap();
+    (m.parse().unwrap(), p.parse().unwrap())
+}
+
+const T0: Instant = Instant::from_millis(1_000);
+
+fn live(name: &str) -> (Engine, Feed, HttpRouter) {
+    let engine = Engine::with_defaults();
+    let mut feed = Feed::start(&engine, name);
+    feed.until(3_000);
+    let r = router(&engine);
+    (engine, feed, r)
+}
+
+#[test]
+fn static_routes_methods_and_cors() {
+    let engine = Engine::with_defaults();
+    let r = router(&engine);
+
+    let js = respond(&r, &get(HLS_JS_PATH), T0);
+    assert_eq!(js.status(), StatusCode::OK);
+    assert_eq!(
+        hdr(&js, header::CONTENT_TYPE),
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(js.body().len(), HLS_JS.len());
+    assert_eq!(hdr(&js, header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
+
+    let head = respond(&r, &req(Method::HEAD, HLS_JS_PATH), T0);
+    assert_eq!(head.status(), StatusCode::OK);
+    assert!(head.body().is_empty(), "HEAD has no body");
+    assert_eq!(
+        hdr(&head, header::CONTENT_LENGTH),
+        HLS_JS.len().to_string(),
+        "HEAD carries the GET length"
+    );
+
+    // The page needs no live stream: it is static and retries.
+    let page = respond(&r, &get("/live/cam/"), T0);
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(hdr(&page, header::CONTENT_TYPE), "text/html; charset=utf-8");
+    let html = text(&page);
+    for needle in [
+        "<video id=\"video\" muted autoplay playsinline controls>",
+        "lowLatencyMode: true",
+        "index.m3u8",
+        HLS_JS_PATH,
+        "application/vnd.apple.mpegurl",
+        "window.arclyPlayer",
+    ] {
+        assert!(html.contains(needle), "player page lacks {needle}");
+    }
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no CDN"
+    );
+
+    let redirect = respond(&r, &get("/live/cam"), T0);
+    assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(hdr(&redirect, header::LOCATION), "/live/cam/");
+
+    for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+        let resp = respond(&r, &req(m.clone(), "/live/cam/index.m3u8"), T0);
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{m}");
+        assert_eq!(hdr(&resp, header::ALLOW), "GET, HEAD, OPTIONS");
+        assert_eq!(hdr(&resp, header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
+    }
+
+    let pre = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/live/cam/index.m3u8")
+        .header(header::ORIGIN, "http://example.test")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "range")
+        .body(())
+        .unwrap();
+    let resp = respond(&r, &pre, T0);
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(hdr(&resp, header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
+    assert!(hdr(&resp, header::ACCESS_CONTROL_ALLOW_METHODS).contains("GET"));
+    assert_eq!(hdr(&resp, header::ACCESS_CONTROL_ALLOW_HEADERS), "range");
+
+    let long = format!("/live/{}/index.m3u8", "a".repeat(3000));
+    assert_eq!(
+        respond(&r, &get(&long), T0).status(),
+        StatusCode::URI_TOO_LONG
+    );
+    let long_query = format!("/live/cam/stream.m3u8?x={}", "1".repeat(3000));
+    assert_eq!(
+        respond(&r, &get(&long_query), T0).status(),
+        StatusCode::URI_TOO_LONG
+    );
+}
+
+#[test]
+fn traversal_and_unknown_paths() {
+    let (_engine, _feed, r) = live("cam");
+    for bad in [
+        "/live/../cam/index.m3u8",
+        "/live/cam/../../etc/passwd",
+        "/live/%2e%2e/cam/index.m3u8",
+        "/live/cam/%2E%2E/index.m3u8",
+        "/live//cam/index.m3u8",
+        "//live/cam/index.m3u8",
+        "/live/cam//index.m3u8",
+        "/live/cam/./index.m3u8",
+        "/live/cam/ts%2Findex.m3u8",
+        "/live/cam/..%5cindex.m3u8",
+        "/live/cam%00/index.m3u8",
+        "/live/cam/%zz",
+    ] {
+        let resp = respond(&r, &get(bad), T0);
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(hdr(&resp, header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
+    }
+    for missing in [
+        "/",
+        "/live",
+        "/live/nope/index.m3u8",
+        "/live/nope/ts/index.m3u8",
+        "/live/nope/seg0.m4s",
+        "/live/cam/index.html",
+        "/live/cam/seg01.m4s",
+        "/live/cam/ts/seg0.m4s",
+        "/live/cam/seg999.m4s",
+        "/live/cam/part999.0.m4s",
+        "/live/cam/ts/seg999.ts",
+        "/_arcly/",
+        "/_arcly/other.js",
+    ] {
+        let resp = respond(&r, &get(missing), T0);
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{missing}");
+    }
+    // Percent-encoded plain characters are fine.
+    let resp = respond(&r, &get("/live/c%61m/index.m3u8"), T0);
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[test]
+fn playlists_segments_types_and_cache_headers() {
+    let (_engine, mut feed, r) = live("cam");
+    let mv = respond(&r, &get("/live/cam/index.m3u8"), T0);
+    assert_eq!(mv.status(), StatusCode::OK);
+    assert_eq!(
+        hdr(&mv, header::CONTENT_TYPE),
+        "application/vnd.apple.mpegurl"
+    );
+    assert_eq!(hdr(&mv, header::CACHE_CONTROL), "no-cache");
+    assert!(text(&mv).contains("stream.m3u8"), "{}", text(&mv));
+
+    feed.until(5_000);
+    pump_all(&r, T0);
+    let pl = respond(&r, &get("/live/cam/stream.m3u8"), T0);
+    assert_eq!(pl.status(), StatusCode::OK);
+    let body = text(&pl);
+    assert!(
+        body.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES"),
+        "{body}"
+    );
+    let seg = body
+        .lines()
+        .find(|l| l.starts_with("seg") && l.ends_with(".m4s"))
+        .unwrap_or_else(|| panic!("no segment in\n{body}"));
+
+    let init = respond(&r, &get("/live/cam/init.mp4"), T0);
+    assert_eq!(init.status(), StatusCode::OK);
+    assert_eq!(hdr(&init, header::CONTENT_TYPE), "video/mp4");
+    assert_eq!(&init.body()[4..8], b"ftyp");
+
+    let s = respond(&r, &get(&format!("/live/cam/{seg}")), T0);
+    assert_eq!(s.status(), StatusCode::OK);
+    assert_eq!(hdr(&s, header::CONTENT_TYPE), "video/mp4");
+    assert!(hdr(&s, header::CACHE_CONTROL).contains("max-age="));
+    assert_eq!(hdr(&s, header::ACCEPT_RANGES), "bytes");
+
+    let (msn, part) = preload_hint(&body);
+    let earlier = if part > 0 {
+        format!("part{msn}.{}.m4s", part - 1)
+    } else {
+        format!("part{}.0.m4s", msn - 1)
+    };
+    let p = respond(&r, &get(&format!("/live/cam/{earlier}")), T0);
+    assert_eq!(p.status(), StatusCode::OK, "{earlier}");
+    assert_eq!(hdr(&p, header::CONTENT_TYPE), "video/mp4");
+
+    let ts_mv = respond(&r, &get("/live/cam/ts/index.m3u8"), T0);
+    assert_eq!(ts_mv.status(), StatusCode::OK);
+    let ts = respond(&r, &get("/live/cam/ts/stream.m3u8"), T0);
+    assert_eq!(ts.status(), StatusCode::OK);
+    assert_eq!(
+        hdr(&ts, header::CONTENT_TYPE),
+        "application/vnd.apple.mpegurl"
+    );
+    let ts_body = text(&ts);
+    let ts_seg = ts_body
+        .lines()
+        .find(|l| l.ends_with(".ts"))
+        .unwrap_or_else(|| panic!("no TS segment in\n{ts_body}"));
+    let t = respond(&r, &get(&format!("/live/cam/ts/{ts_seg}")), T0);
+    assert_eq!(t.status(), StatusCode::OK, "{ts_seg}");
+    assert_eq!(hdr(&t, header::CONTENT_TYPE), "video/mp2t");
+    assert_eq!(t.body()[0], 0x47, "TS sync byte");
+}
+
+#[test]
+fn ranges_and_head_on_segments() {
+    let (_engine, mut feed, r) = live("cam");
+    let _ = respond(&r, &get("/live/cam/index.m3u8"), T0);
+    feed.until(5_000);
+    pump_all(&r, T0);
+    let body = text(&respond(&r, &get("/live/cam/stream.m3u8"), T0));
+    let seg = body
+        .lines()
+        .find(|l| l.starts_with("seg"))
+        .unwrap()
+        .to_owned();
+    let uri = format!("/live/cam/{seg}");
+    let full = respond(&r, &get(&uri), T0).into_body();
+    let len = full.len();
+    assert!(len > 100);
+
+    let ranged = |range: &str| {
+        let rq = Request::builder()
+            .uri(&uri)
+            .header(header::RANGE, range)
+            .body(())
+            .unwrap();
+        respond(&r, &rq, T0)
+    };
+    let a = ranged("bytes=0-9");
+    assert_eq!(a.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(hdr(&a, header::CONTENT_RANGE), format!("bytes 0-9/{len}"));
+    assert_eq!(hdr(&a, header::CONTENT_LENGTH), "10");
+    assert_eq!(a.body(), &full.slice(0..10));
+
+    let b = ranged("bytes=10-");
+    assert_eq!(b.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        hdr(&b, header::CONTENT_RANGE),
+        format!("bytes 10-{}/{len}", len - 1)
+    );
+    assert_eq!(b.body(), &full.slice(10..));
+
+    let c = ranged("bytes=-16");
+    assert_eq!(c.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(c.body(), &full.slice(len - 16..));
+
+    let d = ranged(&format!("bytes={len}-"));
+    assert_eq!(d.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(hdr(&d, header::CONTENT_RANGE), format!("bytes */{len}"));
+
+    let e = ranged("bytes=0-1,5-6");
+    assert_eq!(e.status(), StatusCode::OK, "several ranges: whole body");
+    assert_eq!(e.body().len(), len);
+
+    let head = respond(&r, &req(Method::HEAD, &uri), T0);
+    assert_eq!(head.status(), StatusCode::OK);
+    assert!(head.body().is_empty());
+    assert_eq!(hdr(&head, header::CONTENT_LENGTH), len.to_string());
+
+    // Playlists ignore Range.
+    let rq = Request::builder()
+        .uri("/live/cam/stream.m3u8")
+        .header(header::RANGE, "bytes=0-3")
+        .body(())
+        .unwrap();
+    assert_eq!(respond(&r, &rq, T0).status(), StatusCode::OK);
+}
+
+#[test]
+fn malformed_and_far_ahead_directives_are_400() {
+    let (_engine, _feed, r) = live("cam");
+    for q in [
+        "_HLS_msn=abc",
+        "_HLS_msn=",
+        "_HLS_msn=-1",
+        "_HLS_msn=1e3",
+        "_HLS_msn=99999999999999999999999",
+        "_HLS_msn=1&_HLS_msn=2",
+        "_HLS_part=1",
+        "_HLS_msn=1&_HLS_part=x",
+        "_HLS_skip=NO",
+        "_HLS_msn=999999",
+        "_HLS_msn=18446744073709551615",
+    ] {
+        let resp = respond(&r, &get(&format!("/live/cam/stream.m3u8?{q}")), T0);
+        assert_eq!(
+            resp.status(),
+            StatusCode::BAD_REQUEST,
+            "{q}: {}",
+            text(&resp)
+        );
+    }
+    // Unknown parameters are ignored (cache busters).
+    let resp = respond(&r, &get("/live/cam/stream.m3u8?foo=bar&_=123"), T0);
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[test]
+fn first_request_waits_until_the_muxer_is_ready() {
+    let engine = Engine::with_defaults();
+    let mut feed = Feed::start(&engine, "fresh");
+    let r = router(&engine);
+    let rq = get("/live/fresh/index.m3u8");
+    let wait = park(&r, &rq, T0);
+    assert_eq!(r.hls().blocked_requests(), 1);
+    assert_eq!(wait.deadline, T0 + Duration::from_secs(10));
+    let seen = wait.epoch;
+
+    // Frames arrive; the pump moves them and notifies the parked request.
+    feed.until(1_500);
+    let now = T0 + Duration::from_millis(300);
+    pump_all(&r, now);
+    assert_ne!(wait.signal.epoch(), seen, "pump notifies waiters");
+    let resp = match r.resume(&rq, wait, now) {
+        Routed::Response(resp) => resp,
+        Routed::Wait(_) => panic!("still waiting with media in the muxer"),
+    };
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(r.hls().blocked_requests(), 0, "slot released");
+
+    // A stream with no media at all answers 503 at the deadline.
+    let _idle = Feed::start(&engine, "silent");
+    let rq = get("/live/silent/stream.m3u8");
+    let wait = park(&r, &rq, T0);
+    let deadline = wait.deadline;
+    let resp = match r.resume(&rq, wait, deadline) {
+        Routed::Response(resp) => resp,
+        Routed::Wait(_) => panic!("parked past the deadline"),
+    };
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[test]
+fn blocking_reload_waits_for_the_part_then_times_out() {
+    let (_engine, mut feed, r) = live("cam");
+    let pl = text(&respond(&r, &get("/live/cam/stream.m3u8"), T0));
+    let (msn, part) = preload_hint(&pl);
+    let uri = format!("/live/cam/stream.m3u8?_HLS_msn={msn}&_HLS_part={part}");
+    let rq = get(&uri);
+    let wait = park(&r, &rq, T0);
+    assert_eq!(
+        wait.deadline,
+        T0 + Duration::from_secs(3),
+        "3 × target duration"
+    );
+
+    // The hinted part itself is held too (preload hint, §6.2.6).
+    let part_rq = get(&format!("/live/cam/part{msn}.{part}.m4s"));
+    let part_wait = park(&r, &part_rq, T0);
+    assert_eq!(r.hls().blocked_requests(), 2);
+
+    // Resuming without progress parks again with the same deadline.
+    let now = T0 + Duration::from_millis(100);
+    let wait = match r.resume(&rq, wait, now) {
+        Routed::Wait(w) => w,
+        Routed::Response(resp) => panic!("answered {} without progress", resp.status()),
+    };
+    assert_eq!(wait.deadline, T0 + Duration::from_secs(3));
+
+    // One more part of media.
+    feed.until(3_600);
+    pump_all(&r, now);
+    let resp = match r.resume(&rq, wait, now) {
+        Routed::Response(resp) => resp,
+        Routed::Wait(_) => panic!("still blocked after the part was published"),
+    };
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = text(&resp);
+    assert!(
+        body.contains(&format!("part{msn}.{part}.m4s")),
+        "playlist lists the awaited part:\n{body}"
+    );
+    let part_resp = match r.resume(&part_rq, part_wait, now) {
+        Routed::Response(resp) => resp,
+        Routed::Wait(_) => panic!("hinted part still held"),
+    };
+    assert_eq!(part_resp.status(), StatusCode::OK);
+    assert_eq!(hdr(&part_resp, header::CONTENT_TYPE), "video/mp4");
+
+    // Nothing more is published: the next reload gives up with 503 after
+    // three target durations (rfc8216bis §6.2.5.2).
+    let (msn, part) = preload_hint(&body);
+    let rq = get(&format!(
+        "/live/cam/stream.m3u8?_HLS_msn={msn}&_HLS_part={part}"
+    ));
+    let wait = park(&r, &rq, now);
+    let deadline = wait.deadline;
+    assert_eq!(deadline, now + Duration::from_secs(3));
+    let resp = match r.resume(&rq, wait, deadline) {
+        Routed::Response(resp) => resp,
+        Routed::Wait(_) => panic!("parked past the deadline"),
+    };
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(hdr(&resp, header::RETRY_AFTER), "1");
+    assert_eq!(r.hls().blocked_requests(), 0);
+}
+
+#[test]
+fn publisher_end_gives_endlist_and_idle_stops_muxing() {
+    let (_engine, feed, r) = live("cam");
+    assert_eq!(
+        respond(&r, &get("/live/cam/index.m3u8"), T0).status(),
+        StatusCode::OK
+    );
+    assert_eq!(r.hls().streams().len(), 1);
+    let stream = r
+        .hls()
+        .get(&StreamKey::new("live", "cam").unwrap())
+        .unwrap();
+    drop(feed);
+    pump_all(&r, T0);
+    assert!(stream.is_ended());
+    let body = text(&respond(&r, &get("/live/cam/stream.m3u8"), T0));
+    assert!(body.contains("#EXT-X-ENDLIST"), "{body}");
+    // After the end, directives are ignored: no wait (§6.2.5.2).
+    let resp = respond(&r, &get("/live/cam/stream.m3u8?_HLS_msn=2"), T0);
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // 30 s without a request: the pump task ends and the stream is gone.
+    let later = T0 + Duration::from_secs(29);
+    assert!(matches!(stream.pump(later), PumpState::Wait { .. }));
+    let later = T0 + Duration::from_secs(30);
+    assert!(matches!(stream.pump(later), PumpState::Done));
+    assert!(r.hls().streams().is_empty());
+    assert_eq!(
+        respond(&r, &get("/live/cam/index.m3u8"), later).status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[test]
+fn idle_live_stream_stops_and_restarts_on_demand() {
+    let (_engine, mut feed, r) = live("cam");
+    assert_eq!(
+        respond(&r, &get("/live/cam/index.m3u8"), T0).status(),
+        StatusCode::OK
+    );
+    let stream = r
+        .hls()
+        .get(&StreamKey::new("live", "cam").unwrap())
+        .unwrap();
+    // Requests keep it alive.
+    let t = T0 + Duration::from_secs(20);
+    let _ = respond(&r, &get("/live/cam/stream.m3u8"), t);
+    let PumpState::Wait { deadline, .. } = stream.pump(T0 + Duration::from_secs(31)) else {
+        panic!("stream stopped although it was requested 11 s ago");
+    };
+    assert_eq!(deadline, t + Duration::from_secs(30));
+    assert!(matches!(stream.pump(deadline), PumpState::Done));
+    assert!(r.hls().streams().is_empty());
+    // The next request muxes it again (the GOP cache gives a fresh start).
+    feed.until(4_000);
+    let resp = respond(&r, &get("/live/cam/index.m3u8"), deadline);
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(r.hls().streams().len(), 1);
+}
+
+#[test]
+fn limits_on_streams_and_parked_requests() {
+    let engine = Engine::with_defaults();
+    let mut a = Feed::start(&engine, "a");
+    let mut b = Feed::start(&engine, "b");
+    a.until(2_000);
+    b.until(2_000);
+    let r = router_with(&engine, |c| {
+        c.hls.max_streams = 1;
+        c.hls.max_blocked_requests = 1;
+    });
+    assert_eq!(
+        respond(&r, &get("/live/a/index.m3u8"), T0).status(),
+        StatusCode::OK
+    );
+    let resp = respond(&r, &get("/live/b/index.m3u8"), T0);
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    let pl = text(&respond(&r, &get("/live/a/stream.m3u8"), T0));
+    let (msn, part) = preload_hint(&pl);
+    let uri = format!("/live/a/stream.m3u8?_HLS_msn={msn}&_HLS_part={part}");
+    let first = park(&r, &get(&uri), T0);
+    let resp = respond(&r, &get(&uri), T0);
+    assert_eq!(
+        resp.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "second parked request"
+    );
+    drop(first);
+    let _again = park(&r, &get(&uri), T0);
+}

@@ -1,0 +1,586 @@
+//! The SRT endpoint against real libsrt peers over a real UDP socket
+//! (draft-sharabayko-srt-01 §4.3.1, §6): `srt-live-transmit` and ffmpeg as
+//! callers into our listener and as listeners for our caller, with and
+//! without a passphrase, and wrong passphrases refused at handshake.
+//!
+//! Each test drives the [`Endpoint`] from a small blocking loop with a
+//! watchdog. A missing tool fails the test under `CI=true` and skips it
+//! otherwise.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use arcly::srt::caller::ConnectError;
+use arcly::srt::endpoint::{Endpoint, EndpointConfig, EndpointEvent};
+use arcly::srt::handshake::RejectReason;
+use arcly::srt::packet::SocketId;
+use arcly::time::Clock;
+use bytes::Bytes;
+
+const PASS: &str = "arcly-interop-secret";
+
+fn in_ci() -> bool {
+    matches!(
+        std::env::var("CI")
+            .ok()
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("true" | "1" | "yes")
+    )
+}
+
+/// Whether every tool is on PATH; under CI a missing one fails the test.
+fn require(test: &str, tools: &[&str]) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&&str> = tools
+        .iter()
+        .filter(|t| !std::env::split_paths(&path).any(|d| d.join(t).is_file()))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(!in_ci(), "{test}: missing {missing:?} under CI=true");
+    eprintln!("SKIPPED {test}: missing {missing:?}");
+    false
+}
+
+/// A child process whose stdout and stderr are drained by threads (a
+/// full pipe would stall it); killed when dropped (the watchdog's
+/// backstop).
+struct Proc {
+    child: Child,
+    out: Option<std::thread::JoinHandle<Vec<u8>>>,
+    err: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn drain<R: Read + Send + 'static>(r: Option<R>) -> Option<std::thread::JoinHandle<Vec<u8>>> {
+    let mut r = r?;
+    Some(std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        v
+    }))
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd.spawn().expect("spawn");
+        let out = drain(child.stdout.take());
+        let err = drain(child.stderr.take());
+        Proc { child, out, err }
+    }
+
+    /// Waits for exit up to `d`, then kills; returns (stdout, stderr).
+    fn finish(mut self, d: Duration) -> (Vec<u8>, String) {
+        let end = std::time::Instant::now() + d;
+        while std::time::Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let out = self
+            .out
+            .take()
+            .map(|h| h.join().unwrap())
+            .unwrap_or_default();
+        let err = self
+            .err
+            .take()
+            .map(|h| h.join().unwrap())
+            .unwrap_or_default();
+        (out, String::from_utf8_lossy(&err).into_owned())
+    }
+}
+
+/// Our endpoint on a real socket.
+struct Host {
+    ep: Endpoint,
+    sock: UdpSocket,
+    clock: Clock,
+    events: Vec<EndpointEvent>,
+    accept: bool,
+}
+
+impl Host {
+    fn new(cfg: EndpointConfig) -> Host {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Host {
+            ep: Endpoint::new(cfg),
+            sock,
+            clock: Clock::new(std::time::Instant::now()),
+            events: Vec::new(),
+            accept: true,
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.sock.local_addr().unwrap().port()
+    }
+
+    fn now(&self) -> arcly::Instant {
+        self.clock.instant(std::time::Instant::now())
+    }
+
+    fn flush(&mut self) {
+        let now = self.now();
+        while let Some(ev) = self.ep.poll_event() {
+            if let EndpointEvent::Request(r) = &ev {
+                if self.accept {
+                    self.ep.accept(now, r.token).unwrap();
+                } else {
+                    self.ep.reject(r.token, RejectReason::FORBIDDEN);
+                }
+            }
+            self.events.push(ev);
+        }
+        while let Some(t) = self.ep.poll_transmit() {
+            let _ = self.sock.send_to(&t.to_bytes(), t.destination);
+        }
+    }
+
+    /// Runs the endpoint until `done` or `limit` (the watchdog).
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Host) -> bool) -> bool {
+        let end = std::time::Instant::now() + limit;
+        let mut buf = [0u8; 1500];
+        loop {
+            self.flush();
+            if done(self) {
+                return true;
+            }
+            let now_std = std::time::Instant::now();
+            if now_std >= end {
+                return false;
+            }
+            let wait = self
+                .ep
+                .poll_timeout()
+                .map(|t| self.clock.to_std(t).saturating_duration_since(now_std))
+                .unwrap_or(Duration::from_millis(5))
+                .clamp(Duration::from_micros(200), Duration::from_millis(5));
+            self.sock.set_read_timeout(Some(wait)).unwrap();
+            if let Ok((n, src)) = self.sock.recv_from(&mut buf) {
+                let now = self.now();
+                self.ep
+                    .handle_datagram(now, src, Bytes::copy_from_slice(&buf[..n]));
+            }
+            let now = self.now();
+            if self.ep.poll_timeout().is_some_and(|t| t <= now) {
+                self.ep.handle_timeout(now);
+            }
+        }
+    }
+
+    fn connected(&self) -> Option<SocketId> {
+        self.events.iter().find_map(|e| match e {
+            EndpointEvent::Connected { id, .. } => Some(*id),
+            _ => None,
+        })
+    }
+
+    fn failure(&self) -> Option<ConnectError> {
+        self.events.iter().find_map(|e| match e {
+            EndpointEvent::ConnectFailed { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+    }
+
+    fn received(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in &self.events {
+            if let EndpointEvent::Data { payload, .. } = e {
+                out.extend_from_slice(payload);
+            }
+        }
+        out
+    }
+
+    fn closed(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e, EndpointEvent::Closed { .. }))
+    }
+}
+
+fn config(passphrase: Option<&str>) -> EndpointConfig {
+    EndpointConfig {
+        cookie_secret: [0x5a; 32],
+        rng_seed: 7,
+        latency_ms: 120,
+        passphrase: passphrase.map(str::to_owned),
+        ..EndpointConfig::default()
+    }
+}
+
+/// Distinct, checkable content: 1316-byte chunks whose bytes depend on
+/// their position.
+fn content(chunks: usize) -> Vec<u8> {
+    (0..chunks * 1316)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[1])
+        .collect()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn slt_uri(port: u16, listener: bool, pass: Option<&str>, extra: &str) -> String {
+    let mut q = vec![];
+    if listener {
+        q.push("mode=listener".to_owned());
+    }
+    if let Some(p) = pass {
+        q.push(format!("passphrase={p}"));
+        q.push("pbkeylen=16".to_owned());
+    }
+    if !extra.is_empty() {
+        q.push(extra.to_owned());
+    }
+    let host = if listener { "" } else { "127.0.0.1" };
+    format!("srt://{host}:{port}?{}", q.join("&"))
+}
+
+/// srt-live-transmit reads stdin and calls our listener.
+fn slt_publishes_to_us(pass_listener: Option<&str>, pass_caller: Option<&str>) {
+    slt_publishes_to_us_with(pass_listener, pass_caller, "");
+}
+
+fn slt_publishes_to_us_with(
+    pass_listener: Option<&str>,
+    pass_caller: Option<&str>,
+    extra: &str,
+) -> Host {
+    let mut host = Host::new(config(pass_listener));
+    let data = content(300);
+    let mut child = Proc::spawn(
+        Command::new("srt-live-transmit")
+            .args(["-v", "-chunk", "1316"])
+            .arg("file://con")
+            .arg(slt_uri(
+                host.port(),
+                false,
+                pass_caller,
+                &format!("streamid=publish:live/cam{extra}"),
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let mut stdin = child.child.stdin.take().unwrap();
+    let ok = host.run_until(Duration::from_secs(10), |h| {
+        h.connected().is_some() || h.ep.stats().rejections > 0
+    });
+    assert!(ok, "handshake finished: {:?}", host.events);
+    let expect_ok = pass_listener == pass_caller;
+    if !expect_ok {
+        drop(stdin);
+        let (out, err) = child.finish(Duration::from_secs(3));
+        let log = format!("{}{err}", String::from_utf8_lossy(&out));
+        assert!(host.connected().is_none());
+        assert!(
+            log.contains("REJECT") || log.contains("reject"),
+            "srt-live-transmit reports the rejection: {log}"
+        );
+        return host;
+    }
+    let req = host
+        .events
+        .iter()
+        .find_map(|e| match e {
+            EndpointEvent::Request(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(req.raw_stream_id, "publish:live/cam");
+    assert_eq!(req.encrypted, pass_listener.is_some());
+    // Paced writes: 10 chunks every 10 ms.
+    let writer = {
+        let data = data.clone();
+        std::thread::spawn(move || {
+            for c in data.chunks(1316 * 10) {
+                if stdin.write_all(c).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // Dropping stdin ends srt-live-transmit's input.
+        })
+    };
+    let n = data.len();
+    let ok = host.run_until(Duration::from_secs(15), |h| {
+        h.received().len() >= n || h.closed()
+    });
+    writer.join().unwrap();
+    let got = host.received();
+    assert!(ok, "received {} of {n} bytes", got.len());
+    assert_eq!(got.len(), n);
+    assert!(got == data, "the decrypted stream equals what was sent");
+    let id = host.connected().unwrap();
+    assert_eq!(host.ep.is_encrypted(id), pass_listener.is_some());
+    assert_eq!(host.ep.stats().undecryptable, 0);
+    drop(child);
+    host
+}
+
+#[test]
+fn srt_live_transmit_caller_publishes_clear() {
+    if !require(
+        "srt_live_transmit_caller_publishes_clear",
+        &["srt-live-transmit"],
+    ) {
+        return;
+    }
+    slt_publishes_to_us(None, None);
+}
+
+#[test]
+fn srt_live_transmit_caller_publishes_encrypted() {
+    if !require(
+        "srt_live_transmit_caller_publishes_encrypted",
+        &["srt-live-transmit"],
+    ) {
+        return;
+    }
+    slt_publishes_to_us(Some(PASS), Some(PASS));
+}
+
+#[test]
+fn srt_live_transmit_caller_rotating_keys_is_decrypted() {
+    if !require(
+        "srt_live_transmit_caller_rotating_keys",
+        &["srt-live-transmit"],
+    ) {
+        return;
+    }
+    // A key refresh every 100 packets, announced 30 packets ahead: the
+    // sender switches even → odd → even while streaming 300 packets.
+    let host = slt_publishes_to_us_with(
+        Some(PASS),
+        Some(PASS),
+        "&kmrefreshrate=100&kmpreannounce=30",
+    );
+    assert!(host.ep.stats().key_refreshes >= 2, "{:?}", host.ep.stats());
+}
+
+#[test]
+fn srt_live_transmit_caller_with_wrong_or_no_passphrase_is_refused() {
+    if !require("srt_live_transmit_wrong_passphrase", &["srt-live-transmit"]) {
+        return;
+    }
+    slt_publishes_to_us(Some(PASS), Some("not-the-passphrase"));
+    slt_publishes_to_us(Some(PASS), None);
+    slt_publishes_to_us(None, Some(PASS));
+}
+
+/// Our caller publishes into a srt-live-transmit listener that writes to
+/// stdout.
+fn we_publish_to_slt(pass_listener: Option<&str>, pass_caller: Option<&str>) {
+    let port = free_udp_port();
+    let child = Proc::spawn(
+        Command::new("srt-live-transmit")
+            .arg(slt_uri(port, true, pass_listener, ""))
+            .arg("file://con")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut host = Host::new(config(None));
+    let remote: SocketAddr = ([127, 0, 0, 1], port).into();
+    let now = host.now();
+    let id = host
+        .ep
+        .connect(now, remote, Some("publish:live/cam"), pass_caller)
+        .unwrap();
+    let ok = host.run_until(Duration::from_secs(5), |h| {
+        h.connected().is_some() || h.failure().is_some()
+    });
+    assert!(ok, "connect finished");
+    if pass_listener != pass_caller {
+        let f = host.failure();
+        let want = if pass_listener.is_some() && pass_caller.is_some() {
+            RejectReason::BadSecret
+        } else {
+            RejectReason::Unsecure
+        };
+        assert_eq!(f, Some(ConnectError::Rejected(want)), "{:?}", host.events);
+        drop(child);
+        return;
+    }
+    assert_eq!(host.connected(), Some(id));
+    let data = content(200);
+    for c in data.chunks(1316) {
+        let now = host.now();
+        host.ep.send(now, id, Bytes::copy_from_slice(c)).unwrap();
+        let until = std::time::Instant::now() + Duration::from_millis(1);
+        host.run_until(Duration::from_millis(2), |_| {
+            std::time::Instant::now() >= until
+        });
+    }
+    // Let retransmissions and TSBPD finish, then close.
+    host.run_until(Duration::from_millis(800), |_| false);
+    let now = host.now();
+    host.ep.close(now, id);
+    host.flush();
+    let (out, err) = child.finish(Duration::from_millis(1500));
+    assert_eq!(
+        out.len(),
+        data.len(),
+        "srt-live-transmit wrote everything: {err}"
+    );
+    assert!(out == data, "srt-live-transmit decrypted what we sent");
+}
+
+#[test]
+fn our_caller_publishes_to_srt_live_transmit() {
+    if !require(
+        "our_caller_publishes_to_srt_live_transmit",
+        &["srt-live-transmit"],
+    ) {
+        return;
+    }
+    we_publish_to_slt(None, None);
+    we_publish_to_slt(Some(PASS), Some(PASS));
+}
+
+#[test]
+fn our_caller_is_refused_by_srt_live_transmit_on_passphrase_mismatch() {
+    if !require("our_caller_refused", &["srt-live-transmit"]) {
+        return;
+    }
+    we_publish_to_slt(Some(PASS), Some("the-wrong-secret"));
+    we_publish_to_slt(Some(PASS), None);
+    we_publish_to_slt(None, Some(PASS));
+}
+
+#[test]
+fn our_caller_reads_from_srt_live_transmit_listener() {
+    if !require("our_caller_reads", &["srt-live-transmit"]) {
+        return;
+    }
+    let port = free_udp_port();
+    let mut child = Proc::spawn(
+        Command::new("srt-live-transmit")
+            .args(["-chunk", "1316"])
+            .arg("file://con")
+            .arg(slt_uri(port, true, Some(PASS), ""))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let mut stdin = child.child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut host = Host::new(config(None));
+    let remote: SocketAddr = ([127, 0, 0, 1], port).into();
+    let now = host.now();
+    let id = host
+        .ep
+        .connect(now, remote, Some("read:live/cam"), Some(PASS))
+        .unwrap();
+    assert!(host.run_until(Duration::from_secs(5), |h| h.connected().is_some()));
+    assert!(host.ep.is_encrypted(id));
+    let data = content(200);
+    let writer = {
+        let data = data.clone();
+        std::thread::spawn(move || {
+            for c in data.chunks(1316 * 10) {
+                if stdin.write_all(c).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        })
+    };
+    let n = data.len();
+    let ok = host.run_until(Duration::from_secs(10), |h| h.received().len() >= n);
+    writer.join().unwrap();
+    let got = host.received();
+    assert!(ok, "received {} of {n}", got.len());
+    assert!(got == data);
+    drop(child);
+}
+
+/// ffmpeg publishes H.264 in MPEG-TS with a passphrase and a stream id.
+fn ffmpeg_publishes(pass_listener: Option<&str>, pass_caller: Option<&str>) -> (Host, String) {
+    let mut host = Host::new(config(pass_listener));
+    let mut url = format!(
+        "srt://127.0.0.1:{}?streamid=publish:live/cam&latency=120000",
+        host.port()
+    );
+    if let Some(p) = pass_caller {
+        url.push_str(&format!("&passphrase={p}&pbkeylen=16"));
+    }
+    let child = Proc::spawn(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "info", "-re", "-f", "lavfi"])
+            .args(["-i", "testsrc=size=160x120:rate=25", "-t", "2"])
+            .args(["-c:v", "libx264", "-g", "25", "-preset", "ultrafast"])
+            .args(["-f", "mpegts", &url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    host.run_until(Duration::from_secs(15), |h| {
+        h.closed() || h.ep.stats().rejections > 0
+    });
+    let (_, err) = child.finish(Duration::from_secs(5));
+    (host, err)
+}
+
+#[test]
+fn ffmpeg_publishes_encrypted_ts() {
+    if !require("ffmpeg_publishes_encrypted_ts", &["ffmpeg"]) {
+        return;
+    }
+    let (host, err) = ffmpeg_publishes(Some(PASS), Some(PASS));
+    let id = host.connected().expect("ffmpeg connected");
+    assert!(host.ep.is_encrypted(id) || host.closed());
+    let ts = host.received();
+    assert!(
+        ts.len() > 188 * 100,
+        "got {} bytes; ffmpeg: {err}",
+        ts.len()
+    );
+    assert_eq!(ts.len() % 188, 0);
+    assert!(
+        ts.chunks(188).all(|p| p[0] == 0x47),
+        "every decrypted TS packet starts with the sync byte"
+    );
+    assert_eq!(host.ep.stats().undecryptable, 0);
+}
+
+#[test]
+fn ffmpeg_with_wrong_passphrase_is_refused() {
+    if !require("ffmpeg_with_wrong_passphrase_is_refused", &["ffmpeg"]) {
+        return;
+    }
+    let (host, err) = ffmpeg_publishes(Some(PASS), Some("a-wrong-passphrase"));
+    assert!(host.connected().is_none());
+    assert!(host.received().is_empty());
+    assert!(
+        err.to_lowercase().contains("reject") || err.contains("BADSECRET"),
+        "ffmpeg's log names the rejection: {err}"
+    );
+}

@@ -1,0 +1,256 @@
+//! Headless Chromium as an HLS viewer.
+//!
+//! First what the browser itself can do, independent of arcly: Debian's
+//! Chromium decodes H.264 + AAC through Media Source Extensions, and hls.js
+//! (the copy vendored in `core/src/http/assets/`) plays a static HLS made by
+//! ffmpeg, in fMP4 and in MPEG-TS. If one of these fails, the arcly player
+//! tests cannot pass whatever the server does, and this test says why.
+//!
+//! Then arcly's own player page (`http://…/<app>/<stream>/`) playing a live
+//! stream published with ffmpeg over RTMP (see `hls_interop.rs` for the
+//! ffmpeg-side checks).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use arcly_tests::browser::Browser;
+use arcly_tests::ffmpeg::PublishSpec;
+use arcly_tests::hls::{self, HlsServer};
+use arcly_tests::http_client::StaticServer;
+use arcly_tests::net::TempDir;
+use arcly_tests::{require_tools, Proc, Watchdog};
+use serde_json::json;
+
+/// hls.js as vendored into the server binary.
+fn hlsjs_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/src/http/assets/hls.min.js")
+}
+
+#[test]
+fn chromium_supports_h264_and_aac_in_mse() {
+    let _wd = Watchdog::new("hls_browser/mse_codecs", Duration::from_secs(50));
+    let Some(browser) = Browser::start("hls_browser/mse_codecs") else {
+        return;
+    };
+    browser.navigate("about:blank").unwrap();
+    let types = [
+        r#"video/mp4; codecs="avc1.64001f""#,
+        r#"video/mp4; codecs="avc1.42e01e""#,
+        r#"video/mp4; codecs="avc1.4d401f""#,
+        r#"audio/mp4; codecs="mp4a.40.2""#,
+        r#"video/mp4; codecs="avc1.64001f,mp4a.40.2""#,
+    ];
+    let v = browser
+        .execute(
+            "return arguments[0].map(t => [t, MediaSource.isTypeSupported(t)]);",
+            json!([types]),
+        )
+        .unwrap();
+    let unsupported: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p[1] != json!(true))
+        .map(|p| p[0].to_string())
+        .collect();
+    assert!(
+        unsupported.is_empty(),
+        "this Chromium cannot decode {unsupported:?} through MSE (built without \
+         proprietary codecs?); H.264/AAC HLS cannot play in it"
+    );
+}
+
+/// Writes a 12 s static HLS of testsrc + sine (H.264 High + AAC-LC, 2 s
+/// segments) into `dir/<name>/index.m3u8`.
+fn make_static_hls(dir: &Path, name: &str, segment_type: &str) {
+    let out = dir.join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", "12", "-c:v", "libx264", "-preset", "ultrafast"])
+        .args(["-pix_fmt", "yuv420p", "-g", "50", "-keyint_min", "50"])
+        .args(["-sc_threshold", "0", "-c:a", "aac", "-b:a", "64k"])
+        .args(["-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod"])
+        .args(["-hls_segment_type", segment_type])
+        .arg(out.join("index.m3u8"));
+    let mut p = Proc::spawn("ffmpeg-hls", &mut cmd);
+    let status = p.wait_timeout(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "ffmpeg could not write a static HLS\n{}",
+        p.describe()
+    );
+}
+
+/// A page that plays `src` with hls.js and keeps errors in `window.errors`.
+fn player_page(src: &str) -> String {
+    format!(
+        r#"<!doctype html><html><body>
+<video id="v" muted autoplay playsinline></video>
+<script src="/hls.min.js"></script>
+<script>
+window.errors = [];
+const v = document.getElementById('v');
+if (!Hls.isSupported()) {{ window.errors.push('Hls.isSupported() is false'); }}
+const hls = new Hls();
+hls.on(Hls.Events.ERROR, (e, d) => window.errors.push(d.type + ':' + d.details + (d.fatal ? ':fatal' : '')));
+hls.loadSource('{src}');
+hls.attachMedia(v);
+v.play().catch(e => window.errors.push('play(): ' + e));
+</script></body></html>"#
+    )
+}
+
+fn plays_static(test: &str, segment_type: &str) {
+    let _wd = Watchdog::new(test, Duration::from_secs(55));
+    if !require_tools(test, &["ffmpeg"]) {
+        return;
+    }
+    let Some(browser) = Browser::start(test) else {
+        return;
+    };
+    let dir = TempDir::new(test);
+    make_static_hls(dir.path(), "hls", segment_type);
+    std::fs::copy(hlsjs_path(), dir.path().join("hls.min.js"))
+        .unwrap_or_else(|e| panic!("{}: {e}", hlsjs_path().display()));
+    std::fs::write(
+        dir.path().join("play.html"),
+        player_page("/hls/index.m3u8"),
+    )
+    .unwrap();
+    let server = StaticServer::start(dir.path());
+    browser.navigate(&server.url("/play.html")).unwrap();
+    let (stats, ok) = browser.wait_video(
+        "document.getElementById('v')",
+        "window.errors",
+        Duration::from_secs(25),
+        |s| s.current_time > 5.0 && s.total_frames > 100,
+    );
+    assert!(
+        ok,
+        "{test}: hls.js in Chromium did not play a static {segment_type} HLS made by ffmpeg: {stats:?}"
+    );
+    // hls.js reports recoverable events as non-fatal errors (e.g.
+    // `bufferSeekOverHole` when a TS starts at 1.4 s); only fatal ones fail.
+    let fatal: Vec<&String> = stats
+        .page_errors
+        .iter()
+        .filter(|e| e.ends_with(":fatal") || !e.contains(':'))
+        .collect();
+    assert!(fatal.is_empty(), "{test}: fatal errors: {stats:?}");
+    eprintln!("{test}: {stats:?}");
+    assert!(stats.media_error.is_none(), "{test}: {stats:?}");
+    assert_eq!(stats.size, (320, 240), "{test}: {stats:?}");
+    assert!(
+        stats.dropped_frames * 5 <= stats.total_frames,
+        "{test}: more than 20 % dropped: {stats:?}"
+    );
+}
+
+#[test]
+fn chromium_plays_static_fmp4_hls_with_hlsjs() {
+    plays_static("hls_browser/static_fmp4", "fmp4");
+}
+
+#[test]
+fn chromium_plays_static_ts_hls_with_hlsjs() {
+    plays_static("hls_browser/static_ts", "mpegts");
+}
+
+/// arcly's player page at `/live/cam/{query}` plays a stream that ffmpeg
+/// publishes over RTMP: the video advances by 5 s past `currentTime` 5,
+/// more than 100 frames decode, few drop, and the page lists no error.
+fn arcly_page_plays(test: &str, query: &str) {
+    let _wd = Watchdog::new(test, Duration::from_secs(58));
+    arcly_tests::init_logging();
+    if !require_tools(test, &["ffmpeg"]) {
+        return;
+    }
+    let Some(browser) = Browser::start(test) else {
+        return;
+    };
+    let server = HlsServer::start();
+    let spec = PublishSpec {
+        seconds: 40,
+        ..PublishSpec::default()
+    };
+    let mut publisher = Proc::spawn(
+        "ffmpeg-publish",
+        &mut hls::publish_command(&server.rtmp_url("cam"), &spec),
+    );
+    let playlist = if query.is_empty() {
+        "index.m3u8"
+    } else {
+        "ts/index.m3u8"
+    };
+    hls::wait_for_ok(&server.stream_url("cam", playlist), Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{test}: {e}\n{}", publisher.describe()));
+    browser
+        .navigate(&server.stream_url("cam", query))
+        .unwrap_or_else(|e| panic!("{test}: {e}"));
+    let video = "window.arclyPlayer && window.arclyPlayer.video";
+    let errors = "window.arclyPlayer && window.arclyPlayer.errors";
+    // First the picture starts moving...
+    let (first, ok) = browser.wait_video(video, errors, Duration::from_secs(20), |s| {
+        s.total_frames > 0 && s.current_time > 0.0 && !s.paused
+    });
+    assert!(
+        ok,
+        "{test}: the player page did not start playing: {first:?}\n{}",
+        publisher.describe()
+    );
+    // ...then it plays on for 5 s of media time.
+    let start = first.current_time;
+    let (stats, ok) = browser.wait_video(video, errors, Duration::from_secs(20), |s| {
+        s.current_time > 5.0 && s.current_time - start >= 5.0 && s.total_frames > 100
+    });
+    let extra = browser
+        .execute(
+            "const p = window.arclyPlayer; \
+             return { mode: p.mode, latency: p.hls ? p.hls.latency : null, \
+                      lowLatency: p.hls ? p.hls.lowLatencyMode : null };",
+            json!([]),
+        )
+        .unwrap_or_default();
+    eprintln!("{test}: first {first:?}\nthen {stats:?}\nplayer {extra}");
+    assert!(
+        ok,
+        "{test}: playback did not advance 5 s from {start} (> 100 frames): {stats:?}\n{}",
+        publisher.describe()
+    );
+    assert!(
+        stats.page_errors.is_empty(),
+        "{test}: window.arclyPlayer.errors is not empty: {:?}",
+        stats.page_errors
+    );
+    assert!(stats.media_error.is_none(), "{test}: {stats:?}");
+    assert_eq!(stats.size, (320, 240), "{test}: {stats:?}");
+    // Drops come from CPU starvation on a loaded 2-core CI machine (every
+    // frame is decoded in software); a broken stream drops far more.
+    assert!(
+        stats.dropped_frames * 5 <= stats.total_frames,
+        "{test}: more than 20 % of the frames dropped: {stats:?}"
+    );
+    assert_eq!(extra["mode"], json!("hls.js"), "{test}: {extra}");
+    publisher.stop();
+}
+
+#[test]
+fn arcly_player_page_plays_ll_hls() {
+    arcly_page_plays("hls_browser/arcly_ll_hls", "");
+}
+
+#[test]
+fn arcly_player_page_plays_ts_hls() {
+    arcly_page_plays("hls_browser/arcly_ts", "?ts");
+}

@@ -1,0 +1,72 @@
+//! SRT over a lossy link: ffmpeg publishes through an in-process UDP relay
+//! that drops 5 % of the datagrams at random and reorders 2 % (both
+//! directions, seeded), and ffprobe plays through a second such relay.
+//! With a 300 ms latency budget SRT's ARQ (NAK + retransmission, on the
+//! server's receive side and on its send side) must repair everything: the
+//! viewer decodes every frame from its join keyframe on, with no decoder
+//! errors.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use arcly_tests::srt::{self, Caller, LossyRelay, Player, Publisher, SrtOptions, SrtTestServer};
+use arcly_tests::{require_tools, Adapter, Watchdog};
+
+const LATENCY_MS: u32 = 300;
+
+fn lossy(adapter: Adapter) {
+    let test = format!("srt_loss/{}", adapter.name());
+    if !require_tools(&test, &["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    let _watchdog = Watchdog::new(&test, Duration::from_secs(60));
+    arcly_tests::init_logging();
+    let server = SrtTestServer::start_with(
+        adapter,
+        &SrtOptions {
+            latency_ms: LATENCY_MS as u16,
+            ..SrtOptions::default()
+        },
+    );
+    let up = LossyRelay::start(server.addr, 0.05, 0.02, 0x00C0_FFEE);
+    let down = LossyRelay::start(server.addr, 0.05, 0.02, 0x0BAD_CAFE);
+    let publish = Caller::publish("cam", LATENCY_MS).ffmpeg_url(up.addr);
+    let read = Caller::read("cam", LATENCY_MS).ffmpeg_url(down.addr);
+    let report = srt::run(
+        &test,
+        "cam",
+        &Publisher::Ffmpeg(publish),
+        &Player::Ffprobe(read),
+        Some(&server.engine),
+    );
+    for (name, r) in [("publisher", &up), ("viewer", &down)] {
+        let (f, d, o) = (
+            r.stats.forwarded.load(Ordering::Relaxed),
+            r.stats.dropped.load(Ordering::Relaxed),
+            r.stats.reordered.load(Ordering::Relaxed),
+        );
+        eprintln!("{test}: {name} relay forwarded {f}, dropped {d}, reordered {o}");
+        assert!(
+            d * 100 >= (f + d) * 3 && o > 0,
+            "{test}: the {name} relay did not impair the link (forwarded {f}, dropped {d}, reordered {o})"
+        );
+    }
+    report.assert_viewer_saw_everything();
+}
+
+#[test]
+fn loss_on_tokio() {
+    lossy(Adapter::Tokio);
+}
+
+#[test]
+fn loss_on_blocking() {
+    lossy(Adapter::Blocking);
+}
