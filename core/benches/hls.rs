@@ -170,6 +170,15 @@ fn bench(c: &mut Criterion) {
     g.bench_function("playlist_ll_skip", |b| {
         b.iter(|| black_box(m.media_playlist(Variant::LowLatency, black_box(&delta))))
     });
+    g.bench_function("render_ll", |b| {
+        b.iter(|| black_box(m.render_media_playlist(Variant::LowLatency, false)))
+    });
+    g.bench_function("render_ll_skip", |b| {
+        b.iter(|| black_box(m.render_media_playlist(Variant::LowLatency, true)))
+    });
+    g.bench_function("render_ts", |b| {
+        b.iter(|| black_box(m.render_media_playlist(Variant::Ts, false)))
+    });
     g.bench_function("playlist_ts", |b| {
         b.iter(|| black_box(m.media_playlist(Variant::Ts, black_box(&plain))))
     });

@@ -52,7 +52,7 @@ impl Pair {
             passphrase: None,
             ..cfg(1)
         });
-        let mut rx = Endpoint::new(cfg(2));
+        let rx = Endpoint::new(cfg(2));
         let tx_addr: SocketAddr = ([10, 0, 0, 1], 1000).into();
         let rx_addr: SocketAddr = ([10, 0, 0, 2], 2000).into();
         let now = Instant::from_millis(10_000);
@@ -99,8 +99,8 @@ impl Pair {
         while self.tx.poll_event().is_some() {}
     }
 
-    fn tick(&mut self) {
-        self.now = self.now + STEP;
+    fn tick(&mut self, packets: usize) {
+        self.now += STEP * packets as u32;
         for ep in [&mut self.tx, &mut self.rx] {
             if ep.poll_timeout().is_some_and(|t| t <= self.now) {
                 ep.handle_timeout(self.now);
@@ -137,8 +137,8 @@ impl Pair {
     }
 
     /// Untimed: ACKs back to the sender, timers.
-    fn settle(&mut self) {
-        self.tick();
+    fn settle(&mut self, packets: usize) {
+        self.tick(packets);
         while let Some(t) = self.rx.poll_transmit() {
             self.tx
                 .handle_datagram(self.now, self.rx_addr, t.to_bytes());
@@ -164,7 +164,7 @@ fn recv(c: &mut Criterion) {
                     let t0 = std::time::Instant::now();
                     black_box(pair.receive(dgrams));
                     total += t0.elapsed();
-                    pair.settle();
+                    pair.settle(n);
                 }
                 total
             });
@@ -201,7 +201,7 @@ fn send(c: &mut Criterion) {
                         pair.rx
                             .handle_datagram(pair.now, pair.tx_addr, t.to_bytes());
                     }
-                    pair.settle();
+                    pair.settle(n);
                 }
                 total
             });

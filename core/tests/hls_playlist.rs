@@ -545,3 +545,75 @@ proptest! {
         prop_assert!(m.memory_bytes() < 6 * 2 * (1 << 20) + (1 << 20));
     }
 }
+
+#[test]
+fn audio_alone_cannot_grow_an_open_segment_when_video_stops() {
+    let mut m = HlsMuxer::new(HlsConfig {
+        max_segment_bytes: 100_000,
+        ..HlsConfig::default()
+    });
+    let synth = Synth::rtmp_3mbit();
+    for f in synth.frames(4) {
+        m.push(&f);
+    }
+    // 10 minutes of audio only (video stalled): memory stays bounded.
+    let audio_only = Synth {
+        video: None,
+        audio_bytes: 400,
+        ..synth
+    };
+    let mut peak = 0;
+    for mut f in audio_only.frames(600) {
+        if f.is_config() {
+            continue;
+        }
+        f.dts += 4000;
+        f.pts += 4000;
+        m.push(&f);
+        peak = peak.max(m.memory_bytes());
+    }
+    assert!(peak < 7 * 2 * 420_000 + 400_000, "{peak}");
+    assert!(m.dropped_frames() > 10_000);
+}
+
+#[test]
+#[ignore = "prints sample playlists"]
+fn print_sample() {
+    let mut m = HlsMuxer::new(HlsConfig::default());
+    for f in Synth::rtmp_3mbit().frames(17) {
+        m.push(&f);
+    }
+    for v in BOTH {
+        if let PlaylistReply::Ready(t) = m.media_playlist(v, &PlaylistRequest::default()) {
+            println!("{t}");
+        }
+        println!("{}", m.multivariant_playlist(v).unwrap());
+    }
+}
+
+#[test]
+fn memoized_playlists_follow_every_change() {
+    let mut m = HlsMuxer::new(HlsConfig::default());
+    for f in Synth::rtmp_3mbit().frames(9) {
+        m.push(&f);
+        for (v, skip) in [
+            (Variant::LowLatency, false),
+            (Variant::LowLatency, true),
+            (Variant::Ts, false),
+        ] {
+            let req = PlaylistRequest {
+                skip,
+                ..PlaylistRequest::default()
+            };
+            if let PlaylistReply::Ready(t) = m.media_playlist(v, &req) {
+                assert_eq!(t, m.render_media_playlist(v, skip));
+            }
+        }
+    }
+    m.finish();
+    let PlaylistReply::Ready(t) = m.media_playlist(Variant::Ts, &PlaylistRequest::default())
+    else {
+        panic!()
+    };
+    assert!(t.ends_with("#EXT-X-ENDLIST\n"));
+}

@@ -162,7 +162,7 @@ impl Sim {
 
     /// Advances one millisecond: delivers due datagrams, fires timers.
     fn step(&mut self) {
-        self.now = self.now + Duration::from_millis(1);
+        self.now += Duration::from_millis(1);
         while let Some((from, to, b)) = self.link.pop_due(self.now) {
             if to == addr(LISTENER) {
                 self.listener.handle_datagram(self.now, from, b);

@@ -261,7 +261,7 @@ fn expired_packets_are_announced_with_dropreq_and_stop_naks() {
     let mut t = start;
     let mut dropreq = None;
     while t < start + LATENCY + Duration::from_secs(2) {
-        t = t + Duration::from_millis(10);
+        t += Duration::from_millis(10);
         a.handle_timeout(t);
         b.handle_packet(
             t,
@@ -293,7 +293,7 @@ fn expired_packets_are_announced_with_dropreq_and_stop_naks() {
     assert!(naks(&mut b, t) > 0, "the gap is still reported");
     b.handle_packet(t, p);
     for _ in 0..50 {
-        t = t + Duration::from_millis(20);
+        t += Duration::from_millis(20);
         b.handle_timeout(t);
         assert_eq!(naks(&mut b, t), 0, "no NAK after the DROPREQ");
     }

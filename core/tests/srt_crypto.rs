@@ -226,3 +226,58 @@ proptest! {
         prop_assert_eq!(aes_unwrap(&kek, &w).unwrap(), data);
     }
 }
+
+#[test]
+fn peer_key_refresh_changes_receiving_keys_only() {
+    let pass = "refresh passphrase";
+    let mut rng = KeyGenerator::new([3; 32]);
+    let caller = CryptoContext::generate(pass, KeyLength::Aes128, &mut rng).unwrap();
+    let mut listener = CryptoContext::from_key_material(pass, caller.key_material()).unwrap();
+    // The caller's peer announces even + odd keys (a refresh, §6.1.6),
+    // wrapped with the same KEK.
+    let km0 = caller.key_material().clone();
+    let kek = derive_kek(pass.as_bytes(), &km0.salt, KeyLength::Aes128);
+    let (new_even, new_odd) = ([0x11u8; 16], [0x22u8; 16]);
+    let both = [new_even, new_odd].concat();
+    let refresh = KeyMaterial {
+        keys: KeyFlag::Both,
+        wrapped: Bytes::from(aes_wrap(&kek, &both).unwrap()),
+        ..km0.clone()
+    };
+    let seq = SeqNo::new(42);
+    let plain = b"forty-two".to_vec();
+    let before = listener.encrypt(seq, &plain);
+    listener.install(&refresh).unwrap();
+    // Sending is unchanged: the caller still decrypts what we send.
+    assert_eq!(listener.encrypt(seq, &plain), before);
+    assert_eq!(
+        &caller.decrypt(seq, before.1, &before.0).unwrap()[..],
+        &plain[..]
+    );
+    // Receiving uses the new keys: a packet under the new odd key decrypts.
+    let odd_sender = CryptoContext::from_key_material(
+        pass,
+        &KeyMaterial {
+            keys: KeyFlag::Odd,
+            wrapped: Bytes::from(aes_wrap(&kek, &new_odd).unwrap()),
+            ..km0.clone()
+        },
+    )
+    .unwrap();
+    let (ct, kk) = odd_sender.encrypt(seq, &plain);
+    assert_eq!(kk, KeyFlag::Odd);
+    assert_eq!(&listener.decrypt(seq, kk, &ct).unwrap()[..], &plain[..]);
+    // A refresh with another salt, or wrapped under another KEK, is refused.
+    let bad_salt = KeyMaterial {
+        salt: [9; 16],
+        ..refresh.clone()
+    };
+    assert_eq!(listener.install(&bad_salt), Err(KmState::BadSecret));
+    let mut bad_wrap = refresh.wrapped.to_vec();
+    bad_wrap[0] ^= 1;
+    let bad = KeyMaterial {
+        wrapped: Bytes::from(bad_wrap),
+        ..refresh
+    };
+    assert_eq!(listener.install(&bad), Err(KmState::BadSecret));
+}

@@ -655,6 +655,7 @@ fn published_ts_arrives_in_the_engine_frame_for_frame() {
     let st = sim.svc.stats();
     assert_eq!(st.frames_in, got.len() as u64);
     assert_eq!(st.garbage_payloads, 0);
+    assert_eq!(st.ts_errors, 0);
     let _ = first_at;
 }
 
@@ -1127,4 +1128,38 @@ fn bench_one_10_mbit_stream_to_100_viewers() {
         st.payloads_out,
         total.as_secs_f64(),
     );
+}
+
+#[test]
+fn damaged_ts_is_counted_and_the_stream_goes_on() {
+    let engine = Engine::with_defaults();
+    let mut sim = Sim::new(&engine, 13);
+    let p = sim.connect(Peer::new(1, "publish:live/cam"));
+    assert!(sim.run_until(100, |s| s.peers[p].is_connected()));
+    let mut sub = engine.subscribe(&key()).unwrap();
+    let stream = av_stream(3, true, true);
+    let start = sim.now;
+    let mut payloads = ts_payloads(&stream);
+    // Every 40th payload is replaced by bytes that are not MPEG-TS.
+    for (k, (_, b)) in payloads.iter_mut().enumerate() {
+        if k % 40 == 20 {
+            *b = Bytes::from(vec![0x5A; b.len()]);
+        }
+    }
+    for (ms, b) in payloads {
+        sim.peers[p]
+            .outbox
+            .push_back((start + Duration::from_millis(ms), b));
+    }
+    assert!(sim.run_until(10_000, |s| s.peers[p].outbox.is_empty()));
+    sim.run_ms(300);
+    let (got, _) = drain(&mut sub);
+    let st = sim.svc.stats();
+    assert!(st.ts_errors > 0 && st.garbage_payloads > 0, "{st:?}");
+    assert_eq!(st.garbage_closed, 0, "short damage does not close");
+    assert_eq!(sim.svc.publishing_count(), 1);
+    let media = got.iter().filter(|f| !f.is_config()).count();
+    let want = stream.iter().filter(|(_, f)| !f.is_config()).count();
+    assert!(media > want / 2 && media < want, "{media} of {want}");
+    assert!(got.last().unwrap().dts >= stream.last().unwrap().1.dts - 90_000);
 }

@@ -161,8 +161,12 @@ impl Browser {
 
     /// Navigates to `url` and waits for the DOM to be ready.
     pub fn navigate(&self, url: &str) -> Result<(), String> {
-        self.command("POST", &self.session_path("/url"), Some(json!({ "url": url })))
-            .map(|_| ())
+        self.command(
+            "POST",
+            &self.session_path("/url"),
+            Some(json!({ "url": url })),
+        )
+        .map(|_| ())
     }
 
     /// Runs `script` as the body of a function (use `return`), with

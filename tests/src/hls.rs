@@ -158,12 +158,19 @@ pub const PUBLISH_PROFILE: &str = "high";
 pub const PUBLISH_LEVEL: &str = "3.1";
 
 fn video_encoder_args(c: &mut Command, spec: &PublishSpec) {
-    c.args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency"])
-        .args(["-profile:v", PUBLISH_PROFILE, "-level:v", PUBLISH_LEVEL])
-        .args(["-pix_fmt", "yuv420p"])
-        .args(["-g", &spec.gop.to_string()])
-        .args(["-keyint_min", &spec.gop.to_string()])
-        .args(["-sc_threshold", "0", "-b:v", "500k"]);
+    c.args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-tune",
+        "zerolatency",
+    ])
+    .args(["-profile:v", PUBLISH_PROFILE, "-level:v", PUBLISH_LEVEL])
+    .args(["-pix_fmt", "yuv420p"])
+    .args(["-g", &spec.gop.to_string()])
+    .args(["-keyint_min", &spec.gop.to_string()])
+    .args(["-sc_threshold", "0", "-b:v", "500k"]);
 }
 
 fn testsrc(spec: &PublishSpec) -> String {
@@ -247,13 +254,16 @@ impl PlaylistWatcher {
                 }
                 match http_client::get(&url, Duration::from_secs(10)) {
                     Ok(r) if r.status == 200 => match MediaPlaylist::parse(&r.text()) {
-                        Ok(playlist) => snaps.lock().unwrap_or_else(|p| p.into_inner()).push(
-                            Snapshot {
-                                at: t0.elapsed(),
-                                text: r.text(),
-                                playlist,
-                            },
-                        ),
+                        Ok(playlist) => {
+                            snaps
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push(Snapshot {
+                                    at: t0.elapsed(),
+                                    text: r.text(),
+                                    playlist,
+                                })
+                        }
                         Err(e) => fails
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
@@ -351,8 +361,7 @@ pub fn check_series(snapshots: &[Snapshot]) -> SeriesReport {
                 }
                 Some(_) => {}
                 None => {
-                    r.segments
-                        .insert(seg.msn, (seg.duration, seg.uri.clone()));
+                    r.segments.insert(seg.msn, (seg.duration, seg.uri.clone()));
                 }
             }
         }
@@ -470,5 +479,7 @@ pub fn wait_for_ok(url: &str, timeout: Duration) -> Result<http_client::Response
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Err(format!("{url} did not answer 200 within {timeout:?}; last: {last}"))
+    Err(format!(
+        "{url} did not answer 200 within {timeout:?}; last: {last}"
+    ))
 }

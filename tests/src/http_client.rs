@@ -159,7 +159,9 @@ fn read_response(
 ) -> Result<Response, HttpError> {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut chunk = [0u8; 64 * 1024];
-    let mut head: Option<(u16, Vec<(String, String)>, usize, Duration)> = None;
+    // (status, headers, offset of the body, when the head was complete)
+    type Head = (u16, Vec<(String, String)>, usize, Duration);
+    let mut head: Option<Head> = None;
     loop {
         if head.is_none() {
             if let Some(end) = find(&buf, b"\r\n\r\n") {

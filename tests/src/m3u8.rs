@@ -212,11 +212,10 @@ impl MediaPlaylist {
     /// The (msn, part index) of the newest listed part: a trailing part of
     /// the segment being built, else the last part of the last segment.
     pub fn last_part(&self) -> Option<(u64, usize)> {
-        let next = self
-            .last_msn()
-            .map_or(self.media_sequence + self.skipped_segments.unwrap_or(0), |m| {
-                m + 1
-            });
+        let next = self.last_msn().map_or(
+            self.media_sequence + self.skipped_segments.unwrap_or(0),
+            |m| m + 1,
+        );
         if !self.trailing_parts.is_empty() {
             return Some((next, self.trailing_parts.len() - 1));
         }
@@ -348,7 +347,11 @@ seg8.m4s
         assert_eq!(p.last_part(), Some((9, 0)));
         assert!(p.has_part(9, 0) && !p.has_part(9, 1) && p.has_part(7, 1));
         assert_eq!(
-            p.preload_hint.as_ref().unwrap().get("URI").map(String::as_str),
+            p.preload_hint
+                .as_ref()
+                .unwrap()
+                .get("URI")
+                .map(String::as_str),
             Some("part9.1.m4s")
         );
         assert!(!p.ended);
@@ -373,7 +376,9 @@ seg8.m4s
 
     #[test]
     fn reads_the_codec_string_from_an_sps() {
-        let annexb = [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x67, 0x64, 0x00, 0x1f, 0xac];
+        let annexb = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x67, 0x64, 0x00, 0x1f, 0xac,
+        ];
         assert_eq!(avc1_from_annexb(&annexb).as_deref(), Some("avc1.64001f"));
         assert_eq!(avc1_from_annexb(&[0, 0, 1, 0x65, 1, 2]), None);
     }

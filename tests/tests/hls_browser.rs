@@ -123,11 +123,7 @@ fn plays_static(test: &str, segment_type: &str) {
     make_static_hls(dir.path(), "hls", segment_type);
     std::fs::copy(hlsjs_path(), dir.path().join("hls.min.js"))
         .unwrap_or_else(|e| panic!("{}: {e}", hlsjs_path().display()));
-    std::fs::write(
-        dir.path().join("play.html"),
-        player_page("/hls/index.m3u8"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("play.html"), player_page("/hls/index.m3u8")).unwrap();
     let server = StaticServer::start(dir.path());
     browser.navigate(&server.url("/play.html")).unwrap();
     let (stats, ok) = browser.wait_video(

@@ -47,7 +47,11 @@ fn live(server: &HlsServer, secs: u32) -> (LivePublisher, MediaPlaylist) {
         if !p.segments.is_empty() {
             return (publisher, p);
         }
-        assert!(Instant::now() < deadline, "no segment listed:\n{}", r.text());
+        assert!(
+            Instant::now() < deadline,
+            "no segment listed:\n{}",
+            r.text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -144,7 +148,8 @@ fn bad_requests_get_4xx_and_never_hang() {
     // Garbage instead of HTTP: answered with 400 or closed, promptly.
     let mut conn = std::net::TcpStream::connect(server.http).unwrap();
     conn.set_read_timeout(Some(QUICK)).unwrap();
-    conn.write_all(b"\x16\x03\x01\x02\x00garbage \r\n\r\n").unwrap();
+    conn.write_all(b"\x16\x03\x01\x02\x00garbage \r\n\r\n")
+        .unwrap();
     let mut buf = Vec::new();
     let read = conn.read_to_end(&mut buf);
     assert!(
@@ -256,7 +261,10 @@ fn blocking_reload_for_a_part_that_never_comes_times_out() {
     let r = server
         .get(&target, limit + Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{target} with a stalled publisher: {e}"));
-    eprintln!("stalled: {target} answered {} after {:?}", r.status, r.elapsed);
+    eprintln!(
+        "stalled: {target} answered {} after {:?}",
+        r.status, r.elapsed
+    );
     assert_eq!(
         r.status,
         503,
@@ -264,7 +272,8 @@ fn blocking_reload_for_a_part_that_never_comes_times_out() {
         r.text()
     );
     assert!(
-        r.elapsed >= limit - Duration::from_millis(500) && r.elapsed <= limit + Duration::from_secs(2),
+        r.elapsed >= limit - Duration::from_millis(500)
+            && r.elapsed <= limit + Duration::from_secs(2),
         "{target}: 503 after {:?}, want about {limit:?} (3 × target duration)",
         r.elapsed
     );
@@ -297,7 +306,10 @@ fn blocking_reload_for_a_part_that_never_comes_times_out() {
         .join()
         .unwrap()
         .unwrap_or_else(|e| panic!("{target} after the publisher left: {e}"));
-    eprintln!("ended: {target} answered {} after {:?}", r.status, r.elapsed);
+    eprintln!(
+        "ended: {target} answered {} after {:?}",
+        r.status, r.elapsed
+    );
     assert!(
         r.elapsed <= limit + Duration::from_secs(2),
         "{target} after the publisher left took {:?}",

@@ -109,7 +109,8 @@ fn ffmpeg_reads(test: &str, variant: Variant) {
         "ffprobe-hls",
         &mut ffmpeg::play_command(&index_url, Duration::from_secs(8)),
     );
-    let (pub_status, _) = publisher.wait_or_stop(Duration::from_secs(spec.seconds.into()) + Duration::from_secs(8));
+    let (pub_status, _) =
+        publisher.wait_or_stop(Duration::from_secs(spec.seconds.into()) + Duration::from_secs(8));
     assert!(
         pub_status.is_some_and(|s| s.success()),
         "{test}: the publisher failed\n{}",
@@ -161,11 +162,20 @@ fn ffmpeg_reads(test: &str, variant: Variant) {
         series.problems
     );
     let last = snapshots.last().unwrap();
-    assert!(last.playlist.ended, "{test}: no EXT-X-ENDLIST after the publisher left:\n{}", last.text);
-    let target = last.playlist.target_duration.unwrap_or_else(|| {
-        panic!("{test}: no EXT-X-TARGETDURATION:\n{}", last.text)
-    });
-    assert_eq!(target, TARGET as u64, "{test}: EXT-X-TARGETDURATION:\n{}", last.text);
+    assert!(
+        last.playlist.ended,
+        "{test}: no EXT-X-ENDLIST after the publisher left:\n{}",
+        last.text
+    );
+    let target = last
+        .playlist
+        .target_duration
+        .unwrap_or_else(|| panic!("{test}: no EXT-X-TARGETDURATION:\n{}", last.text));
+    assert_eq!(
+        target, TARGET as u64,
+        "{test}: EXT-X-TARGETDURATION:\n{}",
+        last.text
+    );
     let final_msn = last.playlist.last_msn();
     let mut checked = 0;
     for (msn, (duration, uri)) in &series.segments {
@@ -220,8 +230,7 @@ fn ffmpeg_reads(test: &str, variant: Variant) {
                 assert!(
                     seg.parts[0].independent,
                     "{test}: first part of segment {} is not INDEPENDENT:\n{}",
-                    seg.msn,
-                    s.text
+                    seg.msn, s.text
                 );
                 for part in &seg.parts {
                     assert!(
@@ -234,7 +243,11 @@ fn ffmpeg_reads(test: &str, variant: Variant) {
                 }
             }
         }
-        assert!(with_parts > 0, "{test}: no segment listed parts:\n{}", live.text);
+        assert!(
+            with_parts > 0,
+            "{test}: no segment listed parts:\n{}",
+            live.text
+        );
     }
 }
 

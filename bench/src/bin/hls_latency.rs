@@ -162,7 +162,9 @@ fn start_publisher(
             publisher.send(frame);
             if video {
                 let at = Instant::now();
-                out.lock().unwrap_or_else(|p| p.into_inner()).insert(dts, at);
+                out.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(dts, at);
             }
         }
         // Dropping the publisher ends the stream.
@@ -320,7 +322,9 @@ fn ffmpeg(rt: &tokio::runtime::Runtime, cli: &Cli) -> Result<(), Error> {
     // ffmpeg's HLS demuxer needs a complete segment to start.
     std::thread::sleep(Duration::from_millis(cli.segment_ms + 500));
     let mut child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        // The synthetic pictures are filler: probing them makes the decoder
+        // complain, which does not matter for `-c copy`.
+        .args(["-hide_banner", "-nostdin", "-loglevel", "fatal"])
         .args(["-copyts", "-i", &url])
         .args(["-map", "0:v:0", "-c", "copy", "-flush_packets", "1"])
         .args(["-f", "framecrc", "pipe:1"])

@@ -318,18 +318,22 @@ impl KeyGenerator {
 }
 
 /// The keys of one encrypted connection: the salt and the even/odd stream
-/// encrypting keys (§6.1.3). Both directions use the same keys (HSv5).
+/// encrypting keys (§6.1.3). Both directions start with the handshake's
+/// key (HSv5); a peer's key refresh changes only the receiving keys, so
+/// what we send stays decryptable by the peer.
 #[derive(Clone)]
 pub struct CryptoContext {
     salt: [u8; SALT_LEN],
     key_len: KeyLength,
     kek: Vec<u8>,
+    /// Receiving keys.
     even: Option<Aes>,
     odd: Option<Aes>,
-    /// Key used for sending.
+    /// Sending key and the KK flag it goes with.
+    tx: Option<Aes>,
     send_key: KeyFlag,
-    /// The key material that installed the current keys (sent as KMREQ by
-    /// a caller, echoed as KMRSP by a listener).
+    /// The handshake's key material (sent as KMREQ by a caller, echoed as
+    /// KMRSP by a listener).
     km: KeyMaterial,
 }
 
@@ -373,6 +377,7 @@ impl CryptoContext {
             kek,
             even: Some(Aes::new(&sek)?),
             odd: None,
+            tx: Some(Aes::new(&sek)?),
             send_key: KeyFlag::Even,
             km,
         })
@@ -394,20 +399,21 @@ impl CryptoContext {
             kek,
             even: None,
             odd: None,
+            tx: None,
             send_key: KeyFlag::Even,
             km: km.clone(),
         };
         ctx.install(km)?;
-        ctx.send_key = if ctx.even.is_some() {
-            KeyFlag::Even
-        } else {
-            KeyFlag::Odd
+        (ctx.tx, ctx.send_key) = match (&ctx.even, &ctx.odd) {
+            (Some(e), _) => (Some(e.clone()), KeyFlag::Even),
+            (None, o) => (o.clone(), KeyFlag::Odd),
         };
         Ok(ctx)
     }
 
-    /// Installs the keys of a (refresh) KMREQ unwrapped with this
-    /// connection's KEK (§6.1.6 key refresh). Keys not carried are kept.
+    /// Installs the receiving keys of a (refresh) KMREQ unwrapped with this
+    /// connection's KEK (§6.1.6 key refresh). Keys not carried are kept;
+    /// the sending key does not change.
     pub fn install(&mut self, km: &KeyMaterial) -> Result<(), KmState> {
         if km.salt != self.salt || km.key_len != self.key_len.bytes() {
             // A new salt needs a new KEK; libsrt keeps the salt per
@@ -427,7 +433,6 @@ impl CryptoContext {
             }
             KeyFlag::None => return Err(KmState::BadSecret),
         }
-        self.km = km.clone();
         Ok(())
     }
 
@@ -449,12 +454,8 @@ impl CryptoContext {
     /// Encrypts an outgoing payload with the current sending key; returns
     /// the ciphertext and the KK flag for the header.
     pub fn encrypt(&self, seq: SeqNo, payload: &[u8]) -> (Bytes, KeyFlag) {
-        let key = match self.send_key {
-            KeyFlag::Odd => self.odd.as_ref(),
-            _ => self.even.as_ref(),
-        };
         let mut buf = payload.to_vec();
-        if let Some(k) = key {
+        if let Some(k) = &self.tx {
             k.apply_ctr(&ctr_iv(&self.salt, seq), &mut buf);
         }
         (Bytes::from(buf), self.send_key)

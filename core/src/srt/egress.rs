@@ -9,7 +9,7 @@
 //! number it expects, skips forward over frames nobody read, and refuses to
 //! go back. A media frame reached only after the muxer moved past it (a
 //! viewer lagging behind every other one, over frames none of them read)
-//! gets empty TS bytes: [`TsEgress::ts_bytes`] reports it as
+//! gets empty TS bytes: [`StreamMux::ts_bytes`] reports it as
 //! [`TsFrame::Unavailable`] and the viewer waits for the next start point,
 //! exactly as if it had lagged in the engine's ring.
 //!
@@ -40,7 +40,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
-/// What [`TsEgress::ts_bytes`] found for one frame.
+/// What [`StreamMux::ts_bytes`] found for one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TsFrame {
     /// A codec configuration: absorbed by the muxer, nothing to send.

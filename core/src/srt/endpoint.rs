@@ -16,11 +16,33 @@
 //!    extension. It becomes a pending [`EndpointEvent::Request`] carrying a
 //!    token and the parsed stream id: admission is the application's
 //!    decision ([`Endpoint::accept`] / [`Endpoint::reject`]).
-//!    Callers asking for encryption are rejected with `SRT_REJ_UNSECURE`
-//!    until the crypto layer exists.
+//!    Encryption is checked first (§6.3.1, libsrt's enforced encryption):
+//!    with [`EndpointConfig::passphrase`] set, the caller's KMREQ must
+//!    unwrap with it (else `SRT_REJ_BADSECRET`) and a caller without one is
+//!    refused with `SRT_REJ_UNSECURE`; without a passphrase, encrypting
+//!    callers are refused with `SRT_REJ_UNSECURE`. Nothing is stored for a
+//!    refused caller.
 //! 3. Accepted callers get a conclusion response with HSRSP (latency = max
-//!    of both sides, §4.4) and a fresh socket id; rejected ones get a
-//!    handshake whose type is `1000 + reject code`.
+//!    of both sides, §4.4), KMRSP (the caller's key material echoed) when
+//!    encrypted, and a fresh socket id; rejected ones get a handshake whose
+//!    type is `1000 + reject code`.
+//!
+//! Caller side ([`Endpoint::connect`], §4.3.1, see [`super::caller`]):
+//! induction, cookie, conclusion with HSREQ, stream id and KMREQ (when a
+//! passphrase is given), repeated every 250 ms until answered; the outcome
+//! is [`EndpointEvent::Connected`] or [`EndpointEvent::ConnectFailed`]
+//! (timeout after [`EndpointConfig::connect_timeout`], or the listener's
+//! reject code). One endpoint can listen and call at the same time.
+//!
+//! Encryption (§6, [`super::crypto`]) is per connection and transparent:
+//! [`Endpoint::send`] takes plaintext and the endpoint encrypts each
+//! (re)transmission with AES-CTR; incoming payloads are decrypted before
+//! the connection machine sees them, so [`EndpointEvent::Data`] carries
+//! plaintext. Packets that cannot be decrypted are dropped and counted
+//! ([`EndpointStats::undecryptable`]) and then repaired by ARQ like a loss.
+//! A peer's key refresh (KMREQ over UMSG_EXT with even/odd keys) is
+//! installed and answered with KMRSP; this endpoint does not rotate its own
+//! keys (libsrt's default refresh is every 2^24 packets).
 //!
 //! Later datagrams are routed by destination socket id (and must come from
 //! the connection's peer address) to that connection's live-mode
@@ -111,6 +133,17 @@ pub struct EndpointConfig {
     pub connect_timeout: Duration,
 }
 
+impl EndpointConfig {
+    /// Checks the settings a peer could never match: a passphrase outside
+    /// 10–79 bytes (libsrt refuses to set one).
+    pub fn validate(&self) -> Result<(), super::crypto::CryptoError> {
+        match &self.passphrase {
+            Some(p) => check_passphrase(p),
+            None => Ok(()),
+        }
+    }
+}
+
 impl std::fmt::Debug for EndpointConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Secrets stay out of logs.
@@ -168,6 +201,8 @@ pub struct ConnectionRequest {
     /// `true` if the caller sent key material that unwrapped with our
     /// passphrase: the connection will be encrypted.
     pub encrypted: bool,
+    /// The caller's key length when encrypted.
+    pub key_length: Option<KeyLength>,
 }
 
 /// Something the application must know about.
@@ -626,6 +661,15 @@ impl Endpoint {
             }
             Step::Failed(reason) => {
                 tracing::debug!(%src, ?reason, "srt: connect failed");
+                if matches!(reason, ConnectError::KeyMaterial(_)) && hs.socket_id != SocketId(0) {
+                    // The listener thinks it is connected: tell it we are not.
+                    let bye = Packet::Control(ControlPacket {
+                        timestamp: ts,
+                        dest: hs.socket_id,
+                        body: Control::Shutdown,
+                    });
+                    self.push_transmit(src, bye.to_bytes());
+                }
                 self.callers.remove(&id);
                 self.push_event(EndpointEvent::ConnectFailed { id, reason });
             }
@@ -706,10 +750,17 @@ impl Endpoint {
     ) {
         match hs.hs_type {
             HandshakeType::Induction => {
-                // §4.3.1.1: answer with version 5, the SRT magic and a cookie.
+                // §4.3.1.1: answer with version 5, the SRT magic and a cookie;
+                // with a passphrase, advertise our key length (libsrt callers
+                // that did not set `pbkeylen` adopt it).
+                let encryption = if self.config.passphrase.is_some() {
+                    self.config.key_length.cipher()
+                } else {
+                    Cipher::None
+                };
                 let mut rsp = Handshake {
                     version: 5,
-                    encryption: Cipher::None,
+                    encryption,
                     extension_field: SRT_MAGIC,
                     initial_seq: hs.initial_seq,
                     mtu: self.config.mtu,
@@ -806,6 +857,7 @@ impl Endpoint {
                 send_latency_ms: 0,
             }),
             encrypted: crypto.is_some(),
+            key_length: crypto.as_ref().map(CryptoContext::key_len),
         };
         if !self.push_event(EndpointEvent::Request(Box::new(req))) {
             return;

@@ -5,6 +5,10 @@
 //!   keep-alive, idle timeout, shutdown (§4.4–§4.10);
 //! - [`endpoint`]: one UDP socket, stateless SYN cookies, routing by
 //!   socket id, admission by the application (§4.3);
+//! - [`service`]: the endpoint joined to the engine behind the
+//!   [`DatagramService`](crate::datagram::DatagramService) shape (admission,
+//!   MPEG-TS in and out, reject codes);
+//! - [`egress`]: the MPEG-TS muxer shared by every viewer of a stream;
 //! - [`packet`]: the wire codec for data and control packets (§3);
 //! - [`handshake`]: the handshake CIF and its extensions (§3.2.1);
 //! - [`key_material`]: KMREQ/KMRSP key material messages (§3.2.2);
@@ -16,13 +20,18 @@
 //!   ACK, sender-side drop (§4.6, §4.8.2);
 //! - [`seq`]: wrap-aware sequence numbers, message numbers, timestamps;
 //! - [`stream_id`]: stream id conventions (`publish:live/cam`,
-//!   `#!::r=live/cam,m=publish`).
+//!   `#!::r=live/cam,m=publish`);
+//! - [`caller`]: the caller side of the handshake (§4.3.1);
+//! - [`crypto`]: PBKDF2 KEK, AES key wrap, AES-CTR payloads, even/odd
+//!   keys (§6).
 //!
-//! Status: the listener side is complete enough for ffmpeg's libsrt caller
-//! to publish through it (handshake, ACK/ACKACK, NAK repair). Not yet here:
-//! the caller-side handshake, encryption (PBKDF2, AES key wrap, AES-CTR;
-//! encrypting callers are refused with `SRT_REJ_UNSECURE`), DROPREQ
-//! handling, rendezvous, and the glue to the engine (MPEG-TS in and out).
+//! Status: listener and caller (HSv5 caller–listener), live mode with ARQ,
+//! TSBPD, too-late drop and DROPREQ, and encryption with 128/192/256-bit
+//! keys are interoperable with libsrt 1.5 (ffmpeg, `srt-live-transmit`;
+//! `core/tests/srt_libsrt.rs`). Not here: rendezvous mode, this side
+//! rotating its own keys (a peer's rotation is followed), AES-GCM
+//! (`SRTO_CRYPTOMODE`, refused with `SRT_REJ_CRYPTO`), packet filters
+//! (FEC) and bonding groups. The glue to the engine is [`service`].
 
 pub mod caller;
 pub mod connection;

@@ -100,6 +100,10 @@ pub struct SrtServiceStats {
     pub frames_in: u64,
     /// Publisher payloads that held no valid TS packet.
     pub garbage_payloads: u64,
+    /// Damage the publishers' TS demuxers recovered from: continuity
+    /// errors, lost sync, bad packets, dropped PES and PSI sections
+    /// (counted and skipped; the stream goes on).
+    pub ts_errors: u64,
     /// Publishers closed for sending something other than MPEG-TS.
     pub garbage_closed: u64,
     /// Payloads handed to the endpoint for viewers.
@@ -420,7 +424,7 @@ impl SrtService {
         };
         match self.endpoint.accept(now, req.token) {
             Ok(id) => {
-                info!(peer = %req.peer, socket = id.0, stream = %key, %kind, "srt: connection accepted");
+                info!(peer = %req.peer, socket = id.0, stream = %key, %kind, encrypted = req.encrypted, "srt: connection accepted");
                 self.stats.accepted += 1;
                 self.conns.insert(
                     id,
@@ -473,7 +477,7 @@ impl SrtService {
                 return;
             }
         };
-        let before = p.demux.stats().packets;
+        let before = p.demux.stats();
         if let Err(e) = p.demux.handle_input(payload) {
             debug!(socket = id.0, error = %e, "srt: demuxer input refused");
         }
@@ -481,7 +485,12 @@ impl SrtService {
             p.publisher.send(f);
             self.stats.frames_in += 1;
         }
-        if p.demux.stats().packets > before {
+        let after = p.demux.stats();
+        let errors = |s: &crate::container::ts::TsDemuxStats| {
+            s.cc_errors + s.resyncs + s.bad_packets + s.dropped_pes + s.psi_errors
+        };
+        self.stats.ts_errors += errors(&after).saturating_sub(errors(&before));
+        if after.packets > before.packets {
             p.garbage_since = None;
             return;
         }

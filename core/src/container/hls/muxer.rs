@@ -3,11 +3,12 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::playlist::{round_secs, secs_ceil, secs_nearest};
+use super::playlist::{round_secs, secs_ceil, secs_nearest, write_secs_nearest};
 use super::{HlsConfig, PlaylistReply, PlaylistRequest, Resource, Variant};
 use crate::codec::codec_string;
 use crate::container::fmp4::{init_segment, Fragmenter, TrackInfo};
@@ -124,6 +125,14 @@ impl Epoch {
     }
 }
 
+/// Media playlists rendered since the last change (filled on demand).
+#[derive(Debug, Default)]
+struct Rendered {
+    ll: Option<String>,
+    ll_skip: Option<String>,
+    ts: Option<String>,
+}
+
 /// Codecs and picture size of the stream, for the multivariant playlist.
 #[derive(Debug, Clone)]
 struct StreamInfo {
@@ -181,6 +190,10 @@ pub struct HlsMuxer {
     info: Option<StreamInfo>,
     finished: bool,
     dropped_frames: u64,
+    /// Memo of the playlist texts: many viewers ask for the same playlist
+    /// between two parts. Cleared by every change (`&mut self`); filled by
+    /// the `&self` readers, hence the (uncontended) lock.
+    rendered: Mutex<Rendered>,
 }
 
 impl HlsMuxer {
@@ -216,6 +229,7 @@ impl HlsMuxer {
             info: None,
             finished: false,
             dropped_frames: 0,
+            rendered: Mutex::new(Rendered::default()),
         }
     }
 
@@ -253,6 +267,15 @@ impl HlsMuxer {
         }
         self.close_open();
         self.finished = true;
+        self.invalidate();
+    }
+
+    /// Forgets the rendered playlists (the window changed).
+    fn invalidate(&mut self) {
+        *self
+            .rendered
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = Rendered::default();
     }
 
     fn drop_frame(&mut self, why: &'static str) {
@@ -521,6 +544,16 @@ impl HlsMuxer {
             payload: frame.payload.clone(),
         };
         let sync = frame.is_keyframe() || kind == MediaKind::Audio;
+        // Cuts happen on primary frames: if those stop, the other track must
+        // not grow the open segment without bound.
+        let over = track.frag.pending_bytes() >= self.config.max_segment_bytes
+            || self
+                .open
+                .as_ref()
+                .is_some_and(|o| o.ts.len() >= self.config.max_segment_bytes.saturating_mul(2));
+        if !primary && over {
+            return self.drop_frame("segment over its byte budget");
+        }
         if let Err(e) = track.frag.push(&out) {
             tracing::debug!(error = %e, "hls: fMP4 fragmenter rejected a frame");
             return self.drop_frame("fragmenter");
@@ -560,13 +593,10 @@ impl HlsMuxer {
         if cut_segment {
             epoch.ts.request_psi();
         }
-        match epoch.ts.mux(&out) {
-            Ok(b) => {
-                if let Some(open) = self.open.as_mut() {
-                    open.ts.extend_from_slice(&b);
-                }
+        if let Some(open) = self.open.as_mut() {
+            if let Err(e) = epoch.ts.mux_into(&out, &mut open.ts) {
+                tracing::debug!(error = %e, "hls: TS muxer rejected a frame");
             }
-            Err(e) => tracing::debug!(error = %e, "hls: TS muxer rejected a frame"),
         }
     }
 
@@ -589,6 +619,7 @@ impl HlsMuxer {
             init_version: self.init_version,
         });
         self.next_msn += 1;
+        self.invalidate();
     }
 
     fn to_us(&self, ticks: i64) -> i64 {
@@ -647,6 +678,7 @@ impl HlsMuxer {
             independent: open.part_independent.take().unwrap_or(false),
         });
         open.part_start = end;
+        self.invalidate();
     }
 
     /// Completes the open segment at primary time `end`.
@@ -675,6 +707,7 @@ impl HlsMuxer {
             independent: open.independent,
             init_version: open.init_version,
         });
+        self.invalidate();
         while self.segments.len() > self.config.window_segments {
             if let Some(s) = self.segments.pop_front() {
                 if s.discontinuity {
@@ -748,7 +781,7 @@ impl HlsMuxer {
             let _ = write!(s, ",RESOLUTION={w}x{h}");
         }
         s.push('\n');
-        s.push_str(&Resource::MediaPlaylist(variant).uri_from(variant));
+        Resource::MediaPlaylist(variant).write_uri(&mut s, variant);
         s.push('\n');
         Some(s)
     }
@@ -804,10 +837,30 @@ impl HlsMuxer {
         if !self.is_ready(variant) {
             return PlaylistReply::NotYet;
         }
-        PlaylistReply::Ready(match variant {
-            Variant::LowLatency => self.render_ll(req.skip),
+        let mut memo = self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = match (variant, req.skip) {
+            (Variant::Ts, _) => &mut memo.ts,
+            (Variant::LowLatency, false) => &mut memo.ll,
+            (Variant::LowLatency, true) => &mut memo.ll_skip,
+        };
+        PlaylistReply::Ready(
+            slot.get_or_insert_with(|| match variant {
+                Variant::LowLatency => self.render_ll(req.skip),
+                Variant::Ts => self.render_ts(),
+            })
+            .clone(),
+        )
+    }
+
+    /// Renders the media playlist of `variant` (a delta update when
+    /// `skip`) without blocking checks and without the memo that
+    /// [`media_playlist`](Self::media_playlist) keeps (for benchmarks and
+    /// tests of the rendering itself).
+    pub fn render_media_playlist(&self, variant: Variant, skip: bool) -> String {
+        match variant {
+            Variant::LowLatency => self.render_ll(skip),
             Variant::Ts => self.render_ts(),
-        })
+        }
     }
 
     /// The newest part: (msn, part index).
@@ -839,12 +892,15 @@ impl HlsMuxer {
         configured.max(self.max_part_us)
     }
 
-    fn init_uri(version: u32) -> String {
-        if version == 0 {
-            Resource::Init.path()
-        } else {
-            format!("{}?v={version}", Resource::Init.path())
+    /// `EXT-X-MAP` (RFC 8216 §4.3.2.5). A new init section (changed codec
+    /// config) gets a new URI (`init.mp4?v=N`) so players fetch it again.
+    fn write_map(s: &mut String, version: u32) {
+        s.push_str("#EXT-X-MAP:URI=\"");
+        Resource::Init.write_uri(s, Variant::LowLatency);
+        if version > 0 {
+            let _ = write!(s, "?v={version}");
         }
+        s.push_str("\"\n");
     }
 
     fn header(&self, s: &mut String, variant: Variant) {
@@ -878,7 +934,7 @@ impl HlsMuxer {
                 s.push_str("#EXT-X-DISCONTINUITY\n");
             }
             let _ = writeln!(s, "#EXTINF:{},", secs_nearest(seg.duration_us));
-            s.push_str(&Resource::Segment(Variant::Ts, seg.msn).uri_from(Variant::Ts));
+            Resource::Segment(Variant::Ts, seg.msn).write_uri(&mut s, Variant::Ts);
             s.push('\n');
         }
         if self.finished {
@@ -941,7 +997,7 @@ impl HlsMuxer {
         if skipped > 0 {
             let _ = writeln!(s, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
         }
-        let _ = writeln!(s, "#EXT-X-MAP:URI=\"{}\"", Self::init_uri(map_version));
+        Self::write_map(&mut s, map_version);
         let mut at = 0u64;
         for (i, seg) in self.segments.iter().enumerate() {
             let seg_start = at;
@@ -959,7 +1015,7 @@ impl HlsMuxer {
                 write_parts(&mut s, seg.msn, &seg.parts);
             }
             let _ = writeln!(s, "#EXTINF:{},", secs_nearest(seg.duration_us));
-            s.push_str(&Resource::Segment(Variant::LowLatency, seg.msn).path());
+            Resource::Segment(Variant::LowLatency, seg.msn).write_uri(&mut s, Variant::LowLatency);
             s.push('\n');
         }
         if let Some(o) = &self.open {
@@ -972,7 +1028,7 @@ impl HlsMuxer {
                     msn: o.msn,
                     part: o.parts.len() as u32,
                 };
-                let _ = writeln!(s, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"", hint.path());
+                let _ = writeln!(s, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{hint}\"");
             }
         }
         if self.finished {
@@ -987,7 +1043,7 @@ impl HlsMuxer {
         }
         if init_version != *map_version {
             *map_version = init_version;
-            let _ = writeln!(s, "#EXT-X-MAP:URI=\"{}\"", Self::init_uri(init_version));
+            Self::write_map(s, init_version);
         }
     }
 
@@ -1089,13 +1145,10 @@ fn write_parts(s: &mut String, msn: u64, parts: &[Part]) {
         let uri = Resource::Part {
             msn,
             part: i as u32,
-        }
-        .path();
-        let _ = write!(
-            s,
-            "#EXT-X-PART:DURATION={},URI=\"{uri}\"",
-            secs_nearest(p.duration_us)
-        );
+        };
+        s.push_str("#EXT-X-PART:DURATION=");
+        write_secs_nearest(s, p.duration_us);
+        let _ = write!(s, ",URI=\"{uri}\"");
         if p.independent {
             s.push_str(",INDEPENDENT=YES");
         }

@@ -14,15 +14,24 @@ pub(crate) fn secs_ceil(us: u64) -> String {
     fixed5(us.div_ceil(10))
 }
 
+/// Appends [`secs_nearest`] of `us` to `out` without allocating.
+pub(crate) fn write_secs_nearest(out: &mut String, us: u64) {
+    write_fixed5(out, us.saturating_add(5) / 10);
+}
+
 fn fixed5(hundred_thousandths: u64) -> String {
     let mut s = String::with_capacity(12);
+    write_fixed5(&mut s, hundred_thousandths);
+    s
+}
+
+fn write_fixed5(out: &mut String, hundred_thousandths: u64) {
     let _ = write!(
-        s,
+        out,
         "{}.{:05}",
         hundred_thousandths / 100_000,
         hundred_thousandths % 100_000
     );
-    s
 }
 
 /// Seconds rounded to the nearest integer (RFC 8216 §4.3.3.1: every

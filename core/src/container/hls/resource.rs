@@ -84,28 +84,53 @@ impl Resource {
 
     /// The path below the stream directory (the inverse of [`parse`](Self::parse)).
     pub fn path(&self) -> String {
-        match self {
-            Resource::Multivariant(Variant::LowLatency) => "index.m3u8".into(),
-            Resource::Multivariant(Variant::Ts) => "ts/index.m3u8".into(),
-            Resource::MediaPlaylist(Variant::LowLatency) => "stream.m3u8".into(),
-            Resource::MediaPlaylist(Variant::Ts) => "ts/stream.m3u8".into(),
-            Resource::Init => "init.mp4".into(),
-            Resource::Segment(Variant::LowLatency, n) => format!("seg{n}.m4s"),
-            Resource::Segment(Variant::Ts, n) => format!("ts/seg{n}.ts"),
-            Resource::Part { msn, part } => format!("part{msn}.{part}.m4s"),
-        }
+        self.to_string()
     }
 
-    /// The URI of this resource in a playlist of `variant` (relative to
-    /// the playlist: TS playlists live in `ts/`).
-    pub(crate) fn uri_from(&self, variant: Variant) -> String {
-        let p = self.path();
-        match variant {
-            Variant::Ts => p
-                .strip_prefix("ts/")
-                .map_or_else(|| format!("../{p}"), str::to_owned),
-            Variant::LowLatency => p,
+    /// Whether the resource lives in the `ts/` directory.
+    fn in_ts_dir(&self) -> bool {
+        matches!(
+            self,
+            Resource::Multivariant(Variant::Ts)
+                | Resource::MediaPlaylist(Variant::Ts)
+                | Resource::Segment(Variant::Ts, _)
+        )
+    }
+
+    /// Writes the URI of this resource as seen from a playlist of
+    /// `variant` (relative: TS playlists live in `ts/`).
+    pub(crate) fn write_uri(&self, out: &mut impl core::fmt::Write, variant: Variant) {
+        let _ = match (variant, self.in_ts_dir()) {
+            (Variant::Ts, true) => write!(out, "{}", Name(self)),
+            (Variant::Ts, false) => write!(out, "../{self}"),
+            (Variant::LowLatency, _) => write!(out, "{self}"),
+        };
+    }
+}
+
+/// Display of a resource's file name (without its directory).
+struct Name<'a>(&'a Resource);
+
+impl core::fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Resource::Multivariant(_) => f.write_str("index.m3u8"),
+            Resource::MediaPlaylist(_) => f.write_str("stream.m3u8"),
+            Resource::Init => f.write_str("init.mp4"),
+            Resource::Segment(Variant::LowLatency, n) => write!(f, "seg{n}.m4s"),
+            Resource::Segment(Variant::Ts, n) => write!(f, "seg{n}.ts"),
+            Resource::Part { msn, part } => write!(f, "part{msn}.{part}.m4s"),
         }
+    }
+}
+
+/// The path below the stream directory, as [`Resource::path`].
+impl core::fmt::Display for Resource {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.in_ts_dir() {
+            f.write_str("ts/")?;
+        }
+        write!(f, "{}", Name(self))
     }
 }
 
@@ -155,13 +180,17 @@ mod tests {
         ] {
             assert_eq!(Resource::parse(bad), None, "{bad}");
         }
+        let uri = |r: Resource, v| {
+            let mut s = String::new();
+            r.write_uri(&mut s, v);
+            s
+        };
+        assert_eq!(uri(Resource::Segment(Variant::Ts, 3), Variant::Ts), "seg3.ts");
+        assert_eq!(uri(Resource::MediaPlaylist(Variant::Ts), Variant::Ts), "stream.m3u8");
+        assert_eq!(uri(Resource::Init, Variant::Ts), "../init.mp4");
         assert_eq!(
-            Resource::Segment(Variant::Ts, 3).uri_from(Variant::Ts),
-            "seg3.ts"
-        );
-        assert_eq!(
-            Resource::MediaPlaylist(Variant::Ts).uri_from(Variant::Ts),
-            "stream.m3u8"
+            uri(Resource::Part { msn: 1, part: 2 }, Variant::LowLatency),
+            "part1.2.m4s"
         );
     }
 }

@@ -224,6 +224,15 @@ impl TsMuxer {
     /// sets / AudioSpecificConfig and returns empty `Bytes`; a media frame
     /// returns its whole 188-byte packets (PSI included when due).
     pub fn mux(&mut self, frame: &Frame) -> Result<Bytes, TsError> {
+        let mut out = BytesMut::new();
+        self.mux_into(frame, &mut out)?;
+        Ok(out.freeze())
+    }
+
+    /// Like [`mux`](Self::mux), appending the packets to `out` (e.g. an HLS
+    /// segment being built) instead of returning them. On error nothing is
+    /// appended.
+    pub fn mux_into(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), TsError> {
         if frame.payload.len() > MAX_FRAME_SIZE {
             return Err(TsError::FrameTooLarge {
                 size: frame.payload.len(),
@@ -247,7 +256,7 @@ impl TsMuxer {
                 self.rebuild_pmt();
                 self.psi_due = true;
             }
-            return Ok(Bytes::new());
+            return Ok(());
         }
 
         // The PES as a list of slices (headers, start codes and the frame's
@@ -341,11 +350,11 @@ impl TsMuxer {
                     None => true,
                     Some(l) => dts.saturating_sub(l) >= AUDIO_ONLY_PSI_INTERVAL || dts < l,
                 });
-        let mut out = BytesMut::with_capacity((total / 184 + 4) * PACKET_SIZE);
+        out.reserve((total / 184 + 4) * PACKET_SIZE);
         if psi {
-            psi::write_section_packet(&mut out, PAT_PID, self.pat_cc, &self.pat);
+            psi::write_section_packet(out, PAT_PID, self.pat_cc, &self.pat);
             self.pat_cc = (self.pat_cc + 1) & 0x0F;
-            psi::write_section_packet(&mut out, PMT_PID, self.pmt_cc, &self.pmt);
+            psi::write_section_packet(out, PMT_PID, self.pmt_cc, &self.pmt);
             self.pmt_cc = (self.pmt_cc + 1) & 0x0F;
             self.psi_due = false;
             self.last_psi_dts = Some(dts);
@@ -363,8 +372,8 @@ impl TsMuxer {
             rai,
             discontinuity: frame.flags.contains(FrameFlags::DISCONTINUITY),
         };
-        packetize(&mut out, pid, &mut track.cc, total, rope, flags);
-        Ok(out.freeze())
+        packetize(out, pid, &mut track.cc, total, rope, flags);
+        Ok(())
     }
 
     /// Stores a config frame; returns whether the PMT must change.
