@@ -123,7 +123,8 @@ fn bench(c: &mut Criterion) {
     });
     // Steady state: one muxer, the stream goes on (timestamps advance by
     // 10 s per iteration), the window slides.
-    let (configs, media): (Vec<Frame>, Vec<Frame>) = frames.iter().cloned().partition(Frame::is_config);
+    let (configs, media): (Vec<Frame>, Vec<Frame>) =
+        frames.iter().cloned().partition(Frame::is_config);
     let media_bytes: u64 = media.iter().map(|f| f.payload.len() as u64).sum();
     let mut m = HlsMuxer::new(HlsConfig::default());
     for c in &configs {

@@ -144,7 +144,10 @@ fn write_variant(m: &HlsMuxer, variant: Variant, dir: &Path) -> Playlist {
         );
         for i in 0..s.parts.len() as u32 {
             write(
-                Resource::Part { msn: s.msn, part: i },
+                Resource::Part {
+                    msn: s.msn,
+                    part: i,
+                },
                 &m.part(s.msn, i).unwrap(),
             );
         }
@@ -193,7 +196,10 @@ fn decode_both_variants(name: &str, video: &[&str], audio: &[&str], codecs: [&st
             .filter(|f| !f.is_config() && f.kind() == kind)
             .count()
     };
-    let (nv, na) = (count(arcly::MediaKind::Video), count(arcly::MediaKind::Audio));
+    let (nv, na) = (
+        count(arcly::MediaKind::Video),
+        count(arcly::MediaKind::Audio),
+    );
     assert!(nv >= 190 && na >= 300, "{nv} video, {na} audio frames");
 
     let mut m = HlsMuxer::new(HlsConfig {
@@ -218,7 +224,11 @@ fn decode_both_variants(name: &str, video: &[&str], audio: &[&str], codecs: [&st
         let p = write_variant(&m, variant, &dir);
         assert_eq!(p.segments.len(), 4, "8 s in 2 s segments: {p:?}");
         for s in &p.segments {
-            assert!((s.duration - 2.0).abs() < 0.2, "{variant:?}: {}", s.duration);
+            assert!(
+                (s.duration - 2.0).abs() < 0.2,
+                "{variant:?}: {}",
+                s.duration
+            );
         }
         let index = dir.join(Resource::Multivariant(variant).path());
         // Warnings count too: timestamps, continuity, decoding.

@@ -474,6 +474,7 @@ proptest! {
         seg_ms in 500u64..4000,
         part_ms in 100u64..600,
         timebase in prop::sample::select(vec![1000u32, 90_000, 48_000]),
+        jumps in any::<bool>(),
     ) {
         let mut m = HlsMuxer::new(HlsConfig {
             segment_duration: Duration::from_millis(seg_ms),
@@ -496,7 +497,16 @@ proptest! {
         let (mut vt, mut at) = (0i64, 0i64);
         let mut i = 0u64;
         let mut prev: [Option<Playlist>; 2] = [None, None];
+        let mut restarts = 0;
         while vt < 20 * tb {
+            // The publisher's clock jumps back (or far ahead), now and then.
+            if jumps && rnd(400) == 0 && restarts < 3 {
+                restarts += 1;
+                let to = if rnd(2) == 0 { 0 } else { vt + 60 * tb };
+                let d = to - vt;
+                vt += d;
+                at += d;
+            }
             let video_next = !has_audio || vt <= at;
             if video_next {
                 let key = i % gop == 0;
@@ -543,6 +553,9 @@ proptest! {
             prop_assert!(!p.segments.is_empty());
         }
         prop_assert!(m.memory_bytes() < 6 * 2 * (1 << 20) + (1 << 20));
+        if !jumps {
+            prop_assert_eq!(m.dropped_frames(), 0);
+        }
     }
 }
 
@@ -611,8 +624,7 @@ fn memoized_playlists_follow_every_change() {
         }
     }
     m.finish();
-    let PlaylistReply::Ready(t) = m.media_playlist(Variant::Ts, &PlaylistRequest::default())
-    else {
+    let PlaylistReply::Ready(t) = m.media_playlist(Variant::Ts, &PlaylistRequest::default()) else {
         panic!()
     };
     assert!(t.ends_with("#EXT-X-ENDLIST\n"));

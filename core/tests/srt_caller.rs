@@ -391,6 +391,27 @@ fn handshake_survives_heavy_loss_through_retries() {
     sim.run_for(Duration::from_millis(2900));
     assert_eq!(sim.connected(&sim.cev), Some(cid), "{:?}", sim.cev);
     assert!(sim.caller_wire.len() > 2, "requests were repeated");
+    // Data timestamps continue the handshake's time base (libsrt derives
+    // our start time from the conclusion's timestamp).
+    let last_hs_ts = sim
+        .caller_wire
+        .iter()
+        .filter_map(|b| match Packet::decode(b) {
+            Ok(Packet::Control(c)) => Some(c.timestamp.0),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    sim.caller.send(sim.now, cid, payload(0)).unwrap();
+    let t = sim.caller.poll_transmit().unwrap().to_bytes();
+    let Ok(Packet::Data(d)) = Packet::decode(&t) else {
+        panic!("data expected");
+    };
+    assert!(
+        d.timestamp.0 >= last_hs_ts && d.timestamp.0 >= 250_000,
+        "{} vs {last_hs_ts}",
+        d.timestamp.0
+    );
 }
 
 #[test]
@@ -582,5 +603,118 @@ proptest! {
         // Every sequence number up to the last delivered one was either
         // delivered or counted as dropped.
         prop_assert_eq!(recv.delivered + recv.dropped, u64::from(last) + 1);
+    }
+}
+
+/// Delivers every queued datagram at once between `eps` (by address) and
+/// auto-accepts requests, until nothing moves. Returns the events seen.
+fn relay(now: Instant, eps: &mut [(SocketAddr, Endpoint)]) -> Vec<(usize, EndpointEvent)> {
+    let mut events = Vec::new();
+    loop {
+        let mut moved = false;
+        for i in 0..eps.len() {
+            while let Some(ev) = eps[i].1.poll_event() {
+                if let EndpointEvent::Request(r) = &ev {
+                    eps[i].1.accept(now, r.token).unwrap();
+                }
+                events.push((i, ev));
+                moved = true;
+            }
+            while let Some(t) = eps[i].1.poll_transmit() {
+                let from = eps[i].0;
+                if let Some(j) = eps.iter().position(|(a, _)| *a == t.destination) {
+                    eps[j].1.handle_datagram(now, from, t.to_bytes());
+                }
+                moved = true;
+            }
+        }
+        if !moved {
+            return events;
+        }
+    }
+}
+
+#[test]
+fn one_endpoint_listens_and_calls_at_once() {
+    let (a, b, c) = (addr(1), addr(2), addr(3));
+    let mut eps = vec![
+        (a, Endpoint::new(cfg(50, None, KeyLength::Aes128))),
+        (
+            b,
+            Endpoint::new(cfg(51, Some("relay passphrase"), KeyLength::Aes128)),
+        ),
+        (c, Endpoint::new(cfg(52, None, KeyLength::Aes128))),
+    ];
+    // B calls A (clear) while C calls B (encrypted, B's listener passphrase).
+    let b_to_a = eps[1].1.connect(T0, a, Some("publish:up"), None).unwrap();
+    let c_to_b = eps[2]
+        .1
+        .connect(T0, b, Some("read:down"), Some("relay passphrase"))
+        .unwrap();
+    let events = relay(T0, &mut eps);
+    let connected = |who: usize| {
+        events
+            .iter()
+            .filter(|(i, e)| *i == who && matches!(e, EndpointEvent::Connected { .. }))
+            .count()
+    };
+    assert_eq!((connected(0), connected(1), connected(2)), (1, 2, 1));
+    assert_eq!(eps[1].1.connection_count(), 2);
+    assert!(!eps[1].1.is_encrypted(b_to_a));
+    assert!(eps[2].1.is_encrypted(c_to_b));
+    // Data flows A ← B ← C on the two connections of B.
+    eps[2].1.send(T0, c_to_b, payload(1)).unwrap();
+    eps[1].1.send(T0, b_to_a, payload(2)).unwrap();
+    let later = T0 + Duration::from_millis(500);
+    let mut got = relay(T0, &mut eps);
+    for (_, ep) in eps.iter_mut() {
+        ep.handle_timeout(later);
+    }
+    got.extend(relay(later, &mut eps));
+    let data: Vec<(usize, Bytes)> = got
+        .into_iter()
+        .filter_map(|(i, e)| match e {
+            EndpointEvent::Data { payload, .. } => Some((i, payload)),
+            _ => None,
+        })
+        .collect();
+    assert!(data.contains(&(1, payload(1))), "B got C's payload");
+    assert!(data.contains(&(0, payload(2))), "A got B's payload");
+}
+
+proptest! {
+    /// Hostile answers to a connecting caller (random bytes aimed at its
+    /// socket id, mutated real answers): no panic, at most one outcome
+    /// event, nothing but handshakes sent, and no state beyond the one
+    /// attempt or connection.
+    #[test]
+    fn hostile_answers_to_a_caller(dgrams in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..120), any::<bool>(), any::<u8>(), 0usize..200), 1..40)) {
+        let mut ep = Endpoint::new(cfg(60, None, KeyLength::Aes128));
+        let id = ep.connect(T0, addr(LISTENER), Some("publish:x"), Some("hostile passphrase")).unwrap();
+        let induction = ep.poll_transmit().unwrap().to_bytes();
+        let mut l = Endpoint::new(cfg(61, Some("hostile passphrase"), KeyLength::Aes128));
+        l.handle_datagram(T0, addr(CALLER), induction);
+        let real = l.poll_transmit().unwrap().to_bytes().to_vec();
+        for (mut bytes, mutate_real, byte, at) in dgrams {
+            if mutate_real {
+                bytes = real.clone();
+                let n = bytes.len();
+                bytes[at % n] ^= byte;
+            } else if bytes.len() >= 16 {
+                bytes[12..16].copy_from_slice(&id.0.to_be_bytes());
+            }
+            ep.handle_datagram(T0, addr(LISTENER), bytes.into());
+        }
+        let outcomes = std::iter::from_fn(|| ep.poll_event())
+            .filter(|e| matches!(e, EndpointEvent::Connected { .. } | EndpointEvent::ConnectFailed { .. }))
+            .count();
+        prop_assert!(outcomes <= 1);
+        prop_assert!(ep.connecting_count() + ep.connection_count() <= 1);
+        prop_assert_eq!(ep.pending_count(), 0);
+        while let Some(t) = ep.poll_transmit() {
+            prop_assert_eq!(t.destination, addr(LISTENER));
+            let b = t.to_bytes();
+            prop_assert!(matches!(Packet::decode(&b), Ok(Packet::Control(_))), "no data sent");
+        }
     }
 }

@@ -7,9 +7,12 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The binary with only the listeners a test names: HTTP (8888) and SRT
+/// (8890/udp) are on by default and would collide between parallel tests.
 fn arcly() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_arcly"));
     c.env("RUST_LOG", "info");
+    c.args(["--http", "off", "--srt", "off"]);
     c
 }
 

@@ -440,15 +440,21 @@ pub fn ffprobe_file(path: &std::path::Path) -> (Playback, Vec<String>) {
 
 /// Error lines of a GStreamer SRT player, except the one `srtsrc` (1.22)
 /// posts when the server ends the stream with an SRT SHUTDOWN: with
-/// `auto-reconnect=false` a closed connection is reported as "Could not
-/// read from resource / Error on SRT socket" instead of EOS. The frame
-/// counts still prove that the end came after the last frame.
+/// `auto-reconnect=false` a closed connection is reported as an error of
+/// `srtsrc0` ("Could not read from resource" or "Internal data stream
+/// error", "Error on SRT socket") instead of EOS. The frame counts still
+/// prove that the end came after the last frame.
 pub fn gst_srt_player_errors(stdout: &str, stderr: &str) -> Vec<String> {
     gst::error_lines(stdout, stderr)
         .into_iter()
         .filter(|l| {
-            !(l.contains("Error on SRT socket")
-                || (l.contains("srtsrc") && l.contains("Could not read from resource")))
+            // The error itself names the element (`GstSRTSrc:srtsrc0`,
+            // "Error on SRT socket"); its continuation line ("streaming
+            // stopped, reason error") follows it. Another element's error
+            // keeps its own `ERROR: from element` line.
+            !(l.contains("srtsrc")
+                || l.contains("Error on SRT socket")
+                || l.contains("streaming stopped, reason error"))
         })
         .collect()
 }
@@ -684,7 +690,9 @@ impl LossyRelay {
     pub fn start(server: SocketAddr, loss: f64, reorder: f64, seed: u64) -> LossyRelay {
         let front = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("relay bind: {e}"));
         let back = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("relay bind: {e}"));
-        let addr = front.local_addr().unwrap_or_else(|e| panic!("relay addr: {e}"));
+        let addr = front
+            .local_addr()
+            .unwrap_or_else(|e| panic!("relay addr: {e}"));
         for s in [&front, &back] {
             s.set_read_timeout(Some(Duration::from_millis(5)))
                 .unwrap_or_else(|e| panic!("relay timeout: {e}"));
@@ -842,7 +850,8 @@ impl Flood {
                     continue;
                 }
                 for _ in 0..64 {
-                    let Some(sock) = socks.get((rng.next_u64() % socks.len().max(1) as u64) as usize)
+                    let Some(sock) =
+                        socks.get((rng.next_u64() % socks.len().max(1) as u64) as usize)
                     else {
                         return;
                     };
@@ -859,7 +868,9 @@ impl Flood {
                         2 => {
                             // Data packet for a bogus socket id.
                             let mut p = vec![0u8; 16 + 1316];
-                            p[0..4].copy_from_slice(&((rng.next_u64() as u32) & 0x7FFF_FFFF).to_be_bytes());
+                            p[0..4].copy_from_slice(
+                                &((rng.next_u64() as u32) & 0x7FFF_FFFF).to_be_bytes(),
+                            );
                             p[12..16].copy_from_slice(&(rng.next_u64() as u32).to_be_bytes());
                             p
                         }

@@ -214,6 +214,7 @@ fn arcly_page_plays(test: &str, query: &str) {
         .execute(
             "const p = window.arclyPlayer; \
              return { mode: p.mode, latency: p.hls ? p.hls.latency : null, \
+                      targetLatency: p.hls ? p.hls.targetLatency : null, \
                       lowLatency: p.hls ? p.hls.lowLatencyMode : null };",
             json!([]),
         )

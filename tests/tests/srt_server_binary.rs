@@ -27,7 +27,10 @@ fn short_passphrase_is_refused_with_a_clear_message() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "arcly accepted a 5-character passphrase");
+    assert!(
+        !out.status.success(),
+        "arcly accepted a 5-character passphrase"
+    );
     assert!(
         err.contains("10 to 79"),
         "the error does not give the allowed length:\n{err}"
@@ -64,7 +67,10 @@ fn serves_srt_and_prints_the_urls() {
         format!("srt://127.0.0.1:{}?streamid=publish:live/", addr.port()),
         format!("srt://127.0.0.1:{}?streamid=read:live/", addr.port()),
     ] {
-        assert!(out.contains(&want), "the banner does not show {want}:\n{out}");
+        assert!(
+            out.contains(&want),
+            "the banner does not show {want}:\n{out}"
+        );
     }
     let report = srt::run(
         test,

@@ -27,9 +27,9 @@ use std::time::Duration;
 use arcly::datagram::{DatagramService, Transmit};
 use arcly::engine::{Signal, SignalSet};
 use arcly::time::{Clock, Instant};
+use async_io::{Async, Timer};
 use bytes::BytesMut;
 use socket2::{SockAddr, SockRef};
-use async_io::{Async, Timer};
 
 /// Settings of the UDP driver ([`crate::serve_udp_with`]; the same fields as `arcly_tokio::UdpConfig`).
 #[derive(Debug, Clone)]

@@ -255,24 +255,31 @@ fn parts(rt: &tokio::runtime::Runtime, cli: &Cli) -> Result<(), Error> {
     let gop_ms = frame_ms * f64::from(cli.gop.max(1));
     let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut start = 0.0f64;
-    let (mut all, mut keys, mut missing, mut misaligned) = (Vec::new(), Vec::new(), 0, 0);
+    let (mut all, mut keys, mut closing) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut missing, mut misaligned) = (0, 0);
     let mut expected = (0u64, 0usize);
     for (&(msn, i), p) in &seen {
         if (msn, i) != expected && (msn, i) != (expected.0 + 1, 0) {
             missing += 1; // a gap in what the client saw: restart the sum is impossible
         }
         expected = (msn, i + 1);
-        let dts = ((start * 1000.0) / frame_ms).round() * frame_ms;
+        let snap = |t: f64| (((t * 1000.0) / frame_ms).round() * frame_ms).round() as i64;
+        let dts = snap(start) as f64;
         start += p.duration;
         if p.baseline {
             continue;
         }
-        let Some(published) = log.get(&(dts.round() as i64)) else {
+        let Some(published) = log.get(&(dts as i64)) else {
             missing += 1;
             continue;
         };
-        let ms = p.listed.saturating_duration_since(*published).as_secs_f64() * 1000.0;
+        let since = |t: &Instant| p.listed.saturating_duration_since(*t).as_secs_f64() * 1000.0;
+        let ms = since(published);
         all.push(ms);
+        // The part is complete once the first frame after it is published.
+        if let Some(closer) = log.get(&snap(start)) {
+            closing.push(since(closer));
+        }
         if p.independent {
             if (dts / gop_ms).fract().abs() > 1e-6 {
                 misaligned += 1;
@@ -280,17 +287,11 @@ fn parts(rt: &tokio::runtime::Runtime, cli: &Cli) -> Result<(), Error> {
             keys.push(ms);
         }
     }
-    let part_ms = cli.part_ms as f64;
     let show = |label: &str, v: &[f64]| {
         let s = Summary::of(v.iter().copied());
         println!(
-            "| {label} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            s.count,
-            s.min,
-            s.median,
-            s.p99,
-            s.max,
-            s.median - part_ms
+            "| {label} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            s.count, s.min, s.median, s.p99, s.max
         );
     };
     println!(
@@ -300,10 +301,11 @@ fn parts(rt: &tokio::runtime::Runtime, cli: &Cli) -> Result<(), Error> {
         cli.gop,
         cli.fps
     );
-    println!("| publish → part listed (ms) | n | min | p50 | p99 | max | p50 − part target |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| publish → part listed (ms) | n | min | p50 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|---:|");
     show("keyframe → its part listed", &keys);
     show("first frame of any part → part listed", &all);
+    show("frame closing the part → part listed", &closing);
     if missing > 0 || misaligned > 0 {
         println!(
             "warning: {missing} parts without a matching publish time or seen out of order, \
@@ -321,6 +323,7 @@ fn ffmpeg(rt: &tokio::runtime::Runtime, cli: &Cli) -> Result<(), Error> {
     let url = format!("http://{}/live/ff/index.m3u8", server.addr);
     // ffmpeg's HLS demuxer needs a complete segment to start.
     std::thread::sleep(Duration::from_millis(cli.segment_ms + 500));
+    let ffmpeg_start = Instant::now();
     let mut child = Command::new("ffmpeg")
         // The synthetic pictures are filler: probing them makes the decoder
         // complain, which does not matter for `-c copy`.
@@ -359,7 +362,17 @@ fn ffmpeg(rt: &tokio::runtime::Runtime, cli: &Cli) -> Result<(), Error> {
     // `#tb 0: 1/90000` then `0, dts, pts, duration, size, crc`.
     let mut tb = (1i64, 90_000i64);
     let mut lat = Vec::new();
-    let mut unmatched = 0;
+    let (mut unmatched, mut skipped) = (0, 0);
+    // Steady state only: not the segments ffmpeg finds already listed when
+    // it starts (it reads them at once), nor the last segment (closed early
+    // by the end of the stream).
+    let steady_from = ffmpeg_start + Duration::from_millis(3 * cli.segment_ms);
+    let steady_until = log
+        .keys()
+        .next_back()
+        .copied()
+        .unwrap_or(0)
+        .saturating_sub(i64::try_from(2 * cli.segment_ms).unwrap_or(0));
     for (at, l) in &lines {
         if let Some(rest) = l.strip_prefix("#tb 0:") {
             if let Some((n, d)) = rest.trim().split_once('/') {
@@ -377,6 +390,7 @@ fn ffmpeg(rt: &tokio::runtime::Runtime, cli: &Cli) -> Result<(), Error> {
         let ms = (pts * tb.0 * 1000) as f64 / tb.1 as f64;
         let dts_ms = ms.round() as i64;
         match log.get(&dts_ms) {
+            Some(published) if *published < steady_from || dts_ms > steady_until => skipped += 1,
             Some(published) => {
                 lat.push(at.saturating_duration_since(*published).as_secs_f64() * 1000.0);
             }
@@ -385,7 +399,8 @@ fn ffmpeg(rt: &tokio::runtime::Runtime, cli: &Cli) -> Result<(), Error> {
     }
     let s = Summary::of(lat.iter().copied());
     println!(
-        "\nffmpeg -c copy reading LL-HLS (index.m3u8): {} packets matched, {unmatched} unmatched",
+        "\nffmpeg -c copy reading LL-HLS (index.m3u8): {} packets in steady state, \
+         {skipped} at the start/end left out, {unmatched} unmatched",
         s.count
     );
     println!("| publish → ffmpeg output (ms) | n | min | p50 | p99 | max |");

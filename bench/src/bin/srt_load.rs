@@ -143,8 +143,8 @@ fn picture_seq(f: &Frame) -> Option<u32> {
     // AVCC: walk 4-byte lengths.
     let mut i = 0;
     while i + 4 < p.len() {
-        let b = p.get(i..i + 4)?;
-        let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let b: [u8; 4] = p.get(i..i + 4)?.try_into().ok()?;
+        let len = u32::from_be_bytes(b) as usize;
         let h = *p.get(i + 4)?;
         if matches!(h & 0x1F, 1 | 5) {
             return decode_seq(p.get(i + 5..)?);

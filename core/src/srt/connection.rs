@@ -93,6 +93,15 @@ pub struct Connection {
 impl Connection {
     /// A connection that starts at `cfg.start`.
     pub fn new(cfg: ConnectionConfig) -> Self {
+        let now = cfg.start;
+        Self::new_at(cfg, now)
+    }
+
+    /// A connection whose timers start at `now` while its packet
+    /// timestamps count from `cfg.start` (an earlier instant): a caller
+    /// keeps the time base of its handshake, because libsrt takes the
+    /// peer's start time from the HSREQ's timestamp (§4.5).
+    pub fn new_at(cfg: ConnectionConfig, now: Instant) -> Self {
         let window = cfg.flow_window.max(1);
         Connection {
             send: SendBuffer::new(
@@ -107,10 +116,10 @@ impl Connection {
             control: VecDeque::new(),
             next_ack_no: 1,
             last_acked: None,
-            next_ack_at: cfg.start + ACK_PERIOD,
-            last_nak_at: cfg.start,
-            last_sent: cfg.start,
-            last_recv: cfg.start,
+            next_ack_at: now + ACK_PERIOD,
+            last_nak_at: now,
+            last_sent: now,
+            last_recv: now,
             closed: None,
             cfg,
         }

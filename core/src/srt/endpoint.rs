@@ -680,20 +680,25 @@ impl Endpoint {
                 let Some(c) = self.callers.remove(&id) else {
                     return;
                 };
-                let machine = Connection::new(ConnectionConfig {
-                    peer_socket,
-                    send_isn: c.isn,
-                    recv_isn: c.isn,
-                    latency: Duration::from_millis(u64::from(latency_ms)),
-                    flow_window: c.flow_window.min(hs.flow_window.max(1)),
-                    start: now,
-                });
+                // Timestamps continue the handshake's time base: libsrt
+                // sets our start time from the conclusion's timestamp.
+                let machine = Connection::new_at(
+                    ConnectionConfig {
+                        peer_socket,
+                        send_isn: c.isn,
+                        recv_isn: c.isn,
+                        latency: Duration::from_millis(u64::from(latency_ms)),
+                        flow_window: c.flow_window.min(hs.flow_window.max(1)),
+                        start: c.start,
+                    },
+                    now,
+                );
                 self.conns.insert(
                     id,
                     Conn {
                         peer: c.remote,
                         peer_socket,
-                        start: now,
+                        start: c.start,
                         machine,
                         conclusion_rsp: Bytes::new(),
                         crypto: c.crypto,
@@ -789,8 +794,14 @@ impl Endpoint {
         // A repeated conclusion for an accepted connection: resend our answer.
         if let Some(id) = self.by_peer.get(&(src, hs.socket_id)) {
             if let Some(conn) = self.conns.get(id) {
-                let rsp = conn.conclusion_rsp.clone();
-                self.push_transmit(src, rsp);
+                // The same answer, stamped with the connection's current
+                // time: libsrt takes our start time from this timestamp.
+                let mut rsp = conn.conclusion_rsp.to_vec();
+                let ts = now.saturating_duration_since(conn.start).as_micros() as u32;
+                if let Some(field) = rsp.get_mut(8..12) {
+                    field.copy_from_slice(&ts.to_be_bytes());
+                }
+                self.push_transmit(src, Bytes::from(rsp));
             }
             return;
         }

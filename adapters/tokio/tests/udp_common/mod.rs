@@ -6,7 +6,13 @@
 //! on `handle_media` after the test notifies the media signal); `timer N`
 //! answers `tick` after N ms (through `poll_timeout`); on `close` every peer
 //! seen gets `bye`.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
@@ -44,7 +50,12 @@ impl Shared {
 pub struct EchoFactory(pub Arc<Shared>);
 
 impl DatagramServiceFactory for EchoFactory {
-    fn new_service(&self, _local: SocketAddr, _now: Instant, _seed: u64) -> Box<dyn DatagramService> {
+    fn new_service(
+        &self,
+        _local: SocketAddr,
+        _now: Instant,
+        _seed: u64,
+    ) -> Box<dyn DatagramService> {
         self.0.services.fetch_add(1, Ordering::SeqCst);
         Box::new(Echo {
             shared: self.0.clone(),
@@ -94,8 +105,7 @@ impl DatagramService for Echo {
             self.out.push_back(transmit(src, b"subscribed"));
         } else if let Some(ms) = text.strip_prefix("timer ") {
             let ms: u64 = ms.parse().unwrap_or(0);
-            self.timers
-                .push((now + Duration::from_millis(ms), src));
+            self.timers.push((now + Duration::from_millis(ms), src));
         } else {
             self.out.push_back(transmit(src, &datagram));
         }
@@ -120,7 +130,9 @@ impl DatagramService for Echo {
     }
 
     fn handle_media(&mut self, _now: Instant) {
-        self.shared.handle_media_calls.fetch_add(1, Ordering::SeqCst);
+        self.shared
+            .handle_media_calls
+            .fetch_add(1, Ordering::SeqCst);
         let media = self.shared.media.lock().unwrap();
         for m in media.iter().skip(self.delivered) {
             for s in &self.subscribers {
@@ -199,7 +211,8 @@ pub fn check_echo(r: &Running) {
     let c = client();
     for round in 0..10 {
         for i in 0..100 {
-            c.send_to(format!("m{round}-{i}").as_bytes(), r.addr).unwrap();
+            c.send_to(format!("m{round}-{i}").as_bytes(), r.addr)
+                .unwrap();
         }
         for i in 0..100 {
             assert_eq!(recv(&c), format!("m{round}-{i}"));
@@ -224,7 +237,10 @@ pub fn check_media(r: &Running) {
     std::thread::sleep(Duration::from_millis(300));
     let idle = r.shared.handle_media_calls.load(Ordering::SeqCst) - calls;
     assert!(idle <= 1, "handle_media called {idle} times while idle");
-    assert!(calls <= 20, "handle_media called {calls} times for 5 frames");
+    assert!(
+        calls <= 20,
+        "handle_media called {calls} times for 5 frames"
+    );
     // A burst of notifies from another thread: every frame arrives.
     let shared = r.shared.clone();
     let t = std::thread::spawn(move || {

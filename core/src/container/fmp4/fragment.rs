@@ -172,7 +172,12 @@ impl Fragmenter {
         let d = last.or((self.last_duration > 0).then_some(self.last_duration));
         (n > 0).then(|| {
             let mut out = BytesMut::new();
-            self.write(&mut out, sequence_number, n, Some(d.unwrap_or(default_duration)));
+            self.write(
+                &mut out,
+                sequence_number,
+                n,
+                Some(d.unwrap_or(default_duration)),
+            );
             out.freeze()
         })
     }

@@ -10,6 +10,30 @@
 //! - [`Variant::Ts`]: classic MPEG-TS segments, each starting with PAT/PMT.
 //!
 //! Names of the resources are in [`Resource`].
+//!
+//! Playlist tags written (RFC 8216 §4.3, rfc8216bis §4.4):
+//!
+//! | tag | LL-HLS | TS |
+//! |-----|--------|----|
+//! | `EXT-X-VERSION` | 9 (delta updates) | 3 |
+//! | `EXT-X-TARGETDURATION` | ⌈segment duration⌉, raised to the longest segment (rounded) | same |
+//! | `EXT-X-SERVER-CONTROL` | `CAN-BLOCK-RELOAD=YES`, `CAN-SKIP-UNTIL` = 6 × target, `PART-HOLD-BACK` = 3 × part target | – |
+//! | `EXT-X-PART-INF:PART-TARGET` | the part duration, raised to the longest part | – |
+//! | `EXT-X-MEDIA-SEQUENCE`, `EXT-X-DISCONTINUITY-SEQUENCE` | sliding window | same |
+//! | `EXT-X-INDEPENDENT-SEGMENTS` | when every segment starts on a keyframe | same |
+//! | `EXT-X-MAP` | `init.mp4` (`init.mp4?v=N` after a codec change) | – |
+//! | `EXT-X-PART` | parts of the segments in the last 3 target durations | – |
+//! | `EXT-X-PRELOAD-HINT:TYPE=PART` | the next part | – |
+//! | `EXT-X-DISCONTINUITY` | timestamp jump / new codec config | same |
+//! | `EXT-X-SKIP` | on `_HLS_skip=YES` | – |
+//! | `EXT-X-ENDLIST` | after [`HlsMuxer::finish`] | same |
+//!
+//! Not written: `EXT-X-PROGRAM-DATE-TIME` (no wall clock in core),
+//! `EXT-X-RENDITION-REPORT` (one rendition per stream).
+//!
+//! Limitation: only the current init section is served ([`Resource::Init`]
+//! has no version); after a codec change, segments still in the window from
+//! before it name `init.mp4?v=<old>`, which serves the new one.
 
 mod muxer;
 mod playlist;

@@ -406,7 +406,11 @@ impl HlsMuxer {
             let mut frames: Vec<Frame> = Vec::with_capacity(self.start_buf.len());
             frames.push(kf_frame);
             for (i, f) in self.start_buf.drain(..).enumerate() {
-                if i == kf || (f.kind() == MediaKind::Audio && ns(&f) < kf_ns) {
+                if i == kf {
+                    continue;
+                }
+                if f.kind() == MediaKind::Audio && ns(&f) < kf_ns {
+                    self.dropped_frames += 1;
                     continue;
                 }
                 frames.push(f);
@@ -607,11 +611,12 @@ impl HlsMuxer {
             part_start: start,
             part_independent: None,
             parts: Vec::new(),
-            // Sized like the previous segment: no regrowth copies.
+            // Sized like the previous segment + 1/8: rarely a regrowth copy,
+            // little slack kept alive by the frozen segment.
             ts: BytesMut::with_capacity(
                 self.segments
                     .back()
-                    .map_or(0, |s| s.ts.len() + s.ts.len() / 4)
+                    .map_or(0, |s| s.ts.len() + s.ts.len() / 8)
                     .min(self.config.max_segment_bytes),
             ),
             discontinuity: std::mem::take(&mut self.pending_discontinuity),
@@ -654,7 +659,9 @@ impl HlsMuxer {
                 .filter(|d| *d > 0)
                 .unwrap_or(t.info.timescale / 50);
             let seq = self.fragment_sequence.wrapping_add(1);
-            if t.frag.fragment_into(&mut buf, seq, flush.then_some(default)) {
+            if t.frag
+                .fragment_into(&mut buf, seq, flush.then_some(default))
+            {
                 self.fragment_sequence = seq;
             }
         }
@@ -1018,18 +1025,24 @@ impl HlsMuxer {
             Resource::Segment(Variant::LowLatency, seg.msn).write_uri(&mut s, Variant::LowLatency);
             s.push('\n');
         }
-        if let Some(o) = &self.open {
-            if !o.parts.is_empty() {
-                self.segment_head(&mut s, o.discontinuity, o.init_version, &mut map_version);
-                write_parts(&mut s, o.msn, &o.parts);
-            }
-            if !self.finished {
-                let hint = Resource::Part {
+        if let Some(o) = self.open.as_ref().filter(|o| !o.parts.is_empty()) {
+            self.segment_head(&mut s, o.discontinuity, o.init_version, &mut map_version);
+            write_parts(&mut s, o.msn, &o.parts);
+        }
+        if !self.finished {
+            // The next part (rfc8216bis §4.4.5.3): of the open segment, or
+            // the first of the next one while (re)starting.
+            let hint = match &self.open {
+                Some(o) => Resource::Part {
                     msn: o.msn,
                     part: o.parts.len() as u32,
-                };
-                let _ = writeln!(s, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{hint}\"");
-            }
+                },
+                None => Resource::Part {
+                    msn: self.next_msn,
+                    part: 0,
+                },
+            };
+            let _ = writeln!(s, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{hint}\"");
         }
         if self.finished {
             s.push_str("#EXT-X-ENDLIST\n");
@@ -1119,7 +1132,10 @@ impl HlsMuxer {
 
     /// Bytes held: segments of the window (fMP4 + TS; parts are slices of
     /// their segment), the open segment, samples waiting in the fragmenters,
-    /// frames waiting for the start, and the init section.
+    /// frames waiting for the start, and the init section. (Allocations may
+    /// be up to ~1/8 larger for TS segments, which are reserved at the
+    /// previous segment's size + 1/8.) Bounded by about
+    /// `(window_segments + 1) × 2 × max_segment_bytes`.
     pub fn memory_bytes(&self) -> usize {
         let segs: usize = self
             .segments

@@ -185,8 +185,14 @@ mod tests {
             r.write_uri(&mut s, v);
             s
         };
-        assert_eq!(uri(Resource::Segment(Variant::Ts, 3), Variant::Ts), "seg3.ts");
-        assert_eq!(uri(Resource::MediaPlaylist(Variant::Ts), Variant::Ts), "stream.m3u8");
+        assert_eq!(
+            uri(Resource::Segment(Variant::Ts, 3), Variant::Ts),
+            "seg3.ts"
+        );
+        assert_eq!(
+            uri(Resource::MediaPlaylist(Variant::Ts), Variant::Ts),
+            "stream.m3u8"
+        );
         assert_eq!(uri(Resource::Init, Variant::Ts), "../init.mp4");
         assert_eq!(
             uri(Resource::Part { msn: 1, part: 2 }, Variant::LowLatency),
