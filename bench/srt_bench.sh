@@ -16,7 +16,11 @@
 #    server adds over a packet relay.
 #
 # Usage: bench/srt_bench.sh     (results in $OUT, summary printed)
-# Knobs: VIEWER_COUNTS="0 10 100" WINDOW=20 WARMUP=3 MBPS=10 LATENCY=120
+# 3. The four UDP drivers side by side (`srt-server --adapter X`, the same
+#    SrtService in-process) with $DRIVER_VIEWERS viewers.
+#
+# Knobs: VIEWER_COUNTS="0 10 100" DRIVERS="tokio smol async-std blocking"
+#        DRIVER_VIEWERS=100 WINDOW=20 WARMUP=3 MBPS=10 LATENCY=120
 #        RT=1 (run server and load generator SCHED_FIFO via chrt: on a shared
 #        2-core box the run queue otherwise starves both and the numbers
 #        measure the neighbours) PORT=28990 SKIP_BUILD=1 OUT=<dir>
@@ -28,6 +32,8 @@ if [[ "${CI:-}" == "true" && -z "${BENCH_FORCE:-}" ]]; then
     exit 0
 fi
 VIEWER_COUNTS=${VIEWER_COUNTS:-"0 10 100"}
+DRIVERS=${DRIVERS:-"tokio smol async-std blocking"}
+DRIVER_VIEWERS=${DRIVER_VIEWERS:-100}
 WINDOW=${WINDOW:-20}
 WARMUP=${WARMUP:-3}
 MBPS=${MBPS:-10}
@@ -95,6 +101,20 @@ for st in yes no; do
     sleep 0.5
     load "lat-slt-$st" --publish "127.0.0.1:$PORT" --read "127.0.0.1:$((PORT + 1))" \
         --publish-streamid "" --read-streamid "" -n 1 --server-pid "$SERVER_PID"
+    stop_server
+done
+# The UDP drivers side by side: `srt-server --adapter X` (the same
+# SrtService in-process on each adapter), $DRIVER_VIEWERS viewers.
+for d in $DRIVERS; do
+    "${RUN[@]}" "$BIN/srt-server" --adapter "$d" --latency "$LATENCY" >"$OUT/drv-$d.server.out" 2>&1 &
+    SERVER_PID=$!
+    addr=
+    for _ in $(seq 50); do
+        addr=$(sed -n 's/^SRT listening on //p' "$OUT/drv-$d.server.out")
+        [[ -n "$addr" ]] && break
+        sleep 0.1
+    done
+    load "drv-$d" --publish "$addr" -n "$DRIVER_VIEWERS" --server-pid "$SERVER_PID"
     stop_server
 done
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

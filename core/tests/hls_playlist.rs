@@ -346,6 +346,30 @@ fn discontinuity_and_config_change() {
         .contains("hvc1"));
     // No frame was lost at the restarts (each starts on a keyframe).
     assert_eq!(m.dropped_frames(), 0);
+    // Both init sections are served while segments name them.
+    let v0 = m.init_segment_for_query(None).unwrap();
+    let v1 = m.init_segment_for_query(Some("v=1")).unwrap();
+    assert!(v0.windows(4).any(|w| w == b"avcC"));
+    assert!(v1.windows(4).any(|w| w == b"hvcC"));
+    assert_eq!(Some(v1), m.init_segment());
+    assert_eq!(m.init_segment_for_query(Some("v=2")), None);
+    assert_eq!(m.init_segment_for_query(Some("v=x")), None);
+    // Once the H.264 segments slid out, its init section is gone.
+    let h265_more = Synth {
+        video: Some(Codec::H265),
+        ..synth.clone()
+    };
+    for mut f in h265_more.frames(20) {
+        if f.is_config() {
+            continue;
+        }
+        f.dts += 9000;
+        f.pts += 9000;
+        m.push(&f);
+    }
+    assert_eq!(m.init_segment_for_query(None), None);
+    assert!(m.init_segment_for_query(Some("v=1")).is_some());
+    assert_eq!(playlist(&m, Variant::LowLatency).maps, ["init.mp4?v=1"]);
 }
 
 #[test]

@@ -27,6 +27,7 @@ fn pair(start: Instant, isn_a: SeqNo, isn_b: SeqNo) -> (Connection, Connection) 
         recv_isn: isn_b,
         latency: LATENCY,
         flow_window: 8192,
+        recv_buffer: 8192,
         start,
     });
     let b = Connection::new(ConnectionConfig {
@@ -35,6 +36,7 @@ fn pair(start: Instant, isn_a: SeqNo, isn_b: SeqNo) -> (Connection, Connection) 
         recv_isn: isn_a,
         latency: LATENCY,
         flow_window: 8192,
+        recv_buffer: 8192,
         start,
     });
     (a, b)
@@ -297,4 +299,246 @@ fn expired_packets_are_announced_with_dropreq_and_stop_naks() {
         b.handle_timeout(t);
         assert_eq!(naks(&mut b, t), 0, "no NAK after the DROPREQ");
     }
+}
+
+/// What a flow-control or drain run saw.
+struct FlowRun {
+    a: Connection,
+    b: Connection,
+    delivered: Vec<u32>,
+    /// Most packets A had in flight at any step.
+    max_in_flight: usize,
+    /// Most packets in flight beyond the free buffer B last advertised.
+    max_over_advertised: i64,
+    /// Payloads A could not queue (send buffer full).
+    refused: u64,
+}
+
+/// A sends `per_ms` payloads per ms for `n` ms at live rate; both sides
+/// announce `flow_window`, B's receive buffer holds `recv_buffer` packets;
+/// a 5 ms one-way link losing `loss` per mille; `drain` = Some(max_wait)
+/// closes A gracefully right after its last payload. Runs `total` ms.
+#[allow(clippy::too_many_arguments)]
+fn flow_run(
+    seed: u64,
+    flow_window: u32,
+    recv_buffer: u32,
+    per_ms: u64,
+    n: u64,
+    loss: u64,
+    drain: Option<Duration>,
+    total: u64,
+) -> FlowRun {
+    let start = Instant::from_millis(10_000);
+    let cfg = |peer: u32, send_isn: u32, recv_isn: u32| ConnectionConfig {
+        peer_socket: SocketId(peer),
+        send_isn: SeqNo::new(send_isn),
+        recv_isn: SeqNo::new(recv_isn),
+        latency: LATENCY,
+        flow_window,
+        recv_buffer,
+        start,
+    };
+    let mut a = Connection::new(cfg(2, 1000, 5));
+    let mut b = Connection::new(cfg(1, 5, 1000));
+    let mut ab = Link::new(seed, loss);
+    let mut ba = Link::new(seed.rotate_left(9), loss);
+    ab.delay = Duration::from_millis(5);
+    ba.delay = Duration::from_millis(5);
+    let mut run = FlowRun {
+        a: Connection::new(cfg(9, 0, 0)),
+        b: Connection::new(cfg(9, 0, 0)),
+        delivered: Vec::new(),
+        max_in_flight: 0,
+        max_over_advertised: 0,
+        refused: 0,
+    };
+    let mut advertised: Option<u32> = None;
+    let mut k = 0u32;
+    // The application's backpressure: what the send buffer refused is
+    // offered again next time, as the service does with its ring.
+    let mut backlog: VecDeque<Bytes> = VecDeque::new();
+    for ms in 0..total {
+        let now = start + Duration::from_millis(ms);
+        if ms < n {
+            for _ in 0..per_ms {
+                let mut payload = vec![0u8; 1316];
+                payload[..4].copy_from_slice(&k.to_be_bytes());
+                k += 1;
+                backlog.push_back(Bytes::from(payload));
+            }
+        }
+        while let Some(p) = backlog.front() {
+            if a.send(now, p.clone()).is_err() {
+                run.refused += 1;
+                break;
+            }
+            backlog.pop_front();
+        }
+        if ms < n {
+            if ms + 1 == n {
+                if let Some(w) = drain {
+                    a.close_after_drain(now, w);
+                }
+            }
+        }
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+        while let Some(p) = a.poll_packet(now) {
+            ab.send(now, p);
+        }
+        run.max_in_flight = run.max_in_flight.max(a.in_flight());
+        if let Some(adv) = advertised {
+            run.max_over_advertised = run
+                .max_over_advertised
+                .max(a.in_flight() as i64 - i64::from(adv.max(2)));
+        }
+        while let Some(p) = b.poll_packet(now) {
+            ba.send(now, p);
+        }
+        while let Some(p) = ab.recv(now) {
+            b.handle_packet(now, p);
+        }
+        while let Some(p) = ba.recv(now) {
+            if let Packet::Control(c) = &p {
+                if let Control::Ack(ack) = &c.body {
+                    if let arcly::srt::packet::AckKind::Small(s)
+                    | arcly::srt::packet::AckKind::Full(s, _) = ack.kind
+                    {
+                        assert!(
+                            s.buffer_available <= recv_buffer.max(2),
+                            "advertises at most its buffer"
+                        );
+                        advertised = Some(s.buffer_available);
+                    }
+                }
+            }
+            a.handle_packet(now, p);
+        }
+        while let Some(d) = b.poll_delivered(now) {
+            run.delivered
+                .push(u32::from_be_bytes(d.payload[..4].try_into().unwrap()));
+        }
+    }
+    run.a = a;
+    run.b = b;
+    run
+}
+
+#[test]
+fn small_flow_window_at_live_rate_loses_nothing() {
+    // A 32-packet flow window, 1000 packets/s (~10.5 Mbit/s of 1316-byte
+    // TS payloads) and 120 ms latency: B holds ~125 packets acknowledged
+    // but not yet due. The flow window limits what is in flight (~20 at a
+    // 10 ms RTT), not what the receive buffer (8192) holds.
+    let r = flow_run(3, 32, 8192, 1, 2000, 0, None, 2600);
+    let rs = r.b.recv_stats();
+    assert_eq!(rs.out_of_window, 0, "{rs:?}");
+    assert_eq!(rs.dropped, 0, "{rs:?}");
+    assert_eq!(r.refused, 0);
+    assert_eq!(
+        r.delivered,
+        (0..2000).collect::<Vec<u32>>(),
+        "in order, no loss"
+    );
+    assert!(
+        r.max_in_flight <= 32,
+        "in flight {} within the window",
+        r.max_in_flight
+    );
+    assert_eq!(r.a.send_stats().retransmitted, 0);
+}
+
+#[test]
+fn small_flow_window_with_loss_repairs_everything() {
+    // Same with 2 % loss both ways: retransmissions are not held back by
+    // the window, and the window never overflows the receiver.
+    let r = flow_run(11, 32, 8192, 1, 2000, 20, None, 2800);
+    let rs = r.b.recv_stats();
+    assert_eq!(rs.out_of_window, 0, "{rs:?}");
+    assert_eq!(rs.dropped, 0, "{rs:?}");
+    assert_eq!(r.delivered.len(), 2000, "{rs:?}");
+    assert!(r.a.send_stats().retransmitted > 0);
+    assert!(r.max_in_flight <= 32, "{}", r.max_in_flight);
+}
+
+#[test]
+fn sender_respects_the_advertised_free_buffer() {
+    // B's receive buffer (64) is smaller than the ~125 packets TSBPD holds
+    // at this rate. A must keep what it has in flight within the free space
+    // B advertises, so B never refuses a packet as out of window; the
+    // excess waits at the sender and is given up there by too-late drop.
+    let r = flow_run(5, 8192, 64, 1, 1500, 0, None, 3500);
+    let rs = r.b.recv_stats();
+    assert_eq!(rs.out_of_window, 0, "{rs:?}");
+    assert!(
+        r.max_over_advertised <= 0,
+        "in flight beyond the advertised buffer by {}",
+        r.max_over_advertised
+    );
+    assert!(r.delivered.len() > 100, "{}", r.delivered.len());
+    assert!(r.delivered.windows(2).all(|w| w[0] < w[1]), "in order");
+}
+
+#[test]
+fn close_after_drain_delivers_the_tail_and_close_does_not() {
+    // 300 packets at 1/ms through a 5 % lossy link; A closes right after
+    // queueing the last one.
+    let r = flow_run(
+        7,
+        8192,
+        8192,
+        1,
+        300,
+        50,
+        Some(Duration::from_secs(3)),
+        2000,
+    );
+    assert_eq!(r.a.closed(), Some(Closed::Locally));
+    assert!(r.a.is_send_drained());
+    assert_eq!(r.b.closed(), Some(Closed::ByPeer), "SHUTDOWN arrived");
+    assert_eq!(
+        r.delivered,
+        (0..300).collect::<Vec<u32>>(),
+        "every packet, repaired, before the SHUTDOWN"
+    );
+    assert_eq!(r.b.recv_stats().dropped, 0);
+    // A plain close at the same moment loses the unacknowledged tail.
+    let start = Instant::from_millis(1);
+    let (mut a, mut b) = pair(start, SeqNo::new(5), SeqNo::new(5));
+    for i in 0..3u8 {
+        a.send(start, Bytes::from(vec![i])).unwrap();
+    }
+    assert!(!a.is_send_drained());
+    a.close(start);
+    while let Some(p) = a.poll_packet(start) {
+        b.handle_packet(start, p);
+    }
+    assert!(
+        b.poll_delivered(start).is_none(),
+        "nothing sent after SHUTDOWN"
+    );
+}
+
+#[test]
+fn close_after_drain_gives_up_at_the_deadline() {
+    // The peer never answers: the wait ends at max_wait.
+    let start = Instant::from_millis(1);
+    let (mut a, _b) = pair(start, SeqNo::new(5), SeqNo::new(5));
+    a.send(start, Bytes::from_static(b"x")).unwrap();
+    a.close_after_drain(start, Duration::from_millis(300));
+    assert!(a.is_draining() && a.closed().is_none());
+    while a.poll_packet(start).is_some() {}
+    let t = a.poll_timeout().unwrap();
+    assert!(t <= start + Duration::from_millis(300));
+    a.handle_timeout(start + Duration::from_millis(299));
+    assert!(a.closed().is_none());
+    a.handle_timeout(start + Duration::from_millis(300));
+    assert_eq!(a.closed(), Some(Closed::Locally));
+    let p = a.poll_packet(start + Duration::from_millis(300)).unwrap();
+    assert!(matches!(p, Packet::Control(c) if c.body == Control::Shutdown));
+    // Nothing queued: closes at once.
+    let (mut c, _d) = pair(start, SeqNo::new(5), SeqNo::new(5));
+    c.close_after_drain(start, Duration::from_secs(1));
+    assert_eq!(c.closed(), Some(Closed::Locally));
 }

@@ -385,6 +385,7 @@ impl Peer {
                             // sender; the receive buffer is sized apart, as in
                             // libsrt (SRTO_RCVBUF vs SRTO_FC).
                             flow_window: 8192,
+                            recv_buffer: 8192,
                             start: now,
                         })));
                 }

@@ -21,9 +21,19 @@
 //! [`super::crypto`]); not here: congestion control (live mode paces at
 //! the application's rate).
 //!
+//! Flow control (§3.2.4, libsrt semantics): new data packets go out only
+//! while the packets in flight (sent, not acknowledged) number fewer than
+//! the peer's flow window and the free buffer the peer advertised in its
+//! last ACK ("Available Buffer Size"); our ACKs advertise the real free
+//! space of our receive buffer, which is sized separately from the flow
+//! window ([`ConnectionConfig::recv_buffer`], libsrt `SRTO_RCVBUF`), so
+//! packets acknowledged but still held for TSBPD delivery occupy buffer
+//! space, not the peer's flight window.
+//!
 //! Invariants: the control queue holds at most [`MAX_CONTROL_QUEUE`]
-//! packets (the oldest NAK/ACK is superseded by newer ones anyway); send
-//! and receive buffers are bounded by the flow window.
+//! packets (the oldest NAK/ACK is superseded by newer ones anyway); the
+//! send buffer is bounded by the flow window and the receive buffer by
+//! [`ConnectionConfig::recv_buffer`].
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -43,6 +53,14 @@ pub const KEEPALIVE_PERIOD: Duration = Duration::from_secs(1);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most control packets queued for sending.
 pub const MAX_CONTROL_QUEUE: usize = 64;
+/// Default receive buffer size in packets (libsrt `SRTO_RCVBUF` default:
+/// 8192 buffers).
+pub const DEFAULT_RECV_BUFFER: u32 = 8192;
+/// Smallest available buffer size an ACK advertises, and the smallest
+/// send window the sender uses: libsrt never advertises less than 2, so
+/// that a full receiver still lets packets through that trigger the next
+/// ACK (no flow-control deadlock).
+pub const MIN_FLOW_WINDOW: u32 = 2;
 
 /// Parameters agreed in the handshake.
 #[derive(Debug, Clone)]
@@ -55,8 +73,13 @@ pub struct ConnectionConfig {
     pub recv_isn: SeqNo,
     /// Negotiated TSBPD latency.
     pub latency: Duration,
-    /// Flow window in packets (bounds both buffers).
+    /// The peer's flow window in packets ("Maximum Flow Window Size" of
+    /// its handshake, §3.2.1): at most this many packets in flight; also
+    /// the send buffer's capacity.
     pub flow_window: u32,
+    /// Our receive buffer size in packets (libsrt `SRTO_RCVBUF`, default
+    /// [`DEFAULT_RECV_BUFFER`]); its free space is advertised in ACKs.
+    pub recv_buffer: u32,
     /// Connection start: packet timestamps count µs from here (§4.5).
     pub start: Instant,
 }
@@ -83,6 +106,14 @@ pub struct Connection {
     control: VecDeque<ControlPacket>,
     next_ack_no: u32,
     last_acked: Option<SeqNo>,
+    /// The peer's last advertised available buffer, and the ACK it came in.
+    peer_available: u32,
+    peer_acked: Option<SeqNo>,
+    /// Set by [`Connection::close_after_drain`]: close once the send
+    /// buffer is acknowledged, or at this instant at the latest.
+    drain_deadline: Option<Instant>,
+    /// When the last payload was queued (its timestamp's instant).
+    last_queued: Option<Instant>,
     next_ack_at: Instant,
     last_nak_at: Instant,
     last_sent: Instant,
@@ -110,12 +141,20 @@ impl Connection {
                 window as usize,
                 cfg.latency + Duration::from_secs(1),
             ),
-            recv: RecvBuffer::new(cfg.recv_isn, cfg.latency, window),
+            recv: RecvBuffer::new(
+                cfg.recv_isn,
+                cfg.latency,
+                cfg.recv_buffer.max(MIN_FLOW_WINDOW),
+            ),
             rtt: RttEstimator::default(),
             acks: AckHistory::new(),
             control: VecDeque::new(),
             next_ack_no: 1,
             last_acked: None,
+            peer_available: window,
+            peer_acked: None,
+            drain_deadline: None,
+            last_queued: None,
             next_ack_at: now + ACK_PERIOD,
             last_nak_at: now,
             last_sent: now,
@@ -143,6 +182,28 @@ impl Connection {
     /// Send-path counters.
     pub fn send_stats(&self) -> SendStats {
         self.send.stats()
+    }
+
+    /// `true` once everything queued with [`Connection::send`] was
+    /// acknowledged by the peer (or given up by too-late drop): closing
+    /// now loses nothing.
+    pub fn is_send_drained(&self) -> bool {
+        self.send.is_drained()
+    }
+
+    /// Packets sent and not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.send.in_flight()
+    }
+
+    /// Most packets the sender may have in flight now: the peer's flow
+    /// window and its last advertised available buffer, whichever is
+    /// smaller, but at least [`MIN_FLOW_WINDOW`].
+    pub fn send_window(&self) -> u32 {
+        self.cfg
+            .flow_window
+            .min(self.peer_available)
+            .max(MIN_FLOW_WINDOW)
     }
 
     fn timestamp(&self, now: Instant) -> Timestamp {
@@ -174,7 +235,9 @@ impl Connection {
     /// Queues one payload (a live-mode message of at most one packet).
     pub fn send(&mut self, now: Instant, payload: Bytes) -> Result<SeqNo, SendError> {
         let ts = self.timestamp(now);
-        self.send.push(now, ts, payload)
+        let seq = self.send.push(now, ts, payload)?;
+        self.last_queued = Some(now);
+        Ok(seq)
     }
 
     /// Feeds one packet from the peer.
@@ -196,6 +259,11 @@ impl Connection {
                     self.send.handle_ack(ack.last_ack);
                     if let AckKind::Small(s) | AckKind::Full(s, _) = ack.kind {
                         self.rtt.update(s.rtt);
+                        // A reordered older ACK must not reopen the window.
+                        if self.peer_acked.map_or(true, |p| !ack.last_ack.is_before(p)) {
+                            self.peer_acked = Some(ack.last_ack);
+                            self.peer_available = s.buffer_available;
+                        }
                     }
                     if ack.ack_no != 0 {
                         self.queue_control(now, Control::AckAck { ack_no: ack.ack_no });
@@ -215,13 +283,51 @@ impl Connection {
                 _ => {}
             },
         }
+        self.check_drain(now);
     }
 
-    /// Closes the connection, queueing a SHUTDOWN for the peer.
+    /// Closes the connection, queueing a SHUTDOWN for the peer. Data not
+    /// yet acknowledged is dropped; see [`Connection::close_after_drain`].
     pub fn close(&mut self, now: Instant) {
         if self.closed.is_none() {
             self.queue_control(now, Control::Shutdown);
             self.closed = Some(Closed::Locally);
+        }
+    }
+
+    /// Graceful close: keeps sending (and retransmitting) until everything
+    /// queued is acknowledged and the last packet's TSBPD delivery time
+    /// (queued + latency) has passed, then closes as [`Connection::close`]
+    /// does; at `now + max_wait` at the latest (libsrt `SRTO_LINGER`
+    /// semantics). Waiting for the delivery time matters because a libsrt
+    /// receiver discards packets still held for TSBPD when SHUTDOWN
+    /// arrives. Closes at once if already drained. A later call can only
+    /// shorten the wait.
+    pub fn close_after_drain(&mut self, now: Instant, max_wait: Duration) {
+        if self.closed.is_some() {
+            return;
+        }
+        let deadline = now + max_wait;
+        self.drain_deadline = Some(self.drain_deadline.map_or(deadline, |d| d.min(deadline)));
+        self.check_drain(now);
+    }
+
+    /// Whether a graceful close is waiting for the send buffer to drain.
+    pub fn is_draining(&self) -> bool {
+        self.closed.is_none() && self.drain_deadline.is_some()
+    }
+
+    /// When the peer plays the last packet we queued (TSBPD).
+    fn drain_ready_at(&self) -> Instant {
+        self.last_queued
+            .map_or(self.cfg.start, |t| t + self.cfg.latency)
+    }
+
+    fn check_drain(&mut self, now: Instant) {
+        if let Some(deadline) = self.drain_deadline {
+            if now >= deadline || (self.send.is_drained() && now >= self.drain_ready_at()) {
+                self.close(now);
+            }
         }
     }
 
@@ -232,6 +338,10 @@ impl Connection {
         }
         if now.saturating_duration_since(self.last_recv) >= IDLE_TIMEOUT {
             self.closed = Some(Closed::IdleTimeout);
+            return;
+        }
+        self.check_drain(now);
+        if self.closed.is_some() {
             return;
         }
         if now >= self.next_ack_at {
@@ -245,10 +355,7 @@ impl Connection {
                 let stats = AckStats {
                     rtt: self.rtt.rtt_us(),
                     rtt_var: self.rtt.var_us(),
-                    buffer_available: self
-                        .cfg
-                        .flow_window
-                        .saturating_sub(self.recv.buffered() as u32),
+                    buffer_available: self.recv.available().max(MIN_FLOW_WINDOW),
                 };
                 self.queue_control(
                     now,
@@ -297,7 +404,7 @@ impl Connection {
         if self.closed.is_some() {
             return None;
         }
-        let p = self.send.poll_packet()?;
+        let p = self.send.poll_packet_within(self.send_window() as usize)?;
         self.last_sent = now;
         Some(Packet::Data(p))
     }
@@ -328,6 +435,12 @@ impl Connection {
         }
         if let Some(e) = self.send.next_expiry() {
             t = t.min(e + Duration::from_micros(1));
+        }
+        if let Some(d) = self.drain_deadline {
+            t = t.min(d);
+            if self.send.is_drained() {
+                t = t.min(self.drain_ready_at());
+            }
         }
         Some(t)
     }

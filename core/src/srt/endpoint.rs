@@ -117,8 +117,15 @@ pub struct EndpointConfig {
     pub latency_ms: u16,
     /// MTU announced in handshakes.
     pub mtu: u32,
-    /// Flow window announced in handshakes (packets).
+    /// Flow window (libsrt `SRTO_FC`, packets): the most packets a peer may
+    /// have in flight to us. Handshakes announce the smaller of it and
+    /// `recv_buffer`, as libsrt does.
     pub flow_window: u32,
+    /// Receive buffer size of each connection in packets (libsrt
+    /// `SRTO_RCVBUF`, default 8192), sized separately from the flow
+    /// window: it also holds packets acknowledged but waiting for their
+    /// TSBPD delivery time. Its free space goes in every ACK (§3.2.4).
+    pub recv_buffer: u32,
     /// Listener passphrase (`SRTO_PASSPHRASE`, 10–79 bytes, §6.1.4). With
     /// one, callers must encrypt with it (wrong key: `SRT_REJ_BADSECRET`;
     /// no encryption: `SRT_REJ_UNSECURE`); without one, encrypting callers
@@ -144,6 +151,14 @@ impl EndpointConfig {
     }
 }
 
+impl EndpointConfig {
+    /// The "Maximum Flow Window Size" our handshakes announce (§3.2.1):
+    /// the flow window, capped by the receive buffer (libsrt).
+    pub fn announced_flow_window(&self) -> u32 {
+        self.flow_window.min(self.recv_buffer).max(1)
+    }
+}
+
 impl std::fmt::Debug for EndpointConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Secrets stay out of logs.
@@ -153,6 +168,7 @@ impl std::fmt::Debug for EndpointConfig {
             .field("latency_ms", &self.latency_ms)
             .field("mtu", &self.mtu)
             .field("flow_window", &self.flow_window)
+            .field("recv_buffer", &self.recv_buffer)
             .field("passphrase", &self.passphrase.as_ref().map(|_| "***"))
             .field("key_length", &self.key_length)
             .field("connect_timeout", &self.connect_timeout)
@@ -169,6 +185,7 @@ impl Default for EndpointConfig {
             latency_ms: 120,
             mtu: 1500,
             flow_window: 8192,
+            recv_buffer: super::connection::DEFAULT_RECV_BUFFER,
             passphrase: None,
             key_length: KeyLength::Aes128,
             connect_timeout: CONNECT_TIMEOUT,
@@ -624,7 +641,7 @@ impl Endpoint {
             crypto,
             latency_ms: self.config.latency_ms,
             mtu: self.config.mtu,
-            flow_window: self.config.flow_window,
+            flow_window: self.config.announced_flow_window(),
         };
         let hs = caller.request();
         self.callers.insert(id, caller);
@@ -689,6 +706,7 @@ impl Endpoint {
                         recv_isn: c.isn,
                         latency: Duration::from_millis(u64::from(latency_ms)),
                         flow_window: c.flow_window.min(hs.flow_window.max(1)),
+                        recv_buffer: self.config.recv_buffer,
                         start: c.start,
                     },
                     now,
@@ -738,7 +756,28 @@ impl Endpoint {
         self.conns.get(&id).is_some_and(|c| c.crypto.is_some())
     }
 
-    /// Closes connection `id`, sending SHUTDOWN to the peer.
+    /// `true` if connection `id` exists and everything sent on it was
+    /// acknowledged (or given up by too-late drop): a close now loses
+    /// nothing. `false` for an unknown id.
+    pub fn is_send_drained(&self, id: SocketId) -> bool {
+        self.conns
+            .get(&id)
+            .is_some_and(|c| c.machine.is_send_drained())
+    }
+
+    /// Graceful close of connection `id`: it keeps sending and
+    /// retransmitting until the peer acknowledged everything queued, then
+    /// sends SHUTDOWN; at `now + max_wait` it closes regardless (libsrt
+    /// `SRTO_LINGER`). [`EndpointEvent::Closed`] follows either way.
+    pub fn close_after_drain(&mut self, now: Instant, id: SocketId, max_wait: Duration) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.machine.close_after_drain(now, max_wait);
+            self.service(id, now);
+        }
+    }
+
+    /// Closes connection `id`, sending SHUTDOWN to the peer. Unsent and
+    /// unacknowledged data is dropped; see [`Endpoint::close_after_drain`].
     pub fn close(&mut self, now: Instant, id: SocketId) {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.machine.close(now);
@@ -769,7 +808,7 @@ impl Endpoint {
                     extension_field: SRT_MAGIC,
                     initial_seq: hs.initial_seq,
                     mtu: self.config.mtu,
-                    flow_window: self.config.flow_window,
+                    flow_window: self.config.announced_flow_window(),
                     hs_type: HandshakeType::Induction,
                     socket_id: hs.socket_id,
                     syn_cookie: self.cookie(src, now),
@@ -914,7 +953,7 @@ impl Endpoint {
             extension_field,
             initial_seq: p.hs.initial_seq,
             mtu: self.config.mtu.min(p.hs.mtu),
-            flow_window: self.config.flow_window.min(p.hs.flow_window),
+            flow_window: self.config.announced_flow_window(),
             hs_type: HandshakeType::Conclusion,
             socket_id: id,
             syn_cookie: p.hs.syn_cookie,
@@ -938,7 +977,13 @@ impl Endpoint {
             send_isn: p.hs.initial_seq,
             recv_isn: p.hs.initial_seq,
             latency: Duration::from_millis(u64::from(latency_ms)),
-            flow_window: rsp.flow_window,
+            // At most the caller's announced window in flight; bounded by
+            // ours too, so a hostile announcement costs no memory.
+            flow_window: self
+                .config
+                .announced_flow_window()
+                .min(p.hs.flow_window.max(1)),
+            recv_buffer: self.config.recv_buffer,
             start: now,
         });
         let bytes = handshake_packet(p.hs.socket_id, Timestamp(0), rsp);
@@ -1088,7 +1133,7 @@ impl Endpoint {
             extension_field: 0,
             initial_seq: req.initial_seq,
             mtu: self.config.mtu,
-            flow_window: self.config.flow_window,
+            flow_window: self.config.announced_flow_window(),
             hs_type: HandshakeType::Rejection(reason),
             socket_id: SocketId(0),
             syn_cookie: req.syn_cookie,

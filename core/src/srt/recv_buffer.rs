@@ -97,13 +97,19 @@ pub struct RecvBuffer {
     loss: LossSet,
     time_base: Option<i64>,
     unwrapper: TimestampUnwrapper,
+    /// The highest sequence number that arrived too late: every empty slot
+    /// up to it is past its delivery time and is skipped at once, so empty
+    /// slots of too-late packets never stall the buffer.
+    late_mark: Option<SeqNo>,
     stats: RecvStats,
 }
 
 impl RecvBuffer {
     /// A buffer expecting `initial_seq` first (the peer's Initial Packet
     /// Sequence Number from the handshake), delivering `latency` after the
-    /// time base, holding at most `window` packets (the flow window).
+    /// time base, holding at most `window` packets (the receive buffer
+    /// size, libsrt `SRTO_RCVBUF`; not the flow window, which limits only
+    /// what the peer has in flight).
     pub fn new(initial_seq: SeqNo, latency: Duration, window: u32) -> Self {
         let window = window.clamp(1, SeqNo::HALF);
         RecvBuffer {
@@ -115,6 +121,7 @@ impl RecvBuffer {
             loss: LossSet::new(window),
             time_base: None,
             unwrapper: TimestampUnwrapper::new(),
+            late_mark: None,
             stats: RecvStats::default(),
         }
     }
@@ -142,6 +149,20 @@ impl RecvBuffer {
     /// Number of packets held.
     pub fn buffered(&self) -> usize {
         self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// The buffer capacity in packets (`SRTO_RCVBUF`).
+    pub fn capacity(&self) -> u32 {
+        self.window
+    }
+
+    /// Free space in packets: the capacity minus the span from the next
+    /// packet to deliver to the highest one received, so packets already
+    /// acknowledged but held for TSBPD, and the holes before them, count
+    /// as occupied. This is the "Available Buffer Size" of the ACK
+    /// (§3.2.4), as libsrt computes it.
+    pub fn available(&self) -> u32 {
+        self.window.saturating_sub(self.slots.len() as u32)
     }
 
     /// Stores one data packet received at `now`.
@@ -197,6 +218,9 @@ impl RecvBuffer {
             // within the latency budget. Its slot stays empty and is
             // skipped (and counted as dropped) by too-late packet drop.
             self.stats.too_late += 1;
+            if self.late_mark.map_or(true, |m| pkt.seq.is_after(m)) {
+                self.late_mark = Some(pkt.seq);
+            }
             return Received::TooLate;
         }
         let Some(slot) = self.slots.get_mut(idx) else {
@@ -228,6 +252,31 @@ impl RecvBuffer {
         self.slots.iter().flatten().map(|(s, _)| s.play_at).next()
     }
 
+    /// Skips the empty slots at the front up to the latest too-late packet:
+    /// their delivery time has passed (sequence order is play order).
+    fn skip_late(&mut self) {
+        let Some(mark) = self.late_mark else {
+            return;
+        };
+        let span = self.next.offset_to(mark);
+        if span < 0 {
+            self.late_mark = None;
+            return;
+        }
+        let n = self
+            .slots
+            .iter()
+            .take(span as usize + 1)
+            .take_while(|s| s.is_none())
+            .count();
+        if n > 0 {
+            self.slots.drain(..n);
+            self.stats.dropped += n as u64;
+            self.next = self.next.add(n as u32);
+            self.loss.remove_before(self.next);
+        }
+    }
+
     /// The next stored packet regardless of its delivery time, skipping
     /// (and counting as dropped) missing ones: for flushing the tail of a
     /// stream whose sender has shut down.
@@ -253,6 +302,7 @@ impl RecvBuffer {
     /// The next packet due at `now`, in sequence order, dropping missing
     /// packets whose successor is already due (too-late packet drop).
     pub fn poll_deliver(&mut self, now: Instant) -> Option<Delivered> {
+        self.skip_late();
         let (gap, play_at) = self
             .slots
             .iter()

@@ -152,9 +152,32 @@ impl SendBuffer {
         })
     }
 
+    /// Packets sent and not yet acknowledged (the flight span of §3.2.4:
+    /// from the last acknowledged sequence number to the last one sent).
+    pub fn in_flight(&self) -> usize {
+        // Packets go out in sequence order, so the sent ones are a prefix.
+        self.entries.partition_point(|e| e.sent)
+    }
+
+    /// `true` once every queued packet was acknowledged (or given up by
+    /// too-late drop): nothing is left to send or to retransmit.
+    pub fn is_drained(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The next packet to put on the wire: retransmissions first (lowest
     /// sequence number first), then the oldest packet never sent.
     pub fn poll_packet(&mut self) -> Option<DataPacket> {
+        self.poll_packet_within(usize::MAX)
+    }
+
+    /// Like [`SendBuffer::poll_packet`], but a new (never sent) packet only
+    /// goes out while fewer than `max_in_flight` packets are unacknowledged:
+    /// the sender's flow control (§3.2.4 "Available Buffer Size"; libsrt
+    /// keeps the flight span under the peer's flow window and its last
+    /// advertised free buffer). Retransmissions are not limited: they fill
+    /// slots the receiver already reserved.
+    pub fn poll_packet_within(&mut self, max_in_flight: usize) -> Option<DataPacket> {
         while let Some(seq) = self.rexmit.first() {
             self.rexmit.remove(seq);
             let idx = self.oldest.offset_to(seq);
@@ -165,10 +188,12 @@ impl SendBuffer {
                 }
             }
         }
-        let idx = self.entries.iter().position(|e| !e.sent)?;
-        if let Some(e) = self.entries.get_mut(idx) {
-            e.sent = true;
+        let idx = self.in_flight();
+        if idx >= max_in_flight {
+            return None;
         }
+        let e = self.entries.get_mut(idx)?;
+        e.sent = true;
         self.stats.sent += 1;
         self.packet(idx, false)
     }

@@ -544,7 +544,11 @@ impl SrtService {
             Pulled::Done => {}
             Pulled::Ended => {
                 info!(socket = id.0, stream = %p.subscriber.key(), "srt: played stream ended");
-                p.ending_at = Some(now + *latency * 2 + self.config.end_linger);
+                let linger = *latency * 2 + self.config.end_linger;
+                p.ending_at = Some(now + linger);
+                // Closes as soon as the viewer acknowledged (and played)
+                // the tail; the linger is the upper bound.
+                self.endpoint.close_after_drain(now, id, linger);
             }
             Pulled::Gone => {
                 self.conns.remove(&id);

@@ -31,9 +31,10 @@
 //! Not written: `EXT-X-PROGRAM-DATE-TIME` (no wall clock in core),
 //! `EXT-X-RENDITION-REPORT` (one rendition per stream).
 //!
-//! Limitation: only the current init section is served ([`Resource::Init`]
-//! has no version); after a codec change, segments still in the window from
-//! before it name `init.mp4?v=<old>`, which serves the new one.
+//! After a codec change the window may hold segments of two init sections:
+//! the playlist names them `init.mp4` and `init.mp4?v=N` (one
+//! [`Resource::Init`]; the query picks the version, see
+//! [`HlsMuxer::init_segment_for_query`]).
 
 mod muxer;
 mod playlist;

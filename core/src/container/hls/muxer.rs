@@ -183,6 +183,8 @@ pub struct HlsMuxer {
     pending_discontinuity: bool,
     timeline_end_ns: i64,
     init: Option<Bytes>,
+    /// Earlier init sections still named by segments of the window.
+    old_inits: VecDeque<(u32, Bytes)>,
     init_version: u32,
     fragment_sequence: u32,
     max_segment_secs: u64,
@@ -222,6 +224,7 @@ impl HlsMuxer {
             pending_discontinuity: false,
             timeline_end_ns: 0,
             init: None,
+            old_inits: VecDeque::new(),
             init_version: 0,
             fragment_sequence: 0,
             max_segment_secs: 0,
@@ -475,10 +478,12 @@ impl HlsMuxer {
             resolution: video.as_ref().map(|v| (v.width, v.height)),
             has_video: video.is_some(),
         });
-        if self.init.as_ref().is_some_and(|i| *i != init) {
+        if let Some(old) = self.init.take().filter(|i| *i != init) {
+            self.old_inits.push_back((self.init_version, old));
             self.init_version += 1;
         }
         self.init = Some(init);
+        self.prune_inits();
         let primary = if video.is_some() {
             MediaKind::Video
         } else {
@@ -722,6 +727,7 @@ impl HlsMuxer {
                 }
             }
         }
+        self.prune_inits();
     }
 
     /// Flushes every waiting sample into a last part and completes the open segment.
@@ -1066,6 +1072,36 @@ impl HlsMuxer {
         self.init.clone()
     }
 
+    /// The init section a playlist names with `init.mp4?<query>`: version
+    /// `N` for `v=N`, version 0 without `v` (after a codec change the
+    /// window may still hold segments of the previous init section). `None`
+    /// for a version no segment of the window uses any more.
+    pub fn init_segment_for_query(&self, query: Option<&str>) -> Option<Bytes> {
+        let v = query
+            .unwrap_or("")
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("v="))
+            .map_or(Some(0), |n| n.parse::<u32>().ok())?;
+        if v == self.init_version {
+            return self.init.clone();
+        }
+        self.old_inits
+            .iter()
+            .find(|(n, _)| *n == v)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// Drops init sections no segment of the window names.
+    fn prune_inits(&mut self) {
+        let oldest = self
+            .segments
+            .front()
+            .map(|s| s.init_version)
+            .or(self.open.as_ref().map(|o| o.init_version))
+            .unwrap_or(self.init_version);
+        self.old_inits.retain(|(v, _)| *v >= oldest);
+    }
+
     /// A complete segment of the window (`None` for the open one, or one
     /// that slid out of the window).
     pub fn segment(&self, variant: Variant, msn: u64) -> Option<Bytes> {
@@ -1152,7 +1188,9 @@ impl HlsMuxer {
                 .map(|t| t.frag.pending_bytes())
                 .sum()
         });
-        segs + open + pending + self.start_bytes + self.init.as_ref().map_or(0, Bytes::len)
+        let inits = self.init.as_ref().map_or(0, Bytes::len)
+            + self.old_inits.iter().map(|(_, b)| b.len()).sum::<usize>();
+        segs + open + pending + self.start_bytes + inits
     }
 }
 
