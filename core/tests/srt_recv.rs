@@ -199,3 +199,38 @@ proptest! {
         prop_assert!(rb.loss().is_empty());
     }
 }
+
+#[test]
+fn too_late_packets_do_not_stall_a_full_buffer() {
+    // A 4-packet buffer; seq 0 on time, then seq 1..=3 arrive after their
+    // delivery time (a sender that fell behind). Their empty slots are
+    // skipped at once, so later packets fit again instead of being refused
+    // as out of window forever.
+    let lat = Duration::from_millis(100);
+    let mut rb = RecvBuffer::new(SeqNo::new(0), lat, 4);
+    let t0 = Instant::from_millis(1000);
+    let pkt = |seq: u32, ts_ms: u32| DataPacket {
+        seq: SeqNo::new(seq),
+        position: PacketPosition::Only,
+        in_order: true,
+        key: KeyFlag::None,
+        retransmitted: false,
+        msg_no: MsgNo::new(seq + 1),
+        timestamp: Timestamp(ts_ms * 1000),
+        dest: SocketId(1),
+        payload: Bytes::from_static(b"x"),
+    };
+    assert_eq!(rb.handle_data(t0, &pkt(0, 0)), Received::Stored);
+    let late = t0 + Duration::from_millis(500);
+    for s in 1..=3 {
+        assert_eq!(rb.handle_data(late, &pkt(s, s)), Received::TooLate);
+    }
+    assert_eq!(rb.available(), 0);
+    assert_eq!(rb.poll_deliver(late).map(|d| d.seq), Some(SeqNo::new(0)));
+    assert!(rb.poll_deliver(late).is_none());
+    assert_eq!(rb.available(), 4, "too-late slots skipped");
+    assert_eq!(rb.stats().dropped, 3);
+    assert_eq!(rb.handle_data(late, &pkt(4, 500)), Received::Stored);
+    let due = late + lat;
+    assert_eq!(rb.poll_deliver(due).map(|d| d.seq), Some(SeqNo::new(4)));
+}

@@ -70,6 +70,7 @@ impl Browser {
             eprintln!("SKIPPED {msg}");
             return None;
         };
+        let started = Instant::now();
         let port = crate::net::free_port();
         let mut cmd = Command::new("chromedriver");
         cmd.arg(format!("--port={port}"))
@@ -115,6 +116,12 @@ impl Browser {
             .unwrap_or_else(|| panic!("{test}: no sessionId in {value}"))
             .to_owned();
         browser.session = Some(id);
+        if started.elapsed() > Duration::from_secs(5) {
+            eprintln!(
+                "{test}: chromedriver + Chromium took {:?} to start (loaded machine?)",
+                started.elapsed()
+            );
+        }
         Some(browser)
     }
 
@@ -234,7 +241,15 @@ impl Drop for Browser {
     fn drop(&mut self) {
         if self.session.is_some() {
             // Closes Chromium cleanly; bounded by COMMAND_TIMEOUT.
-            let _ = self.command("DELETE", &self.session_path(""), None);
+            let t = Instant::now();
+            if let Err(e) = self.command("DELETE", &self.session_path(""), None) {
+                eprintln!(
+                    "closing the WebDriver session failed after {:?}: {e}",
+                    t.elapsed()
+                );
+            } else if t.elapsed() > Duration::from_secs(5) {
+                eprintln!("closing the WebDriver session took {:?}", t.elapsed());
+            }
             self.session = None;
         }
         // chromedriver leads its own process group; Chromium and its helper

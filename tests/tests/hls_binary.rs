@@ -77,11 +77,8 @@ fn binary_serves_hls_and_the_player_page() {
         .unwrap_or_else(|e| panic!("{test}: {e}\n{}", publisher.describe()));
 
     // The player page and the hls.js it loads.
-    let page = http_client::get(
-        &format!("http://{http}/live/cam/"),
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let page =
+        http_client::get(&format!("http://{http}/live/cam/"), Duration::from_secs(5)).unwrap();
     assert_eq!(page.status, 200);
     assert!(
         page.header("content-type")

@@ -9,7 +9,11 @@
 //!   there (§6.2.6);
 //! - a blocking reload for a part that never comes (the publisher stalls)
 //!   gets 503 after three target durations, and one after the publisher
-//!   left is answered, never left hanging.
+//!   left is answered, never left hanging;
+//! - 100 reloads parked on the same part are all answered when it comes;
+//! - Content-Type, CORS (also on errors and preflight), Cache-Control of
+//!   playlists, HEAD and byte ranges on media; a delta update
+//!   (`_HLS_skip=YES`, §6.2.5.1) lists the same segments as the full playlist.
 
 #![allow(
     clippy::unwrap_used,
@@ -326,4 +330,235 @@ fn blocking_reload_for_a_part_that_never_comes_times_out() {
             r.text()
         );
     }
+}
+
+#[test]
+fn many_parked_reloads_are_all_answered_when_the_part_comes() {
+    let _wd = Watchdog::new("hls_http/many_parked", Duration::from_secs(50));
+    init_logging();
+    let server = HlsServer::start();
+    let (publisher, playlist) = live(&server, 40);
+    let part_target = Duration::from_secs_f64(playlist.part_target.expect("PART-TARGET"));
+    for round in 0..3 {
+        let r = server.get("/live/cam/stream.m3u8", QUICK).unwrap();
+        let pl = MediaPlaylist::parse(&r.text()).unwrap();
+        let (last_msn, last_part) = pl.last_part().unwrap();
+        let (m, p) = next_part(last_msn, last_part);
+        let target = format!("/live/cam/stream.m3u8?_HLS_msn={m}&_HLS_part={p}");
+        let clients: Vec<_> = (0..100)
+            .map(|_| {
+                let (addr, target) = (server.http, target.clone());
+                std::thread::spawn(move || {
+                    arcly_tests::http_client::request(
+                        addr,
+                        "x",
+                        "GET",
+                        &target,
+                        &[],
+                        None,
+                        Duration::from_secs(10),
+                    )
+                })
+            })
+            .collect();
+        let mut slowest = Duration::ZERO;
+        for c in clients {
+            let r = c
+                .join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {target}: {e}"));
+            assert_eq!(r.status, 200, "round {round}: {target}: {}", r.text());
+            let pl = MediaPlaylist::parse(&r.text()).unwrap();
+            assert!(
+                pl.has_part(m, p) || pl.has_part(m + 1, 0),
+                "round {round}: {target} answered without the part"
+            );
+            slowest = slowest.max(r.elapsed);
+        }
+        eprintln!("round {round}: 100 parked reloads, slowest answer after {slowest:?}");
+        // Each asked for the part after the newest: it comes within one
+        // part duration; all 100 answers go out then, not one per push.
+        assert!(
+            slowest <= part_target * 3 + Duration::from_millis(500),
+            "round {round}: the slowest of 100 parked reloads took {slowest:?}"
+        );
+    }
+    drop(publisher);
+}
+
+#[test]
+fn content_types_cors_head_and_ranges() {
+    let _wd = Watchdog::new("hls_http/headers", Duration::from_secs(50));
+    init_logging();
+    let server = HlsServer::start();
+    let (publisher, playlist) = live(&server, 40);
+    let seg = &playlist.segments[0];
+    let part = &seg.parts[0];
+    let ts = {
+        let r = hls::wait_for_ok(
+            &server.stream_url("cam", "ts/stream.m3u8"),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let pl = MediaPlaylist::parse(&r.text()).unwrap();
+        format!("ts/{}", pl.segments[0].uri)
+    };
+    let cases = [
+        ("index.m3u8", "application/vnd.apple.mpegurl"),
+        ("stream.m3u8", "application/vnd.apple.mpegurl"),
+        ("ts/index.m3u8", "application/vnd.apple.mpegurl"),
+        ("init.mp4", "video/mp4"),
+        (seg.uri.as_str(), "video/"),
+        (part.uri.as_str(), "video/"),
+        (ts.as_str(), "video/mp2t"),
+    ];
+    for (rest, ctype) in cases {
+        let target = format!("/live/cam/{rest}");
+        let r = server.get(&target, QUICK).unwrap();
+        assert_eq!(r.status, 200, "{target}: {}", r.text());
+        assert!(
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with(ctype)),
+            "{target}: Content-Type {:?}, want {ctype}",
+            r.header("content-type")
+        );
+        assert_eq!(
+            r.header("access-control-allow-origin"),
+            Some("*"),
+            "{target}: no CORS header"
+        );
+        if rest.ends_with(".m3u8") {
+            let cache = r.header("cache-control").unwrap_or("");
+            assert!(
+                cache.contains("no-cache")
+                    || cache.contains("max-age=0")
+                    || cache.contains("no-store"),
+                "{target}: a playlist must not be cached as is: Cache-Control {cache:?}"
+            );
+        } else {
+            // HEAD: same length, no body. Range: the bytes asked for.
+            let full = r.body;
+            let head = arcly_tests::http_client::request(
+                server.http,
+                "x",
+                "HEAD",
+                &target,
+                &[],
+                None,
+                QUICK,
+            )
+            .unwrap();
+            assert_eq!(head.status, 200, "HEAD {target}");
+            assert!(head.body.is_empty(), "HEAD {target} has a body");
+            assert_eq!(
+                head.header("content-length"),
+                Some(full.len().to_string().as_str()),
+                "HEAD {target}"
+            );
+            let ranged = arcly_tests::http_client::request(
+                server.http,
+                "x",
+                "GET",
+                &target,
+                &[("Range", "bytes=4-103")],
+                None,
+                QUICK,
+            )
+            .unwrap();
+            assert_eq!(ranged.status, 206, "Range on {target}");
+            assert_eq!(ranged.body, full[4..104], "Range on {target}");
+            assert_eq!(
+                ranged.header("content-range"),
+                Some(format!("bytes 4-103/{}", full.len()).as_str()),
+                "Range on {target}"
+            );
+        }
+    }
+    // Errors carry CORS too (a browser player must be able to read them).
+    let r = server.get("/live/nosuch/index.m3u8", QUICK).unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    // CORS preflight.
+    let r = arcly_tests::http_client::request(
+        server.http,
+        "x",
+        "OPTIONS",
+        "/live/cam/stream.m3u8",
+        &[
+            ("Origin", "http://example.invalid"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+        None,
+        QUICK,
+    )
+    .unwrap();
+    assert!(r.status == 204 || r.status == 200, "OPTIONS: {}", r.status);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    drop(publisher);
+}
+
+#[test]
+fn delta_update_lists_the_same_segments() {
+    let _wd = Watchdog::new("hls_http/delta", Duration::from_secs(55));
+    init_logging();
+    let server = HlsServer::start();
+    let (publisher, playlist) = live(&server, 40);
+    let skip_until: f64 = playlist
+        .server_control
+        .as_ref()
+        .and_then(|c| c.get("CAN-SKIP-UNTIL"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no CAN-SKIP-UNTIL in EXT-X-SERVER-CONTROL"));
+    // Wait until the window holds a segment past the skip boundary.
+    let need = skip_until + playlist.target_duration.unwrap_or(2) as f64;
+    let url = server.stream_url("cam", "stream.m3u8");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let full = loop {
+        let r = hls::wait_for_ok(&url, QUICK).unwrap();
+        let pl = MediaPlaylist::parse(&r.text()).unwrap();
+        if pl.segments.iter().map(|s| s.duration).sum::<f64>() >= need {
+            break pl;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the window never reached {need} s:\n{}",
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let last = full.last_msn().unwrap();
+    // A blocking delta request for a segment already there answers at once.
+    let target = format!("/live/cam/stream.m3u8?_HLS_msn={last}&_HLS_skip=YES");
+    let r = server.get(&target, QUICK).unwrap();
+    assert_eq!(r.status, 200, "{target}: {}", r.text());
+    let delta = MediaPlaylist::parse(&r.text()).unwrap();
+    let skipped = delta
+        .skipped_segments
+        .unwrap_or_else(|| panic!("{target}: no EXT-X-SKIP:\n{}", r.text()));
+    assert!(skipped > 0, "{target}: nothing skipped:\n{}", r.text());
+    // The listed segments are those of the full playlist after the skipped ones.
+    let first_listed = delta.segments.first().unwrap();
+    assert_eq!(
+        first_listed.msn,
+        delta.media_sequence + skipped,
+        "{target}:\n{}",
+        r.text()
+    );
+    for seg in &delta.segments {
+        if let Some(f) = full.segments.iter().find(|s| s.msn == seg.msn) {
+            assert_eq!(
+                (f.uri.as_str(), f.duration),
+                (seg.uri.as_str(), seg.duration),
+                "segment {} differs between the full and the delta playlist",
+                seg.msn
+            );
+        }
+    }
+    // What was skipped is older than CAN-SKIP-UNTIL from the end.
+    let listed: f64 = delta.segments.iter().map(|s| s.duration).sum();
+    assert!(
+        listed >= skip_until - 0.001,
+        "{target}: only {listed} s listed after the skip, CAN-SKIP-UNTIL is {skip_until}"
+    );
+    drop(publisher);
 }

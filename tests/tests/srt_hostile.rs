@@ -12,9 +12,11 @@
     clippy::indexing_slicing
 )]
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use arcly::StreamKey;
 use arcly_tests::srt::{self, Caller, Flood, Player, Publisher, SrtOptions, SrtTestServer};
 use arcly_tests::{require_tools, Adapter, Watchdog};
 
@@ -23,7 +25,12 @@ use arcly_tests::{require_tools, Adapter, Watchdog};
 /// datagrams change no state, not the capacity of a starved machine.
 const LATENCY_MS: u32 = 250;
 
+/// The two floods run one after the other: each is meant to be hostile to
+/// one server, not to starve the other test's clients of the two cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn flood(adapter: Adapter) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let test = format!("srt_hostile/{}", adapter.name());
     if !require_tools(&test, &["ffmpeg", "ffprobe"]) {
         return;
@@ -38,6 +45,28 @@ fn flood(adapter: Adapter) {
         },
     );
     let flood = Flood::start(server.addr, 20_000, 0xF100D);
+    // Watch the engine while the flood runs: no stream but live/cam, never
+    // more than the one real viewer.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (engine, stop) = (server.engine.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let key = StreamKey::new("live", "cam").unwrap();
+            let (mut others, mut max_subs) = (Vec::new(), 0);
+            while !stop.load(Ordering::Relaxed) {
+                for k in engine.streams() {
+                    if k != key && !others.contains(&k) {
+                        others.push(k);
+                    }
+                }
+                if let Some(s) = engine.stream_stats(&key) {
+                    max_subs = max_subs.max(s.subscribers.load(Ordering::Relaxed));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (others, max_subs)
+        })
+    };
     let publish = Caller::publish("cam", LATENCY_MS).ffmpeg_url(server.addr);
     let read = Caller::read("cam", LATENCY_MS).ffmpeg_url(server.addr);
     let report = srt::run(
@@ -47,6 +76,13 @@ fn flood(adapter: Adapter) {
         &Player::Ffprobe(read),
         Some(&server.engine),
     );
+    stop.store(true, Ordering::Relaxed);
+    let (others, max_subs) = watcher.join().unwrap();
+    assert!(
+        others.is_empty(),
+        "{test}: the flood created streams: {others:?}"
+    );
+    assert_eq!(max_subs, 1, "{test}: the flood added or lost viewers");
     let sent = flood.stats.sent.load(Ordering::Relaxed);
     let answered = flood.stats.answered.load(Ordering::Relaxed);
     drop(flood);

@@ -19,6 +19,9 @@
 //!   (`-flush_packets 1`, `-copyts`), each output line timestamped on
 //!   arrival; latency = arrival − publish time of the frame with that pts.
 //!   ffmpeg's HLS demuxer ignores parts, so this is whole-segment latency.
+//! - `browser`: hls.js in headless Chromium on arcly's player page (RTMP
+//!   ingest from ffmpeg), its `hls.latency` sampled every second, for the
+//!   LL-HLS and the TS playlist (not part of `both`).
 //!
 //! A measurement tool, not a test: loopback only, bounded by `--seconds`.
 
@@ -50,6 +53,10 @@ enum Mode {
     Ffmpeg,
     /// Both, one after the other (separate streams).
     Both,
+    /// hls.js in headless Chromium on arcly's player page: its own latency
+    /// estimate (`hls.latency`), sampled every second; ffmpeg publishes a
+    /// real H.264/AAC stream over RTMP (Chromium must decode it).
+    Browser,
 }
 
 /// Latency from in-process publish to an HLS client on loopback.
@@ -412,6 +419,74 @@ fn ffmpeg(rt: &tokio::runtime::Runtime, cli: &Cli) -> Result<(), Error> {
     Ok(())
 }
 
+fn browser(cli: &Cli) -> Result<(), Error> {
+    use arcly_tests::browser::Browser;
+    use arcly_tests::ffmpeg::PublishSpec;
+    use arcly_tests::hls::{publish_command, wait_for_ok, HlsServer};
+
+    let browser = Browser::start("hls-latency").ok_or("chromium/chromedriver not found")?;
+    let server = HlsServer::start();
+    let spec = PublishSpec {
+        seconds: u32::try_from(cli.seconds + 20).unwrap_or(u32::MAX),
+        fps: cli.fps,
+        gop: cli.fps * 2,
+        ..PublishSpec::default()
+    };
+    let mut publisher = arcly_tests::Proc::spawn(
+        "ffmpeg-publish",
+        &mut publish_command(&server.rtmp_url("cam"), &spec),
+    );
+    wait_for_ok(
+        &server.stream_url("cam", "index.m3u8"),
+        Duration::from_secs(15),
+    )?;
+    let mut out = Vec::new();
+    for (label, query) in [("LL-HLS (index.m3u8)", ""), ("TS (ts/index.m3u8)", "?ts")] {
+        browser.navigate(&server.stream_url("cam", query))?;
+        // Warm-up: until it plays, plus 5 s.
+        let started = Instant::now();
+        loop {
+            let t = browser.execute(
+                "const v = window.arclyPlayer && window.arclyPlayer.video; \
+                 return v ? v.currentTime : 0;",
+                serde_json::json!([]),
+            )?;
+            if t.as_f64().unwrap_or(0.0) > 0.0 || started.elapsed() > Duration::from_secs(20) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::thread::sleep(Duration::from_secs(5));
+        let mut samples = Vec::new();
+        let until = Instant::now() + Duration::from_secs(cli.seconds / 2);
+        while Instant::now() < until {
+            let v = browser.execute(
+                "const h = window.arclyPlayer && window.arclyPlayer.hls; \
+                 return h ? h.latency : null;",
+                serde_json::json!([]),
+            )?;
+            if let Some(l) = v.as_f64() {
+                samples.push(l * 1000.0);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        out.push((label, Summary::of(samples)));
+    }
+    publisher.stop();
+    println!(
+        "\nhls.js in headless Chromium, `hls.latency` sampled every second after a 5 s warm-up"
+    );
+    println!("| playlist | samples | min | p50 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (label, s) in out {
+        println!(
+            "| {label} | {} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            s.count, s.min, s.median, s.p99, s.max
+        );
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -438,6 +513,9 @@ fn main() -> std::process::ExitCode {
     }
     if result.is_ok() && matches!(cli.mode, Mode::Ffmpeg | Mode::Both) {
         result = ffmpeg(&rt, &cli);
+    }
+    if result.is_ok() && cli.mode == Mode::Browser {
+        result = browser(&cli);
     }
     rt.shutdown_background();
     match result {

@@ -11,8 +11,9 @@
 //!    [`HlsStream::pump`] and doing what the returned [`PumpState`] says:
 //!    pump again, wait on a signal or a deadline, or stop. `pump` moves
 //!    frames from the subscriber into the muxer (at most
-//!    [`HlsServiceConfig::pump_budget`] per call) and notifies the stream's
-//!    *advanced* signal, on which blocked playlist requests wait.
+//!    [`HlsServiceConfig::pump_budget`] per call) and, when the playlist
+//!    changed (a part completed: once per part, not per frame), notifies the
+//!    stream's *advanced* signal, on which parked requests wait.
 //! 3. The publisher ends: the muxer is finished (`EXT-X-ENDLIST`), the
 //!    stream stays served until it is idle.
 //! 4. No HTTP request for [`HlsServiceConfig::idle_timeout`]: `pump`
@@ -29,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::container::hls::{HlsConfig, HlsMuxer};
+use crate::container::hls::{HlsConfig, HlsMuxer, PlaylistReply, PlaylistRequest, Variant};
 use crate::engine::{Engine, Recv, Signal, StreamKey, SubscribeError, Subscriber};
 use crate::time::Instant;
 
@@ -89,6 +90,25 @@ pub enum PumpState {
 pub(crate) struct StreamState {
     pub(crate) muxer: HlsMuxer,
     subscriber: Option<Subscriber>,
+    /// Hash of the LL-HLS media playlist after the last pump: waiters are
+    /// woken only when it changed (a part or segment completed, the stream
+    /// became ready or ended), not on every frame.
+    fingerprint: u64,
+}
+
+/// Hash of what a playlist request can observe. Everything a parked request
+/// waits for shows in the LL-HLS playlist: a new part or segment (a TS
+/// segment completes with the LL part that ends it), readiness, the end.
+fn fingerprint(muxer: &HlsMuxer) -> u64 {
+    use std::hash::{Hash, Hasher};
+    match muxer.media_playlist(Variant::LowLatency, &PlaylistRequest::default()) {
+        PlaylistReply::Ready(text) => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            text.hash(&mut h);
+            h.finish() | 1
+        }
+        _ => 0,
+    }
 }
 
 /// One engine stream being muxed to HLS.
@@ -96,8 +116,9 @@ pub(crate) struct StreamState {
 pub struct HlsStream {
     key: StreamKey,
     state: Mutex<StreamState>,
-    /// Notified whenever the muxer took frames, finished, or the stream was
-    /// retired: blocked requests wait on it.
+    /// Notified whenever the muxer's playlist changed (see
+    /// [`fingerprint`]), or the stream ended or was retired: parked
+    /// requests wait on it.
     advanced: Signal,
     /// Time of the last HTTP request, µs of the caller's clock.
     last_access: AtomicU64,
@@ -177,6 +198,7 @@ impl HlsStream {
             return PumpState::Done;
         }
         let mut pushed = 0usize;
+        let mut ended = false;
         let mut state = self.state();
         let st = &mut *state;
         let next = match &mut st.subscriber {
@@ -204,7 +226,7 @@ impl HlsStream {
                             st.muxer.finish();
                             st.subscriber = None;
                             self.ended.store(true, Ordering::Release);
-                            pushed += 1;
+                            ended = true;
                             tracing::debug!(stream = %self.key, "publisher ended; HLS playlists end");
                             // Waits on `advanced` (below, after its notify).
                             break PumpState::Done;
@@ -213,8 +235,14 @@ impl HlsStream {
                 }
             }
         };
-        drop(state);
+        let mut changed = ended;
         if pushed > 0 {
+            let fp = fingerprint(&st.muxer);
+            changed |= fp != st.fingerprint;
+            st.fingerprint = fp;
+        }
+        drop(state);
+        if changed {
             self.advanced.notify();
         }
         match next {
@@ -356,6 +384,7 @@ impl HlsService {
             state: Mutex::new(StreamState {
                 muxer: HlsMuxer::new(self.config.muxer.clone()),
                 subscriber: Some(sub),
+                fingerprint: 0,
             }),
             advanced: Signal::new(),
             last_access: AtomicU64::new(now.as_micros()),
