@@ -64,7 +64,7 @@ fn bind_failure_names_the_address() {
     // Hold the port so the server cannot bind it.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let mut server = spawn(&bin, &["--rtmp", &addr]);
+    let mut server = spawn(&bin, &["--rtmp", &addr, "--http", "off", "--srt", "off"]);
     let status = server.wait_timeout(Duration::from_secs(10));
     let err = server.stderr();
     assert!(
@@ -85,7 +85,17 @@ fn serves_rtmp_on_the_given_address_and_stops_on_sigterm() {
         return;
     };
     let _watchdog = Watchdog::new("serve", Duration::from_secs(60));
-    let mut server = spawn(&bin, &["--rtmp", "127.0.0.1:0", "--srt", "127.0.0.1:0"]);
+    let mut server = spawn(
+        &bin,
+        &[
+            "--rtmp",
+            "127.0.0.1:0",
+            "--srt",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+        ],
+    );
     let addr = wait_rtmp_addr(&mut server, Duration::from_secs(10))
         .unwrap_or_else(|| panic!("no `RTMP listening on` banner:\n{}", server.describe()));
     assert!(
