@@ -15,92 +15,19 @@
 )]
 
 use std::hint::black_box;
-use std::time::Duration;
 
-use arcly::codec::aac::AacConfig;
-use arcly::codec::h264::AvcConfig;
 use arcly::container::hls::{HlsConfig, HlsMuxer, PlaylistRequest, Variant};
-use arcly::{Codec, Frame, FrameFlags};
-use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use arcly::Frame;
+use criterion::{Criterion, Throughput};
 
-const SPS: &[u8] = &[
-    0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
-    0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
-];
-const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
-
-/// A pseudo-random AVCC access unit of `len` bytes (one slice NAL, no zero bytes).
-fn avcc(len: usize, key: bool, seed: u32) -> Bytes {
-    let mut v = Vec::with_capacity(len + 4);
-    v.extend_from_slice(&(len as u32).to_be_bytes());
-    v.push(if key { 0x65 } else { 0x41 });
-    let mut x = seed | 1;
-    while v.len() < len + 4 {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        v.push((x as u8) | 1);
-    }
-    Bytes::from(v)
-}
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[macro_use]
+mod quick;
 
 /// `seconds` of frames in decode order (configs first), timebase 90 kHz.
 fn stream(seconds: i64) -> Vec<Frame> {
-    let f = |codec, flags, pts, dts, payload| Frame {
-        codec,
-        flags,
-        pts,
-        dts,
-        timebase: 90_000,
-        payload,
-    };
-    let avc = AvcConfig::from_parameter_sets(
-        vec![Bytes::from_static(SPS)],
-        vec![Bytes::from_static(PPS)],
-    )
-    .unwrap()
-    .to_bytes();
-    let mut frames = vec![
-        f(Codec::H264, FrameFlags::CONFIG, 0, 0, avc),
-        f(
-            Codec::Aac,
-            FrameFlags::CONFIG,
-            0,
-            0,
-            AacConfig::new(2, 48_000, 2).to_bytes(),
-        ),
-    ];
-    let mut media = Vec::new();
-    for i in 0..25 * seconds {
-        let key = i % 50 == 0;
-        let len = if key { 100_000 } else { 14_000 };
-        let flags = if key {
-            FrameFlags::KEYFRAME
-        } else {
-            FrameFlags::NONE
-        };
-        media.push(f(
-            Codec::H264,
-            flags,
-            i * 3600 + 7200,
-            i * 3600,
-            avcc(len, key, i as u32),
-        ));
-    }
-    for i in 0..(seconds * 48_000 / 1024) {
-        let t = i * 1920;
-        media.push(f(
-            Codec::Aac,
-            FrameFlags::KEYFRAME,
-            t,
-            t,
-            avcc(366, false, 7 + i as u32).slice(4..),
-        ));
-    }
-    media.sort_by_key(|m| m.dts);
-    frames.extend(media);
-    frames
+    common::bench_stream(25 * seconds, seconds * 48_000 / 1024)
 }
 
 fn push_all(frames: &[Frame]) -> usize {
@@ -189,16 +116,4 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(20)
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = bench
-}
-criterion_main!(benches);
+quick_bench_main!(bench);

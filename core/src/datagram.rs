@@ -20,6 +20,14 @@
 //! A datagram that fails to send (e.g. `EWOULDBLOCK` on a full socket buffer)
 //! is dropped like a datagram lost on the network: the protocols above UDP
 //! repair loss themselves.
+//!
+//! [`DatagramDriver`] implements this loop once for every adapter.
+
+mod driver;
+
+#[cfg(feature = "socket2")]
+pub use driver::os;
+pub use driver::{DatagramDriver, DatagramIo, RecvArena, UdpConfig};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

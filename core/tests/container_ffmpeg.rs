@@ -16,6 +16,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -24,7 +26,7 @@ use arcly::codec::h264::AvcConfig;
 use arcly::codec::h265::HevcConfig;
 use arcly::codec::opus::OpusHead;
 use arcly::container::fmp4::{init_segment, Fragmenter, TrackInfo};
-use arcly::container::ts::{TsDemuxer, TsMuxer};
+use arcly::container::ts::TsMuxer;
 use arcly::rtmp::flv::{self, FlvDemux};
 use arcly::{Codec, Frame, MediaKind};
 use bytes::Bytes;
@@ -289,20 +291,8 @@ fn write_ts(frames: &[Frame]) -> Vec<u8> {
 
 fn demux_file(path: &Path) -> (Vec<Frame>, arcly::container::ts::TsDemuxStats) {
     let data = std::fs::read(path).unwrap();
-    let mut d = TsDemuxer::new();
-    let mut out = Vec::new();
     // Odd-sized reads: packet boundaries never line up.
-    for chunk in data.chunks(1000) {
-        d.handle_input(chunk).unwrap();
-        while let Some(f) = d.poll_frame() {
-            out.push(f);
-        }
-    }
-    d.flush();
-    while let Some(f) = d.poll_frame() {
-        out.push(f);
-    }
-    (out, d.stats())
+    common::demux_ts(&data, 1000)
 }
 
 #[test]

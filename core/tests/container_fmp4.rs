@@ -7,55 +7,17 @@
     clippy::indexing_slicing
 )]
 
-use arcly::codec::aac::AacConfig;
-use arcly::codec::h264::AvcConfig;
-use arcly::codec::h265::HevcConfig;
-use arcly::codec::opus::OpusHead;
 use arcly::container::fmp4::{init_segment, Fmp4Error, Fragmenter, TrackInfo};
 use arcly::{Codec, Frame, FrameFlags};
 use bytes::Bytes;
 use mp4_atom::{Decode, Ftyp, Mdat, Moof, Moov};
 use proptest::prelude::*;
 
-const SPS_H264: &[u8] = &[
-    0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
-    0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
-];
-const PPS_H264: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
-const VPS_H265: &[u8] = &[
-    0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03,
-    0x00, 0x00, 0x03, 0x00, 0x5d, 0x95, 0x98, 0x09,
-];
-const SPS_H265: &[u8] = &[
-    0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03,
-    0x00, 0x5d, 0xa0, 0x02, 0x80, 0x80, 0x2d, 0x16, 0x59, 0x59, 0xa4, 0x93, 0x2b, 0xc0, 0x5a, 0x02,
-    0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x00, 0x03, 0x00, 0x32, 0x10,
-];
-const PPS_H265: &[u8] = &[0x44, 0x01, 0xc1, 0x72, 0xb4, 0x62, 0x40];
+mod common;
+use common::{config_frame, config_payload, PPS_H264, SPS_H264};
 
 fn config(codec: Codec) -> Frame {
-    let b = |s: &'static [u8]| Bytes::from_static(s);
-    let payload = match codec {
-        Codec::H264 => AvcConfig::from_parameter_sets(vec![b(SPS_H264)], vec![b(PPS_H264)])
-            .unwrap()
-            .to_bytes(),
-        Codec::H265 => {
-            HevcConfig::from_parameter_sets(vec![b(VPS_H265)], vec![b(SPS_H265)], vec![b(PPS_H265)])
-                .unwrap()
-                .to_bytes()
-        }
-        Codec::Aac => AacConfig::new(2, 44_100, 2).to_bytes(),
-        Codec::Opus => OpusHead::new(1).to_bytes(),
-        Codec::Av1 => unreachable!(),
-    };
-    Frame {
-        codec,
-        flags: FrameFlags::CONFIG,
-        pts: 0,
-        dts: 0,
-        timebase: 1000,
-        payload,
-    }
+    config_frame(codec, config_payload(codec, 44_100, 1))
 }
 
 fn media(codec: Codec, key: bool, pts: i64, dts: i64, timebase: u32, payload: Vec<u8>) -> Frame {

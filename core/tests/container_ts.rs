@@ -9,48 +9,16 @@
     clippy::indexing_slicing
 )]
 
-use arcly::codec::aac::AacConfig;
-use arcly::codec::h264::AvcConfig;
-use arcly::codec::h265::HevcConfig;
 use arcly::codec::opus::OpusHead;
 use arcly::container::ts::{TsDemuxer, TsMuxer, PACKET_SIZE, SYNC_BYTE};
 use arcly::{Codec, Frame, FrameFlags};
 use bytes::Bytes;
 use proptest::prelude::*;
 
-/// libx264 High 640x360 SPS / PPS.
-const SPS_H264: &[u8] = &[
-    0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
-    0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
-];
-const PPS_H264: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
-/// libx265 1280x720 VPS / SPS / PPS.
-const VPS_H265: &[u8] = &[
-    0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03,
-    0x00, 0x00, 0x03, 0x00, 0x5d, 0x95, 0x98, 0x09,
-];
-const SPS_H265: &[u8] = &[
-    0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03,
-    0x00, 0x5d, 0xa0, 0x02, 0x80, 0x80, 0x2d, 0x16, 0x59, 0x59, 0xa4, 0x93, 0x2b, 0xc0, 0x5a, 0x02,
-    0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x00, 0x03, 0x00, 0x32, 0x10,
-];
-const PPS_H265: &[u8] = &[0x44, 0x01, 0xc1, 0x72, 0xb4, 0x62, 0x40];
+mod common;
 
 fn config_payload(codec: Codec) -> Bytes {
-    let b = |s: &'static [u8]| Bytes::from_static(s);
-    match codec {
-        Codec::H264 => AvcConfig::from_parameter_sets(vec![b(SPS_H264)], vec![b(PPS_H264)])
-            .unwrap()
-            .to_bytes(),
-        Codec::H265 => {
-            HevcConfig::from_parameter_sets(vec![b(VPS_H265)], vec![b(SPS_H265)], vec![b(PPS_H265)])
-                .unwrap()
-                .to_bytes()
-        }
-        Codec::Aac => AacConfig::new(2, 48_000, 2).to_bytes(),
-        Codec::Opus => OpusHead::new(2).to_bytes(),
-        Codec::Av1 => unreachable!(),
-    }
+    common::config_payload(codec, 48_000, 2)
 }
 
 /// One generated access unit: NAL bodies (video) or a raw payload (audio).
@@ -172,19 +140,7 @@ fn mux_all(video: Option<Codec>, audio: Option<Codec>, frames: &[Frame]) -> Vec<
 }
 
 fn demux_chunks(chunks: &[&[u8]]) -> (Vec<Frame>, TsDemuxer) {
-    let mut d = TsDemuxer::new();
-    let mut out = Vec::new();
-    for c in chunks {
-        d.handle_input(c).unwrap();
-        while let Some(f) = d.poll_frame() {
-            out.push(f);
-        }
-    }
-    d.flush();
-    while let Some(f) = d.poll_frame() {
-        out.push(f);
-    }
-    (out, d)
+    common::demux_chunks(chunks.iter().copied())
 }
 
 fn track(frames: &[Frame], codec: Codec) -> Vec<Frame> {

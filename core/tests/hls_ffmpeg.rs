@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use arcly::container::hls::{HlsConfig, HlsMuxer, Resource, Variant};
-use arcly::container::ts::TsDemuxer;
+
 use arcly::{Codec, Frame};
 use hls_common::{check_continuity, playlist, Playlist};
 
@@ -106,19 +106,7 @@ fn source_frames(dir: &Path, video: &[&str], audio: &[&str]) -> Vec<Frame> {
     args.extend_from_slice(&["-ac", "2", "-f", "mpegts", src.to_str().unwrap()]);
     run("ffmpeg", &args);
     let data = std::fs::read(&src).unwrap();
-    let mut d = TsDemuxer::new();
-    let mut frames = Vec::new();
-    for chunk in data.chunks(1316) {
-        d.handle_input(chunk).unwrap();
-        while let Some(f) = d.poll_frame() {
-            frames.push(f);
-        }
-    }
-    d.flush();
-    while let Some(f) = d.poll_frame() {
-        frames.push(f);
-    }
-    frames
+    hls_common::common::demux_ts(&data, 1316).0
 }
 
 /// Writes every resource the playlists of `variant` name into `dir`.

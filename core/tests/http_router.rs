@@ -11,111 +11,20 @@
     clippy::indexing_slicing
 )]
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use arcly::codec::aac::AacConfig;
-use arcly::codec::h264::AvcConfig;
 use arcly::container::hls::HlsConfig;
-use arcly::engine::Publisher;
 use arcly::http::{
-    HlsServiceConfig, HttpConfig, HttpRouter, PumpState, Routed, Wait, HLS_JS, HLS_JS_PATH,
+    HlsServiceConfig, HlsStream, HttpConfig, HttpRouter, PumpState, Routed, Wait, HLS_JS,
+    HLS_JS_PATH,
 };
-use arcly::{Codec, Engine, Frame, FrameFlags, Instant, StreamKey};
+use arcly::{Engine, Instant, StreamKey};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 
-const SPS: &[u8] = &[
-    0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
-    0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
-];
-const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
-
-/// Video every 40 ms (keyframe every second), AAC every ~21 ms.
-struct Feed {
-    publisher: Publisher,
-    video_ms: i64,
-    audio_frames: i64,
-}
-
-impl Feed {
-    fn start(engine: &Engine, name: &str) -> Feed {
-        let mut publisher = engine
-            .publish(StreamKey::new("live", name).unwrap())
-            .unwrap();
-        let avc = AvcConfig::from_parameter_sets(
-            vec![Bytes::from_static(SPS)],
-            vec![Bytes::from_static(PPS)],
-        )
-        .unwrap();
-        publisher.send(config(Codec::H264, avc.to_bytes()));
-        publisher.send(config(Codec::Aac, AacConfig::new(2, 48_000, 2).to_bytes()));
-        Feed {
-            publisher,
-            video_ms: 0,
-            audio_frames: 0,
-        }
-    }
-
-    /// Publishes media up to (excluding) `until_ms` of media time.
-    fn until(&mut self, until_ms: i64) {
-        loop {
-            // 1024 samples at 48 kHz per AAC frame.
-            let audio_ms = self.audio_frames * 1024 * 1000 / 48_000;
-            if self.video_ms >= until_ms && audio_ms >= until_ms {
-                break;
-            }
-            if audio_ms <= self.video_ms && audio_ms < until_ms {
-                let t = audio_ms;
-                self.publisher.send(Frame {
-                    codec: Codec::Aac,
-                    flags: FrameFlags::KEYFRAME,
-                    pts: t,
-                    dts: t,
-                    timebase: 1000,
-                    payload: Bytes::from(vec![0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c]),
-                });
-                self.audio_frames += 1;
-            } else {
-                let t = self.video_ms;
-                let key = t % 1000 == 0;
-                let nal: &[u8] = if key {
-                    &[0x65, 0x88, 0x84, 0x00, 0x33, 0xff]
-                } else {
-                    &[0x41, 0x9a, 0x02, 0x04, 0x0c]
-                };
-                let mut payload = vec![0; 4];
-                payload.extend_from_slice(nal);
-                payload.extend_from_slice(&[0xab; 600]);
-                let len = (payload.len() - 4) as u32;
-                payload[..4].copy_from_slice(&len.to_be_bytes());
-                self.publisher.send(Frame {
-                    codec: Codec::H264,
-                    flags: if key {
-                        FrameFlags::KEYFRAME
-                    } else {
-                        FrameFlags::NONE
-                    },
-                    pts: t,
-                    dts: t,
-                    timebase: 1000,
-                    payload: Bytes::from(payload),
-                });
-                self.video_ms += 40;
-            }
-        }
-    }
-}
-
-fn config(codec: Codec, payload: Bytes) -> Frame {
-    Frame {
-        codec,
-        flags: FrameFlags::CONFIG,
-        pts: 0,
-        dts: 0,
-        timebase: 1000,
-        payload,
-    }
-}
+mod common;
+use common::feed::{preload_hint, Feed};
 
 fn router_with(engine: &Engine, tweak: impl FnOnce(&mut HttpConfig)) -> HttpRouter {
     let mut cfg = HttpConfig {
@@ -183,22 +92,6 @@ fn hdr(resp: &Response<Bytes>, name: header::HeaderName) -> &str {
 
 fn text(resp: &Response<Bytes>) -> String {
     String::from_utf8(resp.body().to_vec()).unwrap()
-}
-
-/// (msn, part) of the playlist's `EXT-X-PRELOAD-HINT`.
-fn preload_hint(playlist: &str) -> (u64, u32) {
-    let line = playlist
-        .lines()
-        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))
-        .unwrap_or_else(|| panic!("no preload hint in\n{playlist}"));
-    let uri = line.split("URI=\"").nth(1).unwrap().trim_end_matches('"');
-    let body = uri
-        .strip_prefix("part")
-        .unwrap()
-        .strip_suffix(".m4s")
-        .unwrap();
-    let (m, p) = body.split_once('.').unwrap();
-    (m.parse().unwrap(), p.parse().unwrap())
 }
 
 const T0: Instant = Instant::from_millis(1_000);
@@ -607,18 +500,23 @@ fn blocking_reload_waits_for_the_part_then_times_out() {
     assert_eq!(r.hls().blocked_requests(), 0);
 }
 
+/// Requests `/live/cam/index.m3u8` at `T0` (which starts muxing `live/cam`;
+/// the answer must be 200), then the muxed stream.
+fn started_cam(r: &HttpRouter) -> Arc<HlsStream> {
+    assert_eq!(
+        respond(r, &get("/live/cam/index.m3u8"), T0).status(),
+        StatusCode::OK
+    );
+    r.hls()
+        .get(&StreamKey::new("live", "cam").unwrap())
+        .unwrap()
+}
+
 #[test]
 fn publisher_end_gives_endlist_and_idle_stops_muxing() {
     let (_engine, feed, r) = live("cam");
-    assert_eq!(
-        respond(&r, &get("/live/cam/index.m3u8"), T0).status(),
-        StatusCode::OK
-    );
+    let stream = started_cam(&r);
     assert_eq!(r.hls().streams().len(), 1);
-    let stream = r
-        .hls()
-        .get(&StreamKey::new("live", "cam").unwrap())
-        .unwrap();
     drop(feed);
     pump_all(&r, T0);
     assert!(stream.is_ended());
@@ -643,14 +541,7 @@ fn publisher_end_gives_endlist_and_idle_stops_muxing() {
 #[test]
 fn idle_live_stream_stops_and_restarts_on_demand() {
     let (_engine, mut feed, r) = live("cam");
-    assert_eq!(
-        respond(&r, &get("/live/cam/index.m3u8"), T0).status(),
-        StatusCode::OK
-    );
-    let stream = r
-        .hls()
-        .get(&StreamKey::new("live", "cam").unwrap())
-        .unwrap();
+    let stream = started_cam(&r);
     // Requests keep it alive.
     let t = T0 + Duration::from_secs(20);
     let _ = respond(&r, &get("/live/cam/stream.m3u8"), t);
@@ -714,14 +605,7 @@ fn limits_on_streams_and_parked_requests() {
 #[test]
 fn waiters_wake_per_part_not_per_frame() {
     let (_engine, mut feed, r) = live("cam");
-    assert_eq!(
-        respond(&r, &get("/live/cam/index.m3u8"), T0).status(),
-        StatusCode::OK
-    );
-    let stream = r
-        .hls()
-        .get(&StreamKey::new("live", "cam").unwrap())
-        .unwrap();
+    let stream = started_cam(&r);
     pump_all(&r, T0);
     let before = stream.advanced().epoch();
     // 2 s of media, pumped after every 20 ms of it (as the pump task does

@@ -270,6 +270,38 @@ fn slt_uri(port: u16, listener: bool, pass: Option<&str>, extra: &str) -> String
     format!("srt://{host}:{port}?{}", q.join("&"))
 }
 
+/// `ffmpeg -re` sending 2 s of a 160x120 H.264 test pattern as MPEG-TS to
+/// the SRT `url`.
+fn ffmpeg_testsrc_ts(url: &str) -> Command {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-loglevel", "info", "-re", "-f", "lavfi"])
+        .args(["-i", "testsrc=size=160x120:rate=25", "-t", "2"])
+        .args(["-c:v", "libx264", "-g", "25", "-preset", "ultrafast"])
+        .args(["-f", "mpegts", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Writes `data` to `stdin` from a thread, paced at 10 packets of 1316
+/// bytes every 10 ms, then waits `tail` before dropping `stdin`.
+fn paced_writer(
+    mut stdin: std::process::ChildStdin,
+    data: Vec<u8>,
+    tail: Duration,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for c in data.chunks(1316 * 10) {
+            if stdin.write_all(c).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(tail);
+    })
+}
+
 /// srt-live-transmit reads stdin and calls our listener.
 fn slt_publishes_to_us(pass_listener: Option<&str>, pass_caller: Option<&str>) {
     slt_publishes_to_us_with(pass_listener, pass_caller, "");
@@ -296,7 +328,7 @@ fn slt_publishes_to_us_with(
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     );
-    let mut stdin = child.child.stdin.take().unwrap();
+    let stdin = child.child.stdin.take().unwrap();
     let ok = host.run_until(Duration::from_secs(10), |h| {
         h.connected().is_some() || h.ep.stats().rejections > 0
     });
@@ -330,22 +362,10 @@ fn slt_publishes_to_us_with(
         .unwrap();
     assert_eq!(req.raw_stream_id, "publish:live/cam");
     assert_eq!(req.encrypted, pass_listener.is_some());
-    // Paced writes: 10 chunks every 10 ms.
-    let writer = {
-        let data = data.clone();
-        std::thread::spawn(move || {
-            for c in data.chunks(1316 * 10) {
-                if stdin.write_all(c).is_err() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            // Dropping stdin ends srt-live-transmit's input; libsrt drops
-            // what it has not sent yet when it closes (live mode, no
-            // linger), so give it time to send the tail first.
-            std::thread::sleep(Duration::from_millis(1500));
-        })
-    };
+    // Dropping stdin ends srt-live-transmit's input; libsrt drops what it
+    // has not sent yet when it closes (live mode, no linger), so give it
+    // time to send the tail first.
+    let writer = paced_writer(stdin, data.clone(), Duration::from_millis(1500));
     let n = data.len();
     let ok = host.run_until(Duration::from_secs(15), |h| h.rx_bytes >= n || h.closed());
     writer.join().unwrap();
@@ -584,7 +604,7 @@ fn our_caller_reads_from_srt_live_transmit_listener() {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     );
-    let mut stdin = child.child.stdin.take().unwrap();
+    let stdin = child.child.stdin.take().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let mut host = Host::new(config(None));
     let remote: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -596,18 +616,7 @@ fn our_caller_reads_from_srt_live_transmit_listener() {
     assert!(host.run_until(Duration::from_secs(5), |h| h.connected().is_some()));
     assert!(host.ep.is_encrypted(id));
     let data = content(200);
-    let writer = {
-        let data = data.clone();
-        std::thread::spawn(move || {
-            for c in data.chunks(1316 * 10) {
-                if stdin.write_all(c).is_err() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        })
-    };
+    let writer = paced_writer(stdin, data.clone(), Duration::from_millis(500));
     let n = data.len();
     let ok = host.run_until(Duration::from_secs(10), |h| h.rx_bytes >= n);
     writer.join().unwrap();
@@ -627,16 +636,7 @@ fn ffmpeg_publishes(pass_listener: Option<&str>, pass_caller: Option<&str>) -> (
     if let Some(p) = pass_caller {
         url.push_str(&format!("&passphrase={p}&pbkeylen=16"));
     }
-    let child = Proc::spawn(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "info", "-re", "-f", "lavfi"])
-            .args(["-i", "testsrc=size=160x120:rate=25", "-t", "2"])
-            .args(["-c:v", "libx264", "-g", "25", "-preset", "ultrafast"])
-            .args(["-f", "mpegts", &url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
+    let child = Proc::spawn(&mut ffmpeg_testsrc_ts(&url));
     host.run_until(Duration::from_secs(15), |h| {
         h.closed() || h.ep.stats().rejections > 0
     });
@@ -688,16 +688,7 @@ fn our_caller_reads_encrypted_ts_from_an_ffmpeg_listener() {
     }
     let port = free_udp_port();
     let url = format!("srt://127.0.0.1:{port}?mode=listener&passphrase={PASS}&pbkeylen=32");
-    let child = Proc::spawn(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "info", "-re", "-f", "lavfi"])
-            .args(["-i", "testsrc=size=160x120:rate=25", "-t", "2"])
-            .args(["-c:v", "libx264", "-g", "25", "-preset", "ultrafast"])
-            .args(["-f", "mpegts", &url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
+    let child = Proc::spawn(&mut ffmpeg_testsrc_ts(&url));
     let mut host = Host::new(EndpointConfig {
         key_length: arcly::srt::crypto::KeyLength::Aes256,
         ..config(None)

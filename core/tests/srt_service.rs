@@ -13,6 +13,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -157,19 +159,7 @@ fn ts_payloads(stream: &[(u64, Frame)]) -> Vec<(u64, Bytes)> {
 }
 
 fn demux_all(chunks: &[Bytes]) -> (Vec<Frame>, TsDemuxer) {
-    let mut d = TsDemuxer::new();
-    let mut out = Vec::new();
-    for c in chunks {
-        d.handle_input(c).unwrap();
-        while let Some(f) = d.poll_frame() {
-            out.push(f);
-        }
-    }
-    d.flush();
-    while let Some(f) = d.poll_frame() {
-        out.push(f);
-    }
-    (out, d)
+    common::demux_chunks(chunks.iter().map(|c| c.as_ref()))
 }
 
 /// Media frames compare exactly; configs by payload (the demuxer gives

@@ -105,6 +105,11 @@ struct Cli {
     #[arg(long, value_name = "MS", default_value_t = 0)]
     write_merge: u64,
 
+    /// Record every published stream as fragmented MP4 under
+    /// DIR/<app>/<stream>/<YYYYmmdd-HHMMSS>.mp4 (off by default).
+    #[arg(long, value_name = "DIR")]
+    record: Option<std::path::PathBuf>,
+
     /// Without a subcommand the server runs.
     #[command(subcommand)]
     command: Option<Command>,
@@ -293,6 +298,19 @@ async fn run(cli: Cli) -> ExitCode {
         let passphrase = cli.srt_passphrase.clone();
         let factory = srt::factory(&engine, cli.srt_latency, passphrase, cli.max_connections);
         srt::spawn(&mut servers, sock, factory, stop_rx.clone());
+    }
+    if let Some(dir) = cli.record.clone() {
+        println!("  recording to {}", dir.display());
+        tracing::info!(dir = %dir.display(), "recording");
+        let mut stop = stop_rx.clone();
+        let config = arcly_tokio::record::RecordingConfig::new(dir);
+        servers.spawn(arcly_tokio::record::record_streams(
+            engine.clone(),
+            config,
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ));
     }
 
     tokio::select! {

@@ -1,5 +1,5 @@
-//! `arcly replay capture.pcap [--port N] [--addr IP] [--protocol rtmp]
-//! [--seed N] [--json]`: replays a capture through the protocol machines
+//! `arcly replay capture.pcap [--port N] [--addr IP] [--protocol rtmp|srt]
+//! [--seed N] [--passphrase P] [--json]`: replays a capture through the protocol machines
 //! (see `docs/replay.md`). Prints a readable summary, or one JSON object per
 //! event and line with `--json`. Exit status 1 when the capture cannot be
 //! read, 0 otherwise (protocol errors found in the capture are output, not
@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use arcly::replay::{Protocol, Replay, ReplayConfig};
+use arcly::replay::{Protocol, Replay, ReplayConfig, SrtReplayLimits};
 
 /// Arguments of `arcly replay`.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -23,14 +23,19 @@ pub struct ReplayArgs {
     /// Replay only connections with this address on either side.
     #[arg(long, value_name = "IP")]
     pub addr: Option<IpAddr>,
-    /// The protocol of the selected connections (default: guessed from the
-    /// port and the first bytes).
+    /// The protocol of the selected connections, `rtmp` or `srt` (default:
+    /// guessed: RTMP by port 1935 or the version byte, SRT for UDP flows by
+    /// port 8890 or a handshake-shaped first datagram).
     #[arg(long, value_name = "NAME")]
     pub protocol: Option<Protocol>,
     /// The machines' seed (default: learned from the handshake when the
     /// server was arcly, else 0).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// The passphrase of an encrypted SRT capture (draft-sharabayko-srt-01
+    /// §6); without it an encrypted SRT flow shows its handshake only.
+    #[arg(long, value_name = "P")]
+    pub passphrase: Option<String>,
     /// One JSON object per event and line instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -43,6 +48,10 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         addr: args.addr,
         protocol: args.protocol,
         seed: args.seed,
+        srt: SrtReplayLimits {
+            passphrase: args.passphrase.clone(),
+            ..SrtReplayLimits::default()
+        },
         ..ReplayConfig::default()
     };
     let replay = match Replay::from_file(&args.capture, &cfg) {

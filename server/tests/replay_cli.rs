@@ -100,3 +100,69 @@ fn summary_port_filter_and_errors() {
     let (ok, _, err) = arcly(&["replay", &fixture("README.md")]);
     assert!(!ok && err.contains("not a pcap"), "{err}");
 }
+
+#[test]
+fn srt_capture_replayed_by_shape_and_by_flag() {
+    let path = fixture("ffmpeg_publish_arcly_srt.pcap");
+    // Port 19364, not 8890: recognised by the handshake-shaped datagrams.
+    let (ok, guessed, err) = arcly(&["replay", &path]);
+    assert!(ok, "{err}");
+    assert!(
+        guessed.contains(
+            "handshake: stream id \"publish:live/fixture\", latency 120 ms, not encrypted"
+        ),
+        "{guessed}"
+    );
+    assert!(
+        guessed.contains("H264: 30 frames, 1 configs, 2 keyframes"),
+        "{guessed}"
+    );
+    assert!(!guessed.contains("not replayed"), "{guessed}");
+    let (ok, forced, err) = arcly(&["replay", &path, "--protocol", "srt", "--port", "19364"]);
+    assert!(ok, "{err}");
+    assert_eq!(forced, guessed);
+    let (ok, json, err) = arcly(&["replay", &path, "--protocol", "srt", "--json"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = json.lines().collect();
+    let hs: Vec<&&str> = lines
+        .iter()
+        .filter(|l| field(l, "kind") == Some("handshake"))
+        .collect();
+    assert_eq!(hs.len(), 1);
+    assert_eq!(field(hs[0], "stream_id"), Some("publish:live/fixture"));
+    assert_eq!(field(hs[0], "encrypted"), Some("false"));
+    let frames = lines
+        .iter()
+        .filter(|l| field(l, "kind") == Some("frame"))
+        .count();
+    assert_eq!(frames, 30 + 80 + 2);
+    let stats = lines.last().copied().unwrap_or_default();
+    assert_eq!(field(stats, "kind"), Some("stats"));
+    assert_eq!(field(stats, "delivered_bytes"), Some("53204"));
+    // Deterministic: a second run prints the same bytes.
+    let (_, again, _) = arcly(&["replay", &path, "--protocol", "srt", "--json"]);
+    assert_eq!(again, json);
+    // `--protocol rtmp` leaves the UDP flow listed, not replayed.
+    let (ok, rtmp, _) = arcly(&["replay", &path, "--protocol", "rtmp"]);
+    assert!(ok);
+    assert!(rtmp.contains("(not replayed)"), "{rtmp}");
+}
+
+#[test]
+fn srt_encrypted_capture_needs_the_passphrase() {
+    let path = fixture("ffmpeg_publish_arcly_srt_aes.pcap");
+    let (ok, out, err) = arcly(&["replay", &path, "--passphrase", "fixture-passphrase"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("stream id \"publish:live/secret\", latency 120 ms, encrypted"),
+        "{out}"
+    );
+    assert!(
+        out.contains("H264: 15 frames, 1 configs, 1 keyframes"),
+        "{out}"
+    );
+    let (ok, out, err) = arcly(&["replay", &path]);
+    assert!(ok, "{err}");
+    assert!(out.contains("the replay needs its passphrase"), "{out}");
+    assert!(!out.contains("H264:"), "{out}");
+}

@@ -56,3 +56,27 @@ pub fn wait_rtmp_addr(proc: &mut Proc, timeout: Duration) -> Option<std::net::So
     });
     found
 }
+
+/// Runs `bin args` and asserts that it fails (else panics with `accepted`)
+/// with `needle` in its stderr (else panics with `missing` and the stderr).
+pub fn assert_refused(bin: &PathBuf, args: &[&str], needle: &str, accepted: &str, missing: &str) {
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{accepted}");
+    assert!(err.contains(needle), "{missing}:\n{err}");
+}
+
+/// Sends SIGTERM to the `arcly` process and asserts it exits with success
+/// within 10 s.
+pub fn assert_stops_on_sigterm(server: &mut Proc) {
+    server.signal("TERM");
+    let status = server.wait_timeout(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "arcly did not exit cleanly within 10 s of SIGTERM:\n{}",
+        server.describe()
+    );
+}

@@ -41,6 +41,11 @@ impl PublishSpec {
 /// `ffmpeg -re` publishing `testsrc` + `sine` as H.264 + AAC in FLV to `url`,
 /// reporting progress (`frame=N` lines) on stdout every 0.1 s.
 pub fn publish_command(url: &str, spec: &PublishSpec) -> Command {
+    publish_command_as(url, spec, "flv")
+}
+
+/// [`publish_command`] with the output muxer `format` (`-f`), e.g. `mpegts`.
+pub fn publish_command_as(url: &str, spec: &PublishSpec, format: &str) -> Command {
     let mut c = Command::new("ffmpeg");
     c.args([
         "-hide_banner",
@@ -80,7 +85,7 @@ pub fn publish_command(url: &str, spec: &PublishSpec) -> Command {
     ])
     .args(["-sc_threshold", "0", "-b:v", "500k"])
     .args(["-c:a", "aac", "-b:a", "64k"])
-    .args(["-f", "flv", url]);
+    .args(["-f", format, url]);
     c
 }
 

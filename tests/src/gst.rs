@@ -25,7 +25,9 @@ pub const ELEMENTS: &[&str] = &[
     "fakesink",
 ];
 
-fn gst_launch() -> Command {
+/// `gst-launch-1.0 -e -v` with line-buffered stdout and element errors /
+/// libav warnings on stderr.
+pub fn gst_launch() -> Command {
     // Line-buffer stdout so buffer traces arrive as they happen (progress
     // is read while the publisher runs).
     let mut c = if find_tool("stdbuf").is_some() {

@@ -61,41 +61,31 @@ impl HlsServer {
             .unwrap_or_else(|e| panic!("local_addr: {e}"));
         let (tx, rx) = tokio::sync::watch::channel(false);
         let served = router.clone();
-        let thread = std::thread::Builder::new()
-            .name("arcly-hls-server".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
-                rt.block_on(async move {
-                    let to_tokio = |l: std::net::TcpListener| {
-                        l.set_nonblocking(true)
-                            .unwrap_or_else(|e| panic!("set_nonblocking: {e}"));
-                        tokio::net::TcpListener::from_std(l)
-                            .unwrap_or_else(|e| panic!("tokio listener: {e}"))
-                    };
-                    let rtmp_l = to_tokio(rtmp_listener);
-                    let http_l = to_tokio(http_listener);
-                    let mut rx1 = rx.clone();
-                    let mut rx2 = rx;
-                    let rtmp_task = arcly_tokio::serve_tcp(rtmp_l, factory, async move {
-                        let _ = rx1.wait_for(|s| *s).await;
-                    });
-                    let http_task = arcly_tokio::serve_http(http_l, served, async move {
-                        let _ = rx2.wait_for(|s| *s).await;
-                    });
-                    let (a, b) = tokio::join!(rtmp_task, http_task);
-                    if let Err(e) = a {
-                        eprintln!("RTMP server ended with an error: {e}");
-                    }
-                    if let Err(e) = b {
-                        eprintln!("HTTP server ended with an error: {e}");
-                    }
-                });
-            })
-            .unwrap_or_else(|e| panic!("spawn server thread: {e}"));
+        let thread = crate::servers::tokio_thread("arcly-hls-server", move || async move {
+            let to_tokio = |l: std::net::TcpListener| {
+                l.set_nonblocking(true)
+                    .unwrap_or_else(|e| panic!("set_nonblocking: {e}"));
+                tokio::net::TcpListener::from_std(l)
+                    .unwrap_or_else(|e| panic!("tokio listener: {e}"))
+            };
+            let rtmp_l = to_tokio(rtmp_listener);
+            let http_l = to_tokio(http_listener);
+            let mut rx1 = rx.clone();
+            let mut rx2 = rx;
+            let rtmp_task = arcly_tokio::serve_tcp(rtmp_l, factory, async move {
+                let _ = rx1.wait_for(|s| *s).await;
+            });
+            let http_task = arcly_tokio::serve_http(http_l, served, async move {
+                let _ = rx2.wait_for(|s| *s).await;
+            });
+            let (a, b) = tokio::join!(rtmp_task, http_task);
+            if let Err(e) = a {
+                eprintln!("RTMP server ended with an error: {e}");
+            }
+            if let Err(e) = b {
+                eprintln!("HTTP server ended with an error: {e}");
+            }
+        });
         HlsServer {
             rtmp,
             http,

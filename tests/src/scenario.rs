@@ -196,6 +196,33 @@ pub enum Player {
     Gst,
 }
 
+/// Waits (up to 15 s, while the publisher runs) until the server of
+/// `engine` subscribed a player to `live/<stream>`; then the publisher's
+/// frame at that moment (`join_frame` when it reports none). `None` with no
+/// engine or no subscriber seen.
+pub fn server_join_frame(
+    engine: Option<&Engine>,
+    stream: &str,
+    publisher: &mut Proc,
+    join_frame: u64,
+    frame_of: impl Fn(&Proc) -> Option<u64>,
+) -> Option<u64> {
+    let engine = engine?;
+    let key = StreamKey::new("live", stream).unwrap_or_else(|e| panic!("stream key: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && publisher.try_status().is_none() {
+        let subs = engine
+            .stream_stats(&key)
+            .map(|s| s.subscribers.load(std::sync::atomic::Ordering::Acquire))
+            .unwrap_or(0);
+        if subs > 0 {
+            return Some(frame_of(publisher).unwrap_or(join_frame));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
 /// ffmpeg publishes to `rtmp://addr/live/{stream}`, ffprobe plays it.
 /// With `engine` (an in-process server's), the join point is read when the
 /// engine counts the player's subscription.
@@ -243,7 +270,7 @@ pub fn run(
         Publisher::Ffmpeg => ffmpeg::progress_frame(&p.stdout()),
         Publisher::Gst => Some(gst::count_buffers(&p.stdout(), "vin")),
     };
-    let mut join_frame = wait_join_point(&mut publisher, gop, frame_of);
+    let join_frame = wait_join_point(&mut publisher, gop, frame_of);
     let player_start = Instant::now();
     let dir = crate::net::TempDir::new(label);
     let mut player = match player_kind {
@@ -258,23 +285,9 @@ pub fn run(
     };
     // The moment the server subscribed the player is the real join point
     // (a loaded machine can take seconds to start gst-launch).
-    let mut join_seen_by_server = false;
-    if let Some(engine) = engine {
-        let key = StreamKey::new("live", stream).unwrap_or_else(|e| panic!("stream key: {e}"));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline && publisher.try_status().is_none() {
-            let subs = engine
-                .stream_stats(&key)
-                .map(|s| s.subscribers.load(std::sync::atomic::Ordering::Acquire))
-                .unwrap_or(0);
-            if subs > 0 {
-                join_frame = frame_of(&publisher).unwrap_or(join_frame);
-                join_seen_by_server = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
+    let server_join = server_join_frame(engine, stream, &mut publisher, join_frame, frame_of);
+    let join_seen_by_server = server_join.is_some();
+    let join_frame = server_join.unwrap_or(join_frame);
     let status = publisher.wait_timeout(Duration::from_secs(30));
     let played_for = player_start.elapsed();
     assert!(

@@ -105,31 +105,41 @@ impl Drop for TestServer {
 
 type Started = (Box<dyn FnOnce() + Send>, JoinHandle<()>);
 
-fn start_tokio(listener: std::net::TcpListener, factory: Arc<dyn SessionFactory>) -> Started {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("arcly-tokio-server".into())
+/// A thread named `name` running `serve()` on a two-worker tokio runtime
+/// until it returns.
+pub fn tokio_thread<F, Fut>(name: &str, serve: F) -> JoinHandle<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    std::thread::Builder::new()
+        .name(name.into())
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
-            rt.block_on(async move {
-                listener
-                    .set_nonblocking(true)
-                    .unwrap_or_else(|e| panic!("set_nonblocking: {e}"));
-                let listener = tokio::net::TcpListener::from_std(listener)
-                    .unwrap_or_else(|e| panic!("tokio listener: {e}"));
-                let shutdown = async move {
-                    let _ = rx.await;
-                };
-                if let Err(e) = arcly_tokio::serve_tcp(listener, factory, shutdown).await {
-                    eprintln!("tokio server ended with an error: {e}");
-                }
-            });
+            rt.block_on(serve());
         })
-        .unwrap_or_else(|e| panic!("spawn server thread: {e}"));
+        .unwrap_or_else(|e| panic!("spawn server thread: {e}"))
+}
+
+fn start_tokio(listener: std::net::TcpListener, factory: Arc<dyn SessionFactory>) -> Started {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = tokio_thread("arcly-tokio-server", move || async move {
+        listener
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| panic!("set_nonblocking: {e}"));
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .unwrap_or_else(|e| panic!("tokio listener: {e}"));
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        if let Err(e) = arcly_tokio::serve_tcp(listener, factory, shutdown).await {
+            eprintln!("tokio server ended with an error: {e}");
+        }
+    });
     (
         Box::new(move || {
             let _ = tx.send(());
@@ -138,9 +148,6 @@ fn start_tokio(listener: std::net::TcpListener, factory: Arc<dyn SessionFactory>
     )
 }
 
-/// async-io under smol (a two-thread `smol::Executor`) or under
-/// async-std's executor. Stopped through an `arcly::engine::Signal`, which
-/// works under any executor.
 fn start_async_io(
     listener: std::net::TcpListener,
     factory: Arc<dyn SessionFactory>,

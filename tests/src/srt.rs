@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use arcly::srt::endpoint::EndpointConfig;
 use arcly::srt::service::{SrtServiceConfig, SrtServiceFactory};
-use arcly::{Engine, StreamKey};
+use arcly::Engine;
 
 use crate::ffmpeg::{self, Playback, PublishSpec};
 use crate::gst;
@@ -59,6 +59,16 @@ impl Default for SrtOptions {
     }
 }
 
+impl SrtOptions {
+    /// The defaults with a server TSBPD latency of `latency_ms`.
+    pub fn latency(latency_ms: u32) -> SrtOptions {
+        SrtOptions {
+            latency_ms: u16::try_from(latency_ms).unwrap_or(u16::MAX),
+            ..SrtOptions::default()
+        }
+    }
+}
+
 /// An in-process SRT server on one adapter; stopped when dropped.
 pub struct SrtTestServer {
     /// The SRT (UDP) address.
@@ -75,6 +85,23 @@ impl SrtTestServer {
     /// An SRT server with default options (latency 120 ms, no passphrase).
     pub fn start(adapter: Adapter) -> SrtTestServer {
         Self::start_with(adapter, &SrtOptions::default())
+    }
+
+    /// The start of an SRT interop test: `None` when one of `tools` is
+    /// missing (outside CI); else a 60 s watchdog named `test`, logging, and
+    /// an SRT server with `options`.
+    pub fn for_test(
+        test: &str,
+        tools: &[&str],
+        adapter: Adapter,
+        options: &SrtOptions,
+    ) -> Option<(crate::Watchdog, SrtTestServer)> {
+        if !crate::require_tools(test, tools) {
+            return None;
+        }
+        let watchdog = crate::Watchdog::new(test, Duration::from_secs(60));
+        crate::init_logging();
+        Some((watchdog, Self::start_with(adapter, options)))
     }
 
     /// An SRT server with `options`.
@@ -146,33 +173,23 @@ fn start_udp(adapter: Adapter, socket: UdpSocket, factory: SrtServiceFactory) ->
     match adapter {
         Adapter::Tokio => {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let thread = std::thread::Builder::new()
-                .name("arcly-srt-tokio".into())
-                .spawn(move || {
-                    let rt = tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(2)
-                        .enable_all()
-                        .build()
-                        .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
-                    rt.block_on(async move {
-                        socket
-                            .set_nonblocking(true)
-                            .unwrap_or_else(|e| panic!("set_nonblocking: {e}"));
-                        let socket = tokio::net::UdpSocket::from_std(socket)
-                            .unwrap_or_else(|e| panic!("tokio socket: {e}"));
-                        let shutdown = async move {
-                            let _ = rx.await;
-                        };
-                        // A task of its own, as an application would run it.
-                        let task = tokio::spawn(arcly_tokio::serve_udp(socket, factory, shutdown));
-                        match task.await {
-                            Ok(Err(e)) => eprintln!("tokio SRT server ended with an error: {e}"),
-                            Err(e) => eprintln!("tokio SRT server task failed: {e}"),
-                            Ok(Ok(())) => {}
-                        }
-                    });
-                })
-                .unwrap_or_else(|e| panic!("spawn server thread: {e}"));
+            let thread = crate::servers::tokio_thread("arcly-srt-tokio", move || async move {
+                socket
+                    .set_nonblocking(true)
+                    .unwrap_or_else(|e| panic!("set_nonblocking: {e}"));
+                let socket = tokio::net::UdpSocket::from_std(socket)
+                    .unwrap_or_else(|e| panic!("tokio socket: {e}"));
+                let shutdown = async move {
+                    let _ = rx.await;
+                };
+                // A task of its own, as an application would run it.
+                let task = tokio::spawn(arcly_tokio::serve_udp(socket, factory, shutdown));
+                match task.await {
+                    Ok(Err(e)) => eprintln!("tokio SRT server ended with an error: {e}"),
+                    Err(e) => eprintln!("tokio SRT server task failed: {e}"),
+                    Ok(Ok(())) => {}
+                }
+            });
             (
                 Box::new(move || {
                     let _ = tx.send(());
@@ -301,67 +318,13 @@ impl Caller {
 /// `ffmpeg -re` publishing the lavfi test pattern (H.264 + AAC) as MPEG-TS
 /// to an `srt://` URL, with the same encoding settings as the RTMP tests.
 pub fn ffmpeg_publish_ts(url: &str, spec: &PublishSpec) -> Command {
-    let mut c = Command::new("ffmpeg");
-    c.args([
-        "-hide_banner",
-        "-nostdin",
-        "-nostats",
-        "-loglevel",
-        "level+warning",
-    ])
-    .args(["-progress", "pipe:1", "-stats_period", "0.1"])
-    .args(["-re", "-f", "lavfi", "-i"])
-    .arg(format!(
-        "testsrc=size={}x{}:rate={}",
-        spec.width, spec.height, spec.fps
-    ))
-    .args([
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=44100",
-    ])
-    .args(["-t", &spec.seconds.to_string()])
-    .args([
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-tune",
-        "zerolatency",
-    ])
-    .args(["-pix_fmt", "yuv420p"])
-    .args([
-        "-g",
-        &spec.gop.to_string(),
-        "-keyint_min",
-        &spec.gop.to_string(),
-    ])
-    .args(["-sc_threshold", "0", "-b:v", "500k"])
-    .args(["-c:a", "aac", "-b:a", "64k"])
-    .args(["-f", "mpegts", url]);
-    c
-}
-
-fn gst_launch() -> Command {
-    let mut c = if crate::tools::find_tool("stdbuf").is_some() {
-        let mut c = Command::new("stdbuf");
-        c.args(["-oL", "gst-launch-1.0"]);
-        c
-    } else {
-        Command::new("gst-launch-1.0")
-    };
-    c.env("GST_DEBUG", "*:1,libav:2")
-        .env("GST_DEBUG_NO_COLOR", "1");
-    c.args(["-e", "-v"]);
-    c
+    crate::ffmpeg::publish_command_as(url, spec, "mpegts")
 }
 
 /// GStreamer publishing the test pattern as MPEG-TS over SRT:
 /// `x264enc ! mpegtsmux ! srtsink` (`vin` traces every video frame).
 pub fn gst_publish_command(caller: &Caller, addr: SocketAddr, spec: &PublishSpec) -> Command {
-    let mut c = gst_launch();
+    let mut c = crate::gst::gst_launch();
     let audio_buffers = u64::from(spec.seconds) * 44_100 / 1024 + 1;
     let pipeline = format!(
         "videotestsrc is-live=true num-buffers={frames} pattern=ball \
@@ -385,7 +348,7 @@ pub fn gst_publish_command(caller: &Caller, addr: SocketAddr, spec: &PublishSpec
 /// GStreamer playing over SRT: `srtsrc ! tsdemux`, decoding to files in
 /// `dir` like [`gst::play_command`] (read back with [`gst::playback`]).
 pub fn gst_play_command(caller: &Caller, addr: SocketAddr, dir: &std::path::Path) -> Command {
-    let mut c = gst_launch();
+    let mut c = crate::gst::gst_launch();
     c.arg("-m");
     let video = dir.join("video.yuv");
     let audio = dir.join("audio.pcm");
@@ -534,7 +497,7 @@ pub fn run(
         }
         .map(|f| f.saturating_sub(lag))
     };
-    let mut join_frame = wait_join_point(&mut publisher, gop, frame_of);
+    let join_frame = wait_join_point(&mut publisher, gop, frame_of);
     let player_start = Instant::now();
     let dir = crate::net::TempDir::new(label);
     let recording = dir.path().join("out.ts");
@@ -552,24 +515,10 @@ pub fn run(
             &mut slt_read_command(url, &recording),
         ),
     };
-    let key = StreamKey::new("live", stream).unwrap_or_else(|e| panic!("stream key: {e}"));
-    let mut join_seen_by_server = false;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while let Some(engine) = engine {
-        if Instant::now() >= deadline || publisher.try_status().is_some() {
-            break;
-        }
-        let subs = engine
-            .stream_stats(&key)
-            .map(|s| s.subscribers.load(Ordering::Acquire))
-            .unwrap_or(0);
-        if subs > 0 {
-            join_frame = frame_of(&publisher).unwrap_or(join_frame);
-            join_seen_by_server = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let server_join =
+        crate::scenario::server_join_frame(engine, stream, &mut publisher, join_frame, frame_of);
+    let join_seen_by_server = server_join.is_some();
+    let join_frame = server_join.unwrap_or(join_frame);
     let status = publisher.wait_timeout(Duration::from_secs(30));
     let played_for = player_start.elapsed();
     assert!(

@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use arcly_tests::binary::{arcly_bin, spawn, wait_rtmp_addr};
+use arcly_tests::binary::{arcly_bin, assert_stops_on_sigterm, spawn, wait_rtmp_addr};
 use arcly_tests::ffmpeg::{self, PublishSpec};
 use arcly_tests::hls;
 use arcly_tests::http_client;
@@ -116,11 +116,5 @@ fn binary_serves_hls_and_the_player_page() {
         player.describe()
     );
 
-    server.signal("TERM");
-    let status = server.wait_timeout(Duration::from_secs(10));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "arcly did not exit cleanly within 10 s of SIGTERM:\n{}",
-        server.describe()
-    );
+    assert_stops_on_sigterm(&mut server);
 }

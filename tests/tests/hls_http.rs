@@ -23,9 +23,12 @@
 )]
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arcly_tests::hls::{self, HlsServer, LivePublisher};
+use arcly_tests::http_client::{HttpError, Response};
 use arcly_tests::m3u8::MediaPlaylist;
 use arcly_tests::synth::SynthSpec;
 use arcly_tests::{init_logging, Watchdog};
@@ -60,6 +63,28 @@ fn live(server: &HlsServer, secs: u32) -> (LivePublisher, MediaPlaylist) {
     }
 }
 
+/// The start of every test here: a watchdog `name` of `watchdog_secs`,
+/// logging, a server and a 40 s [`live`] stream with its playlist.
+fn start(name: &str, watchdog_secs: u64) -> (Watchdog, HlsServer, LivePublisher, MediaPlaylist) {
+    let wd = Watchdog::new(name, Duration::from_secs(watchdog_secs));
+    init_logging();
+    let server = HlsServer::start();
+    let (publisher, playlist) = live(&server, 40);
+    (wd, server, publisher, playlist)
+}
+
+/// `GET target` from a thread of its own (a blocking request parks it).
+fn get_in_thread(
+    addr: SocketAddr,
+    target: &str,
+    timeout: Duration,
+) -> JoinHandle<Result<Response, HttpError>> {
+    let target = target.to_owned();
+    std::thread::spawn(move || {
+        arcly_tests::http_client::request(addr, "x", "GET", &target, &[], None, timeout)
+    })
+}
+
 fn status_of(server: &HlsServer, target: &str) -> u16 {
     let r = server
         .get(target, QUICK)
@@ -69,10 +94,7 @@ fn status_of(server: &HlsServer, target: &str) -> u16 {
 
 #[test]
 fn bad_requests_get_4xx_and_never_hang() {
-    let _wd = Watchdog::new("hls_http/bad_requests", Duration::from_secs(50));
-    init_logging();
-    let server = HlsServer::start();
-    let (_publisher, playlist) = live(&server, 40);
+    let (_wd, server, _publisher, playlist) = start("hls_http/bad_requests", 50);
     let last = playlist.last_msn().unwrap();
 
     let cases: &[(&str, std::ops::RangeInclusive<u16>)] = &[
@@ -181,10 +203,7 @@ fn next_part(msn: u64, part: usize) -> (u64, usize) {
 
 #[test]
 fn blocking_reload_answers_when_the_next_part_exists() {
-    let _wd = Watchdog::new("hls_http/blocking_reload", Duration::from_secs(50));
-    init_logging();
-    let server = HlsServer::start();
-    let (publisher, playlist) = live(&server, 40);
+    let (_wd, server, publisher, playlist) = start("hls_http/blocking_reload", 50);
     let part_target = playlist.part_target.expect("PART-TARGET");
     assert!(playlist.can_block_reload(), "no CAN-BLOCK-RELOAD=YES");
     let (mut msn, mut part) = playlist.last_part().expect("a part");
@@ -247,10 +266,7 @@ fn blocking_reload_answers_when_the_next_part_exists() {
 
 #[test]
 fn blocking_reload_for_a_part_that_never_comes_times_out() {
-    let _wd = Watchdog::new("hls_http/blocking_timeout", Duration::from_secs(55));
-    init_logging();
-    let server = HlsServer::start();
-    let (publisher, playlist) = live(&server, 40);
+    let (_wd, server, publisher, playlist) = start("hls_http/blocking_timeout", 55);
     let target_duration = Duration::from_secs(playlist.target_duration.expect("target"));
 
     // The publisher stalls (still published, nothing sent).
@@ -289,21 +305,7 @@ fn blocking_reload_for_a_part_that_never_comes_times_out() {
     let (m, p) = pl.last_part().unwrap();
     let (m, p) = next_part(m, p);
     let target = format!("/live/cam/stream.m3u8?_HLS_msn={m}&_HLS_part={p}");
-    let handle = {
-        let addr = server.http;
-        let target = target.clone();
-        std::thread::spawn(move || {
-            arcly_tests::http_client::request(
-                addr,
-                "x",
-                "GET",
-                &target,
-                &[],
-                None,
-                limit + Duration::from_secs(5),
-            )
-        })
-    };
+    let handle = get_in_thread(server.http, &target, limit + Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
     publisher.stop();
     let r = handle
@@ -334,10 +336,7 @@ fn blocking_reload_for_a_part_that_never_comes_times_out() {
 
 #[test]
 fn many_parked_reloads_are_all_answered_when_the_part_comes() {
-    let _wd = Watchdog::new("hls_http/many_parked", Duration::from_secs(50));
-    init_logging();
-    let server = HlsServer::start();
-    let (publisher, playlist) = live(&server, 40);
+    let (_wd, server, publisher, playlist) = start("hls_http/many_parked", 50);
     let part_target = Duration::from_secs_f64(playlist.part_target.expect("PART-TARGET"));
     for round in 0..3 {
         let r = server.get("/live/cam/stream.m3u8", QUICK).unwrap();
@@ -346,20 +345,7 @@ fn many_parked_reloads_are_all_answered_when_the_part_comes() {
         let (m, p) = next_part(last_msn, last_part);
         let target = format!("/live/cam/stream.m3u8?_HLS_msn={m}&_HLS_part={p}");
         let clients: Vec<_> = (0..100)
-            .map(|_| {
-                let (addr, target) = (server.http, target.clone());
-                std::thread::spawn(move || {
-                    arcly_tests::http_client::request(
-                        addr,
-                        "x",
-                        "GET",
-                        &target,
-                        &[],
-                        None,
-                        Duration::from_secs(10),
-                    )
-                })
-            })
+            .map(|_| get_in_thread(server.http, &target, Duration::from_secs(10)))
             .collect();
         let mut slowest = Duration::ZERO;
         for c in clients {
@@ -388,10 +374,7 @@ fn many_parked_reloads_are_all_answered_when_the_part_comes() {
 
 #[test]
 fn content_types_cors_head_and_ranges() {
-    let _wd = Watchdog::new("hls_http/headers", Duration::from_secs(50));
-    init_logging();
-    let server = HlsServer::start();
-    let (publisher, playlist) = live(&server, 40);
+    let (_wd, server, publisher, playlist) = start("hls_http/headers", 50);
     let seg = &playlist.segments[0];
     let part = &seg.parts[0];
     let ts = {
@@ -499,10 +482,7 @@ fn content_types_cors_head_and_ranges() {
 
 #[test]
 fn delta_update_lists_the_same_segments() {
-    let _wd = Watchdog::new("hls_http/delta", Duration::from_secs(55));
-    init_logging();
-    let server = HlsServer::start();
-    let (publisher, playlist) = live(&server, 40);
+    let (_wd, server, publisher, playlist) = start("hls_http/delta", 55);
     let skip_until: f64 = playlist
         .server_control
         .as_ref()

@@ -13,7 +13,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use arcly::rtmp::ClientMode;
-use arcly_tests::binary::{arcly_bin, spawn, wait_rtmp_addr};
+use arcly_tests::binary::{
+    arcly_bin, assert_refused, assert_stops_on_sigterm, spawn, wait_rtmp_addr,
+};
 use arcly_tests::client::Client;
 use arcly_tests::{require_tools, scenario, Watchdog};
 
@@ -40,18 +42,12 @@ fn bad_listen_address_is_a_usage_error() {
     let Some(bin) = arcly_bin("server_binary/bad_flag") else {
         return;
     };
-    let out = Command::new(&bin)
-        .args(["--rtmp", "not-an-address"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "arcly accepted --rtmp not-an-address"
-    );
-    assert!(
-        err.contains("not-an-address"),
-        "the usage error does not name the bad value:\n{err}"
+    assert_refused(
+        &bin,
+        &["--rtmp", "not-an-address"],
+        "not-an-address",
+        "arcly accepted --rtmp not-an-address",
+        "the usage error does not name the bad value",
     );
 }
 
@@ -127,11 +123,5 @@ fn serves_rtmp_on_the_given_address_and_stops_on_sigterm() {
         report.assert_viewer_saw_everything();
     }
 
-    server.signal("TERM");
-    let status = server.wait_timeout(Duration::from_secs(10));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "arcly did not exit cleanly within 10 s of SIGTERM:\n{}",
-        server.describe()
-    );
+    assert_stops_on_sigterm(&mut server);
 }

@@ -20,24 +20,20 @@ use arcly_tests::{require_tools, Adapter, Proc, Watchdog};
 
 const PASSPHRASE: &str = "arcly-secret-42";
 
-fn encrypted_server(adapter: Adapter) -> SrtTestServer {
-    SrtTestServer::start_with(
-        adapter,
-        &SrtOptions {
-            passphrase: Some(PASSPHRASE.to_owned()),
-            ..SrtOptions::default()
-        },
-    )
+fn encrypted() -> SrtOptions {
+    SrtOptions {
+        passphrase: Some(PASSPHRASE.to_owned()),
+        ..SrtOptions::default()
+    }
 }
 
 fn encrypted_publish_and_play(adapter: Adapter, player: fn(&SrtTestServer) -> Player) {
     let test = format!("srt_encryption/{}", adapter.name());
-    if !require_tools(&test, &["ffmpeg", "ffprobe", "srt-live-transmit"]) {
+    let tools = ["ffmpeg", "ffprobe", "srt-live-transmit"];
+    let Some((_watchdog, server)) = SrtTestServer::for_test(&test, &tools, adapter, &encrypted())
+    else {
         return;
-    }
-    let _watchdog = Watchdog::new(&test, Duration::from_secs(60));
-    arcly_tests::init_logging();
-    let server = encrypted_server(adapter);
+    };
     let publish = Caller::publish("cam", 120)
         .with_passphrase(PASSPHRASE)
         .ffmpeg_url(server.addr);
@@ -76,7 +72,12 @@ fn encrypted_srt_live_transmit_on_blocking() {
 /// An ffmpeg publisher with `caller`'s settings must be refused: it fails
 /// within 10 s, its log names `reason`, and the stream never exists.
 fn refused(test: &str, caller: Caller, reason: &str) {
-    let server = encrypted_server(Adapter::Tokio);
+    if !require_tools(test, &["ffmpeg"]) {
+        return;
+    }
+    let _watchdog = Watchdog::new(test, Duration::from_secs(30));
+    arcly_tests::init_logging();
+    let server = SrtTestServer::start_with(Adapter::Tokio, &encrypted());
     let spec = PublishSpec {
         seconds: 3,
         ..PublishSpec::default()
@@ -103,14 +104,8 @@ fn refused(test: &str, caller: Caller, reason: &str) {
 
 #[test]
 fn wrong_passphrase_is_refused() {
-    let test = "srt_encryption/wrong-passphrase";
-    if !require_tools(test, &["ffmpeg"]) {
-        return;
-    }
-    let _watchdog = Watchdog::new(test, Duration::from_secs(30));
-    arcly_tests::init_logging();
     refused(
-        test,
+        "srt_encryption/wrong-passphrase",
         Caller::publish("cam", 120).with_passphrase("not-the-passphrase"),
         "Incorrect passphrase",
     );
@@ -118,14 +113,8 @@ fn wrong_passphrase_is_refused() {
 
 #[test]
 fn missing_passphrase_is_refused() {
-    let test = "srt_encryption/no-passphrase";
-    if !require_tools(test, &["ffmpeg"]) {
-        return;
-    }
-    let _watchdog = Watchdog::new(test, Duration::from_secs(30));
-    arcly_tests::init_logging();
     refused(
-        test,
+        "srt_encryption/no-passphrase",
         Caller::publish("cam", 120),
         "Password required or unexpected",
     );

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use arcly::StreamKey;
 use arcly_tests::srt::{self, Caller, Flood, Player, Publisher, SrtOptions, SrtTestServer};
-use arcly_tests::{require_tools, Adapter, Watchdog};
+use arcly_tests::Adapter;
 
 /// Callers ask for 250 ms: the flood competes for the CPU with two encoders
 /// and decoders on a shared CI machine; the point here is that hostile
@@ -32,18 +32,12 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn flood(adapter: Adapter) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let test = format!("srt_hostile/{}", adapter.name());
-    if !require_tools(&test, &["ffmpeg", "ffprobe"]) {
+    let options = SrtOptions::latency(LATENCY_MS);
+    let tools = ["ffmpeg", "ffprobe"];
+    let Some((_watchdog, server)) = SrtTestServer::for_test(&test, &tools, adapter, &options)
+    else {
         return;
-    }
-    let _watchdog = Watchdog::new(&test, Duration::from_secs(60));
-    arcly_tests::init_logging();
-    let server = SrtTestServer::start_with(
-        adapter,
-        &SrtOptions {
-            latency_ms: LATENCY_MS as u16,
-            ..SrtOptions::default()
-        },
-    );
+    };
     let flood = Flood::start(server.addr, 20_000, 0xF100D);
     // Watch the engine while the flood runs: no stream but live/cam, never
     // more than the one real viewer.

@@ -24,24 +24,46 @@ use arcly_tests::{require_tools, Adapter, Watchdog};
 /// (libsrt's sender drops what is not acknowledged within the latency).
 const LATENCY_MS: u32 = 200;
 
+/// Starts an SRT server on `adapter` with `options` (after a watchdog and
+/// logging), then publishes and plays `live/<stream>` with the clients
+/// `clients` picks for that server, and checks what the viewer saw.
+fn publish_and_play(
+    test: &str,
+    adapter: Adapter,
+    options: &SrtOptions,
+    stream: &str,
+    clients: impl FnOnce(&SrtTestServer) -> (Publisher, Player),
+) {
+    let _watchdog = Watchdog::new(test, Duration::from_secs(60));
+    arcly_tests::init_logging();
+    let server = SrtTestServer::start_with(adapter, options);
+    let (publisher, player) = clients(&server);
+    let report = srt::run(test, stream, &publisher, &player, Some(&server.engine));
+    report.assert_viewer_saw_everything();
+}
+
+/// ffmpeg publishes over SRT to `cam`, ffprobe reads it over SRT.
+fn srt_callers(server: &SrtTestServer) -> (Publisher, Player) {
+    (
+        Publisher::Ffmpeg(Caller::publish("cam", LATENCY_MS).ffmpeg_url(server.addr)),
+        Player::Ffprobe(Caller::read("cam", LATENCY_MS).ffmpeg_url(server.addr)),
+    )
+}
+
+/// Both SRT and RTMP listeners.
+fn with_rtmp() -> SrtOptions {
+    SrtOptions {
+        rtmp: true,
+        ..SrtOptions::default()
+    }
+}
+
 fn ffmpeg_srt_publish_ffprobe_srt_play(adapter: Adapter) {
     let test = format!("srt_interop/{}", adapter.name());
     if !require_tools(&test, &["ffmpeg", "ffprobe"]) {
         return;
     }
-    let _watchdog = Watchdog::new(&test, Duration::from_secs(60));
-    arcly_tests::init_logging();
-    let server = SrtTestServer::start(adapter);
-    let publish = Caller::publish("cam", LATENCY_MS).ffmpeg_url(server.addr);
-    let read = Caller::read("cam", LATENCY_MS).ffmpeg_url(server.addr);
-    let report = srt::run(
-        &test,
-        "cam",
-        &Publisher::Ffmpeg(publish),
-        &Player::Ffprobe(read),
-        Some(&server.engine),
-    );
-    report.assert_viewer_saw_everything();
+    publish_and_play(&test, adapter, &SrtOptions::default(), "cam", srt_callers);
 }
 
 #[test]
@@ -71,24 +93,10 @@ fn srt_publish_rtmp_play_tokio() {
     if !require_tools(test, &["ffmpeg", "ffprobe"]) {
         return;
     }
-    let _watchdog = Watchdog::new(test, Duration::from_secs(60));
-    arcly_tests::init_logging();
-    let server = SrtTestServer::start_with(
-        Adapter::Tokio,
-        &SrtOptions {
-            rtmp: true,
-            ..SrtOptions::default()
-        },
-    );
-    let publish = Caller::publish("cam", LATENCY_MS).ffmpeg_url(server.addr);
-    let report = srt::run(
-        test,
-        "cam",
-        &Publisher::Ffmpeg(publish),
-        &Player::Ffprobe(server.rtmp_url("cam")),
-        Some(&server.engine),
-    );
-    report.assert_viewer_saw_everything();
+    publish_and_play(test, Adapter::Tokio, &with_rtmp(), "cam", |server| {
+        let (publisher, _) = srt_callers(server);
+        (publisher, Player::Ffprobe(server.rtmp_url("cam")))
+    });
 }
 
 /// Published over RTMP, played over SRT.
@@ -98,24 +106,10 @@ fn rtmp_publish_srt_play_tokio() {
     if !require_tools(test, &["ffmpeg", "ffprobe"]) {
         return;
     }
-    let _watchdog = Watchdog::new(test, Duration::from_secs(60));
-    arcly_tests::init_logging();
-    let server = SrtTestServer::start_with(
-        Adapter::Tokio,
-        &SrtOptions {
-            rtmp: true,
-            ..SrtOptions::default()
-        },
-    );
-    let read = Caller::read("cam", LATENCY_MS).ffmpeg_url(server.addr);
-    let report = srt::run(
-        test,
-        "cam",
-        &Publisher::Ffmpeg(server.rtmp_url("cam")),
-        &Player::Ffprobe(read),
-        Some(&server.engine),
-    );
-    report.assert_viewer_saw_everything();
+    publish_and_play(test, Adapter::Tokio, &with_rtmp(), "cam", |server| {
+        let (_, player) = srt_callers(server);
+        (Publisher::Ffmpeg(server.rtmp_url("cam")), player)
+    });
 }
 
 /// `srt-live-transmit 'srt://…?streamid=read:live/cam' file://con > out.ts`,
@@ -126,19 +120,12 @@ fn srt_live_transmit_reads_tokio() {
     if !require_tools(test, &["ffmpeg", "ffprobe", "srt-live-transmit"]) {
         return;
     }
-    let _watchdog = Watchdog::new(test, Duration::from_secs(60));
-    arcly_tests::init_logging();
-    let server = SrtTestServer::start(Adapter::Tokio);
-    let publish = Caller::publish("cam", LATENCY_MS).ffmpeg_url(server.addr);
-    let read = Caller::read("cam", LATENCY_MS).slt_url(server.addr);
-    let report = srt::run(
-        test,
-        "cam",
-        &Publisher::Ffmpeg(publish),
-        &Player::SrtLiveTransmit(read),
-        Some(&server.engine),
-    );
-    report.assert_viewer_saw_everything();
+    let options = SrtOptions::default();
+    publish_and_play(test, Adapter::Tokio, &options, "cam", |server| {
+        let (publisher, _) = srt_callers(server);
+        let read = Caller::read("cam", LATENCY_MS).slt_url(server.addr);
+        (publisher, Player::SrtLiveTransmit(read))
+    });
 }
 
 /// GStreamer `mpegtsmux ! srtsink` publishes, `srtsrc ! tsdemux` plays.
@@ -148,15 +135,11 @@ fn gst_srtsink_srtsrc_tokio() {
     if !require_gst_elements(test, srt::GST_ELEMENTS) {
         return;
     }
-    let _watchdog = Watchdog::new(test, Duration::from_secs(60));
-    arcly_tests::init_logging();
-    let server = SrtTestServer::start(Adapter::Tokio);
-    let report = srt::run(
-        test,
-        "gst",
-        &Publisher::Gst(Caller::publish("gst", LATENCY_MS), server.addr),
-        &Player::Gst(Caller::read("gst", LATENCY_MS), server.addr),
-        Some(&server.engine),
-    );
-    report.assert_viewer_saw_everything();
+    let options = SrtOptions::default();
+    publish_and_play(test, Adapter::Tokio, &options, "gst", |server| {
+        (
+            Publisher::Gst(Caller::publish("gst", LATENCY_MS), server.addr),
+            Player::Gst(Caller::read("gst", LATENCY_MS), server.addr),
+        )
+    });
 }

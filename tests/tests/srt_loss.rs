@@ -14,27 +14,20 @@
 )]
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use arcly_tests::srt::{self, Caller, LossyRelay, Player, Publisher, SrtOptions, SrtTestServer};
-use arcly_tests::{require_tools, Adapter, Watchdog};
+use arcly_tests::Adapter;
 
 const LATENCY_MS: u32 = 300;
 
 fn lossy(adapter: Adapter) {
     let test = format!("srt_loss/{}", adapter.name());
-    if !require_tools(&test, &["ffmpeg", "ffprobe"]) {
+    let options = SrtOptions::latency(LATENCY_MS);
+    let tools = ["ffmpeg", "ffprobe"];
+    let Some((_watchdog, server)) = SrtTestServer::for_test(&test, &tools, adapter, &options)
+    else {
         return;
-    }
-    let _watchdog = Watchdog::new(&test, Duration::from_secs(60));
-    arcly_tests::init_logging();
-    let server = SrtTestServer::start_with(
-        adapter,
-        &SrtOptions {
-            latency_ms: LATENCY_MS as u16,
-            ..SrtOptions::default()
-        },
-    );
+    };
     let up = LossyRelay::start(server.addr, 0.05, 0.02, 0x00C0_FFEE);
     let down = LossyRelay::start(server.addr, 0.05, 0.02, 0x0BAD_CAFE);
     let publish = Caller::publish("cam", LATENCY_MS).ffmpeg_url(up.addr);

@@ -10,10 +10,9 @@
     clippy::indexing_slicing
 )]
 
-use std::process::Command;
 use std::time::Duration;
 
-use arcly_tests::binary::{arcly_bin, spawn};
+use arcly_tests::binary::{arcly_bin, assert_refused, assert_stops_on_sigterm, spawn};
 use arcly_tests::srt::{self, Caller, Player, Publisher};
 use arcly_tests::{require_tools, Watchdog};
 
@@ -22,18 +21,12 @@ fn short_passphrase_is_refused_with_a_clear_message() {
     let Some(bin) = arcly_bin("srt_server_binary/passphrase") else {
         return;
     };
-    let out = Command::new(&bin)
-        .args(["--srt-passphrase", "short"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "arcly accepted a 5-character passphrase"
-    );
-    assert!(
-        err.contains("10 to 79"),
-        "the error does not give the allowed length:\n{err}"
+    assert_refused(
+        &bin,
+        &["--srt-passphrase", "short"],
+        "10 to 79",
+        "arcly accepted a 5-character passphrase",
+        "the error does not give the allowed length",
     );
 }
 
@@ -80,11 +73,5 @@ fn serves_srt_and_prints_the_urls() {
         None,
     );
     report.assert_viewer_saw_everything();
-    server.signal("TERM");
-    let status = server.wait_timeout(Duration::from_secs(10));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "arcly did not exit cleanly within 10 s of SIGTERM:\n{}",
-        server.describe()
-    );
+    assert_stops_on_sigterm(&mut server);
 }

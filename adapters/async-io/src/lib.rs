@@ -354,8 +354,10 @@ pub async fn drive_udp(
     config: &UdpConfig,
 ) -> io::Result<()> {
     let mut shutdown = pin!(shutdown);
-    let mut driver = udp::UdpDriver::new(socket, service.as_mut(), clock, config);
-    future::poll_fn(|cx| driver.poll_drive(cx, shutdown.as_mut())).await
+    let mut io = udp::AsyncIoUdp::new(socket, clock, config);
+    let mut driver = arcly::datagram::DatagramDriver::new(service.as_mut(), config);
+    future::poll_fn(|cx| driver.poll_drive(cx, &mut io, shutdown.as_mut())).await;
+    Ok(())
 }
 
 /// A seed for a new session's randomness: a process-wide counter mixed with

@@ -75,8 +75,9 @@ fn lock<'m, 'a>(m: &'m Mutex<Shared<'a>>) -> MutexGuard<'m, Shared<'a>> {
     }
 }
 
-/// A waker that notifies the connection's own signal.
-struct Bridge(Signal);
+/// A waker that notifies the connection's own signal (also the UDP
+/// driver's, `crate::udp`).
+pub(crate) struct Bridge(pub(crate) Signal);
 
 impl Wake for Bridge {
     fn wake(self: Arc<Self>) {
@@ -85,6 +86,20 @@ impl Wake for Bridge {
     fn wake_by_ref(self: &Arc<Self>) {
         self.0.notify();
     }
+}
+
+/// Spawns a scoped reader thread `name` with a `stack`-byte stack (this
+/// driver's and `crate::udp`'s).
+pub(crate) fn spawn_reader<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: &str,
+    stack: usize,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> io::Result<std::thread::ScopedJoinHandle<'scope, T>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(stack)
+        .spawn_scoped(scope, f)
 }
 
 pub(crate) fn drive(
@@ -103,12 +118,9 @@ pub(crate) fn drive(
     });
     let reader_stream = stream.try_clone()?;
     std::thread::scope(|scope| {
-        let reader = std::thread::Builder::new()
-            .name("arcly-read".into())
-            .stack_size(config.thread_stack)
-            .spawn_scoped(scope, || {
-                read_loop(reader_stream, &shared, &wake, clock, config.read_buffer)
-            })?;
+        let reader = spawn_reader(scope, "arcly-read", config.thread_stack, || {
+            read_loop(reader_stream, &shared, &wake, clock, config.read_buffer)
+        })?;
         let result = write_loop(stream, &shared, &wake, clock, shutdown, config);
         // Releases the reader from `read` whatever happened.
         let _ = stream.shutdown(SockShutdown::Both);

@@ -223,8 +223,9 @@ pub fn serve_tcp_with(
     Ok(())
 }
 
-/// Where to connect to reach `local` (an unspecified address → loopback).
-fn wake_addr(local: SocketAddr) -> SocketAddr {
+/// Where to connect to reach `local` (an unspecified address → loopback);
+/// also where `crate::udp` sends its wake-up datagram.
+pub(crate) fn wake_addr(local: SocketAddr) -> SocketAddr {
     let ip = match local.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../tokio/tests/udp_common/mod.rs"]
+#[macro_use]
 mod udp_common;
 
 use std::net::UdpSocket;
@@ -30,22 +31,4 @@ fn start() -> Running {
     }
 }
 
-#[test]
-fn echo() {
-    udp_common::check_echo(&start());
-}
-
-#[test]
-fn media() {
-    udp_common::check_media(&start());
-}
-
-#[test]
-fn timer() {
-    udp_common::check_timer(&start());
-}
-
-#[test]
-fn shutdown() {
-    udp_common::check_shutdown(start());
-}
+udp_driver_tests!(start);

@@ -33,6 +33,8 @@ mod driver;
 mod http;
 mod udp;
 
+pub mod record;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -299,8 +301,10 @@ pub async fn drive_udp(
     config: &UdpConfig,
 ) -> io::Result<()> {
     let mut shutdown = pin!(shutdown);
-    let mut driver = udp::UdpDriver::new(socket, service.as_mut(), clock, config);
-    std::future::poll_fn(|cx| driver.poll_drive(cx, shutdown.as_mut())).await
+    let mut io = udp::TokioUdp::new(socket, clock, config);
+    let mut driver = arcly::datagram::DatagramDriver::new(service.as_mut(), config);
+    std::future::poll_fn(|cx| driver.poll_drive(cx, &mut io, shutdown.as_mut())).await;
+    Ok(())
 }
 
 /// A seed for a new session's randomness: a process-wide counter mixed with

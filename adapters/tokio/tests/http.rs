@@ -15,107 +15,17 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arcly::codec::aac::AacConfig;
-use arcly::codec::h264::AvcConfig;
 use arcly::container::hls::HlsConfig;
-use arcly::engine::Publisher;
 use arcly::http::{HlsServiceConfig, HttpConfig, HttpRouter};
-use arcly::{Codec, Engine, Frame, FrameFlags, StreamKey};
+use arcly::Engine;
 use arcly_tokio::serve_http;
-use bytes::Bytes;
 use tokio::sync::oneshot;
 
-const SPS: &[u8] = &[
-    0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
-    0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
-];
-const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+#[path = "../../../core/tests/common/mod.rs"]
+mod common;
+use common::feed::{preload_hint, Feed};
+
 const PART: Duration = Duration::from_millis(200);
-
-/// Synthetic stream: video every 40 ms (keyframe every second), AAC 48 kHz.
-struct Feed {
-    publisher: Publisher,
-    video_ms: i64,
-    audio_frames: i64,
-}
-
-impl Feed {
-    fn start(engine: &Engine, name: &str) -> Feed {
-        let mut publisher = engine
-            .publish(StreamKey::new("live", name).unwrap())
-            .unwrap();
-        let avc = AvcConfig::from_parameter_sets(
-            vec![Bytes::from_static(SPS)],
-            vec![Bytes::from_static(PPS)],
-        )
-        .unwrap();
-        publisher.send(config(Codec::H264, avc.to_bytes()));
-        publisher.send(config(Codec::Aac, AacConfig::new(2, 48_000, 2).to_bytes()));
-        Feed {
-            publisher,
-            video_ms: 0,
-            audio_frames: 0,
-        }
-    }
-
-    /// Publishes media up to (excluding) `until_ms` of media time.
-    fn until(&mut self, until_ms: i64) {
-        loop {
-            let audio_ms = self.audio_frames * 1024 * 1000 / 48_000;
-            if self.video_ms >= until_ms && audio_ms >= until_ms {
-                break;
-            }
-            if audio_ms <= self.video_ms && audio_ms < until_ms {
-                self.publisher.send(Frame {
-                    codec: Codec::Aac,
-                    flags: FrameFlags::KEYFRAME,
-                    pts: audio_ms,
-                    dts: audio_ms,
-                    timebase: 1000,
-                    payload: Bytes::from_static(&[0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c]),
-                });
-                self.audio_frames += 1;
-            } else {
-                let t = self.video_ms;
-                let key = t % 1000 == 0;
-                let nal: &[u8] = if key {
-                    &[0x65, 0x88, 0x84, 0x00, 0x33, 0xff]
-                } else {
-                    &[0x41, 0x9a, 0x02, 0x04, 0x0c]
-                };
-                let mut payload = vec![0; 4];
-                payload.extend_from_slice(nal);
-                payload.extend_from_slice(&[0xab; 600]);
-                let len = (payload.len() - 4) as u32;
-                payload[..4].copy_from_slice(&len.to_be_bytes());
-                self.publisher.send(Frame {
-                    codec: Codec::H264,
-                    flags: if key {
-                        FrameFlags::KEYFRAME
-                    } else {
-                        FrameFlags::NONE
-                    },
-                    pts: t,
-                    dts: t,
-                    timebase: 1000,
-                    payload: Bytes::from(payload),
-                });
-                self.video_ms += 40;
-            }
-        }
-    }
-}
-
-fn config(codec: Codec, payload: Bytes) -> Frame {
-    Frame {
-        codec,
-        flags: FrameFlags::CONFIG,
-        pts: 0,
-        dts: 0,
-        timebase: 1000,
-        payload,
-    }
-}
 
 struct Server {
     addr: SocketAddr,
@@ -273,22 +183,6 @@ impl Client {
         self.send("GET", target, "");
         self.read(false)
     }
-}
-
-/// (msn, part) of the `EXT-X-PRELOAD-HINT`.
-fn preload_hint(playlist: &str) -> (u64, u32) {
-    let line = playlist
-        .lines()
-        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))
-        .unwrap_or_else(|| panic!("no preload hint in\n{playlist}"));
-    let uri = line.split("URI=\"").nth(1).unwrap().trim_end_matches('"');
-    let body = uri
-        .strip_prefix("part")
-        .unwrap()
-        .strip_suffix(".m4s")
-        .unwrap();
-    let (m, p) = body.split_once('.').unwrap();
-    (m.parse().unwrap(), p.parse().unwrap())
 }
 
 /// The preload hint once the pump has taken every published frame (the

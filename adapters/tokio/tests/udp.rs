@@ -3,6 +3,7 @@
 //! timers, graceful shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod udp_common;
 
 use std::sync::Arc;
@@ -41,22 +42,4 @@ fn start() -> Running {
     }
 }
 
-#[test]
-fn echo() {
-    udp_common::check_echo(&start());
-}
-
-#[test]
-fn media() {
-    udp_common::check_media(&start());
-}
-
-#[test]
-fn timer() {
-    udp_common::check_timer(&start());
-}
-
-#[test]
-fn shutdown() {
-    udp_common::check_shutdown(start());
-}
+udp_driver_tests!(start);

@@ -7,4 +7,5 @@
 
 pub mod fmp4;
 pub mod hls;
+pub mod record;
 pub mod ts;

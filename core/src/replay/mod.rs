@@ -6,7 +6,9 @@
 //! and each selected flow is driven through the protocol machine with the
 //! capture's timestamps as `now` and a fixed or learned seed. The result is
 //! the ordered list of [`ReplayEvent`]s and the bytes the machine would have
-//! sent.
+//! sent. UDP conversations that look like SRT (or all, with
+//! [`Protocol::Srt`]) are replayed by [`srt`]: the caller's datagrams drive
+//! an SRT listener endpoint and its payloads the MPEG-TS demuxer.
 //!
 //! Invariants:
 //! - the same capture and [`ReplayConfig`] give the same [`Replay`], byte for
@@ -17,6 +19,7 @@
 
 pub mod capture;
 pub mod rtmp;
+pub mod srt;
 pub mod tcp;
 
 use std::collections::BTreeMap;
@@ -27,6 +30,7 @@ use bytes::Bytes;
 
 pub use capture::{Capture, CaptureError, CaptureLimits, LinkType, Packet, Transport};
 pub use rtmp::{learn_server_seed, RtmpReplayLimits};
+pub use srt::{SrtReplayLimits, SrtStats, SRT_PORT};
 pub use tcp::{DirectionStats, ReassemblyLimits, StreamEvent};
 
 use crate::frame::{Frame, MediaKind};
@@ -43,13 +47,16 @@ pub const RTMP_PORT: u16 = 1935;
 pub enum Protocol {
     /// RTMP over TCP (RTMP spec).
     Rtmp,
+    /// SRT over UDP, MPEG-TS payloads (draft-sharabayko-srt-01).
+    Srt,
 }
 
 impl Protocol {
-    /// The protocol's name (`"rtmp"`).
+    /// The protocol's name (`"rtmp"`, `"srt"`).
     pub const fn name(self) -> &'static str {
         match self {
             Protocol::Rtmp => "rtmp",
+            Protocol::Srt => "srt",
         }
     }
 }
@@ -59,7 +66,8 @@ impl std::str::FromStr for Protocol {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "rtmp" => Ok(Protocol::Rtmp),
-            other => Err(format!("unknown protocol `{other}` (known: rtmp)")),
+            "srt" => Ok(Protocol::Srt),
+            other => Err(format!("unknown protocol `{other}` (known: rtmp, srt)")),
         }
     }
 }
@@ -102,6 +110,8 @@ pub struct ReplayConfig {
     pub reassembly: ReassemblyLimits,
     /// Limits of the RTMP replay.
     pub rtmp: RtmpReplayLimits,
+    /// Limits and passphrase of the SRT replay.
+    pub srt: SrtReplayLimits,
     /// Most flows tracked (default 4096); later ones are counted, not replayed.
     pub max_flows: usize,
 }
@@ -116,6 +126,7 @@ impl Default for ReplayConfig {
             capture_limits: CaptureLimits::default(),
             reassembly: ReassemblyLimits::default(),
             rtmp: RtmpReplayLimits::default(),
+            srt: SrtReplayLimits::default(),
             max_flows: 4096,
         }
     }
@@ -287,7 +298,7 @@ pub fn tcp_flows(capture: &Capture, limits: ReassemblyLimits, max_flows: usize) 
         .collect()
 }
 
-/// A UDP conversation (no UDP protocol is replayed yet; listed in summaries).
+/// A UDP conversation (replayed as SRT by [`srt`], else listed in summaries).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdpFlow {
     /// The lower endpoint of the pair.
@@ -388,6 +399,32 @@ pub enum EventKind {
         /// What went wrong.
         message: String,
     },
+    /// An SRT caller's conclusion request (§4.3.1.2); the replay accepts it.
+    SrtHandshake {
+        /// The raw stream id (`SRTO_STREAMID`, §3.2.1.3).
+        stream_id: String,
+        /// The caller's TSBPD latency in ms (HSREQ, §3.2.1.1).
+        latency_ms: u16,
+        /// Whether the caller sent key material (KMREQ, §3.2.2).
+        encrypted: bool,
+    },
+    /// The SRT connection is established (§4.3.1.2).
+    SrtConnected {
+        /// Negotiated TSBPD latency in ms.
+        latency_ms: u16,
+    },
+    /// A NAK the captured listener sent (§3.2.5).
+    Nak {
+        /// Lost sequence number ranges, inclusive.
+        ranges: Vec<(u32, u32)>,
+        /// Packets reported lost.
+        lost: u64,
+    },
+    /// The counters of an SRT flow's replay (last event of the flow).
+    SrtStats {
+        /// The counters.
+        stats: Box<SrtStats>,
+    },
 }
 
 impl EventKind {
@@ -404,6 +441,10 @@ impl EventKind {
             EventKind::Close { .. } => "close",
             EventKind::Gap { .. } => "gap",
             EventKind::Error { .. } => "error",
+            EventKind::SrtHandshake { .. } => "handshake",
+            EventKind::SrtConnected { .. } => "connected",
+            EventKind::Nak { .. } => "nak",
+            EventKind::SrtStats { .. } => "stats",
         }
     }
 }
@@ -494,6 +535,45 @@ impl ReplayEvent {
                 let _ = write!(s, ",\"offset\":{offset},\"len\":{len}");
             }
             EventKind::Error { message } => field(&mut s, "message", message),
+            EventKind::SrtHandshake {
+                stream_id,
+                latency_ms,
+                encrypted,
+            } => {
+                field(&mut s, "stream_id", stream_id);
+                let _ = write!(s, ",\"latency_ms\":{latency_ms},\"encrypted\":{encrypted}");
+            }
+            EventKind::SrtConnected { latency_ms } => {
+                let _ = write!(s, ",\"latency_ms\":{latency_ms}");
+            }
+            EventKind::Nak { ranges, lost } => {
+                s.push_str(",\"ranges\":[");
+                for (i, (a, b)) in ranges.iter().enumerate() {
+                    let _ = write!(s, "{}[{a},{b}]", if i > 0 { "," } else { "" });
+                }
+                let _ = write!(s, "],\"lost\":{lost}");
+            }
+            EventKind::SrtStats { stats: t } => {
+                let _ = write!(
+                    s,
+                    ",\"data_packets\":{},\"retransmitted\":{},\"data_bytes\":{},\"acks\":{},\"naks\":{},\"nak_lost\":{},\"drop_reqs\":{},\"undecodable\":{},\"recv_received\":{},\"recv_retransmitted\":{},\"recv_dropped\":{},\"recv_too_late\":{},\"delivered\":{},\"delivered_bytes\":{},\"replay_naks\":{}",
+                    t.data_packets,
+                    t.retransmitted,
+                    t.data_bytes,
+                    t.acks,
+                    t.naks,
+                    t.nak_lost,
+                    t.drop_reqs,
+                    t.undecodable,
+                    t.recv_received,
+                    t.recv_retransmitted,
+                    t.recv_dropped,
+                    t.recv_too_late,
+                    t.delivered,
+                    t.delivered_bytes,
+                    t.replay_naks
+                );
+            }
         }
         s.push('}');
         s
@@ -558,8 +638,58 @@ pub struct Replay {
     pub capture_stopped: Option<String>,
     /// The selected TCP flows and their replays, in order of first packet.
     pub flows: Vec<FlowReplay>,
-    /// The UDP conversations that match the selection (not replayed).
+    /// The selected UDP conversations replayed as SRT, in endpoint-pair
+    /// order; their flow ids follow the TCP flows'.
+    pub srt: Vec<SrtFlowReplay>,
+    /// The UDP conversations that match the selection and were not replayed.
     pub udp: Vec<UdpFlow>,
+}
+
+/// The replay of one UDP conversation as SRT ([`srt`]).
+#[derive(Debug, Clone)]
+pub struct SrtFlowReplay {
+    /// Flow id (after the TCP flows' ids).
+    pub id: usize,
+    /// The conversation.
+    pub udp: UdpFlow,
+    /// The caller (sender of the handshake requests).
+    pub caller: SocketAddr,
+    /// The listener.
+    pub listener: SocketAddr,
+    /// Time of the first and last datagram.
+    pub first: Instant,
+    /// Time of the last datagram.
+    pub last: Instant,
+    /// The seed the endpoint ran with.
+    pub seed: u64,
+    /// Where the accepted SYN cookie came from.
+    pub cookie_source: &'static str,
+    /// Events in order.
+    pub events: Vec<ReplayEvent>,
+    /// Counters.
+    pub stats: SrtStats,
+}
+
+impl SrtFlowReplay {
+    /// The frames the TS demuxer produced.
+    pub fn frames(&self) -> impl Iterator<Item = &Frame> {
+        self.events.iter().filter_map(|e| match &e.kind {
+            EventKind::Frame(f) => Some(f),
+            _ => None,
+        })
+    }
+
+    /// The handshake: stream id, caller latency (ms), encrypted.
+    pub fn handshake(&self) -> Option<(&str, u16, bool)> {
+        self.events.iter().find_map(|e| match &e.kind {
+            EventKind::SrtHandshake {
+                stream_id,
+                latency_ms,
+                encrypted,
+            } => Some((stream_id.as_str(), *latency_ms, *encrypted)),
+            _ => None,
+        })
+    }
 }
 
 fn selected(cfg: &ReplayConfig, a: SocketAddr, b: SocketAddr) -> bool {
@@ -590,7 +720,11 @@ impl Replay {
             if !selected(cfg, flow.client, flow.server) {
                 continue;
             }
-            let protocol = cfg.protocol.or_else(|| flow.guess_protocol());
+            // SRT runs over UDP: a TCP flow is never replayed as SRT.
+            let protocol = cfg
+                .protocol
+                .or_else(|| flow.guess_protocol())
+                .filter(|p| *p == Protocol::Rtmp);
             let fr = match protocol {
                 Some(Protocol::Rtmp) => {
                     let o = rtmp::replay(flow.id, &flow.events, cfg.seed, flow.first, cfg.rtmp);
@@ -605,7 +739,7 @@ impl Replay {
                         captured_output: o.captured_output,
                     }
                 }
-                None => FlowReplay {
+                Some(Protocol::Srt) | None => FlowReplay {
                     flow,
                     protocol: None,
                     seed: cfg.seed.unwrap_or(DEFAULT_SEED),
@@ -618,21 +752,60 @@ impl Replay {
             };
             flows.push(fr);
         }
-        let udp = udp_flows(capture)
+        let mut udp = Vec::new();
+        let mut srt_flows = Vec::new();
+        let candidates = udp_flows(capture)
             .into_iter()
-            .filter(|u| selected(cfg, u.a, u.b))
-            .collect();
+            .filter(|u| selected(cfg, u.a, u.b));
+        for u in candidates {
+            let is_srt = match cfg.protocol {
+                Some(Protocol::Srt) => true,
+                Some(Protocol::Rtmp) => false,
+                None => srt::looks_like_srt(capture, u.a, u.b),
+            };
+            if !is_srt || flows.len() + srt_flows.len() >= cfg.max_flows {
+                udp.push(u);
+                continue;
+            }
+            let id = flows.len() + srt_flows.len();
+            let seed = cfg.seed.unwrap_or(DEFAULT_SEED);
+            let o = srt::replay(id, capture, u.a, u.b, seed, &cfg.srt);
+            let (first, last) = capture
+                .packets
+                .iter()
+                .filter(|p| p.transport == Transport::Udp)
+                .filter(|p| (p.src == u.a && p.dst == u.b) || (p.src == u.b && p.dst == u.a))
+                .fold((None, Instant::ZERO), |(f, _), p| {
+                    (f.or(Some(p.time)), p.time)
+                });
+            srt_flows.push(SrtFlowReplay {
+                id,
+                udp: u,
+                caller: o.caller,
+                listener: o.listener,
+                first: first.unwrap_or(Instant::ZERO),
+                last,
+                seed,
+                cookie_source: o.cookie_source,
+                events: o.events,
+                stats: o.stats,
+            });
+        }
         Replay {
             capture: capture.stats,
             capture_stopped: capture.stopped.clone(),
             flows,
+            srt: srt_flows,
             udp,
         }
     }
 
-    /// Every event of every flow, flow by flow.
+    /// Every event of every flow, flow by flow (TCP flows, then SRT).
     pub fn events(&self) -> impl Iterator<Item = &ReplayEvent> {
-        self.flows.iter().flat_map(|f| f.events.iter())
+        self.flows
+            .iter()
+            .flat_map(|f| f.events.iter())
+            .chain(self.srt.iter().flat_map(|f| f.events.iter()))
     }
 
     /// The events as JSON lines (each ends with `\n`).
@@ -724,54 +897,10 @@ impl Replay {
                     _ => {}
                 }
             }
-            for dir in [Direction::ToServer, Direction::ToClient] {
-                // Per codec: frames, configs, keyframes, first/last dts (ms).
-                let mut by: BTreeMap<&'static str, (u64, u64, u64, i64, i64, u64)> =
-                    BTreeMap::new();
-                let mut metadata = 0;
-                for e in f.events.iter().filter(|e| e.dir == dir) {
-                    match &e.kind {
-                        EventKind::Frame(fr) => {
-                            let ms = fr.dts_in(1000);
-                            let v = by.entry(fr.codec.name()).or_insert((0, 0, 0, ms, ms, 0));
-                            if fr.is_config() {
-                                v.1 += 1;
-                            } else {
-                                if v.0 == 0 {
-                                    v.3 = ms;
-                                }
-                                v.0 += 1;
-                                if fr.is_keyframe() && fr.kind() == MediaKind::Video {
-                                    v.2 += 1;
-                                }
-                                v.4 = ms;
-                                v.5 += fr.payload.len() as u64;
-                            }
-                        }
-                        EventKind::Metadata { .. } => metadata += 1,
-                        _ => {}
-                    }
-                }
-                if by.is_empty() && metadata == 0 {
-                    continue;
-                }
-                let _ = writeln!(
-                    s,
-                    "  media {} ({}), {metadata} metadata:",
-                    dir.name(),
-                    if dir == Direction::ToServer {
-                        "published"
-                    } else {
-                        "played"
-                    }
-                );
-                for (codec, (n, cfgs, keys, first, last, bytes)) in by {
-                    let _ = writeln!(
-                        s,
-                        "    {codec}: {n} frames, {cfgs} configs, {keys} keyframes, dts {first}..{last} ms, {bytes} bytes"
-                    );
-                }
-            }
+            media_summary(&mut s, &f.events);
+        }
+        for f in &self.srt {
+            srt_summary(&mut s, f);
         }
         for u in &self.udp {
             let _ = writeln!(
@@ -782,4 +911,124 @@ impl Replay {
         }
         s
     }
+}
+
+/// The per-direction media lines of a flow's summary.
+fn media_summary(s: &mut String, events: &[ReplayEvent]) {
+    for dir in [Direction::ToServer, Direction::ToClient] {
+        // Per codec: frames, configs, keyframes, first/last dts (ms).
+        let mut by: BTreeMap<&'static str, (u64, u64, u64, i64, i64, u64)> = BTreeMap::new();
+        let mut metadata = 0;
+        for e in events.iter().filter(|e| e.dir == dir) {
+            match &e.kind {
+                EventKind::Frame(fr) => {
+                    let ms = fr.dts_in(1000);
+                    let v = by.entry(fr.codec.name()).or_insert((0, 0, 0, ms, ms, 0));
+                    if fr.is_config() {
+                        v.1 += 1;
+                    } else {
+                        if v.0 == 0 {
+                            v.3 = ms;
+                        }
+                        v.0 += 1;
+                        if fr.is_keyframe() && fr.kind() == MediaKind::Video {
+                            v.2 += 1;
+                        }
+                        v.4 = ms;
+                        v.5 += fr.payload.len() as u64;
+                    }
+                }
+                EventKind::Metadata { .. } => metadata += 1,
+                _ => {}
+            }
+        }
+        if by.is_empty() && metadata == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "  media {} ({}), {metadata} metadata:",
+            dir.name(),
+            if dir == Direction::ToServer {
+                "published"
+            } else {
+                "played"
+            }
+        );
+        for (codec, (n, cfgs, keys, first, last, bytes)) in by {
+            let _ = writeln!(
+                s,
+                "    {codec}: {n} frames, {cfgs} configs, {keys} keyframes, dts {first}..{last} ms, {bytes} bytes"
+            );
+        }
+    }
+}
+
+/// The summary lines of an SRT flow.
+fn srt_summary(s: &mut String, f: &SrtFlowReplay) {
+    let t = &f.stats;
+    let _ = writeln!(
+        s,
+        "srt flow {}: {} -> {}  srt  {} datagrams (c2s {}, s2c {}), {:.3}s..{:.3}s",
+        f.id,
+        f.caller,
+        f.listener,
+        f.udp.packets,
+        t.c2s_datagrams,
+        t.s2c_datagrams,
+        f.first.as_micros() as f64 / 1e6,
+        f.last.as_micros() as f64 / 1e6,
+    );
+    match f.handshake() {
+        Some((sid, latency, enc)) => {
+            let _ = writeln!(
+                s,
+                "  handshake: stream id {sid:?}, latency {latency} ms, {}; cookie from the {}",
+                if enc { "encrypted" } else { "not encrypted" },
+                f.cookie_source
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "  handshake: none replayed (cookie: {})",
+                f.cookie_source
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  captured c2s: {} data packets ({} retransmitted), {} payload bytes, {} drop requests; s2c: {} ACKs, {} NAKs reporting {} lost packets",
+        t.data_packets, t.retransmitted, t.data_bytes, t.drop_reqs, t.acks, t.naks, t.nak_lost
+    );
+    let _ = writeln!(
+        s,
+        "  replay receiver: {} received ({} retransmitted), {} lost (dropped), {} too late, {} NAKs sent; {} payloads delivered, {} bytes",
+        t.recv_received,
+        t.recv_retransmitted,
+        t.recv_dropped,
+        t.recv_too_late,
+        t.replay_naks,
+        t.delivered,
+        t.delivered_bytes
+    );
+    if t.undecodable > 0 || t.not_replayed > 0 {
+        let _ = writeln!(
+            s,
+            "  {} datagrams not SRT, {} not replayed (limit)",
+            t.undecodable, t.not_replayed
+        );
+    }
+    for e in &f.events {
+        match &e.kind {
+            EventKind::Close { reason } => {
+                let _ = writeln!(s, "  close: {reason}");
+            }
+            EventKind::Error { message } => {
+                let _ = writeln!(s, "  error ({}): {message}", e.dir.name());
+            }
+            _ => {}
+        }
+    }
+    media_summary(s, &f.events);
 }

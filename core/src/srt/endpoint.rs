@@ -354,6 +354,9 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<EndpointEvent>,
     stats: EndpointStats,
+    /// A SYN cookie taken from a capture and accepted from its caller (see
+    /// [`Endpoint::accept_captured_cookie`]); `None` outside replays.
+    captured_cookie: Option<(SocketAddr, u32)>,
 }
 
 impl Endpoint {
@@ -371,7 +374,22 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
+            captured_cookie: None,
         }
+    }
+
+    /// Capture replay only (`crate::replay`, feature `replay`): also accept
+    /// `cookie` in conclusions from `peer`. The captured caller answers the
+    /// cookie of the original server, whose secret is unknown; taking the
+    /// cookie from the captured induction response lets the replay reach
+    /// the same conclusion. Safe: this is crate-private and called only by
+    /// the replay module, which drives an endpoint with captured datagrams
+    /// and no socket; no network configuration (`EndpointConfig`, the
+    /// server's listeners) can set it, so a live listener keeps the
+    /// stateless HMAC check of §4.3.1.1.
+    #[cfg(feature = "replay")]
+    pub(crate) fn accept_captured_cookie(&mut self, peer: SocketAddr, cookie: u32) {
+        self.captured_cookie = Some((peer, cookie));
     }
 
     /// Refusal and drop counters.
@@ -414,7 +432,8 @@ impl Endpoint {
 
     fn cookie_valid(&self, peer: SocketAddr, cookie: u32, now: Instant) -> bool {
         let bucket = now.as_micros() / COOKIE_BUCKET.as_micros() as u64;
-        self.cookie_for_bucket(peer, bucket) == cookie
+        self.captured_cookie == Some((peer, cookie))
+            || self.cookie_for_bucket(peer, bucket) == cookie
             || (bucket > 0 && self.cookie_for_bucket(peer, bucket - 1) == cookie)
     }
 

@@ -14,6 +14,33 @@
     clippy::indexing_slicing
 )]
 
+/// The driver checks as `#[test]`s `echo`, `media`, `timer` and `shutdown`,
+/// each on a fresh `$start()` (a [`Running`] driver).
+#[allow(unused_macros)]
+macro_rules! udp_driver_tests {
+    ($start:expr) => {
+        #[test]
+        fn echo() {
+            udp_common::check_echo(&$start());
+        }
+
+        #[test]
+        fn media() {
+            udp_common::check_media(&$start());
+        }
+
+        #[test]
+        fn timer() {
+            udp_common::check_timer(&$start());
+        }
+
+        #[test]
+        fn shutdown() {
+            udp_common::check_shutdown($start());
+        }
+    };
+}
+
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,564 @@
+//! Recording: the frames of one stream → fragmented MP4 files
+//! (ISO/IEC 14496-12 §8.8, one `moov` then `moof`+`mdat` pairs), runtime-free.
+//!
+//! A [`Recorder`] is fed the frames of one engine stream in decode order
+//! (what [`crate::engine::Subscriber::recv`] delivers) and produces
+//! [`RecordOutput`] commands that an adapter executes: open a file, append
+//! bytes, close (and sync) it. No file I/O happens here.
+//!
+//! - A file starts with the init segment (`ftyp` + `moov` with one track per
+//!   configured kind: video track 1, audio track 2) once a video keyframe is
+//!   seen (or, for audio-only streams, after [`RecordConfig::start_wait`]).
+//! - A fragment (one `moof`+`mdat` per track, `sequence_number` counting up
+//!   from 1 per file) is cut at each video keyframe and at least every
+//!   [`RecordConfig::fragment_duration`] of media time.
+//! - A new file starts at a codec change (a new config frame), a timestamp
+//!   discontinuity, and, with [`RecordConfig::max_file_duration`], at the
+//!   first keyframe after that much media time. Each file's timeline starts
+//!   at 0 (`tfdt` of its first fragment).
+//! - Bounds: the output queue holds at most [`RecordConfig::max_queued_bytes`]
+//!   bytes / [`RecordConfig::max_queued_commands`] commands. When the writer
+//!   lags beyond that, frames are dropped ([`Recorder::dropped_frames`], a
+//!   warning is logged) and video resumes at the next keyframe. Frames
+//!   waiting for the start are capped at [`MAX_START_FRAMES`].
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::fmp4::{init_segment, Fragmenter, TrackInfo};
+use crate::frame::{rescale, Codec, Frame, FrameFlags, MediaKind};
+
+/// `track_ID` of the video track.
+pub const VIDEO_TRACK_ID: u32 = 1;
+/// `track_ID` of the audio track.
+pub const AUDIO_TRACK_ID: u32 = 2;
+/// Most frames held while waiting for the first keyframe / second config.
+pub const MAX_START_FRAMES: usize = 1024;
+/// Most payload bytes held while waiting for the start.
+const MAX_START_BYTES: usize = 32 << 20;
+/// A fragment is cut when a track has this many payload bytes waiting.
+const MAX_FRAGMENT_PENDING_BYTES: usize = 16 << 20;
+/// A forward timestamp jump larger than this starts a new file.
+const MAX_GAP_NS: i64 = 10_000_000_000;
+/// Nanoseconds per second.
+const NS: u32 = 1_000_000_000;
+
+/// Settings of a [`Recorder`].
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    /// A fragment is cut at least this often (media time), and at every
+    /// video keyframe.
+    pub fragment_duration: Duration,
+    /// Start a new file at the first keyframe after this much media time
+    /// (`None`: one file per stream session and codec configuration).
+    pub max_file_duration: Option<Duration>,
+    /// How long (media time) the start waits for a second track's config.
+    pub start_wait: Duration,
+    /// Most bytes waiting in the output queue; more → frames are dropped.
+    pub max_queued_bytes: usize,
+    /// Most commands waiting in the output queue; more → frames are dropped.
+    pub max_queued_commands: usize,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig {
+            fragment_duration: Duration::from_secs(1),
+            max_file_duration: None,
+            start_wait: Duration::from_secs(1),
+            max_queued_bytes: 64 << 20,
+            max_queued_commands: 4096,
+        }
+    }
+}
+
+/// What the adapter does next (in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutput {
+    /// Open a new file (closing none: a `Close` always comes first).
+    /// `path_hint` is `<app>/<stream>`; the adapter picks the real name.
+    NewFile {
+        /// `<app>/<stream>` of the recorded stream.
+        path_hint: String,
+    },
+    /// Append these bytes to the open file.
+    Write(Bytes),
+    /// The file is complete: flush, sync and close it.
+    Close,
+}
+
+#[derive(Debug)]
+struct Track {
+    frag: Fragmenter,
+    timescale: u32,
+    last_dts: Option<i64>,
+    last_delta: i64,
+}
+
+/// The file being written.
+#[derive(Debug)]
+struct File {
+    video: Option<Track>,
+    audio: Option<Track>,
+    primary: MediaKind,
+    /// First frame's decode time (its timebase): time 0 of this file.
+    origin: (i64, u32),
+    /// Decode time of the first primary sample (primary ticks).
+    start: Option<i64>,
+    /// Decode time where the current fragment started (primary ticks).
+    frag_start: Option<i64>,
+    sequence: u32,
+}
+
+impl File {
+    fn track_mut(&mut self, kind: MediaKind) -> Option<&mut Track> {
+        match kind {
+            MediaKind::Video => self.video.as_mut(),
+            MediaKind::Audio => self.audio.as_mut(),
+        }
+    }
+}
+
+/// Turns the frames of one stream into fragmented-MP4 file commands (see
+/// the module documentation).
+#[derive(Debug)]
+pub struct Recorder {
+    config: RecordConfig,
+    path_hint: String,
+    video_cfg: Option<Frame>,
+    audio_cfg: Option<Frame>,
+    start_buf: VecDeque<Frame>,
+    start_bytes: usize,
+    file: Option<File>,
+    out: VecDeque<RecordOutput>,
+    out_bytes: usize,
+    dropped: u64,
+    /// Dropping because the writer lags (for one warning per episode).
+    lagging: bool,
+    /// Video frames are skipped until a keyframe (after a drop).
+    need_keyframe: bool,
+    files: u64,
+    finished: bool,
+}
+
+impl Recorder {
+    /// A recorder for the stream `path_hint` (`<app>/<stream>`).
+    pub fn new(path_hint: impl Into<String>, config: RecordConfig) -> Self {
+        Recorder {
+            config,
+            path_hint: path_hint.into(),
+            video_cfg: None,
+            audio_cfg: None,
+            start_buf: VecDeque::new(),
+            start_bytes: 0,
+            file: None,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            dropped: 0,
+            lagging: false,
+            need_keyframe: false,
+            files: 0,
+            finished: false,
+        }
+    }
+
+    /// Media frames dropped so far (writer lagging, before the first
+    /// keyframe, without a config, unusable timestamps).
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Files started so far.
+    pub fn files_started(&self) -> u64 {
+        self.files
+    }
+
+    /// Bytes waiting in the output queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.out_bytes
+    }
+
+    /// The next command for the adapter.
+    pub fn poll_output(&mut self) -> Option<RecordOutput> {
+        let o = self.out.pop_front()?;
+        if let RecordOutput::Write(b) = &o {
+            self.out_bytes -= b.len();
+        }
+        if self.lagging && self.has_room() {
+            self.lagging = false;
+            tracing::info!(stream = %self.path_hint, dropped = self.dropped, "recording writer caught up");
+        }
+        Some(o)
+    }
+
+    fn has_room(&self) -> bool {
+        self.out_bytes < self.config.max_queued_bytes
+            && self.out.len() < self.config.max_queued_commands
+    }
+
+    fn emit(&mut self, o: RecordOutput) {
+        if let RecordOutput::Write(b) = &o {
+            if b.is_empty() {
+                return;
+            }
+            self.out_bytes += b.len();
+        }
+        self.out.push_back(o);
+    }
+
+    fn drop_frame(&mut self, why: &'static str) {
+        self.dropped += 1;
+        tracing::trace!(why, "record: frame dropped");
+    }
+
+    /// Adds a frame (config or media) in decode order. Frames after
+    /// [`finish`](Self::finish) are ignored.
+    pub fn push(&mut self, frame: &Frame) {
+        if self.finished {
+            return;
+        }
+        if frame.is_config() {
+            return self.on_config(frame);
+        }
+        if !self.has_room() {
+            if !self.lagging {
+                self.lagging = true;
+                tracing::warn!(
+                    stream = %self.path_hint,
+                    queued_bytes = self.out_bytes,
+                    "recording writer lags; dropping frames"
+                );
+            }
+            self.need_keyframe = true;
+            return self.drop_frame("writer lags");
+        }
+        if self.need_keyframe && frame.kind() == MediaKind::Video {
+            if !frame.is_keyframe() {
+                return self.drop_frame("waiting for a keyframe after a drop");
+            }
+            self.need_keyframe = false;
+        }
+        if self.file.is_some() {
+            self.on_media(frame);
+        } else {
+            self.buffer_start(frame.clone());
+        }
+    }
+
+    /// The stream ended: writes what is waiting and closes the file.
+    pub fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        if self.file.is_none() {
+            let frames: Vec<Frame> = self.start_buf.drain(..).collect();
+            self.start_bytes = 0;
+            self.start(frames);
+        }
+        self.close_file();
+        self.finished = true;
+    }
+
+    fn on_config(&mut self, frame: &Frame) {
+        if frame.codec == Codec::Av1 {
+            tracing::debug!("record: AV1 is not supported in fMP4, track ignored");
+            return;
+        }
+        if let Err(e) = TrackInfo::from_config(1, frame) {
+            tracing::debug!(error = %e, "record: unusable config frame ignored");
+            return;
+        }
+        let slot = match frame.kind() {
+            MediaKind::Video => &mut self.video_cfg,
+            MediaKind::Audio => &mut self.audio_cfg,
+        };
+        if slot
+            .as_ref()
+            .is_some_and(|c| c.codec == frame.codec && c.payload == frame.payload)
+        {
+            return;
+        }
+        *slot = Some(frame.clone());
+        if self.file.is_some() {
+            tracing::debug!(stream = %self.path_hint, "record: codec config changed; new file");
+            self.close_file();
+        }
+    }
+
+    fn buffer_start(&mut self, mut frame: Frame) {
+        frame.flags = if frame.is_keyframe() {
+            FrameFlags::KEYFRAME
+        } else {
+            FrameFlags::NONE
+        };
+        let known = match frame.kind() {
+            MediaKind::Video => self.video_cfg.as_ref(),
+            MediaKind::Audio => self.audio_cfg.as_ref(),
+        }
+        .is_some_and(|c| c.codec == frame.codec);
+        if !known {
+            return self.drop_frame("no config");
+        }
+        let has_video = self.start_buf.iter().any(|f| f.kind() == MediaKind::Video);
+        if frame.kind() == MediaKind::Video && !has_video && !frame.is_keyframe() {
+            return self.drop_frame("before the first keyframe");
+        }
+        self.start_bytes += frame.payload.len();
+        self.start_buf.push_back(frame);
+        while self.start_buf.len() > MAX_START_FRAMES || self.start_bytes > MAX_START_BYTES {
+            self.pop_start();
+            // Keep the first buffered video frame a keyframe.
+            while let Some(i) = self
+                .start_buf
+                .iter()
+                .position(|f| f.kind() == MediaKind::Video)
+            {
+                if self.start_buf.get(i).is_some_and(Frame::is_keyframe) {
+                    break;
+                }
+                if let Some(f) = self.start_buf.remove(i) {
+                    self.start_bytes -= f.payload.len();
+                    self.dropped += 1;
+                }
+            }
+        }
+        self.try_start();
+    }
+
+    fn pop_start(&mut self) {
+        if let Some(f) = self.start_buf.pop_front() {
+            self.start_bytes -= f.payload.len();
+            self.dropped += 1;
+        }
+    }
+
+    fn try_start(&mut self) {
+        let ns = |f: &Frame| rescale(f.dts, f.timebase, NS);
+        let Some(last) = self.start_buf.back().map(ns) else {
+            return;
+        };
+        let wait = i64::try_from(self.config.start_wait.as_nanos()).unwrap_or(i64::MAX);
+        if self.video_cfg.is_some() {
+            let Some(kf) = self
+                .start_buf
+                .iter()
+                .position(|f| f.kind() == MediaKind::Video)
+            else {
+                // No video yet: keep only the last `start_wait` of audio.
+                while self.start_buf.front().is_some_and(|f| last - ns(f) > wait) {
+                    self.pop_start();
+                }
+                return;
+            };
+            let Some(kf_ns) = self.start_buf.get(kf).map(ns) else {
+                return;
+            };
+            if self.audio_cfg.is_none() && last - kf_ns < wait {
+                return;
+            }
+            let mut frames = Vec::with_capacity(self.start_buf.len());
+            for (i, f) in self.start_buf.drain(..).enumerate() {
+                if i < kf && f.kind() == MediaKind::Audio && ns(&f) < kf_ns {
+                    self.dropped += 1;
+                    continue;
+                }
+                frames.push(f);
+            }
+            self.start_bytes = 0;
+            // The keyframe first: it sets the file's time 0.
+            if let Some(p) = frames.iter().position(|f| f.kind() == MediaKind::Video) {
+                let k = frames.remove(p);
+                frames.insert(0, k);
+            }
+            self.start(frames);
+        } else if self.audio_cfg.is_some() {
+            let first = self.start_buf.front().map_or(last, ns);
+            if last - first >= wait {
+                let frames: Vec<Frame> = self.start_buf.drain(..).collect();
+                self.start_bytes = 0;
+                self.start(frames);
+            }
+        }
+    }
+
+    /// Opens a file whose first frame is `frames[0]`, then feeds `frames`.
+    fn start(&mut self, frames: Vec<Frame>) {
+        let Some(first) = frames.first() else { return };
+        let origin = (first.dts, first.timebase);
+        let video = self
+            .video_cfg
+            .as_ref()
+            .and_then(|c| TrackInfo::from_config(VIDEO_TRACK_ID, c).ok());
+        let audio = self
+            .audio_cfg
+            .as_ref()
+            .and_then(|c| TrackInfo::from_config(AUDIO_TRACK_ID, c).ok());
+        let infos: Vec<TrackInfo> = video.iter().chain(audio.iter()).cloned().collect();
+        let init = match init_segment(&infos) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(stream = %self.path_hint, error = %e, "record: cannot build the init segment");
+                self.dropped += frames.len() as u64;
+                return;
+            }
+        };
+        let primary = if video.is_some() {
+            MediaKind::Video
+        } else {
+            MediaKind::Audio
+        };
+        let track = |info: TrackInfo| Track {
+            timescale: info.timescale,
+            frag: Fragmenter::new(info),
+            last_dts: None,
+            last_delta: 0,
+        };
+        self.file = Some(File {
+            video: video.map(track),
+            audio: audio.map(track),
+            primary,
+            origin,
+            start: None,
+            frag_start: None,
+            sequence: 0,
+        });
+        self.files += 1;
+        let path_hint = self.path_hint.clone();
+        self.emit(RecordOutput::NewFile { path_hint });
+        self.emit(RecordOutput::Write(init));
+        for f in frames {
+            self.on_media(&f);
+        }
+    }
+
+    fn on_media(&mut self, frame: &Frame) {
+        let Some(file) = self.file.as_mut() else {
+            return self.buffer_start(frame.clone());
+        };
+        let kind = frame.kind();
+        let primary = kind == file.primary;
+        let origin = file.origin;
+        let Some(track) = file.track_mut(kind) else {
+            return self.drop_frame("no track of this kind");
+        };
+        if track.frag.track().codec != frame.codec {
+            return self.drop_frame("codec differs from the config");
+        }
+        let scale = track.timescale;
+        let map = |t: i64| {
+            rescale(t, frame.timebase, scale).saturating_sub(rescale(origin.0, origin.1, scale))
+        };
+        let (dts, pts) = (map(frame.dts), map(frame.pts));
+        let max_gap = rescale(MAX_GAP_NS, NS, scale);
+        let jump = track
+            .last_dts
+            .is_some_and(|l| dts < l || dts.saturating_sub(l) > max_gap);
+        if frame.flags.contains(FrameFlags::DISCONTINUITY) || jump {
+            tracing::debug!(stream = %self.path_hint, dts, "record: timestamp discontinuity; new file");
+            self.close_file();
+            return self.buffer_start(frame.clone());
+        }
+        if dts < 0 {
+            return self.drop_frame("before the file start");
+        }
+        let sync = frame.is_keyframe() || kind == MediaKind::Audio;
+        if primary && sync {
+            if let (Some(max), Some(start)) = (self.config.max_file_duration, file.start) {
+                if dts - start >= duration_ticks(max, scale) {
+                    self.close_file();
+                    return self.buffer_start(frame.clone());
+                }
+            }
+        }
+        // Re-borrow after the possible rotation above.
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        let Some(track) = file.track_mut(kind) else {
+            return;
+        };
+        let out = Frame {
+            codec: frame.codec,
+            flags: if frame.is_keyframe() {
+                FrameFlags::KEYFRAME
+            } else {
+                FrameFlags::NONE
+            },
+            pts,
+            dts,
+            timebase: scale,
+            payload: frame.payload.clone(),
+        };
+        if let Err(e) = track.frag.push(&out) {
+            tracing::debug!(error = %e, "record: fMP4 fragmenter rejected a frame");
+            return self.drop_frame("fragmenter");
+        }
+        if let Some(l) = track.last_dts {
+            track.last_delta = dts - l;
+        }
+        track.last_dts = Some(dts);
+        let big = track.frag.pending_bytes() >= MAX_FRAGMENT_PENDING_BYTES;
+        let mut cut = big;
+        if primary {
+            file.start.get_or_insert(dts);
+            match file.frag_start {
+                None => file.frag_start = Some(dts),
+                Some(fs) => {
+                    let elapsed = dts - fs;
+                    let video_kf = kind == MediaKind::Video && frame.is_keyframe();
+                    if video_kf || elapsed >= duration_ticks(self.config.fragment_duration, scale) {
+                        cut = true;
+                    }
+                }
+            }
+            if cut {
+                file.frag_start = Some(dts);
+            }
+        }
+        if cut {
+            self.cut(false);
+        }
+    }
+
+    /// Writes one fragment per track holding its samples with a known
+    /// duration (`flush`: every sample).
+    fn cut(&mut self, flush: bool) {
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        let mut buf = BytesMut::new();
+        for t in [file.video.as_mut(), file.audio.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let default = u32::try_from(t.last_delta)
+                .ok()
+                .filter(|d| *d > 0)
+                .unwrap_or(t.timescale / 50);
+            let seq = file.sequence.wrapping_add(1);
+            if t.frag
+                .fragment_into(&mut buf, seq, flush.then_some(default))
+            {
+                file.sequence = seq;
+            }
+        }
+        self.emit(RecordOutput::Write(buf.freeze()));
+    }
+
+    /// Writes everything waiting and closes the file (if one is open).
+    fn close_file(&mut self) {
+        if self.file.is_none() {
+            return;
+        }
+        self.cut(true);
+        self.file = None;
+        self.emit(RecordOutput::Close);
+    }
+}
+
+fn duration_ticks(d: Duration, timescale: u32) -> i64 {
+    let ticks = d.as_nanos().saturating_mul(u128::from(timescale)) / u128::from(NS);
+    i64::try_from(ticks).unwrap_or(i64::MAX)
+}
