@@ -1,7 +1,7 @@
 //! SRT over a lossy link: ffmpeg publishes through an in-process UDP relay
 //! that drops 5 % of the datagrams at random and reorders 2 % (both
 //! directions, seeded), and ffprobe plays through a second such relay.
-//! With a 300 ms latency budget SRT's ARQ (NAK + retransmission, on the
+//! With a 500 ms latency budget SRT's ARQ (NAK + retransmission, on the
 //! server's receive side and on its send side) must repair everything: the
 //! viewer decodes every frame from its join keyframe on, with no decoder
 //! errors.
@@ -18,7 +18,12 @@ use std::sync::atomic::Ordering;
 use arcly_tests::srt::{self, Caller, LossyRelay, Player, Publisher, SrtOptions, SrtTestServer};
 use arcly_tests::Adapter;
 
-const LATENCY_MS: u32 = 300;
+/// Loopback RTT is ~0, so the budget only has to cover a few NAK rounds
+/// (NAK report period, retransmission) and the scheduling stalls of a loaded
+/// 2-core CI machine: 300 ms failed once in ~10 runs with 6 helpers building
+/// alongside, 500 ms is what libsrt's guidance (≥ 4 × RTT, more with loss)
+/// gives for a modest WAN link.
+const LATENCY_MS: u32 = 500;
 
 fn lossy(adapter: Adapter) {
     let test = format!("srt_loss/{}", adapter.name());
