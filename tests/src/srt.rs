@@ -47,6 +47,8 @@ pub struct SrtOptions {
     pub passphrase: Option<String>,
     /// Also serve RTMP on the same engine (cross-protocol tests).
     pub rtmp: bool,
+    /// Also serve HTTP (HLS, LL-HLS) on the same engine, on tokio.
+    pub http: bool,
 }
 
 impl Default for SrtOptions {
@@ -55,6 +57,7 @@ impl Default for SrtOptions {
             latency_ms: 120,
             passphrase: None,
             rtmp: false,
+            http: false,
         }
     }
 }
@@ -77,8 +80,10 @@ pub struct SrtTestServer {
     pub engine: Engine,
     /// The RTMP server on the same engine, with [`SrtOptions::rtmp`].
     pub rtmp: Option<TestServer>,
-    stop: Option<Box<dyn FnOnce() + Send>>,
-    thread: Option<JoinHandle<()>>,
+    /// The HTTP (HLS) address, with [`SrtOptions::http`].
+    pub http: Option<SocketAddr>,
+    /// What runs (UDP, HTTP): stopped and joined on drop.
+    running: Vec<Started>,
 }
 
 impl SrtTestServer {
@@ -124,7 +129,12 @@ impl SrtTestServer {
         let addr = socket
             .local_addr()
             .unwrap_or_else(|e| panic!("local_addr: {e}"));
-        let (stop, thread) = start_udp(adapter, socket, factory);
+        let mut running = vec![start_udp(adapter, socket, factory)];
+        let http = options.http.then(|| {
+            let (addr, started) = start_http(&engine);
+            running.push(started);
+            addr
+        });
         let rtmp = options.rtmp.then(|| {
             TestServer::start_with(
                 adapter,
@@ -136,8 +146,16 @@ impl SrtTestServer {
             addr,
             engine,
             rtmp,
-            stop: Some(stop),
-            thread: Some(thread),
+            http,
+            running,
+        }
+    }
+
+    /// `http://ADDR/live/{stream}/{rest}` (with [`SrtOptions::http`]).
+    pub fn http_url(&self, stream: &str, rest: &str) -> String {
+        match &self.http {
+            Some(a) => format!("http://{a}/live/{stream}/{rest}"),
+            None => panic!("this SRT test server was started without HTTP"),
         }
     }
 
@@ -152,11 +170,14 @@ impl SrtTestServer {
 
 impl Drop for SrtTestServer {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
+        let running = std::mem::take(&mut self.running);
+        let mut threads = Vec::with_capacity(running.len());
+        for (stop, thread) in running {
             stop();
+            threads.push(thread);
         }
-        if let Some(t) = self.thread.take() {
-            let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for t in threads {
             while !t.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -168,6 +189,37 @@ impl Drop for SrtTestServer {
 }
 
 type Started = (Box<dyn FnOnce() + Send>, JoinHandle<()>);
+
+/// `arcly_tokio::serve_http` with the default HTTP router on `engine`, on a
+/// free loopback port of its own.
+fn start_http(engine: &Engine) -> (SocketAddr, Started) {
+    let router = Arc::new(arcly::http::HttpRouter::new(
+        engine.clone(),
+        arcly::http::HttpConfig::default(),
+    ));
+    let listener = crate::net::local_listener();
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local_addr: {e}"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = crate::servers::tokio_thread("arcly-srt-http", move || async move {
+        listener
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| panic!("set_nonblocking: {e}"));
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .unwrap_or_else(|e| panic!("tokio listener: {e}"));
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        if let Err(e) = arcly_tokio::serve_http(listener, router, shutdown).await {
+            eprintln!("HTTP server ended with an error: {e}");
+        }
+    });
+    let stop: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let _ = tx.send(());
+    });
+    (addr, (stop, thread))
+}
 
 fn start_udp(adapter: Adapter, socket: UdpSocket, factory: SrtServiceFactory) -> Started {
     match adapter {

@@ -1,6 +1,7 @@
 //! SRT with a passphrase (AES-128, `pbkeylen=16`): ffmpeg publishes
 //! encrypted, ffprobe and srt-live-transmit play encrypted, everything
-//! decodes. A wrong passphrase and a caller without one are refused at the
+//! decodes; GStreamer `srtsink` publishes and `srtsrc` plays encrypted
+//! (`passphrase`/`pbkeylen` element properties), frames decode. A wrong passphrase and a caller without one are refused at the
 //! handshake (libsrt logs the reject reason) and create no stream.
 
 #![allow(
@@ -16,6 +17,7 @@ use std::time::Duration;
 use arcly::StreamKey;
 use arcly_tests::ffmpeg::PublishSpec;
 use arcly_tests::srt::{self, Caller, Player, Publisher, SrtOptions, SrtTestServer};
+use arcly_tests::tools::require_gst_elements;
 use arcly_tests::{require_tools, Adapter, Proc, Watchdog};
 
 const PASSPHRASE: &str = "arcly-secret-42";
@@ -67,6 +69,31 @@ fn encrypted_srt_live_transmit_on_blocking() {
                 .slt_url(s.addr),
         )
     });
+}
+
+/// GStreamer `mpegtsmux ! srtsink` publishes and `srtsrc ! tsdemux` plays,
+/// both with the server's passphrase (AES-128): same checks as the clear
+/// GStreamer test of `srt_interop`.
+#[test]
+fn encrypted_gst_srtsink_srtsrc_tokio() {
+    let test = "srt_encryption/gst";
+    if !require_gst_elements(test, srt::GST_ELEMENTS) {
+        return;
+    }
+    let _watchdog = Watchdog::new(test, Duration::from_secs(60));
+    arcly_tests::init_logging();
+    let server = SrtTestServer::start_with(Adapter::Tokio, &encrypted());
+    // 200 ms like the clear GStreamer test (room for a loaded machine).
+    let publisher = Publisher::Gst(
+        Caller::publish("cam", 200).with_passphrase(PASSPHRASE),
+        server.addr,
+    );
+    let player = Player::Gst(
+        Caller::read("cam", 200).with_passphrase(PASSPHRASE),
+        server.addr,
+    );
+    let report = srt::run(test, "cam", &publisher, &player, Some(&server.engine));
+    report.assert_viewer_saw_everything();
 }
 
 /// An ffmpeg publisher with `caller`'s settings must be refused: it fails
