@@ -473,3 +473,64 @@ pub fn wait_for_ok(url: &str, timeout: Duration) -> Result<http_client::Response
         "{url} did not answer 200 within {timeout:?}; last: {last}"
     ))
 }
+
+/// Waits (up to 10 s) until the media playlist at `media_url` lists a
+/// complete segment. ffmpeg's HLS demuxer ignores LL-HLS parts and gives up
+/// ("Empty segment") on a playlist without a complete segment, which an
+/// LL-HLS playlist is during a stream's first segment.
+pub fn wait_for_first_segment(test: &str, media_url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = wait_for_ok(media_url, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{test}: {e}"));
+        let p = MediaPlaylist::parse(&r.text())
+            .unwrap_or_else(|e| panic!("{test}: {e}:\n{}", r.text()));
+        if !p.segments.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{test}: no complete segment listed 10 s after the playlist was ready:\n{}",
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Asserts what an ffprobe HLS viewer decoded and returns it: no errors in
+/// its log, at least `min_video` pictures and `min_audio` audio frames,
+/// starting on a keyframe, timestamps never going back, and the end of the
+/// stream reached (`stopped`: it had to be killed, so no `EXT-X-ENDLIST`).
+pub fn assert_hls_playback(
+    test: &str,
+    player: &Proc,
+    stopped: bool,
+    min_video: usize,
+    min_audio: usize,
+) -> crate::ffmpeg::Playback {
+    let errors = crate::ffmpeg::error_lines(&player.stderr());
+    assert!(
+        errors.is_empty(),
+        "{test}: ffprobe reported errors: {errors:#?}\n{}",
+        player.describe()
+    );
+    let playback =
+        crate::ffmpeg::Playback::from_frames(&crate::ffmpeg::parse_frames(&player.stdout()));
+    assert!(
+        playback.video >= min_video && playback.audio >= min_audio,
+        "{test}: too little decoded: {playback:?}\n{}",
+        player.describe()
+    );
+    assert!(playback.starts_on_keyframe, "{test}: {playback:?}");
+    assert!(
+        playback.non_monotonic.is_empty(),
+        "{test}: {:?}",
+        playback.non_monotonic
+    );
+    assert!(
+        !stopped,
+        "{test}: ffprobe did not reach the end of the stream (no EXT-X-ENDLIST after the publisher left?)\n{}",
+        player.describe()
+    );
+    playback
+}

@@ -89,22 +89,7 @@ fn ffmpeg_reads(test: &str, variant: Variant) {
     // ffmpeg's HLS demuxer ignores parts and gives up ("Empty segment") on
     // a playlist without a complete segment, which an LL-HLS playlist is
     // during the stream's first segment: start it once one is listed.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = hls::wait_for_ok(&media_url, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("{test}: {e}"));
-        let p = m3u8::MediaPlaylist::parse(&r.text())
-            .unwrap_or_else(|e| panic!("{test}: {e}:\n{}", r.text()));
-        if !p.segments.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{test}: no complete segment listed 10 s after the playlist was ready:\n{}",
-            r.text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    hls::wait_for_first_segment(test, &media_url);
 
     // Reload the media playlist every 300 ms while ffprobe plays the
     // multivariant URL (as a player would).
@@ -125,33 +110,9 @@ fn ffmpeg_reads(test: &str, variant: Variant) {
     let (_, stopped) = player.wait_or_stop(Duration::from_secs(10));
     let (snapshots, failures) = watcher.finish();
 
-    // What ffprobe decoded.
-    let frames = ffmpeg::parse_frames(&player.stdout());
-    let playback = ffmpeg::Playback::from_frames(&frames);
-    let errors = ffmpeg::error_lines(&player.stderr());
-    assert!(
-        errors.is_empty(),
-        "{test}: ffprobe reported errors: {errors:#?}\n{}",
-        player.describe()
-    );
-    // ffprobe joins at the live edge a few seconds in: at least 8 s of
-    // the 18 s must play.
-    assert!(
-        playback.video >= 200 && playback.audio >= 300,
-        "{test}: too little decoded: {playback:?}\n{}",
-        player.describe()
-    );
-    assert!(playback.starts_on_keyframe, "{test}: {playback:?}");
-    assert!(
-        playback.non_monotonic.is_empty(),
-        "{test}: {:?}",
-        playback.non_monotonic
-    );
-    assert!(
-        !stopped,
-        "{test}: ffprobe did not reach the end of the stream (no EXT-X-ENDLIST after the publisher left?)\n{}",
-        player.describe()
-    );
+    // What ffprobe decoded: ffprobe joins at the live edge a few seconds
+    // in, so at least 8 s of the 18 s must play.
+    hls::assert_hls_playback(test, &player, stopped, 200, 300);
 
     // What the playlist reloads showed.
     assert!(

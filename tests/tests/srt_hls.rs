@@ -15,9 +15,9 @@
 )]
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arcly_tests::ffmpeg::{self, Playback, PublishSpec};
+use arcly_tests::ffmpeg::{self, PublishSpec};
 use arcly_tests::srt::{self, Caller, SrtOptions, SrtTestServer};
 use arcly_tests::{hls, m3u8, Adapter, Proc};
 
@@ -92,22 +92,7 @@ fn srt_publish_hls_play(test: &str, prefix: &str) {
 
     // ffmpeg's HLS demuxer gives up on a playlist without a complete
     // segment: start ffprobe once one is listed (see `hls_interop`).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = hls::wait_for_ok(&media_url, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("{test}: {e}"));
-        let p = m3u8::MediaPlaylist::parse(&r.text())
-            .unwrap_or_else(|e| panic!("{test}: {e}:\n{}", r.text()));
-        if !p.segments.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{test}: no complete segment listed 10 s after the playlist was ready:\n{}",
-            r.text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    hls::wait_for_first_segment(test, &media_url);
 
     let mut player = Proc::spawn(
         &format!("{test}:ffprobe-hls"),
@@ -128,12 +113,6 @@ fn srt_publish_hls_play(test: &str, prefix: &str) {
     let (_, stopped) = player.wait_or_stop(Duration::from_secs(10));
 
     let stdout = player.stdout();
-    let errors = ffmpeg::error_lines(&player.stderr());
-    assert!(
-        errors.is_empty(),
-        "{test}: ffprobe reported errors: {errors:#?}\n{}",
-        player.describe()
-    );
     assert_eq!(
         codecs(&stdout),
         vec![
@@ -143,24 +122,8 @@ fn srt_publish_hls_play(test: &str, prefix: &str) {
         "{test}: codecs\n{}",
         player.describe()
     );
-    let playback = Playback::from_frames(&ffmpeg::parse_frames(&stdout));
     // ffprobe starts a few seconds in: at least 6 s of the 14 s must play.
-    assert!(
-        playback.video >= 150 && playback.audio >= 250,
-        "{test}: too little decoded: {playback:?}\n{}",
-        player.describe()
-    );
-    assert!(playback.starts_on_keyframe, "{test}: {playback:?}");
-    assert!(
-        playback.non_monotonic.is_empty(),
-        "{test}: {:?}",
-        playback.non_monotonic
-    );
-    assert!(
-        !stopped,
-        "{test}: ffprobe did not reach the end of the stream (no EXT-X-ENDLIST after the publisher left?)\n{}",
-        player.describe()
-    );
+    let playback = hls::assert_hls_playback(test, &player, stopped, 150, 250);
     eprintln!("{test}: {playback:?}");
 }
 
