@@ -8,4 +8,5 @@
 pub mod fmp4;
 pub mod hls;
 pub mod record;
+pub(crate) mod start_gate;
 pub mod ts;

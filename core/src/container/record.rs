@@ -27,8 +27,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::fmp4::{init_segment, Fragmenter, TrackInfo};
-use crate::frame::{rescale, Codec, Frame, FrameFlags, MediaKind};
+use super::fmp4::{Fragmenter, TrackInfo};
+use super::start_gate::{
+    AudioTrim, ConfigUpdate, Rejected, StartGate, StartLimits, StartStep, StartTracks,
+};
+use crate::frame::{rescale, Frame, FrameFlags, MediaKind};
 
 /// `track_ID` of the video track.
 pub const VIDEO_TRACK_ID: u32 = 1;
@@ -127,10 +130,7 @@ impl File {
 pub struct Recorder {
     config: RecordConfig,
     path_hint: String,
-    video_cfg: Option<Frame>,
-    audio_cfg: Option<Frame>,
-    start_buf: VecDeque<Frame>,
-    start_bytes: usize,
+    start_gate: StartGate,
     file: Option<File>,
     out: VecDeque<RecordOutput>,
     out_bytes: usize,
@@ -146,13 +146,16 @@ pub struct Recorder {
 impl Recorder {
     /// A recorder for the stream `path_hint` (`<app>/<stream>`).
     pub fn new(path_hint: impl Into<String>, config: RecordConfig) -> Self {
+        let start_gate = StartGate::new(StartLimits {
+            max_frames: MAX_START_FRAMES,
+            max_bytes: MAX_START_BYTES,
+            wait_ns: i64::try_from(config.start_wait.as_nanos()).unwrap_or(i64::MAX),
+            trim: AudioTrim::ArrivedBefore,
+        });
         Recorder {
             config,
             path_hint: path_hint.into(),
-            video_cfg: None,
-            audio_cfg: None,
-            start_buf: VecDeque::new(),
-            start_bytes: 0,
+            start_gate,
             file: None,
             out: VecDeque::new(),
             out_bytes: 0,
@@ -253,8 +256,7 @@ impl Recorder {
             return;
         }
         if self.file.is_none() {
-            let frames: Vec<Frame> = self.start_buf.drain(..).collect();
-            self.start_bytes = 0;
+            let frames = self.start_gate.take_all();
             self.start(frames);
         }
         self.close_file();
@@ -262,124 +264,32 @@ impl Recorder {
     }
 
     fn on_config(&mut self, frame: &Frame) {
-        if frame.codec == Codec::Av1 {
-            tracing::debug!("record: AV1 is not supported in fMP4, track ignored");
-            return;
+        match self.start_gate.set_config(frame) {
+            ConfigUpdate::Unsupported => {
+                tracing::debug!("record: AV1 is not supported in fMP4, track ignored");
+                return;
+            }
+            ConfigUpdate::Unusable(e) => {
+                tracing::debug!(error = %e, "record: unusable config frame ignored");
+                return;
+            }
+            ConfigUpdate::Unchanged => return,
+            ConfigUpdate::Changed => {}
         }
-        if let Err(e) = TrackInfo::from_config(1, frame) {
-            tracing::debug!(error = %e, "record: unusable config frame ignored");
-            return;
-        }
-        let slot = match frame.kind() {
-            MediaKind::Video => &mut self.video_cfg,
-            MediaKind::Audio => &mut self.audio_cfg,
-        };
-        if slot
-            .as_ref()
-            .is_some_and(|c| c.codec == frame.codec && c.payload == frame.payload)
-        {
-            return;
-        }
-        *slot = Some(frame.clone());
         if self.file.is_some() {
             tracing::debug!(stream = %self.path_hint, "record: codec config changed; new file");
             self.close_file();
         }
     }
 
-    fn buffer_start(&mut self, mut frame: Frame) {
-        frame.flags = if frame.is_keyframe() {
-            FrameFlags::KEYFRAME
-        } else {
-            FrameFlags::NONE
-        };
-        let known = match frame.kind() {
-            MediaKind::Video => self.video_cfg.as_ref(),
-            MediaKind::Audio => self.audio_cfg.as_ref(),
-        }
-        .is_some_and(|c| c.codec == frame.codec);
-        if !known {
-            return self.drop_frame("no config");
-        }
-        let has_video = self.start_buf.iter().any(|f| f.kind() == MediaKind::Video);
-        if frame.kind() == MediaKind::Video && !has_video && !frame.is_keyframe() {
-            return self.drop_frame("before the first keyframe");
-        }
-        self.start_bytes += frame.payload.len();
-        self.start_buf.push_back(frame);
-        while self.start_buf.len() > MAX_START_FRAMES || self.start_bytes > MAX_START_BYTES {
-            self.pop_start();
-            // Keep the first buffered video frame a keyframe.
-            while let Some(i) = self
-                .start_buf
-                .iter()
-                .position(|f| f.kind() == MediaKind::Video)
-            {
-                if self.start_buf.get(i).is_some_and(Frame::is_keyframe) {
-                    break;
-                }
-                if let Some(f) = self.start_buf.remove(i) {
-                    self.start_bytes -= f.payload.len();
-                    self.dropped += 1;
-                }
+    fn buffer_start(&mut self, frame: Frame) {
+        match self.start_gate.push(frame, None, &mut self.dropped) {
+            StartStep::Rejected(Rejected::NoConfig) => self.drop_frame("no config"),
+            StartStep::Rejected(Rejected::BeforeKeyframe) => {
+                self.drop_frame("before the first keyframe")
             }
-        }
-        self.try_start();
-    }
-
-    fn pop_start(&mut self) {
-        if let Some(f) = self.start_buf.pop_front() {
-            self.start_bytes -= f.payload.len();
-            self.dropped += 1;
-        }
-    }
-
-    fn try_start(&mut self) {
-        let ns = |f: &Frame| rescale(f.dts, f.timebase, NS);
-        let Some(last) = self.start_buf.back().map(ns) else {
-            return;
-        };
-        let wait = i64::try_from(self.config.start_wait.as_nanos()).unwrap_or(i64::MAX);
-        if self.video_cfg.is_some() {
-            let Some(kf) = self
-                .start_buf
-                .iter()
-                .position(|f| f.kind() == MediaKind::Video)
-            else {
-                // No video yet: keep only the last `start_wait` of audio.
-                while self.start_buf.front().is_some_and(|f| last - ns(f) > wait) {
-                    self.pop_start();
-                }
-                return;
-            };
-            let Some(kf_ns) = self.start_buf.get(kf).map(ns) else {
-                return;
-            };
-            if self.audio_cfg.is_none() && last - kf_ns < wait {
-                return;
-            }
-            let mut frames = Vec::with_capacity(self.start_buf.len());
-            for (i, f) in self.start_buf.drain(..).enumerate() {
-                if i < kf && f.kind() == MediaKind::Audio && ns(&f) < kf_ns {
-                    self.dropped += 1;
-                    continue;
-                }
-                frames.push(f);
-            }
-            self.start_bytes = 0;
-            // The keyframe first: it sets the file's time 0.
-            if let Some(p) = frames.iter().position(|f| f.kind() == MediaKind::Video) {
-                let k = frames.remove(p);
-                frames.insert(0, k);
-            }
-            self.start(frames);
-        } else if self.audio_cfg.is_some() {
-            let first = self.start_buf.front().map_or(last, ns);
-            if last - first >= wait {
-                let frames: Vec<Frame> = self.start_buf.drain(..).collect();
-                self.start_bytes = 0;
-                self.start(frames);
-            }
+            StartStep::Held => {}
+            StartStep::Start(frames) => self.start(frames),
         }
     }
 
@@ -387,28 +297,20 @@ impl Recorder {
     fn start(&mut self, frames: Vec<Frame>) {
         let Some(first) = frames.first() else { return };
         let origin = (first.dts, first.timebase);
-        let video = self
-            .video_cfg
-            .as_ref()
-            .and_then(|c| TrackInfo::from_config(VIDEO_TRACK_ID, c).ok());
-        let audio = self
-            .audio_cfg
-            .as_ref()
-            .and_then(|c| TrackInfo::from_config(AUDIO_TRACK_ID, c).ok());
-        let infos: Vec<TrackInfo> = video.iter().chain(audio.iter()).cloned().collect();
-        let init = match init_segment(&infos) {
-            Ok(b) => b,
+        let tracks = match self.start_gate.tracks(VIDEO_TRACK_ID, AUDIO_TRACK_ID) {
+            Ok(t) => t,
             Err(e) => {
                 tracing::warn!(stream = %self.path_hint, error = %e, "record: cannot build the init segment");
                 self.dropped += frames.len() as u64;
                 return;
             }
         };
-        let primary = if video.is_some() {
-            MediaKind::Video
-        } else {
-            MediaKind::Audio
-        };
+        let StartTracks {
+            video,
+            audio,
+            init,
+            primary,
+        } = tracks;
         let track = |info: TrackInfo| Track {
             timescale: info.timescale,
             frag: Fragmenter::new(info),

@@ -11,9 +11,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::playlist::{round_secs, secs_ceil, secs_nearest, write_secs_nearest};
 use super::{HlsConfig, PlaylistReply, PlaylistRequest, Resource, Variant};
 use crate::codec::codec_string;
-use crate::container::fmp4::{init_segment, Fragmenter, TrackInfo};
+use crate::container::fmp4::{Fragmenter, TrackInfo};
+use crate::container::start_gate::{
+    AudioTrim, ConfigUpdate, Rejected, StartGate, StartLimits, StartStep, StartTracks,
+};
 use crate::container::ts::TsMuxer;
-use crate::frame::{rescale, Codec, Frame, FrameFlags, MediaKind};
+use crate::frame::{rescale, Frame, FrameFlags, MediaKind};
 
 /// `track_ID` of the video track in the fMP4 variant.
 const VIDEO_TRACK_ID: u32 = 1;
@@ -169,10 +172,7 @@ struct StreamInfo {
 #[derive(Debug)]
 pub struct HlsMuxer {
     config: HlsConfig,
-    video_cfg: Option<Frame>,
-    audio_cfg: Option<Frame>,
-    start_buf: VecDeque<Frame>,
-    start_bytes: usize,
+    start_gate: StartGate,
     epoch: Option<Epoch>,
     /// Track kinds of the previous epoch (a restart need not wait for configs).
     prev_tracks: Option<(bool, bool)>,
@@ -209,12 +209,15 @@ impl HlsMuxer {
             .max(Duration::from_millis(1))
             .min(config.segment_duration);
         config.window_segments = config.window_segments.max(1);
+        let start_gate = StartGate::new(StartLimits {
+            max_frames: MAX_START_FRAMES,
+            max_bytes: config.max_segment_bytes,
+            wait_ns: START_WAIT_NS,
+            trim: AudioTrim::All,
+        });
         Self {
             config,
-            video_cfg: None,
-            audio_cfg: None,
-            start_buf: VecDeque::new(),
-            start_bytes: 0,
+            start_gate,
             epoch: None,
             prev_tracks: None,
             open: None,
@@ -287,25 +290,18 @@ impl HlsMuxer {
     }
 
     fn on_config(&mut self, frame: &Frame) {
-        if frame.codec == Codec::Av1 {
-            tracing::debug!("hls: AV1 is not supported, track ignored");
-            return;
+        match self.start_gate.set_config(frame) {
+            ConfigUpdate::Unsupported => {
+                tracing::debug!("hls: AV1 is not supported, track ignored");
+                return;
+            }
+            ConfigUpdate::Unusable(e) => {
+                tracing::debug!(error = %e, "hls: unusable config frame ignored");
+                return;
+            }
+            ConfigUpdate::Unchanged => return,
+            ConfigUpdate::Changed => {}
         }
-        if let Err(e) = TrackInfo::from_config(1, frame) {
-            tracing::debug!(error = %e, "hls: unusable config frame ignored");
-            return;
-        }
-        let slot = match frame.kind() {
-            MediaKind::Video => &mut self.video_cfg,
-            MediaKind::Audio => &mut self.audio_cfg,
-        };
-        if slot
-            .as_ref()
-            .is_some_and(|c| c.codec == frame.codec && c.payload == frame.payload)
-        {
-            return;
-        }
-        *slot = Some(frame.clone());
         if self.epoch.is_some() {
             // A new init section is needed (new sample entry): new epoch.
             self.restart();
@@ -323,110 +319,17 @@ impl HlsMuxer {
         self.pending_discontinuity = true;
     }
 
-    fn buffer_start(&mut self, mut frame: Frame) {
-        // The discontinuity is handled by starting here; replaying must not restart again.
-        frame.flags = if frame.is_keyframe() {
-            FrameFlags::KEYFRAME
-        } else {
-            FrameFlags::NONE
-        };
-        let known = match frame.kind() {
-            MediaKind::Video => self.video_cfg.as_ref(),
-            MediaKind::Audio => self.audio_cfg.as_ref(),
-        }
-        .is_some_and(|c| c.codec == frame.codec);
-        if !known {
-            return self.drop_frame("no config");
-        }
-        let has_video = self.start_buf.iter().any(|f| f.kind() == MediaKind::Video);
-        if frame.kind() == MediaKind::Video && !has_video && !frame.is_keyframe() {
-            return self.drop_frame("before first keyframe");
-        }
-        self.start_bytes += frame.payload.len();
-        self.start_buf.push_back(frame);
-        while self.start_buf.len() > MAX_START_FRAMES
-            || self.start_bytes > self.config.max_segment_bytes
+    fn buffer_start(&mut self, frame: Frame) {
+        match self
+            .start_gate
+            .push(frame, self.prev_tracks, &mut self.dropped_frames)
         {
-            self.pop_start();
-            // Keep the first buffered video frame a keyframe.
-            while let Some(i) = self
-                .start_buf
-                .iter()
-                .position(|f| f.kind() == MediaKind::Video)
-            {
-                if self.start_buf.get(i).is_some_and(Frame::is_keyframe) {
-                    break;
-                }
-                if let Some(f) = self.start_buf.remove(i) {
-                    self.start_bytes -= f.payload.len();
-                    self.dropped_frames += 1;
-                }
+            StartStep::Rejected(Rejected::NoConfig) => self.drop_frame("no config"),
+            StartStep::Rejected(Rejected::BeforeKeyframe) => {
+                self.drop_frame("before first keyframe")
             }
-        }
-        self.try_start();
-    }
-
-    fn pop_start(&mut self) {
-        if let Some(f) = self.start_buf.pop_front() {
-            self.start_bytes -= f.payload.len();
-            self.dropped_frames += 1;
-        }
-    }
-
-    fn try_start(&mut self) {
-        let ns = |f: &Frame| rescale(f.dts, f.timebase, NS);
-        let last = match self.start_buf.back() {
-            Some(f) => ns(f),
-            None => return,
-        };
-        let (had_video, had_audio) = self.prev_tracks.unwrap_or((false, false));
-        let restarted = self.prev_tracks.is_some();
-        if self.video_cfg.is_some() {
-            let Some(kf) = self
-                .start_buf
-                .iter()
-                .position(|f| f.kind() == MediaKind::Video)
-            else {
-                // No video yet: keep only the last START_WAIT of audio.
-                while self
-                    .start_buf
-                    .front()
-                    .is_some_and(|f| last - ns(f) > START_WAIT_NS)
-                {
-                    self.pop_start();
-                }
-                return;
-            };
-            let Some(kf_frame) = self.start_buf.get(kf).cloned() else {
-                return;
-            };
-            let kf_ns = ns(&kf_frame);
-            let waited = last - kf_ns >= START_WAIT_NS;
-            let ready = self.audio_cfg.is_some() || waited || (restarted && !had_audio);
-            if !ready {
-                return;
-            }
-            let mut frames: Vec<Frame> = Vec::with_capacity(self.start_buf.len());
-            frames.push(kf_frame);
-            for (i, f) in self.start_buf.drain(..).enumerate() {
-                if i == kf {
-                    continue;
-                }
-                if f.kind() == MediaKind::Audio && ns(&f) < kf_ns {
-                    self.dropped_frames += 1;
-                    continue;
-                }
-                frames.push(f);
-            }
-            self.start_bytes = 0;
-            self.start(frames);
-        } else if self.audio_cfg.is_some() {
-            let first = self.start_buf.front().map_or(last, ns);
-            if last - first >= START_WAIT_NS || (restarted && !had_video) {
-                let frames: Vec<Frame> = self.start_buf.drain(..).collect();
-                self.start_bytes = 0;
-                self.start(frames);
-            }
+            StartStep::Held => {}
+            StartStep::Start(frames) => self.start(frames),
         }
     }
 
@@ -434,23 +337,20 @@ impl HlsMuxer {
     fn start(&mut self, frames: Vec<Frame>) {
         let Some(first) = frames.first() else { return };
         let origin = (first.dts, first.timebase);
-        let video = self
-            .video_cfg
-            .as_ref()
-            .and_then(|c| TrackInfo::from_config(VIDEO_TRACK_ID, c).ok());
-        let audio = self
-            .audio_cfg
-            .as_ref()
-            .and_then(|c| TrackInfo::from_config(AUDIO_TRACK_ID, c).ok());
-        let infos: Vec<TrackInfo> = video.iter().chain(audio.iter()).cloned().collect();
-        let init = match init_segment(&infos) {
-            Ok(b) => b,
+        let tracks = match self.start_gate.tracks(VIDEO_TRACK_ID, AUDIO_TRACK_ID) {
+            Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "hls: cannot build the init segment");
                 self.dropped_frames += frames.len() as u64;
                 return;
             }
         };
+        let StartTracks {
+            video,
+            audio,
+            init,
+            primary,
+        } = tracks;
         let mut ts = match TsMuxer::new(
             video.as_ref().map(|t| t.codec),
             audio.as_ref().map(|t| t.codec),
@@ -462,13 +362,13 @@ impl HlsMuxer {
                 return;
             }
         };
-        for c in self.video_cfg.iter().chain(self.audio_cfg.iter()) {
+        for c in self.start_gate.configs() {
             if let Err(e) = ts.mux(c) {
                 tracing::debug!(error = %e, "hls: TS muxer rejected a config");
             }
         }
         let mut codecs = Vec::new();
-        for c in self.video_cfg.iter().chain(self.audio_cfg.iter()) {
+        for c in self.start_gate.configs() {
             if let Ok(s) = codec_string(c.codec, &c.payload) {
                 codecs.push(s);
             }
@@ -484,11 +384,6 @@ impl HlsMuxer {
         }
         self.init = Some(init);
         self.prune_inits();
-        let primary = if video.is_some() {
-            MediaKind::Video
-        } else {
-            MediaKind::Audio
-        };
         let track = |info: TrackInfo| Track {
             frag: Fragmenter::new(info.clone()),
             info,
@@ -1190,7 +1085,7 @@ impl HlsMuxer {
         });
         let inits = self.init.as_ref().map_or(0, Bytes::len)
             + self.old_inits.iter().map(|(_, b)| b.len()).sum::<usize>();
-        segs + open + pending + self.start_bytes + inits
+        segs + open + pending + self.start_gate.bytes() + inits
     }
 }
 
