@@ -25,8 +25,6 @@
 
 mod driver;
 
-#[cfg(feature = "socket2")]
-pub use driver::os;
 pub use driver::{DatagramDriver, DatagramIo, RecvArena, UdpConfig};
 
 use std::net::SocketAddr;

@@ -16,12 +16,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub use arcly::datagram::UdpConfig;
-use arcly::datagram::{os, DatagramIo, RecvArena, Transmit};
+use arcly::datagram::{DatagramIo, RecvArena, Transmit};
 use arcly::time::{Clock, Instant};
 use async_io::{Async, Timer};
 use socket2::SockRef;
 
-pub(crate) use arcly::datagram::os::tune_buffers;
+pub(crate) use arcly_socket::tune_buffers;
 
 /// An async-io socket, clock and timer for
 /// [`arcly::datagram::DatagramDriver`].
@@ -58,7 +58,7 @@ impl DatagramIo for AsyncIoUdp<'_> {
     }
 
     fn try_send(&mut self, t: &Transmit) -> io::Result<()> {
-        os::send_transmit(SockRef::from(self.socket.get_ref()), t).map(|_| ())
+        arcly_socket::send_transmit(SockRef::from(self.socket.get_ref()), t).map(|_| ())
     }
 
     fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {

@@ -35,7 +35,7 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 pub use arcly::datagram::UdpConfig;
-use arcly::datagram::{os, DatagramDriver, DatagramService, RecvArena};
+use arcly::datagram::{DatagramDriver, DatagramService, RecvArena};
 use arcly::engine::Signal;
 use arcly::time::Clock;
 use bytes::Bytes;
@@ -44,7 +44,7 @@ use socket2::SockRef;
 use crate::driver::{spawn_reader, Bridge};
 use crate::{wake_addr, Shutdown};
 
-pub(crate) use arcly::datagram::os::tune_buffers;
+pub(crate) use arcly_socket::tune_buffers;
 
 /// How often a blocked reader re-checks the stop flag.
 pub const READ_POLL: Duration = Duration::from_millis(200);
@@ -114,7 +114,7 @@ fn read_loop(
 }
 
 fn send(socket: &UdpSocket, t: &arcly::datagram::Transmit) {
-    if let Err(e) = os::send_transmit(SockRef::from(socket), t) {
+    if let Err(e) = arcly_socket::send_transmit(SockRef::from(socket), t) {
         // Full buffer past the send timeout, unreachable peer, wrong
         // address family: lost like on the network.
         tracing::debug!(to = %t.destination, len = t.len(), "send_to failed: {e}");

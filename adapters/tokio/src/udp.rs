@@ -16,14 +16,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub use arcly::datagram::UdpConfig;
-use arcly::datagram::{os, DatagramIo, RecvArena, Transmit};
+use arcly::datagram::{DatagramIo, RecvArena, Transmit};
 use arcly::time::{Clock, Instant};
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::time::Sleep;
 
-pub(crate) use arcly::datagram::os::tune_buffers;
+pub(crate) use arcly_socket::tune_buffers;
 
 /// A tokio socket, clock and timer for [`arcly::datagram::DatagramDriver`].
 pub(crate) struct TokioUdp<'a> {
@@ -61,7 +61,7 @@ impl DatagramIo for TokioUdp<'_> {
     fn try_send(&mut self, t: &Transmit) -> io::Result<()> {
         let sock = SockRef::from(self.socket);
         self.socket
-            .try_io(Interest::WRITABLE, || os::send_transmit(sock, t))
+            .try_io(Interest::WRITABLE, || arcly_socket::send_transmit(sock, t))
             .map(|_| ())
     }
 

@@ -403,54 +403,6 @@ impl<'a> DatagramDriver<'a> {
     }
 }
 
-/// OS socket helpers shared by the adapters (feature `socket2`; the rest of
-/// the crate does no I/O).
-#[cfg(feature = "socket2")]
-pub mod os {
-    use std::io::{self, IoSlice};
-    use std::net::SocketAddr;
-
-    use socket2::{SockAddr, SockRef};
-
-    use crate::datagram::Transmit;
-
-    /// Asks for `size`-byte socket buffers and logs what the kernel granted.
-    pub fn tune_buffers(sock: SockRef<'_>, size: usize, local: Option<SocketAddr>) {
-        if size == 0 {
-            return;
-        }
-        if let Err(e) = sock.set_recv_buffer_size(size) {
-            tracing::debug!(?local, "SO_RCVBUF: {e}");
-        }
-        if let Err(e) = sock.set_send_buffer_size(size) {
-            tracing::debug!(?local, "SO_SNDBUF: {e}");
-        }
-        let rcv = sock.recv_buffer_size().unwrap_or(0);
-        let snd = sock.send_buffer_size().unwrap_or(0);
-        // Linux reports twice the value it granted (bookkeeping overhead).
-        if rcv < size || snd < size {
-            tracing::info!(
-                ?local,
-                asked = size,
-                rcvbuf = rcv,
-                sndbuf = snd,
-                "the kernel capped the UDP socket buffers (raise net.core.rmem_max / wmem_max \
-                 for fewer drops under bursts)"
-            );
-        } else {
-            tracing::debug!(?local, rcvbuf = rcv, sndbuf = snd, "UDP socket buffers");
-        }
-    }
-
-    /// One `sendmsg` of `t` (`Transmit::contents` as an `IoSlice` list, no
-    /// copy).
-    pub fn send_transmit(sock: SockRef<'_>, t: &Transmit) -> io::Result<usize> {
-        let slices: smallvec::SmallVec<[IoSlice<'_>; 4]> =
-            t.contents.iter().map(|b| IoSlice::new(b)).collect();
-        sock.send_to_vectored(&slices, &SockAddr::from(t.destination))
-    }
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
