@@ -19,10 +19,15 @@
 #   ARCLY_TEST_ECHO=1  echo every line the external clients print
 #   ARCLY_TEST_THREADS tests of one binary run at once (default 4)
 #   ARCLY_FUZZ_SECS    seconds per fuzz target (default 15)
+#   CARGO_INCREMENTAL  0 under CI (default there): a one-off build gains
+#                      nothing from incremental state, which costs ~4 GB
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+if [ "${CI:-}" = "true" ]; then
+    export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi
 T0=$(date +%s)
 declare -a TIMES=()
 
@@ -76,6 +81,14 @@ fi
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     echo "adding rustfmt and clippy"
     rustup component add rustfmt clippy
+fi
+
+# A full build takes ~6 GB under the target directory; say so up front when
+# the disk is short instead of failing in the linker.
+df -h "${CARGO_TARGET_DIR:-$ROOT}" 2>/dev/null | tail -1 | awk '{print "disk: " $4 " free on " $6}'
+avail_kb=$(df -Pk "${CARGO_TARGET_DIR:-$ROOT}" 2>/dev/null | awk 'NR==2 {print $4}')
+if [ -n "${avail_kb:-}" ] && [ "$avail_kb" -lt 8000000 ]; then
+    echo "warning: less than 8 GB free; the build may run out of disk"
 fi
 
 # ---------------------------------------------------------------------------
