@@ -85,8 +85,11 @@ fi
 
 # A full build takes ~6 GB under the target directory; say so up front when
 # the disk is short instead of failing in the linker.
-df -h "${CARGO_TARGET_DIR:-$ROOT}" 2>/dev/null | tail -1 | awk '{print "disk: " $4 " free on " $6}'
-avail_kb=$(df -Pk "${CARGO_TARGET_DIR:-$ROOT}" 2>/dev/null | awk 'NR==2 {print $4}')
+# (the target directory may not exist yet: look at its nearest parent).
+disk_dir=${CARGO_TARGET_DIR:-$ROOT}
+while [ ! -d "$disk_dir" ]; do disk_dir=$(dirname "$disk_dir"); done
+avail_kb=$(df -Pk "$disk_dir" 2>/dev/null | awk 'NR==2 {print $4}' || true)
+echo "disk: $(( ${avail_kb:-0} / 1048576 )) GiB free under $disk_dir"
 if [ -n "${avail_kb:-}" ] && [ "$avail_kb" -lt 8000000 ]; then
     echo "warning: less than 8 GB free; the build may run out of disk"
 fi
