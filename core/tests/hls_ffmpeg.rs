@@ -194,6 +194,7 @@ fn decode_both_variants(name: &str, video: &[&str], audio: &[&str], codecs: [&st
         window_segments: 10,
         ..HlsConfig::default()
     });
+    m.enable_ts();
     let mut prev: Option<Playlist> = None;
     for (i, f) in frames.iter().enumerate() {
         m.push(f);
@@ -294,6 +295,7 @@ fn codec_of_multivariant_matches_the_stream() {
         &["-c:a", "aac"],
     );
     let mut m = HlsMuxer::new(HlsConfig::default());
+    m.enable_ts();
     for f in &frames {
         m.push(f);
     }

@@ -52,6 +52,7 @@ fn push_checked(m: &mut HlsMuxer, frames: &[Frame], every: usize) -> [Option<Pla
 #[test]
 fn h264_aac_playlists_follow_the_rules() {
     let mut m = HlsMuxer::new(HlsConfig::default());
+    m.enable_ts();
     assert!(m.multivariant_playlist(Variant::LowLatency).is_none());
     let frames = Synth::rtmp_3mbit().frames(30);
     push_checked(&mut m, &frames, 7);
@@ -111,6 +112,7 @@ fn h264_aac_playlists_follow_the_rules() {
 #[test]
 fn blocking_reload_semantics() {
     let mut m = HlsMuxer::new(HlsConfig::default());
+    m.enable_ts();
     let frames = Synth::rtmp_3mbit().frames(10);
     let mut it = frames.iter();
     // Nothing yet.
@@ -236,6 +238,7 @@ fn delta_update_skips_old_segments() {
         window_segments: 12,
         ..HlsConfig::default()
     });
+    m.enable_ts();
     for f in Synth::rtmp_3mbit().frames(40) {
         m.push(&f);
     }
@@ -279,6 +282,7 @@ fn audio_only_video_only_and_other_codecs() {
             ..Synth::rtmp_3mbit()
         };
         let mut m = HlsMuxer::new(HlsConfig::default());
+        m.enable_ts();
         let frames = synth.frames(12);
         push_checked(&mut m, &frames, 5);
         for v in BOTH {
@@ -305,6 +309,7 @@ fn audio_only_video_only_and_other_codecs() {
 #[test]
 fn discontinuity_and_config_change() {
     let mut m = HlsMuxer::new(HlsConfig::default());
+    m.enable_ts();
     let synth = Synth::rtmp_3mbit();
     for f in synth.frames(9) {
         m.push(&f);
@@ -386,6 +391,7 @@ fn bounded_memory_and_no_drift_over_three_hours() {
         ..Synth::rtmp_3mbit()
     };
     let mut m = HlsMuxer::new(HlsConfig::default());
+    m.enable_ts();
     let mut samples = Vec::new();
     let mut n = 0u64;
     let mut prev: Option<Playlist> = None;
@@ -427,6 +433,7 @@ fn max_segment_bytes_cuts_without_keyframes() {
         max_segment_bytes: 400_000,
         ..HlsConfig::default()
     });
+    m.enable_ts();
     let mut peak = 0;
     synth.for_each(120, |f| {
         m.push(&f);
@@ -442,6 +449,7 @@ fn max_segment_bytes_cuts_without_keyframes() {
 #[test]
 fn frames_before_keyframe_and_without_config_are_dropped() {
     let mut m = HlsMuxer::new(HlsConfig::default());
+    m.enable_ts();
     let frames = Synth::rtmp_3mbit().frames(6);
     // Media before the configs: dropped.
     let media: Vec<&Frame> = frames.iter().filter(|f| !f.is_config()).collect();
@@ -506,6 +514,7 @@ proptest! {
             window_segments: 5,
             max_segment_bytes: 1 << 20,
         });
+        m.enable_ts();
         let mut x = seed | 1;
         let mut rnd = move |n: u64| {
             x ^= x << 13;
@@ -589,6 +598,7 @@ fn audio_alone_cannot_grow_an_open_segment_when_video_stops() {
         max_segment_bytes: 100_000,
         ..HlsConfig::default()
     });
+    m.enable_ts();
     let synth = Synth::rtmp_3mbit();
     for f in synth.frames(4) {
         m.push(&f);
@@ -617,6 +627,7 @@ fn audio_alone_cannot_grow_an_open_segment_when_video_stops() {
 #[ignore = "prints sample playlists"]
 fn print_sample() {
     let mut m = HlsMuxer::new(HlsConfig::default());
+    m.enable_ts();
     for f in Synth::rtmp_3mbit().frames(17) {
         m.push(&f);
     }
@@ -631,6 +642,7 @@ fn print_sample() {
 #[test]
 fn memoized_playlists_follow_every_change() {
     let mut m = HlsMuxer::new(HlsConfig::default());
+    m.enable_ts();
     for f in Synth::rtmp_3mbit().frames(9) {
         m.push(&f);
         for (v, skip) in [

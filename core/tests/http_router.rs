@@ -287,8 +287,20 @@ fn playlists_segments_types_and_cache_headers() {
     assert_eq!(p.status(), StatusCode::OK, "{earlier}");
     assert_eq!(hdr(&p, header::CONTENT_TYPE), "video/mp4");
 
-    let ts_mv = respond(&r, &get("/live/cam/ts/index.m3u8"), T0);
+    // TS is built from its first request on (at the next keyframe): that
+    // request waits for the first complete TS segment.
+    let key = StreamKey::new("live", "cam").unwrap();
+    assert_eq!(r.hls().get(&key).unwrap().ts_bytes(), 0);
+    let ts_index = get("/live/cam/ts/index.m3u8");
+    let ts_wait = park(&r, &ts_index, T0);
+    feed.until(6_100);
+    pump_all(&r, T0);
+    let ts_mv = match r.resume(&ts_index, ts_wait, T0) {
+        Routed::Response(resp) => resp,
+        Routed::Wait(_) => panic!("no TS segment 1 s after the TS request"),
+    };
     assert_eq!(ts_mv.status(), StatusCode::OK);
+    assert!(text(&ts_mv).contains("stream.m3u8"), "{}", text(&ts_mv));
     let ts = respond(&r, &get("/live/cam/ts/stream.m3u8"), T0);
     assert_eq!(ts.status(), StatusCode::OK);
     assert_eq!(
@@ -654,11 +666,101 @@ fn first_playlist_waits_for_a_segment_or_two_target_durations() {
         Routed::Response(resp) => assert_eq!(resp.status(), StatusCode::OK),
         Routed::Wait(_) => panic!("still parked at the soft deadline"),
     }
-    // The segment completes: the TS client is answered.
+    // TS starts with the next segment (at the 1 s keyframe): the TS client
+    // is answered once that segment completes.
     feed.until(1_100);
+    pump_all(&r, at);
+    let ts_wait = match r.resume(&ts, ts_wait, at) {
+        Routed::Wait(w) => w,
+        Routed::Response(resp) => panic!("TS answered {} before its segment", resp.status()),
+    };
+    feed.until(2_100);
     pump_all(&r, at);
     match r.resume(&ts, ts_wait, at) {
         Routed::Response(resp) => assert_eq!(resp.status(), StatusCode::OK),
         Routed::Wait(_) => panic!("TS still parked with a complete segment"),
     }
+}
+
+#[test]
+fn ts_variant_is_built_while_watched_and_freed_when_idle() {
+    let (_engine, mut feed, r) = live("cam");
+    let stream = started_cam(&r);
+    // LL-HLS viewers only: no TS muxing, no TS bytes.
+    feed.until(5_000);
+    pump_all(&r, T0);
+    let _ = respond(&r, &get("/live/cam/stream.m3u8"), T0);
+    assert!(!stream.ts_enabled());
+    assert_eq!(stream.ts_bytes(), 0);
+    assert!(stream.memory_bytes() > 0);
+
+    // The first TS request waits for the first TS segment (the next
+    // keyframe, 5 s, to 6 s), numbered like the fMP4 segment of that media.
+    let t1 = T0 + Duration::from_secs(1);
+    let rq = get("/live/cam/ts/stream.m3u8");
+    let wait = park(&r, &rq, t1);
+    assert!(stream.ts_enabled());
+    feed.until(6_100);
+    pump_all(&r, t1);
+    let ts = match r.resume(&rq, wait, t1) {
+        Routed::Response(resp) => text(&resp),
+        Routed::Wait(_) => panic!("no TS playlist after one TS segment"),
+    };
+    let ll = text(&respond(&r, &get("/live/cam/stream.m3u8"), t1));
+    let seq = ts
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap();
+    let segs: Vec<&str> = ts.lines().filter(|l| l.ends_with(".ts")).collect();
+    assert_eq!(segs, [format!("seg{seq}.ts")], "{ts}");
+    assert!(ll.contains(&format!("\nseg{seq}.m4s\n")), "{ll}");
+    let ts_seg = respond(&r, &get(&format!("/live/cam/ts/seg{seq}.ts")), t1);
+    assert_eq!(ts_seg.status(), StatusCode::OK);
+    assert!(stream.ts_bytes() >= ts_seg.body().len());
+
+    // LL-HLS requests go on, TS ones stop: 30 s after the last TS request
+    // the TS variant is freed; the stream stays muxed.
+    let t2 = t1 + Duration::from_secs(20);
+    let _ = respond(&r, &get("/live/cam/stream.m3u8"), t2);
+    let PumpState::Wait { deadline, .. } = stream.pump(t1 + Duration::from_secs(29)) else {
+        panic!("stream stopped");
+    };
+    assert_eq!(
+        deadline,
+        t1 + Duration::from_secs(30),
+        "woken for the TS idle check"
+    );
+    assert!(stream.ts_bytes() > 0);
+    assert!(matches!(stream.pump(deadline), PumpState::Wait { .. }));
+    assert!(!stream.ts_enabled());
+    assert_eq!(stream.ts_bytes(), 0, "TS freed");
+    assert_eq!(r.hls().streams().len(), 1);
+    feed.until(9_100);
+    pump_all(&r, deadline);
+    let after = text(&respond(&r, &get("/live/cam/stream.m3u8"), deadline));
+    assert!(after.contains("\nseg6.m4s\n"), "LL-HLS goes on: {after}");
+    assert_eq!(stream.ts_bytes(), 0);
+}
+
+#[test]
+fn a_first_ts_request_muxes_ts_from_the_first_segment() {
+    let engine = Engine::with_defaults();
+    let mut feed = Feed::start(&engine, "tsfirst");
+    feed.until(500);
+    let r = router(&engine);
+    // The TS request creates the muxer: TS is on before the GOP cache is
+    // taken in, so the stream's first segment has its TS form.
+    let rq = get("/live/tsfirst/ts/stream.m3u8");
+    let wait = park(&r, &rq, T0);
+    feed.until(1_100);
+    pump_all(&r, T0);
+    let body = match r.resume(&rq, wait, T0) {
+        Routed::Response(resp) => {
+            assert_eq!(resp.status(), StatusCode::OK);
+            text(&resp)
+        }
+        Routed::Wait(_) => panic!("no TS playlist after the first segment"),
+    };
+    assert!(body.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{body}");
+    assert!(body.contains("\nseg0.ts\n"), "{body}");
 }

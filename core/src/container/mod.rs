@@ -6,6 +6,7 @@
 //! counted, recovered event — never a panic.
 
 pub mod fmp4;
+pub(crate) mod fmp4_track;
 pub mod hls;
 pub mod record;
 pub(crate) mod start_gate;

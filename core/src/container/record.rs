@@ -27,24 +27,20 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::fmp4::{Fragmenter, TrackInfo};
-use super::start_gate::{
-    AudioTrim, ConfigUpdate, Rejected, StartGate, StartLimits, StartStep, StartTracks,
-};
-use crate::frame::{rescale, Frame, FrameFlags, MediaKind};
+use super::fmp4_track::{Admit, Fmp4Track, Fmp4Tracks, Opened};
+use super::start_gate::{AudioTrim, StartGate, StartLimits};
+use crate::frame::{Frame, MediaKind};
 
 /// `track_ID` of the video track.
-pub const VIDEO_TRACK_ID: u32 = 1;
+pub const VIDEO_TRACK_ID: u32 = super::fmp4_track::VIDEO_TRACK_ID;
 /// `track_ID` of the audio track.
-pub const AUDIO_TRACK_ID: u32 = 2;
+pub const AUDIO_TRACK_ID: u32 = super::fmp4_track::AUDIO_TRACK_ID;
 /// Most frames held while waiting for the first keyframe / second config.
 pub const MAX_START_FRAMES: usize = 1024;
 /// Most payload bytes held while waiting for the start.
 const MAX_START_BYTES: usize = 32 << 20;
 /// A fragment is cut when a track has this many payload bytes waiting.
 const MAX_FRAGMENT_PENDING_BYTES: usize = 16 << 20;
-/// A forward timestamp jump larger than this starts a new file.
-const MAX_GAP_NS: i64 = 10_000_000_000;
 /// Nanoseconds per second.
 const NS: u32 = 1_000_000_000;
 
@@ -92,20 +88,12 @@ pub enum RecordOutput {
     Close,
 }
 
-#[derive(Debug)]
-struct Track {
-    frag: Fragmenter,
-    timescale: u32,
-    last_dts: Option<i64>,
-    last_delta: i64,
-}
-
 /// The file being written.
 #[derive(Debug)]
 struct File {
-    video: Option<Track>,
-    audio: Option<Track>,
-    primary: MediaKind,
+    /// Its tracks; a forward timestamp jump larger than
+    /// [`MAX_GAP_NS`](super::fmp4_track::MAX_GAP_NS) starts a new file.
+    tracks: Fmp4Tracks,
     /// First frame's decode time (its timebase): time 0 of this file.
     origin: (i64, u32),
     /// Decode time of the first primary sample (primary ticks).
@@ -113,15 +101,6 @@ struct File {
     /// Decode time where the current fragment started (primary ticks).
     frag_start: Option<i64>,
     sequence: u32,
-}
-
-impl File {
-    fn track_mut(&mut self, kind: MediaKind) -> Option<&mut Track> {
-        match kind {
-            MediaKind::Video => self.video.as_mut(),
-            MediaKind::Audio => self.audio.as_mut(),
-        }
-    }
 }
 
 /// Turns the frames of one stream into fragmented-MP4 file commands (see
@@ -243,11 +222,8 @@ impl Recorder {
             }
             self.need_keyframe = false;
         }
-        if self.file.is_some() {
-            self.on_media(frame);
-        } else {
-            self.buffer_start(frame.clone());
-        }
+        // Held by the start gate until a file opens.
+        self.on_media(frame);
     }
 
     /// The stream ended: writes what is waiting and closes the file.
@@ -257,70 +233,40 @@ impl Recorder {
         }
         if self.file.is_none() {
             let frames = self.start_gate.take_all();
-            self.start(frames);
+            let opened = Fmp4Tracks::open(&self.start_gate, frames, &mut self.dropped, "record");
+            self.open_file(opened);
         }
         self.close_file();
         self.finished = true;
     }
 
     fn on_config(&mut self, frame: &Frame) {
-        match self.start_gate.set_config(frame) {
-            ConfigUpdate::Unsupported => {
-                tracing::debug!("record: AV1 is not supported in fMP4, track ignored");
-                return;
-            }
-            ConfigUpdate::Unusable(e) => {
-                tracing::debug!(error = %e, "record: unusable config frame ignored");
-                return;
-            }
-            ConfigUpdate::Unchanged => return,
-            ConfigUpdate::Changed => {}
-        }
-        if self.file.is_some() {
+        if self.start_gate.update_config(frame, "record") && self.file.is_some() {
             tracing::debug!(stream = %self.path_hint, "record: codec config changed; new file");
             self.close_file();
         }
     }
 
     fn buffer_start(&mut self, frame: Frame) {
-        match self.start_gate.push(frame, None, &mut self.dropped) {
-            StartStep::Rejected(Rejected::NoConfig) => self.drop_frame("no config"),
-            StartStep::Rejected(Rejected::BeforeKeyframe) => {
-                self.drop_frame("before the first keyframe")
-            }
-            StartStep::Held => {}
-            StartStep::Start(frames) => self.start(frames),
-        }
+        let opened = self
+            .start_gate
+            .admit(frame, None, &mut self.dropped, "record");
+        self.open_file(opened);
     }
 
-    /// Opens a file whose first frame is `frames[0]`, then feeds `frames`.
-    fn start(&mut self, frames: Vec<Frame>) {
-        let Some(first) = frames.first() else { return };
-        let origin = (first.dts, first.timebase);
-        let tracks = match self.start_gate.tracks(VIDEO_TRACK_ID, AUDIO_TRACK_ID) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(stream = %self.path_hint, error = %e, "record: cannot build the init segment");
-                self.dropped += frames.len() as u64;
-                return;
-            }
-        };
-        let StartTracks {
-            video,
-            audio,
+    /// Opens a file on the frames the start gate released, then feeds them.
+    fn open_file(&mut self, opened: Option<Opened>) {
+        let Some(Opened {
+            tracks,
             init,
-            primary,
-        } = tracks;
-        let track = |info: TrackInfo| Track {
-            timescale: info.timescale,
-            frag: Fragmenter::new(info),
-            last_dts: None,
-            last_delta: 0,
+            origin,
+            frames,
+        }) = opened
+        else {
+            return;
         };
         self.file = Some(File {
-            video: video.map(track),
-            audio: audio.map(track),
-            primary,
+            tracks,
             origin,
             start: None,
             frag_start: None,
@@ -340,31 +286,16 @@ impl Recorder {
             return self.buffer_start(frame.clone());
         };
         let kind = frame.kind();
-        let primary = kind == file.primary;
-        let origin = file.origin;
-        let Some(track) = file.track_mut(kind) else {
-            return self.drop_frame("no track of this kind");
+        let (primary, dts, pts) = match file.tracks.admit(frame, file.origin, 0) {
+            Admit::Media { primary, dts, pts } => (primary, dts, pts),
+            Admit::Drop(why) => return self.drop_frame(why),
+            Admit::Discontinuity => {
+                tracing::debug!(stream = %self.path_hint, dts = frame.dts, "record: timestamp discontinuity; new file");
+                self.close_file();
+                return self.buffer_start(frame.clone());
+            }
         };
-        if track.frag.track().codec != frame.codec {
-            return self.drop_frame("codec differs from the config");
-        }
-        let scale = track.timescale;
-        let map = |t: i64| {
-            rescale(t, frame.timebase, scale).saturating_sub(rescale(origin.0, origin.1, scale))
-        };
-        let (dts, pts) = (map(frame.dts), map(frame.pts));
-        let max_gap = rescale(MAX_GAP_NS, NS, scale);
-        let jump = track
-            .last_dts
-            .is_some_and(|l| dts < l || dts.saturating_sub(l) > max_gap);
-        if frame.flags.contains(FrameFlags::DISCONTINUITY) || jump {
-            tracing::debug!(stream = %self.path_hint, dts, "record: timestamp discontinuity; new file");
-            self.close_file();
-            return self.buffer_start(frame.clone());
-        }
-        if dts < 0 {
-            return self.drop_frame("before the file start");
-        }
+        let scale = file.tracks.get(kind).map_or(1, Fmp4Track::timescale);
         let sync = frame.is_keyframe() || kind == MediaKind::Audio;
         if primary && sync {
             if let (Some(max), Some(start)) = (self.config.max_file_duration, file.start) {
@@ -378,30 +309,14 @@ impl Recorder {
         let Some(file) = self.file.as_mut() else {
             return;
         };
-        let Some(track) = file.track_mut(kind) else {
+        let Some(track) = file.tracks.get_mut(kind) else {
             return;
         };
-        let out = Frame {
-            codec: frame.codec,
-            flags: if frame.is_keyframe() {
-                FrameFlags::KEYFRAME
-            } else {
-                FrameFlags::NONE
-            },
-            pts,
-            dts,
-            timebase: scale,
-            payload: frame.payload.clone(),
-        };
-        if let Err(e) = track.frag.push(&out) {
+        if let Err(e) = track.push(frame, dts, pts) {
             tracing::debug!(error = %e, "record: fMP4 fragmenter rejected a frame");
             return self.drop_frame("fragmenter");
         }
-        if let Some(l) = track.last_dts {
-            track.last_delta = dts - l;
-        }
-        track.last_dts = Some(dts);
-        let big = track.frag.pending_bytes() >= MAX_FRAGMENT_PENDING_BYTES;
+        let big = track.pending_bytes() >= MAX_FRAGMENT_PENDING_BYTES;
         let mut cut = big;
         if primary {
             file.start.get_or_insert(dts);
@@ -431,21 +346,8 @@ impl Recorder {
             return;
         };
         let mut buf = BytesMut::new();
-        for t in [file.video.as_mut(), file.audio.as_mut()]
-            .into_iter()
-            .flatten()
-        {
-            let default = u32::try_from(t.last_delta)
-                .ok()
-                .filter(|d| *d > 0)
-                .unwrap_or(t.timescale / 50);
-            let seq = file.sequence.wrapping_add(1);
-            if t.frag
-                .fragment_into(&mut buf, seq, flush.then_some(default))
-            {
-                file.sequence = seq;
-            }
-        }
+        file.tracks
+            .fragment_into(&mut buf, &mut file.sequence, flush);
         self.emit(RecordOutput::Write(buf.freeze()));
     }
 

@@ -34,6 +34,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::fmp4::{init_segment, Fmp4Error, TrackInfo};
+use super::fmp4_track::{Fmp4Tracks, Opened};
 use crate::frame::{rescale, Codec, Frame, FrameFlags, MediaKind};
 
 /// Nanoseconds per second.
@@ -241,6 +242,46 @@ impl StartGate {
         }
     }
 
+    /// [`push`](Self::push) for an fMP4 output (`who`: `"hls"`,
+    /// `"record"`): a rejected frame is counted in `dropped` (and traced)
+    /// too; when it is time, the output opened on the released frames
+    /// ([`Fmp4Tracks::open`]).
+    pub(crate) fn admit(
+        &mut self,
+        frame: Frame,
+        prev_tracks: Option<(bool, bool)>,
+        dropped: &mut u64,
+        who: &'static str,
+    ) -> Option<Opened> {
+        match self.push(frame, prev_tracks, dropped) {
+            StartStep::Rejected(why) => {
+                *dropped += 1;
+                tracing::trace!(who, ?why, "frame dropped before the start");
+                None
+            }
+            StartStep::Held => None,
+            StartStep::Start(frames) => Fmp4Tracks::open(self, frames, dropped, who),
+        }
+    }
+
+    /// [`set_config`](Self::set_config) for an output (`who`), the
+    /// ignored configs logged: whether a running output needs a new init
+    /// section (a changed config).
+    pub(crate) fn update_config(&mut self, frame: &Frame, who: &'static str) -> bool {
+        match self.set_config(frame) {
+            ConfigUpdate::Unsupported => {
+                tracing::debug!(who, "AV1 is not supported in fMP4, track ignored");
+                false
+            }
+            ConfigUpdate::Unusable(e) => {
+                tracing::debug!(who, error = %e, "unusable config frame ignored");
+                false
+            }
+            ConfigUpdate::Unchanged => false,
+            ConfigUpdate::Changed => true,
+        }
+    }
+
     fn pop_front(&mut self, dropped: &mut u64) {
         if let Some(f) = self.buf.pop_front() {
             self.bytes -= f.payload.len();
@@ -359,6 +400,34 @@ mod tests {
 
     fn audio(ms: i64) -> Frame {
         frame(Codec::Aac, FrameFlags::NONE, ms, Bytes::from_static(&[4]))
+    }
+
+    #[test]
+    fn admit_counts_rejections_and_opens_the_output() {
+        let mut g = gate(AudioTrim::All, 16);
+        assert!(g.update_config(&aac_config(), "test"));
+        assert!(!g.update_config(&aac_config(), "test"));
+        let av1 = frame(
+            Codec::Av1,
+            FrameFlags::CONFIG,
+            0,
+            Bytes::from_static(&[0x81]),
+        );
+        assert!(!g.update_config(&av1, "test"));
+        let mut dropped = 0;
+        assert!(g
+            .admit(video(false, 0), None, &mut dropped, "test")
+            .is_none());
+        assert_eq!(dropped, 1, "a rejected frame is counted");
+        // Both configs known: the keyframe starts the output at once.
+        let opened = g
+            .admit(video(true, 40), None, &mut dropped, "test")
+            .unwrap();
+        assert_eq!(opened.origin, (40, 1000));
+        assert_eq!(opened.frames.len(), 1);
+        assert_eq!(opened.tracks.kinds(), (true, true));
+        assert_eq!(&opened.init[4..8], b"ftyp");
+        assert_eq!(dropped, 1);
     }
 
     #[test]

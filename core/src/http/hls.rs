@@ -20,6 +20,14 @@
 //!    removes the stream from the service and returns [`PumpState::Done`];
 //!    the task ends and the muxer's memory is freed.
 //!
+//! The classic TS variant is built only while someone watches it: the
+//! first TS request (`ts/index.m3u8`, `ts/stream.m3u8`, `ts/seg<N>.ts`)
+//! turns it on ([`HlsMuxer::enable_ts`]: it starts at the next segment
+//! boundary on a keyframe, with the fMP4 segments' numbers), and `pump`
+//! turns it off again ([`HlsMuxer::disable_ts`], its segments are freed)
+//! after [`HlsServiceConfig::idle_timeout`] without a TS request, while
+//! LL-HLS goes on.
+//!
 //! Bounds: at most [`HlsServiceConfig::max_streams`] muxed streams (more →
 //! 503), at most [`HlsServiceConfig::max_blocked_requests`] requests parked
 //! in a blocking reload at once (more → 503), and each muxer's own byte
@@ -122,6 +130,8 @@ pub struct HlsStream {
     advanced: Signal,
     /// Time of the last HTTP request, µs of the caller's clock.
     last_access: AtomicU64,
+    /// Time of the last request for a TS resource (same clock).
+    last_ts_access: AtomicU64,
     /// The publisher ended and the muxer is finished.
     ended: AtomicBool,
     /// Removed from the service: the pump task ends.
@@ -159,6 +169,14 @@ impl HlsStream {
             .fetch_max(now.as_micros(), Ordering::AcqRel);
     }
 
+    /// A request for a TS resource at `now`: the TS variant is (kept) on.
+    /// Call with the state lock held (`muxer` is that state's).
+    pub(crate) fn touch_ts(&self, muxer: &mut HlsMuxer, now: Instant) {
+        self.last_ts_access
+            .fetch_max(now.as_micros(), Ordering::AcqRel);
+        muxer.enable_ts();
+    }
+
     pub(crate) fn state(&self) -> MutexGuard<'_, StreamState> {
         lock(&self.state)
     }
@@ -166,6 +184,16 @@ impl HlsStream {
     /// Bytes held by this stream's muxer.
     pub fn memory_bytes(&self) -> usize {
         self.state().muxer.memory_bytes()
+    }
+
+    /// Bytes held by this stream's TS variant (0 while nobody watches it).
+    pub fn ts_bytes(&self) -> usize {
+        self.state().muxer.ts_bytes()
+    }
+
+    /// Whether the TS variant is being built (or waits for its keyframe).
+    pub fn ts_enabled(&self) -> bool {
+        self.state().muxer.ts_enabled()
     }
 
     fn retire(self: &Arc<Self>) {
@@ -201,6 +229,18 @@ impl HlsStream {
         let mut ended = false;
         let mut state = self.state();
         let st = &mut *state;
+        // The TS variant stops after the same idle time without a TS request.
+        let mut wake = idle_deadline;
+        if st.muxer.ts_enabled() {
+            let last_ts = Instant::from_micros(self.last_ts_access.load(Ordering::Acquire));
+            let ts_deadline = last_ts + self.idle_timeout;
+            if now >= ts_deadline {
+                tracing::debug!(stream = %self.key, "no TS request for {:?}", self.idle_timeout);
+                st.muxer.disable_ts();
+            } else {
+                wake = wake.min(ts_deadline);
+            }
+        }
         let next = match &mut st.subscriber {
             None => PumpState::Done,
             Some(sub) => {
@@ -219,7 +259,7 @@ impl HlsStream {
                             break PumpState::Wait {
                                 signal,
                                 epoch,
-                                deadline: idle_deadline,
+                                deadline: wake,
                             }
                         }
                         Recv::End => {
@@ -256,7 +296,7 @@ impl HlsStream {
                 PumpState::Wait {
                     signal: self.advanced.clone(),
                     epoch,
-                    deadline: idle_deadline,
+                    deadline: wake,
                 }
             }
             other => other,
@@ -356,6 +396,32 @@ impl HlsService {
     /// The muxed stream `key`, created (subscribed, queued for a pump task)
     /// on first use; `now` counts as a request for the idle timeout.
     pub fn stream(&self, key: &StreamKey, now: Instant) -> Result<Arc<HlsStream>, HlsError> {
+        self.stream_for(key, Variant::LowLatency, now)
+    }
+
+    /// Like [`stream`](Self::stream), for a request of `variant`: a TS
+    /// request turns the TS variant on (before the GOP cache is taken in,
+    /// when the stream is created here, so its first segment has TS).
+    pub(crate) fn stream_for(
+        &self,
+        key: &StreamKey,
+        variant: Variant,
+        now: Instant,
+    ) -> Result<Arc<HlsStream>, HlsError> {
+        let stream = self.stream_inner(key, variant, now)?;
+        if variant == Variant::Ts {
+            let mut state = stream.state();
+            stream.touch_ts(&mut state.muxer, now);
+        }
+        Ok(stream)
+    }
+
+    fn stream_inner(
+        &self,
+        key: &StreamKey,
+        variant: Variant,
+        now: Instant,
+    ) -> Result<Arc<HlsStream>, HlsError> {
         let mut streams = lock(&self.inner.streams);
         let old = streams.get(key).cloned();
         if let Some(s) = &old {
@@ -379,15 +445,20 @@ impl HlsService {
         if old.is_none() && streams.len() >= self.config.max_streams {
             return Err(HlsError::TooManyStreams(self.config.max_streams));
         }
+        let mut muxer = HlsMuxer::new(self.config.muxer.clone());
+        if variant == Variant::Ts {
+            muxer.enable_ts();
+        }
         let stream = Arc::new(HlsStream {
             key: key.clone(),
             state: Mutex::new(StreamState {
-                muxer: HlsMuxer::new(self.config.muxer.clone()),
+                muxer,
                 subscriber: Some(sub),
                 fingerprint: 0,
             }),
             advanced: Signal::new(),
             last_access: AtomicU64::new(now.as_micros()),
+            last_ts_access: AtomicU64::new(now.as_micros()),
             ended: AtomicBool::new(false),
             retired: AtomicBool::new(false),
             idle_timeout: self.config.idle_timeout,

@@ -20,7 +20,7 @@
 //! | `` (the directory itself) | player page (hls.js, falls back to native HLS) |
 //! | `index.m3u8` | multivariant playlist → LL-HLS fMP4 media playlist `stream.m3u8` |
 //! | `stream.m3u8`, `init.mp4`, `seg<msn>.m4s`, `part<msn>.<n>.m4s` | LL-HLS |
-//! | `ts/index.m3u8`, `ts/stream.m3u8`, `ts/seg<msn>.ts` | classic HLS, MPEG-TS |
+//! | `ts/index.m3u8`, `ts/stream.m3u8`, `ts/seg<msn>.ts` | classic HLS, MPEG-TS (built from the first TS request on, until 30 s without one; see [`HlsService`]) |
 //!
 //! and [`HLS_JS_PATH`] for the vendored hls.js ([`HLS_JS_VERSION`]).
 //!
@@ -393,7 +393,12 @@ impl HttpRouter {
         carry: Option<Wait>,
     ) -> Routed {
         let respond = Routed::Response;
-        let stream = match self.hls.stream(key, now) {
+        let variant = match res {
+            Resource::Multivariant(v) | Resource::MediaPlaylist(v) | Resource::Segment(v, _) => v,
+            Resource::Init | Resource::Part { .. } => Variant::LowLatency,
+        };
+        // A TS request turns the TS variant on (or keeps it on).
+        let stream = match self.hls.stream_for(key, variant, now) {
             Ok(s) => s,
             Err(HlsError::Subscribe(e)) => {
                 return respond(error(StatusCode::NOT_FOUND, &e.to_string()));
@@ -417,13 +422,20 @@ impl HttpRouter {
         // one, or, with a long GOP, for two target durations, after which
         // parts do (an LL-HLS client asking with `_HLS_msn` is served from
         // the first part on).
+        // The TS variant starts with the first request for it: its first
+        // playlist waits the same way for its first complete TS segment.
         let soft_wake = since + muxer.target_duration().saturating_mul(2);
-        let ready = |v: Variant, ll_client: bool| {
-            muxer.is_ready(Variant::Ts)
-                || (v == Variant::LowLatency
-                    && muxer.is_ready(Variant::LowLatency)
-                    && (ll_client || now >= soft_wake))
+        let ready = |v: Variant, ll_client: bool| match v {
+            Variant::Ts => muxer.is_ready(Variant::Ts),
+            Variant::LowLatency => {
+                muxer.has_segment()
+                    || (muxer.is_ready(Variant::LowLatency) && (ll_client || now >= soft_wake))
+            }
         };
+        if variant == Variant::Ts && muxer.is_finished() && !muxer.is_ready(Variant::Ts) {
+            // Asked for after the stream ended: no TS segment will come.
+            return respond(error(StatusCode::NOT_FOUND, "stream ended; no TS segments"));
+        }
         let park_ready = |v: Variant, carry| {
             let wake = (v == Variant::LowLatency && muxer.is_ready(Variant::LowLatency))
                 .then_some(soft_wake);

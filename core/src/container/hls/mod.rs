@@ -6,8 +6,12 @@
 //! One [`HlsMuxer`] per stream builds both variants from the same frames:
 //! - [`Variant::LowLatency`]: fMP4/CMAF segments (`EXT-X-MAP` init section)
 //!   made of partial segments (`EXT-X-PART`, `EXT-X-PRELOAD-HINT`,
-//!   `EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES`, delta updates);
-//! - [`Variant::Ts`]: classic MPEG-TS segments, each starting with PAT/PMT.
+//!   `EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES`, delta updates), always;
+//! - [`Variant::Ts`]: classic MPEG-TS segments, each starting with PAT/PMT
+//!   (RFC 8216 §3.2), only while asked for ([`HlsMuxer::enable_ts`] /
+//!   [`HlsMuxer::disable_ts`]): it starts at the next segment that starts on
+//!   a keyframe and shares the media sequence numbers of the fMP4 segments
+//!   (TS segment `N` holds the frames of fMP4 segment `N`).
 //!
 //! Names of the resources are in [`Resource`].
 //!
@@ -74,7 +78,8 @@ impl Default for HlsConfig {
     }
 }
 
-/// The two flavours served for every stream.
+/// The two flavours served for every stream (the TS one on demand, see
+/// [`HlsMuxer::enable_ts`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Variant {
     /// LL-HLS: fMP4 (CMAF) segments and partial segments.

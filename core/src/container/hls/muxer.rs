@@ -11,27 +11,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::playlist::{round_secs, secs_ceil, secs_nearest, write_secs_nearest};
 use super::{HlsConfig, PlaylistReply, PlaylistRequest, Resource, Variant};
 use crate::codec::codec_string;
-use crate::container::fmp4::{Fragmenter, TrackInfo};
-use crate::container::start_gate::{
-    AudioTrim, ConfigUpdate, Rejected, StartGate, StartLimits, StartStep, StartTracks,
-};
+use crate::container::fmp4_track::{Admit, Fmp4Track, Fmp4Tracks, Opened};
+use crate::container::start_gate::{AudioTrim, StartGate, StartLimits};
 use crate::container::ts::TsMuxer;
-use crate::frame::{rescale, Frame, FrameFlags, MediaKind};
+use crate::frame::{rescale, Frame, MediaKind};
 
-/// `track_ID` of the video track in the fMP4 variant.
-const VIDEO_TRACK_ID: u32 = 1;
-/// `track_ID` of the audio track in the fMP4 variant.
-const AUDIO_TRACK_ID: u32 = 2;
 /// Most frames held while waiting for the stream's first keyframe / configs.
 pub const MAX_START_FRAMES: usize = 1024;
 /// Most parts in one segment: a segment with more is cut (bounded playlist).
 pub const MAX_PARTS_PER_SEGMENT: usize = 256;
 /// How long (media time) the start waits for a second track's config.
 const START_WAIT_NS: i64 = 1_000_000_000;
-/// A forward timestamp jump larger than this is a discontinuity.
-const MAX_GAP_NS: i64 = 10_000_000_000;
-/// Nanoseconds per second: the timebase of the output timeline base.
-const NS: u32 = 1_000_000_000;
 /// Microseconds per second.
 const US: u32 = 1_000_000;
 /// Advance Part Limit (draft-pantos-hls-rfc8216bis §6.2.5.2).
@@ -53,7 +43,8 @@ struct Segment {
     /// Slices of `fmp4` (zero copy).
     parts: Vec<Part>,
     fmp4: Bytes,
-    ts: Bytes,
+    /// The same media as MPEG-TS, when the TS variant was on for all of it.
+    ts: Option<Bytes>,
     discontinuity: bool,
     independent: bool,
     init_version: u32,
@@ -69,63 +60,47 @@ struct Open {
     /// Whether the current part's first primary sample is a sync sample.
     part_independent: Option<bool>,
     parts: Vec<Part>,
-    ts: BytesMut,
+    /// TS bytes, when the TS variant is on for this segment.
+    ts: Option<BytesMut>,
+    /// Media payload bytes pushed into this segment (both tracks): the
+    /// size bound, the same whether the TS variant is on or not.
+    media_bytes: usize,
     discontinuity: bool,
     independent: bool,
     init_version: u32,
 }
 
-#[derive(Debug)]
-struct Track {
-    info: TrackInfo,
-    frag: Fragmenter,
-    last_dts: Option<i64>,
-    last_delta: i64,
-}
-
 /// One run of the stream with fixed tracks and a continuous timeline.
 #[derive(Debug)]
 struct Epoch {
-    video: Option<Track>,
-    audio: Option<Track>,
-    ts: TsMuxer,
-    primary: MediaKind,
+    tracks: Fmp4Tracks,
+    /// The TS muxer, while the TS variant is on.
+    ts: Option<TsMuxer>,
     /// Input time (ticks, timebase) that maps to `base_ns` on the output timeline.
     origin: (i64, u32),
     base_ns: i64,
 }
 
 impl Epoch {
-    fn track_mut(&mut self, kind: MediaKind) -> Option<&mut Track> {
-        match kind {
-            MediaKind::Video => self.video.as_mut(),
-            MediaKind::Audio => self.audio.as_mut(),
-        }
-    }
-
-    fn primary(&self) -> Option<&Track> {
-        match self.primary {
-            MediaKind::Video => self.video.as_ref(),
-            MediaKind::Audio => self.audio.as_ref(),
-        }
-    }
-
     fn primary_timescale(&self) -> u32 {
-        self.primary().map_or(90_000, |t| t.info.timescale)
+        self.tracks.primary().map_or(90_000, |t| t.timescale())
     }
 
     /// End of the output timeline so far (ns).
     fn end_ns(&self) -> i64 {
-        [self.video.as_ref(), self.audio.as_ref()]
-            .into_iter()
-            .flatten()
-            .filter_map(|t| {
-                let end = t.last_dts?.saturating_add(t.last_delta);
-                Some(rescale(end, t.info.timescale, NS))
-            })
-            .max()
-            .unwrap_or(self.base_ns)
+        self.tracks.end_ns().unwrap_or(self.base_ns)
     }
+}
+
+/// Whether the classic TS variant is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TsState {
+    /// Nobody asked for TS: no TS muxing, no TS bytes held.
+    Off,
+    /// Asked for: TS starts with the next segment that starts on a keyframe.
+    Starting,
+    /// Every new segment gets its TS bytes.
+    On,
 }
 
 /// Media playlists rendered since the last change (filled on demand).
@@ -144,9 +119,19 @@ struct StreamInfo {
     has_video: bool,
 }
 
-/// One stream's HLS state: builds **both** variants (LL-HLS with fMP4
-/// parts, classic HLS with MPEG-TS segments) from the same frames, with the
-/// same segment boundaries and media sequence numbers.
+/// One stream's HLS state: builds LL-HLS (fMP4 parts and segments) from
+/// the frames, and classic HLS (MPEG-TS segments) from the same frames
+/// while it is on, with the same segment boundaries and media sequence
+/// numbers: TS segment `N` holds the frames of fMP4 segment `N`.
+///
+/// The TS variant is lazy ([`enable_ts`](Self::enable_ts),
+/// [`disable_ts`](Self::disable_ts)): off, it costs neither muxing time nor
+/// memory. Enabled, it starts with the next segment that starts on a
+/// keyframe (RFC 8216 §3.2 / §6.2.1 ask each TS segment to be decodable from
+/// its start with its own PAT/PMT), so its first playlist lists whole
+/// segments only and its `EXT-X-MEDIA-SEQUENCE` is the number the fMP4
+/// variant uses for the same media (the segments of the window before it
+/// have no TS form and are not listed).
 ///
 /// Segmentation (RFC 8216 §3, §6.2.1; draft-pantos-hls-rfc8216bis §4.4.4.9):
 /// - the stream starts on the first video keyframe (frames before it are
@@ -167,8 +152,9 @@ struct StreamInfo {
 ///   output timeline continuing where it was.
 ///
 /// Memory is bounded by `window_segments` complete segments plus the open
-/// one (≤ `max_segment_bytes` + one frame per variant), see
-/// [`memory_bytes`](Self::memory_bytes).
+/// one (≤ `max_segment_bytes` of media + one frame, per variant that is
+/// on), see [`memory_bytes`](Self::memory_bytes) and
+/// [`ts_bytes`](Self::ts_bytes).
 #[derive(Debug)]
 pub struct HlsMuxer {
     config: HlsConfig,
@@ -192,6 +178,7 @@ pub struct HlsMuxer {
     info: Option<StreamInfo>,
     finished: bool,
     dropped_frames: u64,
+    ts_state: TsState,
     /// Memo of the playlist texts: many viewers ask for the same playlist
     /// between two parts. Cleared by every change (`&mut self`); filled by
     /// the `&self` readers, hence the (uncontended) lock.
@@ -235,6 +222,7 @@ impl HlsMuxer {
             info: None,
             finished: false,
             dropped_frames: 0,
+            ts_state: TsState::Off,
             rendered: Mutex::new(Rendered::default()),
         }
     }
@@ -250,6 +238,51 @@ impl HlsMuxer {
         self.dropped_frames
     }
 
+    /// Someone asked for the classic TS variant (RFC 8216 §3.2 segments):
+    /// if it is off, it starts with the next segment that starts on a
+    /// keyframe (its first playlist is ready once that segment is
+    /// complete, see [`is_ready`](Self::is_ready)); if it is on, nothing
+    /// changes. The HTTP layer calls it on every TS request.
+    pub fn enable_ts(&mut self) {
+        if self.ts_state == TsState::Off {
+            self.ts_state = TsState::Starting;
+            tracing::debug!("hls: TS variant requested");
+        }
+    }
+
+    /// Stops building the TS variant and frees its segments (nobody asked
+    /// for it for a while); LL-HLS goes on unchanged. A later
+    /// [`enable_ts`](Self::enable_ts) starts it afresh.
+    pub fn disable_ts(&mut self) {
+        if self.ts_state == TsState::Off {
+            return;
+        }
+        self.ts_state = TsState::Off;
+        self.free_ts();
+        tracing::debug!("hls: TS variant stopped");
+    }
+
+    /// Drops every TS byte and the TS muxer.
+    fn free_ts(&mut self) {
+        if let Some(e) = self.epoch.as_mut() {
+            e.ts = None;
+        }
+        if let Some(o) = self.open.as_mut() {
+            o.ts = None;
+        }
+        for s in &mut self.segments {
+            s.ts = None;
+        }
+        self.invalidate();
+    }
+
+    /// Whether the TS variant is wanted ([`enable_ts`](Self::enable_ts)
+    /// called and no [`disable_ts`](Self::disable_ts) since), built or
+    /// waiting for its first keyframe.
+    pub fn ts_enabled(&self) -> bool {
+        self.ts_state != TsState::Off
+    }
+
     /// Adds a frame (config or media) in decode order, as the ingest
     /// produced it. Frames after [`finish`](Self::finish) are ignored.
     pub fn push(&mut self, frame: &Frame) {
@@ -258,10 +291,9 @@ impl HlsMuxer {
         }
         if frame.is_config() {
             self.on_config(frame);
-        } else if self.epoch.is_some() {
-            self.on_media(frame);
         } else {
-            self.buffer_start(frame.clone());
+            // Held by the start gate until an epoch starts.
+            self.on_media(frame);
         }
     }
 
@@ -290,19 +322,7 @@ impl HlsMuxer {
     }
 
     fn on_config(&mut self, frame: &Frame) {
-        match self.start_gate.set_config(frame) {
-            ConfigUpdate::Unsupported => {
-                tracing::debug!("hls: AV1 is not supported, track ignored");
-                return;
-            }
-            ConfigUpdate::Unusable(e) => {
-                tracing::debug!(error = %e, "hls: unusable config frame ignored");
-                return;
-            }
-            ConfigUpdate::Unchanged => return,
-            ConfigUpdate::Changed => {}
-        }
-        if self.epoch.is_some() {
+        if self.start_gate.update_config(frame, "hls") && self.epoch.is_some() {
             // A new init section is needed (new sample entry): new epoch.
             self.restart();
         }
@@ -314,59 +334,28 @@ impl HlsMuxer {
         self.close_open();
         if let Some(e) = self.epoch.take() {
             self.timeline_end_ns = e.end_ns().max(self.timeline_end_ns);
-            self.prev_tracks = Some((e.video.is_some(), e.audio.is_some()));
+            self.prev_tracks = Some(e.tracks.kinds());
         }
         self.pending_discontinuity = true;
     }
 
     fn buffer_start(&mut self, frame: Frame) {
-        match self
-            .start_gate
-            .push(frame, self.prev_tracks, &mut self.dropped_frames)
-        {
-            StartStep::Rejected(Rejected::NoConfig) => self.drop_frame("no config"),
-            StartStep::Rejected(Rejected::BeforeKeyframe) => {
-                self.drop_frame("before first keyframe")
-            }
-            StartStep::Held => {}
-            StartStep::Start(frames) => self.start(frames),
+        let prev = self.prev_tracks;
+        let dropped = &mut self.dropped_frames;
+        if let Some(opened) = self.start_gate.admit(frame, prev, dropped, "hls") {
+            self.start(opened);
         }
     }
 
-    /// Starts an epoch whose first frame is `frames[0]`, then feeds `frames`.
-    fn start(&mut self, frames: Vec<Frame>) {
-        let Some(first) = frames.first() else { return };
-        let origin = (first.dts, first.timebase);
-        let tracks = match self.start_gate.tracks(VIDEO_TRACK_ID, AUDIO_TRACK_ID) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "hls: cannot build the init segment");
-                self.dropped_frames += frames.len() as u64;
-                return;
-            }
-        };
-        let StartTracks {
-            video,
-            audio,
+    /// Starts an epoch on the frames the start gate released, then feeds them.
+    fn start(&mut self, opened: Opened) {
+        let Opened {
+            tracks,
             init,
-            primary,
-        } = tracks;
-        let mut ts = match TsMuxer::new(
-            video.as_ref().map(|t| t.codec),
-            audio.as_ref().map(|t| t.codec),
-        ) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "hls: cannot build the TS muxer");
-                self.dropped_frames += frames.len() as u64;
-                return;
-            }
-        };
-        for c in self.start_gate.configs() {
-            if let Err(e) = ts.mux(c) {
-                tracing::debug!(error = %e, "hls: TS muxer rejected a config");
-            }
-        }
+            origin,
+            frames,
+        } = opened;
+        let video = tracks.get(MediaKind::Video).map(Fmp4Track::info);
         let mut codecs = Vec::new();
         for c in self.start_gate.configs() {
             if let Ok(s) = codec_string(c.codec, &c.payload) {
@@ -375,7 +364,7 @@ impl HlsMuxer {
         }
         self.info = Some(StreamInfo {
             codecs: codecs.join(","),
-            resolution: video.as_ref().map(|v| (v.width, v.height)),
+            resolution: video.map(|v| (v.width, v.height)),
             has_video: video.is_some(),
         });
         if let Some(old) = self.init.take().filter(|i| *i != init) {
@@ -384,17 +373,9 @@ impl HlsMuxer {
         }
         self.init = Some(init);
         self.prune_inits();
-        let track = |info: TrackInfo| Track {
-            frag: Fragmenter::new(info.clone()),
-            info,
-            last_dts: None,
-            last_delta: 0,
-        };
         self.epoch = Some(Epoch {
-            video: video.map(track),
-            audio: audio.map(track),
-            ts,
-            primary,
+            tracks,
+            ts: None,
             origin,
             base_ns: self.timeline_end_ns,
         });
@@ -408,66 +389,38 @@ impl HlsMuxer {
             return self.buffer_start(frame.clone());
         };
         let kind = frame.kind();
-        let primary = kind == epoch.primary;
-        let (origin, base_ns) = (epoch.origin, epoch.base_ns);
-        let Some(track) = epoch.track_mut(kind) else {
-            return self.drop_frame("no track of this kind");
+        let (primary, dts, pts) = match epoch.tracks.admit(frame, epoch.origin, epoch.base_ns) {
+            Admit::Media { primary, dts, pts } => (primary, dts, pts),
+            Admit::Drop(why) => return self.drop_frame(why),
+            Admit::Discontinuity => {
+                tracing::debug!(dts = frame.dts, "hls: timestamp discontinuity");
+                self.restart();
+                return self.buffer_start(frame.clone());
+            }
         };
-        if track.info.codec != frame.codec {
-            return self.drop_frame("codec differs from the config");
-        }
-        let ts_scale = track.info.timescale;
-        let map = |t: i64| {
-            rescale(t, frame.timebase, ts_scale)
-                .saturating_sub(rescale(origin.0, origin.1, ts_scale))
-                .saturating_add(rescale(base_ns, NS, ts_scale))
+        let Some(track) = epoch.tracks.get_mut(kind) else {
+            return;
         };
-        let (dts, pts) = (map(frame.dts), map(frame.pts));
-        let max_gap = rescale(MAX_GAP_NS, NS, ts_scale);
-        let jump = track
-            .last_dts
-            .is_some_and(|l| dts < l || dts.saturating_sub(l) > max_gap);
-        if frame.flags.contains(FrameFlags::DISCONTINUITY) || jump {
-            tracing::debug!(dts, "hls: timestamp discontinuity");
-            self.restart();
-            return self.buffer_start(frame.clone());
-        }
-        if dts < 0 {
-            return self.drop_frame("before the origin");
-        }
-        let out = Frame {
-            codec: frame.codec,
-            flags: if frame.is_keyframe() {
-                FrameFlags::KEYFRAME
-            } else {
-                FrameFlags::NONE
-            },
-            pts,
-            dts,
-            timebase: ts_scale,
-            payload: frame.payload.clone(),
-        };
+        let ts_scale = track.timescale();
         let sync = frame.is_keyframe() || kind == MediaKind::Audio;
         // Cuts happen on primary frames: if those stop, the other track must
         // not grow the open segment without bound.
-        let over = track.frag.pending_bytes() >= self.config.max_segment_bytes
+        let over = track.pending_bytes() >= self.config.max_segment_bytes
             || self
                 .open
                 .as_ref()
-                .is_some_and(|o| o.ts.len() >= self.config.max_segment_bytes.saturating_mul(2));
+                .is_some_and(|o| o.media_bytes >= self.config.max_segment_bytes.saturating_mul(2));
         if !primary && over {
             return self.drop_frame("segment over its byte budget");
         }
-        if let Err(e) = track.frag.push(&out) {
-            tracing::debug!(error = %e, "hls: fMP4 fragmenter rejected a frame");
-            return self.drop_frame("fragmenter");
-        }
-        if let Some(l) = track.last_dts {
-            track.last_delta = dts - l;
-        }
-        track.last_dts = Some(dts);
+        let out = match track.push(frame, dts, pts) {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::debug!(error = %e, "hls: fMP4 fragmenter rejected a frame");
+                return self.drop_frame("fragmenter");
+            }
+        };
 
-        let mut cut_segment = false;
         if primary {
             let seg_ticks = duration_ticks(self.config.segment_duration, ts_scale);
             let part_ticks = duration_ticks(self.config.part_duration, ts_scale);
@@ -475,8 +428,8 @@ impl HlsMuxer {
                 None => self.open_segment(dts, sync),
                 Some(open) => {
                     let elapsed = dts - open.start;
-                    cut_segment = (elapsed >= seg_ticks && sync)
-                        || open.ts.len() >= self.config.max_segment_bytes
+                    let cut_segment = (elapsed >= seg_ticks && sync)
+                        || open.media_bytes >= self.config.max_segment_bytes
                         || open.parts.len() + 1 >= MAX_PARTS_PER_SEGMENT;
                     if cut_segment || dts - open.part_start >= part_ticks {
                         self.cut_part(dts);
@@ -491,40 +444,85 @@ impl HlsMuxer {
                 open.part_independent.get_or_insert(sync);
             }
         }
-        let Some(epoch) = self.epoch.as_mut() else {
+        let Some(open) = self.open.as_mut() else {
             return;
         };
-        if cut_segment {
-            epoch.ts.request_psi();
-        }
-        if let Some(open) = self.open.as_mut() {
-            if let Err(e) = epoch.ts.mux_into(&out, &mut open.ts) {
-                tracing::debug!(error = %e, "hls: TS muxer rejected a frame");
-            }
+        open.media_bytes = open.media_bytes.saturating_add(out.payload.len());
+        let (Some(ts), Some(buf)) = (
+            self.epoch.as_mut().and_then(|e| e.ts.as_mut()),
+            open.ts.as_mut(),
+        ) else {
+            return;
+        };
+        if let Err(e) = ts.mux_into(&out, buf) {
+            tracing::debug!(error = %e, "hls: TS muxer rejected a frame");
         }
     }
 
     fn open_segment(&mut self, start: i64, independent: bool) {
+        let ts = self.open_ts(independent);
         self.open = Some(Open {
             msn: self.next_msn,
             start,
             part_start: start,
             part_independent: None,
             parts: Vec::new(),
-            // Sized like the previous segment + 1/8: rarely a regrowth copy,
-            // little slack kept alive by the frozen segment.
-            ts: BytesMut::with_capacity(
-                self.segments
-                    .back()
-                    .map_or(0, |s| s.ts.len() + s.ts.len() / 8)
-                    .min(self.config.max_segment_bytes),
-            ),
+            ts,
+            media_bytes: 0,
             discontinuity: std::mem::take(&mut self.pending_discontinuity),
             independent,
             init_version: self.init_version,
         });
         self.next_msn += 1;
         self.invalidate();
+    }
+
+    /// The TS buffer of a segment being opened, when the TS variant is on
+    /// (or starts here: on a keyframe). Every TS segment starts with PAT
+    /// and PMT (RFC 8216 §3.2).
+    fn open_ts(&mut self, independent: bool) -> Option<BytesMut> {
+        let starting = match self.ts_state {
+            TsState::Off => return None,
+            TsState::Starting if !independent => return None,
+            TsState::Starting => true,
+            TsState::On => false,
+        };
+        let epoch = self.epoch.as_mut()?;
+        if epoch.ts.is_none() {
+            let codec = |k| epoch.tracks.get(k).map(|t| t.info().codec);
+            let mut ts = match TsMuxer::new(codec(MediaKind::Video), codec(MediaKind::Audio)) {
+                Ok(m) => m,
+                Err(e) => {
+                    // The TS segments must stay contiguous: start over.
+                    tracing::warn!(error = %e, "hls: cannot build the TS muxer");
+                    self.ts_state = TsState::Starting;
+                    self.free_ts();
+                    return None;
+                }
+            };
+            for c in self.start_gate.configs() {
+                if let Err(e) = ts.mux(c) {
+                    tracing::debug!(error = %e, "hls: TS muxer rejected a config");
+                }
+            }
+            epoch.ts = Some(ts);
+        }
+        if let Some(ts) = epoch.ts.as_mut() {
+            ts.request_psi();
+        }
+        if starting {
+            self.ts_state = TsState::On;
+            tracing::debug!(msn = self.next_msn, "hls: TS variant starts");
+        }
+        // Sized like the previous segment + 1/8: rarely a regrowth copy,
+        // little slack kept alive by the frozen segment.
+        let previous = self.segments.back().map_or(0, |s| {
+            let len = s.ts.as_ref().map_or(s.fmp4.len(), Bytes::len);
+            len + len / 8
+        });
+        Some(BytesMut::with_capacity(
+            previous.min(self.config.max_segment_bytes),
+        ))
     }
 
     fn to_us(&self, ticks: i64) -> i64 {
@@ -544,27 +542,11 @@ impl HlsMuxer {
         let Some(epoch) = self.epoch.as_mut() else {
             return;
         };
-        let pending: usize = [epoch.video.as_ref(), epoch.audio.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|t| t.frag.pending_bytes() + 256)
-            .sum();
+        let pending: usize = epoch.tracks.iter().map(|t| t.pending_bytes() + 256).sum();
         let mut buf = BytesMut::with_capacity(pending);
-        for t in [epoch.video.as_mut(), epoch.audio.as_mut()]
-            .into_iter()
-            .flatten()
-        {
-            let default = u32::try_from(t.last_delta)
-                .ok()
-                .filter(|d| *d > 0)
-                .unwrap_or(t.info.timescale / 50);
-            let seq = self.fragment_sequence.wrapping_add(1);
-            if t.frag
-                .fragment_into(&mut buf, seq, flush.then_some(default))
-            {
-                self.fragment_sequence = seq;
-            }
-        }
+        epoch
+            .tracks
+            .fragment_into(&mut buf, &mut self.fragment_sequence, flush);
         let Some(open) = self.open.as_ref() else {
             return;
         };
@@ -609,7 +591,7 @@ impl HlsMuxer {
             duration_us,
             parts,
             fmp4,
-            ts: open.ts.freeze(),
+            ts: open.ts.map(BytesMut::freeze),
             discontinuity: open.discontinuity,
             independent: open.independent,
             init_version: open.init_version,
@@ -631,8 +613,9 @@ impl HlsMuxer {
             return;
         };
         let end = epoch
+            .tracks
             .primary()
-            .and_then(|t| Some(t.last_dts? + t.last_delta.max(1)));
+            .and_then(|t| Some(t.last_dts()? + t.last_delta().max(1)));
         let (Some(end), true) = (end, self.open.is_some()) else {
             return;
         };
@@ -649,16 +632,17 @@ impl HlsMuxer {
     /// of the configs.
     pub fn multivariant_playlist(&self, variant: Variant) -> Option<String> {
         let info = self.info.as_ref()?;
-        let rates = self.segments.iter().filter(|s| s.duration_us > 0).map(|s| {
+        let rates = self.segments.iter().filter_map(|s| {
             let bytes = match variant {
                 Variant::LowLatency => s.fmp4.len(),
-                Variant::Ts => s.ts.len(),
+                Variant::Ts => s.ts.as_ref()?.len(),
             } as u64;
-            (
+            (s.duration_us > 0).then_some(())?;
+            Some((
                 bytes * 8 * u64::from(US) / s.duration_us,
                 bytes,
                 s.duration_us,
-            )
+            ))
         });
         let (mut peak, mut total_bytes, mut total_us) = (0u64, 0u64, 0u64);
         for (r, b, d) in rates {
@@ -822,22 +806,39 @@ impl HlsMuxer {
             && self.open.as_ref().map_or(true, |o| o.independent)
     }
 
+    /// The segments of the window that have a TS form: always the newest
+    /// ones (TS starts on a segment boundary and is dropped whole), and
+    /// how many discontinuities the fMP4 window has before them.
+    fn ts_segments(&self) -> (impl Iterator<Item = &Segment>, u64) {
+        let skip = self.segments.iter().take_while(|s| s.ts.is_none()).count();
+        let disc = self
+            .segments
+            .iter()
+            .take(skip)
+            .filter(|s| s.discontinuity)
+            .count() as u64;
+        (self.segments.iter().skip(skip), disc)
+    }
+
+    /// The TS media playlist (RFC 8216 §4.3.3): the segments with a TS
+    /// form; `EXT-X-MEDIA-SEQUENCE` is the shared number of the first one,
+    /// and `EXT-X-DISCONTINUITY-SEQUENCE` counts the discontinuities
+    /// before it (§6.2.2) like the fMP4 playlist does.
     fn render_ts(&self) -> String {
-        let mut s = String::with_capacity(64 + self.segments.len() * 40);
+        let (segments, disc_before) = self.ts_segments();
+        let segments: Vec<&Segment> = segments.collect();
+        let mut s = String::with_capacity(64 + segments.len() * 40);
         self.header(&mut s, Variant::Ts);
-        let first = self.first_msn();
+        let first = segments.first().map_or(self.next_msn, |x| x.msn);
         let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:{first}");
-        if self.discontinuity_sequence > 0 {
-            let _ = writeln!(
-                s,
-                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
-                self.discontinuity_sequence
-            );
+        let disc_seq = self.discontinuity_sequence + disc_before;
+        if disc_seq > 0 {
+            let _ = writeln!(s, "#EXT-X-DISCONTINUITY-SEQUENCE:{disc_seq}");
         }
-        if self.independent() {
+        if segments.iter().all(|x| x.independent) {
             s.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
         }
-        for seg in &self.segments {
+        for seg in segments {
             if seg.discontinuity {
                 s.push_str("#EXT-X-DISCONTINUITY\n");
             }
@@ -1004,10 +1005,10 @@ impl HlsMuxer {
         let seg = self
             .segments
             .get(usize::try_from(msn.checked_sub(first)?).ok()?)?;
-        Some(match variant {
-            Variant::LowLatency => seg.fmp4.clone(),
+        match variant {
+            Variant::LowLatency => Some(seg.fmp4.clone()),
             Variant::Ts => seg.ts.clone(),
-        })
+        }
     }
 
     /// A partial segment (rfc8216bis §4.4.4.9) of the window or of the open segment.
@@ -1049,11 +1050,22 @@ impl HlsMuxer {
     }
 
     /// Whether the media playlist of `variant` has something a player can
-    /// start on: a complete segment (TS), or a part (LL-HLS).
+    /// start on: a complete TS segment (TS: none before
+    /// [`enable_ts`](Self::enable_ts) and one segment after it), or a
+    /// complete segment or a part (LL-HLS).
     pub fn is_ready(&self, variant: Variant) -> bool {
+        match variant {
+            Variant::Ts => self.segments.back().is_some_and(|s| s.ts.is_some()),
+            Variant::LowLatency => {
+                self.has_segment() || self.open.as_ref().is_some_and(|o| !o.parts.is_empty())
+            }
+        }
+    }
+
+    /// Whether a complete segment exists (what a player without LL-HLS
+    /// needs in the playlist to start, RFC 8216 §6.3.3).
+    pub fn has_segment(&self) -> bool {
         !self.segments.is_empty()
-            || (variant == Variant::LowLatency
-                && self.open.as_ref().is_some_and(|o| !o.parts.is_empty()))
     }
 
     /// Whether [`finish`](Self::finish) was called.
@@ -1061,31 +1073,38 @@ impl HlsMuxer {
         self.finished
     }
 
-    /// Bytes held: segments of the window (fMP4 + TS; parts are slices of
-    /// their segment), the open segment, samples waiting in the fragmenters,
-    /// frames waiting for the start, and the init section. (Allocations may
-    /// be up to ~1/8 larger for TS segments, which are reserved at the
-    /// previous segment's size + 1/8.) Bounded by about
-    /// `(window_segments + 1) × 2 × max_segment_bytes`.
+    /// Bytes held: segments of the window (fMP4, and TS while that variant
+    /// is on; parts are slices of their segment), the open segment, samples
+    /// waiting in the fragmenters, frames waiting for the start, and the
+    /// init section. (Allocations may be up to ~1/8 larger for TS segments,
+    /// which are reserved at the previous segment's size + 1/8.) Bounded by
+    /// about `(window_segments + 1) × max_segment_bytes`, twice that with
+    /// the TS variant on.
     pub fn memory_bytes(&self) -> usize {
+        let segs: usize = self.segments.iter().map(|s| s.fmp4.len()).sum();
+        let open = self
+            .open
+            .as_ref()
+            .map_or(0, |o| o.parts.iter().map(|p| p.bytes.len()).sum::<usize>());
+        let pending = self.epoch.as_ref().map_or(0, |e| e.tracks.pending_bytes());
+        let inits = self.init.as_ref().map_or(0, Bytes::len)
+            + self.old_inits.iter().map(|(_, b)| b.len()).sum::<usize>();
+        segs + open + pending + self.start_gate.bytes() + inits + self.ts_bytes()
+    }
+
+    /// The part of [`memory_bytes`](Self::memory_bytes) held by the TS
+    /// variant: 0 while it is off.
+    pub fn ts_bytes(&self) -> usize {
         let segs: usize = self
             .segments
             .iter()
-            .map(|s| s.fmp4.len() + s.ts.len())
+            .filter_map(|s| s.ts.as_ref().map(Bytes::len))
             .sum();
-        let open = self.open.as_ref().map_or(0, |o| {
-            o.ts.len() + o.parts.iter().map(|p| p.bytes.len()).sum::<usize>()
-        });
-        let pending = self.epoch.as_ref().map_or(0, |e| {
-            [e.video.as_ref(), e.audio.as_ref()]
-                .into_iter()
-                .flatten()
-                .map(|t| t.frag.pending_bytes())
-                .sum()
-        });
-        let inits = self.init.as_ref().map_or(0, Bytes::len)
-            + self.old_inits.iter().map(|(_, b)| b.len()).sum::<usize>();
-        segs + open + pending + self.start_gate.bytes() + inits
+        segs + self
+            .open
+            .as_ref()
+            .and_then(|o| o.ts.as_ref())
+            .map_or(0, BytesMut::len)
     }
 }
 
