@@ -24,6 +24,10 @@
 #        RT=1 (run server and load generator SCHED_FIFO via chrt: on a shared
 #        2-core box the run queue otherwise starves both and the numbers
 #        measure the neighbours) PORT=28990 SKIP_BUILD=1 OUT=<dir>
+#        BIN=<dir with arcly, srt-server> LOAD_BIN=<dir with srt-load>
+#        (default: the release dir; e.g. a copy of an older build to compare
+#        side by side with the same load generator) SKIP_LATENCY=1
+#        (skip part 2)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,7 +47,8 @@ PORT=${PORT:-28990}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${OUT:-$CARGO_TARGET_DIR/bench-results/srt-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
-BIN=$CARGO_TARGET_DIR/release
+BIN=${BIN:-$CARGO_TARGET_DIR/release}
+LOAD_BIN=${LOAD_BIN:-$BIN}
 
 if [[ -z "${SKIP_BUILD:-}" ]]; then
     (cd "$ROOT" && cargo build --release -p arcly-server -p arcly-bench)
@@ -74,7 +79,7 @@ stop_server() {
 load() { # name, extra args...
     local name=$1
     shift
-    "${RUN[@]}" "$BIN/srt-load" --mbps "$MBPS" --latency "$LATENCY" --seconds "$WINDOW" \
+    "${RUN[@]}" "$LOAD_BIN/srt-load" --mbps "$MBPS" --latency "$LATENCY" --seconds "$WINDOW" \
         --warmup "$WARMUP" --threads 2 --json "$@" >"$OUT/$name.json" 2>"$OUT/$name.err"
     echo "$name: $(cat "$OUT/$name.json")"
 }
@@ -89,10 +94,14 @@ for n in $VIEWER_COUNTS; do
 done
 
 # Latency: one viewer, arcly vs srt-live-transmit.
-start_arcly "lat-arcly"
-load "lat-arcly" --publish "127.0.0.1:$PORT" -n 1 --server-pid "$SERVER_PID"
-stop_server
-for st in yes no; do
+LAT_MODES="yes no"
+if [[ -n "${SKIP_LATENCY:-}" ]]; then LAT_MODES=; fi
+if [[ -n "$LAT_MODES" ]]; then
+    start_arcly "lat-arcly"
+    load "lat-arcly" --publish "127.0.0.1:$PORT" -n 1 --server-pid "$SERVER_PID"
+    stop_server
+fi
+for st in $LAT_MODES; do
     "${RUN[@]}" srt-live-transmit -a:no -st:$st \
         "srt://:$PORT?mode=listener&latency=$LATENCY" \
         "srt://:$((PORT + 1))?mode=listener&latency=$LATENCY" \

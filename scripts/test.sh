@@ -68,6 +68,11 @@ command -v srt-live-transmit >/dev/null 2>&1 || need+=(srt-tools)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v stdbuf >/dev/null 2>&1 || need+=(coreutils)
+# arcly-socket's full-send-buffer test: a rate-limited loopback in its own
+# network namespace (unshare -rn, ip, tc).
+command -v tc >/dev/null 2>&1 || need+=(iproute2)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 if ((${#need[@]})); then
     # Deduplicate; one install for everything missing.
     mapfile -t need < <(printf '%s\n' "${need[@]}" gstreamer1.0-plugins-base | sort -u)

@@ -12,20 +12,22 @@
 //! 2. a media signal fired → [`DatagramService::handle_media`];
 //! 3. the deadline of [`DatagramService::poll_timeout`] passed →
 //!    [`DatagramService::handle_timeout`];
-//! 4. drain [`DatagramService::poll_transmit`] into `send_to` calls;
+//! 4. drain [`DatagramService::poll_transmit`] into sends, batched (up to
+//!    [`UdpConfig::sendmmsg_batch`] datagrams per `sendmmsg` on Linux);
 //! 5. wait on socket readability, any signal listed by
 //!    [`DatagramService::media_signals`] (epochs read *before* step 2) and
 //!    the deadline.
 //!
-//! A datagram that fails to send (e.g. `EWOULDBLOCK` on a full socket buffer)
-//! is dropped like a datagram lost on the network: the protocols above UDP
-//! repair loss themselves.
+//! A datagram that fails to send on an error of its own (unreachable
+//! destination, too large) is dropped like a datagram lost on the network:
+//! the protocols above UDP repair loss themselves. On a full socket buffer
+//! the unsent datagrams are parked in order until the socket is writable.
 //!
 //! [`DatagramDriver`] implements this loop once for every adapter.
 
 mod driver;
 
-pub use driver::{DatagramDriver, DatagramIo, RecvArena, UdpConfig};
+pub use driver::{DatagramDriver, DatagramIo, RecvArena, SendOutcome, UdpConfig};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

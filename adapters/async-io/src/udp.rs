@@ -2,9 +2,10 @@
 //! exactly per the loop of `arcly::datagram`, through
 //! [`arcly::datagram::DatagramDriver`] (batches of [`UdpConfig::read_batch`]
 //! reads into a zero-copy arena, media on signal, deadline, batches of
-//! `sendmsg` (socket2) with a full buffer parking one datagram until
-//! writable, then waiting). This module gives it the async-io socket, clock
-//! and timer.
+//! [`UdpConfig::sendmmsg_batch`] datagrams per `sendmmsg` (Linux; one
+//! `sendmsg` each elsewhere) with a full buffer parking the unsent ones in
+//! order until writable, then waiting). This module gives it the async-io
+//! socket, clock and timer.
 //!
 //! On shutdown the service is closed and driven until `is_closed` or
 //! [`UdpConfig::close_linger`] passes.
@@ -59,6 +60,10 @@ impl DatagramIo for AsyncIoUdp<'_> {
 
     fn try_send(&mut self, t: &Transmit) -> io::Result<()> {
         arcly_socket::send_transmit(SockRef::from(self.socket.get_ref()), t).map(|_| ())
+    }
+
+    fn try_send_batch(&mut self, batch: &[Transmit]) -> io::Result<usize> {
+        arcly_socket::send_batch(SockRef::from(self.socket.get_ref()), batch)
     }
 
     fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {

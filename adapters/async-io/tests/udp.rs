@@ -1,6 +1,7 @@
 //! arcly-async-io UDP driver with a tiny echo `DatagramService` (no SRT),
 //! under smol and under async-std's executor: batched echo with vectored
-//! sends, media wake-ups through the signal set, timers, graceful shutdown.
+//! sends, fan-out in sendmmsg batches, media wake-ups through the signal
+//! set, timers, graceful shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../tokio/tests/udp_common/mod.rs"]
@@ -64,6 +65,16 @@ fn media_smol() {
 #[test]
 fn media_async_std() {
     udp_common::check_media(&start(Exec::AsyncStd));
+}
+
+#[test]
+fn fanout_smol() {
+    udp_common::check_fanout(&start(Exec::Smol));
+}
+
+#[test]
+fn fanout_async_std() {
+    udp_common::check_fanout(&start(Exec::AsyncStd));
 }
 
 #[test]

@@ -11,8 +11,9 @@
 //!   fills and the kernel drops: memory stays bounded;
 //! - the **service thread** (the caller's) owns the service. Each round it
 //!   drains up to [`UdpConfig::read_batch`] datagrams, pulls media when a
-//!   played stream's signal moved, fires the deadline, sends everything
-//!   `poll_transmit` yields with `sendmsg` (no copy), then sleeps in
+//!   played stream's signal moved, fires the deadline, sends what
+//!   `poll_transmit` yields in batches of [`UdpConfig::sendmmsg_batch`]
+//!   with `sendmmsg` (Linux; no copy), then sleeps in
 //!   `Signal::wait_blocking(seen, until the deadline)` on its own signal;
 //! - the engine's media signals (any number) and the shutdown signal are
 //!   joined onto that one signal by polling a [`arcly::engine::SignalSet`] (and the
@@ -113,14 +114,6 @@ fn read_loop(
     }
 }
 
-fn send(socket: &UdpSocket, t: &arcly::datagram::Transmit) {
-    if let Err(e) = arcly_socket::send_transmit(SockRef::from(socket), t) {
-        // Full buffer past the send timeout, unreachable peer, wrong
-        // address family: lost like on the network.
-        tracing::debug!(to = %t.destination, len = t.len(), "send_to failed: {e}");
-    }
-}
-
 fn service_loop(
     socket: &UdpSocket,
     rx: Receiver<(SocketAddr, Bytes)>,
@@ -176,19 +169,18 @@ fn service_loop(
         // 2.-3. Media, deadline.
         driver.media_and_timeout(now);
 
-        // 4. Send (blocking, bounded by the write timeout).
-        let mut sent = 0;
-        while sent < send_batch {
-            let Some(t) = driver.poll_transmit() else {
-                break;
-            };
-            send(socket, &t);
-            sent += 1;
+        // 4. Send in batches (one `sendmmsg` each on Linux; blocking, each
+        // datagram bounded by the write timeout). A datagram with an error
+        // of its own (unreachable peer, wrong address family) is dropped
+        // like on the network; on a buffer still full after the timeout
+        // the unsent ones stay parked in order for the next round.
+        let out = driver.send_with(send_batch, |batch| {
+            arcly_socket::send_batch(SockRef::from(socket), batch)
+        });
+        if out.handled() >= send_batch || out.blocked {
+            progress = true; // more to send: go round again
         }
-        if sent == send_batch {
-            progress = true;
-        }
-        if driver.is_closing() && driver.service().is_closed() {
+        if driver.is_closing() && driver.finished(clock.instant(std::time::Instant::now())) {
             return Ok(());
         }
 

@@ -1,6 +1,7 @@
 //! arcly-blocking UDP driver with a tiny echo `DatagramService` (no SRT):
-//! batched echo with vectored sends, media wake-ups bridged onto the
-//! service thread's signal, timers, graceful shutdown.
+//! batched echo with vectored sends, fan-out in sendmmsg batches, media
+//! wake-ups bridged onto the service thread's signal, timers, graceful
+//! shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../tokio/tests/udp_common/mod.rs"]

@@ -1,6 +1,11 @@
-//! OS socket helpers shared by the arcly adapters: UDP socket buffer sizes
-//! and one vectored `sendmsg` per [`Transmit`]. They live here, not in the
-//! sans-IO core, so that `arcly` itself never touches a socket.
+//! OS socket helpers shared by the arcly adapters: UDP socket buffer sizes,
+//! one vectored `sendmsg` per [`Transmit`] and batches of them in one
+//! `sendmmsg` ([`send_batch`]). They live here, not in the sans-IO core, so
+//! that `arcly` itself never touches a socket.
+
+mod batch;
+
+pub use batch::{send_batch, MAX_BATCH, MAX_SLICES};
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;

@@ -2,7 +2,8 @@
 //! exactly per the loop of `arcly::datagram`, through
 //! [`arcly::datagram::DatagramDriver`] (batches of [`UdpConfig::read_batch`]
 //! reads into a zero-copy arena, media on signal, deadline, batches of
-//! `sendmsg` with a full buffer parking one datagram until writable, then
+//! [`UdpConfig::sendmmsg_batch`] datagrams per `sendmmsg` (Linux) with a
+//! full buffer parking the unsent ones in order until writable, then
 //! waiting). This module gives it the tokio socket, clock and timer.
 //!
 //! On shutdown the service is closed and driven until `is_closed` or
@@ -63,6 +64,14 @@ impl DatagramIo for TokioUdp<'_> {
         self.socket
             .try_io(Interest::WRITABLE, || arcly_socket::send_transmit(sock, t))
             .map(|_| ())
+    }
+
+    fn try_send_batch(&mut self, batch: &[Transmit]) -> io::Result<usize> {
+        // `try_io` clears the writable readiness on `WouldBlock`, so the
+        // driver's `poll_send_ready` then waits for the next edge.
+        let sock = SockRef::from(self.socket);
+        self.socket
+            .try_io(Interest::WRITABLE, || arcly_socket::send_batch(sock, batch))
     }
 
     fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {

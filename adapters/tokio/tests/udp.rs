@@ -1,6 +1,6 @@
 //! arcly-tokio UDP driver with a tiny echo `DatagramService` (no SRT):
-//! batched echo with vectored sends, media wake-ups through the signal set,
-//! timers, graceful shutdown.
+//! batched echo with vectored sends, fan-out in sendmmsg batches, media
+//! wake-ups through the signal set, timers, graceful shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[macro_use]

@@ -2,16 +2,25 @@
 //! [`crate::datagram`] docs, written once.
 //!
 //! A [`DatagramDriver`] owns what a round needs besides the socket: the
-//! service, the [`SignalSet`] of played streams, a datagram parked on a full
-//! socket buffer, the closing deadline and the [`UdpConfig`]. An executor
-//! adapter implements [`DatagramIo`] (non-blocking socket, readiness, clock
-//! and one timer of its runtime) and polls [`DatagramDriver::poll_drive`]
-//! from a future. A thread adapter, which waits differently, calls the
-//! steps that do not wait ([`close`](DatagramDriver::close),
+//! service, the [`SignalSet`] of played streams, the send batch (datagrams
+//! pulled from the service and not yet accepted by the socket, parked in
+//! order while the socket buffer is full), the closing deadline and the
+//! [`UdpConfig`]. An executor adapter implements [`DatagramIo`]
+//! (non-blocking socket, readiness, clock and one timer of its runtime) and
+//! polls [`DatagramDriver::poll_drive`] from a future. A thread adapter,
+//! which waits differently, calls the steps that do not wait
+//! ([`close`](DatagramDriver::close),
 //! [`finished`](DatagramDriver::finished),
 //! [`media_and_timeout`](DatagramDriver::media_and_timeout),
-//! [`poll_transmit`](DatagramDriver::poll_transmit),
+//! [`send_with`](DatagramDriver::send_with),
 //! [`next_deadline`](DatagramDriver::next_deadline)) around its own waits.
+//!
+//! Sending is batched: up to [`UdpConfig::sendmmsg_batch`] datagrams go to
+//! the socket in one call ([`DatagramIo::try_send_batch`]; `sendmmsg` on
+//! Linux), which may accept only the first few. The rest stay in the batch
+//! in order and go first next time, so every datagram is sent once, in the
+//! order the service produced it (per destination and overall), or dropped
+//! on an error of its own.
 
 use std::future::Future;
 use std::io;
@@ -37,6 +46,10 @@ pub struct UdpConfig {
     pub read_batch: usize,
     /// Most datagrams sent per round before reading again.
     pub send_batch: usize,
+    /// Most datagrams handed to the socket in one call
+    /// ([`DatagramIo::try_send_batch`]: one `sendmmsg` on Linux, where
+    /// `arcly-socket` caps a call at 64). 1 sends one datagram per call.
+    pub sendmmsg_batch: usize,
     /// Thread drivers only: datagrams the reader thread may queue for the
     /// service thread.
     pub queue: usize,
@@ -57,6 +70,7 @@ impl Default for UdpConfig {
             max_datagram: 2048,
             read_batch: 64,
             send_batch: 256,
+            sendmmsg_batch: 64,
             queue: 4096,
             socket_buffer: 8 * 1024 * 1024,
             close_linger: Duration::from_secs(2),
@@ -67,12 +81,14 @@ impl Default for UdpConfig {
 
 impl UdpConfig {
     /// The settings with every bound made usable: `max_datagram` within
-    /// 64..=65 536, batches and queue at least one.
+    /// 64..=65 536, batches and queue at least one, `sendmmsg_batch` at
+    /// most 1024 (Linux's `UIO_MAXIOV`, the `sendmmsg` limit).
     pub fn normalized(&self) -> Self {
         let mut c = self.clone();
         c.max_datagram = c.max_datagram.clamp(64, 65_536);
         c.read_batch = c.read_batch.max(1);
         c.send_batch = c.send_batch.max(1);
+        c.sendmmsg_batch = c.sendmmsg_batch.clamp(1, 1024);
         c.queue = c.queue.max(1);
         c
     }
@@ -153,6 +169,28 @@ pub trait DatagramIo {
     /// park it until [`poll_send_ready`](Self::poll_send_ready); any other
     /// error drops it like network loss.
     fn try_send(&mut self, transmit: &Transmit) -> io::Result<()>;
+    /// Sends the first datagrams of `batch` in order without blocking
+    /// (`sendmmsg` semantics) and returns how many were sent, at least one
+    /// for a non-empty `batch`. `Err` concerns the first datagram only and
+    /// means nothing was sent: `WouldBlock`/`Interrupted` park the whole
+    /// batch until [`poll_send_ready`](Self::poll_send_ready), any other
+    /// error drops that first datagram like network loss. `Ok(n)` short of
+    /// the batch leaves the rest to the next call (which reports the error
+    /// of the datagram at `n`, if it has one).
+    ///
+    /// The default sends one datagram at a time with
+    /// [`try_send`](Self::try_send).
+    fn try_send_batch(&mut self, batch: &[Transmit]) -> io::Result<usize> {
+        let mut sent = 0;
+        for t in batch {
+            match self.try_send(t) {
+                Ok(()) => sent += 1,
+                Err(e) if sent == 0 => return Err(e),
+                Err(_) => break, // reported again by the next call
+            }
+        }
+        Ok(sent)
+    }
     /// Registers for writability; ready if the socket became writable.
     fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<()>;
     /// Arms the timer at `at` (called only when the deadline changes).
@@ -163,12 +201,34 @@ pub trait DatagramIo {
     fn clear_timer(&mut self);
 }
 
+/// What one [`DatagramDriver::send_with`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendOutcome {
+    /// Datagrams the socket accepted.
+    pub sent: usize,
+    /// Datagrams dropped on an error of their own (unreachable, wrong
+    /// address family, too large), like network loss.
+    pub dropped: usize,
+    /// The socket was full (`WouldBlock`/`Interrupted`): the unsent
+    /// datagrams stay parked, in order, and go first next time.
+    pub blocked: bool,
+}
+
+impl SendOutcome {
+    /// Datagrams done with: sent or dropped.
+    pub fn handled(&self) -> usize {
+        self.sent + self.dropped
+    }
+}
+
 /// The state of one UDP driver loop around a [`DatagramService`].
 pub struct DatagramDriver<'a> {
     service: &'a mut dyn DatagramService,
     config: UdpConfig,
-    /// A datagram that met a full socket buffer, sent once writable.
-    parked: Option<Transmit>,
+    /// The send batch: datagrams pulled from the service, in order, not yet
+    /// accepted by the socket (at most `sendmmsg_batch`, allocated once).
+    /// Non-empty between rounds only when the socket was full.
+    pending: Vec<Transmit>,
     signals: Vec<Signal>,
     armed: SignalSet,
     timer_at: Option<Instant>,
@@ -179,7 +239,7 @@ impl std::fmt::Debug for DatagramDriver<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatagramDriver")
             .field("config", &self.config)
-            .field("parked", &self.parked.is_some())
+            .field("pending", &self.pending.len())
             .field("signals", &self.armed.len())
             .field("closing_until", &self.closing_until)
             .finish_non_exhaustive()
@@ -189,10 +249,11 @@ impl std::fmt::Debug for DatagramDriver<'_> {
 impl<'a> DatagramDriver<'a> {
     /// A driver for `service` with `config` ([`UdpConfig::normalized`]).
     pub fn new(service: &'a mut dyn DatagramService, config: &UdpConfig) -> Self {
+        let config = config.normalized();
         DatagramDriver {
             service,
-            config: config.normalized(),
-            parked: None,
+            pending: Vec::with_capacity(config.sendmmsg_batch),
+            config,
             signals: Vec::new(),
             armed: SignalSet::new(),
             timer_at: None,
@@ -221,10 +282,11 @@ impl<'a> DatagramDriver<'a> {
         self.closing_until = Some(now + self.config.close_linger);
     }
 
-    /// `true` when the loop must stop: the service is closed, or the close
+    /// `true` when the loop must stop: the service is closed and every
+    /// datagram it queued left (none parked on a full socket), or the close
     /// linger passed (logged).
     pub fn finished(&self, now: Instant) -> bool {
-        if self.service.is_closed() {
+        if self.service.is_closed() && self.pending.is_empty() {
             return true;
         }
         if self.closing_until.is_some_and(|t| now >= t) {
@@ -253,9 +315,83 @@ impl<'a> DatagramDriver<'a> {
         progress
     }
 
-    /// The next datagram to send: the parked one first, in order.
+    /// The next datagram to send, one at a time: the parked ones first, in
+    /// order. (Batching adapters use [`send_with`](Self::send_with).)
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.parked.take().or_else(|| self.service.poll_transmit())
+        if self.pending.is_empty() {
+            self.service.poll_transmit()
+        } else {
+            Some(self.pending.remove(0))
+        }
+    }
+
+    /// Step 4 with a batching socket: hands the parked datagrams, then the
+    /// service's, to `send` in batches of up to
+    /// [`UdpConfig::sendmmsg_batch`], until `limit` datagrams were handled
+    /// (sent or dropped), the service has nothing more, or the socket is
+    /// full. `send` has the contract of [`DatagramIo::try_send_batch`]: it
+    /// gets a non-empty batch and returns how many of its first datagrams
+    /// it sent; a `WouldBlock`/`Interrupted` error (or `Ok(0)`) parks the
+    /// batch, any other error drops its first datagram only.
+    ///
+    /// Nothing is lost or sent twice, and the order is the service's: the
+    /// unsent tail is parked in place and goes first on the next call.
+    pub fn send_with(
+        &mut self,
+        limit: usize,
+        mut send: impl FnMut(&[Transmit]) -> io::Result<usize>,
+    ) -> SendOutcome {
+        let mut out = SendOutcome::default();
+        loop {
+            let room = limit.saturating_sub(out.handled());
+            if room == 0 {
+                return out;
+            }
+            let want = room.min(self.config.sendmmsg_batch);
+            while self.pending.len() < want {
+                match self.service.poll_transmit() {
+                    Some(t) => self.pending.push(t),
+                    None => break,
+                }
+            }
+            let batch = self
+                .pending
+                .get(..want.min(self.pending.len()))
+                .unwrap_or(&[]);
+            let Some(first) = batch.first() else {
+                return out; // the service has nothing more
+            };
+            match send(batch) {
+                Ok(n) if n > 0 => {
+                    let n = n.min(batch.len());
+                    self.pending.drain(..n);
+                    out.sent += n;
+                }
+                Ok(_) => {
+                    out.blocked = true;
+                    return out;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    out.blocked = true;
+                    return out;
+                }
+                Err(e) => {
+                    // Unreachable peer, wrong address family, too large: lost.
+                    tracing::debug!(
+                        to = %first.destination,
+                        len = first.len(),
+                        "send_to failed: {e}"
+                    );
+                    self.pending.drain(..1);
+                    out.dropped += 1;
+                }
+            }
+        }
     }
 
     /// Ready once a media signal moved since the last arm; registers `cx`.
@@ -303,50 +439,37 @@ impl<'a> DatagramDriver<'a> {
         read
     }
 
-    /// Step 4: sends up to `send_batch` datagrams (a parked one first). A
-    /// full socket buffer parks the datagram in hand. `true` on progress.
+    /// Step 4: sends up to `send_batch` datagrams in batches (the parked
+    /// ones first). A full socket buffer parks the unsent ones. `true` on
+    /// progress.
     fn send_batch<S: DatagramIo + ?Sized>(&mut self, cx: &mut Context<'_>, io: &mut S) -> bool {
         let mut progress = false;
-        let mut sent = 0;
+        let mut left = self.config.send_batch;
         loop {
-            if sent >= self.config.send_batch {
-                return true; // more may be pending: go round again
-            }
-            let Some(t) = self.poll_transmit() else {
-                return progress;
-            };
-            sent += 1;
-            match io.try_send(&t) {
-                Ok(()) => {
-                    progress = true;
-                    continue;
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    self.parked = Some(t);
-                }
-                Err(e) => {
-                    // Unreachable peer, wrong address family, too large: lost.
-                    tracing::debug!(to = %t.destination, len = t.len(), "send_to failed: {e}");
-                    progress = true;
-                    continue;
-                }
+            let out = self.send_with(left, |batch| io.try_send_batch(batch));
+            progress |= out.handled() > 0;
+            // A full socket counts as one attempt: bounded even if the
+            // socket keeps reporting writable but refusing.
+            left = left.saturating_sub(out.handled() + usize::from(out.blocked));
+            if !out.blocked {
+                // Drained, or the budget is spent and more may be pending:
+                // go round again.
+                return progress || left == 0;
             }
             // Full: registered for writability; retry at once only if it
             // came back meanwhile.
             if io.poll_send_ready(cx).is_pending() {
                 return progress;
             }
+            if left == 0 {
+                return true; // writable again: next round
+            }
         }
     }
 
     /// Drives the loop on an executor: rounds of shutdown → read batch →
     /// media → deadline → send batch → wait registrations (readability,
-    /// writability with a parked datagram, media signals, the timer), at
+    /// writability with parked datagrams, media signals, the timer), at
     /// most a budget of rounds per poll. `Ready` once the service is closed
     /// (after `shutdown` completed, or by itself) or the close linger
     /// passed.
@@ -405,7 +528,7 @@ impl<'a> DatagramDriver<'a> {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
     use std::collections::VecDeque;
 
@@ -414,6 +537,8 @@ mod tests {
         out: VecDeque<Transmit>,
         received: usize,
         close_called: bool,
+        /// `is_closed` once closed and drained (else never).
+        closes: bool,
     }
 
     impl DatagramService for Service {
@@ -433,7 +558,7 @@ mod tests {
             self.close_called = true;
         }
         fn is_closed(&self) -> bool {
-            false
+            self.closes && self.close_called && self.out.is_empty()
         }
     }
 
@@ -516,6 +641,251 @@ mod tests {
         assert_eq!(io.sent, [1, 2, 3, 4, 5], "parked one first, in order");
         drop(driver);
         assert_eq!(service.received, 3);
+    }
+
+    /// What the scripted socket does with the next batch.
+    #[derive(Debug, Clone, Copy)]
+    enum Answer {
+        /// Sends the first `k` (at least one).
+        Accept(usize),
+        /// Full buffer: nothing sent.
+        WouldBlock,
+        /// Interrupted: nothing sent.
+        Interrupted,
+        /// The first datagram fails on its own (e.g. unreachable).
+        Fail,
+    }
+
+    /// A batching socket that follows a script of answers (then accepts
+    /// everything) and reports writability from a second script.
+    struct BatchIo {
+        inner: Io,
+        answers: VecDeque<Answer>,
+        writable: VecDeque<bool>,
+        batches: Vec<usize>,
+        dropped: Vec<u16>,
+    }
+
+    impl DatagramIo for BatchIo {
+        fn now(&self) -> Instant {
+            self.inner.now
+        }
+        fn try_recv(&mut self) -> io::Result<Option<(SocketAddr, Bytes)>> {
+            Ok(None)
+        }
+        fn poll_recv_ready(&mut self, _: &mut Context<'_>) -> Poll<()> {
+            Poll::Pending
+        }
+        fn try_send(&mut self, _: &Transmit) -> io::Result<()> {
+            unreachable!("the driver sends batches")
+        }
+        fn try_send_batch(&mut self, batch: &[Transmit]) -> io::Result<usize> {
+            assert!(!batch.is_empty(), "never an empty batch");
+            self.batches.push(batch.len());
+            match self
+                .answers
+                .pop_front()
+                .unwrap_or(Answer::Accept(usize::MAX))
+            {
+                Answer::Accept(k) => {
+                    let k = k.clamp(1, batch.len());
+                    self.inner
+                        .sent
+                        .extend(batch[..k].iter().map(|t| t.destination.port()));
+                    Ok(k)
+                }
+                Answer::WouldBlock => Err(io::ErrorKind::WouldBlock.into()),
+                Answer::Interrupted => Err(io::ErrorKind::Interrupted.into()),
+                Answer::Fail => {
+                    self.dropped.push(batch[0].destination.port());
+                    Err(io::ErrorKind::ConnectionRefused.into())
+                }
+            }
+        }
+        fn poll_send_ready(&mut self, _: &mut Context<'_>) -> Poll<()> {
+            if self.writable.pop_front().unwrap_or(false) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+        fn set_timer(&mut self, _: Instant) {}
+        fn poll_timer(&mut self, _: &mut Context<'_>) -> Poll<()> {
+            Poll::Pending
+        }
+        fn clear_timer(&mut self) {}
+    }
+
+    struct NoWake;
+
+    impl std::task::Wake for NoWake {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+
+    /// Drives `n` datagrams through a [`BatchIo`] with `answers` until the
+    /// service and the parked batch are empty; checks that every datagram
+    /// was sent once or dropped once, in the service's order, in batches
+    /// no larger than `sendmmsg_batch`, without growing the batch buffer.
+    fn drive_script(
+        n: u16,
+        answers: &[Answer],
+        writable: &[bool],
+        send_batch: usize,
+        sendmmsg_batch: usize,
+    ) -> BatchIo {
+        let mut service = Service {
+            out: (0..n).map(transmit).collect(),
+            ..Service::default()
+        };
+        let mut io = BatchIo {
+            inner: io(),
+            answers: answers.iter().copied().collect(),
+            writable: writable.iter().copied().collect(),
+            batches: Vec::new(),
+            dropped: Vec::new(),
+        };
+        let config = UdpConfig {
+            send_batch,
+            sendmmsg_batch,
+            ..UdpConfig::default()
+        };
+        let mut driver = DatagramDriver::new(&mut service, &config);
+        let capacity = driver.pending.capacity();
+        let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
+        let mut cx = Context::from_waker(&waker);
+        let mut shutdown = std::pin::pin!(std::future::pending::<()>());
+        // Each poll makes progress until the script is used up.
+        for _ in 0..answers.len() + usize::from(n) + 2 {
+            let _ = driver.poll_drive(&mut cx, &mut io, shutdown.as_mut());
+            assert!(driver.pending.len() <= sendmmsg_batch);
+            assert_eq!(driver.pending.capacity(), capacity, "no reallocation");
+        }
+        assert!(driver.pending.is_empty(), "everything went out");
+        drop(driver);
+        assert!(service.out.is_empty());
+
+        let mut all: Vec<u16> = io.inner.sent.clone();
+        all.extend(&io.dropped);
+        all.sort_unstable();
+        assert_eq!(all, (0..n).collect::<Vec<_>>(), "each exactly once");
+        let mut in_order = io.inner.sent.clone();
+        in_order.sort_unstable();
+        assert_eq!(io.inner.sent, in_order, "sent in the service's order");
+        assert!(io.batches.iter().all(|&b| b <= sendmmsg_batch));
+        io
+    }
+
+    #[test]
+    fn a_partial_batch_parks_the_tail_in_order() {
+        let io = drive_script(
+            10,
+            &[
+                Answer::Accept(2),
+                Answer::WouldBlock,
+                Answer::Accept(1),
+                Answer::Fail,
+                Answer::Interrupted,
+                Answer::Accept(3),
+            ],
+            &[false, false],
+            256,
+            4,
+        );
+        // [0 1 2 3] sends 0,1 | [2 3 4 5] full: parked | [2 3 4 5] sends 2
+        // | [3 4 5 6] 3 fails | [4 5 6 7] interrupted: parked |
+        // [4 5 6 7] sends 4,5,6 | [7 8 9].
+        assert_eq!(io.inner.sent, [0, 1, 2, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(io.dropped, [3]);
+        assert_eq!(io.batches, [4, 4, 4, 4, 4, 4, 3]);
+    }
+
+    #[test]
+    fn a_round_sends_at_most_send_batch() {
+        let mut service = Service {
+            out: (0..10).map(transmit).collect(),
+            ..Service::default()
+        };
+        let config = UdpConfig {
+            sendmmsg_batch: 4,
+            ..UdpConfig::default()
+        };
+        let mut driver = DatagramDriver::new(&mut service, &config);
+        let mut calls = Vec::new();
+        let out = driver.send_with(6, |b| {
+            calls.push(b.len());
+            Ok(b.len())
+        });
+        assert_eq!(
+            out,
+            SendOutcome {
+                sent: 6,
+                dropped: 0,
+                blocked: false
+            }
+        );
+        assert_eq!(calls, [4, 2]);
+        assert!(driver.pending.is_empty(), "nothing pulled past the limit");
+        let out = driver.send_with(100, |b| Ok(b.len()));
+        assert_eq!(out.sent, 4);
+    }
+
+    mod batching {
+        use super::{drive_script, Answer};
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_acceptance_pattern_sends_each_datagram_once_in_order(
+                n in 0u16..300,
+                answers in proptest::collection::vec(
+                    prop_oneof![
+                        4 => (1usize..80).prop_map(Answer::Accept),
+                        2 => Just(Answer::WouldBlock),
+                        1 => Just(Answer::Interrupted),
+                        1 => Just(Answer::Fail),
+                    ],
+                    0..60,
+                ),
+                writable in proptest::collection::vec(any::<bool>(), 0..20),
+                send_batch in 1usize..300,
+                sendmmsg_batch in 1usize..80,
+            ) {
+                let _ = drive_script(n, &answers, &writable, send_batch, sendmmsg_batch);
+            }
+        }
+    }
+
+    #[test]
+    fn the_loop_ends_only_after_the_parked_goodbyes_left() {
+        let mut service = Service {
+            out: (0..3).map(transmit).collect(),
+            closes: true,
+            ..Service::default()
+        };
+        let mut io = BatchIo {
+            inner: io(),
+            answers: [Answer::Accept(1), Answer::WouldBlock, Answer::WouldBlock].into(),
+            writable: VecDeque::new(),
+            batches: Vec::new(),
+            dropped: Vec::new(),
+        };
+        let mut driver = DatagramDriver::new(&mut service, &UdpConfig::default());
+        let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
+        let mut cx = Context::from_waker(&waker);
+        let mut shutdown = std::pin::pin!(std::future::ready(()));
+        assert!(driver
+            .poll_drive(&mut cx, &mut io, shutdown.as_mut())
+            .is_pending());
+        assert_eq!(io.inner.sent, [0], "1 and 2 parked on a full socket");
+        assert!(driver.service().is_closed());
+        assert!(
+            !driver.finished(io.inner.now),
+            "not while datagrams are parked"
+        );
+        assert!(driver
+            .poll_drive(&mut cx, &mut io, shutdown.as_mut())
+            .is_ready());
+        assert_eq!(io.inner.sent, [0, 1, 2]);
     }
 
     #[test]

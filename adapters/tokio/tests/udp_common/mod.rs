@@ -14,8 +14,8 @@
     clippy::indexing_slicing
 )]
 
-/// The driver checks as `#[test]`s `echo`, `media`, `timer` and `shutdown`,
-/// each on a fresh `$start()` (a [`Running`] driver).
+/// The driver checks as `#[test]`s `echo`, `media`, `fanout`, `timer` and
+/// `shutdown`, each on a fresh `$start()` (a [`Running`] driver).
 #[allow(unused_macros)]
 macro_rules! udp_driver_tests {
     ($start:expr) => {
@@ -27,6 +27,11 @@ macro_rules! udp_driver_tests {
         #[test]
         fn media() {
             udp_common::check_media(&$start());
+        }
+
+        #[test]
+        fn fanout() {
+            udp_common::check_fanout(&$start());
         }
 
         #[test]
@@ -282,6 +287,42 @@ pub fn check_media(r: &Running) {
         assert_eq!(recv(&c), format!("frame{i}"));
     }
     t.join().unwrap();
+}
+
+/// Fan-out as SRT's: each media message goes to 20 subscribers as a
+/// 1306-byte datagram in two pieces, 400 datagrams per burst, which the
+/// driver sends in `sendmmsg` batches (partial batches park the rest).
+/// Every subscriber gets every message, whole, once and in order.
+pub fn check_fanout(r: &Running) {
+    let clients: Vec<UdpSocket> = (0..20).map(|_| client()).collect();
+    for c in &clients {
+        c.send_to(b"sub", r.addr).unwrap();
+        assert_eq!(recv(c), "subscribed");
+    }
+    let payload = |i: usize| format!("f{i:04}-{}", "x".repeat(1300));
+    // Bursts of 20 messages: 20 x 1306 bytes fit any default receive buffer.
+    for burst in 0..5 {
+        let frames = burst * 20..(burst + 1) * 20;
+        for i in frames.clone() {
+            r.shared.publish(&payload(i));
+        }
+        for (k, c) in clients.iter().enumerate() {
+            for i in frames.clone() {
+                let got = recv(c);
+                assert!(
+                    got == payload(i),
+                    "subscriber {k}: expected frame {i}, got {:?}",
+                    got.get(..5)
+                );
+            }
+        }
+    }
+    // Nothing duplicated.
+    for c in &clients {
+        c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut buf = [0u8; 2048];
+        assert!(c.recv_from(&mut buf).is_err(), "an extra datagram");
+    }
 }
 
 /// `poll_timeout` deadlines fire on time.
