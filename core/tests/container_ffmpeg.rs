@@ -19,7 +19,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use arcly::codec::aac::AacConfig;
 use arcly::codec::h264::AvcConfig;
@@ -27,106 +26,27 @@ use arcly::codec::h265::HevcConfig;
 use arcly::codec::opus::OpusHead;
 use arcly::container::fmp4::{init_segment, Fragmenter, TrackInfo};
 use arcly::container::ts::TsMuxer;
-use arcly::rtmp::flv::{self, FlvDemux};
 use arcly::{Codec, Frame, MediaKind};
 use bytes::Bytes;
-
-fn tools_present() -> bool {
-    let ok = ["ffmpeg", "ffprobe"].iter().all(|t| {
-        Command::new(t)
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "ffmpeg and ffprobe must be installed in CI"
-        );
-        eprintln!("ffmpeg/ffprobe not found: skipping");
-    }
-    ok
-}
+use common::ffmpeg::{
+    decode_counts, demux_flv, encode_test_source, run, tools_present, H264_BF_AAC,
+};
 
 fn tmp(name: &str) -> PathBuf {
-    // Unique per call: tests run in parallel and share helper file names.
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!("arcly-container-{}-{n}-{name}", std::process::id()))
+    common::ffmpeg::tmp_path("container", name)
 }
 
-fn run(tool: &str, args: &[&str]) -> (Vec<u8>, String) {
-    let out = Command::new(tool)
-        .args(
-            ["-hide_banner", "-nostdin", "-v", "error"]
-                .iter()
-                .skip(usize::from(tool == "ffprobe") * 2),
-        )
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// The media frames (configs excluded) of `codec`.
+fn media(frames: &[Frame], codec: Codec) -> Vec<&Frame> {
+    frames
+        .iter()
+        .filter(|f| f.codec == codec && !f.is_config())
+        .collect()
 }
 
-/// Runs ffmpeg and requires an empty stderr at `-v error`.
-fn ffmpeg(args: &[&str]) {
-    let (_, err) = run("ffmpeg", args);
-    assert!(err.is_empty(), "ffmpeg {args:?} reported errors: {err}");
-}
-
-/// Decodes every frame of `path`; asserts no errors; returns decoded
-/// (video, audio) frame counts.
-fn decode_counts(path: &Path) -> (usize, usize) {
-    let p = path.to_str().unwrap();
-    // Warnings too (continuity errors, PES size mismatches, bad timestamps).
-    let (_, err) = run(
-        "ffmpeg",
-        &["-v", "warning", "-xerror", "-i", p, "-f", "null", "-"],
-    );
-    assert!(err.is_empty(), "ffmpeg decoding {p} warned: {err}");
-    let (out, err) = run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=index,codec_type,nb_read_frames",
-            "-of",
-            "csv=p=0",
-            p,
-        ],
-    );
-    assert!(err.is_empty(), "ffprobe: {err}");
-    // Streams are listed again under their program in MPEG-TS: dedupe by index.
-    let mut streams = std::collections::BTreeMap::new();
-    for l in String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-    {
-        let f: Vec<&str> = l.split(',').collect();
-        streams.insert(
-            f[0].to_owned(),
-            (f[1].to_owned(), f[2].trim().parse::<usize>().unwrap()),
-        );
-    }
-    let count = |k: &str| {
-        streams
-            .values()
-            .filter(|(t, _)| t == k)
-            .map(|(_, n)| n)
-            .sum()
-    };
-    (count("video"), count("audio"))
+/// The payload of the first frame of `codec` (its config record).
+fn config_of(frames: &[Frame], codec: Codec) -> &Bytes {
+    &frames.iter().find(|f| f.codec == codec).unwrap().payload
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,8 +63,6 @@ fn probe_packets(path: &Path) -> Vec<Packet> {
     let (out, err) = run(
         "ffprobe",
         &[
-            "-v",
-            "error",
             "-show_entries",
             "packet=codec_type,pts,dts,duration,flags",
             "-of",
@@ -153,9 +71,7 @@ fn probe_packets(path: &Path) -> Vec<Packet> {
         ],
     );
     assert!(err.is_empty(), "ffprobe: {err}");
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
+    out.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
@@ -175,47 +91,10 @@ fn probe_packets(path: &Path) -> Vec<Packet> {
 /// with millisecond timestamps.
 fn ffmpeg_frames() -> Vec<Frame> {
     let src = tmp("src.flv");
-    ffmpeg(&[
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        "2",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx264",
-        "-g",
-        "25",
-        "-bf",
-        "2",
-        "-c:a",
-        "aac",
-        "-ac",
-        "2",
-        src.to_str().unwrap(),
-    ]);
+    encode_test_source(48_000, 2, H264_BF_AAC, &src);
     let data = Bytes::from(std::fs::read(&src).unwrap());
     let _ = std::fs::remove_file(&src);
-    let mut demux = FlvDemux::new();
-    let mut frames = Vec::new();
-    let mut rest = data.slice(flv::FILE_HEADER_LEN..);
-    while let Some((tag, used)) = flv::read_tag(&rest).unwrap() {
-        rest = rest.slice(used..);
-        let ts = i64::from(tag.timestamp_ms);
-        let f = match tag.tag_type {
-            flv::TAG_TYPE_VIDEO => demux.video(ts, tag.body).unwrap(),
-            flv::TAG_TYPE_AUDIO => demux.audio(ts, tag.body).unwrap(),
-            _ => None,
-        };
-        frames.extend(f);
-    }
+    let frames = demux_flv(&data).frames;
     assert!(frames
         .iter()
         .any(|f| f.codec == Codec::H264 && f.is_config()));
@@ -295,47 +174,41 @@ fn demux_file(path: &Path) -> (Vec<Frame>, arcly::container::ts::TsDemuxStats) {
     common::demux_ts(&data, 1000)
 }
 
+/// Writes `bytes` (our muxer's output for `frames`) to `name`; ffmpeg must
+/// decode every frame of it without a warning, and ffprobe must see every
+/// H.264 frame with the input's timestamps (at 90 kHz) and keyframe flags.
+/// Returns ffprobe's (video, audio) packets.
+fn mux_matches_input(frames: &[Frame], name: &str, bytes: Vec<u8>) -> (Vec<Packet>, Vec<Packet>) {
+    let path = tmp(name);
+    std::fs::write(&path, bytes).unwrap();
+    let input_v = media(frames, Codec::H264);
+    let input_a = media(frames, Codec::Aac);
+    assert_eq!(decode_counts(&path), (input_v.len(), input_a.len()));
+    let pk = probe_packets(&path);
+    let _ = std::fs::remove_file(&path);
+    let (video, audio): (Vec<Packet>, Vec<Packet>) = pk.into_iter().partition(|p| p.video);
+    assert_eq!((video.len(), audio.len()), (input_v.len(), input_a.len()));
+    for (p, f) in video.iter().zip(&input_v) {
+        assert_eq!(
+            (p.pts, p.dts, p.key),
+            (f.pts * 90, f.dts * 90, f.is_keyframe())
+        );
+    }
+    (video, audio)
+}
+
 #[test]
 fn fmp4_of_ffmpeg_stream_decodes_in_ffmpeg() {
     if !tools_present() {
         return;
     }
     let frames = ffmpeg_frames();
-    let path = tmp("out.mp4");
-    std::fs::write(&path, write_fmp4(&frames)).unwrap();
-    let nv = frames
-        .iter()
-        .filter(|f| f.codec == Codec::H264 && !f.is_config())
-        .count();
-    let na = frames
-        .iter()
-        .filter(|f| f.codec == Codec::Aac && !f.is_config())
-        .count();
-    assert_eq!(nv, 50);
-    assert_eq!(decode_counts(&path), (nv, na));
-    let pk = probe_packets(&path);
-    let _ = std::fs::remove_file(&path);
-    let video: Vec<&Packet> = pk.iter().filter(|p| p.video).collect();
-    let audio: Vec<&Packet> = pk.iter().filter(|p| !p.video).collect();
-    assert_eq!((video.len(), audio.len()), (nv, na));
-    // 25 fps at 90 kHz: every duration is 3600, timestamps are the input's.
+    assert_eq!(media(&frames, Codec::H264).len(), 50);
+    let (video, audio) = mux_matches_input(&frames, "out.mp4", write_fmp4(&frames));
+    // 25 fps at 90 kHz: every duration is 3600.
     assert!(video.iter().all(|p| p.duration == 3600), "{video:?}");
-    let input: Vec<&Frame> = frames
-        .iter()
-        .filter(|f| f.codec == Codec::H264 && !f.is_config())
-        .collect();
-    for (p, f) in video.iter().zip(&input) {
-        assert_eq!(
-            (p.pts, p.dts, p.key),
-            (f.pts * 90, f.dts * 90, f.is_keyframe())
-        );
-    }
     // AAC at 48 kHz: ffprobe sees the input timestamps exactly and 1024-sample frames.
-    let input_a: Vec<&Frame> = frames
-        .iter()
-        .filter(|f| f.codec == Codec::Aac && !f.is_config())
-        .collect();
-    for (p, f) in audio.iter().zip(&input_a) {
+    for (p, f) in audio.iter().zip(media(&frames, Codec::Aac)) {
         assert_eq!((p.pts, p.duration, p.key), (f.pts * 48, 1024, true));
     }
 }
@@ -346,30 +219,8 @@ fn ts_mux_of_ffmpeg_stream_decodes_in_ffmpeg() {
         return;
     }
     let frames = ffmpeg_frames();
-    let path = tmp("out.ts");
-    std::fs::write(&path, write_ts(&frames)).unwrap();
-    let input_v: Vec<&Frame> = frames
-        .iter()
-        .filter(|f| f.codec == Codec::H264 && !f.is_config())
-        .collect();
-    let input_a: Vec<&Frame> = frames
-        .iter()
-        .filter(|f| f.codec == Codec::Aac && !f.is_config())
-        .collect();
-    assert_eq!(decode_counts(&path), (input_v.len(), input_a.len()));
-    let pk = probe_packets(&path);
-    let _ = std::fs::remove_file(&path);
-    let video: Vec<&Packet> = pk.iter().filter(|p| p.video).collect();
-    let audio: Vec<&Packet> = pk.iter().filter(|p| !p.video).collect();
-    assert_eq!(video.len(), input_v.len());
-    for (p, f) in video.iter().zip(&input_v) {
-        assert_eq!(
-            (p.pts, p.dts, p.key),
-            (f.pts * 90, f.dts * 90, f.is_keyframe())
-        );
-    }
-    assert_eq!(audio.len(), input_a.len());
-    for (p, f) in audio.iter().zip(&input_a) {
+    let (_, audio) = mux_matches_input(&frames, "out.ts", write_ts(&frames));
+    for (p, f) in audio.iter().zip(media(&frames, Codec::Aac)) {
         assert_eq!(p.pts, f.pts * 90);
     }
 }
@@ -412,84 +263,63 @@ fn check_demux_matches_ffprobe(path: &Path, vcodec: Codec, acodec: Codec) -> Vec
     frames
 }
 
+/// ffmpeg encodes `seconds` of the test source with `codec_args` into
+/// MPEG-TS; our demuxer must match ffprobe on it
+/// ([`check_demux_matches_ffprobe`]), and the demuxed frames must go back out
+/// through our TS and fMP4 muxers and decode cleanly with every frame.
+/// Returns the demuxed frames.
+fn ts_demux_round_trip(
+    name: &str,
+    sample_rate: u32,
+    seconds: u32,
+    codec_args: &[&str],
+    (vcodec, acodec): (Codec, Codec),
+) -> Vec<Frame> {
+    let path = tmp(&format!("ff-{name}.ts"));
+    let mut args = codec_args.to_vec();
+    args.extend_from_slice(&["-ac", "2", "-f", "mpegts"]);
+    encode_test_source(sample_rate, seconds, &args, &path);
+    let frames = check_demux_matches_ffprobe(&path, vcodec, acodec);
+    let _ = std::fs::remove_file(&path);
+
+    let counts = (media(&frames, vcodec).len(), media(&frames, acodec).len());
+    let ts = tmp(&format!("re-{name}.ts"));
+    std::fs::write(&ts, write_ts(&frames)).unwrap();
+    assert_eq!(decode_counts(&ts), counts);
+    let mp4 = tmp(&format!("re-{name}.mp4"));
+    std::fs::write(&mp4, write_fmp4(&frames)).unwrap();
+    assert_eq!(decode_counts(&mp4), counts);
+    let _ = std::fs::remove_file(&ts);
+    let _ = std::fs::remove_file(&mp4);
+    frames
+}
+
+/// Keyframes of `codec` among `frames`.
+fn keyframes(frames: &[Frame], codec: Codec) -> usize {
+    frames
+        .iter()
+        .filter(|f| f.codec == codec && f.is_keyframe())
+        .count()
+}
+
 #[test]
 fn ts_demux_of_ffmpeg_h264_aac() {
     if !tools_present() {
         return;
     }
-    let path = tmp("ff-h264.ts");
-    ffmpeg(&[
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=44100",
-        "-t",
-        "3",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx264",
-        "-g",
-        "30",
-        "-bf",
-        "2",
-        "-c:a",
-        "aac",
-        "-ac",
-        "2",
-        "-f",
-        "mpegts",
-        path.to_str().unwrap(),
-    ]);
-    let frames = check_demux_matches_ffprobe(&path, Codec::H264, Codec::Aac);
-    let _ = std::fs::remove_file(&path);
-    let avc = AvcConfig::parse(
-        &frames
-            .iter()
-            .find(|f| f.codec == Codec::H264)
-            .unwrap()
-            .payload,
-    )
-    .unwrap();
+    let frames = ts_demux_round_trip(
+        "h264",
+        44_100,
+        3,
+        &["-c:v", "libx264", "-g", "30", "-bf", "2", "-c:a", "aac"],
+        (Codec::H264, Codec::Aac),
+    );
+    let avc = AvcConfig::parse(config_of(&frames, Codec::H264)).unwrap();
     let sps = avc.parse_sps().unwrap();
     assert_eq!((sps.width, sps.height), (320, 240));
-    let asc = AacConfig::parse(
-        &frames
-            .iter()
-            .find(|f| f.codec == Codec::Aac)
-            .unwrap()
-            .payload,
-    )
-    .unwrap();
+    let asc = AacConfig::parse(config_of(&frames, Codec::Aac)).unwrap();
     assert_eq!((asc.sampling_frequency, asc.channel_config), (44_100, 2));
-    let keys = frames
-        .iter()
-        .filter(|f| f.codec == Codec::H264 && f.is_keyframe())
-        .count();
-    assert_eq!(keys, 3, "GOP 30 over 75 frames");
-
-    // And back out: our TS and fMP4 muxers on the demuxed frames decode cleanly.
-    let nv = frames
-        .iter()
-        .filter(|f| f.codec == Codec::H264 && !f.is_config())
-        .count();
-    let na = frames
-        .iter()
-        .filter(|f| f.codec == Codec::Aac && !f.is_config())
-        .count();
-    let ts = tmp("re.ts");
-    std::fs::write(&ts, write_ts(&frames)).unwrap();
-    assert_eq!(decode_counts(&ts), (nv, na));
-    let mp4 = tmp("re.mp4");
-    std::fs::write(&mp4, write_fmp4(&frames)).unwrap();
-    assert_eq!(decode_counts(&mp4), (nv, na));
-    let _ = std::fs::remove_file(&ts);
-    let _ = std::fs::remove_file(&mp4);
+    assert_eq!(keyframes(&frames, Codec::H264), 3, "GOP 30 over 75 frames");
 }
 
 #[test]
@@ -497,76 +327,24 @@ fn ts_demux_of_ffmpeg_h265_opus() {
     if !tools_present() {
         return;
     }
-    let path = tmp("ff-h265.ts");
-    ffmpeg(&[
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        "2",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx265",
-        "-x265-params",
-        "log-level=error:keyint=25:bframes=2",
-        "-c:a",
-        "libopus",
-        "-ac",
-        "2",
-        "-f",
-        "mpegts",
-        path.to_str().unwrap(),
-    ]);
-    let frames = check_demux_matches_ffprobe(&path, Codec::H265, Codec::Opus);
-    let _ = std::fs::remove_file(&path);
-    let hvc = HevcConfig::parse(
-        &frames
-            .iter()
-            .find(|f| f.codec == Codec::H265)
-            .unwrap()
-            .payload,
-    )
-    .unwrap();
+    let frames = ts_demux_round_trip(
+        "h265",
+        48_000,
+        2,
+        &[
+            "-c:v",
+            "libx265",
+            "-x265-params",
+            "log-level=error:keyint=25:bframes=2",
+            "-c:a",
+            "libopus",
+        ],
+        (Codec::H265, Codec::Opus),
+    );
+    let hvc = HevcConfig::parse(config_of(&frames, Codec::H265)).unwrap();
     let sps = hvc.parse_sps().unwrap();
     assert_eq!((sps.width, sps.height), (320, 240));
-    let head = OpusHead::parse(
-        &frames
-            .iter()
-            .find(|f| f.codec == Codec::Opus)
-            .unwrap()
-            .payload,
-    )
-    .unwrap();
+    let head = OpusHead::parse(config_of(&frames, Codec::Opus)).unwrap();
     assert_eq!(head.channels, 2);
-    assert_eq!(
-        frames
-            .iter()
-            .filter(|f| f.codec == Codec::H265 && f.is_keyframe())
-            .count(),
-        2
-    );
-
-    let nv = frames
-        .iter()
-        .filter(|f| f.codec == Codec::H265 && !f.is_config())
-        .count();
-    let na = frames
-        .iter()
-        .filter(|f| f.codec == Codec::Opus && !f.is_config())
-        .count();
-    let ts = tmp("re265.ts");
-    std::fs::write(&ts, write_ts(&frames)).unwrap();
-    assert_eq!(decode_counts(&ts), (nv, na));
-    let mp4 = tmp("re265.mp4");
-    std::fs::write(&mp4, write_fmp4(&frames)).unwrap();
-    assert_eq!(decode_counts(&mp4), (nv, na));
-    let _ = std::fs::remove_file(&ts);
-    let _ = std::fs::remove_file(&mp4);
+    assert_eq!(keyframes(&frames, Codec::H265), 2);
 }

@@ -8,7 +8,7 @@
 )]
 
 use arcly::container::fmp4::{init_segment, Fmp4Error, Fragmenter, TrackInfo};
-use arcly::{Codec, Frame, FrameFlags};
+use arcly::{Codec, Frame};
 use bytes::Bytes;
 use mp4_atom::{Decode, Ftyp, Mdat, Moof, Moov};
 use proptest::prelude::*;
@@ -23,11 +23,7 @@ fn config(codec: Codec) -> Frame {
 fn media(codec: Codec, key: bool, pts: i64, dts: i64, timebase: u32, payload: Vec<u8>) -> Frame {
     Frame {
         codec,
-        flags: if key {
-            FrameFlags::KEYFRAME
-        } else {
-            FrameFlags::NONE
-        },
+        flags: common::key_flags(key),
         pts,
         dts,
         timebase,

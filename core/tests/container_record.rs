@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use arcly::container::record::{RecordConfig, RecordOutput, Recorder};
-use arcly::{Codec, Frame, FrameFlags};
+use arcly::{Codec, Frame};
 use bytes::Bytes;
 use mp4_atom::{Decode, Ftyp, Mdat, Moof, Moov};
 
@@ -24,11 +24,7 @@ const AAC_RATE: u32 = 48_000;
 fn media(codec: Codec, key: bool, ms: i64, payload: &[u8]) -> Frame {
     Frame {
         codec,
-        flags: if key {
-            FrameFlags::KEYFRAME
-        } else {
-            FrameFlags::NONE
-        },
+        flags: common::key_flags(key),
         pts: ms,
         dts: ms,
         timebase: 1000,

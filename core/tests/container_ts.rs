@@ -76,14 +76,7 @@ fn make_frames(
 ) -> Vec<Frame> {
     let mut v = Vec::new();
     let mut a = Vec::new();
-    let frame = |codec, flags, pts, dts, payload| Frame {
-        codec,
-        flags,
-        pts,
-        dts,
-        timebase: 90_000,
-        payload,
-    };
+    let frame = common::frame_90k;
     if let Some(c) = video {
         let mut dts = base;
         v.push(frame(c, FrameFlags::CONFIG, base, base, config_payload(c)));

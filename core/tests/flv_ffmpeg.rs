@@ -10,43 +10,20 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::Path;
 
 use arcly::codec::{aac::AacConfig, h264::AvcConfig};
-use arcly::rtmp::flv::{self, FlvDemux};
+use arcly::rtmp::flv;
 use arcly::{Codec, Frame};
 use bytes::{Bytes, BytesMut};
-
-fn tmp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("arcly-flv-{}-{name}", std::process::id()))
-}
-
-fn ffmpeg(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error"])
-        .args(args)
-        .output()
-        .expect("ffmpeg must be installed for the FLV interop test");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "ffmpeg {args:?} reported errors: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use common::ffmpeg::{demux_flv, encode_test_source, ffmpeg, tmp_path, H264_BF_AAC};
 
 /// framemd5 lines without the header comments.
 fn framemd5(path: &Path) -> Vec<String> {
     let out = ffmpeg(&["-i", path.to_str().unwrap(), "-f", "framemd5", "-"]);
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
+    out.lines()
         .filter(|l| !l.starts_with('#'))
         .map(str::to_owned)
         .collect()
@@ -54,56 +31,17 @@ fn framemd5(path: &Path) -> Vec<String> {
 
 #[test]
 fn ffmpeg_h264_aac_flv_round_trip() {
-    let src = tmp("src.flv");
-    let dst = tmp("dst.flv");
-    ffmpeg(&[
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        "2",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx264",
-        "-g",
-        "25",
-        "-bf",
-        "2",
-        "-c:a",
-        "aac",
-        "-ac",
-        "2",
-        src.to_str().unwrap(),
-    ]);
+    // ffmpeg is required here, also outside CI.
+    let src = tmp_path("flv", "src.flv");
+    let dst = tmp_path("flv", "dst.flv");
+    encode_test_source(48_000, 2, H264_BF_AAC, &src);
     let data = Bytes::from(std::fs::read(&src).unwrap());
     assert_eq!(&data[..3], b"FLV");
 
-    let mut demux = FlvDemux::new();
-    let mut frames: Vec<Frame> = Vec::new();
-    let mut rest = data.slice(flv::FILE_HEADER_LEN..);
-    let mut script_tags = 0;
-    while let Some((tag, used)) = flv::read_tag(&rest).unwrap() {
-        rest = rest.slice(used..);
-        let ts = i64::from(tag.timestamp_ms);
-        let f = match tag.tag_type {
-            flv::TAG_TYPE_VIDEO => demux.video(ts, tag.body).unwrap(),
-            flv::TAG_TYPE_AUDIO => demux.audio(ts, tag.body).unwrap(),
-            _ => {
-                script_tags += 1;
-                None
-            }
-        };
-        frames.extend(f);
-    }
-    assert!(rest.is_empty(), "trailing bytes after the last tag");
-    assert_eq!(script_tags, 1, "onMetaData");
+    let flv_file = demux_flv(&data);
+    assert_eq!(flv_file.trailing, 0, "trailing bytes after the last tag");
+    assert_eq!(flv_file.script_tags, 1, "onMetaData");
+    let frames = flv_file.frames;
 
     let video: Vec<&Frame> = frames.iter().filter(|f| f.codec == Codec::H264).collect();
     let audio: Vec<&Frame> = frames.iter().filter(|f| f.codec == Codec::Aac).collect();

@@ -17,32 +17,14 @@
 mod hls_common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use arcly::container::hls::{HlsConfig, HlsMuxer, Resource, Variant};
 
 use arcly::{Codec, Frame};
+use hls_common::common::ffmpeg::{
+    decode_without_warnings, encode_test_source, probe_streams, tools_present,
+};
 use hls_common::{check_continuity, playlist, Playlist};
-
-const WATCHDOG: Duration = Duration::from_secs(50);
-
-fn tools_present() -> bool {
-    let ok = ["ffmpeg", "ffprobe"].iter().all(|t| {
-        Command::new(t)
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if !ok {
-        let ci = std::env::var("CI")
-            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
-            .unwrap_or(false);
-        assert!(!ci, "ffmpeg and ffprobe must be installed in CI");
-        eprintln!("SKIPPED: ffmpeg/ffprobe not found");
-    }
-    ok
-}
 
 fn tmp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("arcly-hls-{}-{name}", std::process::id()));
@@ -51,60 +33,13 @@ fn tmp_dir(name: &str) -> PathBuf {
     d
 }
 
-/// Runs a tool with a watchdog; returns (stdout, stderr); asserts success.
-fn run(tool: &str, args: &[&str]) -> (String, String) {
-    let start = Instant::now();
-    let mut child = Command::new(tool)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if start.elapsed() > WATCHDOG {
-            let _ = child.kill();
-            panic!("{tool} {args:?} hung for {WATCHDOG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let (o, e) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "{tool} {args:?} failed: {e}");
-    (o, e)
-}
-
 /// ffmpeg-made MPEG-TS (8 s, 1 s GOPs) through our demuxer.
 fn source_frames(dir: &Path, video: &[&str], audio: &[&str]) -> Vec<Frame> {
     let src = dir.join("src.ts");
-    let mut args = vec![
-        "-hide_banner",
-        "-v",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        "8",
-        "-pix_fmt",
-        "yuv420p",
-    ];
-    args.extend_from_slice(video);
+    let mut args = video.to_vec();
     args.extend_from_slice(audio);
-    args.extend_from_slice(&["-ac", "2", "-f", "mpegts", src.to_str().unwrap()]);
-    run("ffmpeg", &args);
+    args.extend_from_slice(&["-ac", "2", "-f", "mpegts"]);
+    encode_test_source(48_000, 8, &args, &src);
     let data = std::fs::read(&src).unwrap();
     hls_common::common::demux_ts(&data, 1316).0
 }
@@ -141,35 +76,6 @@ fn write_variant(m: &HlsMuxer, variant: Variant, dir: &Path) -> Playlist {
         }
     }
     p
-}
-
-fn probe_counts(input: &Path) -> Vec<(String, String, usize)> {
-    let (out, err) = run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_type,codec_name,nb_read_frames",
-            "-of",
-            "csv=p=0",
-            input.to_str().unwrap(),
-        ],
-    );
-    assert!(err.is_empty(), "ffprobe {input:?}: {err}");
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            // ffprobe prints codec_name before codec_type.
-            (
-                f[1].to_owned(),
-                f[0].to_owned(),
-                f[2].trim().parse().unwrap(),
-            )
-        })
-        .collect()
 }
 
 fn decode_both_variants(name: &str, video: &[&str], audio: &[&str], codecs: [&str; 2]) {
@@ -221,33 +127,22 @@ fn decode_both_variants(name: &str, video: &[&str], audio: &[&str], codecs: [&st
         }
         let index = dir.join(Resource::Multivariant(variant).path());
         // Warnings count too: timestamps, continuity, decoding.
-        let (_, err) = run(
-            "ffmpeg",
-            &[
-                "-hide_banner",
-                "-nostdin",
-                "-v",
-                "warning",
-                "-xerror",
-                "-i",
-                index.to_str().unwrap(),
-                "-f",
-                "null",
-                "-",
-            ],
-        );
-        assert!(err.is_empty(), "{variant:?}: ffmpeg warned: {err}");
-        let streams = probe_counts(&index);
+        decode_without_warnings(&index);
+        let streams = probe_streams(&index);
         let find = |t: &str| {
             streams
                 .iter()
-                .find(|(ty, _, _)| ty == t)
+                .find(|s| s.codec_type == t)
                 .unwrap_or_else(|| panic!("{variant:?}: no {t} stream in {streams:?}"))
                 .clone()
         };
-        let (_, vcodec, vframes) = find("video");
-        let (_, acodec, aframes) = find("audio");
-        assert_eq!([vcodec.as_str(), acodec.as_str()], codecs, "{variant:?}");
+        let (v, a) = (find("video"), find("audio"));
+        let (vframes, aframes) = (v.frames, a.frames);
+        assert_eq!(
+            [v.codec_name.as_str(), a.codec_name.as_str()],
+            codecs,
+            "{variant:?}"
+        );
         assert_eq!(vframes, nv, "{variant:?}: every video frame decodes");
         // The fMP4 audio track may hold back the very last frame's duration.
         assert!(

@@ -154,16 +154,24 @@ fn two_blocking_readers_are_both_woken() {
     });
 }
 
+/// A signal, a flag, and a thread that sets the flag (Release) and then
+/// notifies: a waiter that checks the flag after reading the epoch must
+/// never sleep through the notification.
+fn flag_then_notify() -> (Signal, Arc<AtomicBool>, loom::thread::JoinHandle<()>) {
+    let sig = Signal::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    let (sig2, ready2) = (sig.clone(), ready.clone());
+    let t = loom::thread::spawn(move || {
+        ready2.store(true, Ordering::Release);
+        sig2.notify();
+    });
+    (sig, ready, t)
+}
+
 #[test]
 fn notifier_blocking_no_lost_wakeup() {
     model(3, || {
-        let sig = Signal::new();
-        let ready = Arc::new(AtomicBool::new(false));
-        let (sig2, ready2) = (sig.clone(), ready.clone());
-        let t = loom::thread::spawn(move || {
-            ready2.store(true, Ordering::Release);
-            sig2.notify();
-        });
+        let (sig, ready, t) = flag_then_notify();
         loop {
             let e = sig.epoch();
             if ready.load(Ordering::Acquire) {
@@ -178,13 +186,7 @@ fn notifier_blocking_no_lost_wakeup() {
 #[test]
 fn notifier_async_no_lost_wakeup() {
     model(3, || {
-        let sig = Signal::new();
-        let ready = Arc::new(AtomicBool::new(false));
-        let (sig2, ready2) = (sig.clone(), ready.clone());
-        let t = loom::thread::spawn(move || {
-            ready2.store(true, Ordering::Release);
-            sig2.notify();
-        });
+        let (sig, ready, t) = flag_then_notify();
         loom::future::block_on(async {
             loop {
                 let e = sig.epoch();

@@ -9,9 +9,12 @@
 use arcly::replay::{Direction, EventKind, FlowReplay, Protocol, Replay, ReplayConfig};
 use arcly::{Codec, MediaKind};
 
+fn fixture_path(name: &str) -> String {
+    format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
 fn fixture(name: &str) -> Replay {
-    let path = format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    Replay::from_file(&path, &ReplayConfig::default()).unwrap()
+    Replay::from_file(fixture_path(name), &ReplayConfig::default()).unwrap()
 }
 
 fn hex(b: &[u8]) -> String {
@@ -90,6 +93,41 @@ fn metadata_count(f: &FlowReplay, dir: Direction) -> usize {
         .count()
 }
 
+/// The one flow of a capture, which must be RTMP.
+fn single_rtmp_flow(r: &Replay) -> &FlowReplay {
+    assert_eq!(r.flows.len(), 1);
+    let f = &r.flows[0];
+    assert_eq!(f.protocol, Some(Protocol::Rtmp));
+    f
+}
+
+/// The server of `f` was arcly: its seed is learned and the server machine's
+/// output equals the captured server bytes, byte for byte.
+fn assert_reproduced(f: &FlowReplay) {
+    assert!(f.seed_learned, "flow {}: seed not learned", f.flow.id);
+    assert!(!f.captured_output.is_empty());
+    assert!(
+        f.output == f.captured_output,
+        "flow {}: reproduced {} of {}",
+        f.flow.id,
+        f.matching_output_prefix(),
+        f.captured_output.len()
+    );
+}
+
+/// The expected [`Track`] of a stream whose PTS equal its DTS (no B-frames)
+/// and whose one config record is `config` (hex).
+fn pinned(frames: usize, keyframes: &[usize], ts: (i64, i64), bytes: usize, config: &str) -> Track {
+    Track {
+        frames,
+        keyframes: keyframes.to_vec(),
+        dts: ts,
+        pts: ts,
+        bytes,
+        configs: vec![config.to_owned()],
+    }
+}
+
 /// ffmpeg's libx264 ultrafast 160x120 config (Constrained Baseline 1.2).
 const FFMPEG_AVC: &str =
     "0142c00cffe100186742c00cda0a11f970110000030001000003001e8f142aa001000468ce3c80";
@@ -100,25 +138,11 @@ const AAC_CONFIG: &str = "120856e500";
 fn assert_ffmpeg_three_second_publish(f: &FlowReplay) {
     assert_eq!(
         track(f, Direction::ToServer, Codec::H264),
-        Track {
-            frames: 45,
-            keyframes: vec![0, 15, 30],
-            dts: (23, 2956),
-            pts: (23, 2956),
-            bytes: 40915,
-            configs: vec![FFMPEG_AVC.into()],
-        }
+        pinned(45, &[0, 15, 30], (23, 2956), 40915, FFMPEG_AVC)
     );
     assert_eq!(
         track(f, Direction::ToServer, Codec::Aac),
-        Track {
-            frames: 131,
-            keyframes: vec![],
-            dts: (0, 3018),
-            pts: (0, 3018),
-            bytes: 24475,
-            configs: vec![AAC_CONFIG.into()],
-        }
+        pinned(131, &[], (0, 3018), 24475, AAC_CONFIG)
     );
     assert_eq!(metadata_count(f, Direction::ToServer), 1);
     assert_eq!(f.frames(Direction::ToClient).count(), 0);
@@ -132,9 +156,7 @@ fn assert_ffmpeg_three_second_publish(f: &FlowReplay) {
 #[test]
 fn ffmpeg_publish_to_arcly() {
     let r = fixture("ffmpeg_publish_arcly.pcap");
-    assert_eq!(r.flows.len(), 1);
-    let f = &r.flows[0];
-    assert_eq!(f.protocol, Some(Protocol::Rtmp));
+    let f = single_rtmp_flow(&r);
     assert_eq!(f.flow.server.port(), 19360);
     assert_eq!(
         story(f),
@@ -149,23 +171,15 @@ fn ffmpeg_publish_to_arcly() {
     );
     assert_ffmpeg_three_second_publish(f);
     // The server was arcly: its seed is learned and its side reproduced.
-    assert!(f.seed_learned);
+    assert_reproduced(f);
     assert_eq!(f.captured_output.len(), 3739);
-    assert!(
-        f.output == f.captured_output,
-        "reproduced {} of {}",
-        f.matching_output_prefix(),
-        f.captured_output.len()
-    );
     assert_eq!(f.output_len, 3739);
 }
 
 #[test]
 fn ffmpeg_publish_to_nginx_rtmp_replays_through_arcly() {
     let r = fixture("ffmpeg_publish_nginx.pcap");
-    assert_eq!(r.flows.len(), 1);
-    let f = &r.flows[0];
-    assert_eq!(f.protocol, Some(Protocol::Rtmp));
+    let f = single_rtmp_flow(&r);
     assert_eq!(f.flow.server.port(), 19362);
     let s = story(f);
     assert_eq!(
@@ -193,9 +207,7 @@ fn ffmpeg_publish_to_nginx_rtmp_replays_through_arcly() {
 #[test]
 fn gstreamer_rtmp2sink_publish_to_arcly() {
     let r = fixture("gst_publish_arcly.pcap");
-    assert_eq!(r.flows.len(), 1);
-    let f = &r.flows[0];
-    assert_eq!(f.protocol, Some(Protocol::Rtmp));
+    let f = single_rtmp_flow(&r);
     assert_eq!(
         story(f),
         [
@@ -209,38 +221,21 @@ fn gstreamer_rtmp2sink_publish_to_arcly() {
     );
     assert_eq!(
         track(f, Direction::ToServer, Codec::H264),
-        Track {
-            frames: 45,
-            keyframes: vec![0, 15, 30],
-            dts: (0, 2933),
-            pts: (0, 2933),
-            bytes: 40680,
-            configs: vec![
-                "0142d00bffe1001c6742d00bda0a11f97016a0c0c0d4a0000003002000000303d1e244d401000468ce3c80"
-                    .into()
-            ],
-        }
+        pinned(
+            45,
+            &[0, 15, 30],
+            (0, 2933),
+            40680,
+            "0142d00bffe1001c6742d00bda0a11f97016a0c0c0d4a0000003002000000303d1e244d401000468ce3c80"
+        )
     );
     assert_eq!(
         track(f, Direction::ToServer, Codec::Aac),
-        Track {
-            frames: 131,
-            keyframes: vec![],
-            dts: (0, 3018),
-            pts: (0, 3018),
-            bytes: 24668,
-            configs: vec![AAC_CONFIG.into()],
-        }
+        pinned(131, &[], (0, 3018), 24668, AAC_CONFIG)
     );
     // flvmux streamable=true repeats onMetaData.
     assert_eq!(metadata_count(f, Direction::ToServer), 25);
-    assert!(f.seed_learned);
-    assert!(
-        f.output == f.captured_output,
-        "reproduced {} of {}",
-        f.matching_output_prefix(),
-        f.captured_output.len()
-    );
+    assert_reproduced(f);
     assert_eq!(f.output_len, 3647);
 }
 
@@ -296,14 +291,7 @@ fn arcly_play_to_ffmpeg() {
     assert!(played[2].is_keyframe());
     assert_eq!(
         track(f, Direction::ToClient, Codec::H264),
-        Track {
-            frames: 41,
-            keyframes: vec![0, 15, 30],
-            dts: (1023, 3690),
-            pts: (1023, 3690),
-            bytes: 38865,
-            configs: vec![FFMPEG_AVC.into()],
-        }
+        pinned(41, &[0, 15, 30], (1023, 3690), 38865, FFMPEG_AVC)
     );
     let a = track(f, Direction::ToClient, Codec::Aac);
     assert_eq!((a.frames, a.dts, a.bytes), (114, (1045, 3669), 21214));
@@ -314,25 +302,14 @@ fn arcly_play_to_ffmpeg() {
     }
     // Both server sides reproduced byte for byte, media chunks included.
     for flow in &r.flows {
-        assert!(flow.seed_learned);
-        assert!(!flow.captured_output.is_empty());
-        assert!(
-            flow.output == flow.captured_output,
-            "flow {}: reproduced {} of {}",
-            flow.flow.id,
-            flow.matching_output_prefix(),
-            flow.captured_output.len()
-        );
+        assert_reproduced(flow);
     }
     assert_eq!(f.output_len, 66442);
 }
 
 #[test]
 fn flow_selection_and_named_protocol() {
-    let path = format!(
-        "{}/../tests/fixtures/arcly_play_ffmpeg.pcapng",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = fixture_path("arcly_play_ffmpeg.pcapng");
     let run = |cfg: ReplayConfig| Replay::from_file(&path, &cfg).unwrap();
     let by_port = run(ReplayConfig {
         port: Some(35904), // the player's ephemeral port

@@ -1,13 +1,16 @@
 //! The RTMP session against real ffmpeg, driven by a minimal std::net loop
 //! (a thread per connection, short read timeouts). The full interop matrix
 //! lives in the `arcly-tests` crate; this checks the machines alone.
-//! Skipped (with a message) when `ffmpeg` is not installed.
+//! Skipped (with a message) when ffmpeg / ffprobe are not installed, a
+//! failure when `CI` is set.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
 )]
+
+mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -71,19 +74,9 @@ fn serve(factory: RtmpSessionFactory, stop: Arc<AtomicBool>) -> u16 {
     port
 }
 
-fn have_ffmpeg() -> bool {
-    Command::new("ffmpeg")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn ffmpeg_publishes_and_plays_back() {
-    if !have_ffmpeg() {
-        eprintln!("ffmpeg not installed; skipping");
+    if !common::ffmpeg::tools_present() {
         return;
     }
     let engine = Engine::with_defaults();
@@ -91,21 +84,9 @@ fn ffmpeg_publishes_and_plays_back() {
     let port = serve(RtmpSessionFactory::allow_all(engine.clone()), stop.clone());
     let url = format!("rtmp://127.0.0.1:{port}/live/cam");
     let mut publisher = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(common::ffmpeg::lavfi_source(44_100, 6))
         .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=44100",
-            "-t",
-            "6",
             "-c:v",
             "libx264",
             "-preset",
@@ -114,8 +95,6 @@ fn ffmpeg_publishes_and_plays_back() {
             "zerolatency",
             "-g",
             "50",
-            "-pix_fmt",
-            "yuv420p",
             "-c:a",
             "aac",
             "-b:a",

@@ -8,6 +8,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use arcly::srt::handshake::{HandshakeType, RejectReason};
 use arcly::srt::packet::{Control, KeyFlag, Packet, SocketId};
 use arcly::Instant;
 use bytes::Bytes;
+use common::srt::{connect_failure, connected_id, first_request};
 use proptest::prelude::*;
 
 const LISTENER: u16 = 9000;
@@ -187,17 +190,11 @@ impl Sim {
     }
 
     fn connected(&self, events: &[EndpointEvent]) -> Option<SocketId> {
-        events.iter().find_map(|e| match e {
-            EndpointEvent::Connected { id, .. } => Some(*id),
-            _ => None,
-        })
+        connected_id(events)
     }
 
     fn failure(&self) -> Option<ConnectError> {
-        self.cev.iter().find_map(|e| match e {
-            EndpointEvent::ConnectFailed { reason, .. } => Some(reason.clone()),
-            _ => None,
-        })
+        connect_failure(&self.cev)
     }
 
     fn data(events: &[EndpointEvent], id: SocketId) -> Vec<Bytes> {
@@ -278,14 +275,7 @@ fn caller_and_listener_back_to_back_clear() {
     );
     let (cid, lid) = exchange(&mut sim, "publish:live/cam", None, 300);
     // The stream id reached the listener (libsrt word order both ways).
-    let req = sim
-        .lev
-        .iter()
-        .find_map(|e| match e {
-            EndpointEvent::Request(r) => Some(r.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let req = first_request(&sim.lev).unwrap();
     assert_eq!(req.raw_stream_id, "publish:live/cam");
     assert!(!req.encrypted);
     assert!(!sim.caller.is_encrypted(cid));

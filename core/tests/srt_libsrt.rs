@@ -13,6 +13,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -24,19 +26,21 @@ use arcly::srt::handshake::RejectReason;
 use arcly::srt::packet::SocketId;
 use arcly::time::Clock;
 use bytes::Bytes;
+use common::in_ci;
+use common::srt::{connect_failure, connected_id, first_request};
 
 const PASS: &str = "arcly-interop-secret";
 
-fn in_ci() -> bool {
-    matches!(
-        std::env::var("CI")
-            .ok()
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref(),
-        Some("true" | "1" | "yes")
-    )
-}
+/// (listener, caller) passphrases a handshake must refuse: a wrong one, none
+/// on the caller, none on the listener.
+const MISMATCHES: [(Option<&str>, Option<&str>); 3] = [
+    (Some(PASS), Some("not-the-passphrase")),
+    (Some(PASS), None),
+    (None, Some(PASS)),
+];
+
+/// The libsrt sample application most tests run against.
+const SLT: &[&str] = &["srt-live-transmit"];
 
 /// Whether every tool is on PATH; under CI a missing one fails the test.
 fn require(test: &str, tools: &[&str]) -> bool {
@@ -196,17 +200,11 @@ impl Host {
     }
 
     fn connected(&self) -> Option<SocketId> {
-        self.events.iter().find_map(|e| match e {
-            EndpointEvent::Connected { id, .. } => Some(*id),
-            _ => None,
-        })
+        connected_id(&self.events)
     }
 
     fn failure(&self) -> Option<ConnectError> {
-        self.events.iter().find_map(|e| match e {
-            EndpointEvent::ConnectFailed { reason, .. } => Some(reason.clone()),
-            _ => None,
-        })
+        connect_failure(&self.events)
     }
 
     fn received(&self) -> Vec<u8> {
@@ -352,14 +350,7 @@ fn slt_publishes_to_us_with(
         );
         return host;
     }
-    let req = host
-        .events
-        .iter()
-        .find_map(|e| match e {
-            EndpointEvent::Request(r) => Some(r.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let req = first_request(&host.events).unwrap();
     assert_eq!(req.raw_stream_id, "publish:live/cam");
     assert_eq!(req.encrypted, pass_listener.is_some());
     // Dropping stdin ends srt-live-transmit's input; libsrt drops what it
@@ -389,10 +380,7 @@ fn slt_publishes_to_us_with(
 
 #[test]
 fn srt_live_transmit_caller_publishes_clear() {
-    if !require(
-        "srt_live_transmit_caller_publishes_clear",
-        &["srt-live-transmit"],
-    ) {
+    if !require("srt_live_transmit_caller_publishes_clear", SLT) {
         return;
     }
     slt_publishes_to_us(None, None);
@@ -400,10 +388,7 @@ fn srt_live_transmit_caller_publishes_clear() {
 
 #[test]
 fn srt_live_transmit_caller_publishes_encrypted() {
-    if !require(
-        "srt_live_transmit_caller_publishes_encrypted",
-        &["srt-live-transmit"],
-    ) {
+    if !require("srt_live_transmit_caller_publishes_encrypted", SLT) {
         return;
     }
     slt_publishes_to_us(Some(PASS), Some(PASS));
@@ -411,10 +396,7 @@ fn srt_live_transmit_caller_publishes_encrypted() {
 
 #[test]
 fn srt_live_transmit_caller_rotating_keys_is_decrypted() {
-    if !require(
-        "srt_live_transmit_caller_rotating_keys",
-        &["srt-live-transmit"],
-    ) {
+    if !require("srt_live_transmit_caller_rotating_keys", SLT) {
         return;
     }
     // A key refresh every 100 packets, announced 30 packets ahead: the
@@ -429,10 +411,7 @@ fn srt_live_transmit_caller_rotating_keys_is_decrypted() {
 
 #[test]
 fn srt_live_transmit_caller_adopts_our_advertised_key_length() {
-    if !require(
-        "srt_live_transmit_adopts_key_length",
-        &["srt-live-transmit"],
-    ) {
+    if !require("srt_live_transmit_adopts_key_length", SLT) {
         return;
     }
     // No pbkeylen on the caller: it takes the 256-bit length our induction
@@ -453,26 +432,19 @@ fn srt_live_transmit_caller_adopts_our_advertised_key_length() {
             .stderr(Stdio::piped()),
     );
     assert!(host.run_until(Duration::from_secs(10), |h| h.connected().is_some()));
-    let req = host
-        .events
-        .iter()
-        .find_map(|e| match e {
-            EndpointEvent::Request(r) => Some(r.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let req = first_request(&host.events).unwrap();
     assert_eq!(req.key_length, Some(arcly::srt::crypto::KeyLength::Aes256));
     drop(child);
 }
 
 #[test]
 fn srt_live_transmit_caller_with_wrong_or_no_passphrase_is_refused() {
-    if !require("srt_live_transmit_wrong_passphrase", &["srt-live-transmit"]) {
+    if !require("srt_live_transmit_wrong_passphrase", SLT) {
         return;
     }
-    slt_publishes_to_us(Some(PASS), Some("not-the-passphrase"));
-    slt_publishes_to_us(Some(PASS), None);
-    slt_publishes_to_us(None, Some(PASS));
+    for (listener, caller) in MISMATCHES {
+        slt_publishes_to_us(listener, caller);
+    }
 }
 
 /// Our caller publishes into a srt-live-transmit listener that writes to
@@ -555,10 +527,7 @@ fn we_publish_to_slt_after(
 
 #[test]
 fn our_caller_publishes_to_srt_live_transmit() {
-    if !require(
-        "our_caller_publishes_to_srt_live_transmit",
-        &["srt-live-transmit"],
-    ) {
+    if !require("our_caller_publishes_to_srt_live_transmit", SLT) {
         return;
     }
     we_publish_to_slt(None, None);
@@ -567,7 +536,7 @@ fn our_caller_publishes_to_srt_live_transmit() {
 
 #[test]
 fn our_caller_publishes_after_a_slow_handshake() {
-    if !require("our_caller_slow_handshake", &["srt-live-transmit"]) {
+    if !require("our_caller_slow_handshake", SLT) {
         return;
     }
     // The listener appears 1 s after our first induction: the repeated
@@ -581,17 +550,17 @@ fn our_caller_publishes_after_a_slow_handshake() {
 
 #[test]
 fn our_caller_is_refused_by_srt_live_transmit_on_passphrase_mismatch() {
-    if !require("our_caller_refused", &["srt-live-transmit"]) {
+    if !require("our_caller_refused", SLT) {
         return;
     }
-    we_publish_to_slt(Some(PASS), Some("the-wrong-secret"));
-    we_publish_to_slt(Some(PASS), None);
-    we_publish_to_slt(None, Some(PASS));
+    for (listener, caller) in MISMATCHES {
+        we_publish_to_slt(listener, caller);
+    }
 }
 
 #[test]
 fn our_caller_reads_from_srt_live_transmit_listener() {
-    if !require("our_caller_reads", &["srt-live-transmit"]) {
+    if !require("our_caller_reads", SLT) {
         return;
     }
     let port = free_udp_port();

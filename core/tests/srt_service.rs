@@ -36,6 +36,7 @@ use arcly::srt::{
 };
 use arcly::{Codec, Engine, Frame, FrameFlags, Instant, StreamKey};
 use bytes::Bytes;
+use common::frame_90k as frame;
 
 const SPS_H264: &[u8] = &[
     0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
@@ -55,17 +56,6 @@ fn peer_addr(n: u16) -> SocketAddr {
 }
 
 // ---------------------------------------------------------------- media
-
-fn frame(codec: Codec, flags: FrameFlags, pts: i64, dts: i64, payload: Bytes) -> Frame {
-    Frame {
-        codec,
-        flags,
-        pts,
-        dts,
-        timebase: 90_000,
-        payload,
-    }
-}
 
 fn video_config() -> Frame {
     let c = AvcConfig::from_parameter_sets(
@@ -92,12 +82,13 @@ fn video_frame(i: u64, key: bool, dts: i64, len: usize) -> Frame {
     p.extend_from_slice(&((len + 1) as u32).to_be_bytes());
     p.push(if key { 0x65 } else { 0x41 });
     p.extend((0..len).map(|k| 1 + ((k as u64 + i * 7) % 250) as u8));
-    let flags = if key {
-        FrameFlags::KEYFRAME
-    } else {
-        FrameFlags::NONE
-    };
-    frame(Codec::H264, flags, dts + 3000, dts, Bytes::from(p))
+    frame(
+        Codec::H264,
+        common::key_flags(key),
+        dts + 3000,
+        dts,
+        Bytes::from(p),
+    )
 }
 
 fn audio_frame(i: u64, t: i64) -> Frame {

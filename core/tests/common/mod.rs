@@ -20,6 +20,22 @@ use arcly::{Codec, Frame, FrameFlags};
 use bytes::Bytes;
 
 pub mod feed;
+pub mod ffmpeg;
+#[cfg(feature = "srt")]
+pub mod srt;
+
+/// Whether the tests run under CI (`CI` is `true`, `1` or `yes`): there a
+/// missing interop tool is a failure, never a skip.
+pub fn in_ci() -> bool {
+    matches!(
+        std::env::var("CI")
+            .ok()
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("true" | "1" | "yes")
+    )
+}
 
 /// libx264 High 640x360 SPS / PPS.
 pub const SPS_H264: &[u8] = &[
@@ -70,6 +86,27 @@ pub fn config_frame(codec: Codec, payload: Bytes) -> Frame {
     }
 }
 
+/// A media frame at 90 kHz.
+pub fn frame_90k(codec: Codec, flags: FrameFlags, pts: i64, dts: i64, payload: Bytes) -> Frame {
+    Frame {
+        codec,
+        flags,
+        pts,
+        dts,
+        timebase: 90_000,
+        payload,
+    }
+}
+
+/// The flags of a media frame: a keyframe or not.
+pub fn key_flags(key: bool) -> FrameFlags {
+    if key {
+        FrameFlags::KEYFRAME
+    } else {
+        FrameFlags::NONE
+    }
+}
+
 /// A pseudo-random AVCC access unit of `len` bytes (one slice NAL, no zero bytes).
 pub fn avcc(len: usize, key: bool, seed: u32) -> Bytes {
     let mut v = Vec::with_capacity(len + 4);
@@ -89,14 +126,7 @@ pub fn avcc(len: usize, key: bool, seed: u32) -> Bytes {
 /// `video_frames` of H.264 at 25 fps (100 KB keyframe every 2 s, ~14 KB
 /// P-frames) and `audio_frames` of AAC at 48 kHz (~370-byte frames).
 pub fn bench_stream(video_frames: i64, audio_frames: i64) -> Vec<Frame> {
-    let f = |codec, flags, pts, dts, payload| Frame {
-        codec,
-        flags,
-        pts,
-        dts,
-        timebase: 90_000,
-        payload,
-    };
+    let f = frame_90k;
     let mut frames = vec![
         f(
             Codec::H264,
@@ -117,11 +147,7 @@ pub fn bench_stream(video_frames: i64, audio_frames: i64) -> Vec<Frame> {
     for i in 0..video_frames {
         let key = i % 50 == 0;
         let len = if key { 100_000 } else { 14_000 };
-        let flags = if key {
-            FrameFlags::KEYFRAME
-        } else {
-            FrameFlags::NONE
-        };
+        let flags = key_flags(key);
         media.push(f(
             Codec::H264,
             flags,
