@@ -171,7 +171,10 @@ fn chromium_decodes_h264_aac_and_plays_static_hls_with_hlsjs() {
 
 /// arcly's player page at `/live/cam/{query}` plays a stream that ffmpeg
 /// publishes over RTMP: the video advances by 5 s past `currentTime` 5,
-/// more than 100 frames decode, few drop, and the page lists no error.
+/// more than 100 frames decode, few drop, and the page lists no error;
+/// hls.js knows the wall-clock time of what plays (`hls.playingDate`, from
+/// `EXT-X-PROGRAM-DATE-TIME`) and it is a few seconds behind the browser's
+/// clock (the latency), never ahead of it.
 fn arcly_page_plays(test: &str, query: &str) {
     let _wd = Watchdog::new(test, Duration::from_secs(58));
     arcly_tests::init_logging();
@@ -221,7 +224,9 @@ fn arcly_page_plays(test: &str, query: &str) {
             "const p = window.arclyPlayer; \
              return { mode: p.mode, latency: p.hls ? p.hls.latency : null, \
                       targetLatency: p.hls ? p.hls.targetLatency : null, \
-                      lowLatency: p.hls ? p.hls.lowLatencyMode : null };",
+                      lowLatency: p.hls ? p.hls.lowLatencyMode : null, \
+                      playingDate: p.hls && p.hls.playingDate ? p.hls.playingDate.getTime() : null, \
+                      now: Date.now() };",
             json!([]),
         )
         .unwrap_or_default();
@@ -245,6 +250,27 @@ fn arcly_page_plays(test: &str, query: &str) {
         "{test}: more than 20 % of the frames dropped: {stats:?}"
     );
     assert_eq!(extra["mode"], json!("hls.js"), "{test}: {extra}");
+    let (Some(playing), Some(now)) = (extra["playingDate"].as_f64(), extra["now"].as_f64()) else {
+        panic!("{test}: hls.js has no playingDate (EXT-X-PROGRAM-DATE-TIME): {extra}");
+    };
+    let behind_ms = now - playing;
+    eprintln!("{test}: playing {behind_ms:.0} ms behind the wall clock");
+    // LL-HLS plays ~1-3 s behind; classic HLS three segments (~6-8 s).
+    assert!(
+        (-1_000.0..15_000.0).contains(&behind_ms),
+        "{test}: playingDate is {behind_ms} ms behind the wall clock: {extra}"
+    );
+    // hls.js's own latency (live edge − currentTime) plus the age of the
+    // live edge (≥ 0: dates are never ahead of arrival; at most about a
+    // part + a reload for LL-HLS, a segment for TS): measured 3 ms / 1.6 s.
+    if let Some(latency) = extra["latency"].as_f64() {
+        let edge_age_ms = behind_ms - latency * 1000.0;
+        let max = if query.is_empty() { 2_500.0 } else { 5_000.0 };
+        assert!(
+            (-200.0..max).contains(&edge_age_ms),
+            "{test}: playingDate {behind_ms} ms behind, hls.js latency {latency} s: {extra}"
+        );
+    }
     publisher.stop();
 }
 

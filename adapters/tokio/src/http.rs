@@ -9,6 +9,9 @@
 //! its [`PumpState`] says; the server spawns it when
 //! [`HlsService::spawn_signal`](arcly::http::HlsService::spawn_signal)
 //! announces a new stream.
+//!
+//! The system clock is read once, at start, to anchor the playlists'
+//! `EXT-X-PROGRAM-DATE-TIME` ([`HttpServeConfig::program_date_time`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,7 +20,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arcly::http::{HlsStream, HttpRouter, PumpState, Routed};
+use arcly::http::{HlsStream, HttpRouter, PumpState, Routed, WallClock};
 use arcly::time::Clock;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -45,6 +48,14 @@ pub struct HttpServeConfig {
     pub max_header_bytes: usize,
     /// Set `TCP_NODELAY` on accepted sockets.
     pub nodelay: bool,
+    /// Anchor the router's HLS service to the system clock (UTC) at this
+    /// server's clock origin
+    /// ([`HlsService::set_wall_clock`](arcly::http::HlsService::set_wall_clock)), so media
+    /// playlists carry `EXT-X-PROGRAM-DATE-TIME` (draft-pantos-hls-rfc8216bis
+    /// §4.4.4.6). `false` leaves the router's own setting
+    /// (`HlsServiceConfig::wall_clock`, which must then refer to this
+    /// server's clock: in practice, `None`, no dates).
+    pub program_date_time: bool,
 }
 
 impl Default for HttpServeConfig {
@@ -55,6 +66,7 @@ impl Default for HttpServeConfig {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             nodelay: true,
+            program_date_time: true,
         }
     }
 }
@@ -80,7 +92,15 @@ pub async fn serve_http_with(
     shutdown: impl Future<Output = ()>,
     config: HttpServeConfig,
 ) -> io::Result<()> {
-    let clock = Clock::new(std::time::Instant::now());
+    let origin = std::time::Instant::now();
+    let clock = Clock::new(origin);
+    if config.program_date_time {
+        // Read together with the origin: `Instant` 0 of `clock` is this UTC time.
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        router.hls().set_wall_clock(Some(WallClock::new(unix)));
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
     let mut pumps = JoinSet::new();

@@ -38,7 +38,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::container::hls::{HlsConfig, HlsMuxer, PlaylistReply, PlaylistRequest, Variant};
+use crate::container::hls::{
+    HlsConfig, HlsMuxer, PlaylistReply, PlaylistRequest, Variant, WallClock,
+};
 use crate::engine::{Engine, Recv, Signal, StreamKey, SubscribeError, Subscriber};
 use crate::time::Instant;
 
@@ -60,6 +62,12 @@ pub struct HlsServiceConfig {
     /// Frames moved into the muxer per [`HlsStream::pump`] call (the lock is
     /// held meanwhile; requests wait at most that long).
     pub pump_budget: usize,
+    /// UTC of the `now` [`Instant`]s given to the service (the caller's
+    /// clock): with it, the media playlists carry `EXT-X-PROGRAM-DATE-TIME`
+    /// (rfc8216bis §4.4.4.6; see [`HlsMuxer::push_at`]); `None` (the
+    /// default): no dates. An adapter owning the clock sets it with
+    /// [`HlsService::set_wall_clock`] (arcly-tokio's `serve_http` does).
+    pub wall_clock: Option<WallClock>,
 }
 
 impl Default for HlsServiceConfig {
@@ -71,6 +79,7 @@ impl Default for HlsServiceConfig {
             max_blocked_requests: 4096,
             ready_timeout: Duration::from_secs(10),
             pump_budget: 64,
+            wall_clock: None,
         }
     }
 }
@@ -138,6 +147,8 @@ pub struct HlsStream {
     retired: AtomicBool,
     idle_timeout: Duration,
     pump_budget: usize,
+    /// The service's [`WallClock`] (see [`ServiceInner::wall`]).
+    wall: Arc<AtomicU64>,
     service: std::sync::Weak<ServiceInner>,
 }
 
@@ -241,6 +252,11 @@ impl HlsStream {
                 wake = wake.min(ts_deadline);
             }
         }
+        // The wall time of `now`: frames pushed now arrived about then.
+        let wall = match self.wall.load(Ordering::Acquire) {
+            NO_WALL_CLOCK => None,
+            at_zero => Some(WallClock::new(at_zero).unix_micros(now)),
+        };
         let next = match &mut st.subscriber {
             None => PumpState::Done,
             Some(sub) => {
@@ -252,15 +268,22 @@ impl HlsStream {
                     let epoch = signal.epoch();
                     match sub.recv() {
                         Recv::Frame(f) => {
-                            st.muxer.push(&f.frame);
+                            match wall {
+                                Some(w) => st.muxer.push_at(&f.frame, w),
+                                None => st.muxer.push(&f.frame),
+                            }
                             pushed += 1;
                         }
                         Recv::Empty => {
+                            // Caught up: the newest frame is live.
+                            if let Some(w) = wall {
+                                st.muxer.live_edge(w);
+                            }
                             break PumpState::Wait {
                                 signal,
                                 epoch,
                                 deadline: wake,
-                            }
+                            };
                         }
                         Recv::End => {
                             st.muxer.finish();
@@ -315,8 +338,13 @@ pub enum HlsError {
     TooManyStreams(usize),
 }
 
-#[derive(Debug, Default)]
+/// [`ServiceInner::wall`] without a wall clock.
+const NO_WALL_CLOCK: u64 = u64::MAX;
+
+#[derive(Debug)]
 struct ServiceInner {
+    /// [`WallClock::unix_micros_at_zero`], or [`NO_WALL_CLOCK`].
+    wall: Arc<AtomicU64>,
     streams: Mutex<HashMap<StreamKey, Arc<HlsStream>>>,
     /// Streams created and not yet handed to the adapter.
     new_streams: Mutex<VecDeque<Arc<HlsStream>>>,
@@ -346,10 +374,38 @@ pub struct HlsService {
 impl HlsService {
     /// A service muxing streams of `engine` on demand.
     pub fn new(engine: Engine, config: HlsServiceConfig) -> Self {
+        let wall = config
+            .wall_clock
+            .map_or(NO_WALL_CLOCK, |w| w.unix_micros_at_zero);
         HlsService {
             engine,
             config,
-            inner: Arc::default(),
+            inner: Arc::new(ServiceInner {
+                wall: Arc::new(AtomicU64::new(wall)),
+                streams: Mutex::default(),
+                new_streams: Mutex::default(),
+                spawn: Signal::default(),
+                blocked: Arc::default(),
+            }),
+        }
+    }
+
+    /// Sets (or, with `None`, removes) the wall-clock anchor of the
+    /// `now` instants given from here on (replaces
+    /// [`HlsServiceConfig::wall_clock`]): the adapter that owns the clock
+    /// calls it once, before serving. Streams being muxed use it from their
+    /// next pump on (dates already listed never move, see
+    /// [`HlsMuxer::push_at`]).
+    pub fn set_wall_clock(&self, wall: Option<WallClock>) {
+        let v = wall.map_or(NO_WALL_CLOCK, |w| w.unix_micros_at_zero);
+        self.inner.wall.store(v, Ordering::Release);
+    }
+
+    /// The wall-clock anchor in use (see [`set_wall_clock`](Self::set_wall_clock)).
+    pub fn wall_clock(&self) -> Option<WallClock> {
+        match self.inner.wall.load(Ordering::Acquire) {
+            NO_WALL_CLOCK => None,
+            v => Some(WallClock::new(v)),
         }
     }
 
@@ -463,6 +519,7 @@ impl HlsService {
             retired: AtomicBool::new(false),
             idle_timeout: self.config.idle_timeout,
             pump_budget: self.config.pump_budget.max(1),
+            wall: self.inner.wall.clone(),
             service: Arc::downgrade(&self.inner),
         });
         streams.insert(key.clone(), stream.clone());

@@ -35,6 +35,9 @@
 //! - Segments, parts, the init segment and hls.js honour one `Range`
 //!   (`bytes=a-b`, `a-`, `-n`): 206 with `Content-Range`, 416 when no byte
 //!   is in range (RFC 9110 §14).
+//! - Media playlists carry `EXT-X-PROGRAM-DATE-TIME` (rfc8216bis §4.4.4.6)
+//!   when the service has a wall clock ([`HlsServiceConfig::wall_clock`],
+//!   [`HlsService::set_wall_clock`]): core reads no clock.
 //! - Unknown stream or resource → 404; malformed delivery directive → 400;
 //!   `_HLS_msn` more than two segments ahead → 400 (§6.2.5.2); too many
 //!   streams or parked requests → 503.
@@ -50,6 +53,7 @@ use crate::container::hls::{PlaylistReply, PlaylistRequest, Resource, Variant};
 use crate::engine::{Engine, Signal, StreamKey};
 use crate::time::Instant;
 
+pub use crate::container::hls::WallClock;
 pub use hls::{HlsError, HlsService, HlsServiceConfig, HlsStream, PumpState};
 pub use request::HLS_JS_PATH;
 

@@ -29,11 +29,15 @@
 //! | `EXT-X-PART` | parts of the segments in the last 3 target durations | – |
 //! | `EXT-X-PRELOAD-HINT:TYPE=PART` | the next part | – |
 //! | `EXT-X-DISCONTINUITY` | timestamp jump / new codec config | same |
+//! | `EXT-X-PROGRAM-DATE-TIME` | first segment listed and each one after a discontinuity, when wall times are given ([`HlsMuxer::push_at`]) | same |
 //! | `EXT-X-SKIP` | on `_HLS_skip=YES` | – |
 //! | `EXT-X-ENDLIST` | after [`HlsMuxer::finish`] | same |
 //!
-//! Not written: `EXT-X-PROGRAM-DATE-TIME` (no wall clock in core),
-//! `EXT-X-RENDITION-REPORT` (one rendition per stream).
+//! Not written: `EXT-X-RENDITION-REPORT` (one rendition per stream).
+//!
+//! Core reads no clock: `EXT-X-PROGRAM-DATE-TIME` needs the caller's wall
+//! time as an input ([`HlsMuxer::push_at`], [`HlsMuxer::live_edge`]; the
+//! HTTP service maps its `Instant`s with a [`WallClock`]).
 //!
 //! After a codec change the window may hold segments of two init sections:
 //! the playlist names them `init.mp4` and `init.mp4?v=N` (one
@@ -43,11 +47,13 @@
 mod muxer;
 mod playlist;
 mod resource;
+mod wall;
 
 use std::time::Duration;
 
 pub use muxer::{HlsMuxer, MAX_PARTS_PER_SEGMENT, MAX_START_FRAMES};
 pub use resource::Resource;
+pub use wall::WallClock;
 
 /// Segmenter configuration.
 ///

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::playlist::{round_secs, secs_ceil, secs_nearest, write_secs_nearest};
+use super::wall::write_date_time;
 use super::{HlsConfig, PlaylistReply, PlaylistRequest, Resource, Variant};
 use crate::codec::codec_string;
 use crate::container::fmp4_track::{Admit, Fmp4Track, Fmp4Tracks, Opened};
@@ -48,6 +49,10 @@ struct Segment {
     discontinuity: bool,
     independent: bool,
     init_version: u32,
+    /// Start on the output timeline (µs) and the epoch it belongs to: its
+    /// `EXT-X-PROGRAM-DATE-TIME` is that epoch's wall offset + `start_us`.
+    start_us: i64,
+    epoch: u64,
 }
 
 /// The segment being built.
@@ -68,6 +73,22 @@ struct Open {
     discontinuity: bool,
     independent: bool,
     init_version: u32,
+    /// See [`Segment::start_us`].
+    start_us: i64,
+    epoch: u64,
+}
+
+/// The mapping of an epoch's output timeline to UTC (rfc8216bis §4.4.4.6):
+/// wall µs = output µs + `offset_us`.
+#[derive(Debug, Clone, Copy)]
+struct WallAnchor {
+    /// The smallest (arrival wall time − output decode time) seen: the
+    /// frame that came nearest to real time (frames of the GOP cache,
+    /// pushed long after they arrived, give larger values).
+    offset_us: i64,
+    /// Fixed once the muxer caught up with the live edge or completed a
+    /// segment of the epoch: a listed segment's date never changes.
+    frozen: bool,
 }
 
 /// One run of the stream with fixed tracks and a continuous timeline.
@@ -79,6 +100,12 @@ struct Epoch {
     /// Input time (ticks, timebase) that maps to `base_ns` on the output timeline.
     origin: (i64, u32),
     base_ns: i64,
+    /// Number of this epoch (counts from 0 per muxer).
+    id: u64,
+    /// Wall-clock anchor, once a wall time was given.
+    wall: Option<WallAnchor>,
+    /// Newest output decode time pushed (µs).
+    newest_us: i64,
 }
 
 impl Epoch {
@@ -179,6 +206,12 @@ pub struct HlsMuxer {
     finished: bool,
     dropped_frames: u64,
     ts_state: TsState,
+    /// Epochs started so far (the next epoch's id).
+    epochs: u64,
+    /// Wall offsets of earlier epochs still named by segments of the window.
+    old_anchors: VecDeque<(u64, i64)>,
+    /// Arrival wall time (Unix µs) of the frame being pushed ([`push_at`](Self::push_at)).
+    arrival_wall: Option<u64>,
     /// Memo of the playlist texts: many viewers ask for the same playlist
     /// between two parts. Cleared by every change (`&mut self`); filled by
     /// the `&self` readers, hence the (uncontended) lock.
@@ -223,6 +256,9 @@ impl HlsMuxer {
             finished: false,
             dropped_frames: 0,
             ts_state: TsState::Off,
+            epochs: 0,
+            old_anchors: VecDeque::new(),
+            arrival_wall: None,
             rendered: Mutex::new(Rendered::default()),
         }
     }
@@ -297,6 +333,46 @@ impl HlsMuxer {
         }
     }
 
+    /// [`push`](Self::push) of a frame that arrived at `unix_micros` (UTC,
+    /// µs since 1970-01-01; the caller's wall clock, see
+    /// [`WallClock`](super::WallClock)): the playlists then carry
+    /// `EXT-X-PROGRAM-DATE-TIME` (rfc8216bis §4.4.4.6).
+    ///
+    /// Each epoch (a run without discontinuity) is anchored once: its
+    /// output timeline maps to UTC with the smallest (arrival − decode
+    /// time) of its frames, fixed when [`live_edge`](Self::live_edge) is
+    /// called or its first segment completes. Segment dates are then the
+    /// anchor + media time, so `PDT(N+1) − PDT(N) = EXTINF(N)` exactly
+    /// (no arrival jitter); after a discontinuity the new epoch is anchored
+    /// afresh.
+    pub fn push_at(&mut self, frame: &Frame, unix_micros: u64) {
+        self.arrival_wall = Some(unix_micros);
+        self.push(frame);
+        self.arrival_wall = None;
+    }
+
+    /// Every frame received so far was pushed, and it is `unix_micros`
+    /// (UTC) now: the newest frame is live. Fixes the current epoch's
+    /// wall-clock anchor (see [`push_at`](Self::push_at)) if it is not yet;
+    /// frames taken from a cache long after they arrived do not shift it.
+    pub fn live_edge(&mut self, unix_micros: u64) {
+        let Some(epoch) = self.epoch.as_mut() else {
+            return;
+        };
+        // Frozen already, or no frame admitted yet (nothing to anchor).
+        if epoch.wall.is_some_and(|w| w.frozen) || epoch.newest_us == i64::MIN {
+            return;
+        }
+        let now = i64::try_from(unix_micros).unwrap_or(i64::MAX);
+        let edge = now.saturating_sub(epoch.newest_us);
+        let offset_us = epoch.wall.map_or(edge, |w| w.offset_us.min(edge));
+        epoch.wall = Some(WallAnchor {
+            offset_us,
+            frozen: true,
+        });
+        self.invalidate();
+    }
+
     /// The stream ended: closes the open segment; playlists get
     /// `EXT-X-ENDLIST` (RFC 8216 §4.3.3.4) and blocking requests stop waiting.
     pub fn finish(&mut self) {
@@ -335,8 +411,39 @@ impl HlsMuxer {
         if let Some(e) = self.epoch.take() {
             self.timeline_end_ns = e.end_ns().max(self.timeline_end_ns);
             self.prev_tracks = Some(e.tracks.kinds());
+            if let Some(w) = e.wall {
+                self.old_anchors.push_back((e.id, w.offset_us));
+            }
         }
+        self.prune_anchors();
         self.pending_discontinuity = true;
+    }
+
+    /// Drops the wall anchors of epochs no segment of the window belongs to.
+    fn prune_anchors(&mut self) {
+        let segments = &self.segments;
+        let open = self.open.as_ref().map(|o| o.epoch);
+        self.old_anchors
+            .retain(|(id, _)| open == Some(*id) || segments.iter().any(|s| s.epoch == *id));
+    }
+
+    /// The wall offset (µs) of epoch `id`, when it has one.
+    fn wall_offset(&self, id: u64) -> Option<i64> {
+        match self.epoch.as_ref().filter(|e| e.id == id) {
+            Some(e) => e.wall.map(|w| w.offset_us),
+            None => self
+                .old_anchors
+                .iter()
+                .find(|(e, _)| *e == id)
+                .map(|(_, o)| *o),
+        }
+    }
+
+    /// `EXT-X-PROGRAM-DATE-TIME` (Unix µs) of a segment starting at
+    /// output time `start_us` of epoch `id`.
+    fn program_date_time(&self, id: u64, start_us: i64) -> Option<u64> {
+        let offset = self.wall_offset(id)?;
+        u64::try_from(offset.saturating_add(start_us)).ok()
     }
 
     fn buffer_start(&mut self, frame: Frame) {
@@ -378,7 +485,11 @@ impl HlsMuxer {
             ts: None,
             origin,
             base_ns: self.timeline_end_ns,
+            id: self.epochs,
+            wall: None,
+            newest_us: i64::MIN,
         });
+        self.epochs += 1;
         for f in frames {
             self.on_media(&f);
         }
@@ -402,6 +513,23 @@ impl HlsMuxer {
             return;
         };
         let ts_scale = track.timescale();
+        let dts_us = rescale(dts, ts_scale, US);
+        epoch.newest_us = epoch.newest_us.max(dts_us);
+        if let Some(wall) = self.arrival_wall {
+            let offset = i64::try_from(wall)
+                .unwrap_or(i64::MAX)
+                .saturating_sub(dts_us);
+            match epoch.wall.as_mut() {
+                None => {
+                    epoch.wall = Some(WallAnchor {
+                        offset_us: offset,
+                        frozen: false,
+                    })
+                }
+                Some(w) if !w.frozen && offset < w.offset_us => w.offset_us = offset,
+                Some(_) => {}
+            }
+        }
         let sync = frame.is_keyframe() || kind == MediaKind::Audio;
         // Cuts happen on primary frames: if those stop, the other track must
         // not grow the open segment without bound.
@@ -461,6 +589,8 @@ impl HlsMuxer {
 
     fn open_segment(&mut self, start: i64, independent: bool) {
         let ts = self.open_ts(independent);
+        let start_us = self.to_us(start);
+        let epoch = self.epoch.as_ref().map_or(0, |e| e.id);
         self.open = Some(Open {
             msn: self.next_msn,
             start,
@@ -472,6 +602,8 @@ impl HlsMuxer {
             discontinuity: std::mem::take(&mut self.pending_discontinuity),
             independent,
             init_version: self.init_version,
+            start_us,
+            epoch,
         });
         self.next_msn += 1;
         self.invalidate();
@@ -595,7 +727,18 @@ impl HlsMuxer {
             discontinuity: open.discontinuity,
             independent: open.independent,
             init_version: open.init_version,
+            start_us: open.start_us,
+            epoch: open.epoch,
         });
+        // A listed segment's date never changes (see `push_at`).
+        if let Some(w) = self
+            .epoch
+            .as_mut()
+            .filter(|e| e.id == open.epoch)
+            .and_then(|e| e.wall.as_mut())
+        {
+            w.frozen = true;
+        }
         self.invalidate();
         while self.segments.len() > self.config.window_segments {
             if let Some(s) = self.segments.pop_front() {
@@ -605,6 +748,7 @@ impl HlsMuxer {
             }
         }
         self.prune_inits();
+        self.prune_anchors();
     }
 
     /// Flushes every waiting sample into a last part and completes the open segment.
@@ -838,9 +982,12 @@ impl HlsMuxer {
         if segments.iter().all(|x| x.independent) {
             s.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
         }
-        for seg in segments {
+        for (i, seg) in segments.into_iter().enumerate() {
             if seg.discontinuity {
                 s.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if i == 0 || seg.discontinuity {
+                self.write_pdt(&mut s, seg.epoch, seg.start_us);
             }
             let _ = writeln!(s, "#EXTINF:{},", secs_nearest(seg.duration_us));
             Resource::Segment(Variant::Ts, seg.msn).write_uri(&mut s, Variant::Ts);
@@ -908,17 +1055,24 @@ impl HlsMuxer {
         }
         Self::write_map(&mut s, map_version);
         let mut at = 0u64;
+        // The first listed segment and each one after a discontinuity
+        // carry their date (rfc8216bis §4.4.4.6; in a delta update, the
+        // first segment after EXT-X-SKIP).
+        let mut first = true;
         for (i, seg) in self.segments.iter().enumerate() {
             let seg_start = at;
             at += seg.duration_us;
             if i < skipped {
                 continue;
             }
+            let pdt = (std::mem::take(&mut first) || seg.discontinuity)
+                .then_some((seg.epoch, seg.start_us));
             self.segment_head(
                 &mut s,
                 seg.discontinuity,
                 seg.init_version,
                 &mut map_version,
+                pdt,
             );
             if at > parts_from_us || seg_start >= parts_from_us {
                 write_parts(&mut s, seg.msn, &seg.parts);
@@ -928,7 +1082,14 @@ impl HlsMuxer {
             s.push('\n');
         }
         if let Some(o) = self.open.as_ref().filter(|o| !o.parts.is_empty()) {
-            self.segment_head(&mut s, o.discontinuity, o.init_version, &mut map_version);
+            let pdt = (first || o.discontinuity).then_some((o.epoch, o.start_us));
+            self.segment_head(
+                &mut s,
+                o.discontinuity,
+                o.init_version,
+                &mut map_version,
+                pdt,
+            );
             write_parts(&mut s, o.msn, &o.parts);
         }
         if !self.finished {
@@ -952,13 +1113,37 @@ impl HlsMuxer {
         s
     }
 
-    fn segment_head(&self, s: &mut String, disc: bool, init_version: u32, map_version: &mut u32) {
+    /// The tags before a segment's parts / `EXTINF`: `EXT-X-DISCONTINUITY`,
+    /// `EXT-X-MAP` when the init section changes, and
+    /// `EXT-X-PROGRAM-DATE-TIME` of `pdt` = (epoch, start µs) when asked for.
+    fn segment_head(
+        &self,
+        s: &mut String,
+        disc: bool,
+        init_version: u32,
+        map_version: &mut u32,
+        pdt: Option<(u64, i64)>,
+    ) {
         if disc {
             s.push_str("#EXT-X-DISCONTINUITY\n");
         }
         if init_version != *map_version {
             *map_version = init_version;
             Self::write_map(s, init_version);
+        }
+        if let Some((epoch, start_us)) = pdt {
+            self.write_pdt(s, epoch, start_us);
+        }
+    }
+
+    /// `EXT-X-PROGRAM-DATE-TIME:<date-time>` (rfc8216bis §4.4.4.6) of a
+    /// segment of `epoch` starting at output time `start_us`; nothing when
+    /// that epoch has no wall-clock anchor.
+    fn write_pdt(&self, s: &mut String, epoch: u64, start_us: i64) {
+        if let Some(unix_us) = self.program_date_time(epoch, start_us) {
+            s.push_str("#EXT-X-PROGRAM-DATE-TIME:");
+            write_date_time(s, unix_us);
+            s.push('\n');
         }
     }
 
