@@ -287,6 +287,7 @@ fn ffmpeg_testsrc_ts(url: &str) -> Command {
 fn paced_writer(
     mut stdin: std::process::ChildStdin,
     data: Vec<u8>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
     tail: Duration,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -296,7 +297,14 @@ fn paced_writer(
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(tail);
+        // Keep stdin open until the receiver has everything (or `tail`
+        // passed): on EOF libsrt closes and drops what it has not sent yet,
+        // which on a loaded machine can be the last packets.
+        let until = std::time::Instant::now() + tail;
+        while !done.load(std::sync::atomic::Ordering::Acquire) && std::time::Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     })
 }
 
@@ -356,9 +364,11 @@ fn slt_publishes_to_us_with(
     // Dropping stdin ends srt-live-transmit's input; libsrt drops what it
     // has not sent yet when it closes (live mode, no linger), so give it
     // time to send the tail first.
-    let writer = paced_writer(stdin, data.clone(), Duration::from_millis(1500));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = paced_writer(stdin, data.clone(), done.clone(), Duration::from_secs(12));
     let n = data.len();
     let ok = host.run_until(Duration::from_secs(15), |h| h.rx_bytes >= n || h.closed());
+    done.store(true, std::sync::atomic::Ordering::Release);
     writer.join().unwrap();
     let got = host.received();
     let same = got.iter().zip(&data).take_while(|(a, b)| a == b).count();
@@ -585,9 +595,11 @@ fn our_caller_reads_from_srt_live_transmit_listener() {
     assert!(host.run_until(Duration::from_secs(5), |h| h.connected().is_some()));
     assert!(host.ep.is_encrypted(id));
     let data = content(200);
-    let writer = paced_writer(stdin, data.clone(), Duration::from_millis(500));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = paced_writer(stdin, data.clone(), done.clone(), Duration::from_secs(10));
     let n = data.len();
     let ok = host.run_until(Duration::from_secs(10), |h| h.rx_bytes >= n);
+    done.store(true, std::sync::atomic::Ordering::Release);
     writer.join().unwrap();
     let got = host.received();
     assert!(ok, "received {} of {n}", got.len());

@@ -1,8 +1,11 @@
 //! Synthetic media shared by the container and HLS tests and the container /
 //! HLS benches: real encoder parameter sets, codec configuration records and
 //! pseudo-random access units. Included with `mod common;` (tests) or
-//! `#[path = "../tests/common/mod.rs"] mod common;` (benches).
+//! `#[path = "../tests/common/mod.rs"] mod common;` (benches; also the
+//! arcly-tokio HTTP test, a crate without arcly's `rtmp`/`srt` features,
+//! hence `unexpected_cfgs`).
 #![allow(
+    unexpected_cfgs,
     dead_code,
     missing_docs,
     clippy::unwrap_used,
