@@ -17,6 +17,17 @@
 //! A driver calls `handle_media` only once the previous transmit has been
 //! written, so a viewer whose socket is slow falls behind in the engine's
 //! ring (and skips to the next keyframe there) instead of growing a queue.
+//!
+//! This loop is written once, runtime-free, in [`StreamDriver`] (module
+//! [`driver`]): an adapter gives it a [`StreamIo`] (its stream, clock and
+//! timer). The runtime-free policy of the accept loop (limit, open count,
+//! shutdown grace bookkeeping) is in [`serve`].
+
+pub mod driver;
+pub mod serve;
+
+pub use driver::{DriveConfig, InputBuffer, MediaStep, StreamDriver, StreamIo};
+pub use serve::{ConnectionGuard, ConnectionTracker, ServeConfig};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

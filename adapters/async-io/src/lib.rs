@@ -16,6 +16,9 @@
 //! 5. a closed session is flushed (bounded by [`DriveConfig::close_linger`]),
 //!    then the write side is closed.
 //!
+//! That loop is `arcly::session::StreamDriver`, written once in core; this
+//! crate gives it a `futures-io` stream, the clock and an `async_io::Timer`.
+//!
 //! The executor is the caller's: [`serve_tcp`] takes a spawner closure.
 //!
 //! For UDP protocols, [`serve_udp`] drives one `arcly::datagram`
@@ -39,92 +42,27 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arcly::engine::Signal;
-use arcly::session::{CloseReason, SessionFactory, StreamSession};
+use arcly::session::serve::log_end;
+use arcly::session::{CloseReason, ConnectionTracker, SessionFactory, StreamSession};
 use arcly::time::Clock;
 use async_io::{Async, Timer};
 use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
-pub use driver::DriveConfig;
+/// Settings of one connection driver (`arcly::session::DriveConfig`).
+pub use arcly::session::DriveConfig;
+/// Settings of [`serve_tcp_with`] (`arcly::session::ServeConfig`).
+pub use arcly::session::ServeConfig;
 pub use udp::UdpConfig;
 
 use arcly::datagram::{DatagramService, DatagramServiceFactory};
 
 /// A connection's future, handed to the spawner of [`serve_tcp`].
 pub type ConnectionFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
-
-/// Settings of [`serve_tcp_with`].
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// Most connections served at once; more are accepted and closed at once
-    /// with a warning in the log.
-    pub max_connections: usize,
-    /// After the shutdown future completes: how long sessions get to flush
-    /// their goodbye before `serve_tcp` returns without them.
-    pub shutdown_grace: Duration,
-    /// Set `TCP_NODELAY` on accepted sockets (writes are already batched).
-    pub nodelay: bool,
-    /// Per-connection driver settings.
-    pub drive: DriveConfig,
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        ServeConfig {
-            max_connections: 10_000,
-            shutdown_grace: Duration::from_secs(2),
-            nodelay: true,
-            drive: DriveConfig::default(),
-        }
-    }
-}
-
-/// Shared by the accept loop and its connections.
-#[derive(Default)]
-struct Tracker {
-    active: AtomicUsize,
-    stopping: AtomicBool,
-    /// Notified when `stopping` is set and when a connection ends.
-    changed: Signal,
-}
-
-/// Decrements the active count when a connection future ends or is dropped.
-struct ActiveGuard(Arc<Tracker>);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify();
-    }
-}
-
-impl Tracker {
-    async fn stopped(&self) {
-        loop {
-            let seen = self.changed.epoch();
-            if self.stopping.load(Ordering::Acquire) {
-                return;
-            }
-            self.changed.wait(seen).await;
-        }
-    }
-
-    async fn drained(&self) {
-        loop {
-            let seen = self.changed.epoch();
-            if self.active.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            self.changed.wait(seen).await;
-        }
-    }
-}
 
 /// Serves every connection accepted on `listener` with a session from
 /// `factory` until `shutdown` completes; each connection is one future handed
@@ -160,7 +98,7 @@ where
         Accepted(io::Result<(Async<TcpStream>, SocketAddr)>),
     }
     let clock = Clock::new(std::time::Instant::now());
-    let tracker = Arc::new(Tracker::default());
+    let tracker = ConnectionTracker::new();
     let mut shutdown = pin!(shutdown);
     let local = listener.get_ref().local_addr().ok();
     tracing::debug!(?local, "serving TCP");
@@ -182,15 +120,10 @@ where
                 continue;
             }
         };
-        if tracker.active.load(Ordering::Acquire) >= config.max_connections {
-            tracing::warn!(
-                %peer,
-                max = config.max_connections,
-                "refusing connection: too many connections"
-            );
+        let Some(guard) = tracker.admit(peer, config.max_connections) else {
             drop(stream);
             continue;
-        }
+        };
         if config.nodelay {
             if let Err(e) = stream.get_ref().set_nodelay(true) {
                 tracing::debug!(%peer, "TCP_NODELAY: {e}");
@@ -198,29 +131,20 @@ where
         }
         let now = clock.instant(std::time::Instant::now());
         let session = factory.new_session(peer, now, connection_seed());
-        tracker.active.fetch_add(1, Ordering::AcqRel);
-        let guard = ActiveGuard(tracker.clone());
         let drive = config.drive.clone();
         let span = tracing::info_span!("conn", %peer);
         spawn(Box::pin(
             async move {
                 let guard = guard;
                 tracing::debug!("accepted");
-                let stop = guard.0.stopped();
-                match drive_stream_with(stream, session, clock, stop, &drive).await {
-                    Ok(reason) => tracing::info!(%reason, "connection closed"),
-                    Err(e) => tracing::info!("connection lost: {e}"),
-                }
+                let stop = guard.tracker().stopped();
+                log_end(&drive_stream_with(stream, session, clock, stop, &drive).await);
             }
             .instrument(span),
         ));
     }
     drop(listener);
-    tracker.stopping.store(true, Ordering::Release);
-    tracker.changed.notify();
-    let open = tracker.active.load(Ordering::Acquire);
-    if open > 0 {
-        tracing::info!(open, "shutting down: closing sessions");
+    if tracker.stop() > 0 {
         let drained = future::or(
             async {
                 tracker.drained().await;
@@ -234,7 +158,7 @@ where
         .await;
         if !drained {
             tracing::warn!(
-                left = tracker.active.load(Ordering::Acquire),
+                left = tracker.active(),
                 "sessions did not finish within the shutdown grace"
             );
         }
@@ -280,8 +204,9 @@ where
     F: Future<Output = ()>,
 {
     let mut shutdown = pin!(shutdown);
-    let mut driver = driver::Driver::new(stream, session.as_mut(), clock, config);
-    future::poll_fn(|cx| driver.poll_drive(cx, shutdown.as_mut())).await
+    let mut io = driver::AsyncIoStream::new(stream, clock);
+    let mut driver = arcly::session::StreamDriver::new(config);
+    future::poll_fn(|cx| driver.poll_drive(cx, session.as_mut(), &mut io, shutdown.as_mut())).await
 }
 
 /// Connects to `addr` and drives `session` (a client-role session wrapped as
@@ -363,18 +288,5 @@ pub async fn drive_udp(
 /// A seed for a new session's randomness: a process-wide counter mixed with
 /// the wall clock (adapters may read clocks; the machines may not).
 pub fn connection_seed() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    splitmix64(t ^ n.rotate_left(32))
-}
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
+    arcly::session::serve::connection_seed(std::time::SystemTime::now())
 }

@@ -12,6 +12,9 @@
 //!   [`SignalWait`] with a waker whose `wake` notifies it, so one blocked
 //!   thread waits on socket input, media, shutdown and time at once.
 //!
+//! The writer's steps are those of [`arcly::session::StreamDriver`] (the
+//! same rounds as the executor adapters), called around its own waits.
+//!
 //! When the session closes, the writer flushes (bounded by the close linger
 //! through a socket write timeout), shuts the socket down both ways (which
 //! also releases the reader from `read`) and joins the reader.
@@ -24,12 +27,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
-use arcly::engine::{Signal, SignalWait};
-use arcly::session::{CloseReason, StreamSession};
-use arcly::time::{Clock, Instant};
+use arcly::engine::Signal;
+use arcly::session::{CloseReason, InputBuffer, MediaStep, StreamDriver, StreamSession};
+use arcly::time::Clock;
 
 use crate::Shutdown;
-use arcly::transmit_queue::TransmitQueue as OutQueue;
 
 /// Settings of one connection driver.
 #[derive(Debug, Clone)]
@@ -46,6 +48,17 @@ pub struct DriveConfig {
     pub write_merge: Duration,
     /// Stack size of each connection thread (two per connection).
     pub thread_stack: usize,
+}
+
+impl DriveConfig {
+    /// The settings of the runtime-free loop.
+    fn stream(&self) -> arcly::session::DriveConfig {
+        arcly::session::DriveConfig {
+            read_buffer: self.read_buffer,
+            close_linger: self.close_linger,
+            write_merge: self.write_merge,
+        }
+    }
 }
 
 impl Default for DriveConfig {
@@ -136,10 +149,9 @@ fn read_loop(
     clock: Clock,
     buf_size: usize,
 ) {
-    let max = buf_size.max(512);
-    let mut buf = vec![0u8; max.min(2048)];
+    let mut input = InputBuffer::new(buf_size);
     loop {
-        let res = stream.read(&mut buf);
+        let res = stream.read(input.space());
         let now = clock.instant(std::time::Instant::now());
         let mut g = lock(shared);
         if g.session.close_reason().is_some() {
@@ -147,16 +159,9 @@ fn read_loop(
         }
         let done = match res {
             Ok(n) => {
-                g.session
-                    .handle_input(now, buf.get(..n).unwrap_or_default());
-                if n == 0 {
-                    tracing::trace!("peer EOF");
-                    g.read_closed = true;
-                }
-                if n == buf.len() && n < max {
-                    buf.resize((n * 2).min(max), 0);
-                }
-                n == 0
+                let eof = input.deliver(&mut *g.session, now, n);
+                g.read_closed |= eof;
+                eof
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -185,16 +190,9 @@ fn write_loop(
 ) -> io::Result<CloseReason> {
     let waker = Waker::from(Arc::new(Bridge(wake.clone())));
     let mut cx = Context::from_waker(&waker);
-    let mut out = OutQueue::default();
-    let mut media_due = true;
-    let mut media_seen: Option<u64> = None;
-    let mut media_wait: Option<SignalWait> = None;
+    let mut driver = StreamDriver::new(&config.stream());
     let mut shutdown_wait = shutdown.map(|s| s.signal.wait(s.signal.epoch()));
-    let mut shutdown_seen = false;
-    let mut linger_until: Option<Instant> = None;
     let mut write_timeout_set = false;
-    let mut media_not_before: Option<Instant> = None;
-    let mut playing;
     let mut merge;
     let mut w = stream;
 
@@ -209,68 +207,31 @@ fn write_loop(
             }
             if g.input_seen {
                 g.input_seen = false;
-                media_due = true;
-                if g.read_closed && linger_until.is_none() {
-                    linger_until = Some(now + config.close_linger);
-                }
+                driver.input_seen(g.read_closed, now);
             }
-            if !shutdown_seen && shutdown.is_some_and(|s| s.is_triggered()) {
-                shutdown_seen = true;
+            let session = &mut *g.session;
+            if shutdown.is_some_and(|s| s.is_triggered()) {
                 shutdown_wait = None;
-                if g.session.close_reason().is_none() {
-                    g.session.close(now);
-                }
+                driver.shutdown(session, now);
             }
-            if let Some(limit) = linger_until {
-                if now >= limit {
-                    match g.session.close_reason() {
-                        Some(reason) => {
-                            tracing::debug!(%reason, "gave up flushing a closed session");
-                            return Ok(reason.clone());
-                        }
-                        None => {
-                            tracing::debug!("session still open after peer EOF; closing it");
-                            g.session.close(now);
-                        }
-                    }
-                }
+            if let Some(reason) = driver.linger_expired(session, now) {
+                return Ok(reason);
             }
-            if g.session.poll_timeout().is_some_and(|at| at <= now) {
-                g.session.handle_timeout(now);
-                media_due = true;
-            }
-            if out.is_empty() {
-                g.session.poll_transmit(out.fill());
-            }
+            driver.timeout(session, now);
+            driver.fill_transmit(session);
+            merge = driver.merge_window(session);
             // Media only once the previous write completed (backpressure),
-            // and not within the write-merge window.
-            if media_not_before.is_some_and(|t| now >= t) {
-                media_not_before = None;
-            }
-            playing = g.session.media_signal().is_some();
-            merge = config.write_merge.max(g.session.write_merge());
-            let merging = media_not_before.is_some();
-            if out.is_empty() && g.session.close_reason().is_none() && !merging {
-                let epoch = g.session.media_signal().map(|s| s.epoch());
-                if media_due || (epoch.is_some() && epoch != media_seen) {
-                    media_due = false;
-                    media_seen = epoch;
-                    media_wait = None;
-                    g.session.handle_media(now);
-                    g.session.poll_transmit(out.fill());
-                }
-            }
-            // Nothing to write: wait for media from the epoch read before
-            // the last `handle_media` (bridged onto `wake`).
-            if out.is_empty() && g.session.close_reason().is_none() && !merging {
-                if let Some(signal) = g.session.media_signal() {
-                    let from = media_seen.unwrap_or_else(|| signal.epoch());
-                    let wait = media_wait.get_or_insert_with(|| signal.wait(from));
-                    if Pin::new(wait).poll(&mut cx).is_ready() {
-                        media_wait = None;
+            // and not within the write-merge window; else wait for the
+            // media signal (bridged onto `wake`).
+            match driver.media(&mut cx, session, now) {
+                MediaStep::Pulled => {
+                    if driver.fill_transmit(session) == 0 {
+                        // Nothing to write: the next round registers the wait.
                         wake.notify();
                     }
                 }
+                MediaStep::Moved => wake.notify(),
+                MediaStep::Held | MediaStep::Waiting => {}
             }
             if let Some(wait) = shutdown_wait.as_mut() {
                 if Pin::new(wait).poll(&mut cx).is_ready() {
@@ -278,37 +239,29 @@ fn write_loop(
                     wake.notify();
                 }
             }
-            let closed = g.session.close_reason().cloned();
-            if closed.is_some() && linger_until.is_none() {
-                linger_until = Some(now + config.close_linger);
-            }
-            let deadline = [g.session.poll_timeout(), linger_until, media_not_before]
-                .into_iter()
-                .flatten()
-                .min();
-            (closed, deadline)
+            (driver.closing(session, now), driver.next_deadline(session))
         };
 
-        if !out.is_empty() {
+        if driver.has_output() {
             if closed.is_some() && !write_timeout_set {
                 // A closing session may not wait on a stalled peer forever.
                 write_timeout_set = true;
                 stream
                     .set_write_timeout(Some(config.close_linger.max(Duration::from_millis(1))))?;
             }
-            let n = match w.write_vectored(&out.io_slices()) {
+            let n = match w.write_vectored(&driver.io_slices()) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            if out.advance(n) {
-                media_due = true;
-                if playing && !merge.is_zero() {
-                    let done = clock.instant(std::time::Instant::now());
-                    media_not_before = Some(done + merge);
-                }
-            }
+            // The merge window starts when the write completed.
+            let done = if merge.is_zero() {
+                now
+            } else {
+                clock.instant(std::time::Instant::now())
+            };
+            driver.written(n, done, merge);
             continue;
         }
         if let Some(reason) = closed {

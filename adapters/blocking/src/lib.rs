@@ -14,6 +14,9 @@
 //!   signal and the server's [`Shutdown`] all notify it (the latter two
 //!   through a waker registered with their `Signal::wait`).
 //!
+//! The writer's rounds are the non-waiting steps of
+//! `arcly::session::StreamDriver`, the loop the executor adapters poll.
+//!
 //! For UDP protocols, [`serve_udp`] drives one `arcly::datagram`
 //! [`DatagramService`] per socket (e.g. SRT) on the calling thread plus one
 //! reader thread (see [`UdpConfig`] and the `udp` module docs).
@@ -37,12 +40,15 @@ mod udp;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arcly::engine::Signal;
-use arcly::session::{CloseReason, SessionFactory, StreamSession};
+use arcly::session::serve::log_end;
+use arcly::session::{
+    CloseReason, ConnectionGuard, ConnectionTracker, SessionFactory, StreamSession,
+};
 use arcly::time::Clock;
 
 pub use driver::DriveConfig;
@@ -113,15 +119,13 @@ impl Default for ServeConfig {
     }
 }
 
-/// Open connections: a count for the limit and socket handles for the
-/// forced close after the shutdown grace.
+/// Open connections: the count for the limit ([`ConnectionTracker`]) and
+/// socket handles for the forced close after the shutdown grace.
 #[derive(Default)]
 struct Tracker {
     next_id: AtomicU64,
-    active: AtomicUsize,
+    conns: Arc<ConnectionTracker>,
     sockets: Mutex<HashMap<u64, TcpStream>>,
-    /// Notified when a connection ends.
-    changed: Signal,
 }
 
 impl Tracker {
@@ -135,31 +139,32 @@ impl Tracker {
     /// Waits until no connection is open or `timeout` passes.
     fn drain(&self, timeout: Duration) -> bool {
         let until = std::time::Instant::now() + timeout;
+        let changed = self.conns.changed();
         loop {
-            let seen = self.changed.epoch();
-            if self.active.load(Ordering::Acquire) == 0 {
+            let seen = changed.epoch();
+            if self.conns.active() == 0 {
                 return true;
             }
             let left = until.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 return false;
             }
-            self.changed.wait_blocking(seen, Some(left));
+            changed.wait_blocking(seen, Some(left));
         }
     }
 }
 
-/// Unregisters a connection when its thread ends (even by panic).
+/// Unregisters a connection when its thread ends (even by panic): its
+/// socket handle first, then its count (`_conn`).
 struct ConnGuard {
     tracker: Arc<Tracker>,
     id: u64,
+    _conn: ConnectionGuard,
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.tracker.sockets().remove(&self.id);
-        self.tracker.active.fetch_sub(1, Ordering::AcqRel);
-        self.tracker.changed.notify();
     }
 }
 
@@ -204,21 +209,17 @@ pub fn serve_tcp_with(
     let _ = watcher.join();
     drop(listener);
 
-    let open = tracker.active.load(Ordering::Acquire);
-    if open > 0 {
-        tracing::info!(open, "shutting down: closing sessions");
-        if !tracker.drain(config.shutdown_grace) {
-            let socks = tracker.sockets();
-            tracing::warn!(
-                left = socks.len(),
-                "sessions did not finish within the shutdown grace; closing their sockets"
-            );
-            for s in socks.values() {
-                let _ = s.shutdown(std::net::Shutdown::Both);
-            }
-            drop(socks);
-            tracker.drain(Duration::from_secs(1));
+    if tracker.conns.stop() > 0 && !tracker.drain(config.shutdown_grace) {
+        let socks = tracker.sockets();
+        tracing::warn!(
+            left = socks.len(),
+            "sessions did not finish within the shutdown grace; closing their sockets"
+        );
+        for s in socks.values() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
         }
+        drop(socks);
+        tracker.drain(Duration::from_secs(1));
     }
     Ok(())
 }
@@ -257,15 +258,10 @@ fn accept_loop(
                 continue;
             }
         };
-        if tracker.active.load(Ordering::Acquire) >= config.max_connections {
-            tracing::warn!(
-                %peer,
-                max = config.max_connections,
-                "refusing connection: too many connections"
-            );
+        let Some(conn) = tracker.conns.admit(peer, config.max_connections) else {
             drop(stream);
             continue;
-        }
+        };
         if config.nodelay {
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!(%peer, "TCP_NODELAY: {e}");
@@ -281,10 +277,10 @@ fn accept_loop(
                 continue;
             }
         }
-        tracker.active.fetch_add(1, Ordering::AcqRel);
         let guard = ConnGuard {
             tracker: tracker.clone(),
             id,
+            _conn: conn,
         };
         let now = clock.instant(std::time::Instant::now());
         let session = factory.new_session(peer, now, connection_seed());
@@ -298,10 +294,13 @@ fn accept_loop(
                 let span = tracing::info_span!("conn", %peer);
                 let _enter = span.enter();
                 tracing::debug!("accepted");
-                match drive_stream_with(stream, session, clock, Some(&shutdown), &drive) {
-                    Ok(reason) => tracing::info!(%reason, "connection closed"),
-                    Err(e) => tracing::info!("connection lost: {e}"),
-                }
+                log_end(&drive_stream_with(
+                    stream,
+                    session,
+                    clock,
+                    Some(&shutdown),
+                    &drive,
+                ));
             });
         if let Err(e) = spawned {
             // The guard went down with the closure: the count is already fixed.
@@ -403,18 +402,5 @@ pub fn drive_udp(
 /// A seed for a new session's randomness: a process-wide counter mixed with
 /// the wall clock (adapters may read clocks; the machines may not).
 pub fn connection_seed() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    splitmix64(t ^ n.rotate_left(32))
-}
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
+    arcly::session::serve::connection_seed(std::time::SystemTime::now())
 }

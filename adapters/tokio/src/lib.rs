@@ -18,6 +18,9 @@
 //! 5. a closed session is flushed (bounded by [`DriveConfig::close_linger`]),
 //!    then the write side is shut down.
 //!
+//! That loop is `arcly::session::StreamDriver`, written once in core; this
+//! crate gives it a tokio stream, the clock and a tokio timer.
+//!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! # let factory: std::sync::Arc<dyn arcly::session::SessionFactory> = unimplemented!();
@@ -39,49 +42,25 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arcly::session::{CloseReason, SessionFactory, StreamSession};
+use arcly::session::serve::log_end;
+use arcly::session::{CloseReason, ConnectionTracker, SessionFactory, StreamSession};
 use arcly::time::Clock;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-pub use driver::DriveConfig;
+/// Settings of one connection driver (`arcly::session::DriveConfig`).
+pub use arcly::session::DriveConfig;
+/// Settings of [`serve_tcp_with`] (`arcly::session::ServeConfig`).
+pub use arcly::session::ServeConfig;
 pub use http::{serve_http, serve_http_with, HttpServeConfig};
 pub use udp::UdpConfig;
 
 use arcly::datagram::{DatagramService, DatagramServiceFactory};
-
-/// Settings of [`serve_tcp_with`].
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// Most connections served at once; more are accepted and closed at once
-    /// with a warning in the log.
-    pub max_connections: usize,
-    /// After the shutdown future completes: how long sessions get to flush
-    /// their goodbye before their tasks are aborted.
-    pub shutdown_grace: Duration,
-    /// Set `TCP_NODELAY` on accepted sockets (writes are already batched).
-    pub nodelay: bool,
-    /// Per-connection driver settings.
-    pub drive: DriveConfig,
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        ServeConfig {
-            max_connections: 10_000,
-            shutdown_grace: Duration::from_secs(2),
-            nodelay: true,
-            drive: DriveConfig::default(),
-        }
-    }
-}
 
 /// Serves every connection accepted on `listener` with a session from
 /// `factory`, one task per connection, until `shutdown` completes; then stops
@@ -105,7 +84,7 @@ pub async fn serve_tcp_with(
     config: ServeConfig,
 ) -> io::Result<()> {
     let clock = Clock::new(std::time::Instant::now());
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let tracker = ConnectionTracker::new();
     let mut tasks = JoinSet::new();
     let mut shutdown = pin!(shutdown);
     let local = listener.local_addr().ok();
@@ -131,15 +110,10 @@ pub async fn serve_tcp_with(
                         continue;
                     }
                 };
-                if tasks.len() >= config.max_connections {
-                    tracing::warn!(
-                        %peer,
-                        max = config.max_connections,
-                        "refusing connection: too many connections"
-                    );
+                let Some(guard) = tracker.admit(peer, config.max_connections) else {
                     drop(stream);
                     continue;
-                }
+                };
                 if config.nodelay {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, "TCP_NODELAY: {e}");
@@ -147,18 +121,13 @@ pub async fn serve_tcp_with(
                 }
                 let now = clock.instant(std::time::Instant::now());
                 let session = factory.new_session(peer, now, connection_seed());
-                let mut stop = stop_rx.clone();
                 let drive = config.drive.clone();
                 let span = tracing::info_span!("conn", %peer);
                 tasks.spawn(
                     async move {
                         tracing::debug!("accepted");
-                        let stop = async move {
-                            if stop.wait_for(|s| *s).await.is_err() {
-                                std::future::pending::<()>().await;
-                            }
-                        };
-                        log_end(drive_stream_with(stream, session, clock, stop, &drive).await);
+                        let stop = guard.tracker().stopped();
+                        log_end(&drive_stream_with(stream, session, clock, stop, &drive).await);
                     }
                     .instrument(span),
                 );
@@ -166,11 +135,7 @@ pub async fn serve_tcp_with(
         }
     }
     drop(listener);
-    let _ = stop_tx.send(true);
-    let open = tasks.len();
-    if open > 0 {
-        tracing::info!(open, "shutting down: closing sessions");
-    }
+    tracker.stop();
     let drained = tokio::time::timeout(config.shutdown_grace, async {
         while tasks.join_next().await.is_some() {}
     })
@@ -183,13 +148,6 @@ pub async fn serve_tcp_with(
         tasks.shutdown().await;
     }
     Ok(())
-}
-
-fn log_end(result: io::Result<CloseReason>) {
-    match result {
-        Ok(reason) => tracing::info!(%reason, "connection closed"),
-        Err(e) => tracing::info!("connection lost: {e}"),
-    }
 }
 
 /// Drives `session` over `stream` until the session is closed and flushed.
@@ -231,8 +189,10 @@ where
     F: Future<Output = ()>,
 {
     let mut shutdown = pin!(shutdown);
-    let mut driver = driver::Driver::new(stream, session.as_mut(), clock, config);
-    std::future::poll_fn(|cx| driver.poll_drive(cx, shutdown.as_mut())).await
+    let mut io = driver::TokioStream::new(stream, clock);
+    let mut driver = arcly::session::StreamDriver::new(config);
+    std::future::poll_fn(|cx| driver.poll_drive(cx, session.as_mut(), &mut io, shutdown.as_mut()))
+        .await
 }
 
 /// Connects to `addr` and drives `session` (a client-role session, e.g. a
@@ -310,18 +270,5 @@ pub async fn drive_udp(
 /// A seed for a new session's randomness: a process-wide counter mixed with
 /// the wall clock (adapters may read clocks; the machines may not).
 pub fn connection_seed() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    splitmix64(t ^ n.rotate_left(32))
-}
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
+    arcly::session::serve::connection_seed(std::time::SystemTime::now())
 }
