@@ -3,37 +3,34 @@
 //! given a `futures-io` stream, the clock and an `async_io::Timer`. Reading
 //! and writing share one `&mut` stream without splitting it.
 
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::timer::ClockTimer;
 use arcly::session::StreamIo;
 use arcly::time::{Clock, Instant};
-use async_io::Timer;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 /// A `futures-io` stream, clock and async-io timer for
 /// [`arcly::session::StreamDriver`].
 pub(crate) struct AsyncIoStream<S> {
     stream: S,
-    clock: Clock,
-    sleep: Timer,
+    timer: ClockTimer,
 }
 
 impl<S> AsyncIoStream<S> {
     pub(crate) fn new(stream: S, clock: Clock) -> Self {
         AsyncIoStream {
             stream,
-            clock,
-            sleep: Timer::never(),
+            timer: ClockTimer::new(clock),
         }
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> StreamIo for AsyncIoStream<S> {
     fn now(&self) -> Instant {
-        self.clock.instant(std::time::Instant::now())
+        self.timer.now()
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
@@ -57,14 +54,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamIo for AsyncIoStream<S> {
     }
 
     fn set_timer(&mut self, at: Instant) {
-        self.sleep.set_at(self.clock.to_std(at));
+        self.timer.set(at);
     }
 
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        Pin::new(&mut self.sleep).poll(cx).map(|_| ())
+        self.timer.poll(cx)
     }
 
     fn clear_timer(&mut self) {
-        // A fired timer stays fired; the next `set_timer` re-arms it.
+        self.timer.clear();
     }
 }

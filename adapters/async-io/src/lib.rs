@@ -36,6 +36,7 @@
 //! ```
 
 mod driver;
+mod timer;
 mod udp;
 
 use std::future::Future;

@@ -10,16 +10,16 @@
 //! On shutdown the service is closed and driven until `is_closed` or
 //! [`UdpConfig::close_linger`] passes.
 
-use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub use arcly::datagram::UdpConfig;
 use arcly::datagram::{DatagramIo, RecvArena, Transmit};
 use arcly::time::{Clock, Instant};
-use async_io::{Async, Timer};
+use async_io::Async;
+
+use crate::timer::ClockTimer;
 use socket2::SockRef;
 
 pub(crate) use arcly_socket::tune_buffers;
@@ -28,25 +28,23 @@ pub(crate) use arcly_socket::tune_buffers;
 /// [`arcly::datagram::DatagramDriver`].
 pub(crate) struct AsyncIoUdp<'a> {
     socket: &'a Async<UdpSocket>,
-    clock: Clock,
     arena: RecvArena,
-    sleep: Timer,
+    timer: ClockTimer,
 }
 
 impl<'a> AsyncIoUdp<'a> {
     pub(crate) fn new(socket: &'a Async<UdpSocket>, clock: Clock, config: &UdpConfig) -> Self {
         AsyncIoUdp {
             socket,
-            clock,
             arena: RecvArena::new(config.max_datagram),
-            sleep: Timer::never(),
+            timer: ClockTimer::new(clock),
         }
     }
 }
 
 impl DatagramIo for AsyncIoUdp<'_> {
     fn now(&self) -> Instant {
-        self.clock.instant(std::time::Instant::now())
+        self.timer.now()
     }
 
     fn try_recv(&mut self) -> io::Result<Option<(SocketAddr, bytes::Bytes)>> {
@@ -71,14 +69,14 @@ impl DatagramIo for AsyncIoUdp<'_> {
     }
 
     fn set_timer(&mut self, at: Instant) {
-        self.sleep.set_at(self.clock.to_std(at));
+        self.timer.set(at);
     }
 
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        Pin::new(&mut self.sleep).poll(cx).map(|_| ())
+        self.timer.poll(cx)
     }
 
     fn clear_timer(&mut self) {
-        self.sleep = Timer::never();
+        self.timer.clear();
     }
 }

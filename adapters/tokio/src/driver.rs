@@ -3,37 +3,33 @@
 //! given a tokio stream, the clock and a tokio timer. Reading and writing
 //! share one `&mut` stream without splitting it.
 
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
+use crate::timer::ClockTimer;
 use arcly::session::StreamIo;
 use arcly::time::{Clock, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
 
 /// A tokio stream, clock and timer for [`arcly::session::StreamDriver`].
 pub(crate) struct TokioStream<S> {
     stream: S,
-    clock: Clock,
-    sleep: Pin<Box<Sleep>>,
+    timer: ClockTimer,
 }
 
 impl<S> TokioStream<S> {
     pub(crate) fn new(stream: S, clock: Clock) -> Self {
         TokioStream {
             stream,
-            clock,
-            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            timer: ClockTimer::new(clock),
         }
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> StreamIo for TokioStream<S> {
     fn now(&self) -> Instant {
-        self.clock.instant(std::time::Instant::now())
+        self.timer.now()
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
@@ -60,17 +56,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamIo for TokioStream<S> {
     }
 
     fn set_timer(&mut self, at: Instant) {
-        let when = tokio::time::Instant::from_std(self.clock.to_std(at));
-        self.sleep.as_mut().reset(when);
+        self.timer.set(at);
     }
 
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.sleep.as_mut().poll(cx)
+        self.timer.poll(cx)
     }
 
     fn clear_timer(&mut self) {
-        self.sleep
-            .as_mut()
-            .reset(tokio::time::Instant::now() + Duration::from_secs(3600));
+        self.timer.clear();
     }
 }

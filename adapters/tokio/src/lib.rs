@@ -33,6 +33,7 @@
 //! ```
 
 mod driver;
+mod timer;
 mod http;
 mod udp;
 

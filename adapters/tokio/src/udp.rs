@@ -9,45 +9,40 @@
 //! On shutdown the service is closed and driven until `is_closed` or
 //! [`UdpConfig::close_linger`] passes.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
+use crate::timer::ClockTimer;
 pub use arcly::datagram::UdpConfig;
 use arcly::datagram::{DatagramIo, RecvArena, Transmit};
 use arcly::time::{Clock, Instant};
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::time::Sleep;
 
 pub(crate) use arcly_socket::tune_buffers;
 
 /// A tokio socket, clock and timer for [`arcly::datagram::DatagramDriver`].
 pub(crate) struct TokioUdp<'a> {
     socket: &'a UdpSocket,
-    clock: Clock,
     arena: RecvArena,
-    sleep: Pin<Box<Sleep>>,
+    timer: ClockTimer,
 }
 
 impl<'a> TokioUdp<'a> {
     pub(crate) fn new(socket: &'a UdpSocket, clock: Clock, config: &UdpConfig) -> Self {
         TokioUdp {
             socket,
-            clock,
             arena: RecvArena::new(config.max_datagram),
-            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            timer: ClockTimer::new(clock),
         }
     }
 }
 
 impl DatagramIo for TokioUdp<'_> {
     fn now(&self) -> Instant {
-        self.clock.instant(std::time::Instant::now())
+        self.timer.now()
     }
 
     fn try_recv(&mut self) -> io::Result<Option<(SocketAddr, bytes::Bytes)>> {
@@ -79,17 +74,14 @@ impl DatagramIo for TokioUdp<'_> {
     }
 
     fn set_timer(&mut self, at: Instant) {
-        let when = tokio::time::Instant::from_std(self.clock.to_std(at));
-        self.sleep.as_mut().reset(when);
+        self.timer.set(at);
     }
 
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.sleep.as_mut().poll(cx)
+        self.timer.poll(cx)
     }
 
     fn clear_timer(&mut self) {
-        self.sleep
-            .as_mut()
-            .reset(tokio::time::Instant::now() + Duration::from_secs(3600));
+        self.timer.clear();
     }
 }
