@@ -12,7 +12,11 @@
 //!   keyframe with every skipped frame counted;
 //! - the notifier: a waiter (blocked thread or async task) that read epoch
 //!   `e` and found no work is always woken by a later `notify` — a lost
-//!   wake-up shows up as a loom deadlock.
+//!   wake-up shows up as a loom deadlock;
+//! - the registry's stream announcements (`Engine::streams_signal`): a list
+//!   changed under a mutex, then the signal notified; a watcher reading the
+//!   epoch before the list never sleeps through a publish or an unpublish
+//!   (modelled with a loom mutex, as the registry's is a std one).
 //!
 //! What it does not check: under `cfg(loom)` a ring slot is a loom mutex
 //! around `Option<Arc<_>>` (a linearizable model of `arc_swap::ArcSwapOption`,
@@ -245,4 +249,67 @@ fn notifier_blocking_two_notifies() {
 #[test]
 fn notifier_async_two_notifies() {
     two_notifies(true);
+}
+
+/// The registry's stream announcements (`Engine::streams_signal`): the
+/// stream list changes under a mutex and the signal is notified after the
+/// unlock (publish, then unpublish); a watcher reads the epoch, then the
+/// list under the mutex, and waits from that epoch while the change it
+/// waits for is not there. Modelled with a loom mutex around a change
+/// counter and the list, because the registry's own mutex is a std one (see
+/// the module documentation): a lost announcement is a loom deadlock.
+fn announcements(async_waiter: bool) {
+    model(2, move || {
+        let sig = Signal::new();
+        let registry = Arc::new(loom::sync::Mutex::new((0u32, Vec::<u32>::new())));
+        let (sig_p, registry_p) = (sig.clone(), registry.clone());
+        let publisher = loom::thread::spawn(move || {
+            {
+                let mut r = registry_p.lock().unwrap();
+                r.0 += 1;
+                r.1.push(7);
+            }
+            sig_p.notify();
+            {
+                let mut r = registry_p.lock().unwrap();
+                r.0 += 1;
+                r.1.retain(|&k| k != 7);
+            }
+            sig_p.notify();
+        });
+        let read = || {
+            let r = registry.lock().unwrap();
+            (r.0, r.1.is_empty())
+        };
+        if async_waiter {
+            loom::future::block_on(async {
+                loop {
+                    let e = sig.epoch();
+                    if read() == (2, true) {
+                        break;
+                    }
+                    sig.wait(e).await;
+                }
+            });
+        } else {
+            loop {
+                let e = sig.epoch();
+                if read() == (2, true) {
+                    break;
+                }
+                sig.wait_blocking(e, None);
+            }
+        }
+        publisher.join().unwrap();
+    });
+}
+
+#[test]
+fn announcements_blocking_watcher_sees_publish_and_unpublish() {
+    announcements(false);
+}
+
+#[test]
+fn announcements_async_watcher_sees_publish_and_unpublish() {
+    announcements(true);
 }

@@ -7,6 +7,18 @@
 //!   95 % of the published video frames, and a duration within 0.5 s of
 //!   what was published;
 //! - `ffmpeg -v error -i FILE -f null -` decodes it without any error.
+//!
+//! A second test keeps only a few frames in the GOP cache, so a recorder
+//! that subscribed late (as the old 500 ms poll of the stream list did)
+//! would lose the stream's first GOP: the recording must start with the
+//! stream's first keyframe (duration and frame count of the whole publish),
+//! because the recorder is woken by the engine's stream announcement.
+//!
+//! A third, tool-free test publishes in-process: a stream that refused the
+//! recorder (subscriber limit) is recorded after the 1 s retry once a slot
+//! frees, a new session published while the previous one's recording is
+//! still finishing gets its own file, and the recorder subscribes to a new
+//! stream within 300 ms of the publish (2 ms measured).
 
 #![allow(
     clippy::unwrap_used,
@@ -19,9 +31,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use arcly::engine::{AppConfig, StreamKey};
+use arcly::Engine;
 use arcly_tests::ffmpeg::{self, PublishSpec};
 use arcly_tests::net::TempDir;
 use arcly_tests::servers::tokio_thread;
+use arcly_tests::synth::{self, SynthSpec};
 use arcly_tests::{init_logging, require_tools, Adapter, Proc, TestServer, Watchdog};
 use arcly_tokio::record::{record_streams, RecordingConfig};
 
@@ -216,4 +231,219 @@ fn ffmpeg_publish_is_recorded_to_a_playable_mp4() {
         "{test}: decoding errors: {errors}"
     );
     eprintln!("{test}: {frames}/{published} video frames, {duration:.3} s recorded in {name}");
+}
+
+/// With a GOP cache of a few frames, a recorder that subscribed more than a
+/// few frames after the publish would start at the second keyframe (2 s
+/// later): the file must hold the whole publish, from its first keyframe.
+#[test]
+fn recording_starts_with_the_first_keyframe_without_gop_cache() {
+    let test = "recording_starts_with_the_first_keyframe_without_gop_cache";
+    let _wd = Watchdog::new(test, Duration::from_secs(45));
+    init_logging();
+    if !require_tools(test, &["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    let dir = TempDir::new(test);
+    let server = TestServer::start(Adapter::Tokio);
+    // Keyframe + 11 frames (~0.17 s of H.264 + AAC at 25 fps / 44.1 kHz):
+    // past that, a new subscriber waits for the next keyframe.
+    server.engine.add_app(
+        "live",
+        AppConfig {
+            gop_cache_frames: 12,
+            ..AppConfig::default()
+        },
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let engine = server.engine.clone();
+    let root = dir.path().join("rec");
+    let config = RecordingConfig::new(&root);
+    let recorder = tokio_thread("arcly-recorder", move || async move {
+        record_streams(engine, config, async move {
+            let _ = stop_rx.await;
+        })
+        .await;
+    });
+
+    // A 2 s GOP over 3 s: starting late means starting at 2 s.
+    let spec = PublishSpec {
+        seconds: 3,
+        gop: 50,
+        ..PublishSpec::default()
+    };
+    let mut publisher = Proc::spawn(
+        "ffmpeg-publish",
+        &mut ffmpeg::publish_command(&server.url("cam"), &spec),
+    );
+    let (status, stopped) = publisher.wait_or_stop(Duration::from_secs(20));
+    assert!(
+        !stopped && status.is_some_and(|s| s.success()),
+        "{test}: publisher failed\n{}",
+        publisher.describe()
+    );
+    let published = ffmpeg::progress_frame(&publisher.stdout()).unwrap_or(spec.total_frames());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.engine.streams().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        server.engine.streams().is_empty(),
+        "{test}: stream did not end"
+    );
+    let _ = stop_tx.send(());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !recorder.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(recorder.is_finished(), "{test}: recorder did not stop");
+    let _ = recorder.join();
+
+    let files = recorded_files(&root.join("live").join("cam"));
+    assert_eq!(files.len(), 1, "{test}: one recording: {files:?}");
+    let (frames, secs) = probe_video(test, &files[0]);
+    let published_secs = published as f64 / f64::from(spec.fps);
+    assert!(
+        frames + 1 >= published && (secs - published_secs).abs() <= 0.2,
+        "{test}: recorded {frames} video frames / {secs} s of {published} / {published_secs} s"
+    );
+    eprintln!("{test}: {frames}/{published} video frames, {secs:.3} s recorded");
+}
+
+/// Sends synthetic pictures `range` (each with an audio frame; 0 is a
+/// keyframe and comes after the configs).
+fn send_frames(p: &mut arcly::engine::Publisher, range: std::ops::Range<u32>) {
+    let spec = SynthSpec::default();
+    if range.start == 0 {
+        p.send(synth::video_config());
+        p.send(synth::audio_config());
+    }
+    for i in range {
+        let v = spec.video(i);
+        let dts = v.dts;
+        p.send(v);
+        p.send(synth::audio_frame(i, dts));
+    }
+}
+
+/// Subscribers of `key` (the recorder's subscription counts).
+fn subscribers(engine: &Engine, key: &StreamKey) -> u64 {
+    engine
+        .stream_stats(key)
+        .map_or(0, |s| s.snapshot().subscribers)
+}
+
+/// Waits until `cond` holds; the time it took, or `None` after `limit`.
+fn wait_for(limit: Duration, cond: impl Fn() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    while !cond() {
+        if t0.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Some(t0.elapsed())
+}
+
+/// In-process publishers (no external tool), the recorder's two paths that
+/// are not a plain publish:
+/// - a stream at its subscriber limit refuses the recorder; once a slot is
+///   free (which announces nothing) it is recorded after the 1 s retry;
+/// - a new session of a stream published while the recording of the
+///   previous one is still finishing is recorded too (the end of that
+///   recording makes the recorder read the list again), into its own file.
+///
+/// Also: the recorder subscribes to a new stream right after the publish.
+#[test]
+fn in_process_refused_subscription_and_session_handover_are_recorded() {
+    let test = "in_process_refused_subscription_and_session_handover_are_recorded";
+    let _wd = Watchdog::new(test, Duration::from_secs(30));
+    init_logging();
+    let dir = TempDir::new(test);
+    let engine = Engine::new();
+    engine.add_app(
+        "live",
+        AppConfig {
+            max_subscribers: 1,
+            ..AppConfig::default()
+        },
+    );
+    let full = StreamKey::new("live", "full").unwrap();
+    let cam = StreamKey::new("live", "cam").unwrap();
+
+    // `full` is published and its only subscriber slot taken before the
+    // recorder starts.
+    let mut full_pub = engine.publish(full.clone()).unwrap();
+    send_frames(&mut full_pub, 0..5);
+    let viewer = engine.subscribe(&full).unwrap();
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let root = dir.path().join("rec");
+    let config = RecordingConfig::new(&root);
+    let recorder = {
+        let engine = engine.clone();
+        tokio_thread("arcly-recorder", move || async move {
+            record_streams(engine, config, async move {
+                let _ = stop_rx.await;
+            })
+            .await;
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(subscribers(&engine, &full), 1, "{test}: only the viewer");
+    drop(viewer);
+    let retried = wait_for(Duration::from_secs(3), || subscribers(&engine, &full) == 1);
+    assert!(
+        retried.is_some(),
+        "{test}: the recorder never subscribed to the stream it was refused"
+    );
+    send_frames(&mut full_pub, 5..10);
+    drop(full_pub);
+
+    // Session A of `cam`: the recorder subscribes at once.
+    let mut a = engine.publish(cam.clone()).unwrap();
+    let joined = wait_for(Duration::from_secs(3), || subscribers(&engine, &cam) == 1);
+    let joined = joined.unwrap_or_else(|| panic!("{test}: session A not recorded"));
+    assert!(
+        joined < Duration::from_millis(300),
+        "{test}: recorder subscribed {joined:?} after the publish"
+    );
+    send_frames(&mut a, 0..10);
+    drop(a);
+    // Session B right away, while A's recording is still finishing.
+    let mut b = engine.publish(cam.clone()).unwrap();
+    let handed_over = wait_for(Duration::from_secs(5), || subscribers(&engine, &cam) == 1);
+    assert!(handed_over.is_some(), "{test}: session B not recorded");
+    send_frames(&mut b, 0..10);
+    drop(b);
+
+    assert!(
+        wait_for(Duration::from_secs(5), || engine.streams().is_empty()).is_some(),
+        "{test}: streams did not end"
+    );
+    let _ = stop_tx.send(());
+    assert!(
+        wait_for(Duration::from_secs(10), || recorder.is_finished()).is_some(),
+        "{test}: recorder did not stop"
+    );
+    let _ = recorder.join();
+    let sizes = |name: &str| -> Vec<u64> {
+        recorded_files(&root.join("live").join(name))
+            .iter()
+            .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+            .collect()
+    };
+    let (full_files, cam_files) = (sizes("full"), sizes("cam"));
+    assert!(
+        full_files.len() == 1 && full_files.iter().all(|&n| n > 0),
+        "{test}: `full` files {full_files:?}"
+    );
+    assert!(
+        cam_files.len() == 2 && cam_files.iter().all(|&n| n > 0),
+        "{test}: one `cam` file per session: {cam_files:?}"
+    );
+    eprintln!(
+        "{test}: retry after {retried:?}, subscribed {joined:?} after publish, \
+         handover after {handed_over:?}"
+    );
 }

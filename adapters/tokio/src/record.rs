@@ -1,10 +1,12 @@
 //! Recording of every published stream to fragmented-MP4 files
 //! (`arcly::container::record`), with tokio.
 //!
-//! [`record_streams`] polls [`Engine::streams`] every
-//! [`RecordingConfig::poll_interval`] (the engine's hot path is untouched)
-//! and runs one task per stream session. Each task has two halves sharing a
-//! [`Recorder`]:
+//! [`record_streams`] waits on the engine's stream announcements
+//! ([`Engine::streams_signal`], notified on every publish and every end of
+//! a stream; frames never touch it) and runs one task per stream session,
+//! subscribed as soon as the stream is published (no polling: the
+//! recording does not depend on the GOP cache to start at the stream's
+//! first keyframe). Each task has two halves sharing a [`Recorder`]:
 //! - the *reader* moves frames from the engine subscriber into the recorder
 //!   (CPU only, never blocked by the disk), then waits on the stream signal;
 //! - the *writer* executes the recorder's [`RecordOutput`]s with `tokio::fs`:
@@ -23,20 +25,27 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arcly::container::record::{RecordConfig, RecordOutput, Recorder};
-use arcly::engine::{Recv, StreamStats, Subscriber};
+use arcly::engine::{Recv, StreamStats, SubscribeError, Subscriber};
 use arcly::{Engine, StreamKey};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+/// When the engine refused a recorder's subscription (the stream is at its
+/// subscriber limit), how long until the stream list is read again. The only
+/// timer of the watcher: a refused subscribe announces nothing, so without
+/// it the stream would stay unrecorded until the next publish or unpublish.
+const SUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
+
 /// Settings of [`record_streams`].
+///
+/// New streams are found through [`Engine::streams_signal`], without
+/// polling (the former `poll_interval` field is gone).
 #[derive(Debug, Clone)]
 pub struct RecordingConfig {
     /// Root directory of the recordings.
     pub dir: PathBuf,
-    /// How often the engine's stream list is checked for new streams.
-    pub poll_interval: Duration,
     /// Frames moved into the recorder before the reader yields.
     pub pump_budget: usize,
     /// After shutdown: how long the writers get to finish their files.
@@ -50,7 +59,6 @@ impl RecordingConfig {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         RecordingConfig {
             dir: dir.into(),
-            poll_interval: Duration::from_millis(500),
             pump_budget: 256,
             shutdown_grace: Duration::from_secs(5),
             recorder: RecordConfig::default(),
@@ -68,6 +76,13 @@ fn lock(m: &Mutex<Recorder>) -> MutexGuard<'_, Recorder> {
 /// Records every stream published on `engine` until `shutdown` completes;
 /// then ends each recording (the files are completed and synced, bounded by
 /// [`RecordingConfig::shutdown_grace`]).
+///
+/// Woken by [`Engine::streams_signal`] (a publish or an unpublish) and by
+/// the end of a recording task (a new session of the same stream may have
+/// been waiting for it); it reads the epoch before the stream list, so no
+/// announcement is lost. Idle, it sleeps: no timer, except a retry after
+/// 1 s while some listed stream refuses the recorder's subscription (its
+/// subscriber limit is reached; a refusal announces nothing).
 pub async fn record_streams(
     engine: Engine,
     config: RecordingConfig,
@@ -76,55 +91,32 @@ pub async fn record_streams(
     let mut shutdown = pin!(shutdown);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks: JoinSet<StreamKey> = JoinSet::new();
-    // Sessions being recorded, and the last session recorded per key (so
-    // an ended session still listed for a moment is not recorded twice).
-    let mut active: HashMap<StreamKey, Arc<StreamStats>> = HashMap::new();
-    let mut done: HashMap<StreamKey, Arc<StreamStats>> = HashMap::new();
-    let mut tick = tokio::time::interval(config.poll_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watch = Watch::default();
+    let announce = engine.streams_signal();
     tracing::debug!(dir = %config.dir.display(), "recording streams");
     loop {
+        // The epoch before the list: a change after this read wakes the
+        // wait below, a change before it is in the list.
+        let epoch = announce.epoch();
+        let retry = watch.scan(&engine, &config, &stop_rx, &mut tasks);
+        let retry_at = tokio::time::Instant::now() + SUBSCRIBE_RETRY;
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
             Some(res) = tasks.join_next(), if !tasks.is_empty() => match res {
-                Ok(key) => {
-                    if let Some(stats) = active.remove(&key) {
-                        done.insert(key, stats);
-                    }
-                }
+                Ok(key) => watch.ended(&key),
                 Err(e) => {
                     if e.is_panic() {
                         tracing::error!("recording task panicked: {e}");
                     }
+                    // Its session counts as done; the next one is recorded.
+                    if let Some(key) = watch.key_of(e.id()) {
+                        watch.ended(&key);
+                    }
                 }
             },
-            _ = tick.tick() => {
-                let live = engine.streams();
-                done.retain(|k, _| live.contains(k));
-                for key in live {
-                    if active.contains_key(&key) {
-                        continue;
-                    }
-                    let Some(stats) = engine.stream_stats(&key) else { continue };
-                    if done.get(&key).is_some_and(|d| Arc::ptr_eq(d, &stats)) {
-                        continue;
-                    }
-                    let sub = match engine.subscribe(&key) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::debug!(stream = %key, "cannot record: {e}");
-                            continue;
-                        }
-                    };
-                    let stats = sub.stream_stats();
-                    active.insert(key.clone(), stats);
-                    let span = tracing::info_span!("record", stream = %key);
-                    tasks.spawn(
-                        record_one(key, sub, config.clone(), stop_rx.clone()).instrument(span),
-                    );
-                }
-            }
+            _ = announce.wait(epoch) => {}
+            _ = tokio::time::sleep_until(retry_at), if retry => {}
         }
     }
     let _ = stop_tx.send(true);
@@ -138,6 +130,76 @@ pub async fn record_streams(
             "recordings did not finish within the shutdown grace; aborting them"
         );
         tasks.shutdown().await;
+    }
+}
+
+/// The stream sessions [`record_streams`] knows about. A session is told
+/// apart from a later one of the same key by its [`StreamStats`] (one per
+/// session). Both maps hold at most one entry per live stream (`done` is
+/// pruned to the listed keys on every scan).
+#[derive(Default)]
+struct Watch {
+    /// Sessions being recorded, with the id of their task.
+    active: HashMap<StreamKey, (Arc<StreamStats>, tokio::task::Id)>,
+    /// The last session recorded per key, so that an ended session still
+    /// listed for a moment is not recorded twice.
+    done: HashMap<StreamKey, Arc<StreamStats>>,
+}
+
+impl Watch {
+    /// Starts a recording task for every listed session not recorded yet.
+    /// Returns whether some subscription was refused (retry later).
+    fn scan(
+        &mut self,
+        engine: &Engine,
+        config: &RecordingConfig,
+        stop: &watch::Receiver<bool>,
+        tasks: &mut JoinSet<StreamKey>,
+    ) -> bool {
+        let live = engine.streams();
+        self.done.retain(|k, _| live.binary_search(k).is_ok());
+        let mut refused = false;
+        for key in live {
+            if self.active.contains_key(&key) {
+                // Its task ends first; its end triggers another scan.
+                continue;
+            }
+            let Some(stats) = engine.stream_stats(&key) else {
+                continue;
+            };
+            if self.done.get(&key).is_some_and(|d| Arc::ptr_eq(d, &stats)) {
+                continue;
+            }
+            let sub = match engine.subscribe(&key) {
+                Ok(s) => s,
+                Err(SubscribeError::NotFound(_)) => continue,
+                Err(e) => {
+                    tracing::debug!(stream = %key, "cannot record yet: {e}");
+                    refused = true;
+                    continue;
+                }
+            };
+            let stats = sub.stream_stats();
+            let span = tracing::info_span!("record", stream = %key);
+            let task = tasks
+                .spawn(record_one(key.clone(), sub, config.clone(), stop.clone()).instrument(span));
+            self.active.insert(key, (stats, task.id()));
+        }
+        refused
+    }
+
+    /// The recording task for `key` ended: its session is done.
+    fn ended(&mut self, key: &StreamKey) {
+        if let Some((key, (stats, _))) = self.active.remove_entry(key) {
+            self.done.insert(key, stats);
+        }
+    }
+
+    /// The key recorded by task `id` (a task that panicked or was aborted).
+    fn key_of(&self, id: tokio::task::Id) -> Option<StreamKey> {
+        self.active
+            .iter()
+            .find_map(|(k, (_, t))| (*t == id).then(|| k.clone()))
     }
 }
 

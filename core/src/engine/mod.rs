@@ -13,7 +13,8 @@
 //! the GOP cache: the protocol is in its module docs), `signal` (the
 //! [`Signal`] notifier and its no-lost-wake-up invariant), `stats` (lock-free
 //! counters, bitrate and snapshots), `registry` ([`Engine`], apps, admission:
-//! a mutex, never on the per-frame path), `sync` (std or `loom` primitives).
+//! a mutex, never on the per-frame path; stream announcements through
+//! [`Engine::streams_signal`]), `sync` (std or `loom` primitives).
 
 mod bus;
 mod registry;

@@ -1,10 +1,34 @@
 //! The stream registry: apps configured in code, streams keyed by app + name.
+//!
+//! # Stream announcements
+//!
+//! The registry owns one engine-wide [`Signal`], the *announcement signal*
+//! ([`Engine::streams_signal`]). It is notified after every change of the
+//! stream list: a successful [`Engine::publish`] (after the stream is in the
+//! list) and the end of a stream (after it left the list, when its
+//! [`Publisher`] drops). A watcher (a recorder, a relay, a dashboard) reads
+//! the signal's epoch, *then* reads [`Engine::streams`], and when nothing is
+//! new waits from that epoch; it never misses a change and never polls:
+//!
+//! - the list is read under the registry mutex, and a publisher notifies
+//!   after releasing it. If the watcher's list lacks a change, the change's
+//!   notify comes after the watcher's epoch read in the signal's total order,
+//!   so the wait from that epoch returns at once or is woken (the
+//!   [`Signal`] invariant). If the epoch read already saw the notify, the
+//!   change happened before it, and the list read after it shows the change.
+//! - cost: one `fetch_add` per publish and per unpublish when nobody waits
+//!   (the signal's fast path); the per-frame path ([`Publisher::send`]) does
+//!   not touch it. The waiter lock is taken only when a watcher sleeps.
+//! - bounded: the signal holds one entry per waiting watcher; the watcher
+//!   reads the current list, so nothing queues up however far it falls
+//!   behind (several changes between two reads fold into one wake-up).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::bus::{Publisher, StreamShared, Subscriber};
+use super::signal::Signal;
 
 /// An app's settings. Apps are set up in code; the kernel reads no files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +170,8 @@ struct Inner {
     apps: Mutex<HashMap<String, AppConfig>>,
     default_app: Mutex<Option<AppConfig>>,
     streams: Mutex<HashMap<StreamKey, Arc<StreamShared>>>,
+    /// Notified after every change of `streams` (see the module docs).
+    announce: Signal,
 }
 
 /// The engine: cheap to clone, shared by every session and adapter.
@@ -213,6 +239,10 @@ impl Engine {
         }
         let shared = Arc::new(StreamShared::new(key.clone(), cfg));
         streams.insert(key, shared.clone());
+        drop(streams);
+        // After the insert is visible and outside the lock (a waker may
+        // call back into the engine).
+        self.inner.announce.notify();
         let engine = self.clone();
         Ok(Publisher::new(
             shared,
@@ -221,9 +251,17 @@ impl Engine {
     }
 
     fn remove(&self, key: &StreamKey, shared: &Arc<StreamShared>) {
-        let mut streams = lock(&self.inner.streams);
-        if streams.get(key).is_some_and(|s| Arc::ptr_eq(s, shared)) {
-            streams.remove(key);
+        let removed = {
+            let mut streams = lock(&self.inner.streams);
+            let ours = streams.get(key).is_some_and(|s| Arc::ptr_eq(s, shared));
+            if ours {
+                streams.remove(key);
+            }
+            ours
+        };
+        // A session already replaced by a new publish was announced by it.
+        if removed {
+            self.inner.announce.notify();
         }
     }
 
@@ -239,11 +277,41 @@ impl Engine {
         Subscriber::attach(shared)
     }
 
-    /// Keys of the live streams.
+    /// Keys of the live streams, sorted.
+    ///
+    /// To follow the list without polling, read the epoch of
+    /// [`streams_signal`](Self::streams_signal) *before* calling this.
     pub fn streams(&self) -> Vec<StreamKey> {
         let mut v: Vec<_> = lock(&self.inner.streams).keys().cloned().collect();
         v.sort();
         v
+    }
+
+    /// The announcement signal: notified after every publish and every end
+    /// of a stream (after the stream list changed). One atomic instruction
+    /// per publish or unpublish while nobody waits.
+    ///
+    /// Read its [`epoch`](Signal::epoch) first, then [`streams`](Self::streams);
+    /// when nothing changed, wait from that epoch with [`Signal::wait`]
+    /// (async task, any executor) or [`Signal::wait_blocking`] (thread).
+    /// Frames do not notify it. Several changes may fold into one wake-up:
+    /// compare lists, do not count wake-ups.
+    ///
+    /// ```
+    /// # use arcly::engine::{Engine, StreamKey};
+    /// let engine = Engine::with_defaults();
+    /// let signal = engine.streams_signal();
+    /// let seen = signal.epoch();
+    /// assert!(engine.streams().is_empty());
+    /// let publisher = engine.publish(StreamKey::new("live", "cam")?)?;
+    /// // The publish is announced: a wait from `seen` returns at once.
+    /// assert!(signal.wait_blocking(seen, Some(std::time::Duration::ZERO)));
+    /// assert_eq!(engine.streams().len(), 1);
+    /// # drop(publisher);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn streams_signal(&self) -> Signal {
+        self.inner.announce.clone()
     }
 
     /// A copy of every live stream's counters, sorted by key (for the
@@ -260,5 +328,61 @@ impl Engine {
     /// Counters of a live stream.
     pub fn stream_stats(&self, key: &StreamKey) -> Option<Arc<super::StreamStats>> {
         lock(&self.inner.streams).get(key).map(|s| s.stats())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::time::Duration;
+
+    fn key(name: &str) -> StreamKey {
+        StreamKey::new("live", name).unwrap()
+    }
+
+    /// Nobody watches: each publish and unpublish bumps the epoch once and
+    /// leaves the sleepers bit clear, i.e. every notify was the single
+    /// `fetch_add` of the fast path (no lock, no wake).
+    #[test]
+    fn unwatched_announcements_stay_on_the_fast_path() {
+        let engine = Engine::with_defaults();
+        let signal = engine.streams_signal();
+        for i in 0..100 {
+            let p = engine.publish(key(&format!("s{i}"))).unwrap();
+            drop(p);
+        }
+        assert_eq!(signal.epoch(), 200);
+        assert!(!signal.has_sleepers());
+        // A refused publish changes nothing and announces nothing.
+        let p = engine.publish(key("a")).unwrap();
+        assert!(engine.publish(key("a")).is_err());
+        assert_eq!(signal.epoch(), 201);
+        drop(p);
+        assert_eq!(signal.epoch(), 202);
+    }
+
+    /// After a watcher was woken and left, the next announcement is back on
+    /// the fast path.
+    #[test]
+    fn fast_path_again_after_a_watcher_leaves() {
+        let engine = Engine::with_defaults();
+        let signal = engine.streams_signal();
+        let seen = signal.epoch();
+        let s2 = signal.clone();
+        let t = std::thread::spawn(move || s2.wait_blocking(seen, Some(Duration::from_secs(10))));
+        while !signal.has_sleepers() {
+            std::thread::yield_now();
+        }
+        let p = engine.publish(key("a")).unwrap();
+        assert!(t.join().unwrap(), "watcher woken by the publish");
+        // A woken blocked thread may leave the bit set on its way out (its
+        // re-check is the same `fetch_or`): the next notify clears it once.
+        drop(p);
+        assert!(!signal.has_sleepers());
+        let p = engine.publish(key("a")).unwrap();
+        drop(p);
+        assert!(!signal.has_sleepers());
+        assert_eq!(signal.epoch(), seen + 4);
     }
 }

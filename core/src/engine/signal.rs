@@ -134,6 +134,13 @@ impl Signal {
         }
     }
 
+    /// Whether the `SLEEPERS` bit is set: some waiter registered since the
+    /// last slow-path notify (with it clear, `notify` is one `fetch_add`).
+    #[cfg(test)]
+    pub(crate) fn has_sleepers(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) & SLEEPERS != 0
+    }
+
     /// A future that completes once the epoch differs from `seen`.
     pub fn wait(&self, seen: u64) -> SignalWait {
         SignalWait {
