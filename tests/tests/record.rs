@@ -70,6 +70,65 @@ fn probe_video(test: &str, file: &std::path::Path) -> (u64, f64) {
     )
 }
 
+/// A `record_streams` task on its own tokio thread, stopped by [`stop`](Self::stop).
+struct RecorderTask {
+    stop_tx: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl RecorderTask {
+    fn start(engine: Engine, root: &std::path::Path) -> Self {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let config = RecordingConfig::new(root);
+        let thread = tokio_thread("arcly-recorder", move || async move {
+            record_streams(engine, config, async move {
+                let _ = stop_rx.await;
+            })
+            .await;
+        });
+        RecorderTask { stop_tx, thread }
+    }
+
+    /// Shuts the recorder down and waits (10 s at most) for it to finish.
+    fn stop(self, test: &str) {
+        let _ = self.stop_tx.send(());
+        assert!(
+            wait_for(Duration::from_secs(10), || self.thread.is_finished()).is_some(),
+            "{test}: recorder did not stop"
+        );
+        let _ = self.thread.join();
+    }
+}
+
+/// ffmpeg publishes `spec` to `live/cam`; returns the frames it sent.
+fn publish(
+    test: &str,
+    label: &str,
+    server: &TestServer,
+    spec: &PublishSpec,
+    limit: Duration,
+) -> u64 {
+    let mut publisher = Proc::spawn(
+        label,
+        &mut ffmpeg::publish_command(&server.url("cam"), spec),
+    );
+    let (status, stopped) = publisher.wait_or_stop(limit);
+    assert!(
+        !stopped && status.is_some_and(|s| s.success()),
+        "{test}: {label} failed\n{}",
+        publisher.describe()
+    );
+    ffmpeg::progress_frame(&publisher.stdout()).unwrap_or(spec.total_frames())
+}
+
+/// Waits (5 s at most) until the engine lists no stream.
+fn wait_streams_ended(test: &str, engine: &Engine) {
+    assert!(
+        wait_for(Duration::from_secs(5), || engine.streams().is_empty()).is_some(),
+        "{test}: stream did not end"
+    );
+}
+
 #[test]
 fn ffmpeg_publish_is_recorded_to_a_playable_mp4() {
     let test = "ffmpeg_publish_is_recorded_to_a_playable_mp4";
@@ -80,32 +139,20 @@ fn ffmpeg_publish_is_recorded_to_a_playable_mp4() {
     }
     let dir = TempDir::new(test);
     let server = TestServer::start(Adapter::Tokio);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let engine = server.engine.clone();
     let root = dir.path().join("rec");
-    let config = RecordingConfig::new(&root);
-    let recorder = tokio_thread("arcly-recorder", move || async move {
-        record_streams(engine, config, async move {
-            let _ = stop_rx.await;
-        })
-        .await;
-    });
+    let recorder = RecorderTask::start(server.engine.clone(), &root);
 
     let spec = PublishSpec {
         seconds: 6,
         ..PublishSpec::default()
     };
-    let mut publisher = Proc::spawn(
+    let published = publish(
+        test,
         "ffmpeg-publish",
-        &mut ffmpeg::publish_command(&server.url("cam"), &spec),
+        &server,
+        &spec,
+        Duration::from_secs(25),
     );
-    let (status, stopped) = publisher.wait_or_stop(Duration::from_secs(25));
-    assert!(
-        !stopped && status.is_some_and(|s| s.success()),
-        "{test}: publisher failed\n{}",
-        publisher.describe()
-    );
-    let published = ffmpeg::progress_frame(&publisher.stdout()).unwrap_or(spec.total_frames());
     assert!(
         published >= spec.total_frames() - 1,
         "{test}: published {published}"
@@ -114,14 +161,7 @@ fn ffmpeg_publish_is_recorded_to_a_playable_mp4() {
     // The stream ends with the publisher; the recording task then completes
     // its file on its own.
     let wait_ended = || {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !server.engine.streams().is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(
-            server.engine.streams().is_empty(),
-            "{test}: stream did not end"
-        );
+        wait_streams_ended(test, &server.engine);
         std::thread::sleep(Duration::from_millis(700));
     };
     wait_ended();
@@ -131,24 +171,15 @@ fn ffmpeg_publish_is_recorded_to_a_playable_mp4() {
         seconds: 2,
         ..PublishSpec::default()
     };
-    let mut publisher = Proc::spawn(
+    publish(
+        test,
         "ffmpeg-publish-2",
-        &mut ffmpeg::publish_command(&server.url("cam"), &second),
-    );
-    let (status, stopped) = publisher.wait_or_stop(Duration::from_secs(15));
-    assert!(
-        !stopped && status.is_some_and(|s| s.success()),
-        "{test}: second publisher failed\n{}",
-        publisher.describe()
+        &server,
+        &second,
+        Duration::from_secs(15),
     );
     wait_ended();
-    let _ = stop_tx.send(());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !recorder.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(recorder.is_finished(), "{test}: recorder did not stop");
-    let _ = recorder.join();
+    recorder.stop(test);
 
     let mut files = recorded_files(&root.join("live").join("cam"));
     assert_eq!(
@@ -255,16 +286,8 @@ fn recording_starts_with_the_first_keyframe_without_gop_cache() {
             ..AppConfig::default()
         },
     );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let engine = server.engine.clone();
     let root = dir.path().join("rec");
-    let config = RecordingConfig::new(&root);
-    let recorder = tokio_thread("arcly-recorder", move || async move {
-        record_streams(engine, config, async move {
-            let _ = stop_rx.await;
-        })
-        .await;
-    });
+    let recorder = RecorderTask::start(server.engine.clone(), &root);
 
     // A 2 s GOP over 3 s: starting late means starting at 2 s.
     let spec = PublishSpec {
@@ -272,32 +295,15 @@ fn recording_starts_with_the_first_keyframe_without_gop_cache() {
         gop: 50,
         ..PublishSpec::default()
     };
-    let mut publisher = Proc::spawn(
+    let published = publish(
+        test,
         "ffmpeg-publish",
-        &mut ffmpeg::publish_command(&server.url("cam"), &spec),
+        &server,
+        &spec,
+        Duration::from_secs(20),
     );
-    let (status, stopped) = publisher.wait_or_stop(Duration::from_secs(20));
-    assert!(
-        !stopped && status.is_some_and(|s| s.success()),
-        "{test}: publisher failed\n{}",
-        publisher.describe()
-    );
-    let published = ffmpeg::progress_frame(&publisher.stdout()).unwrap_or(spec.total_frames());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !server.engine.streams().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        server.engine.streams().is_empty(),
-        "{test}: stream did not end"
-    );
-    let _ = stop_tx.send(());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !recorder.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(recorder.is_finished(), "{test}: recorder did not stop");
-    let _ = recorder.join();
+    wait_streams_ended(test, &server.engine);
+    recorder.stop(test);
 
     let files = recorded_files(&root.join("live").join("cam"));
     assert_eq!(files.len(), 1, "{test}: one recording: {files:?}");
@@ -377,18 +383,8 @@ fn in_process_refused_subscription_and_session_handover_are_recorded() {
     send_frames(&mut full_pub, 0..5);
     let viewer = engine.subscribe(&full).unwrap();
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let root = dir.path().join("rec");
-    let config = RecordingConfig::new(&root);
-    let recorder = {
-        let engine = engine.clone();
-        tokio_thread("arcly-recorder", move || async move {
-            record_streams(engine, config, async move {
-                let _ = stop_rx.await;
-            })
-            .await;
-        })
-    };
+    let recorder = RecorderTask::start(engine.clone(), &root);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(subscribers(&engine, &full), 1, "{test}: only the viewer");
     drop(viewer);
@@ -417,16 +413,8 @@ fn in_process_refused_subscription_and_session_handover_are_recorded() {
     send_frames(&mut b, 0..10);
     drop(b);
 
-    assert!(
-        wait_for(Duration::from_secs(5), || engine.streams().is_empty()).is_some(),
-        "{test}: streams did not end"
-    );
-    let _ = stop_tx.send(());
-    assert!(
-        wait_for(Duration::from_secs(10), || recorder.is_finished()).is_some(),
-        "{test}: recorder did not stop"
-    );
-    let _ = recorder.join();
+    wait_streams_ended(test, &engine);
+    recorder.stop(test);
     let sizes = |name: &str| -> Vec<u64> {
         recorded_files(&root.join("live").join(name))
             .iter()
