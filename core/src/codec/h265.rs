@@ -28,9 +28,67 @@ pub const fn nal_type(b0: u8) -> u8 {
     (b0 >> 1) & 0x3F
 }
 
-/// Whether `nal_type` is an IRAP picture (BLA, IDR, CRA: 16..=23, H.265 §3.73).
+/// `nal_unit_type` of a RADL picture that is not a reference (RADL_N, H.265 Table 7-1).
+pub const NAL_RADL_N: u8 = 6;
+/// `nal_unit_type` of a RADL picture used for reference (RADL_R).
+pub const NAL_RADL_R: u8 = 7;
+/// `nal_unit_type` of a RASL picture that is not a reference (RASL_N).
+pub const NAL_RASL_N: u8 = 8;
+/// `nal_unit_type` of a RASL picture used for reference (RASL_R).
+pub const NAL_RASL_R: u8 = 9;
+/// `nal_unit_type` of a BLA picture that may have RASL and RADL leading pictures (BLA_W_LP).
+pub const NAL_BLA_W_LP: u8 = 16;
+/// `nal_unit_type` of a BLA picture that may have RADL leading pictures (BLA_W_RADL).
+pub const NAL_BLA_W_RADL: u8 = 17;
+/// `nal_unit_type` of a BLA picture without leading pictures (BLA_N_LP).
+pub const NAL_BLA_N_LP: u8 = 18;
+/// `nal_unit_type` of an IDR picture that may have RADL leading pictures (IDR_W_RADL).
+pub const NAL_IDR_W_RADL: u8 = 19;
+/// `nal_unit_type` of an IDR picture without leading pictures (IDR_N_LP).
+pub const NAL_IDR_N_LP: u8 = 20;
+/// `nal_unit_type` of a CRA picture (CRA_NUT): x265's periodic keyframe in
+/// its default open-GOP mode, usually followed by RASL pictures.
+pub const NAL_CRA: u8 = 21;
+
+/// Whether `nal_type` is an IRAP picture (BLA, IDR, CRA and the reserved
+/// IRAP types 22/23: 16..=23, H.265 §3.73 / Table 7-1).
+///
+/// Every IRAP picture is a random access point: a decoder that starts at a
+/// CRA or BLA picture decodes it with `NoRaslOutputFlag` = 1 and drops its
+/// associated RASL pictures (§8.1.3, §8.3.1), so arcly makes every IRAP
+/// access unit a keyframe (a start point for a new viewer, an HLS segment
+/// cut).
 pub const fn is_irap(nal_type: u8) -> bool {
     nal_type >= 16 && nal_type <= 23
+}
+
+/// Whether `nal_type` is a RASL picture (random access skipped leading,
+/// H.265 §3.116): it may reference pictures before its associated IRAP
+/// picture in decode order and is not decodable when decoding starts there.
+pub const fn is_rasl(nal_type: u8) -> bool {
+    nal_type == NAL_RASL_N || nal_type == NAL_RASL_R
+}
+
+/// Whether `nal_type` is a RADL picture (random access decodable leading,
+/// H.265 §3.113): a leading picture that references only its IRAP picture
+/// and other RADL pictures, so it is decodable from the IRAP picture on.
+pub const fn is_radl(nal_type: u8) -> bool {
+    nal_type == NAL_RADL_N || nal_type == NAL_RADL_R
+}
+
+/// Whether `nal_type` is a VCL NAL unit type (0..=31, H.265 Table 7-1).
+pub const fn is_vcl(nal_type: u8) -> bool {
+    nal_type < 32
+}
+
+/// The `nal_unit_type` of the first VCL NAL unit of a 4-byte length-prefixed
+/// access unit: the picture's type (all VCL NAL units of a picture share it,
+/// H.265 §7.4.2.2). `None` without one or on malformed input.
+pub fn hvcc_picture_type(data: &[u8]) -> Option<u8> {
+    iter_length_prefixed(data, 4)
+        .map_while(|n| n.ok())
+        .filter_map(|n| n.first().map(|h| nal_type(*h)))
+        .find(|t| is_vcl(*t))
 }
 
 /// Whether a 4-byte length-prefixed access unit contains an IRAP picture.
@@ -583,6 +641,65 @@ mod tests {
         assert!(is_irap(19) && is_irap(21) && !is_irap(1) && !is_irap(32));
         assert!(hvcc_has_irap(&[0, 0, 0, 2, 0x26, 0x01]));
         assert!(!hvcc_has_irap(&[0, 0, 0, 2, 0x02, 0x01]));
+    }
+
+    /// NAL header byte 0 of `t` (layer 0).
+    fn hdr(t: u8) -> u8 {
+        t << 1
+    }
+
+    #[test]
+    fn irap_and_leading_classification() {
+        // Every IRAP type (H.265 Table 7-1), the reserved IRAP 22/23 included.
+        for t in [
+            NAL_BLA_W_LP,
+            NAL_BLA_W_RADL,
+            NAL_BLA_N_LP,
+            NAL_IDR_W_RADL,
+            NAL_IDR_N_LP,
+            NAL_CRA,
+            22,
+            23,
+        ] {
+            assert!(is_irap(t), "{t}");
+            assert!(is_irap(nal_type(hdr(t))), "{t}");
+            assert!(hvcc_has_irap(&[0, 0, 0, 2, hdr(t), 0x01]), "{t}");
+            assert!(!is_rasl(t) && !is_radl(t));
+        }
+        // Non-IRAP VCL (0..=15, 24..=31) and non-VCL types.
+        for t in (0..16).chain(24..64) {
+            assert!(!is_irap(t), "{t}");
+            assert!(!hvcc_has_irap(&[0, 0, 0, 2, hdr(t), 0x01]), "{t}");
+        }
+        for t in 0..64 {
+            assert_eq!(is_rasl(t), t == 8 || t == 9, "{t}");
+            assert_eq!(is_radl(t), t == 6 || t == 7, "{t}");
+            assert_eq!(is_vcl(t), t < 32, "{t}");
+        }
+        // The temporal id / layer bits do not change the type: RASL_N with
+        // nuh_temporal_id_plus1 = 3.
+        assert_eq!(nal_type(0x10), NAL_RASL_N);
+        assert!(is_rasl(
+            hvcc_picture_type(&[0, 0, 0, 2, 0x10, 0x03]).unwrap()
+        ));
+        // The picture type skips AUD, parameter sets and prefix SEI.
+        let au = [
+            0, 0, 0, 3, 0x46, 0x01, 0x50, // AUD
+            0, 0, 0, 2, 0x40, 0x01, // VPS
+            0, 0, 0, 2, 0x4e, 0x01, // prefix SEI
+            0, 0, 0, 3, 0x2a, 0x01, 0xaf, // CRA slice
+        ];
+        assert_eq!(hvcc_picture_type(&au), Some(NAL_CRA));
+        assert_eq!(
+            hvcc_picture_type(&[0, 0, 0, 2, 0x0e, 0x01]),
+            Some(NAL_RADL_R)
+        );
+        // No VCL unit, empty, truncated or garbage lengths.
+        assert_eq!(hvcc_picture_type(&au[..20]), None);
+        assert_eq!(hvcc_picture_type(&[]), None);
+        assert_eq!(hvcc_picture_type(&[0, 0, 0, 9, 0x2a]), None);
+        assert_eq!(hvcc_picture_type(&[0xff, 0xff, 0xff, 0xff, 0x2a]), None);
+        assert!(!hvcc_has_irap(&[0, 0, 0, 9, 0x2a]));
         let p = ProfileTierLevel {
             profile_space: 0,
             tier: false,

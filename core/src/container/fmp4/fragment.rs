@@ -5,7 +5,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::boxes::{begin, begin_full, end};
 use super::{Fmp4Error, TrackInfo};
-use crate::frame::{rescale, Frame, MediaKind};
+use crate::codec::h265;
+use crate::frame::{rescale, Codec, Frame, MediaKind};
 
 /// Most samples waiting in one [`Fragmenter`].
 pub const MAX_PENDING_SAMPLES: usize = 8192;
@@ -16,6 +17,38 @@ pub const MAX_FRAGMENT_BYTES: usize = 256 << 20;
 const FLAGS_SYNC: u32 = 0x0200_0000;
 /// `sample_flags` of a non-sync sample: `sample_depends_on = 1`, `sample_is_non_sync_sample`.
 const FLAGS_NON_SYNC: u32 = 0x0101_0000;
+/// `is_leading = 1` (bits 27..26 of `sample_flags`, ISO/IEC 14496-12
+/// §8.8.3.1 / §8.6.4.3): a leading sample with a dependency before the
+/// referenced I-picture, not decodable when decoding starts at that picture
+/// (an H.265 RASL picture).
+const LEADING_UNDECODABLE: u32 = 0x0400_0000;
+/// `is_leading = 3`: a leading sample without a dependency before the
+/// referenced I-picture, decodable from it (an H.265 RADL picture).
+const LEADING_DECODABLE: u32 = 0x0C00_0000;
+
+/// The `sample_flags` of `s` in a track of `codec`.
+///
+/// Sync samples are the keyframes (every H.265 IRAP picture: IDR, CRA, BLA,
+/// ISO/IEC 14496-15 §8.4.3 — x265's open-GOP CRA pictures included) and
+/// every audio sample. An H.265 leading picture also gets `is_leading`
+/// (ISO/IEC 14496-12 §8.6.4.3): 1 for a RASL picture, which a player that
+/// starts at the preceding CRA must skip (the decoder discards it too,
+/// H.265 §8.1.3), 3 for a RADL picture, which it can decode. Other samples
+/// leave `is_leading` at 0 (unknown), as before.
+fn sample_flags(codec: Codec, s: &Sample) -> u32 {
+    if s.sync {
+        return FLAGS_SYNC;
+    }
+    let leading = match codec {
+        Codec::H265 => match h265::hvcc_picture_type(&s.data) {
+            Some(t) if h265::is_rasl(t) => LEADING_UNDECODABLE,
+            Some(t) if h265::is_radl(t) => LEADING_DECODABLE,
+            _ => 0,
+        },
+        _ => 0,
+    };
+    FLAGS_NON_SYNC | leading
+}
 
 /// One sample waiting for its fragment, times in the track timescale.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,7 +258,7 @@ impl Fragmenter {
             prev_d = d;
             out.put_u32(d);
             out.put_u32(s.data.len() as u32);
-            out.put_u32(if s.sync { FLAGS_SYNC } else { FLAGS_NON_SYNC });
+            out.put_u32(sample_flags(self.track.codec, s));
             if video {
                 out.put_i32(s.cts);
             }
@@ -243,5 +276,93 @@ impl Fragmenter {
         let taken: usize = samples.iter().map(|s| s.data.len()).sum();
         self.pending_bytes -= taken;
         self.pending.drain(..n);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::frame::FrameFlags;
+
+    fn track(codec: Codec) -> TrackInfo {
+        TrackInfo {
+            track_id: 1,
+            codec,
+            timescale: 90_000,
+            config: Bytes::new(),
+            width: 0,
+            height: 0,
+            channels: 0,
+            sample_rate: 0,
+        }
+    }
+
+    fn au(codec: Codec, nal_header: u8, key: bool, dts: i64) -> Frame {
+        Frame {
+            codec,
+            flags: if key {
+                FrameFlags::KEYFRAME
+            } else {
+                FrameFlags::NONE
+            },
+            pts: dts,
+            dts,
+            timebase: 90_000,
+            payload: Bytes::from(vec![0, 0, 0, 3, nal_header, 0x01, 0xaf]),
+        }
+    }
+
+    /// The `sample_flags` of every sample of a one-`traf` fragment.
+    fn trun_flags(frag: &[u8]) -> Vec<u32> {
+        let at = frag.windows(4).position(|w| w == b"trun").unwrap() + 4;
+        let word = |i: usize| u32::from_be_bytes(frag[i..i + 4].try_into().unwrap());
+        let count = word(at + 4) as usize;
+        // version/flags, sample_count, data_offset; then duration, size, flags, cts.
+        (0..count).map(|i| word(at + 12 + i * 16 + 8)).collect()
+    }
+
+    /// An open GOP: CRA (sync), RASL_N, RASL_R (is_leading = 1), RADL
+    /// (is_leading = 3), TRAIL_R (is_leading = 0), all but the CRA non-sync.
+    #[test]
+    fn h265_leading_pictures_are_flagged() {
+        let mut f = Fragmenter::new(track(Codec::H265));
+        let types = [
+            (h265::NAL_CRA, true),
+            (h265::NAL_RASL_N, false),
+            (h265::NAL_RASL_R, false),
+            (h265::NAL_RADL_N, false),
+            (1, false),
+        ];
+        for (i, (t, key)) in types.iter().enumerate() {
+            f.push(&au(Codec::H265, t << 1, *key, i as i64 * 3600))
+                .unwrap();
+        }
+        let frag = f.flush(1, 3600).unwrap();
+        assert_eq!(
+            trun_flags(&frag),
+            [
+                FLAGS_SYNC,
+                FLAGS_NON_SYNC | LEADING_UNDECODABLE,
+                FLAGS_NON_SYNC | LEADING_UNDECODABLE,
+                FLAGS_NON_SYNC | LEADING_DECODABLE,
+                FLAGS_NON_SYNC,
+            ]
+        );
+        // is_leading = 1 and 3 in bits 27..26, sample_is_non_sync_sample set.
+        assert_eq!((FLAGS_NON_SYNC | LEADING_UNDECODABLE) >> 26 & 3, 1);
+        assert_eq!((FLAGS_NON_SYNC | LEADING_DECODABLE) >> 26 & 3, 3);
+    }
+
+    /// H.264 is untouched: a NAL header byte that would read as RASL in
+    /// H.265 means nothing there.
+    #[test]
+    fn h264_samples_have_no_leading_flag() {
+        let mut f = Fragmenter::new(track(Codec::H264));
+        f.push(&au(Codec::H264, 0x65, true, 0)).unwrap();
+        f.push(&au(Codec::H264, h265::NAL_RASL_N << 1, false, 3600))
+            .unwrap();
+        let frag = f.flush(1, 3600).unwrap();
+        assert_eq!(trun_flags(&frag), [FLAGS_SYNC, FLAGS_NON_SYNC]);
     }
 }

@@ -61,6 +61,8 @@ struct Open {
     msn: u64,
     /// Start and current part start, primary-track ticks.
     start: i64,
+    /// Presentation time of the segment's first primary sample (ticks).
+    start_pts: i64,
     part_start: i64,
     /// Whether the current part's first primary sample is a sync sample.
     part_independent: Option<bool>,
@@ -164,7 +166,9 @@ struct StreamInfo {
 /// - the stream starts on the first video keyframe (frames before it are
 ///   dropped); audio-only streams start on their first frame;
 /// - a segment is cut at the first video keyframe once `segment_duration`
-///   has elapsed (audio-only: at the first frame past it), when it grows past
+///   has elapsed in decode or presentation time (an open-GOP H.265 CRA
+///   trails its presentation time by more than an IDR does; audio-only: at
+///   the first frame past it), when it grows past
 ///   `max_segment_bytes`, or past [`MAX_PARTS_PER_SEGMENT`] parts;
 /// - a part is cut at the first primary-track frame (video, else audio)
 ///   once `part_duration` has elapsed; a part is `INDEPENDENT=YES` when its
@@ -553,9 +557,16 @@ impl HlsMuxer {
             let seg_ticks = duration_ticks(self.config.segment_duration, ts_scale);
             let part_ticks = duration_ticks(self.config.part_duration, ts_scale);
             match self.open.as_ref() {
-                None => self.open_segment(dts, sync),
+                None => self.open_segment(dts, pts, sync),
                 Some(open) => {
-                    let elapsed = dts - open.start;
+                    // Decode or presentation span, whichever is longer: an
+                    // open-GOP CRA (H.265 §8.1.3) is decoded earlier, relative
+                    // to its presentation, than an IDR (its RASL pictures
+                    // follow it in decode order but precede it in output
+                    // order), so by decode time alone x265's CRA every 2 s
+                    // looks 1.88 s after its IDR and a 2 s target would skip
+                    // it.
+                    let elapsed = (dts - open.start).max(pts.saturating_sub(open.start_pts));
                     let cut_segment = (elapsed >= seg_ticks && sync)
                         || open.media_bytes >= self.config.max_segment_bytes
                         || open.parts.len() + 1 >= MAX_PARTS_PER_SEGMENT;
@@ -564,7 +575,7 @@ impl HlsMuxer {
                     }
                     if cut_segment {
                         self.complete_segment(dts);
-                        self.open_segment(dts, sync);
+                        self.open_segment(dts, pts, sync);
                     }
                 }
             }
@@ -587,13 +598,14 @@ impl HlsMuxer {
         }
     }
 
-    fn open_segment(&mut self, start: i64, independent: bool) {
+    fn open_segment(&mut self, start: i64, start_pts: i64, independent: bool) {
         let ts = self.open_ts(independent);
         let start_us = self.to_us(start);
         let epoch = self.epoch.as_ref().map_or(0, |e| e.id);
         self.open = Some(Open {
             msn: self.next_msn,
             start,
+            start_pts,
             part_start: start,
             part_independent: None,
             parts: Vec::new(),

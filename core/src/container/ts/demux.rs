@@ -82,7 +82,10 @@ struct Stream {
 /// - H.264 / H.265: Annex-B access units → 4-byte length-prefixed NAL units
 ///   without AUD and parameter sets; the in-band SPS/PPS (VPS) become a
 ///   config frame (record of ISO/IEC 14496-15), emitted before the first
-///   access unit and again whenever they change. `KEYFRAME` marks IDR / IRAP.
+///   access unit and again whenever they change. `KEYFRAME` marks H.264 IDR
+///   pictures and every H.265 IRAP picture ([`h265::is_irap`]: IDR, CRA,
+///   BLA, reserved 22/23), so x265's open-GOP CRA pictures are start points;
+///   a decoder starting there drops their RASL pictures (H.265 §8.1.3).
 ///   Access units before the first parameter sets are dropped (counted).
 /// - AAC: each ADTS frame → one raw frame; the `AudioSpecificConfig` implied
 ///   by the ADTS header is a config frame (again on change).
@@ -800,6 +803,50 @@ mod tests {
             }
             let ours: Vec<&[u8]> = AnnexB::new(&data).collect();
             prop_assert_eq!(ours, h264::split_annex_b(&data));
+        }
+    }
+
+    /// Every H.265 IRAP picture (CRA of an open GOP included) is a keyframe;
+    /// leading (RASL/RADL) and trailing pictures are not (H.265 §3.73, §8.1.3).
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn h265_irap_pictures_are_keyframes() {
+        // libx265 VPS / SPS / PPS (1280x720, Main).
+        const PS: &[u8] = &[
+            0, 0, 0, 1, 0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00,
+            0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03, 0x00, 0x5d, 0x95, 0x98, 0x09, 0, 0, 0, 1,
+            0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00,
+            0x00, 0x03, 0x00, 0x5d, 0xa0, 0x02, 0x80, 0x80, 0x2d, 0x16, 0x59, 0x59, 0xa4, 0x93,
+            0x2b, 0xc0, 0x5a, 0x02, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x00, 0x03, 0x00, 0x32,
+            0x10, 0, 0, 0, 1, 0x44, 0x01, 0xc1, 0x72, 0xb4, 0x62, 0x40,
+        ];
+        let mut s = Stream {
+            pid: 0x100,
+            codec: Codec::H265,
+            opus_channels: 0,
+            cc: None,
+            pes: BytesMut::new(),
+            last_len: 0,
+            discontinuity: false,
+            active: true,
+            config: None,
+        };
+        let mut out = VecDeque::new();
+        // Parameter sets + CRA (the access unit x265 repeats every keyint).
+        let mut cra = PS.to_vec();
+        cra.extend_from_slice(&[0, 0, 0, 1, h265::NAL_CRA << 1, 0x01, 0xaf, 0x10]);
+        assert!(video_au(&mut s, &Bytes::from(cra), 0, 0, &mut out));
+        let config = out.pop_front().unwrap();
+        assert!(config.is_config());
+        let f = out.pop_front().unwrap();
+        assert!(f.is_keyframe() && !f.is_config());
+        assert_eq!(h265::hvcc_picture_type(&f.payload), Some(h265::NAL_CRA));
+        for t in 0..32u8 {
+            let au = Bytes::from(vec![0, 0, 0, 1, t << 1, 0x01, 0xaf, 0x10]);
+            assert!(video_au(&mut s, &au, 0, 0, &mut out));
+            let f = out.pop_front().unwrap();
+            assert_eq!(f.is_keyframe(), (16..=23).contains(&t), "type {t}");
+            assert!(out.is_empty());
         }
     }
 
