@@ -21,6 +21,9 @@
 //!
 //! The executor is the caller's: [`serve_tcp`] takes a spawner closure.
 //!
+//! For HLS / LL-HLS over HTTP, [`serve_http`] serves an `arcly::http::HttpRouter`
+//! with hyper 1 (HTTP/1.1), spawning connections and per-stream pumps the same way.
+//!
 //! For UDP protocols, [`serve_udp`] drives one `arcly::datagram`
 //! [`DatagramService`] per socket (e.g. SRT) in the calling task, on any
 //! executor.
@@ -36,6 +39,7 @@
 //! ```
 
 mod driver;
+mod http;
 mod timer;
 mod udp;
 
@@ -47,7 +51,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arcly::session::serve::log_end;
-use arcly::session::{CloseReason, ConnectionTracker, SessionFactory, StreamSession};
+use arcly::session::{
+    CloseReason, ConnectionGuard, ConnectionTracker, SessionFactory, StreamSession,
+};
 use arcly::time::Clock;
 use async_io::{Async, Timer};
 use futures_lite::future;
@@ -58,6 +64,7 @@ use tracing::Instrument;
 pub use arcly::session::DriveConfig;
 /// Settings of [`serve_tcp_with`] (`arcly::session::ServeConfig`).
 pub use arcly::session::ServeConfig;
+pub use http::{serve_http, serve_http_with, HttpServeConfig};
 pub use udp::UdpConfig;
 
 use arcly::datagram::{DatagramService, DatagramServiceFactory};
@@ -94,42 +101,26 @@ pub async fn serve_tcp_with<Sp>(
 where
     Sp: Fn(ConnectionFuture),
 {
-    enum Event {
-        Stop,
-        Accepted(io::Result<(Async<TcpStream>, SocketAddr)>),
-    }
     let clock = Clock::new(std::time::Instant::now());
     let tracker = ConnectionTracker::new();
     let mut shutdown = pin!(shutdown);
     let local = listener.get_ref().local_addr().ok();
     tracing::debug!(?local, "serving TCP");
     loop {
-        let event = future::or(
+        let accepted = future::or(
             async {
                 (&mut shutdown).await;
-                Event::Stop
+                None
             },
-            async { Event::Accepted(listener.accept().await) },
+            async {
+                let limit = config.max_connections;
+                Some(accept_admitted(&listener, &tracker, limit, config.nodelay).await)
+            },
         )
         .await;
-        let (stream, peer) = match event {
-            Event::Stop => break,
-            Event::Accepted(Ok(a)) => a,
-            Event::Accepted(Err(e)) => {
-                tracing::warn!(?local, "accept failed: {e}");
-                Timer::after(Duration::from_millis(50)).await;
-                continue;
-            }
+        let Some((stream, peer, guard)) = accepted else {
+            break;
         };
-        let Some(guard) = tracker.admit(peer, config.max_connections) else {
-            drop(stream);
-            continue;
-        };
-        if config.nodelay {
-            if let Err(e) = stream.get_ref().set_nodelay(true) {
-                tracing::debug!(%peer, "TCP_NODELAY: {e}");
-            }
-        }
         let now = clock.instant(std::time::Instant::now());
         let session = factory.new_session(peer, now, connection_seed());
         let drive = config.drive.clone();
@@ -145,26 +136,66 @@ where
         ));
     }
     drop(listener);
-    if tracker.stop() > 0 {
-        let drained = future::or(
-            async {
-                tracker.drained().await;
-                true
-            },
-            async {
-                Timer::after(config.shutdown_grace).await;
-                false
-            },
-        )
-        .await;
-        if !drained {
-            tracing::warn!(
-                left = tracker.active(),
-                "sessions did not finish within the shutdown grace"
-            );
-        }
-    }
+    stop_and_drain(&tracker, config.shutdown_grace, "sessions").await;
     Ok(())
+}
+
+/// The next connection on `listener` that `tracker` admits (others are
+/// closed at once), with `TCP_NODELAY` set if asked; accept errors are
+/// logged and retried after 50 ms. Cancel-safe: nothing is awaited between
+/// the accept and the return.
+pub(crate) async fn accept_admitted(
+    listener: &Async<TcpListener>,
+    tracker: &Arc<ConnectionTracker>,
+    max_connections: usize,
+    nodelay: bool,
+) -> (Async<TcpStream>, SocketAddr, ConnectionGuard) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                let local = listener.get_ref().local_addr().ok();
+                tracing::warn!(?local, "accept failed: {e}");
+                Timer::after(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(guard) = tracker.admit(peer, max_connections) else {
+            drop(stream);
+            continue;
+        };
+        if nodelay {
+            if let Err(e) = stream.get_ref().set_nodelay(true) {
+                tracing::debug!(%peer, "TCP_NODELAY: {e}");
+            }
+        }
+        return (stream, peer, guard);
+    }
+}
+
+/// After the accept loop ended: tells the connections to stop, then waits
+/// up to `grace` for them to end (`what` names them in the warning).
+pub(crate) async fn stop_and_drain(tracker: &ConnectionTracker, grace: Duration, what: &str) {
+    if tracker.stop() == 0 {
+        return;
+    }
+    let drained = future::or(
+        async {
+            tracker.drained().await;
+            true
+        },
+        async {
+            Timer::after(grace).await;
+            false
+        },
+    )
+    .await;
+    if !drained {
+        tracing::warn!(
+            left = tracker.active(),
+            "{what} did not finish within the shutdown grace"
+        );
+    }
 }
 
 /// Drives `session` over `stream` until the session is closed and flushed.

@@ -1,12 +1,13 @@
 //! HTTP serving of an [`HttpRouter`] (HLS / LL-HLS) with hyper 1, HTTP/1.1
 //! with keep-alive.
 //!
-//! Per request: the body is ignored, the head goes to
-//! [`HttpRouter::handle`]; a [`Routed::Wait`] is driven with
-//! `tokio::select!` on the signal (from its epoch), a sleep to its deadline,
-//! and the server's shutdown, then [`HttpRouter::resume`] answers or parks
-//! again. Per muxed stream, one task runs [`HlsStream::pump`] and does what
-//! its [`PumpState`] says; the server spawns it when
+//! Per request: the body is ignored, the head goes to [`respond`]
+//! (`arcly::http::serve`, shared with arcly-async-io), which routes it and
+//! drives a parked request (`Routed::Wait`) through this file's
+//! [`HttpRuntime`]: `tokio::select!` on the signal (from its epoch), a sleep
+//! to its deadline, and the server's shutdown. Per muxed stream, one task
+//! runs [`run_pump`] (the loop around `HlsStream::pump` and its
+//! `PumpState`); the server spawns it when
 //! [`HlsService::spawn_signal`](arcly::http::HlsService::spawn_signal)
 //! announces a new stream.
 //!
@@ -20,8 +21,10 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arcly::http::{HlsStream, HttpRouter, PumpState, Routed, WallClock};
-use arcly::time::Clock;
+use arcly::engine::SignalWait;
+use arcly::http::serve::{anchor_wall_clock, respond, run_pump};
+use arcly::http::{HlsStream, HttpRouter, HttpRuntime, Waited};
+use arcly::time::{Clock, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -32,44 +35,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-/// Settings of [`serve_http_with`].
-#[derive(Debug, Clone)]
-pub struct HttpServeConfig {
-    /// Most connections served at once; more are accepted and closed.
-    pub max_connections: usize,
-    /// After the shutdown future completes: how long connections get to
-    /// finish their current response before their tasks are aborted.
-    pub shutdown_grace: Duration,
-    /// A connection that has not sent a complete request head within this
-    /// long is closed (slow-loris bound).
-    pub header_read_timeout: Duration,
-    /// Most bytes buffered per connection for a request head (at least
-    /// 8192, hyper's minimum); a larger head gets 431.
-    pub max_header_bytes: usize,
-    /// Set `TCP_NODELAY` on accepted sockets.
-    pub nodelay: bool,
-    /// Anchor the router's HLS service to the system clock (UTC) at this
-    /// server's clock origin
-    /// ([`HlsService::set_wall_clock`](arcly::http::HlsService::set_wall_clock)), so media
-    /// playlists carry `EXT-X-PROGRAM-DATE-TIME` (draft-pantos-hls-rfc8216bis
-    /// §4.4.4.6). `false` leaves the router's own setting
-    /// (`HlsServiceConfig::wall_clock`, which must then refer to this
-    /// server's clock: in practice, `None`, no dates).
-    pub program_date_time: bool,
-}
-
-impl Default for HttpServeConfig {
-    fn default() -> Self {
-        HttpServeConfig {
-            max_connections: 10_000,
-            shutdown_grace: Duration::from_secs(2),
-            header_read_timeout: Duration::from_secs(10),
-            max_header_bytes: 16 * 1024,
-            nodelay: true,
-            program_date_time: true,
-        }
-    }
-}
+/// Settings of [`serve_http_with`] (`arcly::http::HttpServeConfig`).
+pub use arcly::http::HttpServeConfig;
 
 /// Serves `router` on every connection accepted on `listener` until
 /// `shutdown` completes, with [`HttpServeConfig::default`]. Also runs the
@@ -96,10 +63,7 @@ pub async fn serve_http_with(
     let clock = Clock::new(origin);
     if config.program_date_time {
         // Read together with the origin: `Instant` 0 of `clock` is this UTC time.
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        router.hls().set_wall_clock(Some(WallClock::new(unix)));
+        anchor_wall_clock(&router, std::time::SystemTime::now());
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
@@ -180,28 +144,37 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// One stream's pump loop (see [`PumpState`]).
-async fn pump_task(stream: Arc<HlsStream>, clock: Clock, stop: watch::Receiver<bool>) {
-    let mut stop = pin!(stopped(stop));
-    loop {
-        let now = clock.instant(std::time::Instant::now());
-        match stream.pump(now) {
-            PumpState::Busy => tokio::task::yield_now().await,
-            PumpState::Wait {
-                signal,
-                epoch,
-                deadline,
-            } => {
-                let until = tokio::time::Instant::from_std(clock.to_std(deadline));
-                tokio::select! {
-                    _ = signal.wait(epoch) => {}
-                    _ = tokio::time::sleep_until(until) => {}
-                    _ = &mut stop => break,
-                }
+/// The clock, timer and shutdown of this server ([`HttpRuntime`]).
+struct TokioRuntime {
+    clock: Clock,
+    stop: watch::Receiver<bool>,
+}
+
+impl HttpRuntime for TokioRuntime {
+    fn now(&self) -> Instant {
+        self.clock.instant(std::time::Instant::now())
+    }
+
+    fn wait(&self, wake: SignalWait, deadline: Instant) -> impl Future<Output = Waited> + Send {
+        let until = tokio::time::Instant::from_std(self.clock.to_std(deadline));
+        let stop = self.stop.clone();
+        async move {
+            tokio::select! {
+                _ = wake => Waited::Woken,
+                _ = tokio::time::sleep_until(until) => Waited::Woken,
+                _ = stopped(stop) => Waited::Stopped,
             }
-            PumpState::Done => break,
         }
     }
+
+    fn yield_now(&self) -> impl Future<Output = ()> + Send {
+        tokio::task::yield_now()
+    }
+}
+
+/// One stream's pump loop (see [`arcly::http::PumpState`]).
+async fn pump_task(stream: Arc<HlsStream>, clock: Clock, stop: watch::Receiver<bool>) {
+    run_pump(stream, &TokioRuntime { clock, stop }).await;
 }
 
 async fn serve_connection(
@@ -215,13 +188,13 @@ async fn serve_connection(
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let router = router.clone();
         let stop = svc_stop.clone();
-        async move { Ok::<_, Infallible>(respond(&router, clock, req, stop).await) }
+        async move { Ok::<_, Infallible>(respond_hyper(&router, clock, req, stop).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
-        .max_buf_size(config.max_header_bytes.max(8192))
+        .max_buf_size(config.read_buffer_bytes())
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     let mut conn = pin!(conn);
@@ -238,43 +211,15 @@ async fn serve_connection(
 }
 
 /// Routes one request, driving parked requests until they are answered.
-async fn respond(
+async fn respond_hyper(
     router: &HttpRouter,
     clock: Clock,
     req: hyper::Request<Incoming>,
     stop: watch::Receiver<bool>,
 ) -> hyper::Response<Full<Bytes>> {
-    let started = std::time::Instant::now();
     let (parts, _body) = req.into_parts();
     let req = http::Request::from_parts(parts, ());
-    let mut stop = pin!(stopped(stop));
-    let mut routed = router.handle(&req, clock.instant(started));
-    let resp = loop {
-        match routed {
-            Routed::Response(resp) => break resp,
-            Routed::Wait(wait) => {
-                let until = tokio::time::Instant::from_std(clock.to_std(wait.deadline));
-                tokio::select! {
-                    _ = wait.signal.wait(wait.epoch) => {}
-                    _ = tokio::time::sleep_until(until) => {}
-                    _ = &mut stop => {
-                        let mut resp = http::Response::new(Bytes::from_static(b"503 Service Unavailable: shutting down\n"));
-                        *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-                        break resp;
-                    }
-                }
-                let now = clock.instant(std::time::Instant::now());
-                routed = router.resume(&req, wait, now);
-            }
-        }
-    };
-    tracing::debug!(
-        method = %req.method(),
-        uri = %req.uri(),
-        status = resp.status().as_u16(),
-        bytes = resp.body().len(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "HTTP request"
-    );
-    resp.map(Full::new)
+    respond(router, &req, &TokioRuntime { clock, stop })
+        .await
+        .map(Full::new)
 }

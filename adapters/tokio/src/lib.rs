@@ -33,8 +33,8 @@
 //! ```
 
 mod driver;
-mod timer;
 mod http;
+mod timer;
 mod udp;
 
 pub mod record;

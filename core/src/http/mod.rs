@@ -44,6 +44,7 @@
 
 mod hls;
 mod request;
+pub mod serve;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
@@ -56,6 +57,7 @@ use crate::time::Instant;
 pub use crate::container::hls::WallClock;
 pub use hls::{HlsError, HlsService, HlsServiceConfig, HlsStream, PumpState};
 pub use request::HLS_JS_PATH;
+pub use serve::{HttpRuntime, HttpServeConfig, Waited};
 
 use hls::BlockPermit;
 use request::{parse_target, resolve_range, RangeReply, Target, TargetError};

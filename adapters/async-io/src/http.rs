@@ -1,0 +1,334 @@
+//! HTTP serving of an [`HttpRouter`] (HLS / LL-HLS) with hyper 1, HTTP/1.1
+//! with keep-alive, on async-io and the caller's executor.
+//!
+//! This file is only IO: hyper's `rt::Read` / `rt::Write` over a
+//! `futures-io` stream, hyper's `rt::Timer` over [`async_io::Timer`], the
+//! accept loop, and an [`HttpRuntime`] (clock, wait on a signal or a
+//! deadline or the shutdown, yield) for the loops written once in
+//! `arcly::http::serve`: [`respond`] (a parked request waits and resumes
+//! until the router answers) and [`run_pump`] (one future per muxed stream,
+//! spawned when the service's spawn signal announces a stream).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arcly::engine::SignalWait;
+use arcly::http::serve::{anchor_wall_clock, respond, run_pump};
+use arcly::http::{HttpRouter, HttpRuntime, Waited};
+use arcly::session::{ConnectionGuard, ConnectionTracker};
+use arcly::time::{Clock, Instant};
+use async_io::{Async, Timer};
+use futures_lite::future;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::rt::{ReadBufCursor, Sleep};
+use hyper::service::service_fn;
+use tracing::Instrument;
+
+/// Settings of [`serve_http_with`] (`arcly::http::HttpServeConfig`).
+pub use arcly::http::HttpServeConfig;
+
+use crate::{accept_admitted, stop_and_drain, ConnectionFuture};
+
+/// Bytes read from the socket per `poll_read` at most (request heads).
+const READ_CHUNK: usize = 8192;
+
+/// Serves `router` on every connection accepted on `listener` until
+/// `shutdown` completes, with [`HttpServeConfig::default`]. Each connection
+/// and each muxed stream's HLS pump is one future handed to `spawn` (e.g.
+/// `|f| smol::spawn(f).detach()` or `|f| { async_std::task::spawn(f); }`).
+/// Serve one router with one `serve_http` call (the pumps of its streams
+/// are spawned by that call).
+///
+/// On shutdown: stops accepting, answers parked requests with 503, lets
+/// connections finish their response for up to
+/// [`HttpServeConfig::shutdown_grace`], after which they drop themselves.
+///
+/// ```no_run
+/// # fn run(engine: arcly::Engine) -> std::io::Result<()> {
+/// # let ctrl_c = std::future::pending::<()>();
+/// use arcly::http::{HttpConfig, HttpRouter};
+/// let router = std::sync::Arc::new(HttpRouter::new(engine, HttpConfig::default()));
+/// smol::block_on(async {
+///     let listener = async_io::Async::<std::net::TcpListener>::bind(([0, 0, 0, 0], 8888))?;
+///     arcly_async_io::serve_http(listener, router, ctrl_c, |f| smol::spawn(f).detach()).await
+/// })
+/// # }
+/// ```
+pub async fn serve_http<Sp>(
+    listener: Async<TcpListener>,
+    router: Arc<HttpRouter>,
+    shutdown: impl Future<Output = ()>,
+    spawn: Sp,
+) -> io::Result<()>
+where
+    Sp: Fn(ConnectionFuture),
+{
+    serve_http_with(
+        listener,
+        router,
+        shutdown,
+        spawn,
+        HttpServeConfig::default(),
+    )
+    .await
+}
+
+/// [`serve_http`] with explicit settings.
+pub async fn serve_http_with<Sp>(
+    listener: Async<TcpListener>,
+    router: Arc<HttpRouter>,
+    shutdown: impl Future<Output = ()>,
+    spawn: Sp,
+    config: HttpServeConfig,
+) -> io::Result<()>
+where
+    Sp: Fn(ConnectionFuture),
+{
+    enum Event {
+        Stop,
+        NewStreams,
+        Accepted((Async<TcpStream>, SocketAddr, ConnectionGuard)),
+    }
+    let clock = Clock::new(std::time::Instant::now());
+    if config.program_date_time {
+        // Read together with the origin: `Instant` 0 of `clock` is this UTC time.
+        anchor_wall_clock(&router, std::time::SystemTime::now());
+    }
+    let tracker = ConnectionTracker::new();
+    let rt = Arc::new(AsyncIoRuntime {
+        clock,
+        tracker: tracker.clone(),
+    });
+    let new_streams = router.hls().spawn_signal();
+    let mut shutdown = pin!(shutdown);
+    let local = listener.get_ref().local_addr().ok();
+    tracing::debug!(?local, "serving HTTP");
+    loop {
+        // Epoch first, then drain: a stream queued after the drain moves it.
+        let seen = new_streams.epoch();
+        while let Some(stream) = router.hls().poll_new_stream() {
+            let span = tracing::debug_span!("hls", stream = %stream.key());
+            let rt = rt.clone();
+            spawn(Box::pin(
+                async move { run_pump(stream, rt.as_ref()).await }.instrument(span),
+            ));
+        }
+        let event = future::or(
+            future::or(
+                async {
+                    (&mut shutdown).await;
+                    Event::Stop
+                },
+                async {
+                    new_streams.wait(seen).await;
+                    Event::NewStreams
+                },
+            ),
+            async {
+                let limit = config.max_connections;
+                Event::Accepted(accept_admitted(&listener, &tracker, limit, config.nodelay).await)
+            },
+        )
+        .await;
+        let (stream, peer, guard) = match event {
+            Event::Stop => break,
+            Event::NewStreams => continue,
+            Event::Accepted(a) => a,
+        };
+        let router = router.clone();
+        let rt = rt.clone();
+        let config = config.clone();
+        let span = tracing::debug_span!("http", %peer);
+        spawn(Box::pin(
+            async move {
+                let _guard = guard;
+                serve_connection(HyperIo(stream), router, rt, &config).await;
+            }
+            .instrument(span),
+        ));
+    }
+    drop(listener);
+    stop_and_drain(&tracker, config.shutdown_grace, "HTTP connections").await;
+    Ok(())
+}
+
+/// One HTTP/1.1 connection until the peer closes it, hyper ends it, or the
+/// server stops (then: the current response, bounded by the grace).
+async fn serve_connection<S>(
+    io: HyperIo<S>,
+    router: Arc<HttpRouter>,
+    rt: Arc<AsyncIoRuntime>,
+    config: &HttpServeConfig,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_rt = rt.clone();
+    let service = service_fn(move |req: hyper::Request<Incoming>| {
+        let router = router.clone();
+        let rt = svc_rt.clone();
+        async move {
+            let (parts, _body) = req.into_parts();
+            let req = http::Request::from_parts(parts, ());
+            let resp = respond(&router, &req, rt.as_ref()).await;
+            Ok::<_, Infallible>(resp.map(Full::new))
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(AsyncIoTimer)
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(config.read_buffer_bytes())
+        .keep_alive(true);
+    let mut conn = pin!(builder.serve_connection(io, service));
+    let served = future::or(async { Some(conn.as_mut().await) }, async {
+        rt.tracker.stopped().await;
+        None
+    })
+    .await;
+    let result = match served {
+        Some(result) => result,
+        None => {
+            conn.as_mut().graceful_shutdown();
+            let graceful = future::or(async { Some(conn.as_mut().await) }, async {
+                Timer::after(config.shutdown_grace).await;
+                None
+            })
+            .await;
+            match graceful {
+                Some(result) => result,
+                None => {
+                    tracing::debug!("HTTP connection dropped after the shutdown grace");
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("HTTP connection ended: {e}");
+    }
+}
+
+/// The clock, timer and shutdown of one server ([`HttpRuntime`]).
+struct AsyncIoRuntime {
+    clock: Clock,
+    tracker: Arc<ConnectionTracker>,
+}
+
+impl HttpRuntime for AsyncIoRuntime {
+    fn now(&self) -> Instant {
+        self.clock.instant(std::time::Instant::now())
+    }
+
+    fn wait(&self, wake: SignalWait, deadline: Instant) -> impl Future<Output = Waited> + Send {
+        let timer = Timer::at(self.clock.to_std(deadline));
+        let tracker = &self.tracker;
+        let woken = future::or(
+            async {
+                wake.await;
+                Waited::Woken
+            },
+            async {
+                timer.await;
+                Waited::Woken
+            },
+        );
+        future::or(woken, async move {
+            tracker.stopped().await;
+            Waited::Stopped
+        })
+    }
+
+    fn yield_now(&self) -> impl Future<Output = ()> + Send {
+        future::yield_now()
+    }
+}
+
+/// A `futures-io` stream as hyper's `rt::Read` + `rt::Write`.
+struct HyperIo<S>(S);
+
+impl<S: AsyncRead + Unpin> hyper::rt::Read for HyperIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        // hyper's cursor is uninitialized memory; filling it directly needs
+        // `unsafe`, so a head is read through a zeroed chunk (heads are small).
+        let mut chunk = [0u8; READ_CHUNK];
+        let want = buf.remaining().min(READ_CHUNK);
+        let dst = chunk.get_mut(..want).unwrap_or_default();
+        match Pin::new(&mut self.get_mut().0).poll_read(cx, dst) {
+            Poll::Ready(Ok(n)) => {
+                buf.put_slice(dst.get(..n).unwrap_or_default());
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> hyper::rt::Write for HyperIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_close(cx)
+    }
+}
+
+/// hyper's `rt::Timer` on [`async_io::Timer`] (header-read timeout,
+/// keep-alive).
+#[derive(Debug, Clone, Copy)]
+struct AsyncIoTimer;
+
+/// One [`async_io::Timer`] as hyper's `rt::Sleep`.
+struct TimerSleep(Timer);
+
+impl Future for TimerSleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl Sleep for TimerSleep {}
+
+impl hyper::rt::Timer for AsyncIoTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+        Box::pin(TimerSleep(Timer::after(duration)))
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn Sleep>> {
+        Box::pin(TimerSleep(Timer::at(deadline)))
+    }
+}

@@ -1,0 +1,291 @@
+//! The runtime-free part of every adapter's HTTP server (`serve_http`): the
+//! settings, the parked-request loop around [`HttpRouter::handle`] /
+//! [`HttpRouter::resume`], the per-stream loop around [`HlsStream::pump`]
+//! and the wall-clock anchor. An adapter implements [`HttpRuntime`] (its
+//! clock, one wait on a signal or a deadline or its shutdown, a yield) and
+//! keeps only the accepting, the HTTP/1.1 codec and the spawning.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+
+use super::{strip_for_head, unavailable, HlsStream, HttpRouter, PumpState, Routed, WallClock};
+use crate::engine::SignalWait;
+use crate::time::Instant;
+
+/// Settings of an adapter's `serve_http_with` (re-exported there).
+#[derive(Debug, Clone)]
+pub struct HttpServeConfig {
+    /// Most connections served at once; more are accepted and closed.
+    pub max_connections: usize,
+    /// After the shutdown future completes: how long connections get to
+    /// finish their current response before they are dropped.
+    pub shutdown_grace: Duration,
+    /// A connection that has not sent a complete request head within this
+    /// long is closed (slow-loris bound).
+    pub header_read_timeout: Duration,
+    /// Most bytes buffered per connection for a request head (at least
+    /// 8192, hyper's minimum); a larger head gets 431.
+    pub max_header_bytes: usize,
+    /// Set `TCP_NODELAY` on accepted sockets.
+    pub nodelay: bool,
+    /// Anchor the router's HLS service to the system clock (UTC) at this
+    /// server's clock origin
+    /// ([`HlsService::set_wall_clock`](super::HlsService::set_wall_clock)), so media
+    /// playlists carry `EXT-X-PROGRAM-DATE-TIME` (draft-pantos-hls-rfc8216bis
+    /// §4.4.4.6). `false` leaves the router's own setting
+    /// (`HlsServiceConfig::wall_clock`, which must then refer to this
+    /// server's clock: in practice, `None`, no dates).
+    pub program_date_time: bool,
+}
+
+impl Default for HttpServeConfig {
+    fn default() -> Self {
+        HttpServeConfig {
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(2),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            nodelay: true,
+            program_date_time: true,
+        }
+    }
+}
+
+impl HttpServeConfig {
+    /// The hyper read-buffer bound for [`max_header_bytes`](Self::max_header_bytes):
+    /// at least 8192 (hyper refuses less).
+    pub fn read_buffer_bytes(&self) -> usize {
+        self.max_header_bytes.max(8192)
+    }
+}
+
+/// How an [`HttpRuntime::wait`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// The signal moved or the deadline passed: look again.
+    Woken,
+    /// The server is shutting down.
+    Stopped,
+}
+
+/// What an adapter lends the loops of this module: its clock, its timer and
+/// its shutdown.
+pub trait HttpRuntime: Sync {
+    /// The current time on the server's clock (the one its router's
+    /// `Instant`s count on).
+    fn now(&self) -> Instant;
+
+    /// Completes when `wake` completes or `deadline` passes
+    /// ([`Waited::Woken`]), or when the server stops ([`Waited::Stopped`]).
+    fn wait(&self, wake: SignalWait, deadline: Instant) -> impl Future<Output = Waited> + Send;
+
+    /// Lets the runtime's other tasks run once.
+    fn yield_now(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Routes one request (its body already dropped) to the end: a
+/// [`Routed::Wait`] waits with [`HttpRuntime::wait`] and resumes until the
+/// router answers; a shutdown during the wait answers 503. Logs the request
+/// at `debug`.
+pub async fn respond<R: HttpRuntime>(
+    router: &HttpRouter,
+    req: &Request<()>,
+    rt: &R,
+) -> Response<Bytes> {
+    let started = rt.now();
+    let mut routed = router.handle(req, started);
+    let resp = loop {
+        match routed {
+            Routed::Response(resp) => break resp,
+            Routed::Wait(wait) => {
+                let wake = wait.signal.wait(wait.epoch);
+                if rt.wait(wake, wait.deadline).await == Waited::Stopped {
+                    let head = req.method() == Method::HEAD;
+                    break strip_for_head(unavailable("server shutting down"), head);
+                }
+                routed = router.resume(req, wait, rt.now());
+            }
+        }
+    };
+    tracing::debug!(
+        method = %req.method(),
+        uri = %req.uri(),
+        status = resp.status().as_u16(),
+        bytes = resp.body().len(),
+        ms = rt.now().saturating_duration_since(started).as_secs_f64() * 1000.0,
+        "HTTP request"
+    );
+    resp
+}
+
+/// One muxed stream's task: pumps `stream` and does what each
+/// [`PumpState`] says, until the stream is done or the server stops.
+pub async fn run_pump<R: HttpRuntime>(stream: Arc<HlsStream>, rt: &R) {
+    loop {
+        match stream.pump(rt.now()) {
+            PumpState::Busy => rt.yield_now().await,
+            PumpState::Wait {
+                signal,
+                epoch,
+                deadline,
+            } => {
+                if rt.wait(signal.wait(epoch), deadline).await == Waited::Stopped {
+                    break;
+                }
+            }
+            PumpState::Done => break,
+        }
+    }
+}
+
+/// Anchors `router`'s HLS service to the wall clock: `at_origin` is the
+/// system time read together with the origin of the server's clock
+/// (`Instant` 0). See [`HttpServeConfig::program_date_time`].
+pub fn anchor_wall_clock(router: &HttpRouter, at_origin: SystemTime) {
+    let unix = at_origin
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    router.hls().set_wall_clock(Some(WallClock::new(unix)));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Waker};
+
+    use http::StatusCode;
+
+    use super::*;
+    use crate::engine::{Engine, StreamKey};
+    use crate::http::{HlsServiceConfig, HttpConfig};
+
+    /// A runtime whose waits end at once: at the deadline (the clock jumps
+    /// there), or stopped.
+    struct Instantly {
+        now: AtomicU64,
+        stop: bool,
+        waits: AtomicUsize,
+    }
+
+    impl HttpRuntime for Instantly {
+        fn now(&self) -> Instant {
+            Instant::from_micros(self.now.load(Ordering::Acquire))
+        }
+
+        fn wait(
+            &self,
+            _wake: SignalWait,
+            deadline: Instant,
+        ) -> impl Future<Output = Waited> + Send {
+            self.waits.fetch_add(1, Ordering::AcqRel);
+            self.now.fetch_max(deadline.as_micros(), Ordering::AcqRel);
+            std::future::ready(if self.stop {
+                Waited::Stopped
+            } else {
+                Waited::Woken
+            })
+        }
+
+        fn yield_now(&self) -> impl Future<Output = ()> + Send {
+            std::future::ready(())
+        }
+    }
+
+    fn ready<F: Future>(fut: F) -> F::Output {
+        match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(out) => out,
+            Poll::Pending => panic!("the runtime's waits are ready at once"),
+        }
+    }
+
+    fn get(path: &str, method: Method) -> Request<()> {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .unwrap()
+    }
+
+    /// A router over a published stream with no media yet (its first
+    /// playlist request parks).
+    fn router() -> (HttpRouter, crate::engine::Publisher) {
+        let engine = Engine::with_defaults();
+        let publisher = engine
+            .publish(StreamKey::new("live", "cam").unwrap())
+            .unwrap();
+        let config = HttpConfig {
+            hls: HlsServiceConfig {
+                ready_timeout: Duration::from_secs(4),
+                ..HlsServiceConfig::default()
+            },
+            ..HttpConfig::default()
+        };
+        (HttpRouter::new(engine, config), publisher)
+    }
+
+    fn runtime(stop: bool) -> Instantly {
+        Instantly {
+            now: AtomicU64::new(1_000),
+            stop,
+            waits: AtomicUsize::new(0),
+        }
+    }
+
+    #[test]
+    fn parked_request_times_out_through_the_runtime() {
+        let (router, _publisher) = router();
+        let rt = runtime(false);
+        let req = get("/live/cam/index.m3u8", Method::GET);
+        let resp = ready(respond(&router, &req, &rt));
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(rt.waits.load(Ordering::Acquire) >= 1);
+        assert!(rt.now() >= Instant::from_micros(1_000) + Duration::from_secs(4));
+        assert_eq!(router.hls().blocked_requests(), 0);
+        // Unknown stream: answered without a wait.
+        let before = rt.waits.load(Ordering::Acquire);
+        let resp = ready(respond(
+            &router,
+            &get("/live/nope/index.m3u8", Method::GET),
+            &rt,
+        ));
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(rt.waits.load(Ordering::Acquire), before);
+    }
+
+    #[test]
+    fn shutdown_answers_parked_requests_and_ends_pumps() {
+        let (router, _publisher) = router();
+        let rt = runtime(true);
+        let req = get("/live/cam/stream.m3u8", Method::HEAD);
+        let resp = ready(respond(&router, &req, &rt));
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(resp.headers().contains_key(http::header::RETRY_AFTER));
+        assert!(resp.body().is_empty(), "HEAD: no body");
+        assert_eq!(rt.waits.load(Ordering::Acquire), 1);
+        assert_eq!(router.hls().blocked_requests(), 0);
+        let stream = router
+            .hls()
+            .poll_new_stream()
+            .expect("the request made a stream");
+        ready(run_pump(stream, &rt));
+        assert_eq!(rt.waits.load(Ordering::Acquire), 2);
+    }
+
+    #[test]
+    fn wall_clock_anchor() {
+        let (router, _publisher) = router();
+        anchor_wall_clock(&router, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let wall = router.hls().wall_clock().expect("anchored");
+        assert_eq!(
+            wall.unix_micros(Instant::from_micros(0)),
+            1_700_000_000_000_000
+        );
+    }
+}
