@@ -596,6 +596,23 @@ impl Endpoint {
                 Closed::IdleTimeout => CloseCause::IdleTimeout,
                 Closed::Locally => CloseCause::Local,
             };
+            // What the link cost, for the log: losses repaired
+            // (retransmitted) and not repaired (dropped, too late).
+            let (rx, tx) = (conn.machine.recv_stats(), conn.machine.send_stats());
+            tracing::info!(
+                socket = id.0,
+                peer = %conn.peer,
+                ?reason,
+                rx_delivered = rx.delivered,
+                rx_retransmitted = rx.retransmitted,
+                rx_dropped = rx.dropped,
+                rx_too_late = rx.too_late,
+                tx_sent = tx.sent,
+                tx_retransmitted = tx.retransmitted,
+                tx_dropped = tx.dropped,
+                rtt_us = conn.machine.rtt().rtt_us(),
+                "srt: connection closed"
+            );
             self.remove_conn(id);
             self.push_event(EndpointEvent::Closed { id, reason });
         }
