@@ -62,14 +62,8 @@ impl HlsServer {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let served = router.clone();
         let thread = crate::servers::tokio_thread("arcly-hls-server", move || async move {
-            let to_tokio = |l: std::net::TcpListener| {
-                l.set_nonblocking(true)
-                    .unwrap_or_else(|e| panic!("set_nonblocking: {e}"));
-                tokio::net::TcpListener::from_std(l)
-                    .unwrap_or_else(|e| panic!("tokio listener: {e}"))
-            };
-            let rtmp_l = to_tokio(rtmp_listener);
-            let http_l = to_tokio(http_listener);
+            let rtmp_l = crate::servers::to_tokio_listener(rtmp_listener);
+            let http_l = crate::servers::to_tokio_listener(http_listener);
             let mut rx1 = rx.clone();
             let mut rx2 = rx;
             let rtmp_task = arcly_tokio::serve_tcp(rtmp_l, factory, async move {

@@ -125,14 +125,18 @@ where
         .unwrap_or_else(|e| panic!("spawn server thread: {e}"))
 }
 
+/// A bound std listener handed to tokio (inside a runtime).
+pub fn to_tokio_listener(listener: std::net::TcpListener) -> tokio::net::TcpListener {
+    listener
+        .set_nonblocking(true)
+        .unwrap_or_else(|e| panic!("set_nonblocking: {e}"));
+    tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("tokio listener: {e}"))
+}
+
 fn start_tokio(listener: std::net::TcpListener, factory: Arc<dyn SessionFactory>) -> Started {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = tokio_thread("arcly-tokio-server", move || async move {
-        listener
-            .set_nonblocking(true)
-            .unwrap_or_else(|e| panic!("set_nonblocking: {e}"));
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .unwrap_or_else(|e| panic!("tokio listener: {e}"));
+        let listener = to_tokio_listener(listener);
         let shutdown = async move {
             let _ = rx.await;
         };

@@ -203,11 +203,7 @@ fn start_http(engine: &Engine) -> (SocketAddr, Started) {
         .unwrap_or_else(|e| panic!("local_addr: {e}"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = crate::servers::tokio_thread("arcly-srt-http", move || async move {
-        listener
-            .set_nonblocking(true)
-            .unwrap_or_else(|e| panic!("set_nonblocking: {e}"));
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .unwrap_or_else(|e| panic!("tokio listener: {e}"));
+        let listener = crate::servers::to_tokio_listener(listener);
         let shutdown = async move {
             let _ = rx.await;
         };

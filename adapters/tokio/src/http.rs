@@ -114,19 +114,10 @@ pub async fn serve_http_with(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(config.shutdown_grace, async {
-        while conns.join_next().await.is_some() {}
-        while pumps.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            left = conns.len(),
-            "HTTP connections did not finish within the shutdown grace; aborting them"
-        );
-        conns.shutdown().await;
-        pumps.shutdown().await;
-    }
+    // One grace for both sets.
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    crate::timer::drain_until(&mut conns, deadline, "HTTP connections").await;
+    crate::timer::drain_until(&mut pumps, deadline, "HLS pumps").await;
     Ok(())
 }
 

@@ -137,17 +137,8 @@ pub async fn serve_tcp_with(
     }
     drop(listener);
     tracker.stop();
-    let drained = tokio::time::timeout(config.shutdown_grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            left = tasks.len(),
-            "sessions did not finish within the shutdown grace; aborting them"
-        );
-        tasks.shutdown().await;
-    }
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    timer::drain_until(&mut tasks, deadline, "sessions").await;
     Ok(())
 }
 

@@ -120,17 +120,8 @@ pub async fn record_streams(
         }
     }
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(config.shutdown_grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            left = tasks.len(),
-            "recordings did not finish within the shutdown grace; aborting them"
-        );
-        tasks.shutdown().await;
-    }
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    crate::timer::drain_until(&mut tasks, deadline, "recordings").await;
 }
 
 /// The stream sessions [`record_streams`] knows about. A session is told

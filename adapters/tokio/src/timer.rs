@@ -1,5 +1,6 @@
 //! The clock and the one timer every tokio driver gives its core loop
-//! ([`arcly::session::StreamIo`], [`arcly::datagram::DatagramIo`]).
+//! ([`arcly::session::StreamIo`], [`arcly::datagram::DatagramIo`]), and the
+//! bounded drain of a task set at shutdown.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -47,5 +48,26 @@ impl ClockTimer {
         self.sleep
             .as_mut()
             .reset(tokio::time::Instant::now() + PARKED);
+    }
+}
+
+/// Shutdown of a set of tasks: waits until each has ended or `deadline`
+/// passed, then aborts what is left with a warning naming `what` ("sessions",
+/// "recordings", ...).
+pub(crate) async fn drain_until<T: 'static>(
+    tasks: &mut tokio::task::JoinSet<T>,
+    deadline: tokio::time::Instant,
+    what: &str,
+) {
+    let drained = tokio::time::timeout_at(deadline, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = tasks.len(),
+            "{what} did not finish within the shutdown grace; aborting them"
+        );
+        tasks.shutdown().await;
     }
 }
