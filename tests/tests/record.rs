@@ -411,6 +411,21 @@ fn in_process_refused_subscription_and_session_handover_are_recorded() {
     let handed_over = wait_for(Duration::from_secs(5), || subscribers(&engine, &cam) == 1);
     assert!(handed_over.is_some(), "{test}: session B not recorded");
     send_frames(&mut b, 0..10);
+    // B ends only once its recording holds data: `subscribers == 1` above
+    // can still be A's finishing recorder, and a recorder joining B after
+    // it ended would find nothing to record.
+    let cam_dir = root.join("live").join("cam");
+    let b_written = wait_for(Duration::from_secs(5), || {
+        recorded_files(&cam_dir)
+            .iter()
+            .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
+            .count()
+            == 2
+    });
+    assert!(
+        b_written.is_some(),
+        "{test}: session B's recording holds no data"
+    );
     drop(b);
 
     wait_streams_ended(test, &engine);
