@@ -584,7 +584,10 @@ pub fn run(
             gst::error_lines(&publisher.stdout(), &publisher.stderr()),
         ),
     };
-    let (_, player_stopped) = player.wait_or_stop(Duration::from_secs(8));
+    // Players end on their own once the server closes (drain ≤ 2 × latency
+    // + 500 ms); a stopped (SIGINT) GStreamer player can fail mid-write to
+    // its filesink, so under a loaded CI give them room before stopping.
+    let (_, player_stopped) = player.wait_or_stop(Duration::from_secs(15));
     let (playback, player_errors) = match player_kind {
         Player::Ffprobe(_) => (
             Playback::from_frames(&ffmpeg::parse_frames(&player.stdout())),
