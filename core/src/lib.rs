@@ -22,6 +22,8 @@ pub mod engine;
 pub mod frame;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod log_limit;
+pub mod peer_text;
 #[cfg(feature = "replay")]
 pub mod replay;
 #[cfg(feature = "rtmp")]
