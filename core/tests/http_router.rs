@@ -393,6 +393,11 @@ fn malformed_and_far_ahead_directives_are_400() {
         "_HLS_msn=1e3",
         "_HLS_msn=99999999999999999999999",
         "_HLS_msn=1&_HLS_msn=2",
+        "_HLS_msn=1&_HLS_part=0&_HLS_part=0",
+        // docs/hls.md: a repeated directive is 400, `_HLS_skip` too (it was
+        // 200).
+        "_HLS_skip=YES&_HLS_skip=YES",
+        "_HLS_skip=v2&_HLS_skip=YES",
         "_HLS_part=1",
         "_HLS_msn=1&_HLS_part=x",
         "_HLS_skip=NO",

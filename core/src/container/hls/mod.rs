@@ -112,6 +112,7 @@ impl PlaylistRequest {
     /// directive value or a repeated directive is an error.
     pub fn from_query(query: &str) -> Result<PlaylistRequest, &'static str> {
         let mut r = PlaylistRequest::default();
+        let mut seen_skip = false;
         for kv in query.split('&').filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             let num =
@@ -137,10 +138,15 @@ impl PlaylistRequest {
                         return Err("repeated _HLS_part");
                     }
                 }
-                "_HLS_skip" => match v {
-                    "YES" | "v2" => r.skip = true,
-                    _ => return Err("malformed _HLS_skip"),
-                },
+                "_HLS_skip" => {
+                    if !matches!(v, "YES" | "v2") {
+                        return Err("malformed _HLS_skip");
+                    }
+                    if std::mem::replace(&mut seen_skip, true) {
+                        return Err("repeated _HLS_skip");
+                    }
+                    r.skip = true;
+                }
                 _ => {}
             }
         }
@@ -192,6 +198,9 @@ mod tests {
             "_HLS_part=4294967296",
             "_HLS_skip=NO",
             "_HLS_msn=1&_HLS_msn=2",
+            "_HLS_part=1&_HLS_part=1",
+            "_HLS_skip=YES&_HLS_skip=YES",
+            "_HLS_skip=YES&_HLS_skip=v2",
         ] {
             assert!(PlaylistRequest::from_query(bad).is_err(), "{bad}");
         }
