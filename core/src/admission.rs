@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 
-use crate::engine::StreamKey;
+use crate::engine::{PublishError, StreamKey, SubscribeError};
 
 /// Whether the peer wants to push media in or pull it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,6 +27,126 @@ impl core::fmt::Display for AdmissionKind {
             AdmissionKind::Publish => "publish",
             AdmissionKind::Play => "play",
         })
+    }
+}
+
+/// Why a publish or play request was refused: a protocol-neutral code that
+/// each protocol maps to its own wire answer.
+///
+/// | code | RTMP onStatus (RTMP spec §7.2.2) | SRT reject (libsrt `access_control.h`) |
+/// |---|---|---|
+/// | [`BadRequest`](Self::BadRequest) | `NetStream.Publish.BadName` / `NetStream.Play.Failed` | `SRT_REJX_BAD_REQUEST` 1400 |
+/// | [`Unauthorized`](Self::Unauthorized) | `NetStream.Publish.BadName` / `NetStream.Play.Failed` | `SRT_REJX_UNAUTHORIZED` 1401 |
+/// | [`Forbidden`](Self::Forbidden) | `NetStream.Publish.BadName` / `NetStream.Play.Failed` | `SRT_REJX_FORBIDDEN` 1403 |
+/// | [`NotFound`](Self::NotFound) | `NetStream.Publish.BadName` / `NetStream.Play.StreamNotFound` | `SRT_REJX_NOTFOUND` 1404 |
+/// | [`Conflict`](Self::Conflict) | `NetStream.Publish.BadName` | `SRT_REJX_CONFLICT` 1409 |
+/// | [`Overloaded`](Self::Overloaded) | `NetStream.Publish.BadName` / `NetStream.Play.Failed` | `SRT_REJX_OVERLOAD` 1402 |
+/// | [`Unavailable`](Self::Unavailable) | `NetStream.Publish.BadName` / `NetStream.Play.Failed` | `SRT_REJ_CLOSE` |
+/// | [`Timeout`](Self::Timeout) | `NetStream.Publish.BadName` / `NetStream.Play.Failed` | `SRT_REJX_DOWN` 1503 |
+///
+/// `#[non_exhaustive]`: more codes may come with new protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectCode {
+    /// The request is malformed or asks for something unsupported (bad
+    /// stream key, unsupported mode).
+    BadRequest,
+    /// Credentials are missing or wrong.
+    Unauthorized,
+    /// The application's policy refuses the request.
+    Forbidden,
+    /// No such stream or app.
+    NotFound,
+    /// The stream is already published.
+    Conflict,
+    /// A limit (streams, subscribers, connections) is reached.
+    Overloaded,
+    /// The service is shutting down.
+    Unavailable,
+    /// The application did not decide before the admission deadline.
+    Timeout,
+}
+
+impl RejectCode {
+    /// A short lowercase name, for logs and counters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::BadRequest => "bad request",
+            RejectCode::Unauthorized => "unauthorized",
+            RejectCode::Forbidden => "forbidden",
+            RejectCode::NotFound => "not found",
+            RejectCode::Conflict => "conflict",
+            RejectCode::Overloaded => "overloaded",
+            RejectCode::Unavailable => "unavailable",
+            RejectCode::Timeout => "timeout",
+        }
+    }
+}
+
+impl core::fmt::Display for RejectCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal: its [`RejectCode`] and a human text. The text goes to logs and,
+/// where the protocol carries one, to the peer (RTMP: the onStatus
+/// description); decisions are made on the code.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rejection {
+    /// What kind of refusal.
+    pub code: RejectCode,
+    /// Why, in words (for logs and the peer).
+    pub reason: String,
+}
+
+impl Rejection {
+    /// A refusal with `code` and `reason`.
+    pub fn new(code: RejectCode, reason: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    /// A refusal by the application's policy ([`RejectCode::Forbidden`]).
+    pub fn forbidden(reason: impl Into<String>) -> Self {
+        Self::new(RejectCode::Forbidden, reason)
+    }
+}
+
+impl core::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.reason.is_empty() {
+            write!(f, "{}", self.code)
+        } else {
+            write!(f, "{}: {}", self.code, self.reason)
+        }
+    }
+}
+
+impl From<&PublishError> for Rejection {
+    /// Unknown app: [`RejectCode::NotFound`]; already published:
+    /// [`RejectCode::Conflict`]; stream limit: [`RejectCode::Overloaded`].
+    fn from(e: &PublishError) -> Self {
+        let code = match e {
+            PublishError::UnknownApp(_) => RejectCode::NotFound,
+            PublishError::AlreadyPublishing(_) => RejectCode::Conflict,
+            PublishError::TooManyStreams(..) => RejectCode::Overloaded,
+        };
+        Rejection::new(code, e.to_string())
+    }
+}
+
+impl From<&SubscribeError> for Rejection {
+    /// Unknown app or stream: [`RejectCode::NotFound`]; subscriber limit:
+    /// [`RejectCode::Overloaded`].
+    fn from(e: &SubscribeError) -> Self {
+        let code = match e {
+            SubscribeError::UnknownApp(_) | SubscribeError::NotFound(_) => RejectCode::NotFound,
+            SubscribeError::TooManySubscribers(..) => RejectCode::Overloaded,
+        };
+        Rejection::new(code, e.to_string())
     }
 }
 
@@ -125,5 +245,26 @@ mod tests {
         assert!(only_x.admit(&req("token=x")).is_ok());
         assert_eq!(only_x.admit(&req("token=y")), Err("bad token".to_owned()));
         assert!(AllowAll.admit(&req("")).is_ok());
+    }
+
+    #[test]
+    fn engine_refusals_have_codes() {
+        let key = StreamKey::new("live", "cam").unwrap();
+        let code = |e: PublishError| Rejection::from(&e).code;
+        assert_eq!(
+            code(PublishError::UnknownApp("x".into())),
+            RejectCode::NotFound
+        );
+        assert_eq!(
+            code(PublishError::AlreadyPublishing(key.clone())),
+            RejectCode::Conflict
+        );
+        assert_eq!(
+            code(PublishError::TooManyStreams("live".into(), 1)),
+            RejectCode::Overloaded
+        );
+        let r = Rejection::from(&SubscribeError::NotFound(key));
+        assert_eq!(r.code, RejectCode::NotFound);
+        assert_eq!(r.to_string(), "not found: stream `live/cam` not found");
     }
 }

@@ -35,22 +35,61 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use crate::admission::{RejectCode, Rejection};
 use crate::engine::Signal;
 use crate::time::Instant;
 
-/// Why a session closed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a session (a [`StreamSession`], or one connection of a
+/// [`DatagramService`](crate::datagram::DatagramService)) closed.
+///
+/// One type for every protocol and both session kinds, after quinn-proto's
+/// `ConnectionError`: the variant says what happened, a protocol error
+/// carries that protocol's own error enum ([`ProtocolError`]) and a refusal
+/// its [`RejectCode`]. The `Display` text is for logs only; match on the
+/// variants to decide anything.
+///
+/// `#[non_exhaustive]`: new reasons (resource budgets, stalls) are added
+/// without breaking matches that end in `_ =>`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum CloseReason {
-    /// The peer closed the transport or said goodbye in-protocol.
+    /// The peer closed the transport or said goodbye in-protocol (TCP EOF,
+    /// RTMP `deleteStream` then EOF, SRT SHUTDOWN).
     PeerClosed,
-    /// The peer broke the protocol; the text says how.
-    ProtocolError(String),
-    /// The application refused the peer's publish or play request.
-    Rejected(String),
-    /// No input within the idle timeout.
+    /// The peer broke the protocol; the error says how.
+    ProtocolError(ProtocolError),
+    /// A publish or play request was refused (by the application's
+    /// [`Admission`](crate::admission::Admission), by the engine, or, for a
+    /// client, by the remote server).
+    Rejected(Rejection),
+    /// No input within the idle timeout (or the handshake took too long).
     IdleTimeout,
-    /// The local side shut the session down.
+    /// The local side shut the session down ([`StreamSession::close`],
+    /// server shutdown).
     LocalShutdown,
+}
+
+impl CloseReason {
+    /// A refusal with `code` and a log text.
+    pub fn rejected(code: RejectCode, reason: impl Into<String>) -> Self {
+        CloseReason::Rejected(Rejection::new(code, reason))
+    }
+
+    /// The refusal, if the session was rejected.
+    pub fn rejection(&self) -> Option<&Rejection> {
+        match self {
+            CloseReason::Rejected(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The protocol error, if the peer broke the protocol.
+    pub fn protocol_error(&self) -> Option<&ProtocolError> {
+        match self {
+            CloseReason::ProtocolError(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl core::fmt::Display for CloseReason {
@@ -58,9 +97,62 @@ impl core::fmt::Display for CloseReason {
         match self {
             CloseReason::PeerClosed => f.write_str("peer closed"),
             CloseReason::ProtocolError(e) => write!(f, "protocol error: {e}"),
-            CloseReason::Rejected(e) => write!(f, "rejected: {e}"),
+            CloseReason::Rejected(r) => write!(f, "rejected: {r}"),
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
             CloseReason::LocalShutdown => f.write_str("local shutdown"),
+        }
+    }
+}
+
+impl From<ProtocolError> for CloseReason {
+    fn from(e: ProtocolError) -> Self {
+        CloseReason::ProtocolError(e)
+    }
+}
+
+impl From<Rejection> for CloseReason {
+    fn from(r: Rejection) -> Self {
+        CloseReason::Rejected(r)
+    }
+}
+
+/// How a peer broke its protocol: each protocol's own error enum, wrapped.
+///
+/// `#[non_exhaustive]`: RTSP and WebRTC add their variants.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// RTMP (handshake, chunk stream, AMF, commands, FLV tags, limits).
+    #[cfg(feature = "rtmp")]
+    #[error("rtmp: {0}")]
+    Rtmp(#[from] crate::rtmp::RtmpError),
+    /// SRT (what an SRT connection's payloads or requests broke).
+    #[cfg(feature = "srt")]
+    #[error("srt: {0}")]
+    Srt(#[from] crate::srt::SrtError),
+    /// A protocol implemented outside this crate (or a test's fake
+    /// protocol). Compared by identity.
+    #[error("{0}")]
+    Other(Arc<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl ProtocolError {
+    /// Wraps the error of a protocol implemented outside this crate.
+    pub fn other(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ProtocolError::Other(Arc::new(e))
+    }
+}
+
+impl PartialEq for ProtocolError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            #[cfg(feature = "rtmp")]
+            (ProtocolError::Rtmp(a), ProtocolError::Rtmp(b)) => a == b,
+            #[cfg(feature = "srt")]
+            (ProtocolError::Srt(a), ProtocolError::Srt(b)) => a == b,
+            (ProtocolError::Other(a), ProtocolError::Other(b)) => Arc::ptr_eq(a, b),
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
     }
 }
@@ -116,5 +208,44 @@ pub trait SessionFactory: Send + Sync + 'static {
 impl<F: SessionFactory + ?Sized> SessionFactory for Arc<F> {
     fn new_session(&self, peer: SocketAddr, now: Instant, seed: u64) -> Box<dyn StreamSession> {
         (**self).new_session(peer, now, seed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("fake protocol broke")]
+    struct Fake;
+
+    #[test]
+    fn close_reasons_carry_typed_causes() {
+        let r = CloseReason::rejected(RejectCode::NotFound, "stream `live/x` not found");
+        assert_eq!(r.rejection().map(|r| r.code), Some(RejectCode::NotFound));
+        assert_eq!(
+            r.to_string(),
+            "rejected: not found: stream `live/x` not found"
+        );
+        let e = ProtocolError::other(Fake);
+        let c = CloseReason::from(e.clone());
+        assert_eq!(c.protocol_error(), Some(&e), "same error compares equal");
+        assert_ne!(
+            c,
+            CloseReason::from(ProtocolError::other(Fake)),
+            "foreign errors compare by identity"
+        );
+        assert_eq!(c.to_string(), "protocol error: fake protocol broke");
+        #[cfg(feature = "rtmp")]
+        {
+            let rtmp = CloseReason::from(ProtocolError::from(crate::rtmp::RtmpError::Protocol(
+                "second connect".into(),
+            )));
+            assert!(matches!(
+                rtmp.protocol_error(),
+                Some(ProtocolError::Rtmp(crate::rtmp::RtmpError::Protocol(_)))
+            ));
+            assert_eq!(rtmp.to_string(), "protocol error: rtmp: second connect");
+        }
     }
 }

@@ -84,7 +84,7 @@ fn srt_publish_golden() {
     assert!(f
         .events
         .iter()
-        .any(|e| matches!(&e.kind, EventKind::Close { reason } if reason == "Shutdown")));
+        .any(|e| matches!(&e.kind, EventKind::Close { reason } if reason == "peer closed")));
 
     let sum = r.summary();
     assert!(

@@ -11,7 +11,7 @@ mod rtmp_util;
 
 use std::sync::{Arc, Mutex};
 
-use arcly::admission::{AdmissionKind, AdmissionRequest};
+use arcly::admission::{AdmissionKind, AdmissionRequest, RejectCode};
 use arcly::rtmp::{
     ClientEvent, ClientMode, RtmpSessionFactory, ServerConfig, ServerConnection, ServerEvent,
 };
@@ -147,7 +147,7 @@ fn metadata_reaches_player_and_publisher_end_notifies() {
     assert_eq!(ev[0], ClientEvent::Metadata(md2));
     assert!(matches!(&ev[1], ClientEvent::Frame(f) if f.dts == 2000));
 
-    pc.shutdown();
+    pc.close(at(3));
     pump(&mut pc, &mut ps, at(3));
     assert!(!ps.is_publishing());
     let ev = pump(&mut vc, &mut vs, at(3));
@@ -198,7 +198,7 @@ fn stream_query_reaches_admission_and_refusals_are_reported() {
     );
     assert_eq!(
         s.close_reason(),
-        Some(&CloseReason::Rejected("bad token".into()))
+        Some(&CloseReason::rejected(RejectCode::Forbidden, "bad token"))
     );
     assert!(matches!(c.close_reason(), Some(CloseReason::Rejected(_))));
     assert_eq!(engine.streams().len(), 1);
@@ -218,7 +218,9 @@ fn play_of_unknown_stream_is_not_found_and_second_publisher_is_refused() {
     let mut s = factory.session(peer(8), at(0), 8);
     let ev = pump(&mut c, &mut s, at(1));
     assert!(ev.iter().any(|e| matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Play.StreamNotFound")), "{ev:?}");
-    assert!(matches!(s.close_reason(), Some(CloseReason::Rejected(r)) if r.contains("not found")));
+    assert!(
+        matches!(s.close_reason(), Some(CloseReason::Rejected(r)) if r.code == RejectCode::NotFound && r.reason.contains("not found"))
+    );
 
     let (_pc, _ps) = connected_publisher(&factory, "rtmp://localhost/live/cam", 9);
     let mut c = client("rtmp://localhost/live/cam", ClientMode::Publish, 10);
@@ -509,11 +511,11 @@ fn amf3_connect_stream_ids_and_stream_lifecycle_commands() {
     // A second connect is a protocol error.
     s.handle_input(at(3), &raw::connect("live"));
     assert!(
-        matches!(s.close_reason(), Some(CloseReason::ProtocolError(r)) if r.contains("second connect"))
+        matches!(s.close_reason(), Some(CloseReason::ProtocolError(r)) if r.to_string().contains("second connect"))
     );
 
-    // The publisher ends with FCUnpublish + deleteStream (ClientConnection::shutdown).
-    pc.shutdown();
+    // The publisher ends with FCUnpublish + deleteStream (ClientConnection::close).
+    pc.close(at(0));
     let mut out = Vec::new();
     while let Some(b) = pc.poll_transmit() {
         out.extend_from_slice(&b);
@@ -771,7 +773,7 @@ fn deferred_admission_holds_input_until_decided() {
     assert!(s.close_reason().is_none());
     s.handle_input(at(2), &media(&[big]));
     assert!(
-        matches!(s.close_reason(), Some(CloseReason::ProtocolError(r)) if r.contains("admission decision is pending"))
+        matches!(s.close_reason(), Some(CloseReason::ProtocolError(r)) if r.to_string().contains("admission decision is pending"))
     );
 }
 

@@ -14,9 +14,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use arcly::session::CloseReason;
 use arcly::srt::caller::{ConnectError, ConnectStartError, CONNECT_RETRY};
 use arcly::srt::crypto::{CryptoError, KeyLength};
-use arcly::srt::endpoint::{CloseCause, Endpoint, EndpointConfig, EndpointEvent, CONNECT_TIMEOUT};
+use arcly::srt::endpoint::{Endpoint, EndpointConfig, EndpointEvent, CONNECT_TIMEOUT};
 use arcly::srt::handshake::{HandshakeType, RejectReason};
 use arcly::srt::packet::{Control, KeyFlag, Packet, SocketId};
 use arcly::Instant;
@@ -288,7 +289,7 @@ fn caller_and_listener_back_to_back_clear() {
     assert!(sim.lev.iter().any(|e| matches!(
         e,
         EndpointEvent::Closed {
-            reason: CloseCause::Shutdown,
+            reason: CloseReason::PeerClosed,
             ..
         }
     )));

@@ -12,9 +12,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use arcly::session::CloseReason;
 use arcly::srt::endpoint::{
-    CloseCause, Endpoint, EndpointConfig, EndpointEvent, RequestToken, COOKIE_BUCKET,
-    PEER_IDLE_TIMEOUT, PENDING_TIMEOUT,
+    Endpoint, EndpointConfig, EndpointEvent, RequestToken, COOKIE_BUCKET, PEER_IDLE_TIMEOUT,
+    PENDING_TIMEOUT,
 };
 use arcly::srt::handshake::{HandshakeType, RejectReason, SRT_MAGIC};
 use arcly::srt::packet::{Control, Packet, SocketId};
@@ -256,7 +257,7 @@ fn full_listener_handshake_with_recorded_ffmpeg_caller() {
         ep.poll_event(),
         Some(EndpointEvent::Closed {
             id,
-            reason: CloseCause::Shutdown
+            reason: CloseReason::PeerClosed
         })
     );
     assert_eq!(ep.connection_count(), 0);
@@ -366,7 +367,7 @@ fn undecided_requests_and_idle_connections_expire() {
         ep.poll_event(),
         Some(EndpointEvent::Closed {
             id,
-            reason: CloseCause::IdleTimeout
+            reason: CloseReason::IdleTimeout
         })
     );
     assert_eq!(ep.connection_count(), 0);

@@ -168,7 +168,7 @@ impl Client {
     /// socket with unread input would send a reset that can discard the
     /// last frames before the server reads them.
     pub async fn shutdown(mut self) {
-        self.conn.shutdown();
+        self.conn.close(self.clock.instant(Instant::now()));
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);

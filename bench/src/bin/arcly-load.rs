@@ -220,7 +220,7 @@ async fn publish(cli: &Cli) -> Result<(), String> {
         if let Some(t0) = started {
             let elapsed = t0.elapsed();
             if run_for.is_some_and(|d| elapsed >= d) {
-                conn.shutdown();
+                conn.close(clock.instant(std::time::Instant::now()));
                 while let Some(b) = conn.poll_transmit() {
                     let _ = wr.write_all(&b).await;
                 }

@@ -515,7 +515,7 @@ impl Run {
                     self.push(
                         Direction::ToServer,
                         EventKind::Close {
-                            reason: format!("{reason:?}"),
+                            reason: reason.to_string(),
                         },
                     );
                 }

@@ -17,8 +17,9 @@ use super::conn::{
 use super::handshake::{ClientHandshake, HandshakeMode};
 use super::message::{ProtocolControl, UserControl};
 use super::{RtmpError, OUT_CHUNK_SIZE};
+use crate::admission::{RejectCode, Rejection};
 use crate::frame::{Frame, MediaKind};
-use crate::session::CloseReason;
+use crate::session::{CloseReason, ProtocolError};
 use crate::time::Instant;
 
 /// Whether the client publishes or plays.
@@ -170,12 +171,12 @@ impl ClientConnection {
             return;
         }
         if data.is_empty() {
-            self.close(CloseReason::PeerClosed);
+            self.close_with(CloseReason::PeerClosed);
             return;
         }
         if let Err(e) = self.input(data) {
             warn!(error = %e, "rtmp client protocol error, closing");
-            self.close(CloseReason::ProtocolError(e.to_string()));
+            self.close_with(CloseReason::ProtocolError(ProtocolError::Rtmp(e)));
         }
     }
 
@@ -321,7 +322,10 @@ impl ClientConnection {
                 let st = cmd.result_status();
                 let (code, description) = st.map(|s| (s.code, s.description)).unwrap_or_default();
                 warn!(app = %self.config.app, %code, %description, "rtmp client got _error");
-                self.close(CloseReason::Rejected(format!("{code}: {description}")));
+                self.close_with(CloseReason::Rejected(Rejection::new(
+                    reject_code(&code),
+                    format!("{code}: {description}"),
+                )));
                 Ok(())
             }
             Command::OnStatus(st) => {
@@ -334,7 +338,10 @@ impl ClientConnection {
                     description: st.description,
                 });
                 if level == "error" {
-                    self.close(CloseReason::Rejected(reason));
+                    self.close_with(CloseReason::Rejected(Rejection::new(
+                        reject_code(&code),
+                        reason,
+                    )));
                 } else if matches!(self.phase, Phase::Starting) {
                     if code == "NetStream.Publish.Start" && self.config.mode == ClientMode::Publish
                     {
@@ -409,7 +416,7 @@ impl ClientConnection {
         }
         if now >= self.started + self.config.connect_timeout {
             warn!(app = %self.config.app, "rtmp client connect timed out");
-            self.close(CloseReason::IdleTimeout);
+            self.close_with(CloseReason::IdleTimeout);
         }
     }
 
@@ -436,8 +443,9 @@ impl ClientConnection {
         self.events.pop_front()
     }
 
-    /// Ends the session politely (FCUnpublish / deleteStream), then closes.
-    pub fn shutdown(&mut self) {
+    /// Ends the session politely (FCUnpublish / deleteStream), then closes
+    /// with [`CloseReason::LocalShutdown`].
+    pub fn close(&mut self, _now: Instant) {
         if self.is_closed() {
             return;
         }
@@ -448,7 +456,7 @@ impl ClientConnection {
             }
             self.command(0, request::delete_stream(6.0, self.stream_id));
         }
-        self.close(CloseReason::LocalShutdown);
+        self.close_with(CloseReason::LocalShutdown);
     }
 
     /// Whether the connection is over.
@@ -461,12 +469,20 @@ impl ClientConnection {
         self.close_reason.as_ref()
     }
 
-    fn close(&mut self, reason: CloseReason) {
+    fn close_with(&mut self, reason: CloseReason) {
         if self.is_closed() {
             return;
         }
         self.phase = Phase::Closed;
         self.close_reason = Some(reason.clone());
         self.events.push_back(ClientEvent::Closed(reason));
+    }
+}
+
+/// The [`RejectCode`] for a server's refusal status code (RTMP spec §7.2.2).
+fn reject_code(status: &str) -> RejectCode {
+    match status {
+        "NetStream.Play.StreamNotFound" => RejectCode::NotFound,
+        _ => RejectCode::Forbidden,
     }
 }

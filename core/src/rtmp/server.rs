@@ -17,9 +17,10 @@ use super::conn::{self, msg_type, Demuxer, Inbound, Stash, Wire, CSID_COMMAND, C
 use super::handshake::ServerHandshake;
 use super::message::{PeerBandwidthLimit, ProtocolControl, UserControl};
 use super::{RtmpError, OUT_CHUNK_SIZE, PLAY_STREAM_ID};
+use crate::admission::{RejectCode, Rejection};
 use crate::engine::{EgressSlot, SharedFrame};
 use crate::frame::{Frame, MediaKind};
-use crate::session::CloseReason;
+use crate::session::{CloseReason, ProtocolError};
 use crate::time::Instant;
 
 /// Settings of a [`ServerConnection`]. Every limit is enforced; exceeding one
@@ -223,7 +224,7 @@ impl ServerConnection {
         }
         self.last_input = now;
         if data.is_empty() {
-            self.close(CloseReason::PeerClosed);
+            self.close_with(CloseReason::PeerClosed);
             return;
         }
         if let Err(e) = self.input(data) {
@@ -636,26 +637,34 @@ impl ServerConnection {
         self.resume();
     }
 
-    /// Refuses a pending request with `reason`: `NetStream.Publish.BadName`
-    /// for a publish, `NetStream.Play.StreamNotFound` for a play; then the
+    /// Refuses a pending request: `NetStream.Publish.BadName` for a publish;
+    /// for a play `NetStream.Play.StreamNotFound` when the code is
+    /// [`RejectCode::NotFound`], else `NetStream.Play.Failed` (RTMP spec
+    /// §7.2.2); the description is the rejection's reason. Then the
     /// connection closes with [`CloseReason::Rejected`].
-    pub fn reject(&mut self, token: RequestToken, reason: &str) {
+    pub fn reject(&mut self, token: RequestToken, rejection: Rejection) {
         let Some((id, kind)) = self.find_pending(token) else {
             debug!(conn = self.id, ?token, "reject for no pending request");
             return;
         };
-        let code = match kind {
-            Kind::Publish => StatusCode::PublishBadName,
-            Kind::Play => StatusCode::PlayStreamNotFound,
+        let code = match (kind, rejection.code) {
+            (Kind::Publish, _) => StatusCode::PublishBadName,
+            (Kind::Play, RejectCode::NotFound) => StatusCode::PlayStreamNotFound,
+            (Kind::Play, _) => StatusCode::PlayFailed,
         };
         debug!(conn = self.id, stream = id, "rtmp reject");
-        self.reject_with_code(token, code, reason);
+        self.reject_with_code(token, code, rejection);
     }
 
     /// Refuses a pending request with an explicit onStatus `code` (e.g.
-    /// [`StatusCode::PublishDenied`], RTMP spec §7.2.2) and `reason`, then
-    /// closes with [`CloseReason::Rejected`].
-    pub fn reject_with_code(&mut self, token: RequestToken, code: StatusCode, reason: &str) {
+    /// [`StatusCode::PublishDenied`], RTMP spec §7.2.2) and the rejection's
+    /// reason as description, then closes with [`CloseReason::Rejected`].
+    pub fn reject_with_code(
+        &mut self,
+        token: RequestToken,
+        code: StatusCode,
+        rejection: Rejection,
+    ) {
         let Some((id, _)) = self.find_pending(token) else {
             return;
         };
@@ -665,12 +674,12 @@ impl ServerConnection {
             app = %self.app,
             stream = %self.stream_name(id),
             code = code.code(),
-            reason,
+            reason = %rejection,
             "rtmp request rejected"
         );
-        self.on_status(id, code, reason);
+        self.on_status(id, code, &rejection.reason);
         self.stash.take();
-        self.close(CloseReason::Rejected(reason.to_owned()));
+        self.close_with(CloseReason::Rejected(rejection));
     }
 
     fn resume(&mut self) {
@@ -772,12 +781,12 @@ impl ServerConnection {
             && now >= self.started + self.config.handshake_timeout
         {
             warn!(conn = self.id, "rtmp handshake/connect timed out");
-            self.close(CloseReason::IdleTimeout);
+            self.close_with(CloseReason::IdleTimeout);
             return;
         }
         if self.playing_stream().is_none() && now >= self.last_input + self.config.idle_timeout {
             info!(conn = self.id, app = %self.app, "rtmp idle timeout");
-            self.close(CloseReason::IdleTimeout);
+            self.close_with(CloseReason::IdleTimeout);
         }
     }
 
@@ -811,11 +820,11 @@ impl ServerConnection {
         self.events.pop_front()
     }
 
-    /// The local side ends the connection.
-    pub fn shutdown(&mut self) {
+    /// The local side ends the connection ([`CloseReason::LocalShutdown`]).
+    pub fn close(&mut self, _now: Instant) {
         if !self.is_closed() {
             info!(conn = self.id, app = %self.app, "rtmp connection shut down");
-            self.close(CloseReason::LocalShutdown);
+            self.close_with(CloseReason::LocalShutdown);
         }
     }
 
@@ -836,10 +845,10 @@ impl ServerConnection {
 
     fn protocol_error(&mut self, e: RtmpError) {
         warn!(conn = self.id, app = %self.app, error = %e, "rtmp protocol error, closing");
-        self.close(CloseReason::ProtocolError(e.to_string()));
+        self.close_with(CloseReason::ProtocolError(ProtocolError::Rtmp(e)));
     }
 
-    fn close(&mut self, reason: CloseReason) {
+    fn close_with(&mut self, reason: CloseReason) {
         if self.is_closed() {
             return;
         }

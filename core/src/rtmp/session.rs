@@ -10,8 +10,10 @@ use tracing::{debug, info, warn};
 
 use super::command::StatusCode;
 use super::server::{RequestToken, ServerConfig, ServerConnection, ServerEvent};
-use crate::admission::{Admission, AdmissionKind, AdmissionRequest, AllowAll};
-use crate::engine::{Engine, Publisher, Recv, Signal, StreamKey, SubscribeError, Subscriber};
+use crate::admission::{
+    Admission, AdmissionKind, AdmissionRequest, AllowAll, RejectCode, Rejection,
+};
+use crate::engine::{Engine, Publisher, Recv, Signal, StreamKey, Subscriber};
 use crate::session::{CloseReason, SessionFactory, StreamSession};
 use crate::time::Instant;
 
@@ -140,9 +142,13 @@ impl RtmpSession {
         app: &str,
         stream_name: &str,
         query: String,
-    ) -> Result<StreamKey, String> {
-        let key = StreamKey::new(app, stream_name)
-            .map_err(|e| format!("bad stream key `{app}/{stream_name}`: {e}"))?;
+    ) -> Result<StreamKey, Rejection> {
+        let key = StreamKey::new(app, stream_name).map_err(|e| {
+            Rejection::new(
+                RejectCode::BadRequest,
+                format!("bad stream key `{app}/{stream_name}`: {e}"),
+            )
+        })?;
         let req = AdmissionRequest {
             protocol: "rtmp",
             kind,
@@ -150,7 +156,7 @@ impl RtmpSession {
             query,
             peer: self.peer,
         };
-        self.admission.admit(&req)?;
+        self.admission.admit(&req).map_err(Rejection::forbidden)?;
         Ok(key)
     }
 
@@ -205,9 +211,9 @@ impl RtmpSession {
     fn on_publish(&mut self, token: RequestToken, app: &str, stream_name: &str, query: String) {
         let key = match self.admit(AdmissionKind::Publish, app, stream_name, query) {
             Ok(k) => k,
-            Err(reason) => {
-                warn!(peer = %self.peer, %app, stream = %stream_name, %reason, "rtmp publish refused");
-                self.conn.reject(token, &reason);
+            Err(rejection) => {
+                warn!(peer = %self.peer, %app, stream = %stream_name, reason = %rejection, "rtmp publish refused");
+                self.conn.reject(token, rejection);
                 return;
             }
         };
@@ -219,7 +225,7 @@ impl RtmpSession {
             }
             Err(e) => {
                 warn!(peer = %self.peer, stream = %key, reason = %e, "rtmp publish refused by engine");
-                self.conn.reject(token, &e.to_string());
+                self.conn.reject(token, Rejection::from(&e));
             }
         }
     }
@@ -227,10 +233,10 @@ impl RtmpSession {
     fn on_play(&mut self, token: RequestToken, app: &str, stream_name: &str, query: String) {
         let key = match self.admit(AdmissionKind::Play, app, stream_name, query) {
             Ok(k) => k,
-            Err(reason) => {
-                warn!(peer = %self.peer, %app, stream = %stream_name, %reason, "rtmp play refused");
+            Err(rejection) => {
+                warn!(peer = %self.peer, %app, stream = %stream_name, reason = %rejection, "rtmp play refused");
                 self.conn
-                    .reject_with_code(token, StatusCode::PlayFailed, &reason);
+                    .reject_with_code(token, StatusCode::PlayFailed, rejection);
                 return;
             }
         };
@@ -248,14 +254,8 @@ impl RtmpSession {
                 self.pull();
             }
             Err(e) => {
-                let code = match e {
-                    SubscribeError::NotFound(_) | SubscribeError::UnknownApp(_) => {
-                        StatusCode::PlayStreamNotFound
-                    }
-                    _ => StatusCode::PlayFailed,
-                };
                 info!(peer = %self.peer, stream = %key, reason = %e, "rtmp play refused by engine");
-                self.conn.reject_with_code(token, code, &e.to_string());
+                self.conn.reject(token, Rejection::from(&e));
             }
         }
     }
@@ -333,8 +333,8 @@ impl StreamSession for RtmpSession {
         self.conn.close_reason()
     }
 
-    fn close(&mut self, _now: Instant) {
-        self.conn.shutdown();
+    fn close(&mut self, now: Instant) {
+        self.conn.close(now);
         self.events();
     }
 

@@ -49,6 +49,18 @@ pub mod seq;
 pub mod service;
 pub mod stream_id;
 
+/// How an SRT peer broke the protocol (or what this service requires of it):
+/// the SRT arm of [`ProtocolError`](crate::session::ProtocolError).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SrtError {
+    /// A publisher sent nothing but payloads without a valid MPEG-TS packet
+    /// for this long (the service carries MPEG-TS, as libsrt's
+    /// `srt-live-transmit` and ffmpeg do).
+    #[error("payloads are not MPEG-TS for {0:?}")]
+    NotMpegTs(std::time::Duration),
+}
+
 pub use handshake::{
     Cipher, Handshake, HandshakeType, HsExtension, RejectReason, SrtFlags, SrtHsExt,
 };

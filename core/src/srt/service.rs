@@ -46,17 +46,18 @@ use tracing::{debug, info, warn};
 
 use super::egress::{starts_with_pat, StreamMux, TsEgress, TsFrame};
 use super::endpoint::{
-    CloseCause, ConnectionRequest, Endpoint, EndpointConfig, EndpointEvent, EndpointSendError,
+    ConnectionRequest, Endpoint, EndpointConfig, EndpointEvent, EndpointSendError,
 };
 use super::handshake::RejectReason;
 use super::packet::SocketId;
 use super::stream_id::{StreamId, StreamMode};
-use crate::admission::{Admission, AdmissionKind, AdmissionRequest, AllowAll};
+use crate::admission::{
+    Admission, AdmissionKind, AdmissionRequest, AllowAll, RejectCode, Rejection,
+};
 use crate::container::ts::{TsDemuxer, PACKET_SIZE};
 use crate::datagram::{DatagramService, DatagramServiceFactory, Transmit};
-use crate::engine::{
-    Engine, PublishError, Publisher, Recv, Signal, StreamStats, SubscribeError, Subscriber,
-};
+use crate::engine::{Engine, Publisher, Recv, Signal, StreamStats, Subscriber};
+use crate::session::{CloseReason, ProtocolError};
 use crate::time::Instant;
 
 /// Bytes of MPEG-TS per SRT payload: 7 transport packets, the size libsrt
@@ -249,6 +250,9 @@ struct Conn {
     peer: SocketAddr,
     latency: Duration,
     role: Role,
+    /// Why the service closed it, when it did so for a reason of its own
+    /// (reported instead of the endpoint's [`CloseReason::LocalShutdown`]).
+    close_reason: Option<CloseReason>,
 }
 
 /// What pulling for one viewer ended with.
@@ -284,6 +288,21 @@ impl core::fmt::Debug for SrtService {
             .field("connections", &self.conns.len())
             .field("closing", &self.closing)
             .finish_non_exhaustive()
+    }
+}
+
+/// The SRT reject code for a refusal (libsrt `access_control.h`; the
+/// table on [`RejectCode`]).
+pub fn reject_reason(r: &Rejection) -> RejectReason {
+    match r.code {
+        RejectCode::BadRequest => RejectReason::BAD_REQUEST,
+        RejectCode::Unauthorized => RejectReason::UNAUTHORIZED,
+        RejectCode::NotFound => RejectReason::NOT_FOUND,
+        RejectCode::Conflict => RejectReason::CONFLICT,
+        RejectCode::Overloaded => RejectReason::OVERLOAD,
+        RejectCode::Unavailable => RejectReason::Close,
+        RejectCode::Timeout => RejectReason::DOWN,
+        RejectCode::Forbidden => RejectReason::FORBIDDEN,
     }
 }
 
@@ -387,12 +406,7 @@ impl SrtService {
                     garbage_since: None,
                 })),
                 Err(e) => {
-                    let code = match e {
-                        PublishError::AlreadyPublishing(_) => RejectReason::CONFLICT,
-                        PublishError::UnknownApp(_) => RejectReason::NOT_FOUND,
-                        PublishError::TooManyStreams(..) => RejectReason::OVERLOAD,
-                    };
-                    self.reject(req, code, &e.to_string());
+                    self.reject(req, reject_reason(&Rejection::from(&e)), &e.to_string());
                     return;
                 }
             },
@@ -411,13 +425,7 @@ impl SrtService {
                     }))
                 }
                 Err(e) => {
-                    let code = match e {
-                        SubscribeError::NotFound(_) | SubscribeError::UnknownApp(_) => {
-                            RejectReason::NOT_FOUND
-                        }
-                        SubscribeError::TooManySubscribers(..) => RejectReason::OVERLOAD,
-                    };
-                    self.reject(req, code, &e.to_string());
+                    self.reject(req, reject_reason(&Rejection::from(&e)), &e.to_string());
                     return;
                 }
             },
@@ -432,6 +440,7 @@ impl SrtService {
                         peer: req.peer,
                         latency: Duration::from_millis(u64::from(self.config.endpoint.latency_ms)),
                         role,
+                        close_reason: None,
                     },
                 );
             }
@@ -504,14 +513,18 @@ impl SrtService {
                 "srt: closing publisher: its payloads are not MPEG-TS"
             );
             self.stats.garbage_closed += 1;
+            conn.close_reason = Some(CloseReason::ProtocolError(ProtocolError::Srt(
+                super::SrtError::NotMpegTs(self.config.garbage_timeout),
+            )));
             self.endpoint.close(now, id);
         }
     }
 
-    fn on_closed(&mut self, id: SocketId, reason: CloseCause) {
+    fn on_closed(&mut self, id: SocketId, reason: CloseReason) {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
+        let reason = conn.close_reason.unwrap_or(reason);
         match conn.role {
             Role::Publish(mut p) => {
                 p.demux.flush();
@@ -519,10 +532,10 @@ impl SrtService {
                     p.publisher.send(f);
                     self.stats.frames_in += 1;
                 }
-                info!(socket = id.0, peer = %conn.peer, stream = %p.publisher.key(), ?reason, frames = p.publisher.published(), "srt: publish ended");
+                info!(socket = id.0, peer = %conn.peer, stream = %p.publisher.key(), %reason, frames = p.publisher.published(), "srt: publish ended");
             }
             Role::Play(p) => {
-                info!(socket = id.0, peer = %conn.peer, stream = %p.subscriber.key(), ?reason, "srt: play ended");
+                info!(socket = id.0, peer = %conn.peer, stream = %p.subscriber.key(), %reason, "srt: play ended");
             }
         }
     }

@@ -720,7 +720,8 @@ pub fn scenario_rtmp(addr: SocketAddr) {
         assert_eq!(dts, expected, "player frames");
         assert!(configs >= 1, "no codec config before the frames");
     }
-    publisher.conn.shutdown();
+    let now = publisher.clock.instant(std::time::Instant::now());
+    publisher.conn.close(now);
     publisher.flush();
     for p in &mut players {
         p.until(|e| {

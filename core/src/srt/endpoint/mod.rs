@@ -70,6 +70,7 @@ use super::packet::{Control, ControlPacket, KeyFlag, Packet, SocketId};
 use super::send_buffer::SendError;
 use super::seq::{SeqNo, Timestamp};
 use super::stream_id::{StreamId, StreamIdError};
+use crate::session::CloseReason;
 use crate::time::Instant;
 
 mod listener;
@@ -220,7 +221,7 @@ pub struct ConnectionRequest {
 }
 
 /// Something the application must know about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EndpointEvent {
     /// A caller asks to connect; decide with accept/reject.
     Request(Box<ConnectionRequest>),
@@ -255,20 +256,12 @@ pub enum EndpointEvent {
     Closed {
         /// Our socket id.
         id: SocketId,
-        /// Why.
-        reason: CloseCause,
+        /// Why: [`CloseReason::PeerClosed`] (the peer sent SHUTDOWN,
+        /// §3.2.7), [`CloseReason::IdleTimeout`] (no datagram for
+        /// [`PEER_IDLE_TIMEOUT`]) or [`CloseReason::LocalShutdown`]
+        /// ([`Endpoint::close`]).
+        reason: CloseReason,
     },
-}
-
-/// Why a connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseCause {
-    /// The peer sent SHUTDOWN (§3.2.7).
-    Shutdown,
-    /// No datagram for [`PEER_IDLE_TIMEOUT`].
-    IdleTimeout,
-    /// [`Endpoint::close`] was called.
-    Local,
 }
 
 /// Why [`Endpoint::send`] failed.
@@ -559,9 +552,9 @@ impl Endpoint {
         }
         if let Some(why) = conn.machine.closed() {
             let reason = match why {
-                Closed::ByPeer => CloseCause::Shutdown,
-                Closed::IdleTimeout => CloseCause::IdleTimeout,
-                Closed::Locally => CloseCause::Local,
+                Closed::ByPeer => CloseReason::PeerClosed,
+                Closed::IdleTimeout => CloseReason::IdleTimeout,
+                Closed::Locally => CloseReason::LocalShutdown,
             };
             // What the link cost, for the log: losses repaired
             // (retransmitted) and not repaired (dropped, too late).
@@ -569,7 +562,7 @@ impl Endpoint {
             tracing::info!(
                 socket = id.0,
                 peer = %conn.peer,
-                ?reason,
+                %reason,
                 rx_delivered = rx.delivered,
                 rx_retransmitted = rx.retransmitted,
                 rx_dropped = rx.dropped,
