@@ -28,6 +28,12 @@ pub mod peer_text;
 pub mod replay;
 #[cfg(feature = "rtmp")]
 pub mod rtmp;
+#[cfg(feature = "rtsp")]
+pub mod rtp;
+#[cfg(feature = "rtsp")]
+pub mod rtsp;
+#[cfg(feature = "rtsp")]
+pub mod sdp;
 pub mod session;
 #[cfg(feature = "srt")]
 pub mod srt;

@@ -1,0 +1,7 @@
+//! RTSP 1.0 (RFC 2326): the message codec and the server session.
+//!
+//! [`message`] reads and writes requests, responses and interleaved binary
+//! frames on one TCP stream. The server session (engine glue) lives in
+//! [`session`]. SDP is in [`crate::sdp`], RTP/RTCP in [`crate::rtp`].
+
+pub mod message;
