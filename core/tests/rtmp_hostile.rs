@@ -427,3 +427,116 @@ fn peer_that_never_reads_its_replies_is_closed() {
         }
     }
 }
+
+/// The start of a message on chunk stream `csid` announcing `len` bytes,
+/// followed by one chunk of `chunk` zero bytes (type-0 header, RTMP spec
+/// §5.3.1.2.1; `csid` < 64). Never finished.
+fn unfinished_message(csid: u8, stream_id: u32, len: u32, chunk: usize) -> Vec<u8> {
+    let mut b = vec![csid];
+    b.extend_from_slice(&[0, 0, 0]);
+    b.extend_from_slice(&len.to_be_bytes()[1..]);
+    b.push(9);
+    b.extend_from_slice(&stream_id.to_le_bytes());
+    b.resize(b.len() + chunk, 0);
+    b
+}
+
+/// Issue 14 item 1: after `connect`, a chunk size of 4 MiB and an 8 MiB-1
+/// message started on each of 60 chunk streams, one chunk each, never
+/// finished. Before publish is admitted the connection may hold 1 MiB of
+/// unfinished messages, an admitted publisher 10 MiB; past that it closes
+/// with a protocol error saying so. Every connection together may hold the
+/// shared budget; the one whose growth would pass it is closed, and a
+/// closed or dropped connection gives its share back.
+#[test]
+fn unfinished_messages_are_bounded_per_connection_and_in_total() {
+    const CHUNK: usize = 4 << 20;
+    let config = ServerConfig {
+        max_partial_bytes_total: 20 << 20,
+        ..ServerConfig::default()
+    };
+    let factory = RtmpSessionFactory::allow_all(Engine::with_defaults()).with_config(config);
+    let budget = factory.partial_budget().clone();
+    let attack = |s: &mut dyn StreamSession, stream_id: u32| {
+        s.handle_input(at(1), &set_chunk_size_raw(CHUNK as u32));
+        let mut started = 0;
+        for csid in 4..64u8 {
+            s.handle_input(
+                at(2),
+                &unfinished_message(csid, stream_id, (8 << 20) - 1, CHUNK),
+            );
+            if s.close_reason().is_some() {
+                break;
+            }
+            started += 1;
+        }
+        started
+    };
+
+    // Connected, nothing published: closed within the first chunk.
+    let mut s = factory.session(peer(70), at(0), 70);
+    raw::handshake(&mut s, at(0));
+    s.handle_input(at(1), &raw::connect("live"));
+    assert_eq!(attack(&mut s, 0), 0);
+    let reason = s
+        .close_reason()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        reason.contains("over the per-connection budget of 1048576"),
+        "{reason}"
+    );
+    assert_eq!(s.connection().partial_bytes(), 0);
+    assert_eq!(budget.used(), 0);
+
+    // Two admitted publishers: each may hold two 4 MiB chunks (8 MiB of its
+    // 10 MiB); the third chunk closes it.
+    let publisher = |port: u16, name: &str| {
+        let mut s = factory.session(peer(port), at(0), u64::from(port));
+        raw::handshake(&mut s, at(0));
+        let mut m = BytesMut::new();
+        m.put_slice(&raw::connect("live"));
+        m.put_slice(&raw::create_stream(2.0));
+        m.put_slice(&raw::publish(1, name));
+        s.handle_input(at(1), &m);
+        assert!(s.is_publishing(), "{:?}", s.close_reason());
+        s
+    };
+    let mut a = publisher(71, "a");
+    assert_eq!(attack(&mut a, 1), 2);
+    let reason = a
+        .close_reason()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        reason.contains("over the per-connection budget of 10485760"),
+        "{reason}"
+    );
+    assert_eq!(budget.used(), 0);
+
+    // Shared budget of 20 MiB: b and c hold 8 MiB each; d's first chunk
+    // fills the total to 20 MiB, its second (within d's own 10 MiB) would
+    // pass it.
+    let mut b = publisher(72, "b");
+    let mut c = publisher(73, "c");
+    let mut d = publisher(74, "d");
+    for s in [&mut b, &mut c] {
+        s.handle_input(at(1), &set_chunk_size_raw(CHUNK as u32));
+        for csid in 4..6u8 {
+            s.handle_input(at(2), &unfinished_message(csid, 1, (8 << 20) - 1, CHUNK));
+        }
+        assert!(s.close_reason().is_none(), "{:?}", s.close_reason());
+    }
+    assert_eq!(budget.used(), 16 << 20);
+    assert_eq!(attack(&mut d, 1), 1);
+    let reason = d
+        .close_reason()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(reason.contains("shared budget of 20971520"), "{reason}");
+    assert_eq!(budget.used(), 16 << 20);
+    drop(b);
+    assert_eq!(budget.used(), 8 << 20);
+    drop(c);
+    assert_eq!(budget.used(), 0);
+}

@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         max_message_len: 1024 << (lim & 0x0F).min(13),
         max_chunk_streams: usize::from(lim >> 4) * 4 + 1,
         max_chunk_size: if lim & 0x80 != 0 { 65_536 } else { 0x7FFF_FFFF },
+        ..ChunkLimits::default()
     };
     let mut r = ChunkReader::new(limits);
     if lim & 0x40 != 0 {

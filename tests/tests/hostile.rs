@@ -130,6 +130,37 @@ fn cases() -> Vec<(&'static str, Attack)> {
             }
             r.send(&b)
         }),
+        // Issue 14 item 1: after connect, a large chunk size and a message
+        // started on each of 60 chunk streams, one chunk each, never
+        // finished, with an Acknowledgement now and then to look alive.
+        // Old code held every byte (30 MB here, 0.5 GB at 8 MiB) until the
+        // idle timeout; now the connection is closed once its unfinished
+        // messages pass the 1 MiB budget before publish.
+        ("unfinished messages on 60 chunk streams", |r| {
+            r.handshake_and_connect("live")?;
+            let chunk = MAX_MESSAGE / 2;
+            r.send(&rawrtmp::message(
+                2,
+                type_id::SET_CHUNK_SIZE,
+                0,
+                &chunk.to_be_bytes(),
+                128,
+            ))?;
+            let body = vec![0u8; chunk as usize];
+            for csid in 4..64u8 {
+                r.send(&rawrtmp::type0_header(
+                    csid,
+                    0,
+                    MAX_MESSAGE - 1,
+                    type_id::VIDEO,
+                    0,
+                ))?;
+                r.send(&body)?;
+                // Acknowledgement (RTMP spec §5.4.3) on chunk stream 2.
+                r.send(&rawrtmp::message(2, 3, 0, &1000u32.to_be_bytes(), 128))?;
+            }
+            Ok(())
+        }),
         ("AMF0 object nesting bomb", |r| {
             r.handshake()?;
             r.send(&rawrtmp::message(

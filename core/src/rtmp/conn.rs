@@ -16,7 +16,9 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use super::chunk::{ChunkLimits, ChunkReader, ChunkWriter, RawMessage};
+use std::sync::Arc;
+
+use super::chunk::{ChunkLimits, ChunkReader, ChunkWriter, RawMessage, SharedPartialBudget};
 use super::flv::FlvDemux;
 use super::message::{ProtocolControl, UserControl};
 use super::RtmpError;
@@ -66,6 +68,32 @@ impl Wire {
             out_bytes: 0,
             scratch: Vec::new(),
         }
+    }
+
+    /// A chunk stream whose reader enforces `limits` and, when given, a
+    /// budget shared with other connections.
+    pub(crate) fn with_limits(
+        limits: ChunkLimits,
+        shared: Option<Arc<SharedPartialBudget>>,
+    ) -> Self {
+        let mut reader = ChunkReader::new(limits);
+        if let Some(b) = shared {
+            reader = reader.with_shared_budget(b);
+        }
+        Wire {
+            reader,
+            ..Wire::new(limits.max_message_len)
+        }
+    }
+
+    /// Changes the reader's budget for unfinished messages.
+    pub(crate) fn set_max_partial_bytes(&mut self, max: usize) {
+        self.reader.set_max_partial_bytes(max);
+    }
+
+    /// Bytes the reader holds for unfinished messages.
+    pub(crate) fn partial_bytes(&self) -> usize {
+        self.reader.partial_bytes()
     }
 
     /// Bytes received from the peer after the handshake.

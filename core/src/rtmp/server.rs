@@ -3,12 +3,13 @@
 //! and out to players.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
-use super::chunk::{encode_message, RawMessage};
+use super::chunk::{encode_message, ChunkLimits, RawMessage, SharedPartialBudget};
 use super::command::{
     decode_command, decode_data, response, Command, Connect, DataMessage, Play, StatusCode,
     StreamName,
@@ -46,6 +47,21 @@ pub struct ServerConfig {
     /// (it sends but never reads) is closed with a protocol error. Media for
     /// players is bounded separately, before it is queued.
     pub max_unread_output: usize,
+    /// Bytes a connection whose publish was admitted may hold in unfinished
+    /// inbound messages, over all chunk streams together (RTMP spec §5.3;
+    /// [`ChunkLimits::max_partial_bytes`](super::chunk::ChunkLimits::max_partial_bytes)).
+    /// Default 10 MiB: one largest message plus room for the others. More
+    /// closes the connection with a protocol error saying so.
+    pub max_partial_bytes: usize,
+    /// The same budget for every connection that is not (yet) an admitted
+    /// publisher: players and connections before their publish is admitted
+    /// send only commands. Default 1 MiB.
+    pub max_partial_bytes_unpublished: usize,
+    /// Unfinished inbound messages of all connections of one
+    /// [`RtmpSessionFactory`](super::RtmpSessionFactory) together (a
+    /// [`SharedPartialBudget`](super::chunk::SharedPartialBudget)); the
+    /// connection whose growth would pass it is closed. Default 256 MiB.
+    pub max_partial_bytes_total: usize,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +75,9 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(30),
             max_pending_input: 4 << 20,
             max_unread_output: 16 << 20,
+            max_partial_bytes: super::chunk::DEFAULT_MAX_PARTIAL_BYTES,
+            max_partial_bytes_unpublished: 1 << 20,
+            max_partial_bytes_total: 256 << 20,
         }
     }
 }
@@ -197,7 +216,26 @@ impl ServerConnection {
     /// A connection accepted at `now`. `seed` feeds the handshake randomness
     /// and names the connection in logs.
     pub fn new(config: ServerConfig, now: Instant, seed: u64) -> Self {
-        let wire = Wire::new(config.max_message_len);
+        Self::with_shared_budget(config, now, seed, None)
+    }
+
+    /// [`new`](Self::new), with the chunk reader attached to a budget for
+    /// unfinished messages shared by every connection of a server
+    /// ([`ServerConfig::max_partial_bytes_total`]).
+    pub fn with_shared_budget(
+        config: ServerConfig,
+        now: Instant,
+        seed: u64,
+        shared: Option<Arc<SharedPartialBudget>>,
+    ) -> Self {
+        let wire = Wire::with_limits(
+            ChunkLimits {
+                max_message_len: config.max_message_len,
+                max_partial_bytes: config.max_partial_bytes_unpublished,
+                ..ChunkLimits::default()
+            },
+            shared,
+        );
         ServerConnection {
             id: seed,
             phase: Phase::Handshake(Box::new(ServerHandshake::new(seed))),
@@ -581,6 +619,8 @@ impl ServerConnection {
         let name = s.name.clone();
         match old {
             Role::Publishing => {
+                self.wire
+                    .set_max_partial_bytes(self.config.max_partial_bytes_unpublished);
                 info!(conn = self.id, app = %self.app, stream = %name, "rtmp unpublish");
                 self.on_status(id, StatusCode::UnpublishSuccess, "Stop publishing.");
                 self.events.push_back(ServerEvent::Unpublished);
@@ -612,6 +652,9 @@ impl ServerConnection {
             return;
         };
         self.set_role(id, Role::Publishing);
+        // Media may now arrive: the publisher's budget for unfinished messages.
+        self.wire
+            .set_max_partial_bytes(self.config.max_partial_bytes);
         self.wire.send_user_control(&UserControl::StreamBegin(id));
         self.on_status(id, StatusCode::PublishStart, "Start publishing.");
         self.resume();
@@ -813,6 +856,13 @@ impl ServerConnection {
     /// Bytes queued for transmit and not yet polled.
     pub fn pending_transmit(&self) -> usize {
         self.wire.pending()
+    }
+
+    /// Bytes held for unfinished inbound messages (bounded by
+    /// [`ServerConfig::max_partial_bytes`] /
+    /// [`ServerConfig::max_partial_bytes_unpublished`]).
+    pub fn partial_bytes(&self) -> usize {
+        self.wire.partial_bytes()
     }
 
     /// The next event.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
+use super::chunk::SharedPartialBudget;
 use super::command::StatusCode;
 use super::server::{RequestToken, ServerConfig, ServerConnection, ServerEvent};
 use crate::admission::{
@@ -28,6 +29,9 @@ pub struct RtmpSessionFactory {
     engine: Engine,
     admission: Arc<dyn Admission>,
     config: ServerConfig,
+    /// Unfinished inbound messages of every session built here
+    /// ([`ServerConfig::max_partial_bytes_total`]).
+    partial_budget: Arc<SharedPartialBudget>,
 }
 
 impl core::fmt::Debug for RtmpSessionFactory {
@@ -42,10 +46,12 @@ impl RtmpSessionFactory {
     /// Sessions publishing to and playing from `engine`, admitting through
     /// `admission`.
     pub fn new(engine: Engine, admission: Arc<dyn Admission>) -> Self {
+        let config = ServerConfig::default();
         RtmpSessionFactory {
             engine,
             admission,
-            config: ServerConfig::default(),
+            partial_budget: SharedPartialBudget::new(config.max_partial_bytes_total),
+            config,
         }
     }
 
@@ -54,16 +60,29 @@ impl RtmpSessionFactory {
         Self::new(engine, Arc::new(AllowAll))
     }
 
-    /// Uses `config` for new connections.
+    /// Uses `config` for new connections (and a new shared budget of
+    /// [`ServerConfig::max_partial_bytes_total`] for them).
     pub fn with_config(mut self, config: ServerConfig) -> Self {
+        self.partial_budget = SharedPartialBudget::new(config.max_partial_bytes_total);
         self.config = config;
         self
+    }
+
+    /// The budget for unfinished inbound messages shared by every session
+    /// this factory (and its clones) built.
+    pub fn partial_budget(&self) -> &Arc<SharedPartialBudget> {
+        &self.partial_budget
     }
 
     /// A session for a connection from `peer` (also usable without the trait).
     pub fn session(&self, peer: SocketAddr, now: Instant, seed: u64) -> RtmpSession {
         RtmpSession {
-            conn: ServerConnection::new(self.config.clone(), now, seed),
+            conn: ServerConnection::with_shared_budget(
+                self.config.clone(),
+                now,
+                seed,
+                Some(self.partial_budget.clone()),
+            ),
             engine: self.engine.clone(),
             admission: self.admission.clone(),
             peer,

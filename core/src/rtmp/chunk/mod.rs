@@ -20,7 +20,7 @@ use bytes::Bytes;
 pub use header::{
     ChunkType, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_CSID, MIN_CSID, PROTOCOL_CONTROL_CSID,
 };
-pub use reader::{ChunkLimits, ChunkReader};
+pub use reader::{ChunkLimits, ChunkReader, SharedPartialBudget, DEFAULT_MAX_PARTIAL_BYTES};
 pub use writer::{encode_message, ChunkWriter};
 
 /// One RTMP message with the chunk stream it travels on (RTMP spec §5.3.1,
@@ -103,6 +103,23 @@ pub enum ChunkError {
     /// Writer: payload longer than the 24-bit length field (RTMP spec §5.3.1.2.1).
     #[error("message of {0} bytes does not fit the 24-bit length field")]
     PayloadTooLong(usize),
+    /// Unfinished messages hold more than
+    /// [`ChunkLimits::max_partial_bytes`] (a peer that starts messages and
+    /// never ends them).
+    #[error("unfinished messages hold {held} bytes, over the per-connection budget of {max}")]
+    PartialBudgetExceeded {
+        /// Bytes held.
+        held: usize,
+        /// The budget.
+        max: usize,
+    },
+    /// Unfinished messages of all connections together would pass the
+    /// [`SharedPartialBudget`].
+    #[error("unfinished messages of all connections would pass the shared budget of {max} bytes")]
+    SharedBudgetExceeded {
+        /// The shared budget.
+        max: usize,
+    },
     /// An internal invariant failed (a bug); the connection is closed.
     #[error("internal chunk reader error")]
     Internal,

@@ -1,6 +1,8 @@
 //! Inbound chunk stream: bytes in, reassembled messages out (RTMP spec §5.3).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 
@@ -21,7 +23,19 @@ pub struct ChunkLimits {
     /// Largest inbound chunk size accepted from Set Chunk Size (default
     /// 2^31-1, the protocol maximum, RTMP spec §5.4.1).
     pub max_chunk_size: u32,
+    /// Most bytes the reader may hold for messages not yet complete, over
+    /// all chunk streams together: the capacity of every partial message
+    /// plus the received part of a single-chunk message still waiting for
+    /// its end (default [`DEFAULT_MAX_PARTIAL_BYTES`], one largest message
+    /// plus room for the other chunk streams). More is
+    /// [`ChunkError::PartialBudgetExceeded`]. Checked every time
+    /// [`ChunkReader::poll_message`] returns, so the overshoot is at most
+    /// what one [`ChunkReader::handle_input`] fed.
+    pub max_partial_bytes: usize,
 }
+
+/// Default of [`ChunkLimits::max_partial_bytes`] (10 MiB).
+pub const DEFAULT_MAX_PARTIAL_BYTES: usize = 10 << 20;
 
 impl Default for ChunkLimits {
     fn default() -> Self {
@@ -29,7 +43,71 @@ impl Default for ChunkLimits {
             max_message_len: 8 * 1024 * 1024,
             max_chunk_streams: 64,
             max_chunk_size: MAX_CHUNK_SIZE,
+            max_partial_bytes: DEFAULT_MAX_PARTIAL_BYTES,
         }
+    }
+}
+
+/// A budget for partial-message bytes shared by many [`ChunkReader`]s (all
+/// connections of a server): the second line behind each reader's own
+/// [`ChunkLimits::max_partial_bytes`], so that many connections together
+/// cannot pin more than `limit` bytes in unfinished messages.
+///
+/// Invariant: `used` is the sum of what every live reader attached to it
+/// holds (as of its last `poll_message`); a reader releases its share when
+/// it fails or is dropped. A reader whose growth would take `used` past
+/// `limit` fails with [`ChunkError::SharedBudgetExceeded`] and releases
+/// everything it held.
+#[derive(Debug)]
+pub struct SharedPartialBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl SharedPartialBudget {
+    /// A budget of `limit` bytes, none used.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(SharedPartialBudget {
+            used: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Bytes held by all attached readers right now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Takes `n` more bytes; `false` (and nothing taken) when that would
+    /// pass the limit.
+    fn reserve(&self, n: usize) -> bool {
+        let mut cur = self.used.load(Ordering::Relaxed);
+        loop {
+            let Some(next) = cur.checked_add(n).filter(|&v| v <= self.limit) else {
+                return false;
+            };
+            match self
+                .used
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn release(&self, n: usize) {
+        // Never below zero, even if a bug released twice.
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
     }
 }
 
@@ -55,10 +133,11 @@ struct ChunkStream {
     partial: BytesMut,
 }
 
-/// First allocation for a message that spans chunks; longer messages grow
+/// Smallest allocation for a message that spans chunks; longer messages grow
 /// (doubling, capped at their length) as their bytes arrive, so memory held
-/// follows bytes received rather than lengths announced.
-const INITIAL_MESSAGE_CAPACITY: usize = 64 * 1024;
+/// follows bytes received (at most twice them, or this much) rather than
+/// lengths announced.
+const INITIAL_MESSAGE_CAPACITY: usize = 8 * 1024;
 
 /// Appends `src` to the partial message `buf` of total length `length`,
 /// never allocating more than `length` bytes.
@@ -137,7 +216,11 @@ fn continuation_header(st: &ChunkStream, type3_extended: Option<bool>) -> Option
 ///   since the last drain, plus at most one single-chunk message
 ///   (≤ `max_message_len`); partial messages are ≤ `max_message_len` each on
 ///   ≤ `max_chunk_streams` chunk streams, and grow only as their bytes
-///   arrive (a header announcing 8 MiB allocates at most 64 KiB up front).
+///   arrive (a header announcing 8 MiB allocates at most 8 KiB up front).
+///   All of it together (partial capacities plus a waiting single-chunk
+///   message) stays within [`ChunkLimits::max_partial_bytes`] and, when a
+///   [`SharedPartialBudget`] is attached, within its share of that budget;
+///   both are checked whenever [`poll_message`](Self::poll_message) returns.
 /// - After an error the connection must be closed; further calls return the
 ///   same error.
 #[derive(Debug)]
@@ -159,6 +242,19 @@ pub struct ChunkReader {
     ack_window: u32,
     last_ack: u64,
     failed: Option<ChunkError>,
+    /// Sum of the capacities of every `partial` buffer.
+    partial_total: usize,
+    /// The budget shared with other readers, and how much of it we hold.
+    shared: Option<Arc<SharedPartialBudget>>,
+    reserved: usize,
+}
+
+impl Drop for ChunkReader {
+    fn drop(&mut self) {
+        if let Some(b) = &self.shared {
+            b.release(self.reserved);
+        }
+    }
 }
 
 impl Default for ChunkReader {
@@ -183,7 +279,82 @@ impl ChunkReader {
             ack_window: 0,
             last_ack: 0,
             failed: None,
+            partial_total: 0,
+            shared: None,
+            reserved: 0,
         }
+    }
+
+    /// Attaches a budget shared with other readers (see
+    /// [`SharedPartialBudget`]).
+    pub fn with_shared_budget(mut self, budget: Arc<SharedPartialBudget>) -> Self {
+        if let Some(old) = self.shared.take() {
+            old.release(self.reserved);
+        }
+        self.reserved = 0;
+        self.shared = Some(budget);
+        self
+    }
+
+    /// Changes [`ChunkLimits::max_partial_bytes`] (e.g. raised once a
+    /// publish is admitted); checked at the next
+    /// [`poll_message`](Self::poll_message).
+    pub fn set_max_partial_bytes(&mut self, max: usize) {
+        self.limits.max_partial_bytes = max;
+    }
+
+    /// Bytes held for messages not yet complete: what
+    /// [`ChunkLimits::max_partial_bytes`] bounds.
+    pub fn partial_bytes(&self) -> usize {
+        self.held(true)
+    }
+
+    fn held(&self, waiting: bool) -> usize {
+        let partial = self.partial_total;
+        // When no complete message is left to parse, `buf` holds only the
+        // start of a chunk still waiting for the rest of its bytes.
+        if waiting {
+            partial.saturating_add(self.buf.len())
+        } else {
+            partial
+        }
+    }
+
+    /// Checks what the reader holds against its own and the shared budget.
+    fn check_budget(&mut self, waiting: bool) -> Result<(), ChunkError> {
+        let held = self.held(waiting);
+        if held > self.limits.max_partial_bytes {
+            return Err(ChunkError::PartialBudgetExceeded {
+                held,
+                max: self.limits.max_partial_bytes,
+            });
+        }
+        if let Some(b) = &self.shared {
+            if held > self.reserved {
+                if !b.reserve(held - self.reserved) {
+                    return Err(ChunkError::SharedBudgetExceeded { max: b.limit() });
+                }
+            } else {
+                b.release(self.reserved - held);
+            }
+            self.reserved = held;
+        }
+        Ok(())
+    }
+
+    /// After an error: frees every partial message and returns the share.
+    fn release_all(&mut self) {
+        for st in &mut self.streams {
+            st.partial = BytesMut::new();
+            st.remaining = 0;
+        }
+        self.partial_total = 0;
+        self.buf = BytesMut::new();
+        self.current = None;
+        if let Some(b) = &self.shared {
+            b.release(self.reserved);
+        }
+        self.reserved = 0;
     }
 
     /// The limits this reader enforces.
@@ -214,13 +385,17 @@ impl ChunkReader {
     /// afterwards; bytes stay buffered until it consumes them.
     pub fn handle_input(&mut self, data: &[u8]) {
         self.bytes_received = self.bytes_received.wrapping_add(data.len() as u64);
-        self.buf.extend_from_slice(data);
+        if self.failed.is_none() {
+            self.buf.extend_from_slice(data);
+        }
     }
 
     /// Capacity held by partial messages (for tests of the memory bounds).
     #[cfg(test)]
     pub(crate) fn partial_capacity(&self) -> usize {
-        self.streams.iter().map(|s| s.partial.capacity()).sum()
+        let sum = self.streams.iter().map(|s| s.partial.capacity()).sum();
+        assert_eq!(sum, self.partial_total, "partial_total out of step");
+        sum
     }
 
     /// Total bytes passed to [`handle_input`](Self::handle_input).
@@ -265,10 +440,15 @@ impl ChunkReader {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        match self.poll_inner() {
+        let r = self.poll_inner().and_then(|m| {
+            self.check_budget(m.is_none())?;
+            Ok(m)
+        });
+        match r {
             Ok(m) => Ok(m),
             Err(e) => {
                 tracing::debug!(error = %e, "rtmp chunk stream error");
+                self.release_all();
                 self.failed = Some(e.clone());
                 Err(e)
             }
@@ -322,6 +502,7 @@ impl ChunkReader {
             let mut pos = 0usize;
             let mut left = left;
             let mut remaining = st.remaining as usize;
+            let cap_before = st.partial.capacity();
             loop {
                 let n = left.min(data.len() - pos);
                 if let Some(src) = data.get(pos..pos + n) {
@@ -350,8 +531,11 @@ impl ChunkReader {
             }
             self.buf.advance(pos);
             st.remaining = remaining as u32;
+            self.partial_total =
+                (self.partial_total + st.partial.capacity()).saturating_sub(cap_before);
             if remaining == 0 {
                 self.current = None;
+                self.partial_total = self.partial_total.saturating_sub(st.partial.capacity());
                 let payload = std::mem::take(&mut st.partial).freeze();
                 let msg = RawMessage {
                     csid: st.csid,
@@ -393,6 +577,7 @@ impl ChunkReader {
                 let csid = value()?;
                 if let Some(st) = self.lookup(csid).and_then(|i| self.streams.get_mut(i)) {
                     st.remaining = 0;
+                    self.partial_total = self.partial_total.saturating_sub(st.partial.capacity());
                     st.partial = BytesMut::new();
                 }
             }

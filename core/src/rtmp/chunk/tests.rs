@@ -687,3 +687,130 @@ proptest! {
         }
     }
 }
+
+/// The attack of issue 14 item 1, scaled: a large chunk size, then a
+/// message started on every chunk stream with one chunk each and never
+/// finished. The reader fails once the unfinished bytes pass its budget,
+/// and frees them.
+#[test]
+fn partial_messages_over_the_budget_fail_and_are_freed() {
+    let chunk: u32 = 256 * 1024;
+    let limits = ChunkLimits {
+        max_partial_bytes: 1 << 20,
+        ..ChunkLimits::default()
+    };
+    let mut r = ChunkReader::new(limits);
+    let set = encode_message(&ProtocolControl::SetChunkSize(chunk).to_message(), 128).unwrap();
+    read_all(&mut r, &set).unwrap();
+    let mut result = Ok(Vec::new());
+    let mut streams = 0;
+    for csid in 3..63 {
+        let mut wire = header(0, csid, 0, 8 * 1024 * 1024 - 1, type_id::VIDEO, 1);
+        wire.extend(vec![0u8; chunk as usize]);
+        result = read_all(&mut r, &wire);
+        if result.is_err() {
+            break;
+        }
+        streams += 1;
+        assert!(r.partial_bytes() <= 1 << 20, "{}", r.partial_bytes());
+        assert_eq!(r.partial_bytes(), r.partial_capacity());
+    }
+    assert_eq!(streams, 4, "{result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(ChunkError::PartialBudgetExceeded { max, .. }) if max == 1 << 20
+        ),
+        "{result:?}"
+    );
+    assert_eq!(r.partial_bytes(), 0);
+    // Input after the failure is not kept.
+    r.handle_input(&[0u8; 4096]);
+    assert_eq!(r.buffered_len(), 0);
+}
+
+/// A single-chunk message waiting for its end counts too (chunk size as
+/// large as the message).
+#[test]
+fn waiting_single_chunk_message_counts_against_the_budget() {
+    let mut r = ChunkReader::new(ChunkLimits {
+        max_partial_bytes: 100_000,
+        ..ChunkLimits::default()
+    });
+    let set = encode_message(&ProtocolControl::SetChunkSize(1 << 23).to_message(), 128).unwrap();
+    read_all(&mut r, &set).unwrap();
+    let mut wire = header(0, 4, 0, 1 << 20, type_id::VIDEO, 1);
+    wire.extend(vec![0u8; 90_000]);
+    assert_eq!(read_all(&mut r, &wire).unwrap(), vec![]);
+    assert_eq!(r.partial_bytes(), 90_000);
+    assert!(matches!(
+        read_all(&mut r, &[0u8; 20_000]),
+        Err(ChunkError::PartialBudgetExceeded { .. })
+    ));
+}
+
+/// Raising the budget (publish admitted) lets a large message through;
+/// messages that complete give their bytes back.
+#[test]
+fn budget_can_be_raised_and_complete_messages_release_it() {
+    let mut r = ChunkReader::new(ChunkLimits {
+        max_partial_bytes: 64 * 1024,
+        ..ChunkLimits::default()
+    });
+    let big = msg(6, 0, type_id::VIDEO, 1, &vec![7u8; 1 << 20]);
+    let wire = encode_message(&big, 128).unwrap();
+    let mut got = read_all(&mut r, &wire[..100_000]);
+    assert!(
+        matches!(got, Err(ChunkError::PartialBudgetExceeded { .. })),
+        "{got:?}"
+    );
+    let mut r = ChunkReader::new(ChunkLimits {
+        max_partial_bytes: 64 * 1024,
+        ..ChunkLimits::default()
+    });
+    r.set_max_partial_bytes(2 << 20);
+    got = Ok(Vec::new());
+    for piece in wire.chunks(50_000) {
+        got.as_mut()
+            .unwrap()
+            .extend(read_all(&mut r, piece).unwrap());
+    }
+    assert_eq!(got, Ok(vec![big]));
+    assert_eq!(r.partial_bytes(), 0);
+    assert_eq!(r.partial_capacity(), 0);
+}
+
+/// Readers sharing a budget: the one whose growth passes it fails; the
+/// budget is returned when a reader fails or is dropped.
+#[test]
+fn shared_budget_is_a_second_line() {
+    let shared = SharedPartialBudget::new(300_000);
+    let start = |r: &mut ChunkReader, csid: u32| {
+        let mut wire = header(0, csid, 0, 1 << 20, type_id::VIDEO, 1);
+        wire.extend(vec![0u8; 100_000]);
+        read_all(r, &wire)
+    };
+    let limits = ChunkLimits::default();
+    let set = encode_message(&ProtocolControl::SetChunkSize(1 << 20).to_message(), 128).unwrap();
+    let mut a = ChunkReader::new(limits).with_shared_budget(shared.clone());
+    let mut b = ChunkReader::new(limits).with_shared_budget(shared.clone());
+    read_all(&mut a, &set).unwrap();
+    read_all(&mut b, &set).unwrap();
+    start(&mut a, 4).unwrap();
+    start(&mut b, 4).unwrap();
+    assert_eq!(shared.used(), 200_000);
+    // b's second 100 kB fits (300 000); a third does not.
+    read_all(&mut b, &[0u8; 100_000]).unwrap();
+    assert_eq!(shared.used(), 300_000);
+    assert_eq!(
+        read_all(&mut a, &[0u8; 1]),
+        Err(ChunkError::SharedBudgetExceeded { max: 300_000 })
+    );
+    assert_eq!(shared.used(), 200_000);
+    drop(b);
+    assert_eq!(shared.used(), 0);
+    let mut c = ChunkReader::new(limits).with_shared_budget(shared.clone());
+    read_all(&mut c, &set).unwrap();
+    start(&mut c, 5).unwrap();
+    assert_eq!(shared.used(), 100_000);
+}
