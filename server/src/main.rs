@@ -18,7 +18,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arcly::rtmp::RtmpSessionFactory;
+use arcly::rtmp::{RtmpSessionFactory, ServerConfig};
 use arcly::session::SessionFactory;
 use arcly::Engine;
 use arcly_tokio::ServeConfig;
@@ -105,6 +105,21 @@ struct Cli {
     #[arg(long, value_name = "MS", default_value_t = 0)]
     write_merge: u64,
 
+    /// RTMP: bytes one publishing connection may hold in unfinished
+    /// messages (all chunk streams together); more closes it.
+    #[arg(long, value_name = "BYTES", default_value_t = 10 << 20)]
+    rtmp_max_partial_bytes: usize,
+
+    /// RTMP: the same budget for connections that have not been admitted
+    /// as publishers (players, connections before publish).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    rtmp_max_partial_bytes_unpublished: usize,
+
+    /// RTMP: bytes all connections together may hold in unfinished
+    /// messages; the connection that would pass it is closed.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    rtmp_max_partial_bytes_total: usize,
+
     /// Record every published stream as fragmented MP4 under
     /// DIR/<app>/<stream>/<YYYYmmdd-HHMMSS>.mp4 (off by default).
     #[arg(long, value_name = "DIR")]
@@ -140,12 +155,24 @@ fn listeners(cli: &Cli, engine: &Engine) -> Vec<Listener> {
         out.push(Listener {
             name: "RTMP",
             addr,
-            factory: Arc::new(RtmpSessionFactory::allow_all(engine.clone())),
+            factory: Arc::new(
+                RtmpSessionFactory::allow_all(engine.clone()).with_config(rtmp_config(cli)),
+            ),
             hints: rtmp_hints,
         });
     }
     // Later: `--rtsp` (8554), `--srt` (8890/udp), `--http` (8888) go here.
     out
+}
+
+/// The RTMP server settings the command line chose.
+fn rtmp_config(cli: &Cli) -> ServerConfig {
+    ServerConfig {
+        max_partial_bytes: cli.rtmp_max_partial_bytes,
+        max_partial_bytes_unpublished: cli.rtmp_max_partial_bytes_unpublished,
+        max_partial_bytes_total: cli.rtmp_max_partial_bytes_total,
+        ..ServerConfig::default()
+    }
 }
 
 /// A host name to show in URLs for a bound address.
@@ -447,6 +474,14 @@ mod tests {
         );
         assert!("nonsense".parse::<Listen>().is_err());
         assert!(":99999".parse::<Listen>().is_err());
+    }
+
+    #[test]
+    fn rtmp_limits_default_to_the_library_and_are_settable() {
+        let cli = Cli::try_parse_from(["arcly"]).unwrap();
+        assert_eq!(rtmp_config(&cli), ServerConfig::default());
+        let cli = Cli::try_parse_from(["arcly", "--rtmp-max-partial-bytes", "4096"]).unwrap();
+        assert_eq!(rtmp_config(&cli).max_partial_bytes, 4096);
     }
 
     #[test]
