@@ -22,6 +22,7 @@ pub mod engine;
 pub mod frame;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod job;
 pub mod log_limit;
 pub mod peer_text;
 #[cfg(feature = "replay")]

@@ -399,7 +399,7 @@ fn http_service_dates_playlists_with_its_wall_clock() {
             },
         );
         let get = |path: &str, now: Instant| {
-            let req = http::Request::get(path).body(()).unwrap();
+            let req = http::Request::get(path).body(bytes::Bytes::new()).unwrap();
             match router.handle(&req, now) {
                 Routed::Response(r) => r,
                 Routed::Wait(_) => panic!("{path}: parked"),
@@ -420,14 +420,14 @@ fn http_service_dates_playlists_with_its_wall_clock() {
         // = router time here): the muxer takes in the cache.
         send_until(500, &mut publisher);
         let first = http::Request::get("/live/cam/ts/stream.m3u8")
-            .body(())
+            .body(bytes::Bytes::new())
             .unwrap();
         // Parked: nothing complete yet.
         assert!(matches!(
             router.handle(&first, Instant::from_millis(500)),
             Routed::Wait(_)
         ));
-        let stream = router.hls().get(&key).unwrap();
+        let stream = router.hls().unwrap().get(&key).unwrap();
         for ms in (600..=6_000).step_by(100) {
             send_until(ms, &mut publisher);
             let _ = stream.pump(Instant::from_millis(ms as u64));

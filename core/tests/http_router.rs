@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use arcly::container::hls::HlsConfig;
 use arcly::http::{
-    HlsServiceConfig, HlsStream, HttpConfig, HttpRouter, PumpState, Routed, Wait, HLS_JS,
-    HLS_JS_PATH,
+    HlsServiceConfig, HlsStream, HttpConfig, HttpRouter, Routed, Wait, HLS_JS, HLS_JS_PATH,
 };
+use arcly::job::JobState;
 use arcly::{Engine, Instant, StreamKey};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -46,22 +46,26 @@ fn router(engine: &Engine) -> HttpRouter {
     router_with(engine, |_| {})
 }
 
-fn req(method: Method, uri: &str) -> Request<()> {
-    Request::builder().method(method).uri(uri).body(()).unwrap()
+fn req(method: Method, uri: &str) -> Request<Bytes> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Bytes::new())
+        .unwrap()
 }
 
-fn get(uri: &str) -> Request<()> {
+fn get(uri: &str) -> Request<Bytes> {
     req(Method::GET, uri)
 }
 
-fn respond(r: &HttpRouter, request: &Request<()>, now: Instant) -> Response<Bytes> {
+fn respond(r: &HttpRouter, request: &Request<Bytes>, now: Instant) -> Response<Bytes> {
     match r.handle(request, now) {
         Routed::Response(resp) => resp,
         Routed::Wait(w) => panic!("{} parked until {:?}", request.uri(), w.deadline),
     }
 }
 
-fn park(r: &HttpRouter, request: &Request<()>, now: Instant) -> Wait {
+fn park(r: &HttpRouter, request: &Request<Bytes>, now: Instant) -> Wait {
     match r.handle(request, now) {
         Routed::Wait(w) => w,
         Routed::Response(resp) => panic!(
@@ -75,10 +79,10 @@ fn park(r: &HttpRouter, request: &Request<()>, now: Instant) -> Wait {
 
 /// Runs every pump task until it waits (what the adapter's tasks do).
 fn pump_all(r: &HttpRouter, now: Instant) {
-    while r.hls().poll_new_stream().is_some() {}
-    for key in r.hls().streams() {
-        if let Some(s) = r.hls().get(&key) {
-            while let PumpState::Busy = s.pump(now) {}
+    while r.jobs().poll().is_some() {}
+    for key in r.hls().unwrap().streams() {
+        if let Some(s) = r.hls().unwrap().get(&key) {
+            while let JobState::Busy = s.pump(now) {}
         }
     }
 }
@@ -176,7 +180,7 @@ fn static_routes_methods_and_cors() {
         .header(header::ORIGIN, "http://example.test")
         .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
         .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "range")
-        .body(())
+        .body(Bytes::new())
         .unwrap();
     let resp = respond(&r, &pre, T0);
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
@@ -290,7 +294,7 @@ fn playlists_segments_types_and_cache_headers() {
     // TS is built from its first request on (at the next keyframe): that
     // request waits for the first complete TS segment.
     let key = StreamKey::new("live", "cam").unwrap();
-    assert_eq!(r.hls().get(&key).unwrap().ts_bytes(), 0);
+    assert_eq!(r.hls().unwrap().get(&key).unwrap().ts_bytes(), 0);
     let ts_index = get("/live/cam/ts/index.m3u8");
     let ts_wait = park(&r, &ts_index, T0);
     feed.until(6_100);
@@ -339,7 +343,7 @@ fn ranges_and_head_on_segments() {
         let rq = Request::builder()
             .uri(&uri)
             .header(header::RANGE, range)
-            .body(())
+            .body(Bytes::new())
             .unwrap();
         respond(&r, &rq, T0)
     };
@@ -378,7 +382,7 @@ fn ranges_and_head_on_segments() {
     let rq = Request::builder()
         .uri("/live/cam/stream.m3u8")
         .header(header::RANGE, "bytes=0-3")
-        .body(())
+        .body(Bytes::new())
         .unwrap();
     assert_eq!(respond(&r, &rq, T0).status(), StatusCode::OK);
 }
@@ -424,7 +428,7 @@ fn first_request_waits_until_the_muxer_is_ready() {
     let r = router(&engine);
     let rq = get("/live/fresh/index.m3u8");
     let wait = park(&r, &rq, T0);
-    assert_eq!(r.hls().blocked_requests(), 1);
+    assert_eq!(r.hls().unwrap().blocked_requests(), 1);
     assert_eq!(wait.deadline, T0 + Duration::from_secs(10));
     let seen = wait.epoch;
 
@@ -438,7 +442,7 @@ fn first_request_waits_until_the_muxer_is_ready() {
         Routed::Wait(_) => panic!("still waiting with media in the muxer"),
     };
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(r.hls().blocked_requests(), 0, "slot released");
+    assert_eq!(r.hls().unwrap().blocked_requests(), 0, "slot released");
 
     // A stream with no media at all answers 503 at the deadline.
     let _idle = Feed::start(&engine, "silent");
@@ -469,7 +473,7 @@ fn blocking_reload_waits_for_the_part_then_times_out() {
     // The hinted part itself is held too (preload hint, §6.2.6).
     let part_rq = get(&format!("/live/cam/part{msn}.{part}.m4s"));
     let part_wait = park(&r, &part_rq, T0);
-    assert_eq!(r.hls().blocked_requests(), 2);
+    assert_eq!(r.hls().unwrap().blocked_requests(), 2);
 
     // Resuming without progress parks again with the same deadline.
     let now = T0 + Duration::from_millis(100);
@@ -514,7 +518,7 @@ fn blocking_reload_waits_for_the_part_then_times_out() {
     };
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(hdr(&resp, header::RETRY_AFTER), "1");
-    assert_eq!(r.hls().blocked_requests(), 0);
+    assert_eq!(r.hls().unwrap().blocked_requests(), 0);
 }
 
 /// Requests `/live/cam/index.m3u8` at `T0` (which starts muxing `live/cam`;
@@ -525,6 +529,7 @@ fn started_cam(r: &HttpRouter) -> Arc<HlsStream> {
         StatusCode::OK
     );
     r.hls()
+        .unwrap()
         .get(&StreamKey::new("live", "cam").unwrap())
         .unwrap()
 }
@@ -533,7 +538,7 @@ fn started_cam(r: &HttpRouter) -> Arc<HlsStream> {
 fn publisher_end_gives_endlist_and_idle_stops_muxing() {
     let (_engine, feed, r) = live("cam");
     let stream = started_cam(&r);
-    assert_eq!(r.hls().streams().len(), 1);
+    assert_eq!(r.hls().unwrap().streams().len(), 1);
     drop(feed);
     pump_all(&r, T0);
     assert!(stream.is_ended());
@@ -545,10 +550,10 @@ fn publisher_end_gives_endlist_and_idle_stops_muxing() {
 
     // 30 s without a request: the pump task ends and the stream is gone.
     let later = T0 + Duration::from_secs(29);
-    assert!(matches!(stream.pump(later), PumpState::Wait { .. }));
+    assert!(matches!(stream.pump(later), JobState::Wait { .. }));
     let later = T0 + Duration::from_secs(30);
-    assert!(matches!(stream.pump(later), PumpState::Done));
-    assert!(r.hls().streams().is_empty());
+    assert!(matches!(stream.pump(later), JobState::Done));
+    assert!(r.hls().unwrap().streams().is_empty());
     assert_eq!(
         respond(&r, &get("/live/cam/index.m3u8"), later).status(),
         StatusCode::NOT_FOUND
@@ -562,18 +567,18 @@ fn idle_live_stream_stops_and_restarts_on_demand() {
     // Requests keep it alive.
     let t = T0 + Duration::from_secs(20);
     let _ = respond(&r, &get("/live/cam/stream.m3u8"), t);
-    let PumpState::Wait { deadline, .. } = stream.pump(T0 + Duration::from_secs(31)) else {
+    let JobState::Wait { deadline, .. } = stream.pump(T0 + Duration::from_secs(31)) else {
         panic!("stream stopped although it was requested 11 s ago");
     };
     assert_eq!(deadline, t + Duration::from_secs(30));
-    assert!(matches!(stream.pump(deadline), PumpState::Done));
-    assert!(r.hls().streams().is_empty());
+    assert!(matches!(stream.pump(deadline), JobState::Done));
+    assert!(r.hls().unwrap().streams().is_empty());
     // The next request muxes it again (the GOP cache gives a fresh start),
     // answered once the new muxer has a segment.
     feed.until(4_000);
     let rq = get("/live/cam/index.m3u8");
     let wait = park(&r, &rq, deadline);
-    assert_eq!(r.hls().streams().len(), 1);
+    assert_eq!(r.hls().unwrap().streams().len(), 1);
     feed.until(5_100);
     pump_all(&r, deadline);
     match r.resume(&rq, wait, deadline) {
@@ -727,7 +732,7 @@ fn ts_variant_is_built_while_watched_and_freed_when_idle() {
     // the TS variant is freed; the stream stays muxed.
     let t2 = t1 + Duration::from_secs(20);
     let _ = respond(&r, &get("/live/cam/stream.m3u8"), t2);
-    let PumpState::Wait { deadline, .. } = stream.pump(t1 + Duration::from_secs(29)) else {
+    let JobState::Wait { deadline, .. } = stream.pump(t1 + Duration::from_secs(29)) else {
         panic!("stream stopped");
     };
     assert_eq!(
@@ -736,10 +741,10 @@ fn ts_variant_is_built_while_watched_and_freed_when_idle() {
         "woken for the TS idle check"
     );
     assert!(stream.ts_bytes() > 0);
-    assert!(matches!(stream.pump(deadline), PumpState::Wait { .. }));
+    assert!(matches!(stream.pump(deadline), JobState::Wait { .. }));
     assert!(!stream.ts_enabled());
     assert_eq!(stream.ts_bytes(), 0, "TS freed");
-    assert_eq!(r.hls().streams().len(), 1);
+    assert_eq!(r.hls().unwrap().streams().len(), 1);
     feed.until(9_100);
     pump_all(&r, deadline);
     let after = text(&respond(&r, &get("/live/cam/stream.m3u8"), deadline));
@@ -768,4 +773,112 @@ fn a_first_ts_request_muxes_ts_from_the_first_segment() {
     };
     assert!(body.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{body}");
     assert!(body.contains("\nseg0.ts\n"), "{body}");
+}
+
+/// A second service beside HLS: POST echo with a 16-byte body limit.
+#[derive(Debug)]
+struct Echo;
+
+impl arcly::http::HttpService for Echo {
+    fn handle(
+        &self,
+        req: &Request<Bytes>,
+        route: &arcly::http::RouteMatch,
+        _now: Instant,
+    ) -> Routed {
+        let mut resp = Response::new(req.body().clone());
+        resp.headers_mut().insert(
+            "x-echo-name",
+            header::HeaderValue::from_str(route.param("name").unwrap_or("-")).unwrap(),
+        );
+        Routed::Response(resp)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+fn post(uri: &str, body: &'static [u8]) -> Request<Bytes> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Bytes::from_static(body))
+        .unwrap()
+}
+
+#[test]
+fn route_table_mounts_a_second_service_with_a_body_limit() {
+    use arcly::http::{Admit, Route, RouterConfig};
+    let (engine, _feed, _) = live("cam");
+    let mut r = HttpRouter::empty(RouterConfig::default());
+    let echo = Route::new("/echo/{name}")
+        .unwrap()
+        .methods([Method::POST])
+        .max_body(16);
+    r.mount(echo, Arc::new(Echo));
+    r.mount_hls(engine.clone(), HlsServiceConfig::default());
+
+    // The echo service answers POST with the body and the captured name.
+    let resp = respond(&r, &post("/echo/b%C3%A9", b"hello"), T0);
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.body().as_ref(), b"hello");
+    assert_eq!(resp.headers()["x-echo-name"], "bé");
+
+    // 16 bytes pass, 17 do not: by Content-Length before the body is read
+    // (the adapter's check) and by the body itself.
+    assert!(matches!(
+        r.admit(&post("/echo/a", b"0123456789abcdef")),
+        Admit::Read { limit: 16 }
+    ));
+    let big = post("/echo/a", b"0123456789abcdefg");
+    match r.admit(&big) {
+        Admit::Respond(resp) => assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE),
+        Admit::Read { .. } => panic!("17 bytes admitted past a 16-byte limit"),
+    }
+    assert_eq!(
+        respond(&r, &big, T0).status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    // HLS routes take no body at all.
+    let get_with_body = Request::builder()
+        .uri("/live/cam/index.m3u8")
+        .header(header::CONTENT_LENGTH, "1")
+        .body(Bytes::from_static(b"x"))
+        .unwrap();
+    assert!(matches!(r.admit(&get_with_body), Admit::Respond(_)));
+
+    // A path both services match: the method decides. GET goes to HLS,
+    // PUT to nobody (405 listing both services' methods).
+    assert_eq!(
+        respond(&r, &get("/echo/a"), T0).status(),
+        StatusCode::PERMANENT_REDIRECT,
+        "HLS's /<app>/<stream> → /<app>/<stream>/ redirect"
+    );
+    let put = respond(&r, &req(Method::PUT, "/echo/a"), T0);
+    assert_eq!(put.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(hdr(&put, header::ALLOW), "POST, GET, HEAD, OPTIONS");
+    let pre = respond(&r, &req(Method::OPTIONS, "/echo/a"), T0);
+    assert_eq!(pre.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        hdr(&pre, header::ACCESS_CONTROL_ALLOW_METHODS),
+        "POST, GET, HEAD, OPTIONS"
+    );
+    // POST on an HLS path: 405 with HLS's methods only.
+    let resp = respond(&r, &post("/live/cam/index.m3u8", b""), T0);
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(hdr(&resp, header::ALLOW), "GET, HEAD, OPTIONS");
+
+    // HLS still serves through the table, and its pump is a job of the
+    // router's queue, not HLS-specific adapter work.
+    let first = get("/live/cam/index.m3u8");
+    let wait = park(&r, &first, T0);
+    let job = r.jobs().poll().expect("the HLS stream's pump is queued");
+    assert_eq!(job.describe(), "hls live/cam");
+    assert!(r.jobs().poll().is_none(), "one job per stream");
+    // Pump only through the job interface.
+    while let JobState::Busy = job.step(T0) {}
+    drop(wait);
+    assert_eq!(r.hls().unwrap().streams().len(), 1);
 }

@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(r) = range.and_then(|r| http::HeaderValue::from_bytes(r).ok()) {
         builder = builder.header(http::header::RANGE, r);
     }
-    let Ok(req) = builder.body(()) else {
+    let Ok(req) = builder.body(bytes::Bytes::new()) else {
         return;
     };
     let engine = Engine::with_defaults();

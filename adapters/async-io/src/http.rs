@@ -1,13 +1,15 @@
-//! HTTP serving of an [`HttpRouter`] (HLS / LL-HLS) with hyper 1, HTTP/1.1
-//! with keep-alive, on async-io and the caller's executor.
+//! HTTP serving of an [`HttpRouter`] (its route table: HLS / LL-HLS and
+//! whatever else is mounted) with hyper 1, HTTP/1.1 with keep-alive, on
+//! async-io and the caller's executor.
 //!
 //! This file is only IO: hyper's `rt::Read` / `rt::Write` over a
 //! `futures-io` stream, hyper's `rt::Timer` over [`async_io::Timer`], the
 //! accept loop, and an [`HttpRuntime`] (clock, wait on a signal or a
 //! deadline or the shutdown, yield) for the loops written once in
 //! `arcly::http::serve`: [`respond`] (a parked request waits and resumes
-//! until the router answers) and [`run_pump`] (one future per muxed stream,
-//! spawned when the service's spawn signal announces a stream).
+//! until the router answers; the body is read first, up to the route's
+//! limit from [`HttpRouter::admit`]) and [`run_job`] (one future per
+//! background job of the router's job queue, e.g. an HLS stream's pump).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,14 +21,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arcly::engine::SignalWait;
-use arcly::http::serve::{anchor_wall_clock, respond, run_pump};
-use arcly::http::{HttpRouter, HttpRuntime, Waited};
+use arcly::http::serve::{anchor_wall_clock, body_refused, respond, run_job};
+use arcly::http::{Admit, HttpRouter, HttpRuntime, Waited};
 use arcly::session::{ConnectionGuard, ConnectionTracker};
 use arcly::time::{Clock, Instant};
 use async_io::{Async, Timer};
 use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::rt::{ReadBufCursor, Sleep};
 use hyper::service::service_fn;
@@ -42,10 +44,10 @@ const READ_CHUNK: usize = 8192;
 
 /// Serves `router` on every connection accepted on `listener` until
 /// `shutdown` completes, with [`HttpServeConfig::default`]. Each connection
-/// and each muxed stream's HLS pump is one future handed to `spawn` (e.g.
-/// `|f| smol::spawn(f).detach()` or `|f| { async_std::task::spawn(f); }`).
-/// Serve one router with one `serve_http` call (the pumps of its streams
-/// are spawned by that call).
+/// and each background job of the router (e.g. an HLS stream's pump) is
+/// one future handed to `spawn` (e.g. `|f| smol::spawn(f).detach()` or
+/// `|f| { async_std::task::spawn(f); }`). Serve one router with one
+/// `serve_http` call (its jobs are spawned by that call).
 ///
 /// On shutdown: stops accepting, answers parked requests with 503, lets
 /// connections finish their response for up to
@@ -94,7 +96,7 @@ where
 {
     enum Event {
         Stop,
-        NewStreams,
+        NewJobs,
         Accepted((Async<TcpStream>, SocketAddr, ConnectionGuard)),
     }
     let clock = Clock::new(std::time::Instant::now());
@@ -107,18 +109,18 @@ where
         clock,
         tracker: tracker.clone(),
     });
-    let new_streams = router.hls().spawn_signal();
+    let new_jobs = router.jobs().signal();
     let mut shutdown = pin!(shutdown);
     let local = listener.get_ref().local_addr().ok();
     tracing::debug!(?local, "serving HTTP");
     loop {
-        // Epoch first, then drain: a stream queued after the drain moves it.
-        let seen = new_streams.epoch();
-        while let Some(stream) = router.hls().poll_new_stream() {
-            let span = tracing::debug_span!("hls", stream = %stream.key());
+        // Epoch first, then drain: a job queued after the drain moves it.
+        let seen = new_jobs.epoch();
+        while let Some(job) = router.jobs().poll() {
+            let span = tracing::debug_span!("job", job = %job.describe());
             let rt = rt.clone();
             spawn(Box::pin(
-                async move { run_pump(stream, rt.as_ref()).await }.instrument(span),
+                async move { run_job(job, rt.as_ref()).await }.instrument(span),
             ));
         }
         let event = future::or(
@@ -128,8 +130,8 @@ where
                     Event::Stop
                 },
                 async {
-                    new_streams.wait(seen).await;
-                    Event::NewStreams
+                    new_jobs.wait(seen).await;
+                    Event::NewJobs
                 },
             ),
             async {
@@ -140,7 +142,7 @@ where
         .await;
         let (stream, peer, guard) = match event {
             Event::Stop => break,
-            Event::NewStreams => continue,
+            Event::NewJobs => continue,
             Event::Accepted(a) => a,
         };
         let router = router.clone();
@@ -175,10 +177,24 @@ async fn serve_connection<S>(
         let router = router.clone();
         let rt = svc_rt.clone();
         async move {
-            let (parts, _body) = req.into_parts();
-            let req = http::Request::from_parts(parts, ());
+            let (parts, body) = req.into_parts();
+            let head = http::Request::from_parts(parts, ());
+            let limit = match router.admit(&head) {
+                Admit::Respond(resp) => return Ok::<_, Infallible>(resp.map(Full::new)),
+                Admit::Read { limit } => limit,
+            };
+            let body = match Limited::new(body, limit).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) => {
+                    let too_large = e.is::<http_body_util::LengthLimitError>();
+                    let is_head = head.method() == http::Method::HEAD;
+                    return Ok(body_refused(too_large, is_head).map(Full::new));
+                }
+            };
+            let (parts, ()) = head.into_parts();
+            let req = http::Request::from_parts(parts, body);
             let resp = respond(&router, &req, rt.as_ref()).await;
-            Ok::<_, Infallible>(resp.map(Full::new))
+            Ok(resp.map(Full::new))
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

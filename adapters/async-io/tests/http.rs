@@ -354,7 +354,7 @@ fn many_parked_then_shutdown(exec: Exec) {
         p.request("GET", &target, &[]);
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server.router.hls().blocked_requests() < PARKED {
+    while server.router.hls().unwrap().blocked_requests() < PARKED {
         assert!(Instant::now() < deadline, "requests not parked");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -364,7 +364,7 @@ fn many_parked_then_shutdown(exec: Exec) {
         assert_eq!(r.status, 200, "{}", r.text());
         assert!(r.text().contains(&format!("part{msn}.{part}.m4s")));
     }
-    assert_eq!(server.router.hls().blocked_requests(), 0);
+    assert_eq!(server.router.hls().unwrap().blocked_requests(), 0);
 
     // Parked at shutdown: 503 at once, and `serve_http` returns.
     let (mut last, _, _) = park_on_next_part(&server, &mut c);

@@ -1,15 +1,15 @@
-//! HTTP serving of an [`HttpRouter`] (HLS / LL-HLS) with hyper 1, HTTP/1.1
-//! with keep-alive.
+//! HTTP serving of an [`HttpRouter`] (its route table: HLS / LL-HLS and
+//! whatever else is mounted) with hyper 1, HTTP/1.1 with keep-alive.
 //!
-//! Per request: the body is ignored, the head goes to [`respond`]
-//! (`arcly::http::serve`, shared with arcly-async-io), which routes it and
-//! drives a parked request (`Routed::Wait`) through this file's
-//! [`HttpRuntime`]: `tokio::select!` on the signal (from its epoch), a sleep
-//! to its deadline, and the server's shutdown. Per muxed stream, one task
-//! runs [`run_pump`] (the loop around `HlsStream::pump` and its
-//! `PumpState`); the server spawns it when
-//! [`HlsService::spawn_signal`](arcly::http::HlsService::spawn_signal)
-//! announces a new stream.
+//! Per request: the head goes to [`HttpRouter::admit`] (an early answer,
+//! or the route's body limit), the body is read up to that limit (413 past
+//! it), and the request goes to [`respond`] (`arcly::http::serve`, shared
+//! with arcly-async-io), which routes it and drives a parked request
+//! (`Routed::Wait`) through this file's [`HttpRuntime`]: `tokio::select!`
+//! on the signal (from its epoch), a sleep to its deadline, and the
+//! server's shutdown. Background work of the services (e.g. an HLS
+//! stream's pump) comes from the router's job queue
+//! ([`HttpRouter::jobs`]); each job is one task running [`run_job`].
 //!
 //! The system clock is read once, at start, to anchor the playlists'
 //! `EXT-X-PROGRAM-DATE-TIME` ([`HttpServeConfig::program_date_time`]).
@@ -22,11 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arcly::engine::SignalWait;
-use arcly::http::serve::{anchor_wall_clock, respond, run_pump};
-use arcly::http::{HlsStream, HttpRouter, HttpRuntime, Waited};
+use arcly::http::serve::{anchor_wall_clock, body_refused, respond, run_job};
+use arcly::http::{Admit, HttpRouter, HttpRuntime, Waited};
+use arcly::job::Job;
 use arcly::time::{Clock, Instant};
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -40,8 +41,8 @@ pub use arcly::http::HttpServeConfig;
 
 /// Serves `router` on every connection accepted on `listener` until
 /// `shutdown` completes, with [`HttpServeConfig::default`]. Also runs the
-/// per-stream HLS pump tasks. Serve one router with one `serve_http` call
-/// (the pump tasks of its streams live in that call).
+/// router's background jobs (e.g. HLS pumps). Serve one router with one
+/// `serve_http` call (the tasks of its jobs live in that call).
 ///
 /// Must run inside a tokio runtime.
 pub async fn serve_http(
@@ -69,22 +70,22 @@ pub async fn serve_http_with(
     let mut conns = JoinSet::new();
     let mut pumps = JoinSet::new();
     let mut shutdown = pin!(shutdown);
-    let spawn = router.hls().spawn_signal();
+    let jobs = router.jobs().signal();
     let local = listener.local_addr().ok();
     tracing::debug!(?local, "serving HTTP");
     loop {
-        // Epoch first, then drain: a stream queued after the drain moves it.
-        let spawn_epoch = spawn.epoch();
-        while let Some(stream) = router.hls().poll_new_stream() {
-            let span = tracing::debug_span!("hls", stream = %stream.key());
-            pumps.spawn(pump_task(stream, clock, stop_rx.clone()).instrument(span));
+        // Epoch first, then drain: a job queued after the drain moves it.
+        let jobs_epoch = jobs.epoch();
+        while let Some(job) = router.jobs().poll() {
+            let span = tracing::debug_span!("job", job = %job.describe());
+            pumps.spawn(job_task(job, clock, stop_rx.clone()).instrument(span));
         }
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            _ = spawn.wait(spawn_epoch) => {}
+            _ = jobs.wait(jobs_epoch) => {}
             Some(res) = conns.join_next(), if !conns.is_empty() => log_panic(res, "connection"),
-            Some(res) = pumps.join_next(), if !pumps.is_empty() => log_panic(res, "HLS pump"),
+            Some(res) = pumps.join_next(), if !pumps.is_empty() => log_panic(res, "background job"),
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
@@ -117,7 +118,7 @@ pub async fn serve_http_with(
     // One grace for both sets.
     let deadline = tokio::time::Instant::now() + config.shutdown_grace;
     crate::timer::drain_until(&mut conns, deadline, "HTTP connections").await;
-    crate::timer::drain_until(&mut pumps, deadline, "HLS pumps").await;
+    crate::timer::drain_until(&mut pumps, deadline, "background jobs").await;
     Ok(())
 }
 
@@ -163,9 +164,9 @@ impl HttpRuntime for TokioRuntime {
     }
 }
 
-/// One stream's pump loop (see [`arcly::http::PumpState`]).
-async fn pump_task(stream: Arc<HlsStream>, clock: Clock, stop: watch::Receiver<bool>) {
-    run_pump(stream, &TokioRuntime { clock, stop }).await;
+/// One background job's loop (see [`arcly::job::JobState`]).
+async fn job_task(job: Arc<dyn Job>, clock: Clock, stop: watch::Receiver<bool>) {
+    run_job(job, &TokioRuntime { clock, stop }).await;
 }
 
 async fn serve_connection(
@@ -208,8 +209,22 @@ async fn respond_hyper(
     req: hyper::Request<Incoming>,
     stop: watch::Receiver<bool>,
 ) -> hyper::Response<Full<Bytes>> {
-    let (parts, _body) = req.into_parts();
-    let req = http::Request::from_parts(parts, ());
+    let (parts, body) = req.into_parts();
+    let head = http::Request::from_parts(parts, ());
+    let limit = match router.admit(&head) {
+        Admit::Respond(resp) => return resp.map(Full::new),
+        Admit::Read { limit } => limit,
+    };
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            let too_large = e.is::<http_body_util::LengthLimitError>();
+            let is_head = head.method() == http::Method::HEAD;
+            return body_refused(too_large, is_head).map(Full::new);
+        }
+    };
+    let (parts, ()) = head.into_parts();
+    let req = http::Request::from_parts(parts, body);
     respond(router, &req, &TokioRuntime { clock, stop })
         .await
         .map(Full::new)

@@ -371,9 +371,9 @@ fn idle_streams_stop_and_shutdown_answers_parked_requests() {
     let mut server = Server::start(&engine, Duration::from_millis(800));
     let mut c = Client::connect(server.addr);
     assert_eq!(c.get("/live/cam/index.m3u8").status, 200);
-    assert_eq!(server.router.hls().streams().len(), 1);
+    assert_eq!(server.router.hls().unwrap().streams().len(), 1);
     let started = Instant::now();
-    while !server.router.hls().streams().is_empty() {
+    while !server.router.hls().unwrap().streams().is_empty() {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "idle stream still muxed"

@@ -5,10 +5,10 @@
 //! 1. The first HTTP request for a published stream subscribes to the engine
 //!    ([`Engine::subscribe`]: the GOP cache gives a keyframe at once) and
 //!    creates an [`HlsStream`] holding the subscriber and a fresh muxer. The
-//!    stream is queued for the adapter ([`HlsService::poll_new_stream`],
-//!    announced on [`HlsService::spawn_signal`]).
-//! 2. The adapter runs one tiny task per stream calling
-//!    [`HlsStream::pump`] and doing what the returned [`PumpState`] says:
+//!    stream is pushed as a [`Job`] to the service's [`JobQueue`] (the
+//!    router's, see [`crate::job`]).
+//! 2. The adapter runs each job as one tiny task calling [`Job::step`]
+//!    ([`HlsStream::pump`]) and doing what the returned [`JobState`] says:
 //!    pump again, wait on a signal or a deadline, or stop. `pump` moves
 //!    frames from the subscriber into the muxer (at most
 //!    [`HlsServiceConfig::pump_budget`] per call) and, when the playlist
@@ -17,7 +17,7 @@
 //! 3. The publisher ends: the muxer is finished (`EXT-X-ENDLIST`), the
 //!    stream stays served until it is idle.
 //! 4. No HTTP request for [`HlsServiceConfig::idle_timeout`]: `pump`
-//!    removes the stream from the service and returns [`PumpState::Done`];
+//!    removes the stream from the service and returns [`JobState::Done`];
 //!    the task ends and the muxer's memory is freed.
 //!
 //! The classic TS variant is built only while someone watches it: the
@@ -33,7 +33,7 @@
 //! in a blocking reload at once (more → 503), and each muxer's own byte
 //! bounds ([`HlsConfig`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -42,6 +42,7 @@ use crate::container::hls::{
     HlsConfig, HlsMuxer, PlaylistReply, PlaylistRequest, Variant, WallClock,
 };
 use crate::engine::{Engine, Recv, Signal, StreamKey, SubscribeError, Subscriber};
+use crate::job::{Job, JobQueue, JobQueueFull, JobState};
 use crate::time::Instant;
 
 /// Settings of the [`HlsService`].
@@ -82,25 +83,6 @@ impl Default for HlsServiceConfig {
             wall_clock: None,
         }
     }
-}
-
-/// What the adapter does after [`HlsStream::pump`].
-#[derive(Debug, Clone)]
-pub enum PumpState {
-    /// More frames may be waiting: yield to the runtime, then pump again.
-    Busy,
-    /// Nothing to do: wait until `signal` moves past `epoch` or `deadline`
-    /// passes (the idle check), then pump again.
-    Wait {
-        /// Signal to wait on.
-        signal: Signal,
-        /// Epoch read before the last check.
-        epoch: u64,
-        /// Pump again at the latest then.
-        deadline: Instant,
-    },
-    /// The stream is no longer muxed (idle, or replaced): end the task.
-    Done,
 }
 
 #[derive(Debug)]
@@ -207,13 +189,16 @@ impl HlsStream {
         self.state().muxer.ts_enabled()
     }
 
-    fn retire(self: &Arc<Self>) {
+    fn retire(&self) {
         if self.retired.swap(true, Ordering::AcqRel) {
             return;
         }
         if let Some(service) = self.service.upgrade() {
             let mut streams = lock(&service.streams);
-            if streams.get(&self.key).is_some_and(|s| Arc::ptr_eq(s, self)) {
+            if streams
+                .get(&self.key)
+                .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), self))
+            {
                 streams.remove(&self.key);
             }
         }
@@ -224,17 +209,17 @@ impl HlsStream {
     }
 
     /// Moves frames from the engine into the muxer; the adapter's per-stream
-    /// task calls it in a loop and does what the [`PumpState`] says.
-    pub fn pump(self: &Arc<Self>, now: Instant) -> PumpState {
+    /// task calls it in a loop and does what the [`JobState`] says.
+    pub fn pump(&self, now: Instant) -> JobState {
         if self.retired.load(Ordering::Acquire) {
-            return PumpState::Done;
+            return JobState::Done;
         }
         let last = Instant::from_micros(self.last_access.load(Ordering::Acquire));
         let idle_deadline = last + self.idle_timeout;
         if now >= idle_deadline {
             tracing::debug!(stream = %self.key, "no HLS request for {:?}", self.idle_timeout);
             self.retire();
-            return PumpState::Done;
+            return JobState::Done;
         }
         let mut pushed = 0usize;
         let mut ended = false;
@@ -258,12 +243,12 @@ impl HlsStream {
             at_zero => Some(WallClock::new(at_zero).unix_micros(now)),
         };
         let next = match &mut st.subscriber {
-            None => PumpState::Done,
+            None => JobState::Done,
             Some(sub) => {
                 let signal = sub.signal();
                 loop {
                     if pushed >= self.pump_budget {
-                        break PumpState::Busy;
+                        break JobState::Busy;
                     }
                     let epoch = signal.epoch();
                     match sub.recv() {
@@ -279,7 +264,7 @@ impl HlsStream {
                             if let Some(w) = wall {
                                 st.muxer.live_edge(w);
                             }
-                            break PumpState::Wait {
+                            break JobState::Wait {
                                 signal,
                                 epoch,
                                 deadline: wake,
@@ -292,7 +277,7 @@ impl HlsStream {
                             ended = true;
                             tracing::debug!(stream = %self.key, "publisher ended; HLS playlists end");
                             // Waits on `advanced` (below, after its notify).
-                            break PumpState::Done;
+                            break JobState::Done;
                         }
                     }
                 }
@@ -311,12 +296,12 @@ impl HlsStream {
         match next {
             // Ended: only `retire` notifies `advanced` from now on; the task
             // sleeps until the idle deadline.
-            PumpState::Done => {
+            JobState::Done => {
                 let epoch = self.advanced.epoch();
                 if self.retired.load(Ordering::Acquire) {
-                    return PumpState::Done;
+                    return JobState::Done;
                 }
-                PumpState::Wait {
+                JobState::Wait {
                     signal: self.advanced.clone(),
                     epoch,
                     deadline: wake,
@@ -324,6 +309,17 @@ impl HlsStream {
             }
             other => other,
         }
+    }
+}
+
+/// The stream's pump task ([`HlsStream::pump`]) as a background job.
+impl Job for HlsStream {
+    fn step(&self, now: Instant) -> JobState {
+        self.pump(now)
+    }
+
+    fn describe(&self) -> String {
+        format!("hls {}", self.key)
     }
 }
 
@@ -336,6 +332,10 @@ pub enum HlsError {
     /// [`HlsServiceConfig::max_streams`] streams are already muxed: 503.
     #[error("too many HLS streams (limit {0})")]
     TooManyStreams(usize),
+    /// The adapter's job queue is full (its pumps are not being started):
+    /// 503.
+    #[error(transparent)]
+    Jobs(#[from] JobQueueFull),
 }
 
 /// [`ServiceInner::wall`] without a wall clock.
@@ -347,8 +347,6 @@ struct ServiceInner {
     wall: Arc<AtomicU64>,
     streams: Mutex<HashMap<StreamKey, Arc<HlsStream>>>,
     /// Streams created and not yet handed to the adapter.
-    new_streams: Mutex<VecDeque<Arc<HlsStream>>>,
-    spawn: Signal,
     blocked: Arc<AtomicUsize>,
 }
 
@@ -367,24 +365,27 @@ impl Drop for BlockPermit {
 #[derive(Debug)]
 pub struct HlsService {
     engine: Engine,
+    /// Where each new stream's pump goes.
+    jobs: JobQueue,
     config: HlsServiceConfig,
     inner: Arc<ServiceInner>,
 }
 
 impl HlsService {
     /// A service muxing streams of `engine` on demand.
-    pub fn new(engine: Engine, config: HlsServiceConfig) -> Self {
+    /// Each muxed stream's pump is pushed to `jobs` as a [`Job`] for the
+    /// adapter to run.
+    pub fn new(engine: Engine, config: HlsServiceConfig, jobs: JobQueue) -> Self {
         let wall = config
             .wall_clock
             .map_or(NO_WALL_CLOCK, |w| w.unix_micros_at_zero);
         HlsService {
             engine,
             config,
+            jobs,
             inner: Arc::new(ServiceInner {
                 wall: Arc::new(AtomicU64::new(wall)),
                 streams: Mutex::default(),
-                new_streams: Mutex::default(),
-                spawn: Signal::default(),
                 blocked: Arc::default(),
             }),
         }
@@ -412,17 +413,6 @@ impl HlsService {
     /// The settings.
     pub fn config(&self) -> &HlsServiceConfig {
         &self.config
-    }
-
-    /// Notified whenever a stream was created that needs a pump task; read
-    /// its epoch, drain [`poll_new_stream`](Self::poll_new_stream), then wait.
-    pub fn spawn_signal(&self) -> Signal {
-        self.inner.spawn.clone()
-    }
-
-    /// The next stream that needs a pump task (each is returned once).
-    pub fn poll_new_stream(&self) -> Option<Arc<HlsStream>> {
-        lock(&self.inner.new_streams).pop_front()
     }
 
     /// Keys of the streams being muxed.
@@ -532,12 +522,14 @@ impl HlsService {
         // Take in the GOP cache now (bounded: the pump task does the rest),
         // so the first request finds a keyframe.
         for _ in 0..16 {
-            if !matches!(stream.pump(now), PumpState::Busy) {
+            if !matches!(stream.pump(now), JobState::Busy) {
                 break;
             }
         }
-        lock(&self.inner.new_streams).push_back(stream.clone());
-        self.inner.spawn.notify();
+        if let Err(full) = self.jobs.push(stream.clone()) {
+            stream.retire();
+            return Err(HlsError::Jobs(full));
+        }
         Ok(stream)
     }
 }

@@ -73,7 +73,7 @@ pub(crate) fn percent_decode(s: &str) -> Result<String, &'static str> {
 }
 
 /// Decodes and checks one segment: no traversal, no separators, no controls.
-fn safe_segment(raw: &str) -> Result<String, TargetError> {
+pub(crate) fn safe_segment(raw: &str) -> Result<String, TargetError> {
     if raw.is_empty() {
         return Err(TargetError::BadPath("empty path segment"));
     }

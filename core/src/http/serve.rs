@@ -1,7 +1,7 @@
 //! The runtime-free part of every adapter's HTTP server (`serve_http`): the
 //! settings, the parked-request loop around [`HttpRouter::handle`] /
-//! [`HttpRouter::resume`], the per-stream loop around [`HlsStream::pump`]
-//! and the wall-clock anchor. An adapter implements [`HttpRuntime`] (its
+//! [`HttpRouter::resume`], the loop around a background [`Job`] (e.g. an
+//! HLS stream's pump) and the wall-clock anchor. An adapter implements [`HttpRuntime`] (its
 //! clock, one wait on a signal or a deadline or its shutdown, a yield) and
 //! keeps only the accepting, the HTTP/1.1 codec and the spawning.
 
@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{Method, Request, Response};
 
-use super::{strip_for_head, unavailable, HlsStream, HttpRouter, PumpState, Routed, WallClock};
+use super::{strip_for_head, unavailable, HttpRouter, Routed, WallClock};
 use crate::engine::SignalWait;
+use crate::job::{Job, JobState};
 use crate::time::Instant;
 
 /// Settings of an adapter's `serve_http_with` (re-exported there).
@@ -87,13 +88,14 @@ pub trait HttpRuntime: Sync {
     fn yield_now(&self) -> impl Future<Output = ()> + Send;
 }
 
-/// Routes one request (its body already dropped) to the end: a
+/// Routes one request (with its body, read up to the limit
+/// [`HttpRouter::admit`] gave) to the end: a
 /// [`Routed::Wait`] waits with [`HttpRuntime::wait`] and resumes until the
 /// router answers; a shutdown during the wait answers 503. Logs the request
 /// at `debug`.
 pub async fn respond<R: HttpRuntime>(
     router: &HttpRouter,
-    req: &Request<()>,
+    req: &Request<Bytes>,
     rt: &R,
 ) -> Response<Bytes> {
     let started = rt.now();
@@ -122,13 +124,29 @@ pub async fn respond<R: HttpRuntime>(
     resp
 }
 
-/// One muxed stream's task: pumps `stream` and does what each
-/// [`PumpState`] says, until the stream is done or the server stops.
-pub async fn run_pump<R: HttpRuntime>(stream: Arc<HlsStream>, rt: &R) {
+/// The answer when a request body could not be read to the end: 413 when
+/// it went past the route's limit ([`HttpRouter::admit`]), else 400. The
+/// connection is closed after it.
+pub fn body_refused(too_large: bool, head: bool) -> Response<Bytes> {
+    let mut resp = if too_large {
+        super::error(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+        )
+    } else {
+        super::error(http::StatusCode::BAD_REQUEST, "request body unreadable")
+    };
+    super::set(&mut resp, http::header::CONNECTION, "close");
+    strip_for_head(resp, head)
+}
+
+/// One background job's task ([`crate::job`]): steps `job` and does what
+/// each [`JobState`] says, until the job is done or the server stops.
+pub async fn run_job<R: HttpRuntime>(job: Arc<dyn Job>, rt: &R) {
     loop {
-        match stream.pump(rt.now()) {
-            PumpState::Busy => rt.yield_now().await,
-            PumpState::Wait {
+        match job.step(rt.now()) {
+            JobState::Busy => rt.yield_now().await,
+            JobState::Wait {
                 signal,
                 epoch,
                 deadline,
@@ -137,19 +155,19 @@ pub async fn run_pump<R: HttpRuntime>(stream: Arc<HlsStream>, rt: &R) {
                     break;
                 }
             }
-            PumpState::Done => break,
+            JobState::Done => break,
         }
     }
 }
 
-/// Anchors `router`'s HLS service to the wall clock: `at_origin` is the
+/// Anchors `router`'s services to the wall clock: `at_origin` is the
 /// system time read together with the origin of the server's clock
 /// (`Instant` 0). See [`HttpServeConfig::program_date_time`].
 pub fn anchor_wall_clock(router: &HttpRouter, at_origin: SystemTime) {
     let unix = at_origin
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    router.hls().set_wall_clock(Some(WallClock::new(unix)));
+    router.set_wall_clock(Some(WallClock::new(unix)));
 }
 
 #[cfg(test)]
@@ -205,11 +223,11 @@ mod tests {
         }
     }
 
-    fn get(path: &str, method: Method) -> Request<()> {
+    fn get(path: &str, method: Method) -> Request<Bytes> {
         Request::builder()
             .method(method)
             .uri(path)
-            .body(())
+            .body(Bytes::new())
             .unwrap()
     }
 
@@ -247,7 +265,7 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(rt.waits.load(Ordering::Acquire) >= 1);
         assert!(rt.now() >= Instant::from_micros(1_000) + Duration::from_secs(4));
-        assert_eq!(router.hls().blocked_requests(), 0);
+        assert_eq!(router.hls().unwrap().blocked_requests(), 0);
         // Unknown stream: answered without a wait.
         let before = rt.waits.load(Ordering::Acquire);
         let resp = ready(respond(
@@ -269,12 +287,9 @@ mod tests {
         assert!(resp.headers().contains_key(http::header::RETRY_AFTER));
         assert!(resp.body().is_empty(), "HEAD: no body");
         assert_eq!(rt.waits.load(Ordering::Acquire), 1);
-        assert_eq!(router.hls().blocked_requests(), 0);
-        let stream = router
-            .hls()
-            .poll_new_stream()
-            .expect("the request made a stream");
-        ready(run_pump(stream, &rt));
+        assert_eq!(router.hls().unwrap().blocked_requests(), 0);
+        let job = router.jobs().poll().expect("the request made a stream");
+        ready(run_job(job, &rt));
         assert_eq!(rt.waits.load(Ordering::Acquire), 2);
     }
 
@@ -282,7 +297,7 @@ mod tests {
     fn wall_clock_anchor() {
         let (router, _publisher) = router();
         anchor_wall_clock(&router, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
-        let wall = router.hls().wall_clock().expect("anchored");
+        let wall = router.hls().unwrap().wall_clock().expect("anchored");
         assert_eq!(
             wall.unix_micros(Instant::from_micros(0)),
             1_700_000_000_000_000
