@@ -7,10 +7,24 @@
 //! already stripped of its query string; the query (`token=x` of
 //! `cam?token=x`) is passed separately so that an application can check
 //! credentials without the key being polluted by them.
+//!
+//! The answer is a [`Decision`]: now (allow, or deny with a [`Rejection`]
+//! whose [`RejectCode`] each protocol maps to its wire answer) or later
+//! ([`Decision::Later`] with a [`PendingAdmission`], resolved through its
+//! [`AdmissionHandle`] from any thread or task, with a timeout after which
+//! the session refuses with [`RejectCode::Timeout`]). A pending request
+//! keeps the machine's token and takes nothing from the engine; the session
+//! goes on serving its other work, and its driver is woken by the decision
+//! through the signal it already waits on (see [`AdmissionWait`]).
+//! The closures of the synchronous shape (`Fn(&AdmissionRequest) ->
+//! Result<(), String>`) remain admissions.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::engine::{PublishError, StreamKey, SubscribeError};
+use crate::engine::{PublishError, Signal, StreamKey, SubscribeError};
+use crate::time::Instant;
 
 /// Whether the peer wants to push media in or pull it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,7 +56,7 @@ impl core::fmt::Display for AdmissionKind {
 /// | [`Conflict`](Self::Conflict) | `NetStream.Publish.BadName` | `SRT_REJX_CONFLICT` 1409 |
 /// | [`Overloaded`](Self::Overloaded) | `NetStream.Publish.BadName` / `NetStream.Play.Failed` | `SRT_REJX_OVERLOAD` 1402 |
 /// | [`Unavailable`](Self::Unavailable) | `NetStream.Publish.BadName` / `NetStream.Play.Failed` | `SRT_REJ_CLOSE` |
-/// | [`Timeout`](Self::Timeout) | `NetStream.Publish.BadName` / `NetStream.Play.Failed` | `SRT_REJX_DOWN` 1503 |
+/// | [`Timeout`](Self::Timeout) | `NetStream.Publish.BadName` / `NetStream.Play.Failed` | `SRT_REJ_TIMEOUT` |
 ///
 /// `#[non_exhaustive]`: more codes may come with new protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -179,14 +193,59 @@ impl AdmissionRequest {
     }
 }
 
+/// The application's answer to one request: now ([`Allow`](Self::Allow),
+/// [`Deny`](Self::Deny)) or later ([`Later`](Self::Later)).
+///
+/// `#[non_exhaustive]`: e.g. a redirect may come.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Decision {
+    /// Admit the request.
+    Allow,
+    /// Refuse it; the protocol answers with the code's wire form (the table
+    /// on [`RejectCode`]) and the session closes with
+    /// [`CloseReason::Rejected`](crate::session::CloseReason::Rejected).
+    Deny(Rejection),
+    /// Decide later through the [`AdmissionHandle`] paired with this
+    /// [`PendingAdmission`] (e.g. after asking an auth service). Until then
+    /// the session holds the request's token and no engine resource, keeps
+    /// serving its other work, and refuses with [`RejectCode::Timeout`] once
+    /// the pending admission's timeout passed.
+    Later(PendingAdmission),
+}
+
+impl From<Result<(), String>> for Decision {
+    /// `Ok` allows; `Err(reason)` denies with [`RejectCode::Forbidden`].
+    fn from(r: Result<(), String>) -> Self {
+        match r {
+            Ok(()) => Decision::Allow,
+            Err(reason) => Decision::Deny(Rejection::forbidden(reason)),
+        }
+    }
+}
+
+impl From<Result<(), Rejection>> for Decision {
+    fn from(r: Result<(), Rejection>) -> Self {
+        match r {
+            Ok(()) => Decision::Allow,
+            Err(rejection) => Decision::Deny(rejection),
+        }
+    }
+}
+
 /// The application's admission policy, consulted for every publish and play.
 ///
-/// Called from the session's input path: it must be quick and must not block
-/// (look credentials up in memory; do slow checks elsewhere and cache them).
+/// Called from the session's input path: it must be quick and must not
+/// block. A slow check (an HTTP auth service, a database) answers
+/// [`Decision::Later`] and resolves the [`AdmissionHandle`] from wherever it
+/// runs; the session keeps flowing meanwhile.
+///
+/// Closures returning `Result<(), String>` are admissions (an `Err` is a
+/// [`RejectCode::Forbidden`] refusal); a closure returning a [`Decision`]
+/// becomes one with [`from_fn`].
 pub trait Admission: Send + Sync {
-    /// `Ok(())` admits the request; `Err(reason)` refuses it and the reason is
-    /// sent to the peer (RTMP: the onStatus description) and logged.
-    fn admit(&self, req: &AdmissionRequest) -> Result<(), String>;
+    /// The decision on `req`.
+    fn admit(&self, req: &AdmissionRequest) -> Decision;
 }
 
 /// Admits every request.
@@ -194,8 +253,8 @@ pub trait Admission: Send + Sync {
 pub struct AllowAll;
 
 impl Admission for AllowAll {
-    fn admit(&self, _req: &AdmissionRequest) -> Result<(), String> {
-        Ok(())
+    fn admit(&self, _req: &AdmissionRequest) -> Decision {
+        Decision::Allow
     }
 }
 
@@ -203,8 +262,206 @@ impl<F> Admission for F
 where
     F: Fn(&AdmissionRequest) -> Result<(), String> + Send + Sync,
 {
-    fn admit(&self, req: &AdmissionRequest) -> Result<(), String> {
-        self(req)
+    fn admit(&self, req: &AdmissionRequest) -> Decision {
+        self(req).into()
+    }
+}
+
+/// An [`Admission`] from a closure that returns a [`Decision`] (so that it
+/// can answer [`Decision::Later`]).
+pub fn from_fn<F>(f: F) -> FromFn<F>
+where
+    F: Fn(&AdmissionRequest) -> Decision + Send + Sync,
+{
+    FromFn(f)
+}
+
+/// The [`Admission`] made by [`from_fn`].
+#[derive(Clone, Copy)]
+pub struct FromFn<F>(F);
+
+impl<F> core::fmt::Debug for FromFn<F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("FromFn")
+    }
+}
+
+impl<F> Admission for FromFn<F>
+where
+    F: Fn(&AdmissionRequest) -> Decision + Send + Sync,
+{
+    fn admit(&self, req: &AdmissionRequest) -> Decision {
+        (self.0)(req)
+    }
+}
+
+/// The longest a session waits for a deferred decision, whatever timeout
+/// the application asked for (60 s). Protocols may cap it lower (SRT: the
+/// endpoint's [`PENDING_TIMEOUT`](crate::srt::endpoint::PENDING_TIMEOUT),
+/// within libsrt's default connect timeout).
+pub const MAX_ADMISSION_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default)]
+struct SlotState {
+    decision: Option<Result<(), Rejection>>,
+    /// The session stopped waiting (decided by timeout, or closed).
+    abandoned: bool,
+}
+
+/// What an [`AdmissionHandle`] and its session share: the decision under a
+/// lock (taken once by each side, never on a media path) and the signal
+/// that wakes the session's driver when it arrives.
+#[derive(Debug, Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    signal: Signal,
+}
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+/// The session's side of a deferred decision, handed over in
+/// [`Decision::Later`]. Made with its [`AdmissionHandle`] by
+/// [`PendingAdmission::new`].
+#[derive(Debug)]
+pub struct PendingAdmission {
+    slot: Arc<Slot>,
+    timeout: Duration,
+}
+
+impl PendingAdmission {
+    /// A pending decision the session waits for at most `timeout` (capped at
+    /// [`MAX_ADMISSION_WAIT`] and by the protocol), and the handle the
+    /// application resolves it with.
+    pub fn new(timeout: Duration) -> (PendingAdmission, AdmissionHandle) {
+        let slot = Arc::new(Slot::default());
+        let handle = AdmissionHandle {
+            slot: Some(slot.clone()),
+        };
+        (PendingAdmission { slot, timeout }, handle)
+    }
+
+    /// How long the session may wait.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Starts the wait at `now`: the deadline is `now` plus the timeout,
+    /// capped at `cap` and [`MAX_ADMISSION_WAIT`]. Used by the session glue.
+    pub fn start(self, now: Instant, cap: Duration) -> AdmissionWait {
+        let wait = self.timeout.min(cap).min(MAX_ADMISSION_WAIT);
+        AdmissionWait {
+            slot: self.slot,
+            deadline: now + wait,
+        }
+    }
+}
+
+/// A session waiting for a deferred decision (see [`PendingAdmission::start`]).
+///
+/// The driver learns that the decision arrived through
+/// [`signal`](Self::signal) (a session returns it from
+/// [`StreamSession::media_signal`](crate::session::StreamSession::media_signal)
+/// or lists it in
+/// [`DatagramService::media_signals`](crate::datagram::DatagramService::media_signals),
+/// so every adapter's existing wait covers it) and calls `handle_media`,
+/// where the session [`poll`](Self::poll)s; the deadline is part of the
+/// session's `poll_timeout`. Dropping it tells the handle nobody waits.
+#[derive(Debug)]
+pub struct AdmissionWait {
+    slot: Arc<Slot>,
+    deadline: Instant,
+}
+
+impl AdmissionWait {
+    /// When the session stops waiting and refuses.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Notified once when the decision is made.
+    pub fn signal(&self) -> &Signal {
+        &self.slot.signal
+    }
+
+    /// The decision if it arrived; else a [`RejectCode::Timeout`] refusal
+    /// once `now` reached the deadline; else `None` (still waiting).
+    pub fn poll(&self, now: Instant) -> Option<Result<(), Rejection>> {
+        let mut st = self.slot.lock();
+        if let Some(d) = st.decision.take() {
+            st.abandoned = true;
+            return Some(d);
+        }
+        if now >= self.deadline {
+            st.abandoned = true;
+            return Some(Err(Rejection::new(
+                RejectCode::Timeout,
+                "no admission decision in time",
+            )));
+        }
+        None
+    }
+}
+
+impl Drop for AdmissionWait {
+    fn drop(&mut self) {
+        self.slot.lock().abandoned = true;
+    }
+}
+
+/// The application's side of a deferred decision: resolve it once with
+/// [`allow`](Self::allow) or [`deny`](Self::deny), from any thread or task.
+/// Dropped unresolved, it denies with [`RejectCode::Unavailable`] (so a
+/// forgotten handle does not hold a peer until the deadline).
+#[derive(Debug)]
+pub struct AdmissionHandle {
+    slot: Option<Arc<Slot>>,
+}
+
+impl AdmissionHandle {
+    /// Admits the request.
+    pub fn allow(mut self) {
+        self.resolve(Ok(()));
+    }
+
+    /// Refuses the request.
+    pub fn deny(mut self, rejection: Rejection) {
+        self.resolve(Err(rejection));
+    }
+
+    /// Whether the session stopped waiting (it timed out, closed, or took a
+    /// decision already): work on the decision can stop.
+    pub fn is_abandoned(&self) -> bool {
+        self.slot.as_ref().map_or(true, |s| s.lock().abandoned)
+    }
+
+    fn resolve(&mut self, d: Result<(), Rejection>) {
+        let Some(slot) = self.slot.take() else {
+            return;
+        };
+        {
+            let mut st = slot.lock();
+            if st.abandoned {
+                return;
+            }
+            st.decision = Some(d);
+        }
+        slot.signal.notify();
+    }
+}
+
+impl Drop for AdmissionHandle {
+    fn drop(&mut self) {
+        self.resolve(Err(Rejection::new(
+            RejectCode::Unavailable,
+            "admission handle dropped without a decision",
+        )));
     }
 }
 
@@ -242,9 +499,12 @@ mod tests {
                 Err("bad token".to_owned())
             }
         };
-        assert!(only_x.admit(&req("token=x")).is_ok());
-        assert_eq!(only_x.admit(&req("token=y")), Err("bad token".to_owned()));
-        assert!(AllowAll.admit(&req("")).is_ok());
+        assert!(matches!(only_x.admit(&req("token=x")), Decision::Allow));
+        assert!(matches!(
+            only_x.admit(&req("token=y")),
+            Decision::Deny(r) if r == Rejection::forbidden("bad token")
+        ));
+        assert!(matches!(AllowAll.admit(&req("")), Decision::Allow));
     }
 
     #[test]
@@ -266,5 +526,40 @@ mod tests {
         let r = Rejection::from(&SubscribeError::NotFound(key));
         assert_eq!(r.code, RejectCode::NotFound);
         assert_eq!(r.to_string(), "not found: stream `live/cam` not found");
+    }
+
+    #[test]
+    fn deferred_decisions() {
+        let t0 = Instant::from_millis(1000);
+        // Resolved: the signal moves once, the wait yields the decision.
+        let (pending, handle) = PendingAdmission::new(Duration::from_secs(5));
+        let wait = pending.start(t0, Duration::from_secs(3));
+        assert_eq!(wait.deadline(), t0 + Duration::from_secs(3), "capped");
+        let epoch = wait.signal().epoch();
+        assert_eq!(wait.poll(t0), None);
+        handle.deny(Rejection::new(RejectCode::Unauthorized, "who?"));
+        assert_ne!(wait.signal().epoch(), epoch);
+        assert_eq!(
+            wait.poll(t0),
+            Some(Err(Rejection::new(RejectCode::Unauthorized, "who?")))
+        );
+        // A forgotten handle denies at once instead of holding the peer.
+        let (pending, handle) = PendingAdmission::new(Duration::from_secs(5));
+        let wait = pending.start(t0, MAX_ADMISSION_WAIT);
+        drop(handle);
+        assert!(matches!(wait.poll(t0), Some(Err(r)) if r.code == RejectCode::Unavailable));
+        // The deadline refuses; a late answer is ignored.
+        let (pending, handle) = PendingAdmission::new(Duration::from_secs(600));
+        let wait = pending.start(t0, Duration::MAX);
+        assert_eq!(wait.deadline(), t0 + MAX_ADMISSION_WAIT);
+        assert!(!handle.is_abandoned());
+        let late = wait.deadline();
+        assert!(matches!(wait.poll(late), Some(Err(r)) if r.code == RejectCode::Timeout));
+        assert!(handle.is_abandoned());
+        handle.allow();
+        assert_eq!(
+            wait.poll(late + Duration::from_secs(1)).map(|r| r.is_ok()),
+            Some(false)
+        );
     }
 }

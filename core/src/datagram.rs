@@ -87,7 +87,8 @@ pub trait DatagramService: Send {
     fn poll_timeout(&self) -> Option<Instant>;
 
     /// Appends the signal of every stream some connection plays (each
-    /// stream once). The driver reads their epochs before calling
+    /// stream once), and of every deferred admission decision pending
+    /// ([`AdmissionWait::signal`](crate::admission::AdmissionWait::signal)). The driver reads their epochs before calling
     /// [`handle_media`](Self::handle_media) and waits for any to change.
     fn media_signals(&self, out: &mut Vec<Signal>);
 

@@ -177,7 +177,11 @@ pub trait StreamSession: Send {
     /// The next deadline at which [`handle_timeout`](Self::handle_timeout) must be called.
     fn poll_timeout(&self) -> Option<Instant>;
 
-    /// The signal to wait on for new media, while the session plays a stream.
+    /// The signal to wait on for work from outside the socket: new media
+    /// while the session plays a stream, or a deferred admission decision
+    /// ([`AdmissionWait::signal`](crate::admission::AdmissionWait::signal))
+    /// while one is pending. Either way the driver calls
+    /// [`handle_media`](Self::handle_media) when it fires.
     fn media_signal(&self) -> Option<Signal>;
 
     /// `Some(reason)` once the session is over; the driver flushes what

@@ -830,3 +830,100 @@ fn player_reports_its_apps_write_merge_window() {
     assert_eq!(low.write_merge(), std::time::Duration::ZERO);
     assert_eq!(batched.write_merge(), std::time::Duration::from_millis(300));
 }
+
+/// A deferred admission: the publish waits (no engine stream) while another publisher and player flow for 2 s; the
+/// decision wakes the session through its media signal and the publish
+/// starts with every held frame. Another one, never decided, is refused
+/// with `NetStream.Publish.BadName` at its deadline.
+#[test]
+fn deferred_admission_resolves_later_while_others_flow() {
+    use arcly::admission::{from_fn, AdmissionHandle, Decision, PendingAdmission};
+    use std::time::Duration;
+
+    let engine = Engine::with_defaults();
+    let handles: Arc<Mutex<Vec<AdmissionHandle>>> = Arc::default();
+    let h = handles.clone();
+    let admission = from_fn(move |req: &AdmissionRequest| {
+        let timeout = match req.key.name() {
+            "held" => Duration::from_secs(10),
+            "late" => Duration::from_secs(1),
+            _ => return Decision::Allow,
+        };
+        let (pending, handle) = PendingAdmission::new(timeout);
+        h.lock().unwrap().push(handle);
+        Decision::Later(pending)
+    });
+    let factory = RtmpSessionFactory::new(engine.clone(), Arc::new(admission));
+    let (mut pc, mut ps) = connected_publisher(&factory, "rtmp://localhost/live/cam", 1);
+    let (mut vc, mut vs, _) = connected_player(&factory, "rtmp://localhost/live/cam", 2);
+
+    let mut hc = client("rtmp://localhost/live/held", ClientMode::Publish, 3);
+    let mut hs = factory.session(peer(3), at(0), 3);
+    let ev = pump(&mut hc, &mut hs, at(1));
+    assert!(!ev.contains(&ClientEvent::Publishing), "{ev:?}");
+    assert!(hs.is_waiting_for_admission() && !hs.is_publishing());
+    assert_eq!(handles.lock().unwrap().len(), 1);
+    let signal = hs
+        .media_signal()
+        .expect("the session waits on the decision");
+    let epoch = signal.epoch();
+    assert_eq!(
+        hs.poll_timeout(),
+        Some(at(10_001)),
+        "the decision's deadline"
+    );
+    // 2 s of media between the other publisher and player meanwhile.
+    let all = stream(50, 25, 1000);
+    let mut got = Vec::new();
+    for (i, f) in all.iter().enumerate() {
+        let now = at(40 * i as u64 + 2);
+        pc.send_frame(f).unwrap();
+        pump(&mut pc, &mut ps, now);
+        got.extend(frames(&pump(&mut vc, &mut vs, now)));
+        pump(&mut hc, &mut hs, now);
+    }
+    assert_eq!(
+        got, all,
+        "the other sessions flowed while the decision was pending"
+    );
+    assert_eq!(
+        engine.streams(),
+        [arcly::StreamKey::new("live", "cam").unwrap()],
+        "a pending publish holds no engine stream"
+    );
+    assert!(hs.is_waiting_for_admission());
+
+    // The application decides at 2 s: the signal the driver waits on fires.
+    handles.lock().unwrap().pop().unwrap().allow();
+    assert_ne!(signal.epoch(), epoch, "the driver is woken");
+    hs.handle_media(at(2000));
+    let ev = pump(&mut hc, &mut hs, at(2000));
+    assert!(ev.contains(&ClientEvent::Publishing), "{ev:?}");
+    assert!(hs.is_publishing() && !hs.is_waiting_for_admission());
+    let held_key = arcly::StreamKey::new("live", "held").unwrap();
+    assert!(engine.streams().contains(&held_key));
+
+    // Never decided: refused at the deadline, protocol-correctly.
+    let mut lc = client("rtmp://localhost/live/late", ClientMode::Publish, 4);
+    let mut ls = factory.session(peer(4), at(2000), 4);
+    pump(&mut lc, &mut ls, at(2001));
+    assert!(ls.is_waiting_for_admission());
+    assert_eq!(ls.poll_timeout(), Some(at(3001)));
+    ls.handle_timeout(at(3000));
+    assert!(ls.close_reason().is_none(), "not before the deadline");
+    ls.handle_timeout(at(3001));
+    let ev = pump(&mut lc, &mut ls, at(3001));
+    assert!(
+        ev.iter().any(|e| matches!(e, ClientEvent::Status { code, description, .. }
+            if code == "NetStream.Publish.BadName" && description.contains("no admission decision in time"))),
+        "{ev:?}"
+    );
+    assert!(
+        matches!(ls.close_reason(), Some(CloseReason::Rejected(r)) if r.code == RejectCode::Timeout)
+    );
+    let late = handles.lock().unwrap().pop().unwrap();
+    assert!(late.is_abandoned());
+    assert!(!engine
+        .streams()
+        .contains(&arcly::StreamKey::new("live", "late").unwrap()));
+}

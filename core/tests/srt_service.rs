@@ -20,7 +20,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arcly::admission::{Admission, AdmissionRequest};
+use arcly::admission::{
+    from_fn, Admission, AdmissionHandle, AdmissionRequest, Decision, PendingAdmission, Rejection,
+};
 use arcly::codec::aac::AacConfig;
 use arcly::codec::h264::AvcConfig;
 use arcly::container::ts::{TsDemuxer, TsMuxer, PACKET_SIZE};
@@ -742,12 +744,12 @@ fn audio_only_viewer_joining_between_psi_repetitions_gets_pat_first() {
 struct NeedsSecret;
 
 impl Admission for NeedsSecret {
-    fn admit(&self, req: &AdmissionRequest) -> Result<(), String> {
+    fn admit(&self, req: &AdmissionRequest) -> Decision {
         assert_eq!(req.protocol, "srt");
         if req.query_param("s") == Some("secret") {
-            Ok(())
+            Decision::Allow
         } else {
-            Err("bad session".into())
+            Decision::Deny(Rejection::forbidden("bad session"))
         }
     }
 }
@@ -1145,4 +1147,85 @@ fn damaged_ts_is_counted_and_the_stream_goes_on() {
     let want = stream.iter().filter(|(_, f)| !f.is_config()).count();
     assert!(media > want / 2 && media < want, "{media} of {want}");
     assert!(got.last().unwrap().dts >= stream.last().unwrap().1.dts - 90_000);
+}
+
+/// A deferred admission holds the caller's handshake (and no engine
+/// resource) while other connections flow; resolved after 2 s, the caller
+/// connects and publishes. One never resolved is refused with
+/// `SRT_REJ_TIMEOUT` at its deadline.
+#[test]
+fn deferred_admission_resolves_later_while_others_flow() {
+    let engine = Engine::with_defaults();
+    let handles: Arc<std::sync::Mutex<Vec<(String, AdmissionHandle)>>> = Arc::default();
+    let h = handles.clone();
+    let admission = from_fn(move |req: &AdmissionRequest| {
+        let timeout = match req.key.name() {
+            "held" => Duration::from_secs(4),
+            "late" => Duration::from_secs(1),
+            _ => return Decision::Allow,
+        };
+        let (pending, handle) = PendingAdmission::new(timeout);
+        h.lock().unwrap().push((req.key.name().to_owned(), handle));
+        Decision::Later(pending)
+    });
+    let f = factory(&engine, 120, Some(Arc::new(admission)));
+    let mut sim = Sim::with_factory(&f, 11);
+    let mut publ = engine.publish(key()).unwrap();
+    let viewer = sim.connect(Peer::new(1, "read:live/cam"));
+    assert!(sim.run_until(100, |s| s.peers[viewer].is_connected()));
+
+    let held = sim.connect(Peer::new(2, "publish:live/held"));
+    let late = sim.connect(Peer::new(3, "publish:live/late"));
+    sim.run_ms(50);
+    assert_eq!(handles.lock().unwrap().len(), 2, "both asked");
+    assert_eq!(sim.svc.stats().admission_waits, 2);
+    let mut signals = Vec::new();
+    sim.svc.media_signals(&mut signals);
+    assert_eq!(
+        signals.len(),
+        3,
+        "the played stream and two pending decisions"
+    );
+    let epochs: Vec<u64> = signals.iter().map(|s| s.epoch()).collect();
+
+    // 2 s of media to the viewer while the decisions are pending.
+    let stream = av_stream(2, true, true);
+    let before = sim.peers[viewer].delivered.len();
+    play_out(&mut sim, &mut publ, &stream, |_, _| {});
+    assert!(
+        sim.peers[viewer].delivered.len() > before + 100,
+        "the viewer kept receiving while admissions were pending"
+    );
+    assert!(matches!(sim.peers[held].state, PeerState::Concluding));
+    assert_eq!(
+        engine.streams().len(),
+        1,
+        "a pending publish holds no stream in the engine"
+    );
+    // `late` passed its 1 s deadline: refused with SRT_REJ_TIMEOUT.
+    assert_eq!(rejection(&sim, late), Some(RejectReason::Timeout));
+    let (name, late_handle) = handles.lock().unwrap().pop().unwrap();
+    assert_eq!(name, "late");
+    assert!(
+        late_handle.is_abandoned(),
+        "the application learns nobody waits"
+    );
+
+    // The decision arrives: the service's driver is woken by a signal it
+    // already listed, and the caller connects and publishes.
+    let (name, handle) = handles.lock().unwrap().pop().unwrap();
+    assert_eq!(name, "held");
+    assert!(!handle.is_abandoned());
+    handle.allow();
+    assert!(
+        signals.iter().zip(&epochs).any(|(s, e)| s.epoch() != *e),
+        "resolving notified a listed signal"
+    );
+    assert!(sim.run_until(100, |s| s.peers[held].is_connected()));
+    assert_eq!(sim.svc.publishing_count(), 1);
+    assert!(engine
+        .streams()
+        .iter()
+        .any(|k| k == &StreamKey::parse("live/held").unwrap()));
+    assert_eq!(sim.svc.stats().rejected, 1);
 }

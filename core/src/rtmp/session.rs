@@ -9,10 +9,10 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::chunk::SharedPartialBudget;
-use super::command::StatusCode;
 use super::server::{RequestToken, ServerConfig, ServerConnection, ServerEvent};
 use crate::admission::{
-    Admission, AdmissionKind, AdmissionRequest, AllowAll, RejectCode, Rejection,
+    Admission, AdmissionKind, AdmissionRequest, AdmissionWait, AllowAll, Decision, RejectCode,
+    Rejection, MAX_ADMISSION_WAIT,
 };
 use crate::engine::{Engine, Publisher, Recv, Signal, StreamKey, Subscriber};
 use crate::session::{CloseReason, SessionFactory, StreamSession};
@@ -90,6 +90,7 @@ impl RtmpSessionFactory {
             subscriber: None,
             write_merge: std::time::Duration::ZERO,
             sent_metadata: None,
+            waiting: None,
         }
     }
 }
@@ -101,6 +102,14 @@ impl SessionFactory for RtmpSessionFactory {
 }
 
 /// One RTMP connection joined to the engine.
+///
+/// A deferred decision ([`Decision::Later`]) keeps the machine's request
+/// token and nothing from the engine; the machine holds the peer's later
+/// input meanwhile (bounded by
+/// [`ServerConfig::max_pending_input`](super::ServerConfig::max_pending_input)),
+/// [`StreamSession::media_signal`] is the decision's signal and the
+/// deadline is part of [`StreamSession::poll_timeout`]; at the deadline the
+/// request is refused like a denial ([`RejectCode::Timeout`]).
 ///
 /// On a publish request it asks the [`Admission`], then
 /// [`Engine::publish`]; a refusal by either answers
@@ -128,6 +137,18 @@ pub struct RtmpSession {
     write_merge: std::time::Duration,
     /// The metadata last sent to the player (compared by identity).
     sent_metadata: Option<Bytes>,
+    /// A publish or play whose admission decision is deferred.
+    waiting: Option<Waiting>,
+}
+
+/// A request waiting for a deferred [`Decision`]: the machine's token and
+/// the key, nothing taken from the engine yet.
+#[derive(Debug)]
+struct Waiting {
+    token: RequestToken,
+    kind: AdmissionKind,
+    key: StreamKey,
+    wait: AdmissionWait,
 }
 
 impl core::fmt::Debug for RtmpSession {
@@ -155,13 +176,18 @@ impl RtmpSession {
         self.subscriber.is_some()
     }
 
+    /// Whether a publish or play waits for a deferred admission decision.
+    pub fn is_waiting_for_admission(&self) -> bool {
+        self.waiting.is_some()
+    }
+
     fn admit(
         &self,
         kind: AdmissionKind,
         app: &str,
         stream_name: &str,
         query: String,
-    ) -> Result<StreamKey, Rejection> {
+    ) -> Result<(StreamKey, Decision), Rejection> {
         let key = StreamKey::new(app, stream_name).map_err(|e| {
             Rejection::new(
                 RejectCode::BadRequest,
@@ -175,11 +201,11 @@ impl RtmpSession {
             query,
             peer: self.peer,
         };
-        self.admission.admit(&req).map_err(Rejection::forbidden)?;
-        Ok(key)
+        let decision = self.admission.admit(&req);
+        Ok((key, decision))
     }
 
-    fn events(&mut self) {
+    fn events(&mut self, now: Instant) {
         while let Some(ev) = self.conn.poll_event() {
             match ev {
                 ServerEvent::Connected { app, tc_url } => {
@@ -190,14 +216,21 @@ impl RtmpSession {
                     app,
                     stream_name,
                     query,
-                } => self.on_publish(token, &app, &stream_name, query),
+                } => self.on_request(
+                    now,
+                    token,
+                    AdmissionKind::Publish,
+                    &app,
+                    &stream_name,
+                    query,
+                ),
                 ServerEvent::PlayRequest {
                     token,
                     app,
                     stream_name,
                     query,
                     ..
-                } => self.on_play(token, &app, &stream_name, query),
+                } => self.on_request(now, token, AdmissionKind::Play, &app, &stream_name, query),
                 ServerEvent::Frame(f) => {
                     if let Some(p) = &mut self.publisher {
                         p.send(f);
@@ -222,20 +255,78 @@ impl RtmpSession {
                     info!(peer = %self.peer, %reason, "rtmp session closed");
                     self.publisher = None;
                     self.subscriber = None;
+                    self.waiting = None;
                 }
             }
         }
     }
 
-    fn on_publish(&mut self, token: RequestToken, app: &str, stream_name: &str, query: String) {
-        let key = match self.admit(AdmissionKind::Publish, app, stream_name, query) {
+    fn on_request(
+        &mut self,
+        now: Instant,
+        token: RequestToken,
+        kind: AdmissionKind,
+        app: &str,
+        stream_name: &str,
+        query: String,
+    ) {
+        let (key, decision) = match self.admit(kind, app, stream_name, query) {
             Ok(k) => k,
             Err(rejection) => {
-                warn!(peer = %self.peer, %app, stream = %stream_name, reason = %rejection, "rtmp publish refused");
+                warn!(peer = %self.peer, %app, stream = %stream_name, %kind, reason = %rejection, "rtmp request refused");
                 self.conn.reject(token, rejection);
                 return;
             }
         };
+        match decision {
+            Decision::Allow => self.admitted(token, kind, key),
+            Decision::Deny(rejection) => {
+                warn!(peer = %self.peer, stream = %key, %kind, reason = %rejection, "rtmp request refused");
+                self.conn.reject(token, rejection);
+            }
+            Decision::Later(pending) => {
+                info!(peer = %self.peer, stream = %key, %kind, timeout = ?pending.timeout(), "rtmp request waits for admission");
+                self.waiting = Some(Waiting {
+                    token,
+                    kind,
+                    key,
+                    wait: pending.start(now, MAX_ADMISSION_WAIT),
+                });
+            }
+        }
+    }
+
+    /// Applies a deferred decision that arrived (or the deadline that
+    /// passed); then handles what the machine raised since.
+    fn poll_admission(&mut self, now: Instant) {
+        let Some(decided) = self.waiting.as_ref().and_then(|w| w.wait.poll(now)) else {
+            return;
+        };
+        let Some(w) = self.waiting.take() else {
+            return;
+        };
+        match decided {
+            Ok(()) => {
+                info!(peer = %self.peer, stream = %w.key, kind = %w.kind, "rtmp request admitted after waiting");
+                self.admitted(w.token, w.kind, w.key);
+            }
+            Err(rejection) => {
+                warn!(peer = %self.peer, stream = %w.key, kind = %w.kind, reason = %rejection, "rtmp request refused after waiting");
+                self.conn.reject(w.token, rejection);
+            }
+        }
+        self.events(now);
+    }
+
+    /// The admission allowed the request: now the engine is asked.
+    fn admitted(&mut self, token: RequestToken, kind: AdmissionKind, key: StreamKey) {
+        match kind {
+            AdmissionKind::Publish => self.start_publish(token, key),
+            AdmissionKind::Play => self.start_play(token, key),
+        }
+    }
+
+    fn start_publish(&mut self, token: RequestToken, key: StreamKey) {
         match self.engine.publish(key.clone()) {
             Ok(p) => {
                 info!(peer = %self.peer, stream = %key, "rtmp publish started");
@@ -249,16 +340,7 @@ impl RtmpSession {
         }
     }
 
-    fn on_play(&mut self, token: RequestToken, app: &str, stream_name: &str, query: String) {
-        let key = match self.admit(AdmissionKind::Play, app, stream_name, query) {
-            Ok(k) => k,
-            Err(rejection) => {
-                warn!(peer = %self.peer, %app, stream = %stream_name, reason = %rejection, "rtmp play refused");
-                self.conn
-                    .reject_with_code(token, StatusCode::PlayFailed, rejection);
-                return;
-            }
-        };
+    fn start_play(&mut self, token: RequestToken, key: StreamKey) {
         match self.engine.subscribe(&key) {
             Ok(sub) => {
                 info!(peer = %self.peer, stream = %key, "rtmp play started");
@@ -318,17 +400,20 @@ impl RtmpSession {
 impl StreamSession for RtmpSession {
     fn handle_input(&mut self, now: Instant, data: &[u8]) {
         self.conn.handle_input(now, data);
-        self.events();
+        self.events(now);
+        self.poll_admission(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.conn.handle_timeout(now);
-        self.events();
+        self.events(now);
+        self.poll_admission(now);
     }
 
-    fn handle_media(&mut self, _now: Instant) {
+    fn handle_media(&mut self, now: Instant) {
+        self.poll_admission(now);
         self.pull();
-        self.events();
+        self.events(now);
     }
 
     fn poll_transmit(&mut self, out: &mut Vec<Bytes>) -> usize {
@@ -341,11 +426,16 @@ impl StreamSession for RtmpSession {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.conn.poll_timeout()
+        let waiting = self.waiting.as_ref().map(|w| w.wait.deadline());
+        self.conn.poll_timeout().into_iter().chain(waiting).min()
     }
 
     fn media_signal(&self) -> Option<Signal> {
-        self.subscriber.as_ref().map(Subscriber::signal)
+        match (&self.subscriber, &self.waiting) {
+            (Some(s), _) => Some(s.signal()),
+            (None, Some(w)) => Some(w.wait.signal().clone()),
+            (None, None) => None,
+        }
     }
 
     fn close_reason(&self) -> Option<&CloseReason> {
@@ -354,7 +444,7 @@ impl StreamSession for RtmpSession {
 
     fn close(&mut self, now: Instant) {
         self.conn.close(now);
-        self.events();
+        self.events(now);
     }
 
     fn write_merge(&self) -> std::time::Duration {

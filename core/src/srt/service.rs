@@ -46,19 +46,26 @@ use tracing::{debug, info, warn};
 
 use super::egress::{starts_with_pat, StreamMux, TsEgress, TsFrame};
 use super::endpoint::{
-    ConnectionRequest, Endpoint, EndpointConfig, EndpointEvent, EndpointSendError,
+    ConnectionRequest, Endpoint, EndpointConfig, EndpointEvent, EndpointSendError, PENDING_TIMEOUT,
 };
 use super::handshake::RejectReason;
 use super::packet::SocketId;
 use super::stream_id::{StreamId, StreamMode};
 use crate::admission::{
-    Admission, AdmissionKind, AdmissionRequest, AllowAll, RejectCode, Rejection,
+    Admission, AdmissionKind, AdmissionRequest, AdmissionWait, AllowAll, Decision, RejectCode,
+    Rejection,
 };
 use crate::container::ts::{TsDemuxer, PACKET_SIZE};
 use crate::datagram::{DatagramService, DatagramServiceFactory, Transmit};
 use crate::engine::{Engine, Publisher, Recv, Signal, StreamStats, Subscriber};
 use crate::session::{CloseReason, ProtocolError};
 use crate::time::Instant;
+
+/// Deferred admission decisions one IP address may have pending on a
+/// service at once; more requests are refused with `SRT_REJX_OVERLOAD`.
+/// (All pending requests together are bounded by the endpoint's
+/// `max_connections`.)
+pub const MAX_ADMISSION_WAITS_PER_IP: usize = 8;
 
 /// Bytes of MPEG-TS per SRT payload: 7 transport packets, the size libsrt
 /// live mode and ffmpeg use (`SRT_LIVE_DEF_PLSIZE`).
@@ -116,6 +123,8 @@ pub struct SrtServiceStats {
     pub frames_skipped: u64,
     /// Payloads received from viewers (ignored).
     pub viewer_payloads: u64,
+    /// Requests whose admission was deferred ([`Decision::Later`]).
+    pub admission_waits: u64,
 }
 
 /// Builds an [`SrtService`] per bound UDP socket. All services of one
@@ -200,6 +209,7 @@ impl SrtServiceFactory {
             local,
             started: now,
             conns: HashMap::new(),
+            waiting: Vec::new(),
             closing: false,
             drained: false,
             stats: SrtServiceStats::default(),
@@ -245,6 +255,16 @@ enum Role {
     Play(Box<Playing>),
 }
 
+/// A caller's request waiting for a deferred decision: the endpoint holds
+/// its token (answering nothing to its repeated conclusions); nothing is
+/// taken from the engine yet.
+#[derive(Debug)]
+struct Waiting {
+    req: Box<ConnectionRequest>,
+    kind: AdmissionKind,
+    wait: AdmissionWait,
+}
+
 #[derive(Debug)]
 struct Conn {
     peer: SocketAddr,
@@ -275,6 +295,8 @@ pub struct SrtService {
     local: SocketAddr,
     started: Instant,
     conns: HashMap<SocketId, Conn>,
+    /// Requests waiting for a deferred admission decision.
+    waiting: Vec<Waiting>,
     closing: bool,
     drained: bool,
     stats: SrtServiceStats,
@@ -301,7 +323,7 @@ pub fn reject_reason(r: &Rejection) -> RejectReason {
         RejectCode::Conflict => RejectReason::CONFLICT,
         RejectCode::Overloaded => RejectReason::OVERLOAD,
         RejectCode::Unavailable => RejectReason::Close,
-        RejectCode::Timeout => RejectReason::DOWN,
+        RejectCode::Timeout => RejectReason::Timeout,
         RejectCode::Forbidden => RejectReason::FORBIDDEN,
     }
 }
@@ -393,10 +415,68 @@ impl SrtService {
             query: admission_query(sid),
             peer: req.peer,
         };
-        if let Err(why) = self.admission.admit(&areq) {
-            self.reject(req, RejectReason::FORBIDDEN, &why);
-            return;
+        match self.admission.admit(&areq) {
+            Decision::Allow => self.admitted(now, req, kind),
+            Decision::Deny(rejection) => {
+                self.reject(req, reject_reason(&rejection), &rejection.to_string());
+            }
+            Decision::Later(pending) => {
+                let ip = req.peer.ip();
+                let waits = self
+                    .waiting
+                    .iter()
+                    .filter(|w| w.req.peer.ip() == ip)
+                    .count();
+                if waits >= MAX_ADMISSION_WAITS_PER_IP {
+                    self.reject(
+                        req,
+                        RejectReason::OVERLOAD,
+                        "too many admission decisions pending for this address",
+                    );
+                    return;
+                }
+                info!(peer = %req.peer, stream = %sid.key, %kind, timeout = ?pending.timeout(), "srt: request waits for admission");
+                self.stats.admission_waits += 1;
+                self.waiting.push(Waiting {
+                    req: Box::new(req.clone()),
+                    kind,
+                    wait: pending.start(now, PENDING_TIMEOUT),
+                });
+            }
         }
+    }
+
+    /// Applies the deferred decisions that arrived (or whose deadline
+    /// passed).
+    fn poll_admissions(&mut self, now: Instant) {
+        let mut i = 0;
+        while let Some(w) = self.waiting.get(i) {
+            let Some(decided) = w.wait.poll(now) else {
+                i += 1;
+                continue;
+            };
+            let w = self.waiting.swap_remove(i);
+            match decided {
+                Ok(()) if self.closing => {
+                    self.reject(&w.req, RejectReason::Close, "service closing");
+                }
+                Ok(()) => {
+                    info!(peer = %w.req.peer, kind = %w.kind, "srt: request admitted after waiting");
+                    self.admitted(now, &w.req, w.kind);
+                }
+                Err(rejection) => {
+                    self.reject(&w.req, reject_reason(&rejection), &rejection.to_string());
+                }
+            }
+        }
+    }
+
+    /// The admission allowed the request: the engine is asked, then the
+    /// endpoint accepts.
+    fn admitted(&mut self, now: Instant, req: &ConnectionRequest, kind: AdmissionKind) {
+        let Ok(sid) = &req.stream_id else {
+            return;
+        };
         let key = sid.key.clone();
         let role = match kind {
             AdmissionKind::Publish => match self.engine.publish(key.clone()) {
@@ -685,6 +765,8 @@ impl DatagramService for SrtService {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        // Before the endpoint's own expiry of the same requests.
+        self.poll_admissions(now);
         self.endpoint.handle_timeout(now);
         self.events(now);
         self.expire_ended(now);
@@ -695,6 +777,7 @@ impl DatagramService for SrtService {
     }
 
     fn handle_media(&mut self, now: Instant) {
+        self.poll_admissions(now);
         for id in self.playing_ids(false) {
             self.pull_one(now, id);
         }
@@ -714,10 +797,18 @@ impl DatagramService for SrtService {
             Role::Play(p) => p.ending_at,
             Role::Publish(_) => None,
         });
-        self.endpoint.poll_timeout().into_iter().chain(ending).min()
+        let waiting = self.waiting.iter().map(|w| w.wait.deadline());
+        self.endpoint
+            .poll_timeout()
+            .into_iter()
+            .chain(ending)
+            .chain(waiting)
+            .min()
     }
 
     fn media_signals(&self, out: &mut Vec<Signal>) {
+        // Deferred admission decisions wake the service like media does.
+        out.extend(self.waiting.iter().map(|w| w.wait.signal().clone()));
         let mut seen: HashSet<*const StreamStats> = HashSet::new();
         for c in self.conns.values() {
             if let Role::Play(p) = &c.role {
@@ -738,6 +829,9 @@ impl DatagramService for SrtService {
         info!(local = %self.local, connections = self.conns.len(), "srt: service closing");
         self.closing = true;
         self.drained = false;
+        for w in std::mem::take(&mut self.waiting) {
+            self.reject(&w.req, RejectReason::Close, "service closing");
+        }
         let ids: Vec<SocketId> = self.conns.keys().copied().collect();
         for id in ids {
             self.endpoint.close(now, id);
