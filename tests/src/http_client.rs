@@ -9,8 +9,8 @@
 //! connection, and it records when the response head and body arrived (for
 //! blocking-reload latency).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -123,9 +123,53 @@ pub fn request(
     body: Option<(&str, &[u8])>,
     timeout: Duration,
 ) -> Result<Response, HttpError> {
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    request_on(stream, host, method, target, extra_headers, body, timeout)
+}
+
+/// A TCP connection to `addr` from the local address `src` (port chosen by
+/// the system): a second "client IP" on loopback (`127.0.0.2`) for tests of
+/// per-client limits.
+pub fn connect_from(src: IpAddr, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sock.bind(&SocketAddr::new(src, 0).into())?;
+    sock.connect_timeout(&addr.into(), timeout)?;
+    Ok(sock.into())
+}
+
+/// [`request`] from the local address `src` (see [`connect_from`]).
+pub fn request_from(
+    src: IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    timeout: Duration,
+) -> Result<Response, HttpError> {
+    let stream = connect_from(src, addr, timeout)?;
+    request_on(
+        stream,
+        &addr.to_string(),
+        method,
+        target,
+        &[],
+        None,
+        timeout,
+    )
+}
+
+/// [`request`] on an open connection.
+fn request_on(
+    mut stream: TcpStream,
+    host: &str,
+    method: &str,
+    target: &str,
+    extra_headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+    timeout: Duration,
+) -> Result<Response, HttpError> {
     let start = Instant::now();
     let deadline = start + timeout;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_nodelay(true)?;
     let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (n, v) in extra_headers {

@@ -16,13 +16,14 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arcly::engine::SignalWait;
-use arcly::http::serve::{anchor_wall_clock, body_refused, respond, run_job};
-use arcly::http::{Admit, HttpRouter, HttpRuntime, Waited};
+use arcly::http::serve::{anchor_wall_clock, body_refused, log_dropped, respond, run_job, Dropped};
+use arcly::http::{log_refusal, Admit, ClientAddr, HttpRouter, HttpRuntime, Waited};
 use arcly::session::{ConnectionGuard, ConnectionTracker};
 use arcly::time::{Clock, Instant};
 use async_io::{Async, Timer};
@@ -152,7 +153,7 @@ where
         spawn(Box::pin(
             async move {
                 let _guard = guard;
-                serve_connection(HyperIo(stream), router, rt, &config).await;
+                serve_connection(HyperIo(stream), peer, router, rt, &config).await;
             }
             .instrument(span),
         ));
@@ -166,6 +167,7 @@ where
 /// server stops (then: the current response, bounded by the grace).
 async fn serve_connection<S>(
     io: HyperIo<S>,
+    peer: SocketAddr,
     router: Arc<HttpRouter>,
     rt: Arc<AsyncIoRuntime>,
     config: &HttpServeConfig,
@@ -173,14 +175,21 @@ async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc_rt = rt.clone();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let router = router.clone();
         let rt = svc_rt.clone();
+        counted.fetch_add(1, Ordering::Relaxed);
         async move {
             let (parts, body) = req.into_parts();
-            let head = http::Request::from_parts(parts, ());
+            let mut head = http::Request::from_parts(parts, ());
+            head.extensions_mut().insert(ClientAddr(peer));
             let limit = match router.admit(&head) {
-                Admit::Respond(resp) => return Ok::<_, Infallible>(resp.map(Full::new)),
+                Admit::Respond(resp) => {
+                    log_refusal(&head, &resp, rt.now());
+                    return Ok::<_, Infallible>(resp.map(Full::new));
+                }
                 Admit::Read { limit } => limit,
             };
             let body = match Limited::new(body, limit).collect().await {
@@ -188,7 +197,9 @@ async fn serve_connection<S>(
                 Err(e) => {
                     let too_large = e.is::<http_body_util::LengthLimitError>();
                     let is_head = head.method() == http::Method::HEAD;
-                    return Ok(body_refused(too_large, is_head).map(Full::new));
+                    let resp = body_refused(too_large, is_head);
+                    log_refusal(&head, &resp, rt.now());
+                    return Ok(resp.map(Full::new));
                 }
             };
             let (parts, ()) = head.into_parts();
@@ -228,7 +239,16 @@ async fn serve_connection<S>(
         }
     };
     if let Err(e) = result {
-        tracing::debug!("HTTP connection ended: {e}");
+        let requests = requests.load(Ordering::Relaxed);
+        match Dropped::from_codec(
+            e.is_timeout(),
+            e.is_parse_too_large(),
+            e.is_parse(),
+            requests,
+        ) {
+            Some(why) => log_dropped(peer, why, rt.now()),
+            None => tracing::debug!("HTTP connection ended: {e}"),
+        }
     }
 }
 

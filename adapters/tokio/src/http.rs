@@ -17,13 +17,17 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arcly::engine::SignalWait;
-use arcly::http::serve::{anchor_wall_clock, body_refused, respond, run_job};
-use arcly::http::{Admit, HttpRouter, HttpRuntime, Waited};
+use arcly::http::serve::{
+    anchor_wall_clock, body_refused, log_connection_refused, log_dropped, respond, run_job, Dropped,
+};
+use arcly::http::{log_refusal, Admit, ClientAddr, HttpRouter, HttpRuntime, Waited};
 use arcly::job::Job;
 use arcly::time::{Clock, Instant};
 use bytes::Bytes;
@@ -96,7 +100,8 @@ pub async fn serve_http_with(
                     }
                 };
                 if conns.len() >= config.max_connections {
-                    tracing::warn!(%peer, max = config.max_connections, "refusing HTTP connection: too many connections");
+                    let now = clock.instant(std::time::Instant::now());
+                    log_connection_refused(peer, config.max_connections, now);
                     drop(stream);
                     continue;
                 }
@@ -109,7 +114,7 @@ pub async fn serve_http_with(
                 let stop = stop_rx.clone();
                 let config = config.clone();
                 let span = tracing::debug_span!("http", %peer);
-                conns.spawn(serve_connection(stream, router, clock, stop, config).instrument(span));
+                conns.spawn(serve_connection(stream, peer, router, clock, stop, config).instrument(span));
             }
         }
     }
@@ -171,16 +176,20 @@ async fn job_task(job: Arc<dyn Job>, clock: Clock, stop: watch::Receiver<bool>) 
 
 async fn serve_connection(
     stream: tokio::net::TcpStream,
+    peer: SocketAddr,
     router: Arc<HttpRouter>,
     clock: Clock,
     stop: watch::Receiver<bool>,
     config: HttpServeConfig,
 ) {
     let svc_stop = stop.clone();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let router = router.clone();
         let stop = svc_stop.clone();
-        async move { Ok::<_, Infallible>(respond_hyper(&router, clock, req, stop).await) }
+        counted.fetch_add(1, Ordering::Relaxed);
+        async move { Ok::<_, Infallible>(respond_hyper(&router, clock, peer, req, stop).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -198,7 +207,17 @@ async fn serve_connection(
         }
     };
     if let Err(e) = result {
-        tracing::debug!("HTTP connection ended: {e}");
+        let now = clock.instant(std::time::Instant::now());
+        let requests = requests.load(Ordering::Relaxed);
+        match Dropped::from_codec(
+            e.is_timeout(),
+            e.is_parse_too_large(),
+            e.is_parse(),
+            requests,
+        ) {
+            Some(why) => log_dropped(peer, why, now),
+            None => tracing::debug!("HTTP connection ended: {e}"),
+        }
     }
 }
 
@@ -206,13 +225,18 @@ async fn serve_connection(
 async fn respond_hyper(
     router: &HttpRouter,
     clock: Clock,
+    peer: SocketAddr,
     req: hyper::Request<Incoming>,
     stop: watch::Receiver<bool>,
 ) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let head = http::Request::from_parts(parts, ());
+    let mut head = http::Request::from_parts(parts, ());
+    head.extensions_mut().insert(ClientAddr(peer));
     let limit = match router.admit(&head) {
-        Admit::Respond(resp) => return resp.map(Full::new),
+        Admit::Respond(resp) => {
+            log_refusal(&head, &resp, clock.instant(std::time::Instant::now()));
+            return resp.map(Full::new);
+        }
         Admit::Read { limit } => limit,
     };
     let body = match Limited::new(body, limit).collect().await {
@@ -220,7 +244,9 @@ async fn respond_hyper(
         Err(e) => {
             let too_large = e.is::<http_body_util::LengthLimitError>();
             let is_head = head.method() == http::Method::HEAD;
-            return body_refused(too_large, is_head).map(Full::new);
+            let resp = body_refused(too_large, is_head);
+            log_refusal(&head, &resp, clock.instant(std::time::Instant::now()));
+            return resp.map(Full::new);
         }
     };
     let (parts, ()) = head.into_parts();

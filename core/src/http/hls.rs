@@ -28,12 +28,20 @@
 //! after [`HlsServiceConfig::idle_timeout`] without a TS request, while
 //! LL-HLS goes on.
 //!
-//! Bounds: at most [`HlsServiceConfig::max_streams`] muxed streams (more →
-//! 503), at most [`HlsServiceConfig::max_blocked_requests`] requests parked
-//! in a blocking reload at once (more → 503), and each muxer's own byte
-//! bounds ([`HlsConfig`]).
+//! Bounds (docs/security.md, item 3): at most
+//! [`HlsServiceConfig::max_streams`] muxed streams (more → 503), of which at
+//! most [`HlsServiceConfig::max_streams_per_client`] created by requests from
+//! one client IP; at most [`HlsServiceConfig::max_blocked_requests`] requests
+//! parked at once (more → 503), of which at most
+//! [`HlsServiceConfig::max_blocked_per_client`] from one client IP and
+//! [`HlsServiceConfig::max_blocked_per_stream`] on one stream; and each
+//! muxer's own byte bounds ([`HlsConfig`]). No muxer is created for a
+//! stream that has published no frame yet: the request waits for its first
+//! frame (holding a parked slot, not a muxer), so streams without media
+//! cannot fill the muxer pool.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -57,6 +65,17 @@ pub struct HlsServiceConfig {
     /// Most requests parked at once (blocking playlist reload, waiting for a
     /// part or for a new stream to be ready); one more gets 503.
     pub max_blocked_requests: usize,
+    /// Most requests parked at once from one client IP (the adapter tells
+    /// the router the client with a [`ClientAddr`](super::ClientAddr)
+    /// request extension); one more gets 503. Keeps one client from taking
+    /// the whole [`max_blocked_requests`](Self::max_blocked_requests) pool.
+    pub max_blocked_per_client: usize,
+    /// Most requests parked at once on one stream; one more gets 503.
+    pub max_blocked_per_stream: usize,
+    /// Most muxed streams created by requests from one client IP (and
+    /// still muxed); a request from that client that would create one more
+    /// gets 503 (streams already muxed are served to it as to anyone).
+    pub max_streams_per_client: usize,
     /// How long the first playlist request of a stream waits for the muxer
     /// to have something to play before it gets 503.
     pub ready_timeout: Duration,
@@ -78,6 +97,9 @@ impl Default for HlsServiceConfig {
             idle_timeout: Duration::from_secs(30),
             max_streams: 256,
             max_blocked_requests: 4096,
+            max_blocked_per_client: 512,
+            max_blocked_per_stream: 2048,
+            max_streams_per_client: 32,
             ready_timeout: Duration::from_secs(10),
             pump_budget: 64,
             wall_clock: None,
@@ -131,6 +153,9 @@ pub struct HlsStream {
     pump_budget: usize,
     /// The service's [`WallClock`] (see [`ServiceInner::wall`]).
     wall: Arc<AtomicU64>,
+    /// The client whose request created this muxer (counted in
+    /// [`ServiceInner::muxers_per_client`] until retired).
+    creator: Option<IpAddr>,
     service: std::sync::Weak<ServiceInner>,
 }
 
@@ -200,6 +225,16 @@ impl HlsStream {
                 .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), self))
             {
                 streams.remove(&self.key);
+            }
+            drop(streams);
+            if let Some(ip) = self.creator {
+                let mut per = lock(&service.muxers_per_client);
+                if let Some(n) = per.get_mut(&ip) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        per.remove(&ip);
+                    }
+                }
             }
         }
         // Drop the subscriber (and the frames it pins) at once.
@@ -336,6 +371,87 @@ pub enum HlsError {
     /// 503.
     #[error(transparent)]
     Jobs(#[from] JobQueueFull),
+    /// The client already created
+    /// [`HlsServiceConfig::max_streams_per_client`] muxed streams: 503.
+    #[error("too many HLS streams started by this client (limit {0})")]
+    TooManyStreamsFromClient(usize),
+    /// The stream is published but has sent no frame yet: no muxer is
+    /// created for it (the router parks the request until the first frame).
+    #[error("stream has no media yet")]
+    NoMedia,
+}
+
+/// Why [`HlsService::stream_for`] made no stream: an error, or no media yet
+/// (with the engine stream's signal, notified by its first frame and its
+/// end).
+#[derive(Debug)]
+pub(crate) enum NotServed {
+    Error(HlsError),
+    /// The signal and its epoch read before the frame count was.
+    NoMedia(Signal, u64),
+}
+
+impl From<HlsError> for NotServed {
+    fn from(e: HlsError) -> Self {
+        NotServed::Error(e)
+    }
+}
+
+impl From<SubscribeError> for NotServed {
+    fn from(e: SubscribeError) -> Self {
+        NotServed::Error(e.into())
+    }
+}
+
+/// Which parked-request bound refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParkLimit {
+    /// [`HlsServiceConfig::max_blocked_requests`].
+    Global(usize),
+    /// [`HlsServiceConfig::max_blocked_per_client`].
+    Client(usize),
+    /// [`HlsServiceConfig::max_blocked_per_stream`].
+    Stream(usize),
+}
+
+impl ParkLimit {
+    /// The 503 body and log text.
+    pub(crate) fn why(self) -> &'static str {
+        match self {
+            ParkLimit::Global(_) => "too many blocked requests",
+            ParkLimit::Client(_) => "too many blocked requests from this client",
+            ParkLimit::Stream(_) => "too many blocked requests on this stream",
+        }
+    }
+
+    /// The limit's value.
+    pub(crate) fn max(self) -> usize {
+        match self {
+            ParkLimit::Global(n) | ParkLimit::Client(n) | ParkLimit::Stream(n) => n,
+        }
+    }
+}
+
+/// Parked requests, counted per client and per stream.
+///
+/// Invariant: `total` is the sum of `per_client` values plus the permits
+/// without a client, and equals the sum of `per_stream` values; no map
+/// holds a zero (entries are removed when their count drops to 0), so the
+/// maps hold at most `total` entries.
+#[derive(Debug, Default)]
+struct Parked {
+    total: usize,
+    per_client: HashMap<IpAddr, usize>,
+    per_stream: HashMap<StreamKey, usize>,
+}
+
+fn decrement<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
 }
 
 /// [`ServiceInner::wall`] without a wall clock.
@@ -347,17 +463,31 @@ struct ServiceInner {
     wall: Arc<AtomicU64>,
     streams: Mutex<HashMap<StreamKey, Arc<HlsStream>>>,
     /// Streams created and not yet handed to the adapter.
-    blocked: Arc<AtomicUsize>,
+    /// Mirror of `parked.total`, readable without the lock.
+    blocked: AtomicUsize,
+    parked: Mutex<Parked>,
+    /// Muxed streams per creating client (no zero entries).
+    muxers_per_client: Mutex<HashMap<IpAddr, usize>>,
 }
 
-/// A parked request's claim on [`HlsServiceConfig::max_blocked_requests`];
-/// released on drop.
+/// A parked request's claim on [`HlsServiceConfig::max_blocked_requests`]
+/// and on its client's and stream's share; released on drop.
 #[derive(Debug)]
-pub(crate) struct BlockPermit(Arc<AtomicUsize>);
+pub(crate) struct BlockPermit {
+    service: Arc<ServiceInner>,
+    client: Option<IpAddr>,
+    key: StreamKey,
+}
 
 impl Drop for BlockPermit {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut parked = lock(&self.service.parked);
+        parked.total = parked.total.saturating_sub(1);
+        if let Some(ip) = &self.client {
+            decrement(&mut parked.per_client, ip);
+        }
+        decrement(&mut parked.per_stream, &self.key);
+        self.service.blocked.store(parked.total, Ordering::Release);
     }
 }
 
@@ -386,7 +516,9 @@ impl HlsService {
             inner: Arc::new(ServiceInner {
                 wall: Arc::new(AtomicU64::new(wall)),
                 streams: Mutex::default(),
-                blocked: Arc::default(),
+                blocked: AtomicUsize::new(0),
+                parked: Mutex::default(),
+                muxers_per_client: Mutex::default(),
             }),
         }
     }
@@ -432,29 +564,82 @@ impl HlsService {
         self.inner.blocked.load(Ordering::Acquire)
     }
 
-    pub(crate) fn block_permit(&self) -> Option<BlockPermit> {
-        let blocked = &self.inner.blocked;
-        let prev = blocked.fetch_add(1, Ordering::AcqRel);
-        let permit = BlockPermit(blocked.clone());
-        (prev < self.config.max_blocked_requests).then_some(permit)
+    /// Requests parked right now from `client`.
+    pub fn blocked_requests_from(&self, client: IpAddr) -> usize {
+        lock(&self.inner.parked)
+            .per_client
+            .get(&client)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Muxed streams created by requests from `client` (and not retired).
+    pub fn streams_from(&self, client: IpAddr) -> usize {
+        lock(&self.inner.muxers_per_client)
+            .get(&client)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// A parked slot for a request from `client` on `key`, or the bound
+    /// that refuses it (the global one first, then the client's, then the
+    /// stream's).
+    pub(crate) fn block_permit(
+        &self,
+        client: Option<IpAddr>,
+        key: &StreamKey,
+    ) -> Result<BlockPermit, ParkLimit> {
+        let c = &self.config;
+        let mut parked = lock(&self.inner.parked);
+        if parked.total >= c.max_blocked_requests {
+            return Err(ParkLimit::Global(c.max_blocked_requests));
+        }
+        if let Some(ip) = &client {
+            if parked.per_client.get(ip).copied().unwrap_or(0) >= c.max_blocked_per_client {
+                return Err(ParkLimit::Client(c.max_blocked_per_client));
+            }
+        }
+        if parked.per_stream.get(key).copied().unwrap_or(0) >= c.max_blocked_per_stream {
+            return Err(ParkLimit::Stream(c.max_blocked_per_stream));
+        }
+        parked.total += 1;
+        if let Some(ip) = client {
+            *parked.per_client.entry(ip).or_insert(0) += 1;
+        }
+        *parked.per_stream.entry(key.clone()).or_insert(0) += 1;
+        self.inner.blocked.store(parked.total, Ordering::Release);
+        Ok(BlockPermit {
+            service: self.inner.clone(),
+            client,
+            key: key.clone(),
+        })
     }
 
     /// The muxed stream `key`, created (subscribed, queued for a pump task)
-    /// on first use; `now` counts as a request for the idle timeout.
+    /// on first use; `now` counts as a request for the idle timeout. A
+    /// stream that has published no frame yet gets no muxer
+    /// ([`HlsError::NoMedia`]).
     pub fn stream(&self, key: &StreamKey, now: Instant) -> Result<Arc<HlsStream>, HlsError> {
-        self.stream_for(key, Variant::LowLatency, now)
+        self.stream_for(key, Variant::LowLatency, now, None)
+            .map_err(|e| match e {
+                NotServed::Error(e) => e,
+                NotServed::NoMedia(..) => HlsError::NoMedia,
+            })
     }
 
     /// Like [`stream`](Self::stream), for a request of `variant`: a TS
     /// request turns the TS variant on (before the GOP cache is taken in,
     /// when the stream is created here, so its first segment has TS).
+    /// `client` is the requesting client, charged with a stream created here
+    /// ([`HlsServiceConfig::max_streams_per_client`]).
     pub(crate) fn stream_for(
         &self,
         key: &StreamKey,
         variant: Variant,
         now: Instant,
-    ) -> Result<Arc<HlsStream>, HlsError> {
-        let stream = self.stream_inner(key, variant, now)?;
+        client: Option<IpAddr>,
+    ) -> Result<Arc<HlsStream>, NotServed> {
+        let stream = self.stream_inner(key, variant, now, client)?;
         if variant == Variant::Ts {
             let mut state = stream.state();
             stream.touch_ts(&mut state.muxer, now);
@@ -467,7 +652,8 @@ impl HlsService {
         key: &StreamKey,
         variant: Variant,
         now: Instant,
-    ) -> Result<Arc<HlsStream>, HlsError> {
+        client: Option<IpAddr>,
+    ) -> Result<Arc<HlsStream>, NotServed> {
         let mut streams = lock(&self.inner.streams);
         let old = streams.get(key).cloned();
         if let Some(s) = &old {
@@ -488,8 +674,30 @@ impl HlsService {
                 return Err(e.into());
             }
         };
+        // Published, but no frame yet: no muxer (a publisher that never
+        // sends media must not hold one of the pool's muxers); the caller
+        // waits for the first frame on the stream's signal.
+        let signal = sub.signal();
+        // Read before looking: the first frame after the look moves it.
+        let epoch = signal.epoch();
+        if sub.stream_stats().frames.load(Ordering::Acquire) == 0 {
+            return Err(NotServed::NoMedia(signal, epoch));
+        }
         if old.is_none() && streams.len() >= self.config.max_streams {
-            return Err(HlsError::TooManyStreams(self.config.max_streams));
+            return Err(HlsError::TooManyStreams(self.config.max_streams).into());
+        }
+        if let Some(ip) = client {
+            let mut per = lock(&self.inner.muxers_per_client);
+            let n = per.entry(ip).or_insert(0);
+            if *n >= self.config.max_streams_per_client {
+                if *n == 0 {
+                    per.remove(&ip);
+                }
+                return Err(
+                    HlsError::TooManyStreamsFromClient(self.config.max_streams_per_client).into(),
+                );
+            }
+            *n += 1;
         }
         let mut muxer = HlsMuxer::new(self.config.muxer.clone());
         if variant == Variant::Ts {
@@ -510,6 +718,7 @@ impl HlsService {
             idle_timeout: self.config.idle_timeout,
             pump_budget: self.config.pump_budget.max(1),
             wall: self.inner.wall.clone(),
+            creator: client,
             service: Arc::downgrade(&self.inner),
         });
         streams.insert(key.clone(), stream.clone());
@@ -528,7 +737,7 @@ impl HlsService {
         }
         if let Err(full) = self.jobs.push(stream.clone()) {
             stream.retire();
-            return Err(HlsError::Jobs(full));
+            return Err(HlsError::Jobs(full).into());
         }
         Ok(stream)
     }

@@ -6,17 +6,18 @@
 //! [`crate::http`]).
 
 use std::any::Any;
+use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, StatusCode};
 
-use super::hls::BlockPermit;
+use super::hls::{BlockPermit, NotServed};
 use super::request::{parse_target, Target, TargetError};
 use super::{
-    base, error, playlist, ranged, unavailable, HlsError, HlsService, HttpService, RouteMatch,
-    Routed, Wait, WallClock, CACHE_ASSET, CACHE_MEDIA, CACHE_PLAYLIST, HLS_JS, HTML_TYPE, JS_TYPE,
-    MP4_TYPE, PLAYER_HTML, TS_TYPE,
+    base, error, playlist, ranged, refused, unavailable, ClientAddr, HlsError, HlsService,
+    HttpService, Refusal, RouteMatch, Routed, Wait, WallClock, CACHE_ASSET, CACHE_MEDIA,
+    CACHE_PLAYLIST, HLS_JS, HTML_TYPE, JS_TYPE, MP4_TYPE, PLAYER_HTML, TS_TYPE,
 };
 use crate::container::hls::{PlaylistReply, PlaylistRequest, Resource, Variant};
 use crate::engine::{Signal, StreamKey};
@@ -74,7 +75,7 @@ impl HttpService for HlsService {
                     Some(WaitKind::Reload) => "blocking playlist reload timed out",
                     Some(WaitKind::Media) => "part not available in time",
                 };
-                Routed::Response(unavailable(why))
+                Routed::Response(refused(unavailable(why), Refusal::Timeout))
             }
             other => other,
         }
@@ -122,9 +123,11 @@ impl HlsService {
     /// A parked request: reuses the carried slot and, for the same reason,
     /// the carried deadline.
     /// `wake_at`: an earlier time at which the request is answered anyway.
+    /// `at`: the stream and the client, charged with a new parked slot.
     #[allow(clippy::too_many_arguments)]
     fn park(
         &self,
+        at: (&StreamKey, Option<IpAddr>),
         signal: &Signal,
         epoch: u64,
         kind: WaitKind,
@@ -136,9 +139,16 @@ impl HlsService {
         let (permit, hard, since) = match carry {
             Some(c) if c.kind == kind => (c.permit, c.hard, c.since),
             Some(c) => (c.permit, now + timeout, c.since),
-            None => match self.block_permit() {
-                Some(p) => (p, now + timeout, now),
-                None => return Routed::Response(unavailable("too many blocked requests")),
+            None => match self.block_permit(at.1, at.0) {
+                Ok(p) => (p, now + timeout, now),
+                Err(limit) => {
+                    let mut resp = unavailable(limit.why());
+                    resp.headers_mut().insert(
+                        header::HeaderName::from_static("x-arcly-limit"),
+                        HeaderValue::from(limit.max()),
+                    );
+                    return Routed::Response(refused(resp, Refusal::ParkLimit));
+                }
             },
         };
         let deadline = wake_at.map_or(hard, |w| w.min(hard));
@@ -169,14 +179,38 @@ impl HlsService {
             Resource::Multivariant(v) | Resource::MediaPlaylist(v) | Resource::Segment(v, _) => v,
             Resource::Init | Resource::Part { .. } => Variant::LowLatency,
         };
+        let client = ClientAddr::of(req).map(|a| a.ip());
         // A TS request turns the TS variant on (or keeps it on).
-        let stream = match self.stream_for(key, variant, now) {
+        let stream = match self.stream_for(key, variant, now, client) {
             Ok(s) => s,
-            Err(HlsError::Subscribe(e)) => {
+            Err(NotServed::Error(HlsError::Subscribe(e))) => {
                 return respond(error(StatusCode::NOT_FOUND, &e.to_string()));
             }
-            Err(e @ (HlsError::TooManyStreams(_) | HlsError::Jobs(_))) => {
+            Err(NotServed::Error(
+                e @ (HlsError::TooManyStreams(_) | HlsError::TooManyStreamsFromClient(_)),
+            )) => {
+                return respond(refused(unavailable(&e.to_string()), Refusal::StreamLimit));
+            }
+            Err(NotServed::Error(e @ HlsError::Jobs(_))) => {
                 return respond(unavailable(&e.to_string()))
+            }
+            Err(NotServed::Error(HlsError::NoMedia)) => {
+                return respond(error(StatusCode::NOT_FOUND, "stream has no media yet"));
+            }
+            Err(NotServed::NoMedia(signal, epoch)) => {
+                // No muxer until the first frame: wait for it (like a fresh
+                // muxer's first request), holding a parked slot only.
+                let timeout = self.config().ready_timeout;
+                return self.park(
+                    (key, client),
+                    &signal,
+                    epoch,
+                    WaitKind::Ready,
+                    timeout,
+                    now,
+                    carry,
+                    None,
+                );
             }
         };
         let signal = stream.advanced();
@@ -188,7 +222,16 @@ impl HlsService {
         let block_timeout = muxer.target_duration().saturating_mul(3);
         let since = carry.as_ref().map_or(now, |w| w.since);
         let park = |kind: WaitKind, timeout, carry| {
-            self.park(&signal, epoch, kind, timeout, now, carry, None)
+            self.park(
+                (key, client),
+                &signal,
+                epoch,
+                kind,
+                timeout,
+                now,
+                carry,
+                None,
+            )
         };
         // First playlist of a fresh muxer: players that know no LL-HLS
         // (ffprobe, VLC, older players) need a complete segment; a playlist
@@ -214,6 +257,7 @@ impl HlsService {
             let wake = (v == Variant::LowLatency && muxer.is_ready(Variant::LowLatency))
                 .then_some(soft_wake);
             self.park(
+                (key, client),
                 &signal,
                 epoch,
                 WaitKind::Ready,

@@ -38,9 +38,19 @@
 //! - Media playlists carry `EXT-X-PROGRAM-DATE-TIME` (rfc8216bis §4.4.4.6)
 //!   when the service has a wall clock ([`HlsServiceConfig::wall_clock`],
 //!   [`HlsService::set_wall_clock`]): core reads no clock.
-//! - Unknown stream or resource → 404; malformed delivery directive → 400;
-//!   `_HLS_msn` more than two segments ahead → 400 (§6.2.5.2); too many
-//!   streams or parked requests → 503.
+//! - Unknown stream or resource → 404; malformed or repeated delivery
+//!   directive → 400; `_HLS_msn` more than two segments ahead → 400
+//!   (§6.2.5.2); too many streams or parked requests (globally, from the
+//!   client's IP, on the stream) → 503.
+//! - The client: the adapter inserts a [`ClientAddr`] extension into each
+//!   request; the per-client bounds of [`HlsServiceConfig`] count by its IP
+//!   (a request without one is bound by the global limits only).
+//! - Refusals are logged, one line each, rate-limited per kind
+//!   ([`crate::log_limit`]; the request target escaped with
+//!   [`crate::peer_text::escaped`]): 400/405/413/414 at `info`, 503 for a
+//!   limit at `warn`, 503 for a wait that timed out at `info`
+//!   ([`log_refusal`]). 404 is not logged (players poll ended streams).
+//!   See docs/security.md.
 
 mod hls;
 mod hls_http;
@@ -48,13 +58,18 @@ mod request;
 mod router;
 pub mod serve;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use crate::engine::Engine;
+use crate::log_limit::LogLimiter;
+use crate::peer_text::escaped;
+use crate::time::Instant;
 
 pub use crate::container::hls::WallClock;
 pub use hls::{HlsError, HlsService, HlsServiceConfig, HlsStream};
@@ -62,7 +77,7 @@ pub use request::HLS_JS_PATH;
 pub use router::{
     Admit, HttpRouter, HttpService, PatternError, Route, RouteMatch, Routed, RouterConfig, Wait,
 };
-pub use serve::{HttpRuntime, HttpServeConfig, Waited};
+pub use serve::{Dropped, HttpRuntime, HttpServeConfig, Waited};
 
 use request::{resolve_range, RangeReply};
 
@@ -90,6 +105,97 @@ const CACHE_PLAYLIST: &str = "no-cache";
 const CACHE_MEDIA: &str = "public, max-age=60";
 const CACHE_ASSET: &str = "public, max-age=86400";
 const CACHE_ERROR: &str = "no-store";
+
+/// The client (peer address) of a request: the adapter inserts it into the
+/// request's extensions (`req.extensions_mut().insert(ClientAddr(peer))`) so
+/// services can bound what one client IP takes
+/// ([`HlsServiceConfig::max_blocked_per_client`],
+/// [`HlsServiceConfig::max_streams_per_client`]) and logs can name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl ClientAddr {
+    /// The client of `req`, if the adapter said.
+    pub fn of<B>(req: &Request<B>) -> Option<SocketAddr> {
+        req.extensions().get::<ClientAddr>().map(|c| c.0)
+    }
+}
+
+/// Refused requests (400, 405, 413, 414): 10 lines per 10 s, then a count.
+static LOG_BAD_REQUEST: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+/// 503 for a parked-request limit.
+static LOG_PARK_LIMIT: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+/// 503 for a muxed-stream limit.
+static LOG_STREAM_LIMIT: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+/// 503 for a parked request whose wait timed out.
+static LOG_TIMEOUT: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+
+/// Which limit a 503 hit: a response extension (never sent) that
+/// [`log_refusal`] reads to pick the log line's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// A parked-request limit.
+    ParkLimit,
+    /// A muxed-stream limit.
+    StreamLimit,
+    /// A parked wait timed out.
+    Timeout,
+}
+
+/// `resp` marked as a refusal of `kind` (for [`log_refusal`]).
+pub(crate) fn refused(mut resp: Response<Bytes>, kind: Refusal) -> Response<Bytes> {
+    resp.extensions_mut().insert(kind);
+    resp
+}
+
+/// The client for a log line (`-` when the adapter did not say).
+struct ClientField(Option<SocketAddr>);
+
+impl core::fmt::Display for ClientField {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// Logs `resp` to `req` when it refuses the request: one line, rate-limited
+/// per kind (10 per 10 s; the next line that passes carries
+/// `suppressed=N`), the client from [`ClientAddr`] and the request target
+/// escaped. 400/405/413/414 and a timed-out wait at `info`, a 503 for a
+/// limit at `warn`; anything else (404 included) is not logged. The router
+/// calls it for what [`HttpRouter::handle`] and [`HttpRouter::resume`]
+/// answer; an adapter calls it for an [`Admit::Respond`] answer.
+pub fn log_refusal<B>(req: &Request<B>, resp: &Response<Bytes>, now: Instant) {
+    let status = resp.status().as_u16();
+    let kind = resp.extensions().get::<Refusal>().copied();
+    let limiter = match (status, kind) {
+        (400 | 405 | 413 | 414, _) => &LOG_BAD_REQUEST,
+        (_, Some(Refusal::ParkLimit)) => &LOG_PARK_LIMIT,
+        (_, Some(Refusal::StreamLimit)) => &LOG_STREAM_LIMIT,
+        (_, Some(Refusal::Timeout)) => &LOG_TIMEOUT,
+        _ => return,
+    };
+    let Some(suppressed) = limiter.check(now) else {
+        return;
+    };
+    let client = ClientField(ClientAddr::of(req));
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or(req.uri().path(), |pq| pq.as_str());
+    let target = escaped(target);
+    // Our own text: "<code> <reason>: <why>".
+    let body = std::str::from_utf8(resp.body()).unwrap_or("");
+    let why = body.split_once(": ").map_or(body, |(_, w)| w).trim_end();
+    let method = req.method();
+    if matches!(kind, Some(Refusal::ParkLimit | Refusal::StreamLimit)) {
+        tracing::warn!(%client, %method, %target, status, suppressed, "HTTP request refused: {why}");
+    } else {
+        tracing::info!(%client, %method, %target, status, suppressed, "HTTP request refused: {why}");
+    }
+}
 
 /// Settings of the standard router ([`HttpRouter::new`]).
 #[derive(Debug, Clone)]

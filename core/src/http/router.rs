@@ -11,7 +11,9 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 use super::request::safe_segment;
-use super::{base, error, set, strip_for_head, unavailable, WallClock, CACHE_ERROR, TEXT_TYPE};
+use super::{
+    base, error, log_refusal, set, strip_for_head, unavailable, WallClock, CACHE_ERROR, TEXT_TYPE,
+};
 use crate::engine::Signal;
 use crate::job::JobQueue;
 use crate::time::Instant;
@@ -538,15 +540,15 @@ impl HttpRouter {
         let head = req.method() == Method::HEAD;
         let (i, found) = match self.resolve(req) {
             Ok(r) => r,
-            Err(resp) => return Routed::Response(strip_for_head(resp, head)),
+            Err(resp) => return Self::finish(req, now, Routed::Response(resp), usize::MAX, head),
         };
         let Some(m) = self.routes.get(i) else {
             return Routed::Response(error(StatusCode::NOT_FOUND, "no such resource"));
         };
         if req.body().len() > m.route.max_body {
-            return Routed::Response(strip_for_head(too_large(), head));
+            return Self::finish(req, now, Routed::Response(too_large()), i, head);
         }
-        Self::finish(m.service.handle(req, &found, now), i, head)
+        Self::finish(req, now, m.service.handle(req, &found, now), i, head)
     }
 
     /// Routes a parked request again, after its [`Wait::signal`] moved or
@@ -562,12 +564,23 @@ impl HttpRouter {
             .ok()
             .and_then(|p| m.route.matches(&p))
             .unwrap_or_default();
-        Self::finish(m.service.resume(req, &found, wait, now), i, head)
+        Self::finish(req, now, m.service.resume(req, &found, wait, now), i, head)
     }
 
-    fn finish(routed: Routed, route: usize, head: bool) -> Routed {
+    /// A service's answer: logged when it refuses ([`log_refusal`]), the
+    /// body dropped for HEAD; a wait tagged with its route.
+    fn finish(
+        req: &Request<Bytes>,
+        now: Instant,
+        routed: Routed,
+        route: usize,
+        head: bool,
+    ) -> Routed {
         match routed {
-            Routed::Response(resp) => Routed::Response(strip_for_head(resp, head)),
+            Routed::Response(resp) => {
+                log_refusal(req, &resp, now);
+                Routed::Response(strip_for_head(resp, head))
+            }
             Routed::Wait(mut w) => {
                 w.route = route;
                 Routed::Wait(w)

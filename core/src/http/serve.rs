@@ -6,6 +6,7 @@
 //! keeps only the accepting, the HTTP/1.1 codec and the spawning.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +16,7 @@ use http::{Method, Request, Response};
 use super::{strip_for_head, unavailable, HttpRouter, Routed, WallClock};
 use crate::engine::SignalWait;
 use crate::job::{Job, JobState};
+use crate::log_limit::LogLimiter;
 use crate::time::Instant;
 
 /// Settings of an adapter's `serve_http_with` (re-exported there).
@@ -86,6 +88,85 @@ pub trait HttpRuntime: Sync {
 
     /// Lets the runtime's other tasks run once.
     fn yield_now(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Why an adapter's HTTP codec dropped a connection before the router saw
+/// a request (docs/security.md, item 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// No complete request head within
+    /// [`HttpServeConfig::header_read_timeout`] on a connection that made
+    /// no request yet (slow-loris, or a silent connection). An idle
+    /// keep-alive connection closed after a served request is not a drop.
+    HeaderTimeout,
+    /// Request head larger than [`HttpServeConfig::max_header_bytes`], or a
+    /// request line too long for the codec: answered 431 / 414.
+    HeadTooLarge,
+    /// Not an HTTP/1.1 request: answered 400.
+    Malformed,
+}
+
+impl Dropped {
+    /// Classifies an HTTP/1.1 codec's connection error (hyper:
+    /// `is_timeout()`, `is_parse_too_large()`, `is_parse()`) on a
+    /// connection that made `requests` requests so far; `None` for what is
+    /// not a drop (the peer went away, an idle keep-alive timed out).
+    pub fn from_codec(
+        timeout: bool,
+        too_large: bool,
+        parse: bool,
+        requests: usize,
+    ) -> Option<Dropped> {
+        if too_large {
+            Some(Dropped::HeadTooLarge)
+        } else if parse {
+            Some(Dropped::Malformed)
+        } else if timeout && requests == 0 {
+            Some(Dropped::HeaderTimeout)
+        } else {
+            None
+        }
+    }
+
+    fn why(self) -> &'static str {
+        match self {
+            Dropped::HeaderTimeout => "no request head within the header read timeout",
+            Dropped::HeadTooLarge => "request head too large (431/414)",
+            Dropped::Malformed => "malformed request (400)",
+        }
+    }
+}
+
+static LOG_HEADER_TIMEOUT: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+static LOG_HEAD_TOO_LARGE: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+static LOG_MALFORMED: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+static LOG_CONNECTION_REFUSED: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+
+/// Logs a connection the adapter's codec dropped: one `info` line, at most
+/// 10 per 10 s per kind, the next one saying how many were `suppressed`.
+pub fn log_dropped(peer: SocketAddr, why: Dropped, now: Instant) {
+    let limiter = match why {
+        Dropped::HeaderTimeout => &LOG_HEADER_TIMEOUT,
+        Dropped::HeadTooLarge => &LOG_HEAD_TOO_LARGE,
+        Dropped::Malformed => &LOG_MALFORMED,
+    };
+    if let Some(suppressed) = limiter.check(now) {
+        tracing::info!(%peer, suppressed, "HTTP connection dropped: {}", why.why());
+    }
+}
+
+/// Logs a connection refused because
+/// [`HttpServeConfig::max_connections`] are open: one `warn` line, at most
+/// 10 per 10 s, the next one saying how many were `suppressed`.
+pub fn log_connection_refused(peer: SocketAddr, max: usize, now: Instant) {
+    if let Some(suppressed) = LOG_CONNECTION_REFUSED.check(now) {
+        tracing::warn!(
+            %peer,
+            max,
+            suppressed,
+            "refusing HTTP connection: too many connections"
+        );
+    }
 }
 
 /// Routes one request (with its body, read up to the limit
@@ -231,13 +312,21 @@ mod tests {
             .unwrap()
     }
 
-    /// A router over a published stream with no media yet (its first
-    /// playlist request parks).
+    /// A router over a published stream with nothing playable yet (one
+    /// codec config; its first playlist request parks).
     fn router() -> (HttpRouter, crate::engine::Publisher) {
         let engine = Engine::with_defaults();
-        let publisher = engine
+        let mut publisher = engine
             .publish(StreamKey::new("live", "cam").unwrap())
             .unwrap();
+        publisher.send(crate::frame::Frame {
+            codec: crate::frame::Codec::Aac,
+            flags: crate::frame::FrameFlags::CONFIG,
+            pts: 0,
+            dts: 0,
+            timebase: 1000,
+            payload: Bytes::from_static(&[0x12, 0x10]),
+        });
         let config = HttpConfig {
             hls: HlsServiceConfig {
                 ready_timeout: Duration::from_secs(4),
