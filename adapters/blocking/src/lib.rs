@@ -17,6 +17,10 @@
 //! The writer's rounds are the non-waiting steps of
 //! `arcly::session::StreamDriver`, the loop the executor adapters poll.
 //!
+//! For HTTP, [`serve_http`] serves an `arcly::http::HttpRouter` (HLS and
+//! any other mounted service) with arcly's sans-IO HTTP/1.1 machine
+//! (`arcly::http::h1`), a thread per connection and per background job.
+//!
 //! For UDP protocols, [`serve_udp`] drives one `arcly::datagram`
 //! [`DatagramService`] per socket (e.g. SRT) on the calling thread plus one
 //! reader thread (see [`UdpConfig`] and the `udp` module docs).
@@ -35,6 +39,7 @@
 //! ```
 
 mod driver;
+mod http;
 mod udp;
 
 use std::collections::HashMap;
@@ -52,6 +57,7 @@ use arcly::session::{
 use arcly::time::Clock;
 
 pub use driver::DriveConfig;
+pub use http::{serve_http, serve_http_with, HttpServeConfig};
 pub use udp::{UdpConfig, READ_POLL};
 
 use arcly::datagram::{DatagramService, DatagramServiceFactory};

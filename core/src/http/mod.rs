@@ -52,6 +52,7 @@
 //!   ([`log_refusal`]). 404 is not logged (players poll ended streams).
 //!   See docs/security.md.
 
+pub mod h1;
 mod hls;
 mod hls_http;
 mod request;

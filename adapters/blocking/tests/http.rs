@@ -1,0 +1,379 @@
+//! arcly-blocking `serve_http` over real TCP sockets: arcly's sans-IO
+//! HTTP/1.1 machine (`arcly::http::h1`) on threads, no hyper. ffprobe and
+//! ffmpeg read and decode the LL-HLS stream (a missing tool fails under
+//! `CI`); a blocking playlist reload parks and is answered when the part
+//! is published; pipelined requests are answered in order; a second
+//! mounted service (POST echo, 16-byte limit) gets its body and 413 past
+//! it; shutdown answers a parked request with 503 and returns.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arcly::container::hls::HlsConfig;
+use arcly::http::{HlsServiceConfig, HttpRouter, Route, RouteMatch, Routed, RouterConfig};
+use arcly::{Engine, StreamKey};
+use arcly_blocking::{serve_http_with, HttpServeConfig, Shutdown};
+use bytes::Bytes;
+
+#[path = "../../../core/tests/common/mod.rs"]
+mod common;
+use common::feed::{preload_hint, Feed};
+
+const PART: Duration = Duration::from_millis(200);
+
+/// POST echo: the body back.
+#[derive(Debug)]
+struct Echo;
+
+impl arcly::http::HttpService for Echo {
+    fn handle(
+        &self,
+        req: &http::Request<Bytes>,
+        _route: &RouteMatch,
+        _now: arcly::Instant,
+    ) -> Routed {
+        Routed::Response(http::Response::new(req.body().clone()))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// `serve_http` on its own thread: an echo route, then HLS.
+struct Server {
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    done: std::sync::mpsc::Receiver<std::io::Result<()>>,
+}
+
+impl Server {
+    fn start(engine: &Engine, config: Option<HttpServeConfig>) -> Server {
+        let mut router = HttpRouter::empty(RouterConfig::default());
+        router.mount(
+            Route::new("/echo")
+                .unwrap()
+                .methods([http::Method::POST])
+                .max_body(16),
+            Arc::new(Echo),
+        );
+        router.mount_hls(
+            engine.clone(),
+            HlsServiceConfig {
+                muxer: HlsConfig {
+                    segment_duration: Duration::from_secs(1),
+                    part_duration: PART,
+                    ..HlsConfig::default()
+                },
+                ..HlsServiceConfig::default()
+            },
+        );
+        let router = Arc::new(router);
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let stop = shutdown.clone();
+        let config = config.unwrap_or_default();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(serve_http_with(listener, router, stop, config));
+        });
+        Server {
+            addr,
+            shutdown,
+            done,
+        }
+    }
+
+    /// Triggers the shutdown; `serve_http` must return within 5 s.
+    fn shutdown(&self) {
+        self.shutdown.trigger();
+        self.done
+            .recv_timeout(Duration::from_secs(5))
+            .expect("serve_http did not return")
+            .unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// One response as read off the wire.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        let found = self.headers.iter().find(|(k, _)| k == name);
+        found.map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A keep-alive HTTP/1.1 client on a blocking socket (10 s read watchdog).
+struct Conn {
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let sock = TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Conn {
+            reader: BufReader::new(sock),
+        }
+    }
+
+    fn request(&mut self, method: &str, target: &str, headers: &[&str]) {
+        let mut text = format!("{method} {target} HTTP/1.1\r\nHost: t\r\n");
+        for h in headers {
+            text.push_str(h);
+            text.push_str("\r\n");
+        }
+        text.push_str("\r\n");
+        self.reader.get_mut().write_all(text.as_bytes()).unwrap();
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "server closed the connection");
+        line.trim_end().to_owned()
+    }
+
+    fn response(&mut self, bodyless: bool) -> Reply {
+        let status_line = self.line();
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let line = self.line();
+            if line.is_empty() {
+                break;
+            }
+            let (k, v) = line.split_once(':').unwrap();
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+        let mut reply = Reply {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let len: usize = reply
+            .header("content-length")
+            .map_or(0, |v| v.parse().unwrap());
+        if !bodyless && status != 204 {
+            reply.body = vec![0; len];
+            self.reader.read_exact(&mut reply.body).unwrap();
+        }
+        reply
+    }
+
+    fn get(&mut self, target: &str) -> Reply {
+        self.request("GET", target, &[]);
+        self.response(false)
+    }
+
+    /// Whether a response has started arriving (without waiting).
+    fn answered_yet(&mut self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        let sock = self.reader.get_ref();
+        sock.set_nonblocking(true).unwrap();
+        let mut probe = [0u8; 1];
+        let got = sock.peek(&mut probe);
+        sock.set_nonblocking(false).unwrap();
+        match got {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// The stream's preload hint once the pump took every published frame.
+fn hint_after_pump(c: &mut Conn) -> (u64, u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut prev = preload_hint(&c.get("/live/cam/stream.m3u8").text());
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(40));
+        let hint = preload_hint(&c.get("/live/cam/stream.m3u8").text());
+        if hint == prev {
+            break;
+        }
+        prev = hint;
+    }
+    prev
+}
+
+#[test]
+fn blocking_reload_pipelining_body_limit_and_shutdown() {
+    let engine = Engine::with_defaults();
+    let mut feed = Feed::start(&engine, "cam");
+    feed.until(2_000);
+    let server = Server::start(&engine, None);
+    let mut c = Conn::open(server.addr);
+    let first = c.get("/live/cam/stream.m3u8");
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(first.text().contains("#EXT-X-PART:"));
+
+    // Blocking reload: parked until the hinted part is published.
+    let (msn, part) = hint_after_pump(&mut c);
+    let mut parked = Conn::open(server.addr);
+    let target = format!("/live/cam/stream.m3u8?_HLS_msn={msn}&_HLS_part={part}");
+    parked.request("GET", &target, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!parked.answered_yet(), "answered before the part exists");
+    feed.until(3_000);
+    let r = parked.response(false);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains(&format!("part{msn}.{part}.m4s")));
+
+    // Pipelined: three requests in one write, answered in order.
+    let sock = c.reader.get_mut();
+    sock.write_all(
+        b"HEAD /live/cam/index.m3u8 HTTP/1.1\r\nHost: t\r\n\r\n\
+          POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello\
+          GET /live/nope/index.m3u8 HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    let head = c.response(true);
+    assert_eq!(head.status, 200);
+    assert!(
+        head.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            > 0
+    );
+    let echo = c.response(false);
+    assert_eq!((echo.status, echo.body.as_slice()), (200, &b"hello"[..]));
+    assert_eq!(c.response(false).status, 404);
+    // Past the echo route's 16-byte limit: 413 before the body, then close.
+    c.request("POST", "/echo", &["Content-Length: 17"]);
+    let big = c.response(false);
+    assert_eq!(big.status, 413);
+    assert_eq!(big.header("connection"), Some("close"));
+
+    // Shutdown: a parked request gets 503 and serve_http returns.
+    let (msn, part) = hint_after_pump(&mut Conn::open(server.addr));
+    let mut parked = Conn::open(server.addr);
+    let target = format!(
+        "/live/cam/stream.m3u8?_HLS_msn={}&_HLS_part={part}",
+        msn + 1
+    );
+    parked.request("GET", &target, &[]);
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    server.shutdown();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(parked.response(false).status, 503);
+}
+
+#[test]
+fn slow_request_heads_time_out() {
+    let engine = Engine::with_defaults();
+    let config = HttpServeConfig {
+        header_read_timeout: Duration::from_millis(500),
+        ..HttpServeConfig::default()
+    };
+    let server = Server::start(&engine, Some(config));
+    let mut slow = TcpStream::connect(server.addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    slow.write_all(b"GET /live/cam/ HTTP/1.1\r\nHost").unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    slow.read_to_end(&mut got).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        got.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    server.shutdown();
+}
+
+/// ffprobe and ffmpeg read the LL-HLS stream off the blocking server (arcly's own HTTP/1.1 machine, no hyper): real
+/// H.264 + AAC (ffmpeg-encoded, through our TS demuxer) published live,
+/// then ended, so the playlist is complete (`EXT-X-ENDLIST`).
+#[test]
+fn ffprobe_reads_and_ffmpeg_decodes_the_ll_hls_stream() {
+    use common::ffmpeg::{
+        decode_without_warnings, encode_test_source, probe_streams, tmp_path, tools_present,
+        H264_BF_AAC,
+    };
+    if !tools_present() {
+        return;
+    }
+    let src = tmp_path("blocking-http", "src.ts");
+    let mut args = H264_BF_AAC.to_vec();
+    args.extend_from_slice(&["-f", "mpegts"]);
+    encode_test_source(48_000, 4, &args, &src);
+    let frames = common::demux_ts(&std::fs::read(&src).unwrap(), 1316).0;
+    let _ = std::fs::remove_file(&src);
+    let videos = frames
+        .iter()
+        .filter(|f| !f.is_config() && f.kind() == arcly::MediaKind::Video)
+        .count();
+
+    let engine = Engine::with_defaults();
+    let mut publisher = engine
+        .publish(StreamKey::new("live", "cam").unwrap())
+        .unwrap();
+    let server = Server::start(&engine, None);
+    // The first request starts the muxing; it waits for a complete segment.
+    let mut first = Conn::open(server.addr);
+    first.request("GET", "/live/cam/index.m3u8", &[]);
+    std::thread::sleep(Duration::from_millis(200));
+    for (i, f) in frames.into_iter().enumerate() {
+        publisher.send(f);
+        if i % 8 == 7 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    drop(publisher);
+    assert_eq!(first.response(false).status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !first
+        .get("/live/cam/stream.m3u8")
+        .text()
+        .contains("#EXT-X-ENDLIST")
+    {
+        assert!(Instant::now() < deadline, "stream did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let url = format!("http://{}/live/cam/stream.m3u8", server.addr);
+    let streams = probe_streams(Path::new(&url));
+    let video = streams
+        .iter()
+        .find(|s| s.codec_type == "video")
+        .unwrap_or_else(|| panic!("no video in {streams:?}"));
+    assert_eq!(video.codec_name, "h264");
+    assert_eq!(video.frames, videos, "every video frame decodes");
+    assert!(streams.iter().any(|s| s.codec_type == "audio"));
+    decode_without_warnings(Path::new(&url));
+    server.shutdown();
+}
