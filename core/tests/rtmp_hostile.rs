@@ -540,3 +540,104 @@ fn unfinished_messages_are_bounded_per_connection_and_in_total() {
     drop(c);
     assert_eq!(budget.used(), 0);
 }
+
+/// What the server sent, as text (AMF strings are plain bytes in it).
+fn sent_text(s: &mut dyn StreamSession) -> String {
+    let mut out = Vec::new();
+    s.poll_transmit(&mut out);
+    String::from_utf8_lossy(&out.concat()).into_owned()
+}
+
+/// Issue 14 item 4: app names and tcUrls with control characters or over
+/// their maximum are refused at connect with `NetConnection.Connect.Rejected`;
+/// stream names likewise at publish (`NetStream.Publish.BadName`) and play
+/// (`NetStream.Play.Failed`). Each closes with a bad-request rejection.
+#[test]
+fn names_with_control_characters_or_too_long_are_refused() {
+    use arcly::rtmp::amf::Amf0Value;
+    use arcly::session::RejectCode;
+    let factory = RtmpSessionFactory::allow_all(Engine::with_defaults());
+    let long_app = "a".repeat(60_000);
+    let long_url = format!("rtmp://localhost/{}", "u".repeat(3000));
+    let connects: [(&str, String); 4] = [
+        (
+            "live\r\n2026-01-01 ERROR forged",
+            "rtmp://localhost/live".into(),
+        ),
+        ("live\x1b[31m", "rtmp://localhost/live".into()),
+        (&long_app, "rtmp://localhost/x".into()),
+        ("live", long_url),
+    ];
+    for (port, (app, tc_url)) in (80u16..).zip(connects) {
+        let mut s = factory.session(peer(port), at(0), u64::from(port));
+        raw::handshake(&mut s, at(0));
+        sent_text(&mut s);
+        s.handle_input(
+            at(1),
+            &raw::command(
+                0,
+                &[
+                    Amf0Value::String("connect".into()),
+                    Amf0Value::Number(1.0),
+                    Amf0Value::object([
+                        ("app", Amf0Value::String(app.into())),
+                        ("tcUrl", Amf0Value::String(tc_url)),
+                    ]),
+                ],
+            ),
+        );
+        let text = sent_text(&mut s);
+        assert!(
+            text.contains("NetConnection.Connect.Rejected"),
+            "{port}: {text:?}"
+        );
+        assert!(!text.contains("NetConnection.Connect.Success"), "{port}");
+        let rejection = s.close_reason().and_then(|r| r.rejection());
+        assert_eq!(
+            rejection.map(|r| r.code),
+            Some(RejectCode::BadRequest),
+            "{port}"
+        );
+    }
+
+    let names = [
+        ("cam\r\nforged", "NetStream.Publish.BadName", true),
+        ("cam\x1b]0;title\x07", "NetStream.Play.Failed", false),
+        (&*"n".repeat(300), "NetStream.Publish.BadName", true),
+        (
+            &*format!("cam?{}", "q".repeat(300)),
+            "NetStream.Play.Failed",
+            false,
+        ),
+    ];
+    for (port, (name, code, publish)) in (90u16..).zip(names) {
+        let mut s = factory.session(peer(port), at(0), u64::from(port));
+        raw::handshake(&mut s, at(0));
+        let mut m = BytesMut::new();
+        m.put_slice(&raw::connect("live"));
+        m.put_slice(&raw::create_stream(2.0));
+        if publish {
+            m.put_slice(&raw::publish(1, name));
+        } else {
+            m.put_slice(&raw::command(
+                1,
+                &[
+                    Amf0Value::String("play".into()),
+                    Amf0Value::Number(0.0),
+                    Amf0Value::Null,
+                    Amf0Value::String(name.into()),
+                ],
+            ));
+        }
+        s.handle_input(at(1), &m);
+        let text = sent_text(&mut s);
+        assert!(text.contains(code), "{port}: {text:?}");
+        let rejection = s.close_reason().and_then(|r| r.rejection());
+        assert_eq!(
+            rejection.map(|r| r.code),
+            Some(RejectCode::BadRequest),
+            "{port}"
+        );
+        assert!(!s.is_publishing() && !s.is_playing());
+    }
+}

@@ -25,6 +25,11 @@ use arcly_tests::{Adapter, TestServer, Watchdog};
 
 /// The limit the test server is configured with.
 const MAX_MESSAGE: u32 = 1 << 20;
+/// Text a peer puts after a line break in its app name, hoping to start a
+/// log line of its own.
+const FORGED: &str = "2026-01-01T00:00:00Z ERROR forged-by-peer";
+/// Longest log line the attacks may cause (a 60 000-character name is cut).
+const MAX_LOG_LINE: usize = 4096;
 /// A hostile connection must be closed well before the 10 s handshake and
 /// 30 s idle timeouts would close it anyway.
 const CLOSE_WITHIN: Duration = Duration::from_secs(3);
@@ -161,6 +166,15 @@ fn cases() -> Vec<(&'static str, Attack)> {
             }
             Ok(())
         }),
+        // Issue 14 item 4: peer text that would forge log lines or flood
+        // them is refused at connect (NetConnection.Connect.Rejected) and
+        // never logged raw (checked over the whole log below).
+        ("connect with CR/LF/ESC in the app name", |r| {
+            r.handshake_and_connect(&format!("live\r\n{FORGED} \x1b[31mred"))
+        }),
+        ("connect with a 60 000-character app name", |r| {
+            r.handshake_and_connect(&"a".repeat(60_000))
+        }),
         ("AMF0 object nesting bomb", |r| {
             r.handshake()?;
             r.send(&rawrtmp::message(
@@ -293,6 +307,21 @@ fn hostile_on(adapter: Adapter) {
             failures.push(format!(
                 "{name}: no log line gives a reason for closing {peer}"
             ));
+        }
+    }
+
+    // No peer text reached the log raw: no forged line, no CR or ESC, no
+    // line carrying the 60 000-character name.
+    let text = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
+    for line in text.lines() {
+        if line.contains(FORGED) && !line.contains(&format!("\\r\\n{FORGED}")) {
+            failures.push(format!("a peer forged a log line: {line:?}"));
+        }
+        if line.contains(['\r', '\x1b']) {
+            failures.push(format!("raw CR/ESC in a log line: {line:?}"));
+        }
+        if line.len() > MAX_LOG_LINE {
+            failures.push(format!("log line of {} bytes", line.len()));
         }
     }
 

@@ -19,6 +19,7 @@ use super::message::{ProtocolControl, UserControl};
 use super::{RtmpError, OUT_CHUNK_SIZE};
 use crate::admission::{RejectCode, Rejection};
 use crate::frame::{Frame, MediaKind};
+use crate::peer_text::escaped;
 use crate::session::{CloseReason, ProtocolError};
 use crate::time::Instant;
 
@@ -278,7 +279,7 @@ impl ClientConnection {
                 if !matches!(self.phase, Phase::Connecting) {
                     return Ok(());
                 }
-                info!(app = %self.config.app, "rtmp client connected");
+                info!(app = %escaped(&self.config.app), "rtmp client connected");
                 self.events.push_back(ClientEvent::Connected);
                 self.wire
                     .send_control(&ProtocolControl::WindowAckSize(2_500_000));
@@ -321,7 +322,7 @@ impl ClientConnection {
             Command::Error { .. } => {
                 let st = cmd.result_status();
                 let (code, description) = st.map(|s| (s.code, s.description)).unwrap_or_default();
-                warn!(app = %self.config.app, %code, %description, "rtmp client got _error");
+                warn!(app = %escaped(&self.config.app), code = %escaped(&code), description = %escaped(&description), "rtmp client got _error");
                 self.close_with(CloseReason::Rejected(Rejection::new(
                     reject_code(&code),
                     format!("{code}: {description}"),
@@ -415,7 +416,7 @@ impl ClientConnection {
             return;
         }
         if now >= self.started + self.config.connect_timeout {
-            warn!(app = %self.config.app, "rtmp client connect timed out");
+            warn!(app = %escaped(&self.config.app), "rtmp client connect timed out");
             self.close_with(CloseReason::IdleTimeout);
         }
     }

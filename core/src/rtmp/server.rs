@@ -21,8 +21,16 @@ use super::{RtmpError, OUT_CHUNK_SIZE, PLAY_STREAM_ID};
 use crate::admission::{RejectCode, Rejection};
 use crate::engine::{EgressSlot, SharedFrame};
 use crate::frame::{Frame, MediaKind};
+use crate::log_limit::LogLimiter;
+use crate::peer_text::{
+    check_name, escaped, NameError, MAX_APP_LEN, MAX_STREAM_NAME_LEN, MAX_URL_LEN,
+};
 use crate::session::{CloseReason, ProtocolError};
 use crate::time::Instant;
+
+/// Log lines for connects and requests refused for their names (a peer can
+/// cause them in a flood).
+static NAME_REFUSED: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
 
 /// Settings of a [`ServerConnection`]. Every limit is enforced; exceeding one
 /// closes the connection with a protocol error.
@@ -390,7 +398,7 @@ impl ServerConnection {
             Err(e) => {
                 self.dropped_tags += 1;
                 if self.dropped_tags == 1 {
-                    warn!(conn = self.id, app = %self.app, error = %e, "rtmp media tag dropped");
+                    warn!(conn = self.id, app = %escaped(&self.app), error = %e, "rtmp media tag dropped");
                 } else {
                     debug!(conn = self.id, error = %e, "rtmp media tag dropped");
                 }
@@ -406,7 +414,7 @@ impl ServerConnection {
                 Command::Connect(c) if m.stream_id == 0 => self.connect(&c),
                 other => Err(RtmpError::Protocol(format!(
                     "command `{}` before connect",
-                    other.name()
+                    escaped(other.name())
                 ))),
             };
         }
@@ -454,7 +462,7 @@ impl ServerConnection {
                 transaction_id,
                 ..
             } => {
-                debug!(conn = self.id, command = %name, "rtmp command not implemented");
+                debug!(conn = self.id, command = %escaped(&name), "rtmp command not implemented");
                 let body = response::unknown_command_error(transaction_id, &name);
                 self.result(transaction_id, body);
                 Ok(())
@@ -462,7 +470,7 @@ impl ServerConnection {
             other => {
                 debug!(
                     conn = self.id,
-                    command = other.name(),
+                    command = %escaped(other.name()),
                     "rtmp command ignored"
                 );
                 Ok(())
@@ -474,6 +482,33 @@ impl ServerConnection {
         let app = c.app_name();
         if app.name.is_empty() {
             return Err(RtmpError::Protocol("connect without app".into()));
+        }
+        // Peer names become stream keys and log fields: no control
+        // characters, bounded lengths (docs/security.md, section 4).
+        let refused = check_name(&app.name, MAX_APP_LEN)
+            .and_then(|()| check_name(&c.app, MAX_URL_LEN))
+            .map_err(|e| format!("app name refused: {e}"))
+            .and_then(|()| match c.tc_url.as_deref() {
+                None | Some("") => Ok(()),
+                Some(t) => check_name(t, MAX_URL_LEN).map_err(|e| format!("tcUrl refused: {e}")),
+            });
+        if let Err(reason) = refused {
+            if let Some(suppressed) = NAME_REFUSED.check(self.last_input) {
+                warn!(
+                    conn = self.id,
+                    suppressed,
+                    app = %escaped(&c.app),
+                    tc_url = %escaped(c.tc_url.as_deref().unwrap_or_default()),
+                    %reason,
+                    "rtmp connect rejected"
+                );
+            }
+            self.send_command(0, response::connect_error(c.transaction_id, &reason));
+            self.close_with(CloseReason::Rejected(Rejection::new(
+                RejectCode::BadRequest,
+                reason,
+            )));
+            return Ok(());
         }
         self.app = app.name;
         self.app_query = app.query.unwrap_or_default();
@@ -489,7 +524,7 @@ impl ServerConnection {
         let body = response::connect_result(c.transaction_id, c.object_encoding);
         self.send_command(0, body);
         self.phase = Phase::Connected;
-        info!(conn = self.id, app = %self.app, tc_url = %tc_url, "rtmp connect");
+        info!(conn = self.id, app = %escaped(&self.app), tc_url = %escaped(&tc_url), "rtmp connect");
         self.events.push_back(ServerEvent::Connected {
             app: self.app.clone(),
             tc_url,
@@ -575,13 +610,61 @@ impl ServerConnection {
         }
     }
 
+    /// Refuses a publish or play whose stream name holds a control
+    /// character or is too long (docs/security.md, section 4): the status
+    /// error of the request (`NetStream.Publish.BadName`,
+    /// `NetStream.Play.Failed`), then a close. `true` when refused.
+    fn refuse_bad_name(&mut self, stream_id: u32, name: &StreamName, kind: Kind) -> bool {
+        let full_len = name.name.len() + name.query.as_ref().map_or(0, |q| q.len() + 1);
+        let checked = check_name(&name.name, MAX_STREAM_NAME_LEN).and_then(|()| {
+            if full_len > MAX_STREAM_NAME_LEN {
+                return Err(NameError::TooLong {
+                    len: full_len,
+                    max: MAX_STREAM_NAME_LEN,
+                });
+            }
+            match name.query.as_deref() {
+                Some(q) if !q.is_empty() => check_name(q, MAX_STREAM_NAME_LEN),
+                _ => Ok(()),
+            }
+        });
+        let Err(e) = checked else {
+            return false;
+        };
+        let reason = format!("stream name refused: {e}");
+        let code = match kind {
+            Kind::Publish => StatusCode::PublishBadName,
+            Kind::Play => StatusCode::PlayFailed,
+        };
+        if let Some(suppressed) = NAME_REFUSED.check(self.last_input) {
+            warn!(
+                conn = self.id,
+                suppressed,
+                app = %escaped(&self.app),
+                stream = %escaped(&name.name),
+                code = code.code(),
+                %reason,
+                "rtmp request rejected"
+            );
+        }
+        self.on_status(stream_id, code, &reason);
+        self.close_with(CloseReason::Rejected(Rejection::new(
+            RejectCode::BadRequest,
+            reason,
+        )));
+        true
+    }
+
     fn publish(&mut self, stream_id: u32, name: StreamName) -> Result<(), RtmpError> {
+        if self.refuse_bad_name(stream_id, &name, Kind::Publish) {
+            return Ok(());
+        }
         let (stream_name, query) = self.request_name(stream_id, name, Kind::Publish)?;
         let token = RequestToken(self.next_token);
         self.next_token += 1;
         self.set_role(stream_id, Role::Pending(token, Kind::Publish));
         self.set_name(stream_id, &stream_name);
-        info!(conn = self.id, app = %self.app, stream = %stream_name, "rtmp publish request");
+        info!(conn = self.id, app = %escaped(&self.app), stream = %escaped(&stream_name), "rtmp publish request");
         self.events.push_back(ServerEvent::PublishRequest {
             token,
             app: self.app.clone(),
@@ -592,12 +675,15 @@ impl ServerConnection {
     }
 
     fn play(&mut self, stream_id: u32, p: Play) -> Result<(), RtmpError> {
+        if self.refuse_bad_name(stream_id, &p.name, Kind::Play) {
+            return Ok(());
+        }
         let (stream_name, query) = self.request_name(stream_id, p.name, Kind::Play)?;
         let token = RequestToken(self.next_token);
         self.next_token += 1;
         self.set_role(stream_id, Role::Pending(token, Kind::Play));
         self.set_name(stream_id, &stream_name);
-        info!(conn = self.id, app = %self.app, stream = %stream_name, "rtmp play request");
+        info!(conn = self.id, app = %escaped(&self.app), stream = %escaped(&stream_name), "rtmp play request");
         self.events.push_back(ServerEvent::PlayRequest {
             token,
             app: self.app.clone(),
@@ -621,12 +707,12 @@ impl ServerConnection {
             Role::Publishing => {
                 self.wire
                     .set_max_partial_bytes(self.config.max_partial_bytes_unpublished);
-                info!(conn = self.id, app = %self.app, stream = %name, "rtmp unpublish");
+                info!(conn = self.id, app = %escaped(&self.app), stream = %escaped(&name), "rtmp unpublish");
                 self.on_status(id, StatusCode::UnpublishSuccess, "Stop publishing.");
                 self.events.push_back(ServerEvent::Unpublished);
             }
             Role::Playing => {
-                info!(conn = self.id, app = %self.app, stream = %name, "rtmp play stopped");
+                info!(conn = self.id, app = %escaped(&self.app), stream = %escaped(&name), "rtmp play stopped");
                 self.events.push_back(ServerEvent::PlayStopped);
             }
             Role::Idle | Role::Pending(..) => {}
@@ -714,8 +800,8 @@ impl ServerConnection {
         self.set_role(id, Role::Idle);
         info!(
             conn = self.id,
-            app = %self.app,
-            stream = %self.stream_name(id),
+            app = %escaped(&self.app),
+            stream = %escaped(self.stream_name(id)),
             code = code.code(),
             reason = %rejection,
             "rtmp request rejected"
@@ -790,7 +876,7 @@ impl ServerConnection {
             return;
         }
         self.set_role(id, Role::Idle);
-        info!(conn = self.id, app = %self.app, stream = %self.stream_name(id), "rtmp play ended by publisher");
+        info!(conn = self.id, app = %escaped(&self.app), stream = %escaped(self.stream_name(id)), "rtmp play ended by publisher");
         self.wire.send_user_control(&UserControl::StreamEof(id));
         self.on_status(id, StatusCode::PlayUnpublishNotify, "Stream unpublished.");
     }
@@ -828,7 +914,7 @@ impl ServerConnection {
             return;
         }
         if self.playing_stream().is_none() && now >= self.last_input + self.config.idle_timeout {
-            info!(conn = self.id, app = %self.app, "rtmp idle timeout");
+            info!(conn = self.id, app = %escaped(&self.app), "rtmp idle timeout");
             self.close_with(CloseReason::IdleTimeout);
         }
     }
@@ -873,7 +959,7 @@ impl ServerConnection {
     /// The local side ends the connection ([`CloseReason::LocalShutdown`]).
     pub fn close(&mut self, _now: Instant) {
         if !self.is_closed() {
-            info!(conn = self.id, app = %self.app, "rtmp connection shut down");
+            info!(conn = self.id, app = %escaped(&self.app), "rtmp connection shut down");
             self.close_with(CloseReason::LocalShutdown);
         }
     }
@@ -894,7 +980,7 @@ impl ServerConnection {
     }
 
     fn protocol_error(&mut self, e: RtmpError) {
-        warn!(conn = self.id, app = %self.app, error = %e, "rtmp protocol error, closing");
+        warn!(conn = self.id, app = %escaped(&self.app), error = %e, "rtmp protocol error, closing");
         self.close_with(CloseReason::ProtocolError(ProtocolError::Rtmp(e)));
     }
 

@@ -15,6 +15,7 @@ use crate::admission::{
     Rejection, MAX_ADMISSION_WAIT,
 };
 use crate::engine::{Engine, Publisher, Recv, Signal, StreamKey, Subscriber};
+use crate::peer_text::escaped;
 use crate::session::{CloseReason, SessionFactory, StreamSession};
 use crate::time::Instant;
 
@@ -209,7 +210,7 @@ impl RtmpSession {
         while let Some(ev) = self.conn.poll_event() {
             match ev {
                 ServerEvent::Connected { app, tc_url } => {
-                    debug!(peer = %self.peer, %app, %tc_url, "rtmp session connected");
+                    debug!(peer = %self.peer, app = %escaped(&app), tc_url = %escaped(&tc_url), "rtmp session connected");
                 }
                 ServerEvent::PublishRequest {
                     token,
@@ -243,12 +244,12 @@ impl RtmpSession {
                 }
                 ServerEvent::Unpublished => {
                     if let Some(p) = self.publisher.take() {
-                        info!(peer = %self.peer, stream = %p.key(), "rtmp publish ended");
+                        info!(peer = %self.peer, stream = %escaped(&p.key().to_string()), "rtmp publish ended");
                     }
                 }
                 ServerEvent::PlayStopped => {
                     if let Some(s) = self.subscriber.take() {
-                        info!(peer = %self.peer, stream = %s.key(), "rtmp play ended");
+                        info!(peer = %self.peer, stream = %escaped(&s.key().to_string()), "rtmp play ended");
                     }
                 }
                 ServerEvent::Closed(reason) => {
@@ -273,7 +274,7 @@ impl RtmpSession {
         let (key, decision) = match self.admit(kind, app, stream_name, query) {
             Ok(k) => k,
             Err(rejection) => {
-                warn!(peer = %self.peer, %app, stream = %stream_name, %kind, reason = %rejection, "rtmp request refused");
+                warn!(peer = %self.peer, app = %escaped(app), stream = %escaped(stream_name), %kind, reason = %rejection, "rtmp request refused");
                 self.conn.reject(token, rejection);
                 return;
             }
@@ -281,11 +282,11 @@ impl RtmpSession {
         match decision {
             Decision::Allow => self.admitted(token, kind, key),
             Decision::Deny(rejection) => {
-                warn!(peer = %self.peer, stream = %key, %kind, reason = %rejection, "rtmp request refused");
+                warn!(peer = %self.peer, stream = %escaped(&key.to_string()), %kind, reason = %rejection, "rtmp request refused");
                 self.conn.reject(token, rejection);
             }
             Decision::Later(pending) => {
-                info!(peer = %self.peer, stream = %key, %kind, timeout = ?pending.timeout(), "rtmp request waits for admission");
+                info!(peer = %self.peer, stream = %escaped(&key.to_string()), %kind, timeout = ?pending.timeout(), "rtmp request waits for admission");
                 self.waiting = Some(Waiting {
                     token,
                     kind,
@@ -307,11 +308,11 @@ impl RtmpSession {
         };
         match decided {
             Ok(()) => {
-                info!(peer = %self.peer, stream = %w.key, kind = %w.kind, "rtmp request admitted after waiting");
+                info!(peer = %self.peer, stream = %escaped(&w.key.to_string()), kind = %w.kind, "rtmp request admitted after waiting");
                 self.admitted(w.token, w.kind, w.key);
             }
             Err(rejection) => {
-                warn!(peer = %self.peer, stream = %w.key, kind = %w.kind, reason = %rejection, "rtmp request refused after waiting");
+                warn!(peer = %self.peer, stream = %escaped(&w.key.to_string()), kind = %w.kind, reason = %rejection, "rtmp request refused after waiting");
                 self.conn.reject(w.token, rejection);
             }
         }
@@ -329,12 +330,12 @@ impl RtmpSession {
     fn start_publish(&mut self, token: RequestToken, key: StreamKey) {
         match self.engine.publish(key.clone()) {
             Ok(p) => {
-                info!(peer = %self.peer, stream = %key, "rtmp publish started");
+                info!(peer = %self.peer, stream = %escaped(&key.to_string()), "rtmp publish started");
                 self.publisher = Some(p);
                 self.conn.accept_publish(token);
             }
             Err(e) => {
-                warn!(peer = %self.peer, stream = %key, reason = %e, "rtmp publish refused by engine");
+                warn!(peer = %self.peer, stream = %escaped(&key.to_string()), reason = %e, "rtmp publish refused by engine");
                 self.conn.reject(token, Rejection::from(&e));
             }
         }
@@ -343,7 +344,7 @@ impl RtmpSession {
     fn start_play(&mut self, token: RequestToken, key: StreamKey) {
         match self.engine.subscribe(&key) {
             Ok(sub) => {
-                info!(peer = %self.peer, stream = %key, "rtmp play started");
+                info!(peer = %self.peer, stream = %escaped(&key.to_string()), "rtmp play started");
                 self.conn.accept_play(token);
                 self.sent_metadata = None;
                 self.write_merge = self
@@ -355,7 +356,7 @@ impl RtmpSession {
                 self.pull();
             }
             Err(e) => {
-                info!(peer = %self.peer, stream = %key, reason = %e, "rtmp play refused by engine");
+                info!(peer = %self.peer, stream = %escaped(&key.to_string()), reason = %e, "rtmp play refused by engine");
                 self.conn.reject(token, Rejection::from(&e));
             }
         }
@@ -382,7 +383,7 @@ impl RtmpSession {
                 Recv::Frame(f) => self.conn.send_frame(&f),
                 Recv::Empty => break,
                 Recv::End => {
-                    info!(peer = %self.peer, stream = %sub.key(), "rtmp played stream ended");
+                    info!(peer = %self.peer, stream = %escaped(&sub.key().to_string()), "rtmp played stream ended");
                     self.conn.end_play();
                     self.subscriber = None;
                     break;
