@@ -55,6 +55,16 @@ impl TestServer {
     pub fn start_with(adapter: Adapter, engine: Engine, config: ServerConfig) -> TestServer {
         let factory: Arc<dyn SessionFactory> =
             Arc::new(RtmpSessionFactory::allow_all(engine.clone()).with_config(config));
+        Self::start_factory(adapter, engine, factory)
+    }
+
+    /// A server whose sessions `factory` builds (e.g. with an admission
+    /// policy), on `engine`.
+    pub fn start_factory(
+        adapter: Adapter,
+        engine: Engine,
+        factory: Arc<dyn SessionFactory>,
+    ) -> TestServer {
         let listener = crate::net::local_listener();
         let addr = listener
             .local_addr()

@@ -111,6 +111,15 @@ impl SrtTestServer {
 
     /// An SRT server with `options`.
     pub fn start_with(adapter: Adapter, options: &SrtOptions) -> SrtTestServer {
+        Self::start_with_admission(adapter, options, Arc::new(arcly::admission::AllowAll))
+    }
+
+    /// An SRT server with `options` admitting through `admission`.
+    pub fn start_with_admission(
+        adapter: Adapter,
+        options: &SrtOptions,
+        admission: Arc<dyn arcly::admission::Admission>,
+    ) -> SrtTestServer {
         let engine = Engine::with_defaults();
         let endpoint = EndpointConfig {
             latency_ms: options.latency_ms,
@@ -118,12 +127,13 @@ impl SrtTestServer {
             cookie_secret: *b"arcly-tests-srt-cookie-secret-32",
             ..EndpointConfig::default()
         };
-        let factory = SrtServiceFactory::allow_all(
+        let factory = SrtServiceFactory::new(
             engine.clone(),
             SrtServiceConfig {
                 endpoint,
                 ..SrtServiceConfig::default()
             },
+            admission,
         );
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind UDP: {e}"));
         let addr = socket
