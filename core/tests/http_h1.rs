@@ -89,12 +89,20 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
 #[test]
 fn keep_alive_and_pipelining_in_order() {
     let mut c = conn();
+    let mut ext = http::Extensions::new();
+    ext.insert(7u32);
+    c.set_request_extensions(ext);
     c.handle_input(
         T0,
         b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcHEAD /c HTTP/1.1\r\nHost: x\r\n\r\n",
     );
     let first = c.poll_request(admit_limit(16)).expect("first request");
     assert_eq!(first.uri().path(), "/a");
+    assert_eq!(
+        first.extensions().get::<u32>(),
+        Some(&7),
+        "adapter extensions"
+    );
     // The second is not handed out before the first is answered.
     assert!(c.poll_request(admit_limit(16)).is_none());
     assert!(!c.wants_input(), "pipelined bytes buffered: stop reading");

@@ -20,7 +20,7 @@
 
 use std::future::Future;
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,9 +29,12 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use arcly::engine::SignalWait;
+use arcly::http::h1::H1Error;
 use arcly::http::h1::{H1Config, H1Connection};
-use arcly::http::serve::{anchor_wall_clock, respond, run_job};
-use arcly::http::{HttpRouter, HttpRuntime, Waited};
+use arcly::http::serve::{
+    anchor_wall_clock, log_connection_refused, log_dropped, respond, run_job, Dropped,
+};
+use arcly::http::{log_refusal, Admit, ClientAddr, HttpRouter, HttpRuntime, Waited};
 use arcly::job::Job;
 use arcly::time::{Clock, Instant};
 
@@ -128,6 +131,7 @@ pub fn serve_http_with(
             }
         };
         let Some(conn) = tracker.conns.admit(peer, config.max_connections) else {
+            log_connection_refused(peer, config.max_connections, rt.now());
             drop(stream);
             continue;
         };
@@ -161,7 +165,7 @@ pub fn serve_http_with(
                 let _guard = guard;
                 let span = tracing::debug_span!("http", %peer);
                 let _enter = span.enter();
-                if let Err(e) = serve_connection(stream, &router, &rt, &config) {
+                if let Err(e) = serve_connection(stream, peer, &router, &rt, &config) {
                     tracing::debug!("HTTP connection ended: {e}");
                 }
             });
@@ -223,6 +227,7 @@ fn run_job_blocking(job: Arc<dyn Job>, rt: &BlockingRuntime) {
 /// server stops between requests.
 fn serve_connection(
     mut stream: TcpStream,
+    peer: SocketAddr,
     router: &HttpRouter,
     rt: &BlockingRuntime,
     config: &HttpServeConfig,
@@ -233,17 +238,36 @@ fn serve_connection(
     h1.max_head_bytes = config.max_header_bytes;
     h1.request_timeout = config.header_read_timeout;
     let mut conn = H1Connection::new(h1, rt.now());
+    let mut client = http::Extensions::new();
+    client.insert(ClientAddr(peer));
+    conn.set_request_extensions(client);
     let mut buf = vec![0u8; 16 * 1024];
+    let admit = |head: &http::Request<()>| {
+        let admitted = router.admit(head);
+        if let Admit::Respond(resp) = &admitted {
+            log_refusal(head, resp, rt.now());
+        }
+        admitted
+    };
     loop {
-        while let Some(req) = conn.poll_request(|head| router.admit(head)) {
+        while let Some(req) = conn.poll_request(admit) {
             let resp = block_on(respond(router, &req, rt));
             conn.send_response(rt.now(), resp);
             flush(&mut stream, &mut conn)?;
         }
         flush(&mut stream, &mut conn)?;
         if conn.is_closed() {
-            if let Some(e) = conn.error() {
-                tracing::debug!("HTTP connection refused: {e}");
+            let why = match conn.error() {
+                // A silent or idle connection: a drop only before any request.
+                Some(H1Error::Timeout) if conn.requests() == 0 => Some(Dropped::HeaderTimeout),
+                Some(H1Error::HeadTooLarge) => Some(Dropped::HeadTooLarge),
+                Some(H1Error::BadHead(_) | H1Error::BadContentLength) => Some(Dropped::Malformed),
+                _ => None,
+            };
+            if let Some(why) = why {
+                log_dropped(peer, why, rt.now());
+            } else if let Some(e) = conn.error() {
+                tracing::debug!("HTTP connection closed: {e}");
             }
             let _ = stream.shutdown(std::net::Shutdown::Write);
             return Ok(());

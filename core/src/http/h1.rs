@@ -142,6 +142,8 @@ pub struct H1Connection {
     requests: u64,
     /// The current request is HTTP/1.0 (keep-alive must be answered).
     http10: bool,
+    /// Copied into every request's extensions (e.g. the client address).
+    extensions: http::Extensions,
 }
 
 fn too_many() -> Response<Bytes> {
@@ -185,6 +187,7 @@ impl H1Connection {
             error: None,
             requests: 0,
             http10: false,
+            extensions: http::Extensions::new(),
         }
     }
 
@@ -245,6 +248,12 @@ impl H1Connection {
         self.error = Some(e);
         self.state = State::Closed;
         self.buf.clear();
+    }
+
+    /// Extensions copied into every request from here on (an adapter puts
+    /// the client's address here, e.g. `arcly::http::ClientAddr`).
+    pub fn set_request_extensions(&mut self, extensions: http::Extensions) {
+        self.extensions = extensions;
     }
 
     /// Why the connection closed on a protocol error, if it did.
@@ -454,9 +463,10 @@ impl H1Connection {
         if version == Version::HTTP_11 && !host {
             return Err(H1Error::BadHead("HTTP/1.1 request without Host"));
         }
-        let head = builder
+        let mut head = builder
             .body(())
             .map_err(|_| H1Error::BadHead("bad request"))?;
+        head.extensions_mut().extend(self.extensions.clone());
         self.close_after = close;
         self.http10 = version == Version::HTTP_10;
         Ok(Some((head, length.unwrap_or(0))))
