@@ -1,9 +1,18 @@
-//! HTTP serving of HLS and Low-Latency HLS: a pure request → response
-//! router (feature `http`), shared by every adapter. See `docs/hls.md`.
+//! HTTP: a pure request → response router with a route table (feature
+//! `http`), shared by every adapter, and HLS / Low-Latency HLS as one
+//! mounted service. See `docs/hls.md` and `docs/architecture.md`.
 //!
-//! [`HttpRouter::handle`] takes an [`http::Request<()>`] (the adapter
-//! ignores request bodies: nothing here accepts one) and the current
-//! [`Instant`], and returns either a complete response or
+//! [`HttpRouter`] holds [`HttpService`]s mounted by [`Route`] (path
+//! pattern, methods, request-body limit). The adapter shows it each request
+//! head ([`HttpRouter::admit`]: the body limit, or an answer at once),
+//! reads the body up to the limit, and calls [`HttpRouter::handle`] with
+//! the [`http::Request<Bytes>`] and the current [`Instant`]; background
+//! work of the services (an HLS stream's pump) comes out of
+//! [`HttpRouter::jobs`] (see [`crate::job`]). Adapters without hyper use
+//! the sans-IO HTTP/1.1 machine [`h1::H1Connection`].
+//!
+//! The HLS service ([`HlsService`], mounted at `/{*path}` for GET and HEAD
+//! by [`HttpRouter::new`]) returns either a complete response or
 //! [`Routed::Wait`]: the request is parked (blocking playlist reload,
 //! draft-pantos-hls-rfc8216bis §6.2.5.2; a preload-hinted part, §6.2.6; the
 //! first playlist of a stream whose muxer has no complete segment yet). The adapter
@@ -26,8 +35,11 @@
 //!
 //! # Rules
 //!
-//! - Methods: GET, HEAD (same headers, no body), OPTIONS (CORS preflight,
-//!   204); anything else 405 with `Allow`.
+//! - Methods (HLS): GET, HEAD (same headers, no body), OPTIONS (CORS
+//!   preflight, 204, answered by the router for every route); anything
+//!   else 405 with `Allow` (the methods of the routes matching the path).
+//! - Request bodies: at most the route's [`Route::max_body`] (HLS: 0);
+//!   more → 413.
 //! - Every response has `Access-Control-Allow-Origin: *`.
 //! - Paths are percent-decoded per segment before they are checked; `..`,
 //!   `.`, empty segments, decoded `/` `\` or control characters → 400. A
