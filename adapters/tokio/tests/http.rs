@@ -401,3 +401,117 @@ fn idle_streams_stop_and_shutdown_answers_parked_requests() {
     assert!(t.elapsed() < Duration::from_secs(2));
     server.shutdown();
 }
+
+/// POST echo with a 16-byte body limit, mounted before HLS.
+#[derive(Debug)]
+struct Echo;
+
+impl arcly::http::HttpService for Echo {
+    fn handle(
+        &self,
+        req: &http::Request<bytes::Bytes>,
+        _route: &arcly::http::RouteMatch,
+        _now: arcly::Instant,
+    ) -> arcly::http::Routed {
+        arcly::http::Routed::Response(http::Response::new(req.body().clone()))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// One request on its own connection (`Connection: close`): status and body.
+fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.as_bytes().to_vec())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The route table on hyper: a second service gets its request body, a
+/// body past the route's limit is 413 whether announced by Content-Length
+/// (before it is read) or chunked (while it is read), and HLS still
+/// answers next to it.
+#[test]
+fn mounted_service_gets_bodies_up_to_its_limit() {
+    use arcly::http::{Route, RouterConfig};
+    let engine = Engine::with_defaults();
+    let mut router = HttpRouter::empty(RouterConfig::default());
+    router.mount(
+        Route::new("/echo")
+            .unwrap()
+            .methods([http::Method::POST])
+            .max_body(16),
+        Arc::new(Echo),
+    );
+    router.mount_hls(engine.clone(), HlsServiceConfig::default());
+    let router = Arc::new(router);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let rt = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            serve_http(listener, router, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    let addr = addr_rx.recv().unwrap();
+    let (status, body) = exchange(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert_eq!((status, body.as_slice()), (200, &b"hello"[..]));
+    let (status, _) = exchange(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 17\r\n\r\n0123456789abcdefg",
+    );
+    assert_eq!(status, 413, "by Content-Length");
+    let (status, _) = exchange(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n012345678\r\n9\r\n9abcdefgh\r\n0\r\n\r\n",
+    );
+    assert_eq!(status, 413, "chunked past the limit");
+    let (status, body) = exchange(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    );
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"abcde"[..]),
+        "chunked within"
+    );
+    let (status, _) = exchange(
+        addr,
+        b"PUT /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 405);
+    let (status, body) = exchange(
+        addr,
+        b"GET /live/cam/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200, "HLS player page next to the echo");
+    assert!(String::from_utf8_lossy(&body).contains("<video"));
+    let _ = stop_tx.send(());
+    rt.join().unwrap();
+}
