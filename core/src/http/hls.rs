@@ -99,7 +99,7 @@ impl Default for HlsServiceConfig {
             max_blocked_requests: 4096,
             max_blocked_per_client: 512,
             max_blocked_per_stream: 2048,
-            max_streams_per_client: 32,
+            max_streams_per_client: 128,
             ready_timeout: Duration::from_secs(10),
             pump_budget: 64,
             wall_clock: None,
