@@ -67,6 +67,10 @@ pub enum CloseReason {
     /// The local side shut the session down ([`StreamSession::close`],
     /// server shutdown).
     LocalShutdown,
+    /// Output was pending and the peer's socket accepted no byte of it for
+    /// this long ([`DriveConfig::write_stall_timeout`]): a player that never
+    /// reads. The transport is dropped without a flush.
+    WriteStalled(Duration),
 }
 
 impl CloseReason {
@@ -100,6 +104,9 @@ impl core::fmt::Display for CloseReason {
             CloseReason::Rejected(r) => write!(f, "rejected: {r}"),
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
             CloseReason::LocalShutdown => f.write_str("local shutdown"),
+            CloseReason::WriteStalled(d) => {
+                write!(f, "write stalled: the peer read nothing for {d:?}")
+            }
         }
     }
 }

@@ -28,6 +28,16 @@ impl TransmitQueue {
         self.head >= self.bufs.len()
     }
 
+    /// Bytes waiting to be written.
+    pub fn len_bytes(&self) -> usize {
+        self.bufs
+            .get(self.head..)
+            .unwrap_or_default()
+            .iter()
+            .map(Bytes::len)
+            .sum()
+    }
+
     /// The `Vec` that `StreamSession::poll_transmit` appends to. Only call
     /// it while the queue is empty, so the order of bytes is kept.
     pub fn fill(&mut self) -> &mut Vec<Bytes> {

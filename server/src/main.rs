@@ -105,6 +105,17 @@ struct Cli {
     #[arg(long, value_name = "MS", default_value_t = 0)]
     write_merge: u64,
 
+    /// Seconds a TCP viewer (RTMP) may leave pending output unread before
+    /// it is dropped (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 15.0)]
+    write_stall_timeout: f64,
+
+    /// Kernel send buffer (SO_SNDBUF) of each accepted TCP connection in
+    /// bytes, so a viewer that never reads cannot hold megabytes (0: the
+    /// kernel's default, autotuned).
+    #[arg(long, value_name = "BYTES", default_value_t = arcly::session::serve::DEFAULT_TCP_SEND_BUFFER)]
+    tcp_send_buffer: usize,
+
     /// RTMP: bytes one publishing connection may hold in unfinished
     /// messages (all chunk streams together); more closes it.
     #[arg(long, value_name = "BYTES", default_value_t = 10 << 20)]
@@ -251,7 +262,12 @@ async fn run(cli: Cli) -> ExitCode {
         shutdown_grace: Duration::try_from_secs_f64(cli.shutdown_grace.max(0.0))
             .unwrap_or(Duration::from_secs(2)),
         // The write-merge window comes from each session's app (above).
-        drive: arcly_tokio::DriveConfig::default(),
+        drive: arcly_tokio::DriveConfig {
+            write_stall_timeout: Duration::try_from_secs_f64(cli.write_stall_timeout.max(0.0))
+                .unwrap_or(arcly::session::driver::DEFAULT_WRITE_STALL_TIMEOUT),
+            ..arcly_tokio::DriveConfig::default()
+        },
+        send_buffer: cli.tcp_send_buffer,
         ..ServeConfig::default()
     };
 

@@ -35,7 +35,7 @@ pub mod tools;
 
 pub use net::{local_listener, wait_for_port};
 pub use process::{Proc, Watchdog};
-pub use servers::{Adapter, TestServer};
+pub use servers::{Adapter, TcpSettings, TestServer};
 pub use tools::{in_ci, require_tools};
 
 /// Installs a `tracing` subscriber for the test binary (once): `RUST_LOG`

@@ -33,6 +33,38 @@ impl Adapter {
     }
 }
 
+/// Per-connection TCP settings every adapter gets (the adapters' own
+/// defaults unless a test changes them).
+#[derive(Debug, Clone, Copy)]
+pub struct TcpSettings {
+    /// `DriveConfig::write_stall_timeout`.
+    pub write_stall_timeout: std::time::Duration,
+    /// `ServeConfig::send_buffer` (SO_SNDBUF).
+    pub send_buffer: usize,
+}
+
+impl Default for TcpSettings {
+    fn default() -> Self {
+        TcpSettings {
+            write_stall_timeout: arcly::session::driver::DEFAULT_WRITE_STALL_TIMEOUT,
+            send_buffer: arcly::session::serve::DEFAULT_TCP_SEND_BUFFER,
+        }
+    }
+}
+
+impl TcpSettings {
+    fn serve_config(self) -> arcly::session::ServeConfig {
+        arcly::session::ServeConfig {
+            drive: arcly::session::DriveConfig {
+                write_stall_timeout: self.write_stall_timeout,
+                ..arcly::session::DriveConfig::default()
+            },
+            send_buffer: self.send_buffer,
+            ..arcly::session::ServeConfig::default()
+        }
+    }
+}
+
 /// A running server; stopped when dropped.
 pub struct TestServer {
     /// Where it listens.
@@ -53,6 +85,16 @@ impl TestServer {
 
     /// An RTMP server on `engine` with `config`.
     pub fn start_with(adapter: Adapter, engine: Engine, config: ServerConfig) -> TestServer {
+        Self::start_with_tcp(adapter, engine, config, TcpSettings::default())
+    }
+
+    /// An RTMP server on `engine` with `config` and these TCP settings.
+    pub fn start_with_tcp(
+        adapter: Adapter,
+        engine: Engine,
+        config: ServerConfig,
+        tcp: TcpSettings,
+    ) -> TestServer {
         let factory: Arc<dyn SessionFactory> =
             Arc::new(RtmpSessionFactory::allow_all(engine.clone()).with_config(config));
         Self::start_factory(adapter, engine, factory)
@@ -70,10 +112,10 @@ impl TestServer {
             .local_addr()
             .unwrap_or_else(|e| panic!("local_addr: {e}"));
         let (stop, thread) = match adapter {
-            Adapter::Tokio => start_tokio(listener, factory),
-            Adapter::AsyncIoSmol => start_async_io(listener, factory, false),
-            Adapter::AsyncIoAsyncStd => start_async_io(listener, factory, true),
-            Adapter::Blocking => start_blocking(listener, factory),
+            Adapter::Tokio => start_tokio(listener, factory, tcp),
+            Adapter::AsyncIoSmol => start_async_io(listener, factory, false, tcp),
+            Adapter::AsyncIoAsyncStd => start_async_io(listener, factory, true, tcp),
+            Adapter::Blocking => start_blocking(listener, factory, tcp),
         };
         TestServer {
             addr,
@@ -143,14 +185,19 @@ pub fn to_tokio_listener(listener: std::net::TcpListener) -> tokio::net::TcpList
     tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("tokio listener: {e}"))
 }
 
-fn start_tokio(listener: std::net::TcpListener, factory: Arc<dyn SessionFactory>) -> Started {
+fn start_tokio(
+    listener: std::net::TcpListener,
+    factory: Arc<dyn SessionFactory>,
+    tcp: TcpSettings,
+) -> Started {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = tokio_thread("arcly-tokio-server", move || async move {
         let listener = to_tokio_listener(listener);
         let shutdown = async move {
             let _ = rx.await;
         };
-        if let Err(e) = arcly_tokio::serve_tcp(listener, factory, shutdown).await {
+        let config = tcp.serve_config();
+        if let Err(e) = arcly_tokio::serve_tcp_with(listener, factory, shutdown, config).await {
             eprintln!("tokio server ended with an error: {e}");
         }
     });
@@ -166,6 +213,7 @@ fn start_async_io(
     listener: std::net::TcpListener,
     factory: Arc<dyn SessionFactory>,
     async_std_executor: bool,
+    tcp: TcpSettings,
 ) -> Started {
     let stop = arcly::engine::Signal::new();
     let seen = stop.epoch();
@@ -184,13 +232,14 @@ fn start_async_io(
                 wait.wait(seen).await;
             };
             let result = if async_std_executor {
-                async_std::task::block_on(arcly_async_io::serve_tcp(
+                async_std::task::block_on(arcly_async_io::serve_tcp_with(
                     listener,
                     factory,
                     shutdown,
                     |conn| {
                         async_std::task::spawn(conn);
                     },
+                    tcp.serve_config(),
                 ))
             } else {
                 let ex = Arc::new(smol::Executor::new());
@@ -203,11 +252,12 @@ fn start_async_io(
                     })
                     .collect();
                 let spawner = ex.clone();
-                let r = smol::block_on(ex.run(arcly_async_io::serve_tcp(
+                let r = smol::block_on(ex.run(arcly_async_io::serve_tcp_with(
                     listener,
                     factory,
                     shutdown,
                     move |conn| spawner.spawn(conn).detach(),
+                    tcp.serve_config(),
                 )));
                 drop(quit_tx);
                 for w in workers {
@@ -224,13 +274,25 @@ fn start_async_io(
 }
 
 /// std::net and threads.
-fn start_blocking(listener: std::net::TcpListener, factory: Arc<dyn SessionFactory>) -> Started {
+fn start_blocking(
+    listener: std::net::TcpListener,
+    factory: Arc<dyn SessionFactory>,
+    tcp: TcpSettings,
+) -> Started {
     let shutdown = arcly_blocking::Shutdown::new();
     let trigger = shutdown.clone();
     let thread = std::thread::Builder::new()
         .name("arcly-blocking-server".into())
         .spawn(move || {
-            if let Err(e) = arcly_blocking::serve_tcp(listener, factory, shutdown) {
+            let config = arcly_blocking::ServeConfig {
+                drive: arcly_blocking::DriveConfig {
+                    write_stall_timeout: tcp.write_stall_timeout,
+                    ..arcly_blocking::DriveConfig::default()
+                },
+                send_buffer: tcp.send_buffer,
+                ..arcly_blocking::ServeConfig::default()
+            };
+            if let Err(e) = arcly_blocking::serve_tcp_with(listener, factory, shutdown, config) {
                 eprintln!("blocking server ended with an error: {e}");
             }
         })

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use arcly::rtmp::{ClientEvent, ClientMode, ServerConfig};
 use arcly::Engine;
-use arcly_tests::client::{publish_synthetic, Client};
+use arcly_tests::client::{publish_synthetic, Client, ConnectOptions};
 use arcly_tests::rawrtmp::{self, type_id, Closed, Raw};
 use arcly_tests::synth::{self, SynthSpec};
-use arcly_tests::{Adapter, TestServer, Watchdog};
+use arcly_tests::{Adapter, TcpSettings, TestServer, Watchdog};
 
 /// The limit the test server is configured with.
 const MAX_MESSAGE: u32 = 1 << 20;
@@ -225,6 +225,84 @@ fn cases() -> Vec<(&'static str, Attack)> {
     ]
 }
 
+/// The well-behaved session running beside every attack: a synthetic
+/// publisher (200 pictures, 8 s) and a player that must see every picture.
+struct Healthy {
+    rt: tokio::runtime::Runtime,
+    spec: SynthSpec,
+    publisher: tokio::task::JoinHandle<Result<(), String>>,
+    player: tokio::task::JoinHandle<Vec<u32>>,
+}
+
+impl Healthy {
+    /// Starts publishing `live/good` on `server`, then the player.
+    fn start(server: &TestServer) -> Healthy {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let spec = SynthSpec {
+            frames: 200,
+            ..SynthSpec::default()
+        };
+        let addr = server.addr;
+        let url = server.url("good");
+        let t0 = Instant::now() + Duration::from_millis(200);
+        let pub_url = url.clone();
+        let publisher = rt.spawn(async move { publish_synthetic(addr, &pub_url, spec, t0).await });
+        std::thread::sleep(Duration::from_millis(600));
+        let player = rt.spawn(async move {
+            let mut c = Client::connect(addr, &url, ClientMode::Play).await.unwrap();
+            let mut seqs = Vec::new();
+            while let Ok(Some(ev)) = c.next_event(Duration::from_secs(5)).await {
+                match ev {
+                    ClientEvent::Frame(f) => seqs.extend(synth::video_seq(&f)),
+                    ClientEvent::StreamEof | ClientEvent::Closed(_) => break,
+                    _ => {}
+                }
+            }
+            seqs
+        });
+        Healthy {
+            rt,
+            spec,
+            publisher,
+            player,
+        }
+    }
+
+    /// Waits for both to end; the publisher must have succeeded and the
+    /// player seen every picture from a keyframe to the last. Returns the
+    /// runtime for further checks.
+    fn assert_no_frame_lost(self, test: &str) -> tokio::runtime::Runtime {
+        let Healthy {
+            rt,
+            spec,
+            publisher,
+            player,
+        } = self;
+        let publish_result = rt.block_on(publisher).unwrap();
+        let seqs = rt.block_on(player).unwrap();
+        publish_result.unwrap_or_else(|e| panic!("{test}: the good publisher failed: {e}"));
+        let first = seqs.first().copied();
+        let contiguous = seqs.windows(2).all(|w| w[1] == w[0] + 1);
+        eprintln!(
+            "{test}: concurrent player got {} pictures ({:?}..{:?}), contiguous: {contiguous}",
+            seqs.len(),
+            first,
+            seqs.last()
+        );
+        assert!(
+            first.is_some_and(|f| f % spec.gop == 0) && contiguous && seqs.last() == Some(&(spec.frames - 1)),
+            "{test}: the concurrent session was disturbed: got {} pictures from {first:?} to {:?}, contiguous {contiguous}",
+            seqs.len(),
+            seqs.last()
+        );
+        rt
+    }
+}
+
 fn hostile_on(adapter: Adapter) {
     let test = format!("hostile/{}", adapter.name());
     let _watchdog = Watchdog::new(&test, Duration::from_secs(90));
@@ -237,36 +315,8 @@ fn hostile_on(adapter: Adapter) {
             ..ServerConfig::default()
         },
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-
-    // The concurrent, well-behaved session: a synthetic publisher (8 s) and
-    // a player that must see every picture.
-    let spec = SynthSpec {
-        frames: 200,
-        ..SynthSpec::default()
-    };
+    let healthy = Healthy::start(&server);
     let addr = server.addr;
-    let url = server.url("good");
-    let t0 = Instant::now() + Duration::from_millis(200);
-    let pub_url = url.clone();
-    let publisher = rt.spawn(async move { publish_synthetic(addr, &pub_url, spec, t0).await });
-    std::thread::sleep(Duration::from_millis(600));
-    let player = rt.spawn(async move {
-        let mut c = Client::connect(addr, &url, ClientMode::Play).await.unwrap();
-        let mut seqs = Vec::new();
-        while let Ok(Some(ev)) = c.next_event(Duration::from_secs(5)).await {
-            match ev {
-                ClientEvent::Frame(f) => seqs.extend(synth::video_seq(&f)),
-                ClientEvent::StreamEof | ClientEvent::Closed(_) => break,
-                _ => {}
-            }
-        }
-        seqs
-    });
 
     let mut failures = Vec::new();
     for (name, attack) in cases() {
@@ -325,28 +375,12 @@ fn hostile_on(adapter: Adapter) {
         }
     }
 
-    let publish_result = rt.block_on(publisher).unwrap();
-    let seqs = rt.block_on(player).unwrap();
-    publish_result.unwrap_or_else(|e| panic!("{test}: the good publisher failed: {e}"));
-    let first = seqs.first().copied();
-    let contiguous = seqs.windows(2).all(|w| w[1] == w[0] + 1);
-    eprintln!(
-        "{test}: concurrent player got {} pictures ({:?}..{:?}), contiguous: {contiguous}",
-        seqs.len(),
-        first,
-        seqs.last()
-    );
     assert!(
         failures.is_empty(),
         "{test}: hostile connections not handled:\n{}",
         failures.join("\n")
     );
-    assert!(
-        first.is_some_and(|f| f % spec.gop == 0) && contiguous && seqs.last() == Some(&(spec.frames - 1)),
-        "{test}: the concurrent session was disturbed: got {} pictures from {first:?} to {:?}, contiguous {contiguous}",
-        seqs.len(),
-        seqs.last()
-    );
+    let rt = healthy.assert_no_frame_lost(&test);
 
     // The server still serves a normal client after all that.
     let after = rt.block_on(async {
@@ -379,4 +413,94 @@ fn hostile_input_async_io_async_std() {
 #[test]
 fn hostile_input_blocking() {
     hostile_on(Adapter::Blocking);
+}
+
+/// How long the never-reading test lets output sit unread.
+const STALL: Duration = Duration::from_secs(2);
+
+/// Issue 14 item 5: an RTMP player (tiny receive buffer) that starts
+/// playing and then never reads again is dropped once its socket accepted
+/// nothing for the stall timeout, with a logged reason, while a healthy
+/// publisher and player alongside lose no frame. The server's send buffer
+/// is capped (32 KiB here, so the stall starts within a second at this
+/// bitrate). On the old code the player stayed connected for good.
+fn never_reading_player_on(adapter: Adapter) {
+    let test = format!("never-reading/{}", adapter.name());
+    let _watchdog = Watchdog::new(&test, Duration::from_secs(60));
+    logs();
+    let server = TestServer::start_with_tcp(
+        adapter,
+        Engine::with_defaults(),
+        ServerConfig::default(),
+        TcpSettings {
+            write_stall_timeout: STALL,
+            send_buffer: 32 * 1024,
+        },
+    );
+    let healthy = Healthy::start(&server);
+    let addr = server.addr;
+    let url = server.url("good");
+    let (peer, stopped_reading) = healthy.rt.block_on(async {
+        let mut c = Client::connect_with(
+            addr,
+            &url,
+            ClientMode::Play,
+            ConnectOptions {
+                recv_buffer: Some(4096),
+            },
+        )
+        .await
+        .unwrap();
+        c.wait_started(Duration::from_secs(5)).await.unwrap();
+        let peer = c.local_addr().unwrap();
+        // From here on nothing reads this socket; it stays open until the
+        // end of the test.
+        let stopped = Instant::now();
+        std::mem::forget(c);
+        (peer, stopped)
+    });
+    // The stall begins once the kernel buffers are full (under a second
+    // here), then the timeout runs; allow a margin for a loaded machine.
+    let deadline = stopped_reading + STALL + Duration::from_secs(4);
+    let mut closed = None;
+    while Instant::now() < deadline {
+        closed = log_lines_of(peer)
+            .into_iter()
+            .find(|l| l.contains("connection closed") && l.contains("write stalled"));
+        if closed.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = stopped_reading.elapsed();
+    eprintln!(
+        "{test}: never-reading player dropped after {took:?}: {}",
+        closed.as_deref().unwrap_or("<not dropped>")
+    );
+    assert!(
+        closed.is_some(),
+        "{test}: a player that reads nothing is still connected {took:?} after it stopped reading \
+         (stall timeout {STALL:?})"
+    );
+    healthy.assert_no_frame_lost(&test);
+}
+
+#[test]
+fn never_reading_player_is_dropped_tokio() {
+    never_reading_player_on(Adapter::Tokio);
+}
+
+#[test]
+fn never_reading_player_is_dropped_async_io_smol() {
+    never_reading_player_on(Adapter::AsyncIoSmol);
+}
+
+#[test]
+fn never_reading_player_is_dropped_async_io_async_std() {
+    never_reading_player_on(Adapter::AsyncIoAsyncStd);
+}
+
+#[test]
+fn never_reading_player_is_dropped_blocking() {
+    never_reading_player_on(Adapter::Blocking);
 }

@@ -121,6 +121,7 @@ where
         let Some((stream, peer, guard)) = accepted else {
             break;
         };
+        arcly_socket::cap_send_buffer(socket2::SockRef::from(stream.get_ref()), config.send_buffer);
         let now = clock.instant(std::time::Instant::now());
         let session = factory.new_session(peer, now, connection_seed());
         let drive = config.drive.clone();

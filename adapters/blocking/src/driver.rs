@@ -48,6 +48,11 @@ pub struct DriveConfig {
     pub write_merge: Duration,
     /// Stack size of each connection thread (two per connection).
     pub thread_stack: usize,
+    /// A connection whose socket accepts no byte of pending output for this
+    /// long (a player that never reads) is dropped
+    /// ([`arcly::session::DriveConfig::write_stall_timeout`]; here also the
+    /// socket's write timeout). Default 15 s; zero turns it off.
+    pub write_stall_timeout: Duration,
 }
 
 impl DriveConfig {
@@ -57,6 +62,7 @@ impl DriveConfig {
             read_buffer: self.read_buffer,
             close_linger: self.close_linger,
             write_merge: self.write_merge,
+            write_stall_timeout: self.write_stall_timeout,
         }
     }
 }
@@ -68,6 +74,7 @@ impl Default for DriveConfig {
             close_linger: Duration::from_secs(5),
             write_merge: Duration::ZERO,
             thread_stack: 256 * 1024,
+            write_stall_timeout: arcly::session::driver::DEFAULT_WRITE_STALL_TIMEOUT,
         }
     }
 }
@@ -193,6 +200,13 @@ fn write_loop(
     let mut driver = StreamDriver::new(&config.stream());
     let mut shutdown_wait = shutdown.map(|s| s.signal.wait(s.signal.epoch()));
     let mut write_timeout_set = false;
+    if !config.write_stall_timeout.is_zero() {
+        // A blocked write returns after a quarter of the stall timeout; the
+        // driver's stall clock (restarted by every byte written) decides
+        // whether the peer read nothing for the whole timeout.
+        let step = (config.write_stall_timeout / 4).max(Duration::from_millis(10));
+        stream.set_write_timeout(Some(step))?;
+    }
     let mut merge;
     let mut w = stream;
 
@@ -239,6 +253,7 @@ fn write_loop(
                     wake.notify();
                 }
             }
+            driver.note_output(now);
             (driver.closing(session, now), driver.next_deadline(session))
         };
 
@@ -249,10 +264,25 @@ fn write_loop(
                 stream
                     .set_write_timeout(Some(config.close_linger.max(Duration::from_millis(1))))?;
             }
-            let n = match w.write_vectored(&driver.io_slices()) {
+            let written = w.write_vectored(&driver.io_slices());
+            let n = match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if closed.is_none()
+                        && matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    // A write timeout step passed with no byte accepted.
+                    let now = clock.instant(std::time::Instant::now());
+                    if let Some(reason) = driver.write_stalled(now) {
+                        return Ok(reason);
+                    }
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             // The merge window starts when the write completed.

@@ -112,6 +112,11 @@ pub struct ServeConfig {
     pub nodelay: bool,
     /// Per-connection driver settings.
     pub drive: DriveConfig,
+    /// Kernel send buffer (`SO_SNDBUF`) of each accepted connection, in
+    /// bytes (default 256 KiB,
+    /// [`arcly::session::serve::DEFAULT_TCP_SEND_BUFFER`]; 0: the kernel's
+    /// default), so a player that never reads cannot hold megabytes.
+    pub send_buffer: usize,
 }
 
 impl Default for ServeConfig {
@@ -121,6 +126,7 @@ impl Default for ServeConfig {
             shutdown_grace: Duration::from_secs(2),
             nodelay: true,
             drive: DriveConfig::default(),
+            send_buffer: arcly::session::serve::DEFAULT_TCP_SEND_BUFFER,
         }
     }
 }
@@ -273,6 +279,7 @@ fn accept_loop(
                 tracing::debug!(%peer, "TCP_NODELAY: {e}");
             }
         }
+        arcly_socket::cap_send_buffer(socket2::SockRef::from(&stream), config.send_buffer);
         let id = tracker.next_id.fetch_add(1, Ordering::Relaxed);
         match stream.try_clone() {
             Ok(s) => {

@@ -1,4 +1,5 @@
 //! OS socket helpers shared by the arcly adapters: UDP socket buffer sizes,
+//! the TCP send-buffer cap of accepted connections ([`cap_send_buffer`]),
 //! one vectored `sendmsg` per [`Transmit`] and batches of them in one
 //! `sendmmsg` ([`send_batch`]). They live here, not in the sans-IO core, so
 //! that `arcly` itself never touches a socket.
@@ -39,6 +40,21 @@ pub fn tune_buffers(sock: SockRef<'_>, size: usize, local: Option<SocketAddr>) {
         );
     } else {
         tracing::debug!(?local, rcvbuf = rcv, sndbuf = snd, "UDP socket buffers");
+    }
+}
+
+/// Caps the kernel send buffer of an accepted TCP connection (`SO_SNDBUF`)
+/// at `size` bytes, so a peer that never reads holds at most that much
+/// kernel memory (Linux books twice the value for overhead and turns off
+/// send-buffer autotuning for the socket). `0` leaves the kernel default.
+/// Failures are logged (debug) and otherwise ignored: the connection works
+/// either way.
+pub fn cap_send_buffer(sock: SockRef<'_>, size: usize) {
+    if size == 0 {
+        return;
+    }
+    if let Err(e) = sock.set_send_buffer_size(size) {
+        tracing::debug!(size, "SO_SNDBUF: {e}");
     }
 }
 

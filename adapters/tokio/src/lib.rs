@@ -120,6 +120,7 @@ pub async fn serve_tcp_with(
                         tracing::debug!(%peer, "TCP_NODELAY: {e}");
                     }
                 }
+                arcly_socket::cap_send_buffer(socket2::SockRef::from(&stream), config.send_buffer);
                 let now = clock.instant(std::time::Instant::now());
                 let session = factory.new_session(peer, now, connection_seed());
                 let drive = config.drive.clone();

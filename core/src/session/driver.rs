@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use super::{CloseReason, StreamSession};
 use crate::engine::SignalWait;
+use crate::log_limit::LogLimiter;
 use crate::time::Instant;
 use crate::transmit_queue::TransmitQueue;
 
@@ -53,7 +54,17 @@ pub struct DriveConfig {
     /// out in one vectored write (fewer syscalls per delivered byte, more
     /// latency). Zero (the default): pull as soon as the write completed.
     pub write_merge: Duration,
+    /// A connection whose output is pending while its socket accepts no
+    /// byte for this long (a player that never reads) is closed with
+    /// [`CloseReason::WriteStalled`] and a warning (rate-limited), without
+    /// a flush. Default [`DEFAULT_WRITE_STALL_TIMEOUT`] (15 s); zero turns
+    /// it off. A slow player that reads a little keeps its connection (and
+    /// skips to keyframes in the engine's ring).
+    pub write_stall_timeout: Duration,
 }
+
+/// Default of [`DriveConfig::write_stall_timeout`].
+pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Default for DriveConfig {
     fn default() -> Self {
@@ -61,9 +72,14 @@ impl Default for DriveConfig {
             read_buffer: 16 * 1024,
             close_linger: Duration::from_secs(5),
             write_merge: Duration::ZERO,
+            write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
         }
     }
 }
+
+/// Warnings about peers closed for not reading (a peer can cause them in a
+/// flood).
+static STALLED: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
 
 /// Initial read buffer size.
 const START_BUF: usize = 2048;
@@ -181,6 +197,9 @@ pub struct StreamDriver {
     shutdown_seen: bool,
     /// With write merging: no `handle_media` before this.
     media_not_before: Option<Instant>,
+    /// Since when output has been pending with no byte of it accepted
+    /// (`None`: nothing pending).
+    stalled_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for StreamDriver {
@@ -209,6 +228,7 @@ impl StreamDriver {
             linger_until: None,
             shutdown_seen: false,
             media_not_before: None,
+            stalled_since: None,
         }
     }
 
@@ -306,6 +326,38 @@ impl StreamDriver {
         }
     }
 
+    /// Notes at `now` whether output is pending, for the write-stall
+    /// deadline: call after [`fill_transmit`](Self::fill_transmit) (the
+    /// stall clock starts when output appears and restarts with every byte
+    /// written, see [`written`](Self::written)).
+    pub fn note_output(&mut self, now: Instant) {
+        if self.out.is_empty() {
+            self.stalled_since = None;
+        } else if self.stalled_since.is_none() {
+            self.stalled_since = Some(now);
+        }
+    }
+
+    /// `Some(CloseReason::WriteStalled)` (and a rate-limited warning) once
+    /// output has been pending for [`DriveConfig::write_stall_timeout`]
+    /// with no byte of it written: the caller drops the transport.
+    pub fn write_stalled(&mut self, now: Instant) -> Option<CloseReason> {
+        let since = self.stalled_since?;
+        let limit = self.config.write_stall_timeout;
+        if limit.is_zero() || now < since + limit {
+            return None;
+        }
+        if let Some(suppressed) = STALLED.check(now) {
+            tracing::warn!(
+                suppressed,
+                pending = self.out.len_bytes(),
+                stalled = ?limit,
+                "peer reads nothing: closing"
+            );
+        }
+        Some(CloseReason::WriteStalled(limit))
+    }
+
     /// Whether output waits to be written.
     pub fn has_output(&self) -> bool {
         !self.out.is_empty()
@@ -331,9 +383,13 @@ impl StreamDriver {
     /// whether the write completed: then `handle_media` is owed, not before
     /// `now + merge` (see [`merge_window`](Self::merge_window)).
     pub fn written(&mut self, n: usize, now: Instant, merge: Duration) -> bool {
+        if n > 0 {
+            self.stalled_since = Some(now);
+        }
         if !self.out.advance(n) {
             return false;
         }
+        self.stalled_since = None;
         self.write_completed(now, merge);
         true
     }
@@ -393,6 +449,9 @@ impl StreamDriver {
             session.poll_timeout(),
             self.linger_until,
             self.media_not_before,
+            self.stalled_since
+                .filter(|_| !self.config.write_stall_timeout.is_zero())
+                .map(|t| t + self.config.write_stall_timeout),
         ]
         .into_iter()
         .flatten()
@@ -449,8 +508,10 @@ impl StreamDriver {
             match polled {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
+                    self.stalled_since = Some(now);
                     if self.out.advance(n) {
                         // The previous write completed: more media may go.
+                        self.stalled_since = None;
                         let merge = self.merge_window(session);
                         self.write_completed(now, merge);
                     }
@@ -514,9 +575,17 @@ impl StreamDriver {
 
             // 3. Output: everything pending in one vectored write.
             self.fill_transmit(session);
+            self.note_output(now);
             match self.write(cx, session, io, now) {
                 Ok(p) => progress |= p,
                 Err(e) => return Poll::Ready(Err(e)),
+            }
+            // A peer that accepts nothing for the stall timeout is dropped
+            // (a closing session's flush is bounded by the linger instead).
+            if session.close_reason().is_none() {
+                if let Some(reason) = self.write_stalled(now) {
+                    return Poll::Ready(Ok(reason));
+                }
             }
 
             // 4. Media, only once the previous write completed (backpressure).
@@ -903,6 +972,59 @@ mod tests {
         let r = drive(&mut driver, &mut session, &mut io, 10).unwrap();
         assert_eq!(r.unwrap(), CloseReason::IdleTimeout);
         assert!(!io.shut);
+    }
+
+    /// Issue 14 item 5: a peer whose socket accepts no byte of pending
+    /// output for the stall timeout is dropped (no flush, no FIN); the
+    /// deadline is armed on the timer.
+    #[test]
+    fn a_peer_that_reads_nothing_is_dropped_after_the_stall_timeout() {
+        let wire = Arc::new(Mutex::new(Wire::default()));
+        let mut session = Session::new(&wire);
+        session.pending.push(Bytes::from_static(b"media"));
+        let mut io = Io::new(&wire, vec![0]); // the peer never reads
+        let stall = Duration::from_secs(2);
+        let mut driver = StreamDriver::new(&DriveConfig {
+            write_stall_timeout: stall,
+            ..DriveConfig::default()
+        });
+        assert!(drive(&mut driver, &mut session, &mut io, 10).is_none());
+        assert_eq!(io.timer, Some(io.now + stall));
+        io.now += stall - Duration::from_millis(1);
+        assert!(drive(&mut driver, &mut session, &mut io, 10).is_none());
+        io.now += Duration::from_millis(1);
+        let r = drive(&mut driver, &mut session, &mut io, 10).unwrap();
+        assert_eq!(r.unwrap(), CloseReason::WriteStalled(stall));
+        assert!(!io.shut);
+        // Zero turns it off.
+        let mut session = Session::new(&wire);
+        session.pending.push(Bytes::from_static(b"media"));
+        let mut driver = StreamDriver::new(&DriveConfig {
+            write_stall_timeout: Duration::ZERO,
+            ..DriveConfig::default()
+        });
+        io.now += Duration::from_secs(3600);
+        assert!(drive(&mut driver, &mut session, &mut io, 10).is_none());
+        io.now += Duration::from_secs(3600);
+        assert!(drive(&mut driver, &mut session, &mut io, 10).is_none());
+    }
+
+    /// A slow peer that takes a byte now and then is not a stalled one.
+    #[test]
+    fn a_slow_reader_is_not_dropped() {
+        let wire = Arc::new(Mutex::new(Wire::default()));
+        let mut session = Session::new(&wire);
+        session.pending.push(Bytes::from(vec![1u8; 100]));
+        let mut io = Io::new(&wire, vec![1, 0]);
+        let mut driver = StreamDriver::new(&DriveConfig {
+            write_stall_timeout: Duration::from_secs(2),
+            ..DriveConfig::default()
+        });
+        for _ in 0..50 {
+            assert!(drive(&mut driver, &mut session, &mut io, 1).is_none());
+            io.now += Duration::from_millis(1500);
+        }
+        assert!(wire.lock().unwrap().accepted.len() >= 50);
     }
 
     #[test]

@@ -28,7 +28,16 @@ pub struct ServeConfig {
     pub nodelay: bool,
     /// Per-connection driver settings.
     pub drive: DriveConfig,
+    /// Kernel send buffer (`SO_SNDBUF`) of each accepted connection, in
+    /// bytes, so a player that never reads cannot hold megabytes of kernel
+    /// memory (default [`DEFAULT_TCP_SEND_BUFFER`], 256 KiB; 0: the
+    /// kernel's default with autotuning). Applied by the adapters
+    /// (`arcly_socket::cap_send_buffer`), never by core.
+    pub send_buffer: usize,
 }
+
+/// Default of [`ServeConfig::send_buffer`] (256 KiB).
+pub const DEFAULT_TCP_SEND_BUFFER: usize = 256 * 1024;
 
 impl Default for ServeConfig {
     fn default() -> Self {
@@ -37,6 +46,7 @@ impl Default for ServeConfig {
             shutdown_grace: Duration::from_secs(2),
             nodelay: true,
             drive: DriveConfig::default(),
+            send_buffer: DEFAULT_TCP_SEND_BUFFER,
         }
     }
 }
