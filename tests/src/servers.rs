@@ -97,7 +97,7 @@ impl TestServer {
     ) -> TestServer {
         let factory: Arc<dyn SessionFactory> =
             Arc::new(RtmpSessionFactory::allow_all(engine.clone()).with_config(config));
-        Self::start_factory(adapter, engine, factory)
+        Self::start_factory_tcp(adapter, engine, factory, tcp)
     }
 
     /// A server whose sessions `factory` builds (e.g. with an admission
@@ -106,6 +106,16 @@ impl TestServer {
         adapter: Adapter,
         engine: Engine,
         factory: Arc<dyn SessionFactory>,
+    ) -> TestServer {
+        Self::start_factory_tcp(adapter, engine, factory, TcpSettings::default())
+    }
+
+    /// [`start_factory`](Self::start_factory) with these TCP settings.
+    pub fn start_factory_tcp(
+        adapter: Adapter,
+        engine: Engine,
+        factory: Arc<dyn SessionFactory>,
+        tcp: TcpSettings,
     ) -> TestServer {
         let listener = crate::net::local_listener();
         let addr = listener
