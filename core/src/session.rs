@@ -137,6 +137,10 @@ pub enum ProtocolError {
     #[cfg(feature = "srt")]
     #[error("srt: {0}")]
     Srt(#[from] crate::srt::SrtError),
+    /// RTSP (message codec bounds, interleaved channels).
+    #[cfg(feature = "rtsp")]
+    #[error("rtsp: {0}")]
+    Rtsp(#[from] crate::rtsp::RtspError),
     /// A protocol implemented outside this crate (or a test's fake
     /// protocol). Compared by identity.
     #[error("{0}")]
@@ -157,6 +161,8 @@ impl PartialEq for ProtocolError {
             (ProtocolError::Rtmp(a), ProtocolError::Rtmp(b)) => a == b,
             #[cfg(feature = "srt")]
             (ProtocolError::Srt(a), ProtocolError::Srt(b)) => a == b,
+            #[cfg(feature = "rtsp")]
+            (ProtocolError::Rtsp(a), ProtocolError::Rtsp(b)) => a == b,
             (ProtocolError::Other(a), ProtocolError::Other(b)) => Arc::ptr_eq(a, b),
             #[allow(unreachable_patterns)]
             _ => false,

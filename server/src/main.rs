@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arcly::rtmp::{RtmpSessionFactory, ServerConfig};
+use arcly::rtsp::RtspSessionFactory;
 use arcly::session::SessionFactory;
 use arcly::Engine;
 use arcly_tokio::ServeConfig;
@@ -70,6 +71,12 @@ struct Cli {
     /// RTMP listen address (publish and play), or `off`.
     #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:1935")]
     rtmp: Listen,
+
+    /// RTSP listen address (TCP; publish with ANNOUNCE/RECORD and play with
+    /// DESCRIBE/PLAY at rtsp://HOST:PORT/live/NAME, RTP interleaved on the
+    /// connection), or `off`.
+    #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:8554")]
+    rtsp: Listen,
 
     /// HTTP listen address (HLS / LL-HLS playlists and segments, player
     /// page at /<app>/<stream>/), or `off`.
@@ -172,7 +179,14 @@ fn listeners(cli: &Cli, engine: &Engine) -> Vec<Listener> {
             hints: rtmp_hints,
         });
     }
-    // Later: `--rtsp` (8554), `--srt` (8890/udp), `--http` (8888) go here.
+    if let Listen::On(addr) = cli.rtsp {
+        out.push(Listener {
+            name: "RTSP",
+            addr,
+            factory: Arc::new(RtspSessionFactory::allow_all(engine.clone())),
+            hints: rtsp_hints,
+        });
+    }
     out
 }
 
@@ -201,6 +215,16 @@ fn rtmp_hints(addr: SocketAddr) -> Vec<String> {
         format!("publish: ffmpeg -re -i input.mp4 -c copy -f flv {base}/<name>"),
         format!("         (OBS: server {base}, stream key <name>)"),
         format!("play:    ffplay {base}/<name>"),
+    ]
+}
+
+fn rtsp_hints(addr: SocketAddr) -> Vec<String> {
+    let base = format!("rtsp://{}:{}/live", display_host(addr), addr.port());
+    vec![
+        format!(
+            "publish: ffmpeg -re -i input.mp4 -c copy -f rtsp -rtsp_transport tcp {base}/<name>"
+        ),
+        format!("play:    ffplay -rtsp_transport tcp {base}/<name>"),
     ]
 }
 
@@ -513,6 +537,10 @@ mod tests {
         let cli = Cli::try_parse_from(["arcly", "--http", "off"]).unwrap();
         assert_eq!(cli.http, Listen::Off);
         assert!(Cli::try_parse_from(["arcly", "--rtmp", "bogus"]).is_err());
+        let cli = Cli::try_parse_from(["arcly"]).unwrap();
+        assert_eq!(cli.rtsp, Listen::On("0.0.0.0:8554".parse().unwrap()));
+        let cli = Cli::try_parse_from(["arcly", "--rtsp", "off"]).unwrap();
+        assert_eq!(cli.rtsp, Listen::Off);
     }
 }
 

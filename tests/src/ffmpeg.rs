@@ -46,6 +46,25 @@ pub fn publish_command(url: &str, spec: &PublishSpec) -> Command {
 
 /// [`publish_command`] with the output muxer `format` (`-f`), e.g. `mpegts`.
 pub fn publish_command_as(url: &str, spec: &PublishSpec, format: &str) -> Command {
+    publish_command_full(url, spec, format, false, &[])
+}
+
+/// ffmpeg publishing over RTSP with RTP interleaved on the TCP connection
+/// (`-rtsp_transport tcp`), H.264 with B-frames (x264 `veryfast`, 2
+/// B-frames, no `zerolatency`) + AAC.
+pub fn publish_rtsp_command(url: &str, spec: &PublishSpec) -> Command {
+    publish_command_full(url, spec, "rtsp", true, &["-rtsp_transport", "tcp"])
+}
+
+/// [`publish_command_as`], with B-frames or not and extra output options
+/// (placed before `-f`).
+pub fn publish_command_full(
+    url: &str,
+    spec: &PublishSpec,
+    format: &str,
+    bframes: bool,
+    output_args: &[&str],
+) -> Command {
     let mut c = Command::new("ffmpeg");
     c.args([
         "-hide_banner",
@@ -68,14 +87,19 @@ pub fn publish_command_as(url: &str, spec: &PublishSpec, format: &str) -> Comman
         "sine=frequency=440:sample_rate=44100",
     ])
     .args(["-t", &spec.seconds.to_string()])
-    .args([
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-tune",
-        "zerolatency",
-    ])
+    .args(["-c:v", "libx264", "-preset", "veryfast"])
+    .args(if bframes {
+        // Two B-frames, but no lookahead: the stream lags the progress
+        // count by ~3 frames only, as with `zerolatency`.
+        &[
+            "-bf",
+            "2",
+            "-x264-params",
+            "rc-lookahead=0:sync-lookahead=0:sliced-threads=1",
+        ][..]
+    } else {
+        &["-tune", "zerolatency"][..]
+    })
     .args(["-pix_fmt", "yuv420p"])
     .args([
         "-g",
@@ -85,6 +109,7 @@ pub fn publish_command_as(url: &str, spec: &PublishSpec, format: &str) -> Comman
     ])
     .args(["-sc_threshold", "0", "-b:v", "500k"])
     .args(["-c:a", "aac", "-b:a", "64k"])
+    .args(output_args)
     .args(["-f", format, url]);
     c
 }
@@ -102,15 +127,21 @@ pub fn progress_frame(stdout: &str) -> Option<u64> {
 /// `rw_timeout` bounds how long it waits for data once the stream stalls.
 pub fn play_command(url: &str, rw_timeout: Duration) -> Command {
     let mut c = Command::new("ffprobe");
-    c.args(["-hide_banner", "-loglevel", "level+warning"])
-        .args(["-rw_timeout", &rw_timeout.as_micros().to_string()])
-        .args([
-            "-show_entries",
-            "frame=media_type,key_frame,pts,pkt_dts,pict_type",
-            "-of",
-            "compact",
-        ])
-        .arg(url);
+    c.args(["-hide_banner", "-loglevel", "level+warning"]);
+    if url.starts_with("rtsp://") {
+        // RTP interleaved on the RTSP connection; `-timeout` bounds a stall.
+        c.args(["-rtsp_transport", "tcp"])
+            .args(["-timeout", &rw_timeout.as_micros().to_string()]);
+    } else {
+        c.args(["-rw_timeout", &rw_timeout.as_micros().to_string()]);
+    }
+    c.args([
+        "-show_entries",
+        "frame=media_type,key_frame,pts,pkt_dts,pict_type",
+        "-of",
+        "compact",
+    ])
+    .arg(url);
     c
 }
 
@@ -214,6 +245,8 @@ pub struct Playback {
     pub audio: usize,
     /// Video keyframes among them.
     pub video_keyframes: usize,
+    /// Video pictures of type `B` among them (ffprobe's `pict_type`).
+    pub video_b_frames: usize,
     /// pts of the first and last video picture.
     pub video_span: Option<(i64, i64)>,
     /// pts of the first and last audio frame.
@@ -255,6 +288,9 @@ impl Playback {
                     p.video += 1;
                     if f.key {
                         p.video_keyframes += 1;
+                    }
+                    if f.pict_type.as_deref() == Some("B") {
+                        p.video_b_frames += 1;
                     }
                     if let Some(t) = f.pts {
                         p.video_span = Some(match p.video_span {

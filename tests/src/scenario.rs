@@ -182,6 +182,8 @@ pub fn wait_join_point(
 pub enum Publisher {
     /// `ffmpeg -re` with lavfi `testsrc` + `sine`, libx264 + aac.
     Ffmpeg,
+    /// The same over RTSP (`-rtsp_transport tcp`), H.264 with B-frames.
+    FfmpegRtsp,
     /// `gst-launch-1.0` with `videotestsrc` + `audiotestsrc`, x264enc +
     /// avenc_aac, `flvmux ! rtmp2sink`.
     Gst,
@@ -253,21 +255,49 @@ pub fn run(
     player_kind: Player,
     engine: Option<&Engine>,
 ) -> Report {
-    let spec = PublishSpec::default();
     let url = format!("rtmp://{addr}/live/{stream}");
+    run_urls(
+        label,
+        &url,
+        &url,
+        stream,
+        publisher_kind,
+        player_kind,
+        engine,
+    )
+}
+
+/// [`run`] with the publisher's and the player's URLs given (any protocol
+/// each: `rtmp://`, `rtsp://`); `stream` is the name under `live/`.
+pub fn run_urls(
+    label: &str,
+    publish_url: &str,
+    play_url: &str,
+    stream: &str,
+    publisher_kind: Publisher,
+    player_kind: Player,
+    engine: Option<&Engine>,
+) -> Report {
+    let spec = PublishSpec::default();
+    let url = publish_url;
     let mut publisher = match publisher_kind {
         Publisher::Ffmpeg => Proc::spawn(
             &format!("{label}:ffmpeg-publish"),
-            &mut ffmpeg::publish_command(&url, &spec),
+            &mut ffmpeg::publish_command(url, &spec),
+        ),
+        Publisher::FfmpegRtsp => Proc::spawn(
+            &format!("{label}:ffmpeg-rtsp-publish"),
+            &mut ffmpeg::publish_rtsp_command(url, &spec),
         ),
         Publisher::Gst => Proc::spawn(
             &format!("{label}:gst-publish"),
-            &mut gst::publish_command(&url, &spec),
+            &mut gst::publish_command(url, &spec),
         ),
     };
+    let url = play_url;
     let gop = u64::from(spec.gop);
     let frame_of = |p: &Proc| match publisher_kind {
-        Publisher::Ffmpeg => ffmpeg::progress_frame(&p.stdout()),
+        Publisher::Ffmpeg | Publisher::FfmpegRtsp => ffmpeg::progress_frame(&p.stdout()),
         Publisher::Gst => Some(gst::count_buffers(&p.stdout(), "vin")),
     };
     let join_frame = wait_join_point(&mut publisher, gop, frame_of);
@@ -276,11 +306,11 @@ pub fn run(
     let mut player = match player_kind {
         Player::Ffprobe => Proc::spawn(
             &format!("{label}:ffprobe-play"),
-            &mut ffmpeg::play_command(&url, Duration::from_secs(4)),
+            &mut ffmpeg::play_command(url, Duration::from_secs(4)),
         ),
         Player::Gst => Proc::spawn(
             &format!("{label}:gst-play"),
-            &mut gst::play_command(&url, dir.path()),
+            &mut gst::play_command(url, dir.path()),
         ),
     };
     // The moment the server subscribed the player is the real join point
@@ -296,7 +326,7 @@ pub fn run(
         publisher.describe()
     );
     let (published, publisher_errors) = match publisher_kind {
-        Publisher::Ffmpeg => (
+        Publisher::Ffmpeg | Publisher::FfmpegRtsp => (
             ffmpeg::progress_frame(&publisher.stdout()).unwrap_or(0),
             ffmpeg::error_lines(&publisher.stderr()),
         ),

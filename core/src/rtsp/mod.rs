@@ -5,3 +5,6 @@
 //! [`session`]. SDP is in [`crate::sdp`], RTP/RTCP in [`crate::rtp`].
 
 pub mod message;
+pub mod session;
+
+pub use session::{RtspError, RtspSession, RtspSessionFactory};

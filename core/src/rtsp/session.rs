@@ -1,0 +1,1141 @@
+//! Engine glue: an RTSP server connection (RFC 2326) over TCP with
+//! interleaved RTP/RTCP (§10.12), joined to the [`Engine`] and an
+//! [`Admission`] policy, behind the runtime-free [`StreamSession`] shape.
+//!
+//! Publish: `ANNOUNCE` (SDP) → admission + [`Engine::publish`] → `SETUP`
+//! per track (`mode=record`, any letter case) → `RECORD`; RTP packets on the
+//! tracks' channels go through a [`TrackReceiver`] each into the stream,
+//! exactly like an RTMP publish (same keys, GOP cache, one-publisher rule).
+//! Play: `DESCRIBE` (SDP built from the stream's codec configs) → `SETUP`
+//! per track → `PLAY`: the viewer starts on the GOP cache's keyframe; the
+//! RTP packets of each frame are built once per stream (the frame's
+//! [`EgressSlot::Rtp`] cache, sequence numbers and SSRC shared by every
+//! viewer through [`RtpEgress`]) and a viewer's own bytes are the `$` and
+//! channel bytes in front of each packet. An RTCP sender report goes out
+//! for every track before its first RTP packet, and `RTP-Info` carries the
+//! sequence number and RTP time of that packet.
+//!
+//! Stream key: the URL path `/app/name` (a trailing track control such as
+//! `trackID=1`, `streamid=1` or `stream=1` removed), query to admission.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tracing::{debug, info, warn};
+
+use super::message::{Decoder, Item, MessageError, Method, Request, Response};
+use crate::admission::{Admission, AdmissionKind, AdmissionRequest, AllowAll};
+use crate::codec::aac::AacConfig;
+use crate::engine::{
+    EgressSlot, Engine, Publisher, Recv, SharedFrame, Signal, StreamKey, StreamStats, Subscriber,
+};
+use crate::frame::{Frame, MediaKind};
+use crate::log_limit::LogLimiter;
+use crate::peer_text::{check_name, escaped, MAX_APP_LEN, MAX_STREAM_NAME_LEN, MAX_URL_LEN};
+use crate::rtp::packetizer::{self, first_packet, records, Packetizer};
+use crate::rtp::receiver::{Timeline, TrackReceiver};
+use crate::rtp::rtcp::{self, ntp_from_unix_micros, RtcpPacket, SenderReport};
+use crate::rtp::{RtpError, RtpPacket};
+use crate::sdp::{self, SessionDescription, TrackInfo};
+use crate::session::{CloseReason, ProtocolError, SessionFactory, StreamSession};
+use crate::time::Instant;
+
+/// Output a player may have queued before the session stops pulling frames
+/// from the engine (1 MiB): a slow socket leaves frames in the ring.
+pub const MAX_PENDING_OUTPUT: usize = 1 << 20;
+/// Largest number of tracks in one session.
+pub const MAX_TRACKS: usize = 8;
+/// Session timeout said in the `Session` header (RFC 2326 §12.37).
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Frames looked at to find the codec configs of a stream for DESCRIBE.
+const DESCRIBE_SCAN: usize = 4096;
+/// Interval of sender reports per played track, in media time.
+const SR_INTERVAL_SECS: i64 = 5;
+/// Payload type of the video track the server offers.
+pub const VIDEO_PT: u8 = 96;
+/// Payload type of the audio track the server offers.
+pub const AUDIO_PT: u8 = 97;
+
+static REFUSED: LogLimiter = LogLimiter::new(20, Duration::from_secs(10));
+static BAD_PACKETS: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+
+/// How an RTSP peer broke the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RtspError {
+    /// The byte stream is not RTSP (or breaks a length bound).
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// An interleaved frame arrived on a channel no SETUP assigned.
+    #[error("interleaved frame on channel {0}, which no SETUP assigned")]
+    UnsetChannel(u8),
+    /// A request that only a server sends, or a response to nothing.
+    #[error("unexpected RTSP response")]
+    UnexpectedResponse,
+}
+
+/// The RTP egress state of one stream, shared by all its viewers: one
+/// [`Packetizer`] per track kind (same SSRC and sequence numbers for every
+/// viewer). Entries die with the stream (keyed by its stats' identity).
+#[derive(Debug, Default)]
+pub struct RtpEgress {
+    streams: Mutex<HashMap<StreamKey, EgressEntry>>,
+}
+
+/// A stream's egress state and the stream it belongs to (by its stats).
+type EgressEntry = (Weak<StreamStats>, Arc<StreamEgress>);
+
+/// The packetizers of one published stream.
+#[derive(Debug, Default)]
+pub struct StreamEgress {
+    video: Mutex<Option<Packetizer>>,
+    audio: Mutex<Option<Packetizer>>,
+}
+
+impl StreamEgress {
+    fn slot(&self, kind: MediaKind) -> &Mutex<Option<Packetizer>> {
+        match kind {
+            MediaKind::Video => &self.video,
+            MediaKind::Audio => &self.audio,
+        }
+    }
+
+    /// The packets of a frame, built once (cached in the frame's entry).
+    fn packets(&self, entry: &SharedFrame) -> Bytes {
+        entry.egress(EgressSlot::Rtp, |f| {
+            let mut slot = self
+                .slot(f.kind())
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match slot.as_mut() {
+                Some(p) if p.codec() == f.codec => p.packetize(f),
+                _ => Bytes::new(),
+            }
+        })
+    }
+
+    /// Creates the packetizer of a track at its config frame (once).
+    fn ensure(&self, config: &Frame, seed: u64) -> (u8, u32, u32) {
+        let mut slot = self
+            .slot(config.kind())
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let p = slot.get_or_insert_with(|| {
+            let pt = if config.kind() == MediaKind::Video {
+                VIDEO_PT
+            } else {
+                AUDIO_PT
+            };
+            let rate = packetizer::clock_rate(
+                config.codec,
+                AacConfig::parse(&config.payload)
+                    .ok()
+                    .map(|c| c.sampling_frequency),
+            );
+            let mut p = Packetizer::new(config.codec, pt, rate, seed ^ config.kind() as u64);
+            let _ = p.packetize(config);
+            p
+        });
+        (p.payload_type(), p.clock_rate(), p.ssrc())
+    }
+}
+
+impl RtpEgress {
+    fn stream(&self, key: &StreamKey, stats: &Arc<StreamStats>) -> Arc<StreamEgress> {
+        let mut map = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, (w, _)| w.strong_count() > 0);
+        if let Some((w, e)) = map.get(key) {
+            if w.upgrade().is_some_and(|s| Arc::ptr_eq(&s, stats)) {
+                return e.clone();
+            }
+        }
+        let e = Arc::new(StreamEgress::default());
+        map.insert(key.clone(), (Arc::downgrade(stats), e.clone()));
+        e
+    }
+}
+
+/// Builds an [`RtspSession`] per accepted TCP connection.
+#[derive(Clone)]
+pub struct RtspSessionFactory {
+    engine: Engine,
+    admission: Arc<dyn Admission>,
+    egress: Arc<RtpEgress>,
+}
+
+impl core::fmt::Debug for RtspSessionFactory {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RtspSessionFactory").finish_non_exhaustive()
+    }
+}
+
+impl RtspSessionFactory {
+    /// Sessions publishing to and playing from `engine`, admitting through `admission`.
+    pub fn new(engine: Engine, admission: Arc<dyn Admission>) -> Self {
+        RtspSessionFactory {
+            engine,
+            admission,
+            egress: Arc::default(),
+        }
+    }
+
+    /// Sessions that admit every request.
+    pub fn allow_all(engine: Engine) -> Self {
+        Self::new(engine, Arc::new(AllowAll))
+    }
+
+    /// A session for a connection from `peer` (also usable without the trait).
+    pub fn session(&self, peer: SocketAddr, now: Instant, seed: u64) -> RtspSession {
+        RtspSession {
+            engine: self.engine.clone(),
+            admission: self.admission.clone(),
+            egress: self.egress.clone(),
+            peer,
+            seed,
+            session_id: format!("{:016X}", seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+            decoder: Decoder::new(),
+            out: VecDeque::new(),
+            out_bytes: 0,
+            close: None,
+            last_input: now,
+            session_started: false,
+            publish: None,
+            play: None,
+        }
+    }
+}
+
+impl SessionFactory for RtspSessionFactory {
+    fn new_session(&self, peer: SocketAddr, now: Instant, seed: u64) -> Box<dyn StreamSession> {
+        Box::new(self.session(peer, now, seed))
+    }
+}
+
+/// One announced track of a publisher.
+#[derive(Debug)]
+struct InTrack {
+    control: String,
+    info: TrackInfo,
+    rtp_channel: Option<u8>,
+    receiver: TrackReceiver,
+}
+
+#[derive(Debug)]
+struct PublishState {
+    key: StreamKey,
+    publisher: Publisher,
+    tracks: Vec<InTrack>,
+    timeline: Timeline,
+    recording: bool,
+    frames: Vec<Frame>,
+}
+
+/// One track offered to a player.
+#[derive(Debug, Clone)]
+struct OutTrack {
+    kind: MediaKind,
+    channel: Option<u8>,
+    sr_sent: bool,
+    last_sr_pts: i64,
+    packets: u32,
+    octets: u32,
+}
+
+#[derive(Debug)]
+struct PlayState {
+    key: StreamKey,
+    base_url: String,
+    tracks: Vec<OutTrack>,
+    egress: Arc<StreamEgress>,
+    subscriber: Option<Subscriber>,
+    playing: bool,
+    write_merge: Duration,
+}
+
+/// One RTSP connection joined to the engine (see the module documentation).
+///
+/// Invariants: frames are pulled from the subscriber only while less than
+/// [`MAX_PENDING_OUTPUT`] bytes wait; every track sends an RTCP sender
+/// report before its first RTP packet; a session publishes or plays, not
+/// both; interleaved frames on channels no SETUP assigned close it.
+pub struct RtspSession {
+    engine: Engine,
+    admission: Arc<dyn Admission>,
+    egress: Arc<RtpEgress>,
+    peer: SocketAddr,
+    seed: u64,
+    session_id: String,
+    decoder: Decoder,
+    out: VecDeque<Bytes>,
+    out_bytes: usize,
+    close: Option<CloseReason>,
+    last_input: Instant,
+    session_started: bool,
+    publish: Option<PublishState>,
+    play: Option<PlayState>,
+}
+
+impl core::fmt::Debug for RtspSession {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RtspSession")
+            .field("peer", &self.peer)
+            .field("session", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A 2-byte `$`+channel prefix for every channel, so a viewer's own bytes
+/// per packet cost no allocation.
+static CHANNEL_PREFIX: [[u8; 2]; 256] = {
+    let mut t = [[b'$', 0]; 256];
+    let mut i = 0;
+    while i < 256 {
+        // In bounds: `i < 256` and the table has 256 entries.
+        #[allow(clippy::indexing_slicing)]
+        {
+            t[i][1] = i as u8;
+        }
+        i += 1;
+    }
+    t
+};
+
+fn channel_prefix(ch: u8) -> Bytes {
+    CHANNEL_PREFIX
+        .get(usize::from(ch))
+        .map(|p| Bytes::from_static(p))
+        .unwrap_or_default()
+}
+
+/// The path of an RTSP URL (`rtsp://host:port/a/b?q` → `/a/b`, `q`).
+fn url_path(uri: &str) -> (&str, &str) {
+    let rest = match uri.split_once("://") {
+        Some((_, r)) => r.find('/').and_then(|i| r.get(i..)).unwrap_or("/"),
+        None => uri,
+    };
+    rest.split_once('?').unwrap_or((rest, ""))
+}
+
+/// Whether a path segment is a track control (`trackID=1`, `streamid=0`, `stream=0`).
+fn is_track_control(seg: &str) -> bool {
+    let lower = seg.to_ascii_lowercase();
+    ["trackid=", "streamid=", "stream=", "track"]
+        .iter()
+        .any(|p| lower.starts_with(p) && lower.len() > p.len())
+}
+
+/// Splits a URL into its stream key path and its track control (if any).
+fn key_and_control(uri: &str) -> (String, Option<String>, String) {
+    let (path, query) = url_path(uri);
+    let path = path.trim_matches('/');
+    match path.rsplit_once('/') {
+        Some((base, last)) if is_track_control(last) => {
+            (base.to_owned(), Some(last.to_owned()), query.to_owned())
+        }
+        _ => (path.to_owned(), None, query.to_owned()),
+    }
+}
+
+fn parse_key(path: &str) -> Result<StreamKey, String> {
+    let (app, name) = path
+        .split_once('/')
+        .ok_or_else(|| "stream path needs /app/name".to_owned())?;
+    check_name(app, MAX_APP_LEN).map_err(|e| format!("bad app: {e}"))?;
+    check_name(name, MAX_STREAM_NAME_LEN).map_err(|e| format!("bad stream name: {e}"))?;
+    StreamKey::new(app, name).map_err(|e| format!("bad stream key: {e}"))
+}
+
+/// The first supported alternative of a `Transport` header: TCP interleaved
+/// channels (assigned `default` when the client gave none), or `None`.
+fn tcp_transport(header: &str, default: u8) -> Option<(u8, u8, bool)> {
+    for alt in header.split(',') {
+        let parts: Vec<&str> = alt.split(';').map(str::trim).collect();
+        let Some(proto) = parts.first() else { continue };
+        if !proto.eq_ignore_ascii_case("RTP/AVP/TCP") {
+            continue;
+        }
+        let record = parts
+            .iter()
+            .any(|p| p.to_ascii_lowercase().replace('"', "") == "mode=record");
+        let channels = parts
+            .iter()
+            .find_map(|p| p.strip_prefix("interleaved="))
+            .and_then(|v| {
+                let (a, b) = v.split_once('-').unwrap_or((v, ""));
+                let a: u8 = a.trim().parse().ok()?;
+                let b: u8 = b.trim().parse().unwrap_or(a.saturating_add(1));
+                Some((a, b))
+            })
+            .unwrap_or((default, default.saturating_add(1)));
+        return Some((channels.0, channels.1, record));
+    }
+    None
+}
+
+impl RtspSession {
+    /// Whether this session publishes a stream right now.
+    pub fn is_publishing(&self) -> bool {
+        self.publish.as_ref().is_some_and(|p| p.recording)
+    }
+
+    /// Whether this session plays a stream right now.
+    pub fn is_playing(&self) -> bool {
+        self.play.as_ref().is_some_and(|p| p.playing)
+    }
+
+    fn send(&mut self, b: Bytes) {
+        if b.is_empty() {
+            return;
+        }
+        self.out_bytes += b.len();
+        self.out.push_back(b);
+    }
+
+    fn respond(&mut self, resp: Response) {
+        self.send(resp.to_bytes());
+    }
+
+    fn fail(&mut self, err: RtspError) {
+        if self.close.is_none() {
+            if let Some(suppressed) = REFUSED.check(self.last_input) {
+                warn!(peer = %self.peer, error = %err, suppressed, "rtsp connection dropped");
+            }
+            self.end_media();
+            self.close = Some(CloseReason::ProtocolError(ProtocolError::Rtsp(err)));
+        }
+    }
+
+    fn end_media(&mut self) {
+        if let Some(p) = self.publish.take() {
+            if p.recording {
+                info!(peer = %self.peer, stream = %p.key, "rtsp publish ended");
+            }
+        }
+        if let Some(p) = self.play.take() {
+            if p.playing {
+                info!(peer = %self.peer, stream = %p.key, "rtsp play ended");
+            }
+        }
+    }
+
+    fn refuse(&mut self, req: &Request, status: u16, why: &str) {
+        if let Some(suppressed) = REFUSED.check(self.last_input) {
+            warn!(
+                peer = %self.peer,
+                method = %escaped(req.method.as_str()),
+                url = %escaped(&req.uri),
+                status,
+                reason = %escaped(why),
+                suppressed,
+                "rtsp request refused"
+            );
+        }
+        self.respond(Response::new(status, req.headers.cseq()));
+    }
+
+    fn admit(&self, kind: AdmissionKind, key: &StreamKey, query: &str) -> Result<(), String> {
+        self.admission.admit(&AdmissionRequest {
+            protocol: "rtsp",
+            kind,
+            key: key.clone(),
+            query: query.to_owned(),
+            peer: self.peer,
+        })
+    }
+
+    fn ok(&self, req: &Request) -> Response {
+        let mut r = Response::new(200, req.headers.cseq()).header("Server", "arcly");
+        if self.session_started {
+            r = r.header(
+                "Session",
+                format!("{};timeout={}", self.session_id, SESSION_TIMEOUT.as_secs()),
+            );
+        }
+        r
+    }
+
+    /// `Some(status)` when the request names a session that is not ours.
+    fn wrong_session(&self, req: &Request) -> bool {
+        match req.headers.get("Session") {
+            Some(s) => {
+                let id = s.split(';').next().unwrap_or_default().trim();
+                !self.session_started || id != self.session_id
+            }
+            None => false,
+        }
+    }
+
+    fn handle_request(&mut self, req: Request) {
+        if req.uri.len() > MAX_URL_LEN {
+            return self.refuse(&req, 400, "URL too long");
+        }
+        match req.method {
+            Method::Options => {
+                let r = self.ok(&req).header(
+                    "Public",
+                    "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER",
+                );
+                self.respond(r);
+            }
+            Method::GetParameter | Method::SetParameter => {
+                // Keep-alives; a stale session id is tolerated on these.
+                let r = self.ok(&req);
+                self.respond(r);
+            }
+            Method::Describe => self.on_describe(&req),
+            Method::Announce => self.on_announce(&req),
+            Method::Setup => self.on_setup(&req),
+            Method::Play => self.on_play(&req),
+            Method::Record => self.on_record(&req),
+            Method::Pause => {
+                if self.wrong_session(&req) {
+                    return self.refuse(&req, 454, "wrong session");
+                }
+                if let Some(p) = &mut self.play {
+                    p.playing = false;
+                }
+                let r = self.ok(&req);
+                self.respond(r);
+            }
+            Method::Teardown => {
+                let r = self.ok(&req);
+                self.respond(r);
+                self.end_media();
+                self.close = Some(CloseReason::PeerClosed);
+            }
+            Method::Other(_) => self.refuse(&req, 501, "unknown method"),
+        }
+    }
+
+    /// Codec configs (video first) of a stream, from a fresh subscriber:
+    /// those of its start point and any that follow in what is at hand
+    /// (an audio track whose config came after the first keyframe).
+    fn stream_configs(&self, key: &StreamKey) -> Result<(Vec<Frame>, Subscriber), u16> {
+        let mut sub = self.engine.subscribe(key).map_err(|_| 404u16)?;
+        let mut configs: Vec<Frame> = Vec::new();
+        for _ in 0..DESCRIBE_SCAN {
+            match sub.recv() {
+                Recv::Frame(f) if f.frame.is_config() => {
+                    configs.retain(|c| c.kind() != f.frame.kind());
+                    configs.push(f.frame.clone());
+                }
+                Recv::Frame(_) => {}
+                _ => break,
+            }
+        }
+        configs.sort_by_key(|c| c.kind() != MediaKind::Video);
+        if configs.is_empty() {
+            return Err(404);
+        }
+        Ok((configs, sub))
+    }
+
+    fn on_describe(&mut self, req: &Request) {
+        let (path, _, query) = key_and_control(&req.uri);
+        let key = match parse_key(&path) {
+            Ok(k) => k,
+            Err(e) => return self.refuse(req, 400, &e),
+        };
+        if let Err(e) = self.admit(AdmissionKind::Play, &key, &query) {
+            return self.refuse(req, 403, &e);
+        }
+        let configs = match self.stream_configs(&key) {
+            Ok((c, _)) => c,
+            Err(status) => return self.refuse(req, status, "no such stream (or no media yet)"),
+        };
+        let media: Vec<String> = configs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let pt = if c.kind() == MediaKind::Video {
+                    VIDEO_PT
+                } else {
+                    AUDIO_PT
+                };
+                sdp::media_section(c.codec, &c.payload, pt, i)
+            })
+            .collect();
+        let body = sdp::session(&key.to_string(), &media);
+        let base = format!("{}/", req.uri.trim_end_matches('/'));
+        let r = self
+            .ok(req)
+            .header("Content-Base", base)
+            .body("application/sdp", Bytes::from(body));
+        self.respond(r);
+    }
+
+    fn on_announce(&mut self, req: &Request) {
+        if self.publish.is_some() || self.play.is_some() {
+            return self.refuse(req, 455, "session already set up");
+        }
+        let (path, _, query) = key_and_control(&req.uri);
+        let key = match parse_key(&path) {
+            Ok(k) => k,
+            Err(e) => return self.refuse(req, 400, &e),
+        };
+        let sd = match SessionDescription::parse(&req.body) {
+            Ok(s) => s,
+            Err(e) => return self.refuse(req, 400, &e.to_string()),
+        };
+        let mut tracks = Vec::new();
+        for (i, m) in sd.media.iter().enumerate().take(MAX_TRACKS) {
+            match sdp::track_info(m) {
+                Ok(info) => {
+                    let control = m
+                        .control()
+                        .map_or_else(|| format!("trackID={i}"), str::to_owned);
+                    let receiver = TrackReceiver::new(info.params.clone(), info.clock_rate);
+                    tracks.push(InTrack {
+                        control,
+                        info,
+                        rtp_channel: None,
+                        receiver,
+                    });
+                }
+                Err(e) => {
+                    debug!(peer = %self.peer, error = %e, "rtsp announce: media section skipped")
+                }
+            }
+        }
+        if tracks.is_empty() {
+            return self.refuse(req, 415, "no supported media in SDP");
+        }
+        if tracks
+            .iter()
+            .filter(|t| t.info.params.codec().kind() == MediaKind::Video)
+            .count()
+            > 1
+            || tracks
+                .iter()
+                .filter(|t| t.info.params.codec().kind() == MediaKind::Audio)
+                .count()
+                > 1
+        {
+            return self.refuse(req, 415, "at most one video and one audio track");
+        }
+        if let Err(e) = self.admit(AdmissionKind::Publish, &key, &query) {
+            return self.refuse(req, 403, &e);
+        }
+        let publisher = match self.engine.publish(key.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                let status = match e {
+                    crate::engine::PublishError::UnknownApp(_) => 404,
+                    _ => 403,
+                };
+                return self.refuse(req, status, &e.to_string());
+            }
+        };
+        info!(peer = %self.peer, stream = %key, tracks = tracks.len(), "rtsp publish announced");
+        self.publish = Some(PublishState {
+            key,
+            publisher,
+            tracks,
+            timeline: Timeline::new(),
+            recording: false,
+            frames: Vec::new(),
+        });
+        let r = self.ok(req);
+        self.respond(r);
+    }
+
+    fn on_setup(&mut self, req: &Request) {
+        if self.wrong_session(req) {
+            return self.refuse(req, 454, "wrong session");
+        }
+        let transport = req.headers.get("Transport").unwrap_or_default().to_owned();
+        let (_, control, query) = key_and_control(&req.uri);
+        if let Some(p) = &mut self.publish {
+            // Find the announced track this URL names.
+            let last = url_path(&req.uri)
+                .0
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let idx = p
+                .tracks
+                .iter()
+                .position(|t| {
+                    let c = t.control.trim_end_matches('/');
+                    c == last || c.ends_with(&format!("/{last}")) || Some(c) == control.as_deref()
+                })
+                .or_else(|| p.tracks.iter().position(|t| t.rtp_channel.is_none()));
+            let Some(idx) = idx else {
+                return self.refuse(req, 404, "no such track");
+            };
+            let Some((a, b, _record)) = tcp_transport(&transport, (idx * 2) as u8) else {
+                return self.refuse(req, 461, "only RTP/AVP/TCP interleaved is supported");
+            };
+            if p.tracks
+                .iter()
+                .any(|t| t.rtp_channel.is_some_and(|c| c / 2 == a / 2))
+            {
+                return self.refuse(req, 400, "interleaved channel in use");
+            }
+            if let Some(t) = p.tracks.get_mut(idx) {
+                t.rtp_channel = Some(a);
+            }
+            self.session_started = true;
+            let r = self.ok(req).header(
+                "Transport",
+                format!("RTP/AVP/TCP;unicast;interleaved={a}-{b};mode=record"),
+            );
+            return self.respond(r);
+        }
+        // Play side.
+        let (path, _, _) = key_and_control(&req.uri);
+        let key = match parse_key(&path) {
+            Ok(k) => k,
+            Err(e) => return self.refuse(req, 400, &e),
+        };
+        if self.play.as_ref().is_some_and(|p| p.key != key) {
+            return self.refuse(req, 459, "tracks of one stream per session");
+        }
+        if self.play.is_none() {
+            if let Err(e) = self.admit(AdmissionKind::Play, &key, &query) {
+                return self.refuse(req, 403, &e);
+            }
+            let (configs, sub) = match self.stream_configs(&key) {
+                Ok(c) => c,
+                Err(status) => return self.refuse(req, status, "no such stream"),
+            };
+            let egress = self.egress.stream(&key, &sub.stream_stats());
+            let tracks = configs
+                .iter()
+                .map(|c| {
+                    egress.ensure(c, self.seed);
+                    OutTrack {
+                        kind: c.kind(),
+                        channel: None,
+                        sr_sent: false,
+                        last_sr_pts: 0,
+                        packets: 0,
+                        octets: 0,
+                    }
+                })
+                .collect();
+            let base = {
+                let full = req.uri.split('?').next().unwrap_or_default();
+                match control.as_deref() {
+                    Some(c) => full
+                        .trim_end_matches('/')
+                        .trim_end_matches(c)
+                        .trim_end_matches('/')
+                        .to_owned(),
+                    None => full.trim_end_matches('/').to_owned(),
+                }
+            };
+            self.play = Some(PlayState {
+                key,
+                base_url: base,
+                tracks,
+                egress,
+                subscriber: None,
+                playing: false,
+                write_merge: Duration::ZERO,
+            });
+        }
+        let Some(p) = &mut self.play else { return };
+        let idx = match control
+            .as_deref()
+            .and_then(|c| c.rsplit('=').next())
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(i) => i,
+            None => p
+                .tracks
+                .iter()
+                .position(|t| t.channel.is_none())
+                .unwrap_or(0),
+        };
+        if idx >= p.tracks.len() {
+            return self.refuse(req, 404, "no such track");
+        }
+        let Some((a, b, _)) = tcp_transport(&transport, (idx * 2) as u8) else {
+            return self.refuse(req, 461, "only RTP/AVP/TCP interleaved is supported");
+        };
+        let ssrc = p
+            .tracks
+            .get(idx)
+            .map(|t| {
+                let slot = p
+                    .egress
+                    .slot(t.kind)
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                slot.as_ref().map_or(0, Packetizer::ssrc)
+            })
+            .unwrap_or_default();
+        if let Some(t) = p.tracks.get_mut(idx) {
+            t.channel = Some(a);
+        }
+        self.session_started = true;
+        let r = self.ok(req).header(
+            "Transport",
+            format!("RTP/AVP/TCP;unicast;interleaved={a}-{b};ssrc={ssrc:08X}"),
+        );
+        self.respond(r);
+    }
+
+    fn on_record(&mut self, req: &Request) {
+        if self.wrong_session(req) {
+            return self.refuse(req, 454, "wrong session");
+        }
+        let Some(p) = &mut self.publish else {
+            return self.refuse(req, 455, "RECORD without ANNOUNCE");
+        };
+        if !p.tracks.iter().any(|t| t.rtp_channel.is_some()) {
+            return self.refuse(req, 455, "RECORD before SETUP");
+        }
+        p.recording = true;
+        info!(peer = %self.peer, stream = %p.key, "rtsp publish started");
+        let r = self.ok(req);
+        self.respond(r);
+    }
+
+    fn on_play(&mut self, req: &Request) {
+        if self.wrong_session(req) {
+            return self.refuse(req, 454, "wrong session");
+        }
+        let Some(p) = &mut self.play else {
+            return self.refuse(req, 455, "PLAY before SETUP");
+        };
+        if p.playing {
+            let r = self.ok(req);
+            return self.respond(r);
+        }
+        if p.subscriber.is_none() {
+            let sub = match self.engine.subscribe(&p.key) {
+                Ok(s) => s,
+                Err(e) => {
+                    let why = e.to_string();
+                    return self.refuse(req, 404, &why);
+                }
+            };
+            p.write_merge = self
+                .engine
+                .app_config(p.key.app())
+                .map(|c| c.write_merge)
+                .unwrap_or_default();
+            p.subscriber = Some(sub);
+        }
+        // Pull what is at hand (configs, the GOP cache) so that RTP-Info
+        // names the first packet each track really sends.
+        let mut pending: Vec<SharedFrame> = Vec::new();
+        let mut bytes = 0usize;
+        if let Some(sub) = &mut p.subscriber {
+            while bytes < MAX_PENDING_OUTPUT {
+                match sub.recv() {
+                    Recv::Frame(f) => {
+                        bytes += f.frame.payload.len();
+                        pending.push(f);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        debug!(
+            peer = %self.peer,
+            pending = pending.len(),
+            first_seq = pending.first().map(|f| f.seq),
+            first_pts = pending.first().map(|f| f.frame.pts),
+            lag = p.subscriber.as_ref().map(Subscriber::lag),
+            "rtsp play: frames at hand"
+        );
+        let mut info = Vec::new();
+        for (i, t) in p.tracks.iter().enumerate() {
+            if t.channel.is_none() {
+                continue;
+            }
+            let mut first = None;
+            for f in &pending {
+                if f.frame.kind() != t.kind {
+                    continue;
+                }
+                if f.frame.is_config() {
+                    let _ = p.egress.packets(f);
+                    continue;
+                }
+                if let Some(fp) = first_packet(&p.egress.packets(f)) {
+                    first = Some(fp);
+                    break;
+                }
+            }
+            if let Some(fp) = first {
+                info.push(format!(
+                    "url={}/trackID={i};seq={};rtptime={}",
+                    p.base_url, fp.sequence, fp.timestamp
+                ));
+            }
+        }
+        p.playing = true;
+        let key = p.key.clone();
+        let mut r = self.ok(req).header("Range", "npt=0.000-");
+        if !info.is_empty() {
+            r = r.header("RTP-Info", info.join(","));
+        }
+        self.respond(r);
+        info!(peer = %self.peer, stream = %key, "rtsp play started");
+        for f in pending {
+            self.send_frame(&f);
+        }
+        self.pull();
+    }
+
+    /// Sends one frame's packets to the player (SR first where due).
+    fn send_frame(&mut self, entry: &SharedFrame) {
+        let Some(p) = &mut self.play else { return };
+        let packets = p.egress.packets(entry);
+        let f = &entry.frame;
+        if f.is_config() || packets.is_empty() {
+            return;
+        }
+        let Some(t) = p.tracks.iter_mut().find(|t| t.kind == f.kind()) else {
+            return;
+        };
+        let Some(ch) = t.channel else { return };
+        let mut bufs: Vec<Bytes> = Vec::new();
+        let pts_s = f.pts.div_euclid(i64::from(f.timebase.max(1)));
+        if !t.sr_sent || pts_s - t.last_sr_pts >= SR_INTERVAL_SECS {
+            if let (Some(fp), Some(ssrc)) = (
+                first_packet(&packets),
+                p.egress
+                    .slot(t.kind)
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(Packetizer::ssrc),
+            ) {
+                // NTP time on the stream's own axis: tracks share it.
+                let micros = crate::frame::rescale(f.pts, f.timebase, 1_000_000);
+                let sr = SenderReport {
+                    ssrc,
+                    ntp: ntp_from_unix_micros(
+                        1_767_225_600_000_000u64.saturating_add_signed(micros),
+                    ),
+                    rtp_time: fp.timestamp,
+                    packet_count: t.packets,
+                    octet_count: t.octets,
+                };
+                let rtcp = rtcp::sender_report_compound(&sr, b"arcly");
+                let hdr =
+                    super::message::interleaved_header(ch.saturating_add(1), rtcp.len() as u16);
+                bufs.push(Bytes::copy_from_slice(&hdr));
+                bufs.push(rtcp);
+                t.sr_sent = true;
+                t.last_sr_pts = pts_s;
+            }
+        }
+        let prefix = channel_prefix(ch);
+        for rec in records(&packets) {
+            t.packets = t.packets.wrapping_add(1);
+            t.octets = t
+                .octets
+                .wrapping_add(rec.len().saturating_sub(2 + crate::rtp::HEADER_LEN) as u32);
+            bufs.push(prefix.clone());
+            bufs.push(rec);
+        }
+        for b in bufs {
+            self.send(b);
+        }
+    }
+
+    /// Moves frames from the subscriber to the output while it is small.
+    fn pull(&mut self) {
+        loop {
+            if self.out_bytes >= MAX_PENDING_OUTPUT {
+                return;
+            }
+            let Some(p) = &mut self.play else { return };
+            if !p.playing {
+                return;
+            }
+            let Some(sub) = &mut p.subscriber else { return };
+            match sub.recv() {
+                Recv::Frame(f) => self.send_frame(&f),
+                Recv::Empty => return,
+                Recv::End => {
+                    info!(peer = %self.peer, stream = %p.key, "rtsp played stream ended");
+                    // An RTCP BYE per track tells the player the stream is over.
+                    let mut byes = Vec::new();
+                    for t in &p.tracks {
+                        let Some(ch) = t.channel else { continue };
+                        let ssrc = p
+                            .egress
+                            .slot(t.kind)
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .as_ref()
+                            .map_or(0, Packetizer::ssrc);
+                        let mut b = bytes::BytesMut::new();
+                        rtcp::write_sender_report(
+                            &mut b,
+                            &SenderReport {
+                                ssrc,
+                                ntp: 0,
+                                rtp_time: 0,
+                                packet_count: t.packets,
+                                octet_count: t.octets,
+                            },
+                        );
+                        rtcp::write_bye(&mut b, ssrc);
+                        let hdr = super::message::interleaved_header(
+                            ch.saturating_add(1),
+                            b.len() as u16,
+                        );
+                        byes.push(Bytes::copy_from_slice(&hdr));
+                        byes.push(b.freeze());
+                    }
+                    for b in byes {
+                        self.send(b);
+                    }
+                    self.end_media();
+                    self.close = Some(CloseReason::PeerClosed);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_interleaved(&mut self, now: Instant, channel: u8, data: Bytes) {
+        if let Some(p) = &mut self.publish {
+            let Some(t) = p.tracks.iter_mut().find(|t| {
+                t.rtp_channel
+                    .is_some_and(|c| c == channel || c.wrapping_add(1) == channel)
+            }) else {
+                return self.fail(RtspError::UnsetChannel(channel));
+            };
+            if !p.recording {
+                return;
+            }
+            let is_rtp = t.rtp_channel == Some(channel);
+            let r: Result<(), RtpError> = if is_rtp {
+                RtpPacket::parse(&data).and_then(|pkt| {
+                    if pkt.payload_type != t.info.payload_type {
+                        return Ok(());
+                    }
+                    t.receiver
+                        .handle_packet(now, &mut p.timeline, pkt, &mut p.frames)
+                })
+            } else {
+                rtcp::parse_compound(&data).map(|pkts| {
+                    for pk in pkts {
+                        if let RtcpPacket::SenderReport(sr) = pk {
+                            t.receiver.handle_sender_report(now, &mut p.timeline, &sr);
+                        }
+                    }
+                })
+            };
+            if let Err(e) = r {
+                if let Some(suppressed) = BAD_PACKETS.check(now) {
+                    debug!(peer = %self.peer, stream = %p.key, error = %e, suppressed, "rtsp: bad packet dropped");
+                }
+            }
+            for f in p.frames.drain(..) {
+                p.publisher.send(f);
+            }
+            return;
+        }
+        if let Some(p) = &self.play {
+            // Receiver reports from the player keep it alive; nothing else to do.
+            if p.tracks.iter().any(|t| {
+                t.channel
+                    .is_some_and(|c| c == channel || c.wrapping_add(1) == channel)
+            }) {
+                return;
+            }
+        }
+        self.fail(RtspError::UnsetChannel(channel));
+    }
+}
+
+impl StreamSession for RtspSession {
+    fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        if self.close.is_some() {
+            return;
+        }
+        self.last_input = now;
+        if data.is_empty() {
+            self.end_media();
+            self.close = Some(CloseReason::PeerClosed);
+            return;
+        }
+        self.decoder.extend(data);
+        while self.close.is_none() {
+            match self.decoder.decode() {
+                Ok(Some(Item::Request(req))) => self.handle_request(req),
+                Ok(Some(Item::Interleaved { channel, data })) => {
+                    self.on_interleaved(now, channel, data)
+                }
+                Ok(Some(Item::Response(_))) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    // Say why before closing when it is a message we could not read.
+                    self.respond(Response::new(400, None));
+                    self.fail(RtspError::Message(e));
+                }
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.close.is_none()
+            && !self.is_playing()
+            && !self.is_publishing()
+            && now.saturating_duration_since(self.last_input) >= SESSION_TIMEOUT
+        {
+            self.end_media();
+            self.close = Some(CloseReason::IdleTimeout);
+        }
+    }
+
+    fn handle_media(&mut self, _now: Instant) {
+        self.pull();
+    }
+
+    fn poll_transmit(&mut self, out: &mut Vec<Bytes>) -> usize {
+        let n = self.out_bytes;
+        out.extend(self.out.drain(..));
+        self.out_bytes = 0;
+        n
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.close.is_some() || self.is_playing() || self.is_publishing() {
+            return None;
+        }
+        Some(Instant::from_micros(
+            self.last_input.as_micros() + SESSION_TIMEOUT.as_micros() as u64,
+        ))
+    }
+
+    fn media_signal(&self) -> Option<Signal> {
+        self.play
+            .as_ref()
+            .filter(|p| p.playing)
+            .and_then(|p| p.subscriber.as_ref())
+            .map(Subscriber::signal)
+    }
+
+    fn close_reason(&self) -> Option<&CloseReason> {
+        self.close.as_ref()
+    }
+
+    fn close(&mut self, _now: Instant) {
+        if self.close.is_none() {
+            self.end_media();
+            self.close = Some(CloseReason::LocalShutdown);
+        }
+    }
+
+    fn write_merge(&self) -> Duration {
+        self.play
+            .as_ref()
+            .filter(|p| p.playing)
+            .map_or(Duration::ZERO, |p| p.write_merge)
+    }
+}
