@@ -27,7 +27,10 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::message::{Decoder, Item, MessageError, Method, Request, Response};
-use crate::admission::{Admission, AdmissionKind, AdmissionRequest, AllowAll};
+use crate::admission::{
+    Admission, AdmissionKind, AdmissionRequest, AdmissionWait, AllowAll, Decision, RejectCode,
+    Rejection, MAX_ADMISSION_WAIT,
+};
 use crate::codec::aac::AacConfig;
 use crate::engine::{
     EgressSlot, Engine, Publisher, Recv, SharedFrame, Signal, StreamKey, StreamStats, Subscriber,
@@ -200,6 +203,9 @@ impl RtspSessionFactory {
             out_bytes: 0,
             close: None,
             last_input: now,
+            now,
+            waiting: None,
+            admitted: None,
             session_started: false,
             publish: None,
             play: None,
@@ -254,6 +260,39 @@ struct PlayState {
     write_merge: Duration,
 }
 
+/// A request waiting for a deferred admission [`Decision`].
+struct Waiting {
+    req: Request,
+    kind: AdmissionKind,
+    key: StreamKey,
+    wait: AdmissionWait,
+}
+
+impl core::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Waiting")
+            .field("kind", &self.kind)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The RTSP status of a refusal (RFC 2326 §7.1.1).
+pub fn status_of(code: RejectCode) -> u16 {
+    match code {
+        RejectCode::BadRequest => 400,
+        RejectCode::Unauthorized => 401,
+        RejectCode::Forbidden | RejectCode::Conflict => 403,
+        RejectCode::NotFound => 404,
+        _ => 503,
+    }
+}
+
+/// Input held while a request waits for admission, beyond which the peer
+/// is dropped (one full message and a little more).
+const MAX_HELD_INPUT: usize =
+    super::message::MAX_HEADER_BLOCK + super::message::MAX_BODY + (1 << 16);
+
 /// One RTSP connection joined to the engine (see the module documentation).
 ///
 /// Invariants: frames are pulled from the subscriber only while less than
@@ -272,6 +311,13 @@ pub struct RtspSession {
     out_bytes: usize,
     close: Option<CloseReason>,
     last_input: Instant,
+    /// The time of the call being handled.
+    now: Instant,
+    /// A request held until its deferred admission decision arrives
+    /// (further input waits in the decoder meanwhile).
+    waiting: Option<Waiting>,
+    /// The decision that arrived for the request being re-run.
+    admitted: Option<(AdmissionKind, StreamKey)>,
     session_started: bool,
     publish: Option<PublishState>,
     play: Option<PlayState>,
@@ -435,14 +481,62 @@ impl RtspSession {
         self.respond(Response::new(status, req.headers.cseq()));
     }
 
-    fn admit(&self, kind: AdmissionKind, key: &StreamKey, query: &str) -> Result<(), String> {
-        self.admission.admit(&AdmissionRequest {
+    /// Asks the admission. `true`: go on. `false`: the request was refused
+    /// (answered) or is held until a deferred decision arrives.
+    fn admit(&mut self, req: &Request, kind: AdmissionKind, key: &StreamKey, query: &str) -> bool {
+        if self
+            .admitted
+            .as_ref()
+            .is_some_and(|(k, key2)| *k == kind && key2 == key)
+        {
+            return true;
+        }
+        let decision = self.admission.admit(&AdmissionRequest {
             protocol: "rtsp",
             kind,
             key: key.clone(),
             query: query.to_owned(),
             peer: self.peer,
-        })
+        });
+        match decision {
+            Decision::Allow => true,
+            Decision::Deny(r) => {
+                self.refuse(req, status_of(r.code), &r.to_string());
+                false
+            }
+            Decision::Later(pending) => {
+                info!(peer = %self.peer, stream = %key, %kind, "rtsp request waits for admission");
+                self.waiting = Some(Waiting {
+                    req: req.clone(),
+                    kind,
+                    key: key.clone(),
+                    wait: pending.start(self.now, MAX_ADMISSION_WAIT),
+                });
+                false
+            }
+        }
+    }
+
+    /// Applies a deferred decision that arrived (or the deadline that
+    /// passed), re-runs the held request, then the input held behind it.
+    fn poll_admission(&mut self) {
+        let Some(decided) = self.waiting.as_ref().and_then(|w| w.wait.poll(self.now)) else {
+            return;
+        };
+        let Some(w) = self.waiting.take() else { return };
+        match decided {
+            Ok(()) => {
+                info!(peer = %self.peer, stream = %w.key, kind = %w.kind, "rtsp request admitted after waiting");
+                self.admitted = Some((w.kind, w.key));
+                self.handle_request(w.req);
+                self.admitted = None;
+            }
+            Err(r) => {
+                let r: Rejection = r;
+                self.refuse(&w.req, status_of(r.code), &r.to_string());
+            }
+        }
+        self.decode_input();
     }
 
     fn ok(&self, req: &Request) -> Response {
@@ -538,8 +632,8 @@ impl RtspSession {
             Ok(k) => k,
             Err(e) => return self.refuse(req, 400, &e),
         };
-        if let Err(e) = self.admit(AdmissionKind::Play, &key, &query) {
-            return self.refuse(req, 403, &e);
+        if !self.admit(req, AdmissionKind::Play, &key, &query) {
+            return;
         }
         let configs = match self.stream_configs(&key) {
             Ok((c, _)) => c,
@@ -615,8 +709,8 @@ impl RtspSession {
         {
             return self.refuse(req, 415, "at most one video and one audio track");
         }
-        if let Err(e) = self.admit(AdmissionKind::Publish, &key, &query) {
-            return self.refuse(req, 403, &e);
+        if !self.admit(req, AdmissionKind::Publish, &key, &query) {
+            return;
         }
         let publisher = match self.engine.publish(key.clone()) {
             Ok(p) => p,
@@ -696,8 +790,8 @@ impl RtspSession {
             return self.refuse(req, 459, "tracks of one stream per session");
         }
         if self.play.is_none() {
-            if let Err(e) = self.admit(AdmissionKind::Play, &key, &query) {
-                return self.refuse(req, 403, &e);
+            if !self.admit(req, AdmissionKind::Play, &key, &query) {
+                return;
             }
             let (configs, sub) = match self.stream_configs(&key) {
                 Ok(c) => c,
@@ -1053,23 +1147,21 @@ impl RtspSession {
     }
 }
 
-impl StreamSession for RtspSession {
-    fn handle_input(&mut self, now: Instant, data: &[u8]) {
-        if self.close.is_some() {
-            return;
-        }
-        self.last_input = now;
-        if data.is_empty() {
-            self.end_media();
-            self.close = Some(CloseReason::PeerClosed);
-            return;
-        }
-        self.decoder.extend(data);
+impl RtspSession {
+    /// Handles every complete item buffered, unless a request waits for admission.
+    fn decode_input(&mut self) {
         while self.close.is_none() {
+            if self.waiting.is_some() {
+                if self.decoder.buffered() > MAX_HELD_INPUT {
+                    self.fail(RtspError::Message(MessageError::HeaderTooLong));
+                }
+                return;
+            }
             match self.decoder.decode() {
                 Ok(Some(Item::Request(req))) => self.handle_request(req),
                 Ok(Some(Item::Interleaved { channel, data })) => {
-                    self.on_interleaved(now, channel, data)
+                    let now = self.now;
+                    self.on_interleaved(now, channel, data);
                 }
                 Ok(Some(Item::Response(_))) => {}
                 Ok(None) => break,
@@ -1081,9 +1173,29 @@ impl StreamSession for RtspSession {
             }
         }
     }
+}
+
+impl StreamSession for RtspSession {
+    fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        if self.close.is_some() {
+            return;
+        }
+        self.now = now;
+        self.last_input = now;
+        if data.is_empty() {
+            self.end_media();
+            self.close = Some(CloseReason::PeerClosed);
+            return;
+        }
+        self.decoder.extend(data);
+        self.decode_input();
+    }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        self.poll_admission();
         if self.close.is_none()
+            && self.waiting.is_none()
             && !self.is_playing()
             && !self.is_publishing()
             && now.saturating_duration_since(self.last_input) >= SESSION_TIMEOUT
@@ -1093,7 +1205,9 @@ impl StreamSession for RtspSession {
         }
     }
 
-    fn handle_media(&mut self, _now: Instant) {
+    fn handle_media(&mut self, now: Instant) {
+        self.now = now;
+        self.poll_admission();
         self.pull();
     }
 
@@ -1105,6 +1219,9 @@ impl StreamSession for RtspSession {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
+        if let Some(w) = &self.waiting {
+            return Some(w.wait.deadline());
+        }
         if self.close.is_some() || self.is_playing() || self.is_publishing() {
             return None;
         }
@@ -1114,6 +1231,9 @@ impl StreamSession for RtspSession {
     }
 
     fn media_signal(&self) -> Option<Signal> {
+        if let Some(w) = &self.waiting {
+            return Some(w.wait.signal().clone());
+        }
         self.play
             .as_ref()
             .filter(|p| p.playing)
