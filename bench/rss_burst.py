@@ -149,7 +149,7 @@ def main():
     rtmp, http = free_port(), free_port()
     env = dict(os.environ, RUST_LOG="warn")
     server = subprocess.Popen(
-        [args.bin, "--rtmp", f"127.0.0.1:{rtmp}", "--http", f"127.0.0.1:{http}", "--srt", "off"],
+        [args.bin, "--rtmp", f"127.0.0.1:{rtmp}", "--http", f"127.0.0.1:{http}", "--srt", "off", "--rtsp", "off"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard)),
     )

@@ -63,7 +63,7 @@ cleanup() { [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null || true; }
 trap cleanup EXIT
 
 start_arcly() {
-    "${RUN[@]}" "$BIN/arcly" --rtmp off --http off --srt "127.0.0.1:$PORT" \
+    "${RUN[@]}" "$BIN/arcly" --rtmp off --http off --rtsp off --srt "127.0.0.1:$PORT" \
         --srt-latency "$LATENCY" >"$OUT/$1.server.out" 2>"$OUT/$1.server.err" &
     SERVER_PID=$!
     sleep 0.5

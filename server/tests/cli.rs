@@ -7,12 +7,13 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The binary with only the listeners a test names: HTTP (8888) and SRT
-/// (8890/udp) are on by default and would collide between parallel tests.
+/// The binary with only the listeners a test names: HTTP (8888), SRT
+/// (8890/udp) and RTSP (8554) are on by default and would collide between
+/// parallel tests.
 fn arcly() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_arcly"));
     c.env("RUST_LOG", "info");
-    c.args(["--http", "off", "--srt", "off"]);
+    c.args(["--http", "off", "--srt", "off", "--rtsp", "off"]);
     c
 }
 
@@ -64,8 +65,12 @@ fn bad_flags_are_refused() {
 
 fn start_and_signal(signal: &str) {
     let port = free_port();
-    let mut child = arcly()
+    let rtsp_port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arcly"))
+        .env("RUST_LOG", "info")
+        .args(["--http", "off", "--srt", "off"])
         .args(["--rtmp", &format!("127.0.0.1:{port}")])
+        .args(["--rtsp", &format!("127.0.0.1:{rtsp_port}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -76,12 +81,18 @@ fn start_and_signal(signal: &str) {
         let line = line.unwrap();
         banner.push_str(&line);
         banner.push('\n');
-        if line.contains("play:") {
+        if line.contains("play:") && line.contains("rtsp://") {
             break;
         }
     }
     assert!(
         banner.contains(&format!("rtmp://127.0.0.1:{port}/live/<name>")),
+        "banner: {banner}"
+    );
+    assert!(
+        banner.contains(&format!(
+            "-f rtsp -rtsp_transport tcp rtsp://127.0.0.1:{rtsp_port}/live/<name>"
+        )),
         "banner: {banner}"
     );
     // The listener is up: a connection is accepted.

@@ -132,6 +132,8 @@ fn churn_leaves_no_fd_or_memory_behind() {
             "127.0.0.1:0",
             "--http",
             "127.0.0.1:0",
+            "--rtsp",
+            "off",
             "--srt",
             "off",
         ],

@@ -49,6 +49,8 @@ fn binary_serves_hls_and_the_player_page() {
             "127.0.0.1:0",
             "--http",
             "127.0.0.1:0",
+            "--rtsp",
+            "off",
             "--srt",
             "off",
         ],

@@ -60,7 +60,12 @@ fn bind_failure_names_the_address() {
     // Hold the port so the server cannot bind it.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let mut server = spawn(&bin, &["--rtmp", &addr, "--http", "off", "--srt", "off"]);
+    let mut server = spawn(
+        &bin,
+        &[
+            "--rtmp", &addr, "--http", "off", "--srt", "off", "--rtsp", "off",
+        ],
+    );
     let status = server.wait_timeout(Duration::from_secs(10));
     let err = server.stderr();
     assert!(
@@ -86,6 +91,8 @@ fn serves_rtmp_on_the_given_address_and_stops_on_sigterm() {
         &[
             "--rtmp",
             "127.0.0.1:0",
+            "--rtsp",
+            "off",
             "--srt",
             "127.0.0.1:0",
             "--http",

@@ -47,6 +47,8 @@ fn serves_srt_and_prints_the_urls() {
             "127.0.0.1:0",
             "--http",
             "off",
+            "--rtsp",
+            "off",
             "--srt",
             "127.0.0.1:0",
             "--srt-latency",
