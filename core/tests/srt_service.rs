@@ -26,7 +26,7 @@ use arcly::admission::{
 use arcly::codec::aac::AacConfig;
 use arcly::codec::h264::AvcConfig;
 use arcly::container::ts::{TsDemuxer, TsMuxer, PACKET_SIZE};
-use arcly::datagram::{DatagramService, DatagramServiceFactory};
+use arcly::datagram::{DatagramService, DatagramServiceFactory, Received};
 use arcly::engine::{Recv, Subscriber};
 use arcly::srt::connection::{Connection, ConnectionConfig};
 use arcly::srt::endpoint::EndpointConfig;
@@ -398,6 +398,11 @@ struct Sim {
     svc_time: Duration,
     /// Datagrams the service sent.
     svc_datagrams: u64,
+    /// The driver's media bookkeeping.
+    media_version: Option<u64>,
+    signals: Vec<arcly::engine::Signal>,
+    armed: arcly::engine::SignalSet,
+    fired: Vec<usize>,
 }
 
 fn factory(
@@ -433,6 +438,10 @@ impl Sim {
             sent_payloads: HashMap::new(),
             svc_time: Duration::ZERO,
             svc_datagrams: 0,
+            media_version: None,
+            signals: Vec::new(),
+            armed: arcly::engine::SignalSet::new(),
+            fired: Vec::new(),
         }
     }
 
@@ -480,12 +489,27 @@ impl Sim {
         }
         let t = std::time::Instant::now();
         while let Some((from, _, d)) = self.up.recv(now) {
-            self.svc.handle_datagram(now, from, d);
+            self.svc.handle_datagram(now, Received::new(from, d));
         }
         if self.svc.poll_timeout().is_some_and(|t| t <= now) {
             self.svc.handle_timeout(now);
         }
-        self.svc.handle_media(now);
+        // As the driver does: every stream after the list changed, else
+        // the ones whose signal moved.
+        let version = self.svc.media_version();
+        self.fired.clear();
+        if self.media_version != Some(version) {
+            self.media_version = Some(version);
+            self.signals.clear();
+            self.svc.media_signals(&mut self.signals);
+            self.armed.arm(&self.signals);
+            self.fired.extend(0..self.signals.len());
+        } else {
+            self.armed.take_fired(&mut self.fired);
+        }
+        if !self.fired.is_empty() {
+            self.svc.handle_media(now, &self.fired);
+        }
         self.svc_time += t.elapsed();
         self.flush_service();
         while let Some((_, to, d)) = self.down.recv(now) {
@@ -990,13 +1014,13 @@ fn full_send_buffer_stops_pulling_and_a_lagging_viewer_resumes_at_a_keyframe() {
 fn the_factory_builds_boxed_services_with_distinct_secrets() {
     let engine = Engine::with_defaults();
     let f: Arc<dyn DatagramServiceFactory> = Arc::new(factory(&engine, 120, None));
-    let mut a = f.new_service(server_addr(), T0, 1);
-    let mut b = f.new_service(server_addr(), T0, 2);
+    let mut a = f.new_service(&[server_addr()], T0, 1);
+    let mut b = f.new_service(&[server_addr()], T0, 2);
     let p = Peer::new(1, "read:live/cam");
     let ind = p.handshake(HandshakeType::Induction, 0);
     let mut cookies = Vec::new();
     for s in [&mut a, &mut b] {
-        s.handle_datagram(T0, p.addr, ind.clone());
+        s.handle_datagram(T0, Received::new(p.addr, ind.clone()));
         let t = s.poll_transmit().unwrap();
         match Packet::decode(&t.to_bytes()).unwrap() {
             Packet::Control(ControlPacket {

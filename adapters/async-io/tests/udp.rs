@@ -2,7 +2,12 @@
 //! under smol and under async-std's executor: batched echo with vectored
 //! sends, fan-out in sendmmsg batches, media wake-ups through the signal
 //! set, timers, graceful shutdown.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "../../tokio/tests/udp_common/mod.rs"]
 mod udp_common;
@@ -27,12 +32,27 @@ fn start(exec: Exec) -> Running {
     let seen = stop.epoch();
     let wait = stop.clone();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let socket = Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap();
-    let addr = socket.get_ref().local_addr().unwrap();
+    let sockets: Vec<Async<UdpSocket>> = udp_common::bind_two()
+        .into_iter()
+        .map(|s| Async::new(s).unwrap())
+        .collect();
+    let addrs: Vec<_> = sockets
+        .iter()
+        .map(|s| s.get_ref().local_addr().unwrap())
+        .collect();
     std::thread::spawn(move || {
-        let fut = arcly_async_io::serve_udp(socket, factory, async move {
-            wait.wait(seen).await;
-        });
+        let config = arcly_async_io::UdpConfig::default();
+        let fut = async move {
+            arcly_async_io::serve_udp_sockets(
+                sockets,
+                factory,
+                async move {
+                    wait.wait(seen).await;
+                },
+                &config,
+            )
+            .await
+        };
         let r = match exec {
             Exec::Smol => smol::block_on(fut),
             Exec::AsyncStd => async_std::task::block_on(async_std::task::spawn(fut)),
@@ -40,7 +60,8 @@ fn start(exec: Exec) -> Running {
         let _ = done_tx.send(r);
     });
     Running {
-        addr,
+        addr: addrs[0],
+        wildcard: addrs[1],
         shared,
         stop: Some(Box::new(move || stop.notify())),
         done: done_rx,
@@ -95,4 +116,14 @@ fn shutdown_smol() {
 #[test]
 fn shutdown_async_std() {
     udp_common::check_shutdown(start(Exec::AsyncStd));
+}
+
+#[test]
+fn two_sockets_and_pktinfo_smol() {
+    udp_common::check_sockets(&start(Exec::Smol));
+}
+
+#[test]
+fn commands_async_std() {
+    udp_common::check_commands(&start(Exec::AsyncStd));
 }

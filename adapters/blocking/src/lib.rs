@@ -386,30 +386,47 @@ pub fn serve_udp_with(
     shutdown: Shutdown,
     config: &UdpConfig,
 ) -> io::Result<()> {
-    let local = socket.local_addr()?;
-    udp::tune_buffers(
-        socket2::SockRef::from(&socket),
-        config.socket_buffer,
-        Some(local),
-    );
-    let clock = Clock::new(std::time::Instant::now());
-    let now = clock.instant(std::time::Instant::now());
-    let service = factory.new_service(local, now, connection_seed());
-    tracing::debug!(%local, "serving UDP");
-    drive_udp(&socket, service, clock, Some(&shutdown), config)
+    serve_udp_sockets(vec![socket], factory, shutdown, config)
 }
 
-/// Drives `service` on `socket` on the calling thread (plus one reader
-/// thread) until it is closed (after `shutdown` is triggered, or by
-/// itself). `clock` is the origin of the service's [`arcly::Instant`]s.
+/// Serves one [`DatagramService`] from `factory` on several sockets (an
+/// RTP + RTCP pair, several WebRTC ports; one reader thread each): the
+/// service learns their local addresses in this order
+/// ([`arcly::datagram::SocketIndex`]), and every datagram in and out names
+/// its socket. Sockets bound to a wildcard address report each datagram's
+/// destination address (`IP_PKTINFO` / `IPV6_RECVPKTINFO` on Linux).
+/// Otherwise as [`serve_udp`].
+pub fn serve_udp_sockets(
+    sockets: Vec<std::net::UdpSocket>,
+    factory: impl DatagramServiceFactory,
+    shutdown: Shutdown,
+    config: &UdpConfig,
+) -> io::Result<()> {
+    let mut locals = Vec::with_capacity(sockets.len());
+    for socket in &sockets {
+        let local = socket.local_addr()?;
+        arcly_socket::prepare(socket2::SockRef::from(socket), config, local);
+        locals.push(local);
+    }
+    let clock = Clock::new(std::time::Instant::now());
+    let now = clock.instant(std::time::Instant::now());
+    let service = factory.new_service(&locals, now, connection_seed());
+    tracing::debug!(?locals, "serving UDP");
+    drive_udp(&sockets, service, clock, Some(&shutdown), config)
+}
+
+/// Drives `service` on `sockets` (in [`arcly::datagram::SocketIndex`]
+/// order) on the calling thread (plus one reader thread per socket) until
+/// it is closed (after `shutdown` is triggered, or by itself). `clock` is
+/// the origin of the service's [`arcly::Instant`]s.
 pub fn drive_udp(
-    socket: &std::net::UdpSocket,
+    sockets: &[std::net::UdpSocket],
     mut service: Box<dyn DatagramService>,
     clock: Clock,
     shutdown: Option<&Shutdown>,
     config: &UdpConfig,
 ) -> io::Result<()> {
-    udp::drive(socket, service.as_mut(), clock, shutdown, config)
+    udp::drive(sockets, service.as_mut(), clock, shutdown, config)
 }
 
 /// A seed for a new session's randomness: a process-wide counter mixed with

@@ -2,7 +2,12 @@
 //! batched echo with vectored sends, fan-out in sendmmsg batches, media
 //! wake-ups bridged onto the service thread's signal, timers, graceful
 //! shutdown.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "../../tokio/tests/udp_common/mod.rs"]
 #[macro_use]
@@ -19,13 +24,17 @@ fn start() -> Running {
     let shutdown = arcly_blocking::Shutdown::new();
     let trigger = shutdown.clone();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap();
+    let sockets: Vec<UdpSocket> = udp_common::bind_two();
+    let addrs: Vec<_> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
     std::thread::spawn(move || {
-        let _ = done_tx.send(arcly_blocking::serve_udp(socket, factory, shutdown));
+        let config = arcly_blocking::UdpConfig::default();
+        let _ = done_tx.send(arcly_blocking::serve_udp_sockets(
+            sockets, factory, shutdown, &config,
+        ));
     });
     Running {
-        addr,
+        addr: addrs[0],
+        wildcard: addrs[1],
         shared,
         stop: Some(Box::new(move || trigger.trigger())),
         done: done_rx,

@@ -1,12 +1,17 @@
 //! OS socket helpers shared by the arcly adapters: UDP socket buffer sizes,
 //! the TCP send-buffer cap of accepted connections ([`cap_send_buffer`]),
 //! one vectored `sendmsg` per [`Transmit`] and batches of them in one
-//! `sendmmsg` ([`send_batch`]). They live here, not in the sans-IO core, so
-//! that `arcly` itself never touches a socket.
+//! `sendmmsg` ([`send_batch`]), and receiving a datagram with the local
+//! address it was sent to ([`recv_from`] after [`enable_pktinfo`]; a
+//! wildcard bind learns which of its addresses a peer used). They live
+//! here, not in the sans-IO core, so that `arcly` itself never touches a
+//! socket.
 
 mod batch;
+mod recv;
 
 pub use batch::{send_batch, MAX_BATCH, MAX_SLICES};
+pub use recv::{enable_pktinfo, recv_from, RecvMeta};
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -55,6 +60,20 @@ pub fn cap_send_buffer(sock: SockRef<'_>, size: usize) {
     }
     if let Err(e) = sock.set_send_buffer_size(size) {
         tracing::debug!(size, "SO_SNDBUF: {e}");
+    }
+}
+
+/// Readies a service's UDP socket bound at `local`: buffer sizes
+/// (`config.socket_buffer`, see [`tune_buffers`]), and on a wildcard bind
+/// the report of each datagram's destination address ([`enable_pktinfo`]).
+pub fn prepare(sock: SockRef<'_>, config: &arcly::datagram::UdpConfig, local: SocketAddr) {
+    tune_buffers(SockRef::from(&*sock), config.socket_buffer, Some(local));
+    if local.ip().is_unspecified() {
+        match enable_pktinfo(sock) {
+            Ok(true) => tracing::debug!(%local, "destination addresses reported"),
+            Ok(false) => {}
+            Err(e) => tracing::debug!(%local, "IP_PKTINFO: {e}"),
+        }
     }
 }
 

@@ -41,10 +41,7 @@ fn transmit(to: SocketAddr, i: usize, len: usize, slices: usize) -> Transmit {
         contents.push(Bytes::copy_from_slice(&bytes[at..end]));
         at = end;
     }
-    Transmit {
-        destination: to,
-        contents,
-    }
+    Transmit::new(to, contents)
 }
 
 fn recv_all(s: &UdpSocket, n: usize) -> Vec<Vec<u8>> {

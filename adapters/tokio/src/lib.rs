@@ -4,7 +4,8 @@
 //! [`StreamSession`] loop of `arcly::session`. No protocol logic lives here;
 //! any [`SessionFactory`] (e.g. `arcly::rtmp::RtmpSessionFactory`) plugs in.
 //! For UDP protocols, [`serve_udp`] drives one `arcly::datagram`
-//! [`DatagramService`] per socket (e.g. SRT) in one task.
+//! [`DatagramService`] per socket (e.g. SRT) in one task, and
+//! [`serve_udp_sockets`] one service on several sockets (RTP + RTCP).
 //!
 //! Per connection, until the session is closed and flushed:
 //! 1. bytes read into a fixed buffer → `handle_input` (EOF → `handle_input(now, &[])`);
@@ -230,31 +231,47 @@ pub async fn serve_udp_with(
     shutdown: impl Future<Output = ()>,
     config: &UdpConfig,
 ) -> io::Result<()> {
-    let local = socket.local_addr()?;
-    udp::tune_buffers(
-        socket2::SockRef::from(&socket),
-        config.socket_buffer,
-        Some(local),
-    );
-    let clock = Clock::new(std::time::Instant::now());
-    let now = clock.instant(std::time::Instant::now());
-    let service = factory.new_service(local, now, connection_seed());
-    tracing::debug!(%local, "serving UDP");
-    drive_udp(&socket, service, clock, shutdown, config).await
+    serve_udp_sockets(vec![socket], factory, shutdown, config).await
 }
 
-/// Drives `service` on `socket` until it is closed (after `shutdown`
-/// completes, or by itself). `clock` is the origin of the service's
-/// [`arcly::Instant`]s (the one whose `now` built the service).
+/// Serves one [`DatagramService`] from `factory` on several sockets (an
+/// RTP + RTCP pair, several WebRTC ports): the service learns their local
+/// addresses in this order ([`arcly::datagram::SocketIndex`]), and every
+/// datagram in and out names its socket. Sockets bound to a wildcard
+/// address report each datagram's destination address (`IP_PKTINFO` /
+/// `IPV6_RECVPKTINFO` on Linux). Otherwise as [`serve_udp`].
+pub async fn serve_udp_sockets(
+    sockets: Vec<tokio::net::UdpSocket>,
+    factory: impl DatagramServiceFactory,
+    shutdown: impl Future<Output = ()>,
+    config: &UdpConfig,
+) -> io::Result<()> {
+    let mut locals = Vec::with_capacity(sockets.len());
+    for socket in &sockets {
+        let local = socket.local_addr()?;
+        udp::prepare(socket2::SockRef::from(socket), config, local);
+        locals.push(local);
+    }
+    let clock = Clock::new(std::time::Instant::now());
+    let now = clock.instant(std::time::Instant::now());
+    let service = factory.new_service(&locals, now, connection_seed());
+    tracing::debug!(?locals, "serving UDP");
+    drive_udp(&sockets, service, clock, shutdown, config).await
+}
+
+/// Drives `service` on `sockets` (in [`arcly::datagram::SocketIndex`]
+/// order) until it is closed (after `shutdown` completes, or by itself).
+/// `clock` is the origin of the service's [`arcly::Instant`]s (the one
+/// whose `now` built the service).
 pub async fn drive_udp(
-    socket: &tokio::net::UdpSocket,
+    sockets: &[tokio::net::UdpSocket],
     mut service: Box<dyn DatagramService>,
     clock: Clock,
     shutdown: impl Future<Output = ()>,
     config: &UdpConfig,
 ) -> io::Result<()> {
     let mut shutdown = pin!(shutdown);
-    let mut io = udp::TokioUdp::new(socket, clock, config);
+    let mut io = udp::TokioUdp::new(sockets, clock, config);
     let mut driver = arcly::datagram::DatagramDriver::new(service.as_mut(), config);
     std::future::poll_fn(|cx| driver.poll_drive(cx, &mut io, shutdown.as_mut())).await;
     Ok(())

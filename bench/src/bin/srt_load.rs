@@ -19,11 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use clap::Parser;
 
 use arcly::container::ts::{TsDemuxer, TsMuxer};
-use arcly::datagram::{DatagramService, DatagramServiceFactory, Transmit};
+use arcly::datagram::{DatagramService, DatagramServiceFactory, Received, Transmit};
 use arcly::engine::Signal;
 use arcly::frame::{Codec, Frame};
 use arcly::srt::endpoint::{Endpoint, EndpointConfig, EndpointEvent};
@@ -202,7 +201,12 @@ struct PublisherFactory {
 }
 
 impl DatagramServiceFactory for PublisherFactory {
-    fn new_service(&self, _local: SocketAddr, now: Instant, seed: u64) -> Box<dyn DatagramService> {
+    fn new_service(
+        &self,
+        _sockets: &[SocketAddr],
+        now: Instant,
+        seed: u64,
+    ) -> Box<dyn DatagramService> {
         let mut ep = endpoint(self.latency, seed);
         let sid = (!self.streamid.is_empty()).then_some(self.streamid.as_str());
         let id = ep.connect(now, self.remote, sid, None).ok();
@@ -297,8 +301,8 @@ impl PublisherService {
 }
 
 impl DatagramService for PublisherService {
-    fn handle_datagram(&mut self, now: Instant, src: SocketAddr, datagram: Bytes) {
-        self.ep.handle_datagram(now, src, datagram);
+    fn handle_datagram(&mut self, now: Instant, d: Received) {
+        self.ep.handle_datagram(now, d.src, d.contents);
         self.events(now);
     }
 
@@ -308,7 +312,7 @@ impl DatagramService for PublisherService {
         self.send_pictures(now);
     }
 
-    fn handle_media(&mut self, _now: Instant) {}
+    fn handle_media(&mut self, _now: Instant, _fired: &[usize]) {}
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
         self.ep.poll_transmit()
@@ -319,6 +323,10 @@ impl DatagramService for PublisherService {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    fn media_version(&self) -> u64 {
+        0
     }
 
     fn media_signals(&self, _out: &mut Vec<Signal>) {}
@@ -346,7 +354,12 @@ struct ViewerFactory {
 }
 
 impl DatagramServiceFactory for ViewerFactory {
-    fn new_service(&self, _local: SocketAddr, now: Instant, seed: u64) -> Box<dyn DatagramService> {
+    fn new_service(
+        &self,
+        _sockets: &[SocketAddr],
+        now: Instant,
+        seed: u64,
+    ) -> Box<dyn DatagramService> {
         let mut ep = endpoint(self.latency, seed);
         let sid = (!self.streamid.is_empty()).then_some(self.streamid.as_str());
         let id = ep.connect(now, self.remote, sid, None).ok();
@@ -428,8 +441,8 @@ impl ViewerService {
 }
 
 impl DatagramService for ViewerService {
-    fn handle_datagram(&mut self, now: Instant, src: SocketAddr, datagram: Bytes) {
-        self.ep.handle_datagram(now, src, datagram);
+    fn handle_datagram(&mut self, now: Instant, d: Received) {
+        self.ep.handle_datagram(now, d.src, d.contents);
         self.events();
     }
 
@@ -438,7 +451,7 @@ impl DatagramService for ViewerService {
         self.events();
     }
 
-    fn handle_media(&mut self, _now: Instant) {}
+    fn handle_media(&mut self, _now: Instant, _fired: &[usize]) {}
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
         self.ep.poll_transmit()
@@ -446,6 +459,10 @@ impl DatagramService for ViewerService {
 
     fn poll_timeout(&self) -> Option<Instant> {
         self.ep.poll_timeout()
+    }
+
+    fn media_version(&self) -> u64 {
+        0
     }
 
     fn media_signals(&self, _out: &mut Vec<Signal>) {}
@@ -637,7 +654,12 @@ fn main() -> std::process::ExitCode {
 struct BoxFactory(Box<dyn DatagramServiceFactory>);
 
 impl DatagramServiceFactory for BoxFactory {
-    fn new_service(&self, local: SocketAddr, now: Instant, seed: u64) -> Box<dyn DatagramService> {
-        self.0.new_service(local, now, seed)
+    fn new_service(
+        &self,
+        sockets: &[SocketAddr],
+        now: Instant,
+        seed: u64,
+    ) -> Box<dyn DatagramService> {
+        self.0.new_service(sockets, now, seed)
     }
 }

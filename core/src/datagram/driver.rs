@@ -1,38 +1,47 @@
 //! The runtime-free part of every UDP driver: the rounds of the loop in the
 //! [`crate::datagram`] docs, written once.
 //!
-//! A [`DatagramDriver`] owns what a round needs besides the socket: the
-//! service, the [`SignalSet`] of played streams, the send batch (datagrams
-//! pulled from the service and not yet accepted by the socket, parked in
-//! order while the socket buffer is full), the closing deadline and the
-//! [`UdpConfig`]. An executor adapter implements [`DatagramIo`]
-//! (non-blocking socket, readiness, clock and one timer of its runtime) and
+//! A [`DatagramDriver`] owns what a round needs besides the sockets: the
+//! service, the [`SignalSet`] of played streams (re-read only when the
+//! service's media version moved; otherwise only the streams whose signal
+//! fired are passed to `handle_media`), the service's command signal, the
+//! send batch (datagrams pulled from the service and not yet accepted by
+//! their socket, parked in order while that socket's buffer is full), the
+//! closing deadline and the [`UdpConfig`]. An executor adapter implements
+//! [`DatagramIo`] (its non-blocking sockets, readiness, clock and one timer
+//! of its runtime) and
 //! polls [`DatagramDriver::poll_drive`] from a future. A thread adapter,
 //! which waits differently, calls the steps that do not wait
 //! ([`close`](DatagramDriver::close),
 //! [`finished`](DatagramDriver::finished),
 //! [`media_and_timeout`](DatagramDriver::media_and_timeout),
+//! [`poll_media`](DatagramDriver::poll_media),
 //! [`send_with`](DatagramDriver::send_with),
 //! [`next_deadline`](DatagramDriver::next_deadline)) around its own waits.
 //!
-//! Sending is batched: up to [`UdpConfig::sendmmsg_batch`] datagrams go to
-//! the socket in one call ([`DatagramIo::try_send_batch`]; `sendmmsg` on
-//! Linux), which may accept only the first few. The rest stay in the batch
-//! in order and go first next time, so every datagram is sent once, in the
-//! order the service produced it (per destination and overall), or dropped
-//! on an error of its own.
+//! Sending is batched: up to [`UdpConfig::sendmmsg_batch`] datagrams for
+//! one socket go to it in one call ([`DatagramIo::try_send_batch`];
+//! `sendmmsg` on Linux), which may accept only the first few. A batch is
+//! the longest run of consecutive datagrams for the same socket. The rest
+//! stay in the batch in order and go first next time, so every datagram is
+//! sent once, in the order the service produced it (per destination and
+//! overall), or dropped on an error of its own. A full socket holds back
+//! the datagrams queued behind it for other sockets too (the order is the
+//! service's; a full UDP send buffer drains within milliseconds).
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+#[cfg(all(test, not(loom)))]
+use bytes::Bytes;
+use bytes::BytesMut;
 
-use super::{DatagramService, Transmit};
-use crate::engine::{Signal, SignalSet};
+use super::{DatagramService, Received, SocketIndex, Transmit};
+use crate::engine::{Signal, SignalSet, SignalWait};
 use crate::time::Instant;
 
 /// Settings of a UDP driver (`serve_udp_with` of every adapter).
@@ -102,6 +111,31 @@ const ARENA: usize = 64 * 1024;
 /// tasks (executor fairness).
 const BUDGET: usize = 32;
 
+/// What a socket's receive call reports about one datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// Bytes written at the start of the buffer (a longer datagram was
+    /// truncated to the buffer).
+    pub len: usize,
+    /// The sender.
+    pub src: SocketAddr,
+    /// The local address the datagram was addressed to, where the OS
+    /// reports it (`IP_PKTINFO` / `IPV6_RECVPKTINFO`).
+    pub dst_ip: Option<IpAddr>,
+}
+
+impl RecvMeta {
+    /// `len` bytes from `src`, destination not reported (what
+    /// `recv_from` of the standard library gives).
+    pub fn from_std((len, src): (usize, SocketAddr)) -> Self {
+        RecvMeta {
+            len,
+            src,
+            dst_ip: None,
+        }
+    }
+}
+
 /// Zero-copy receive buffer: each datagram is received into a shared block
 /// and handed over as a `Bytes` slice of it.
 #[derive(Debug)]
@@ -121,19 +155,25 @@ impl RecvArena {
     }
 
     /// Runs `recv` on a `max_datagram`-byte buffer and splits off the
-    /// `n` bytes it reports as a datagram from the returned source.
+    /// `len` bytes it reports as a datagram received on `socket`.
     pub fn recv_with(
         &mut self,
-        recv: impl FnOnce(&mut [u8]) -> io::Result<(usize, SocketAddr)>,
-    ) -> io::Result<(SocketAddr, Bytes)> {
+        socket: SocketIndex,
+        recv: impl FnOnce(&mut [u8]) -> io::Result<RecvMeta>,
+    ) -> io::Result<Received> {
         if self.buf.capacity() < self.max {
             self.buf = BytesMut::with_capacity(ARENA.max(self.max));
         }
         self.buf.resize(self.max, 0);
         match recv(&mut self.buf) {
-            Ok((n, src)) => {
-                self.buf.truncate(n);
-                Ok((src, self.buf.split().freeze()))
+            Ok(meta) => {
+                self.buf.truncate(meta.len);
+                Ok(Received {
+                    socket,
+                    src: meta.src,
+                    dst_ip: meta.dst_ip,
+                    contents: self.buf.split().freeze(),
+                })
             }
             Err(e) => {
                 self.buf.clear();
@@ -146,9 +186,10 @@ impl RecvArena {
     /// on `WouldBlock`.
     pub fn try_recv_with(
         &mut self,
-        recv: impl FnOnce(&mut [u8]) -> io::Result<(usize, SocketAddr)>,
-    ) -> io::Result<Option<(SocketAddr, Bytes)>> {
-        match self.recv_with(recv) {
+        socket: SocketIndex,
+        recv: impl FnOnce(&mut [u8]) -> io::Result<RecvMeta>,
+    ) -> io::Result<Option<Received>> {
+        match self.recv_with(socket, recv) {
             Ok(d) => Ok(Some(d)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
@@ -156,20 +197,27 @@ impl RecvArena {
     }
 }
 
-/// What a runtime gives a [`DatagramDriver`]: a non-blocking UDP socket,
-/// its readiness, the clock and one timer.
+/// What a runtime gives a [`DatagramDriver`]: the service's non-blocking
+/// UDP sockets (in [`SocketIndex`] order), their readiness, the clock and
+/// one timer.
 pub trait DatagramIo {
     /// The current time on the service's clock.
     fn now(&self) -> Instant;
-    /// One datagram if one is ready (`Ok(None)` on `WouldBlock`).
-    fn try_recv(&mut self) -> io::Result<Option<(SocketAddr, Bytes)>>;
-    /// Registers for readability; ready if the socket became readable.
+    /// One datagram if one is ready on any socket (`Ok(None)` when every
+    /// socket would block), tagged with its socket (and destination IP
+    /// where the OS reports it). An implementation takes turns between its
+    /// sockets so that none starves the others.
+    fn try_recv(&mut self) -> io::Result<Option<Received>>;
+    /// Registers for readability of every socket; ready if one became
+    /// readable.
     fn poll_recv_ready(&mut self, cx: &mut Context<'_>) -> Poll<()>;
-    /// Sends one datagram without blocking. `WouldBlock`/`Interrupted`
-    /// park it until [`poll_send_ready`](Self::poll_send_ready); any other
-    /// error drops it like network loss.
+    /// Sends one datagram from the socket it names, without blocking.
+    /// `WouldBlock`/`Interrupted` park it until
+    /// [`poll_send_ready`](Self::poll_send_ready); any other error
+    /// (including a socket index out of range) drops it like network loss.
     fn try_send(&mut self, transmit: &Transmit) -> io::Result<()>;
-    /// Sends the first datagrams of `batch` in order without blocking
+    /// Sends the first datagrams of `batch` (all for the same socket) in
+    /// order without blocking
     /// (`sendmmsg` semantics) and returns how many were sent, at least one
     /// for a non-empty `batch`. `Err` concerns the first datagram only and
     /// means nothing was sent: `WouldBlock`/`Interrupted` park the whole
@@ -191,8 +239,8 @@ pub trait DatagramIo {
         }
         Ok(sent)
     }
-    /// Registers for writability; ready if the socket became writable.
-    fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+    /// Registers for writability of `socket`; ready if it became writable.
+    fn poll_send_ready(&mut self, cx: &mut Context<'_>, socket: SocketIndex) -> Poll<()>;
     /// Arms the timer at `at` (called only when the deadline changes).
     fn set_timer(&mut self, at: Instant);
     /// Polls the armed timer.
@@ -231,6 +279,12 @@ pub struct DatagramDriver<'a> {
     pending: Vec<Transmit>,
     signals: Vec<Signal>,
     armed: SignalSet,
+    /// The service's media version the armed set was read at.
+    media_version: Option<u64>,
+    /// Positions of the streams whose signal fired this round (reused).
+    fired: Vec<usize>,
+    /// The service's command signal, the epoch drained at, the wait.
+    commands: Option<(Signal, u64, Option<SignalWait>)>,
     timer_at: Option<Instant>,
     closing_until: Option<Instant>,
 }
@@ -256,6 +310,9 @@ impl<'a> DatagramDriver<'a> {
             config,
             signals: Vec::new(),
             armed: SignalSet::new(),
+            media_version: None,
+            fired: Vec::new(),
+            commands: None,
             timer_at: None,
             closing_until: None,
         }
@@ -296,17 +353,48 @@ impl<'a> DatagramDriver<'a> {
         false
     }
 
-    /// Steps 2 and 3 of the loop: `handle_media` if a media signal moved or
-    /// the set of played streams changed (epochs armed first), then
-    /// `handle_timeout` if the deadline passed. `true` if either ran.
+    /// Steps 2 to 4 of the loop: `handle_commands` if the command signal
+    /// moved (epoch read first); `handle_media` with the streams whose
+    /// signal moved, or with every stream if the service's media version
+    /// changed (epochs armed first, the list re-read only then); then
+    /// `handle_timeout` if the deadline passed. `true` if any ran.
     pub fn media_and_timeout(&mut self, now: Instant) -> bool {
         let mut progress = false;
-        self.signals.clear();
-        self.service.media_signals(&mut self.signals);
-        if self.armed.changed(&self.signals) {
+        match &mut self.commands {
+            Some((signal, seen, wait)) => {
+                let epoch = signal.epoch();
+                if epoch != *seen {
+                    *seen = epoch;
+                    *wait = None;
+                    self.service.handle_commands(now);
+                    progress = true;
+                }
+            }
+            None => {
+                if let Some(signal) = self.service.command_signal() {
+                    let epoch = signal.epoch();
+                    self.commands = Some((signal, epoch, None));
+                    self.service.handle_commands(now);
+                    progress = true;
+                }
+            }
+        }
+        let version = self.service.media_version();
+        self.fired.clear();
+        if self.media_version != Some(version) {
+            self.media_version = Some(version);
+            self.signals.clear();
+            self.service.media_signals(&mut self.signals);
             self.armed.arm(&self.signals);
-            self.service.handle_media(now);
+            self.fired.extend(0..self.signals.len());
+            self.service.handle_media(now, &self.fired);
             progress = true;
+        } else {
+            self.armed.take_fired(&mut self.fired);
+            if !self.fired.is_empty() {
+                self.service.handle_media(now, &self.fired);
+                progress = true;
+            }
         }
         if self.service.poll_timeout().is_some_and(|at| at <= now) {
             self.service.handle_timeout(now);
@@ -354,12 +442,19 @@ impl<'a> DatagramDriver<'a> {
                     None => break,
                 }
             }
-            let batch = self
-                .pending
-                .get(..want.min(self.pending.len()))
-                .unwrap_or(&[]);
-            let Some(first) = batch.first() else {
+            let Some(socket) = self.pending.first().map(|t| t.socket) else {
                 return out; // the service has nothing more
+            };
+            // One socket per batch: the run of datagrams for the first's.
+            let run = self
+                .pending
+                .iter()
+                .take(want)
+                .take_while(|t| t.socket == socket)
+                .count();
+            let batch = self.pending.get(..run).unwrap_or(&[]);
+            let Some(first) = batch.first() else {
+                return out;
             };
             match send(batch) {
                 Ok(n) if n > 0 => {
@@ -394,9 +489,23 @@ impl<'a> DatagramDriver<'a> {
         }
     }
 
-    /// Ready once a media signal moved since the last arm; registers `cx`.
+    /// Ready once a media signal or the command signal moved since the
+    /// last [`media_and_timeout`](Self::media_and_timeout); registers `cx`
+    /// with all of them.
     pub fn poll_media(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.armed.poll_changed(cx)
+        let mut ready = self.armed.poll_changed(cx).is_ready();
+        if let Some((signal, seen, wait)) = &mut self.commands {
+            let w = wait.get_or_insert_with(|| signal.wait(*seen));
+            if Pin::new(w).poll(cx).is_ready() {
+                *wait = None;
+                ready = true;
+            }
+        }
+        if ready {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     /// The earliest of the service's deadline and the close linger's end.
@@ -418,8 +527,8 @@ impl<'a> DatagramDriver<'a> {
         let mut read = 0;
         while read < self.config.read_batch {
             match io.try_recv() {
-                Ok(Some((src, datagram))) => {
-                    self.service.handle_datagram(now, src, datagram);
+                Ok(Some(datagram)) => {
+                    self.service.handle_datagram(now, datagram);
                     read += 1;
                 }
                 Ok(None) => {
@@ -456,9 +565,10 @@ impl<'a> DatagramDriver<'a> {
                 // go round again.
                 return progress || left == 0;
             }
-            // Full: registered for writability; retry at once only if it
-            // came back meanwhile.
-            if io.poll_send_ready(cx).is_pending() {
+            // Full: registered for writability of the socket the parked
+            // head is for; retry at once only if it came back meanwhile.
+            let socket = self.pending.first().map_or(SocketIndex(0), |t| t.socket);
+            if io.poll_send_ready(cx, socket).is_pending() {
                 return progress;
             }
             if left == 0 {
@@ -542,11 +652,14 @@ mod tests {
     }
 
     impl DatagramService for Service {
-        fn handle_datagram(&mut self, _: Instant, _: SocketAddr, _: Bytes) {
+        fn handle_datagram(&mut self, _: Instant, _: Received) {
             self.received += 1;
         }
         fn handle_timeout(&mut self, _: Instant) {}
-        fn handle_media(&mut self, _: Instant) {}
+        fn handle_media(&mut self, _: Instant, _: &[usize]) {}
+        fn media_version(&self) -> u64 {
+            0
+        }
         fn poll_transmit(&mut self) -> Option<Transmit> {
             self.out.pop_front()
         }
@@ -573,8 +686,8 @@ mod tests {
         fn now(&self) -> Instant {
             self.now
         }
-        fn try_recv(&mut self) -> io::Result<Option<(SocketAddr, Bytes)>> {
-            Ok(self.inbox.pop_front())
+        fn try_recv(&mut self) -> io::Result<Option<Received>> {
+            Ok(self.inbox.pop_front().map(|(src, d)| Received::new(src, d)))
         }
         fn poll_recv_ready(&mut self, _: &mut Context<'_>) -> Poll<()> {
             Poll::Pending
@@ -586,7 +699,7 @@ mod tests {
             self.sent.push(t.destination.port());
             Ok(())
         }
-        fn poll_send_ready(&mut self, _: &mut Context<'_>) -> Poll<()> {
+        fn poll_send_ready(&mut self, _: &mut Context<'_>, _: SocketIndex) -> Poll<()> {
             Poll::Pending
         }
         fn set_timer(&mut self, _: Instant) {}
@@ -597,10 +710,10 @@ mod tests {
     }
 
     fn transmit(port: u16) -> Transmit {
-        Transmit {
-            destination: SocketAddr::from(([127, 0, 0, 1], port)),
-            contents: smallvec::smallvec![Bytes::from_static(b"x")],
-        }
+        Transmit::new(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            smallvec::smallvec![Bytes::from_static(b"x")],
+        )
     }
 
     fn io() -> Io {
@@ -670,7 +783,7 @@ mod tests {
         fn now(&self) -> Instant {
             self.inner.now
         }
-        fn try_recv(&mut self) -> io::Result<Option<(SocketAddr, Bytes)>> {
+        fn try_recv(&mut self) -> io::Result<Option<Received>> {
             Ok(None)
         }
         fn poll_recv_ready(&mut self, _: &mut Context<'_>) -> Poll<()> {
@@ -702,7 +815,7 @@ mod tests {
                 }
             }
         }
-        fn poll_send_ready(&mut self, _: &mut Context<'_>) -> Poll<()> {
+        fn poll_send_ready(&mut self, _: &mut Context<'_>, _: SocketIndex) -> Poll<()> {
             if self.writable.pop_front().unwrap_or(false) {
                 Poll::Ready(())
             } else {
@@ -905,5 +1018,127 @@ mod tests {
             .is_ready());
         drop(driver);
         assert!(service.close_called);
+    }
+
+    #[test]
+    fn a_batch_holds_datagrams_of_one_socket_in_the_services_order() {
+        let on = |socket: u16, port: u16| Transmit {
+            socket: SocketIndex(socket),
+            ..transmit(port)
+        };
+        let mut service = Service {
+            out: [on(0, 1), on(0, 2), on(1, 3), on(0, 4), on(1, 5), on(1, 6)].into(),
+            ..Service::default()
+        };
+        let mut driver = DatagramDriver::new(&mut service, &UdpConfig::default());
+        let mut calls = Vec::new();
+        let out = driver.send_with(100, |b| {
+            assert!(b.iter().all(|t| t.socket == b[0].socket));
+            calls.push((
+                b[0].socket.0,
+                b.iter().map(|t| t.destination.port()).collect::<Vec<_>>(),
+            ));
+            Ok(b.len())
+        });
+        assert_eq!(out.sent, 6);
+        assert_eq!(
+            calls,
+            [(0, vec![1, 2]), (1, vec![3]), (0, vec![4]), (1, vec![5, 6])]
+        );
+    }
+
+    /// A service of `streams` streams that records what `handle_media`
+    /// and `handle_commands` were told.
+    struct Media {
+        signals: Vec<Signal>,
+        version: u64,
+        calls: Vec<Vec<usize>>,
+        inbox: super::super::Inbox<u32>,
+        commands: Vec<u32>,
+    }
+
+    impl DatagramService for Media {
+        fn handle_datagram(&mut self, _: Instant, _: Received) {}
+        fn handle_timeout(&mut self, _: Instant) {}
+        fn command_signal(&self) -> Option<Signal> {
+            Some(self.inbox.signal())
+        }
+        fn handle_commands(&mut self, _: Instant) {
+            while let Some(c) = self.inbox.try_recv() {
+                self.commands.push(c);
+            }
+        }
+        fn handle_media(&mut self, _: Instant, fired: &[usize]) {
+            self.calls.push(fired.to_vec());
+        }
+        fn poll_transmit(&mut self) -> Option<Transmit> {
+            None
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+        fn media_version(&self) -> u64 {
+            self.version
+        }
+        fn media_signals(&self, out: &mut Vec<Signal>) {
+            out.extend(self.signals.iter().cloned());
+        }
+        fn close(&mut self, _: Instant) {}
+        fn is_closed(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn a_wake_names_only_the_streams_that_moved_and_commands_wake_the_loop() {
+        let signals: Vec<Signal> = (0..10).map(|_| Signal::new()).collect();
+        let inbox = super::super::Inbox::new(8, 8);
+        let sender = inbox.sender();
+        let mut service = Media {
+            signals: signals.clone(),
+            version: 1,
+            calls: Vec::new(),
+            inbox,
+            commands: Vec::new(),
+        };
+        let now = Instant::from_millis(1);
+        let count = std::sync::Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut driver = DatagramDriver::new(&mut service, &UdpConfig::default());
+        assert!(driver.media_and_timeout(now), "a new list: every stream");
+        assert!(!driver.media_and_timeout(now), "nothing moved");
+        assert!(driver.poll_media(&mut cx).is_pending());
+        signals[7].notify();
+        assert!(driver.poll_media(&mut cx).is_ready());
+        assert!(driver.media_and_timeout(now));
+        signals[2].notify();
+        signals[9].notify();
+        assert!(driver.media_and_timeout(now));
+        assert!(driver.poll_media(&mut cx).is_pending());
+        let woken = count.0.load(std::sync::atomic::Ordering::SeqCst);
+        sender.send(42).unwrap();
+        assert_eq!(
+            count.0.load(std::sync::atomic::Ordering::SeqCst),
+            woken + 1,
+            "a command wakes the driver"
+        );
+        assert!(driver.poll_media(&mut cx).is_ready());
+        assert!(driver.media_and_timeout(now));
+        assert!(!driver.media_and_timeout(now));
+        drop(driver);
+        assert_eq!(
+            service.calls,
+            [(0..10).collect::<Vec<_>>(), vec![7], vec![2, 9]]
+        );
+        assert_eq!(service.commands, [42]);
+    }
+
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 }

@@ -96,6 +96,22 @@ impl SignalSet {
         self.entries.truncate(signals.len());
     }
 
+    /// Pushes onto `out` the position of every armed signal whose epoch
+    /// moved since it was armed, and re-arms those at their current epoch
+    /// (read now, before the caller pulls their media: no lost wake-ups).
+    /// One atomic load per signal; registrations of unmoved signals are
+    /// kept.
+    pub fn take_fired(&mut self, out: &mut Vec<usize>) {
+        for (i, e) in self.entries.iter_mut().enumerate() {
+            let epoch = e.signal.epoch();
+            if epoch != e.seen {
+                e.seen = epoch;
+                e.wait = None;
+                out.push(i);
+            }
+        }
+    }
+
     /// Drops every signal and registration.
     pub fn clear(&mut self) {
         self.entries.clear();
@@ -171,6 +187,24 @@ mod tests {
         set.arm(std::slice::from_ref(&a));
         a.notify(); // e.g. during handle_media
         assert!(set.poll_changed(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn take_fired_names_only_the_moved_signals_and_rearms_them() {
+        let all = [Signal::new(), Signal::new(), Signal::new()];
+        let mut set = SignalSet::new();
+        set.arm(&all);
+        let mut fired = Vec::new();
+        set.take_fired(&mut fired);
+        assert!(fired.is_empty());
+        all[2].notify();
+        all[0].notify();
+        set.take_fired(&mut fired);
+        assert_eq!(fired, [0, 2]);
+        assert!(!set.changed(&all), "re-armed at the epochs read");
+        fired.clear();
+        set.take_fired(&mut fired);
+        assert!(fired.is_empty());
     }
 
     #[test]

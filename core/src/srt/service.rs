@@ -31,12 +31,20 @@
 //!   receiver's TSBPD replays that pace; the GOP burst a new viewer gets is
 //!   stamped "now" and is therefore never too late to play.
 //!
+//! - **Media wake-ups**: the service keeps one watch per played stream
+//!   (its signal and its viewers, in a slab) and lists to the driver only
+//!   the streams with a viewer that waits for media (not blocked on its
+//!   send buffer, not ending), bumping its media version when that list
+//!   changes. A wake for one stream pulls for that stream's viewers only.
+//! - **Sockets**: SRT serves one UDP socket (the first the factory is
+//!   given); its transmits name socket 0.
+//!
 //! Invariants: every queue is bounded — the endpoint's (transmit, events,
 //! connections), the engine's ring per stream, and per viewer at most one
 //! frame's TS bytes plus one PAT/PMT pair waiting for room in the send
 //! buffer.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +64,7 @@ use crate::admission::{
     Rejection,
 };
 use crate::container::ts::{TsDemuxer, PACKET_SIZE};
-use crate::datagram::{DatagramService, DatagramServiceFactory, Transmit};
+use crate::datagram::{DatagramService, DatagramServiceFactory, Received, Transmit};
 use crate::engine::{Engine, Publisher, Recv, Signal, StreamStats, Subscriber};
 use crate::session::{CloseReason, ProtocolError};
 use crate::time::Instant;
@@ -210,6 +218,11 @@ impl SrtServiceFactory {
             started: now,
             conns: HashMap::new(),
             waiting: Vec::new(),
+            watches: Vec::new(),
+            free_watches: Vec::new(),
+            listed: Vec::new(),
+            media_version: 0,
+            scratch: Vec::new(),
             closing: false,
             drained: false,
             stats: SrtServiceStats::default(),
@@ -218,7 +231,18 @@ impl SrtServiceFactory {
 }
 
 impl DatagramServiceFactory for SrtServiceFactory {
-    fn new_service(&self, local: SocketAddr, now: Instant, seed: u64) -> Box<dyn DatagramService> {
+    /// SRT serves one socket: the first of `sockets` (an unspecified
+    /// IPv4 address if the list is empty).
+    fn new_service(
+        &self,
+        sockets: &[SocketAddr],
+        now: Instant,
+        seed: u64,
+    ) -> Box<dyn DatagramService> {
+        let local = sockets
+            .first()
+            .copied()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
         Box::new(self.service(local, now, seed))
     }
 }
@@ -235,9 +259,8 @@ struct Publishing {
 struct Playing {
     subscriber: Subscriber,
     mux: Arc<StreamMux>,
-    /// Identifies the played stream instance (to list its signal once).
-    stream: Arc<StreamStats>,
-    signal: Signal,
+    /// The slab index of the played stream's [`Watch`].
+    watch: usize,
     /// TS bytes waiting for room in the send buffer (at most PAT/PMT and
     /// one frame).
     out: VecDeque<Bytes>,
@@ -247,6 +270,25 @@ struct Playing {
     blocked: bool,
     /// The stream ended: close at this instant.
     ending_at: Option<Instant>,
+}
+
+impl Playing {
+    /// Waits for media: not blocked on the send buffer, not ending.
+    fn wants_media(&self) -> bool {
+        !self.blocked && self.ending_at.is_none()
+    }
+}
+
+/// One played stream: its signal and its viewers.
+#[derive(Debug)]
+struct Watch {
+    /// Identifies the stream instance (viewers of one instance share it).
+    stream: Arc<StreamStats>,
+    signal: Signal,
+    viewers: Vec<SocketId>,
+    /// Viewers that [want media](Playing::wants_media); the stream is
+    /// listed to the driver while this is non-zero.
+    active: usize,
 }
 
 #[derive(Debug)]
@@ -297,6 +339,17 @@ pub struct SrtService {
     conns: HashMap<SocketId, Conn>,
     /// Requests waiting for a deferred admission decision.
     waiting: Vec<Waiting>,
+    /// Played streams (a slab: indices stay valid while viewers come and
+    /// go; `None` slots are in `free_watches`).
+    watches: Vec<Option<Watch>>,
+    free_watches: Vec<usize>,
+    /// Slab indices of the streams listed to the driver, in the order of
+    /// [`DatagramService::media_signals`].
+    listed: Vec<usize>,
+    /// Bumped whenever `listed` changes.
+    media_version: u64,
+    /// Viewer ids to pull for (reused by every wake).
+    scratch: Vec<SocketId>,
     closing: bool,
     drained: bool,
     stats: SrtServiceStats,
@@ -437,6 +490,7 @@ impl SrtService {
                 }
                 info!(peer = %req.peer, stream = %sid.key, %kind, timeout = ?pending.timeout(), "srt: request waits for admission");
                 self.stats.admission_waits += 1;
+                self.media_version = self.media_version.wrapping_add(1);
                 self.waiting.push(Waiting {
                     req: Box::new(req.clone()),
                     kind,
@@ -456,6 +510,7 @@ impl SrtService {
                 continue;
             };
             let w = self.waiting.swap_remove(i);
+            self.media_version = self.media_version.wrapping_add(1);
             match decided {
                 Ok(()) if self.closing => {
                     self.reject(&w.req, RejectReason::Close, "service closing");
@@ -495,8 +550,7 @@ impl SrtService {
                     let mux = self.egress.stream(&subscriber);
                     Role::Play(Box::new(Playing {
                         mux,
-                        stream: subscriber.stream_stats(),
-                        signal: subscriber.signal(),
+                        watch: usize::MAX, // set once accepted
                         subscriber,
                         out: VecDeque::with_capacity(2),
                         synced: false,
@@ -514,6 +568,10 @@ impl SrtService {
             Ok(id) => {
                 info!(peer = %req.peer, socket = id.0, stream = %key, %kind, encrypted = req.encrypted, "srt: connection accepted");
                 self.stats.accepted += 1;
+                let mut role = role;
+                if let Role::Play(p) = &mut role {
+                    p.watch = self.watch(id, &p.subscriber);
+                }
                 self.conns.insert(
                     id,
                     Conn {
@@ -601,7 +659,7 @@ impl SrtService {
     }
 
     fn on_closed(&mut self, id: SocketId, reason: CloseReason) {
-        let Some(conn) = self.conns.remove(&id) else {
+        let Some(conn) = self.remove_conn(id) else {
             return;
         };
         let reason = conn.close_reason.unwrap_or(reason);
@@ -620,6 +678,96 @@ impl SrtService {
         }
     }
 
+    /// Adds viewer `id` of `subscriber`'s stream to the stream's watch
+    /// (created if new) and returns the watch's slab index.
+    fn watch(&mut self, id: SocketId, subscriber: &Subscriber) -> usize {
+        let stream = subscriber.stream_stats();
+        let found = self
+            .watches
+            .iter()
+            .position(|w| w.as_ref().is_some_and(|w| Arc::ptr_eq(&w.stream, &stream)));
+        let index = match found {
+            Some(i) => i,
+            None => {
+                let w = Watch {
+                    stream,
+                    signal: subscriber.signal(),
+                    viewers: Vec::new(),
+                    active: 0,
+                };
+                match self.free_watches.pop() {
+                    Some(i) => {
+                        if let Some(slot) = self.watches.get_mut(i) {
+                            *slot = Some(w);
+                        }
+                        i
+                    }
+                    None => {
+                        self.watches.push(Some(w));
+                        self.watches.len() - 1
+                    }
+                }
+            }
+        };
+        if let Some(Some(w)) = self.watches.get_mut(index) {
+            w.viewers.push(id);
+        }
+        self.set_active(index, true);
+        index
+    }
+
+    /// One viewer of watch `index` started (`true`) or stopped wanting
+    /// media; the stream is listed while some viewer wants it.
+    fn set_active(&mut self, index: usize, active: bool) {
+        let Some(Some(w)) = self.watches.get_mut(index) else {
+            return;
+        };
+        let before = w.active;
+        w.active = if active {
+            w.active + 1
+        } else {
+            w.active.saturating_sub(1)
+        };
+        if (before == 0) != (w.active == 0) {
+            self.relist();
+        }
+    }
+
+    /// Rebuilds the list of streams the driver waits on and bumps the
+    /// media version (O(streams); only when a stream's listing changes).
+    fn relist(&mut self) {
+        self.listed.clear();
+        for (i, w) in self.watches.iter().enumerate() {
+            if w.as_ref().is_some_and(|w| w.active > 0) {
+                self.listed.push(i);
+            }
+        }
+        self.media_version = self.media_version.wrapping_add(1);
+    }
+
+    /// Removes connection `id`, and a viewer from its stream's watch (the
+    /// watch itself once its last viewer left).
+    fn remove_conn(&mut self, id: SocketId) -> Option<Conn> {
+        let conn = self.conns.remove(&id)?;
+        if let Role::Play(p) = &conn.role {
+            if p.wants_media() {
+                self.set_active(p.watch, false);
+            }
+            if let Some(slot) = self.watches.get_mut(p.watch) {
+                if let Some(w) = slot {
+                    if let Some(k) = w.viewers.iter().position(|v| *v == id) {
+                        w.viewers.swap_remove(k);
+                    }
+                    if w.viewers.is_empty() {
+                        *slot = None;
+                        self.free_watches.push(p.watch);
+                    }
+                }
+            }
+        }
+        Some(conn)
+    }
+
     /// Moves frames of one viewer from the engine into its connection.
     fn pull_one(&mut self, now: Instant, id: SocketId) {
         let Some(Conn {
@@ -633,7 +781,9 @@ impl SrtService {
         if p.ending_at.is_some() {
             return;
         }
-        match pull(&mut self.endpoint, &mut self.stats, now, id, p) {
+        let (watch, wanted) = (p.watch, p.wants_media());
+        let pulled = pull(&mut self.endpoint, &mut self.stats, now, id, p);
+        match pulled {
             Pulled::Done => {}
             Pulled::Ended => {
                 info!(socket = id.0, stream = %p.subscriber.key(), "srt: played stream ended");
@@ -644,8 +794,19 @@ impl SrtService {
                 self.endpoint.close_after_drain(now, id, linger);
             }
             Pulled::Gone => {
-                self.conns.remove(&id);
+                self.remove_conn(id);
+                return;
             }
+        }
+        let wants = match self.conns.get(&id) {
+            Some(Conn {
+                role: Role::Play(p),
+                ..
+            }) => p.wants_media(),
+            _ => return,
+        };
+        if wants != wanted {
+            self.set_active(watch, wants);
         }
     }
 
@@ -664,14 +825,23 @@ impl SrtService {
         }
     }
 
-    fn playing_ids(&self, only_blocked: bool) -> Vec<SocketId> {
-        self.conns
-            .iter()
-            .filter_map(|(id, c)| match &c.role {
-                Role::Play(p) if !only_blocked || p.blocked => Some(*id),
+    /// Fills `scratch` with the viewers blocked on their send buffer.
+    fn blocked_viewers(&mut self) {
+        self.scratch.clear();
+        self.scratch
+            .extend(self.conns.iter().filter_map(|(id, c)| match &c.role {
+                Role::Play(p) if p.blocked => Some(*id),
                 _ => None,
-            })
-            .collect()
+            }));
+    }
+
+    /// Pulls for every viewer in `scratch`.
+    fn pull_scratch(&mut self, now: Instant) {
+        let ids = std::mem::take(&mut self.scratch);
+        for &id in &ids {
+            self.pull_one(now, id);
+        }
+        self.scratch = ids;
     }
 }
 
@@ -738,10 +908,11 @@ fn pull(
 }
 
 impl DatagramService for SrtService {
-    fn handle_datagram(&mut self, now: Instant, src: SocketAddr, datagram: Bytes) {
+    fn handle_datagram(&mut self, now: Instant, received: Received) {
         if self.closing {
             return;
         }
+        let (src, datagram) = (received.src, received.contents);
         // Destination socket id (§3: bytes 8..12 of every packet), to resume
         // a viewer whose send buffer an ACK may have freed.
         let dest = datagram
@@ -770,17 +941,22 @@ impl DatagramService for SrtService {
         self.endpoint.handle_timeout(now);
         self.events(now);
         self.expire_ended(now);
-        for id in self.playing_ids(true) {
-            self.pull_one(now, id);
-        }
+        self.blocked_viewers();
+        self.pull_scratch(now);
         self.events(now);
     }
 
-    fn handle_media(&mut self, now: Instant) {
-        self.poll_admissions(now);
-        for id in self.playing_ids(false) {
-            self.pull_one(now, id);
+    fn handle_media(&mut self, now: Instant, fired: &[usize]) {
+        if !self.waiting.is_empty() {
+            self.poll_admissions(now);
         }
+        self.scratch.clear();
+        for &i in fired {
+            if let Some(Some(w)) = self.listed.get(i).and_then(|&k| self.watches.get(k)) {
+                self.scratch.extend_from_slice(&w.viewers);
+            }
+        }
+        self.pull_scratch(now);
         self.events(now);
     }
 
@@ -806,20 +982,21 @@ impl DatagramService for SrtService {
             .min()
     }
 
+    fn media_version(&self) -> u64 {
+        self.media_version
+    }
+
     fn media_signals(&self, out: &mut Vec<Signal>) {
-        // Deferred admission decisions wake the service like media does.
+        out.extend(
+            self.listed
+                .iter()
+                .filter_map(|&k| self.watches.get(k)?.as_ref())
+                .map(|w| w.signal.clone()),
+        );
+        // Deferred admission decisions wake the service like media does
+        // (listed after the streams; a change of the set bumps the media
+        // version).
         out.extend(self.waiting.iter().map(|w| w.wait.signal().clone()));
-        let mut seen: HashSet<*const StreamStats> = HashSet::new();
-        for c in self.conns.values() {
-            if let Role::Play(p) = &c.role {
-                if p.blocked || p.ending_at.is_some() {
-                    continue;
-                }
-                if seen.insert(Arc::as_ptr(&p.stream)) {
-                    out.push(p.signal.clone());
-                }
-            }
-        }
     }
 
     fn close(&mut self, now: Instant) {
@@ -839,6 +1016,9 @@ impl DatagramService for SrtService {
         self.events(now);
         // Whatever the endpoint did not report as closed is dropped too.
         self.conns.clear();
+        self.watches.clear();
+        self.free_watches.clear();
+        self.relist();
     }
 
     fn is_closed(&self) -> bool {

@@ -545,10 +545,7 @@ impl Endpoint {
                 }
                 Packet::Control(c) => smallvec![c.to_bytes()],
             };
-            self.transmits.push_back(Transmit {
-                destination: conn.peer,
-                contents,
-            });
+            self.transmits.push_back(Transmit::new(conn.peer, contents));
         }
         if let Some(why) = conn.machine.closed() {
             let reason = match why {
@@ -898,10 +895,8 @@ impl Endpoint {
             self.stats.queue_full += 1;
             return;
         }
-        self.transmits.push_back(Transmit {
-            destination,
-            contents: smallvec![bytes],
-        });
+        self.transmits
+            .push_back(Transmit::new(destination, smallvec![bytes]));
     }
 
     fn push_event(&mut self, ev: EndpointEvent) -> bool {
