@@ -22,7 +22,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arcly::engine::SignalWait;
-use arcly::http::serve::{anchor_wall_clock, body_refused, log_dropped, respond, run_job, Dropped};
+use arcly::http::serve::{
+    anchor_wall_clock, body_refused, body_timed_out, log_dropped, respond, run_job, Dropped,
+};
 use arcly::http::{log_refusal, Admit, ClientAddr, HttpRouter, HttpRuntime, Waited};
 use arcly::session::{ConnectionGuard, ConnectionTracker};
 use arcly::time::{Clock, Instant};
@@ -175,6 +177,7 @@ async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc_rt = rt.clone();
+    let body_timeout = config.header_read_timeout;
     let requests = Arc::new(AtomicUsize::new(0));
     let counted = requests.clone();
     let service = service_fn(move |req: hyper::Request<Incoming>| {
@@ -192,11 +195,25 @@ async fn serve_connection<S>(
                 }
                 Admit::Read { limit } => limit,
             };
-            let body = match Limited::new(body, limit).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(e) => {
+            // A slow body is bounded like a slow head.
+            let read = future::or(
+                async { Some(Limited::new(body, limit).collect().await) },
+                async {
+                    Timer::after(body_timeout).await;
+                    None
+                },
+            )
+            .await;
+            let is_head = head.method() == http::Method::HEAD;
+            let body = match read {
+                Some(Ok(collected)) => collected.to_bytes(),
+                None => {
+                    let resp = body_timed_out(is_head);
+                    log_refusal(&head, &resp, rt.now());
+                    return Ok(resp.map(Full::new));
+                }
+                Some(Err(e)) => {
                     let too_large = e.is::<http_body_util::LengthLimitError>();
-                    let is_head = head.method() == http::Method::HEAD;
                     let resp = body_refused(too_large, is_head);
                     log_refusal(&head, &resp, rt.now());
                     return Ok(resp.map(Full::new));

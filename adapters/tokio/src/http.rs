@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use arcly::engine::SignalWait;
 use arcly::http::serve::{
-    anchor_wall_clock, body_refused, log_connection_refused, log_dropped, respond, run_job, Dropped,
+    anchor_wall_clock, body_refused, body_timed_out, log_connection_refused, log_dropped, respond,
+    run_job, Dropped,
 };
 use arcly::http::{log_refusal, Admit, ClientAddr, HttpRouter, HttpRuntime, Waited};
 use arcly::job::Job;
@@ -183,13 +184,16 @@ async fn serve_connection(
     config: HttpServeConfig,
 ) {
     let svc_stop = stop.clone();
+    let body_timeout = config.header_read_timeout;
     let requests = Arc::new(AtomicUsize::new(0));
     let counted = requests.clone();
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let router = router.clone();
         let stop = svc_stop.clone();
         counted.fetch_add(1, Ordering::Relaxed);
-        async move { Ok::<_, Infallible>(respond_hyper(&router, clock, peer, req, stop).await) }
+        async move {
+            Ok::<_, Infallible>(respond_hyper(&router, clock, peer, req, stop, body_timeout).await)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -228,6 +232,7 @@ async fn respond_hyper(
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
     stop: watch::Receiver<bool>,
+    body_timeout: Duration,
 ) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let mut head = http::Request::from_parts(parts, ());
@@ -239,12 +244,19 @@ async fn respond_hyper(
         }
         Admit::Read { limit } => limit,
     };
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
+    // A slow body is bounded like a slow head.
+    let read = tokio::time::timeout(body_timeout, Limited::new(body, limit).collect()).await;
+    let is_head = head.method() == http::Method::HEAD;
+    let body = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) => {
             let too_large = e.is::<http_body_util::LengthLimitError>();
-            let is_head = head.method() == http::Method::HEAD;
             let resp = body_refused(too_large, is_head);
+            log_refusal(&head, &resp, clock.instant(std::time::Instant::now()));
+            return resp.map(Full::new);
+        }
+        Err(_) => {
+            let resp = body_timed_out(is_head);
             log_refusal(&head, &resp, clock.instant(std::time::Instant::now()));
             return resp.map(Full::new);
         }

@@ -443,8 +443,9 @@ fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, Vec<u8>) {
 
 /// The route table on hyper: a second service gets its request body, a
 /// body past the route's limit is 413 whether announced by Content-Length
-/// (before it is read) or chunked (while it is read), and HLS still
-/// answers next to it.
+/// (before it is read) or chunked (while it is read), a body that stops
+/// coming is 408 after the header-read timeout, and HLS still answers next
+/// to it.
 #[test]
 fn mounted_service_gets_bodies_up_to_its_limit() {
     use arcly::http::{Route, RouterConfig};
@@ -469,11 +470,16 @@ fn mounted_service_gets_bodies_up_to_its_limit() {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            serve_http(listener, router, async move {
+            let config = arcly_tokio::HttpServeConfig {
+                header_read_timeout: Duration::from_secs(1),
+                ..arcly_tokio::HttpServeConfig::default()
+            };
+            let shutdown = async move {
                 let _ = stop_rx.await;
-            })
-            .await
-            .unwrap();
+            };
+            arcly_tokio::serve_http_with(listener, router, shutdown, config)
+                .await
+                .unwrap();
         });
     });
     let addr = addr_rx.recv().unwrap();
@@ -501,6 +507,14 @@ fn mounted_service_gets_bodies_up_to_its_limit() {
         (200, &b"abcde"[..]),
         "chunked within"
     );
+    // A body that stops coming is bounded like a slow head: 408.
+    let started = Instant::now();
+    let (status, _) = exchange(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab",
+    );
+    assert_eq!(status, 408, "slow body");
+    assert!(started.elapsed() < Duration::from_secs(5));
     let (status, _) = exchange(
         addr,
         b"PUT /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",

@@ -221,6 +221,15 @@ pub fn body_refused(too_large: bool, head: bool) -> Response<Bytes> {
     strip_for_head(resp, head)
 }
 
+/// The answer when a request body did not arrive within
+/// [`HttpServeConfig::header_read_timeout`] (a slow body is bounded like a
+/// slow head): 408, and the connection is closed after it.
+pub fn body_timed_out(head: bool) -> Response<Bytes> {
+    let mut resp = super::error(http::StatusCode::REQUEST_TIMEOUT, "request body too slow");
+    super::set(&mut resp, http::header::CONNECTION, "close");
+    strip_for_head(resp, head)
+}
+
 /// One background job's task ([`crate::job`]): steps `job` and does what
 /// each [`JobState`] says, until the job is done or the server stops.
 pub async fn run_job<R: HttpRuntime>(job: Arc<dyn Job>, rt: &R) {
