@@ -1253,3 +1253,38 @@ fn deferred_admission_resolves_later_while_others_flow() {
         .any(|k| k == &StreamKey::parse("live/held").unwrap()));
     assert_eq!(sim.svc.stats().rejected, 1);
 }
+
+/// Issue 14 item 4: a stream id with CR/LF or ESC, or naming an app over
+/// 128 bytes, is refused at the handshake with `SRT_REJX_BAD_REQUEST`
+/// (1400); a clean one next to them is admitted.
+#[test]
+fn stream_ids_with_control_characters_or_long_names_are_refused() {
+    let engine = Engine::with_defaults();
+    let mut sim = Sim::new(&engine, 9);
+    let long_app = format!("publish:{}/cam", "a".repeat(129));
+    let cases = [
+        "publish:live/cam?x=\r\n2026-01-01T00:00:00Z ERROR forged",
+        "read:live/cam?\x1b[31m",
+        "#!::r=live/cam,m=publish,u=eve\nforged",
+        long_app.as_str(),
+    ];
+    for (n, sid) in cases.iter().enumerate() {
+        let i = sim.connect(Peer::new(n as u16 + 1, sid));
+        assert!(sim.run_until(100, |s| !matches!(
+            s.peers[i].state,
+            PeerState::Inducting | PeerState::Concluding
+        )));
+        assert_eq!(
+            rejection(&sim, i),
+            Some(RejectReason::BAD_REQUEST),
+            "stream id {sid:?}"
+        );
+        assert_eq!(
+            sim.peers[i].state_code(),
+            Some(1000 + RejectReason::BAD_REQUEST.code())
+        );
+    }
+    let ok = sim.connect(Peer::new(20, "publish:live/cam"));
+    assert!(sim.run_until(100, |s| s.peers[ok].is_connected()));
+    assert_eq!(sim.svc.stats().rejected, 4);
+}

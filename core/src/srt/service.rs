@@ -66,6 +66,7 @@ use crate::admission::{
 use crate::container::ts::{TsDemuxer, PACKET_SIZE};
 use crate::datagram::{DatagramService, DatagramServiceFactory, Received, Transmit};
 use crate::engine::{Engine, Publisher, Recv, Signal, StreamStats, Subscriber};
+use crate::peer_text::escaped;
 use crate::session::{CloseReason, ProtocolError};
 use crate::time::Instant;
 
@@ -432,7 +433,7 @@ impl SrtService {
     }
 
     fn reject(&mut self, req: &ConnectionRequest, reason: RejectReason, why: &str) {
-        warn!(peer = %req.peer, stream_id = %req.raw_stream_id, code = reason.code(), %why, "srt: connection refused");
+        warn!(peer = %req.peer, stream_id = %escaped(&req.raw_stream_id), code = reason.code(), why = %escaped(why), "srt: connection refused");
         self.stats.rejected += 1;
         self.endpoint.reject(req.token, reason);
     }
@@ -566,7 +567,7 @@ impl SrtService {
         };
         match self.endpoint.accept(now, req.token) {
             Ok(id) => {
-                info!(peer = %req.peer, socket = id.0, stream = %key, %kind, encrypted = req.encrypted, "srt: connection accepted");
+                info!(peer = %req.peer, socket = id.0, stream = %escaped(&key.to_string()), %kind, encrypted = req.encrypted, "srt: connection accepted");
                 self.stats.accepted += 1;
                 let mut role = role;
                 if let Role::Play(p) = &mut role {

@@ -15,6 +15,7 @@
 //! `?query` after it is split off, as for RTMP.
 
 use crate::engine::{StreamKey, StreamKeyError};
+use crate::peer_text::{check_name, NameError, MAX_APP_LEN, MAX_STREAM_NAME_LEN};
 
 /// Longest stream id accepted, in bytes (libsrt `MAX_SID_LENGTH`).
 pub const MAX_STREAM_ID_LEN: usize = super::handshake::MAX_STREAM_ID_LEN;
@@ -61,6 +62,12 @@ pub enum StreamIdError {
     /// The resource is not a valid `app/name`.
     #[error("resource is not a valid app/name: {0}")]
     Key(#[from] StreamKeyError),
+    /// The stream id holds a control character (CR, LF, ESC, …: it would
+    /// forge log lines), or its app or stream name (query included) is
+    /// longer than [`MAX_APP_LEN`] / [`MAX_STREAM_NAME_LEN`]
+    /// (docs/security.md, section 4).
+    #[error("stream id refused: {0}")]
+    Name(#[from] NameError),
 }
 
 impl StreamIdError {
@@ -105,6 +112,7 @@ impl StreamId {
         if sid.is_empty() {
             return Err(StreamIdError::Empty);
         }
+        check_name(sid, MAX_STREAM_ID_LEN)?;
         if let Some(rest) = sid.strip_prefix("#!") {
             let list = rest
                 .strip_prefix("::")
@@ -197,7 +205,17 @@ fn split_resource(resource: &str) -> Result<(StreamKey, String), StreamIdError> 
     if path.trim_matches('/').is_empty() {
         return Err(StreamIdError::Empty);
     }
-    Ok((StreamKey::parse(path)?, query.to_owned()))
+    let key = StreamKey::parse(path)?;
+    check_name(key.app(), MAX_APP_LEN)?;
+    let name_len = key.name().len() + if query.is_empty() { 0 } else { query.len() + 1 };
+    if name_len > MAX_STREAM_NAME_LEN {
+        return Err(NameError::TooLong {
+            len: name_len,
+            max: MAX_STREAM_NAME_LEN,
+        }
+        .into());
+    }
+    Ok((key, query.to_owned()))
 }
 
 #[cfg(test)]
@@ -205,6 +223,39 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
+
+    /// Issue 14 item 4: control characters anywhere (they would forge log
+    /// lines) and over-long app or stream names are refused with
+    /// `SRT_REJX_BAD_REQUEST`.
+    #[test]
+    fn control_characters_and_long_names_are_refused() {
+        for sid in [
+            "publish:live/cam?x=\r\n2026 ERROR forged",
+            "read:live/cam\x1b[31m",
+            "#!::r=live/cam,m=publish,u=a\nb",
+        ] {
+            let e = StreamId::parse(sid).unwrap_err();
+            assert!(
+                matches!(e, StreamIdError::Name(NameError::ControlChar { .. })),
+                "{sid:?}: {e:?}"
+            );
+            assert_eq!(
+                e.reject_reason(),
+                crate::srt::handshake::RejectReason::BAD_REQUEST
+            );
+        }
+        let long_app = format!("publish:{}/cam", "a".repeat(MAX_APP_LEN + 1));
+        assert!(matches!(
+            StreamId::parse(&long_app),
+            Err(StreamIdError::Name(NameError::TooLong { .. }))
+        ));
+        let long_name = format!("read:live/cam?{}", "q".repeat(MAX_STREAM_NAME_LEN));
+        assert!(matches!(
+            StreamId::parse(&long_name),
+            Err(StreamIdError::Name(NameError::TooLong { .. }))
+        ));
+        assert!(StreamId::parse(&format!("publish:{}/cam", "a".repeat(MAX_APP_LEN))).is_ok());
+    }
 
     #[test]
     fn simple_conventions() {
