@@ -13,6 +13,8 @@
 //! - the notifier: a waiter (blocked thread or async task) that read epoch
 //!   `e` and found no work is always woken by a later `notify` — a lost
 //!   wake-up shows up as a loom deadlock;
+//! - keyframe requests: subscribers on other threads add to one counter
+//!   while the publisher takes them; every request is taken exactly once;
 //! - the registry's stream announcements (`Engine::streams_signal`): a list
 //!   changed under a mutex, then the signal notified; a watcher reading the
 //!   epoch before the list never sleeps through a publish or an unpublish
@@ -312,4 +314,27 @@ fn announcements_blocking_watcher_sees_publish_and_unpublish() {
 #[test]
 fn announcements_async_watcher_sees_publish_and_unpublish() {
     announcements(true);
+}
+
+/// Two subscribers request keyframes while the publisher takes them: the
+/// requests taken add up to the requests made, none counted twice.
+#[test]
+fn keyframe_requests_are_taken_exactly_once() {
+    model(3, || {
+        let mut p = publisher(4);
+        let a = p.subscribe().unwrap();
+        let b = p.subscribe().unwrap();
+        let ta = loom::thread::spawn(move || {
+            a.request_keyframe();
+            a.request_keyframe();
+        });
+        let tb = loom::thread::spawn(move || b.request_keyframe());
+        let mut taken = p.take_keyframe_requests();
+        taken += p.take_keyframe_requests();
+        ta.join().unwrap();
+        tb.join().unwrap();
+        taken += p.take_keyframe_requests();
+        assert_eq!(taken, 3);
+        assert_eq!(p.take_keyframe_requests(), 0);
+    });
 }

@@ -927,3 +927,32 @@ fn deferred_admission_resolves_later_while_others_flow() {
         .streams()
         .contains(&arcly::StreamKey::new("live", "late").unwrap()));
 }
+
+/// A viewer's keyframe request reaches the RTMP publisher's session as a
+/// counter (RTMP cannot ask the encoder; the session notes it).
+#[test]
+fn keyframe_requests_reach_the_rtmp_publisher_session_as_a_counter() {
+    let engine = Engine::with_defaults();
+    let factory = RtmpSessionFactory::allow_all(engine.clone());
+    let (mut pc, mut ps) = connected_publisher(&factory, "rtmp://localhost/live/cam", 1);
+    let all = stream(10, 25, 0);
+    send_all(&mut pc, &all[..5]);
+    pump(&mut pc, &mut ps, at(2));
+    assert_eq!(ps.keyframe_requests(), 0);
+    // Viewers of any protocol ask through their engine subscriber.
+    let key = arcly::StreamKey::new("live", "cam").unwrap();
+    let a = engine.subscribe(&key).unwrap();
+    let b = engine.subscribe(&key).unwrap();
+    a.request_keyframe();
+    a.request_keyframe();
+    b.request_keyframe();
+    send_all(&mut pc, &all[5..6]);
+    pump(&mut pc, &mut ps, at(3));
+    assert_eq!(ps.keyframe_requests(), 3, "every request, once");
+    send_all(&mut pc, &all[6..]);
+    pump(&mut pc, &mut ps, at(4));
+    assert_eq!(ps.keyframe_requests(), 3, "no request counted twice");
+    b.request_keyframe();
+    ps.handle_timeout(at(5));
+    assert_eq!(ps.keyframe_requests(), 4);
+}

@@ -188,6 +188,10 @@ pub(crate) struct StreamShared {
     metadata: Slot<Bytes>,
     gop_frames_cap: u64,
     gop_bytes_cap: u64,
+    /// Keyframe requests of the subscribers, ever (only grows; any number
+    /// of writers, `Relaxed` RMW: it orders nothing, and a request seen late
+    /// is seen at the publisher's next poll).
+    keyframe_requests: AtomicU64,
 }
 
 impl StreamShared {
@@ -207,6 +211,7 @@ impl StreamShared {
             metadata: Slot::empty(),
             gop_frames_cap,
             gop_bytes_cap,
+            keyframe_requests: AtomicU64::new(0),
         }
     }
     pub(crate) fn is_live(&self) -> bool {
@@ -241,6 +246,8 @@ pub struct Publisher {
     shown_last: u64,
     last_start: u64,
     meter: BitrateMeter,
+    /// Keyframe requests already taken by [`Publisher::take_keyframe_requests`].
+    keyframe_requests_taken: u64,
 }
 
 impl core::fmt::Debug for Publisher {
@@ -269,6 +276,7 @@ impl Publisher {
             shown_last: NONE,
             last_start: NONE,
             meter: BitrateMeter::default(),
+            keyframe_requests_taken: 0,
         }
     }
 
@@ -388,6 +396,20 @@ impl Publisher {
     pub fn signal(&self) -> Signal {
         self.shared.signal.clone()
     }
+
+    /// Keyframe requests from viewers since the last call (see
+    /// [`Subscriber::request_keyframe`]); requests made between two calls
+    /// fold into one count, so a publisher's session that forwards them
+    /// (WebRTC PLI/FIR, RFC 4585 §6.3.1 / RFC 5104 §4.3.1; RTCP FIR for RTSP)
+    /// sends at most one request per poll and rate-limits further by its own
+    /// clock. Protocols that cannot ask their peer (RTMP, SRT) count them.
+    /// One atomic load.
+    pub fn take_keyframe_requests(&mut self) -> u64 {
+        let total = self.shared.keyframe_requests.load(Ordering::Relaxed);
+        let new = total.wrapping_sub(self.keyframe_requests_taken);
+        self.keyframe_requests_taken = total;
+        new
+    }
 }
 
 impl Drop for Publisher {
@@ -491,6 +513,17 @@ impl Subscriber {
     /// The signal that fires when a frame is published or the stream ends.
     pub fn signal(&self) -> Signal {
         self.shared.signal.clone()
+    }
+
+    /// Asks the stream's publisher for a keyframe (a viewer lost packets, a
+    /// WebRTC PLI/FIR arrived, an HLS variant starts). Protocol-neutral and
+    /// cheap: one relaxed atomic add, no lock, no allocation, never blocks;
+    /// the publisher's session learns of it through
+    /// [`Publisher::take_keyframe_requests`] (repeated requests fold there).
+    pub fn request_keyframe(&self) {
+        self.shared
+            .keyframe_requests
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// The latest metadata the publisher set.

@@ -92,6 +92,7 @@ impl RtmpSessionFactory {
             write_merge: std::time::Duration::ZERO,
             sent_metadata: None,
             waiting: None,
+            keyframe_requests: 0,
         }
     }
 }
@@ -140,6 +141,8 @@ pub struct RtmpSession {
     sent_metadata: Option<Bytes>,
     /// A publish or play whose admission decision is deferred.
     waiting: Option<Waiting>,
+    /// Viewers' keyframe requests that reached this publisher.
+    keyframe_requests: u64,
 }
 
 /// A request waiting for a deferred [`Decision`]: the machine's token and
@@ -175,6 +178,25 @@ impl RtmpSession {
     /// Whether this session plays a stream right now.
     pub fn is_playing(&self) -> bool {
         self.subscriber.is_some()
+    }
+
+    /// Keyframe requests of the published stream's viewers
+    /// ([`Subscriber::request_keyframe`]) that reached this session. RTMP
+    /// has no message asking an encoder for a keyframe, so they are only
+    /// counted (and logged at debug level).
+    pub fn keyframe_requests(&self) -> u64 {
+        self.keyframe_requests
+    }
+
+    fn note_keyframe_requests(&mut self) {
+        let Some(p) = &mut self.publisher else {
+            return;
+        };
+        let n = p.take_keyframe_requests();
+        if n > 0 {
+            self.keyframe_requests += n;
+            debug!(peer = %self.peer, stream = %p.key(), n, "rtmp: keyframe requested; RTMP cannot ask the encoder, noted");
+        }
     }
 
     /// Whether a publish or play waits for a deferred admission decision.
@@ -403,12 +425,14 @@ impl StreamSession for RtmpSession {
         self.conn.handle_input(now, data);
         self.events(now);
         self.poll_admission(now);
+        self.note_keyframe_requests();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.conn.handle_timeout(now);
         self.events(now);
         self.poll_admission(now);
+        self.note_keyframe_requests();
     }
 
     fn handle_media(&mut self, now: Instant) {

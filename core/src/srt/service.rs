@@ -134,6 +134,10 @@ pub struct SrtServiceStats {
     pub viewer_payloads: u64,
     /// Requests whose admission was deferred ([`Decision::Later`]).
     pub admission_waits: u64,
+    /// Viewers' keyframe requests that reached a publisher here
+    /// ([`Subscriber::request_keyframe`]); SRT cannot ask the sender for a
+    /// keyframe, so they are only counted.
+    pub keyframe_requests: u64,
 }
 
 /// Builds an [`SrtService`] per bound UDP socket. All services of one
@@ -633,6 +637,7 @@ impl SrtService {
             p.publisher.send(f);
             self.stats.frames_in += 1;
         }
+        self.stats.keyframe_requests += p.publisher.take_keyframe_requests();
         let after = p.demux.stats();
         let errors = |s: &crate::container::ts::TsDemuxStats| {
             s.cc_errors + s.resyncs + s.bad_packets + s.dropped_pes + s.psi_errors
