@@ -17,7 +17,11 @@
 use bytes::Bytes;
 
 /// The codec of a frame.
+///
+/// `#[non_exhaustive]`: codecs are added as protocols carry them; match with
+/// a `_` arm and treat an unknown codec as one the egress cannot carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Codec {
     /// H.264 / AVC.
     H264,
@@ -25,6 +29,16 @@ pub enum Codec {
     H265,
     /// AV1.
     Av1,
+    /// VP8 (RFC 6386). Payload: one compressed frame as the encoder wrote
+    /// it (RFC 7741 §4 reassembled); keyframe flag from the frame tag
+    /// (RFC 6386 §9.1). No configuration record.
+    Vp8,
+    /// VP9 (VP9 bitstream specification). Payload: one frame or superframe
+    /// (Annex B) as the encoder wrote it (draft-ietf-payload-vp9
+    /// reassembled); keyframe flag from the uncompressed header (§6.2). A
+    /// config frame, when present, is the `vpcC` record of the VP codec ISO
+    /// media file format binding.
+    Vp9,
     /// AAC (any profile carried in an AudioSpecificConfig).
     Aac,
     /// Opus.
@@ -35,17 +49,20 @@ impl Codec {
     /// Whether this codec carries video or audio.
     pub const fn kind(self) -> MediaKind {
         match self {
-            Codec::H264 | Codec::H265 | Codec::Av1 => MediaKind::Video,
+            Codec::H264 | Codec::H265 | Codec::Av1 | Codec::Vp8 | Codec::Vp9 => MediaKind::Video,
             Codec::Aac | Codec::Opus => MediaKind::Audio,
         }
     }
 
-    /// A short stable name (`"H264"`, `"H265"`, `"AV1"`, `"AAC"`, `"Opus"`).
+    /// A short stable name (`"H264"`, `"H265"`, `"AV1"`, `"VP8"`, `"VP9"`,
+    /// `"AAC"`, `"Opus"`).
     pub const fn name(self) -> &'static str {
         match self {
             Codec::H264 => "H264",
             Codec::H265 => "H265",
             Codec::Av1 => "AV1",
+            Codec::Vp8 => "VP8",
+            Codec::Vp9 => "VP9",
             Codec::Aac => "AAC",
             Codec::Opus => "Opus",
         }

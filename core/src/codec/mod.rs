@@ -60,6 +60,10 @@ pub fn codec_string(codec: crate::frame::Codec, config: &bytes::Bytes) -> Result
         Codec::H264 => h264::AvcConfig::parse(config)?.codec_string(),
         Codec::H265 => h265::HevcConfig::parse(config)?.codec_string(),
         Codec::Av1 => av1::Av1Config::parse(config)?.codec_string(),
+        // RFC 6381 style names used by WebM/WebCodecs; VP9's needs the
+        // `vpcC` record (profile, level, bit depth), not parsed here yet.
+        Codec::Vp8 => "vp8".to_owned(),
+        Codec::Vp9 => return Err(CodecError::Missing("VP9 codec string (vpcC)")),
         Codec::Aac => aac::AacConfig::parse(config)?.codec_string(),
         Codec::Opus => opus::OpusHead::parse(config)?.codec_string().to_owned(),
     })

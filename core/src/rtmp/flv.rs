@@ -44,6 +44,10 @@ pub const FOURCC_AVC: [u8; 4] = *b"avc1";
 pub const FOURCC_HEVC: [u8; 4] = *b"hvc1";
 /// FourCC of AV1 in E-RTMP.
 pub const FOURCC_AV1: [u8; 4] = *b"av01";
+/// FourCC of VP9 in E-RTMP.
+pub const FOURCC_VP9: [u8; 4] = *b"vp09";
+/// FourCC of VP8 in E-RTMP v2.
+pub const FOURCC_VP8: [u8; 4] = *b"vp08";
 /// FourCC of Opus in E-RTMP v2 audio.
 pub const FOURCC_OPUS: [u8; 4] = *b"Opus";
 /// FourCC of AAC in E-RTMP v2 audio.
@@ -309,6 +313,7 @@ impl FlvDemux {
                         self.hevc_length_size = rec.length_size;
                         h264::record_with_length_size4(v.data, 21)
                     }
+                    Codec::Vp8 | Codec::Vp9 => v.data,
                     _ => {
                         av1::Av1Config::parse(&v.data)?;
                         v.data
@@ -532,12 +537,15 @@ fn parse_video(body: &Bytes) -> Result<Option<VideoBody>, FlvError> {
         FOURCC_AVC => Codec::H264,
         FOURCC_HEVC => Codec::H265,
         FOURCC_AV1 => Codec::Av1,
+        FOURCC_VP9 => Codec::Vp9,
+        FOURCC_VP8 => Codec::Vp8,
         other => return Err(FlvError::UnsupportedFourCc(other)),
     };
     let mut start = range.start;
     let packet = match pt {
         vpt::SEQUENCE_START => VideoPacket::Config,
-        vpt::CODED_FRAMES if codec != Codec::Av1 => {
+        // Only AVC and HEVC CodedFrames carry a composition time.
+        vpt::CODED_FRAMES if matches!(codec, Codec::H264 | Codec::H265) => {
             let cts = si24(body, start)?;
             start += 3;
             VideoPacket::Coded { cts }
@@ -625,6 +633,19 @@ pub fn tag_header(frame: &Frame) -> heapless::Vec<u8, 16> {
             push(&[0x80 | (frame_type << 4) | pt]);
             push(&FOURCC_AV1);
         }
+        Codec::Vp8 | Codec::Vp9 => {
+            let pt = if config {
+                vpt::SEQUENCE_START
+            } else {
+                vpt::CODED_FRAMES
+            };
+            push(&[0x80 | (frame_type << 4) | pt]);
+            push(if frame.codec == Codec::Vp9 {
+                &FOURCC_VP9
+            } else {
+                &FOURCC_VP8
+            });
+        }
         Codec::Aac => push(&[(SOUND_FORMAT_AAC << 4) | 0x0F, u8::from(!config)]),
         Codec::Opus => {
             let pt = if config {
@@ -642,7 +663,8 @@ pub fn tag_header(frame: &Frame) -> heapless::Vec<u8, 16> {
 /// Builds the FLV tag body (header + payload, one contiguous buffer) that
 /// carries `frame`: legacy tags for H.264 (FLV Annex E.4.3) and AAC
 /// (Annex E.4.2, `0xAF`), E-RTMP tags for H.265 (`hvc1`, CodedFramesX when
-/// the composition time is 0), AV1 (`av01`) and Opus (`Opus`). Timestamps
+/// the composition time is 0), AV1 (`av01`), VP9 (`vp09`), VP8 (`vp08`,
+/// E-RTMP v2) and Opus (`Opus`). Timestamps
 /// of other timebases are converted to milliseconds; the composition time is
 /// clamped to SI24. Build it once per frame per stream.
 pub fn frame_to_tag_body(frame: &Frame) -> Bytes {
@@ -917,8 +939,19 @@ mod tests {
                 .is_none()
         );
         assert_eq!(
-            video_to_frame(0, Bytes::from_static(&[0x91, b'v', b'p', b'0', b'9'])),
-            Err(FlvError::UnsupportedFourCc(*b"vp09"))
+            video_to_frame(0, Bytes::from_static(&[0x91, b'v', b'v', b'c', b'1'])),
+            Err(FlvError::UnsupportedFourCc(*b"vvc1"))
+        );
+        // VP9 (E-RTMP `vp09`): CodedFrames carry no composition time.
+        let f = video_to_frame(
+            7,
+            Bytes::from_static(&[0x91, b'v', b'p', b'0', b'9', 0x82, 0x49]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (f.codec, f.is_keyframe(), f.payload.as_ref(), f.pts),
+            (Codec::Vp9, true, &[0x82, 0x49][..], 7)
         );
     }
 
@@ -1050,6 +1083,23 @@ mod tests {
             )
                 .prop_map(|(d, k, p)| frame(
                     Codec::Av1,
+                    if k {
+                        FrameFlags::KEYFRAME
+                    } else {
+                        FrameFlags::NONE
+                    },
+                    d,
+                    d,
+                    &p
+                )),
+            (
+                dts.clone(),
+                any::<bool>(),
+                any::<bool>(),
+                prop::collection::vec(any::<u8>(), 1..64)
+            )
+                .prop_map(|(d, vp9, k, p)| frame(
+                    if vp9 { Codec::Vp9 } else { Codec::Vp8 },
                     if k {
                         FrameFlags::KEYFRAME
                     } else {

@@ -25,7 +25,7 @@ pub const MAX_PACKET: usize = 1400;
 /// 48 kHz for Opus).
 pub fn clock_rate(codec: Codec, audio_rate: Option<u32>) -> u32 {
     match codec {
-        Codec::H264 | Codec::H265 | Codec::Av1 => 90_000,
+        Codec::H264 | Codec::H265 | Codec::Av1 | Codec::Vp8 | Codec::Vp9 => 90_000,
         Codec::Opus => 48_000,
         Codec::Aac => audio_rate.unwrap_or(48_000),
     }
@@ -171,7 +171,7 @@ impl Packetizer {
                 }
             }
             Codec::Aac => aac::packetize(&frame.payload, max_payload, &mut emit),
-            Codec::Opus | Codec::Av1 => {
+            Codec::Opus | Codec::Av1 | Codec::Vp8 | Codec::Vp9 => {
                 for (k, piece) in frame.payload.chunks(max_payload).enumerate() {
                     let last = (k + 1) * max_payload >= frame.payload.len();
                     emit(&[piece], last);

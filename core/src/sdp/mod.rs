@@ -351,7 +351,7 @@ pub fn media_section(
                 },
             )
         }
-        Codec::Av1 => return None,
+        Codec::Av1 | Codec::Vp8 | Codec::Vp9 => return None,
     };
     Some(format!(
         "m={kind} 0 RTP/AVP {payload_type}\r\na=rtpmap:{payload_type} {rtpmap}\r\na=fmtp:{payload_type} {fmtp}\r\na=control:trackID={track_id}\r\n"

@@ -73,7 +73,7 @@ pub fn config_payload(codec: Codec, aac_rate: u32, opus_channels: u8) -> Bytes {
         }
         Codec::Aac => AacConfig::new(2, aac_rate, 2).to_bytes(),
         Codec::Opus => OpusHead::new(opus_channels).to_bytes(),
-        Codec::Av1 => unreachable!(),
+        other => unreachable!("no config record for {other} here"),
     }
 }
 

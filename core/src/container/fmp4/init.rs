@@ -154,7 +154,7 @@ fn sample_entry(out: &mut BytesMut, t: &TrackInfo) -> Result<(), Fmp4Error> {
         Codec::H265 => (b"hvc1", b"hvcC"),
         Codec::Aac => (b"mp4a", b"esds"),
         Codec::Opus => (b"Opus", b"dOps"),
-        Codec::Av1 => return Err(Fmp4Error::UnsupportedCodec(Codec::Av1)),
+        c @ (Codec::Av1 | Codec::Vp8 | Codec::Vp9) => return Err(Fmp4Error::UnsupportedCodec(c)),
     };
     let entry = begin(out, kind);
     out.put_bytes(0, 6);

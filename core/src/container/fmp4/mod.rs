@@ -139,7 +139,9 @@ impl TrackInfo {
                 t.timescale = 48_000;
                 t.channels = u16::from(h.channels);
             }
-            Codec::Av1 => return Err(Fmp4Error::UnsupportedCodec(Codec::Av1)),
+            c @ (Codec::Av1 | Codec::Vp8 | Codec::Vp9) => {
+                return Err(Fmp4Error::UnsupportedCodec(c))
+            }
         }
         Ok(t)
     }

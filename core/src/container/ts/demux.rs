@@ -505,7 +505,7 @@ impl TsDemuxer {
             Codec::H264 | Codec::H265 => video_au(s, &payload, pts, dts, &mut self.out),
             Codec::Aac => aac_pes(s, &payload, pts, &mut self.out),
             Codec::Opus => opus_pes(s, &payload, pts, &mut self.out),
-            Codec::Av1 => false,
+            Codec::Av1 | Codec::Vp8 | Codec::Vp9 => false,
         };
         if s.discontinuity {
             if let Some(f) = self.out.iter_mut().skip(first_new).find(|f| !f.is_config()) {

@@ -48,7 +48,7 @@ impl Track {
             Codec::H264 | Codec::H265 => STREAM_ID_VIDEO,
             Codec::Aac => STREAM_ID_AUDIO,
             Codec::Opus => STREAM_ID_PRIVATE_1,
-            Codec::Av1 => return Err(TsError::UnsupportedCodec(codec)),
+            Codec::Av1 | Codec::Vp8 | Codec::Vp9 => return Err(TsError::UnsupportedCodec(codec)),
         };
         Ok(Self {
             codec,
@@ -401,7 +401,7 @@ impl TsMuxer {
                 track.config = Config::Opus(h.channels);
                 return Ok(prev != h.channels);
             }
-            Codec::Av1 => return Err(TsError::UnsupportedCodec(Codec::Av1)),
+            c @ (Codec::Av1 | Codec::Vp8 | Codec::Vp9) => return Err(TsError::UnsupportedCodec(c)),
         }
         Ok(false)
     }
