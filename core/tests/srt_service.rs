@@ -410,13 +410,10 @@ fn factory(
     latency_ms: u16,
     admission: Option<Arc<dyn Admission>>,
 ) -> SrtServiceFactory {
-    let config = SrtServiceConfig {
-        endpoint: EndpointConfig {
-            latency_ms,
-            ..EndpointConfig::default()
-        },
-        ..SrtServiceConfig::default()
-    };
+    let config = SrtServiceConfig::with_endpoint(EndpointConfig {
+        latency_ms,
+        ..EndpointConfig::default()
+    });
     match admission {
         Some(a) => SrtServiceFactory::new(engine.clone(), config, a),
         None => SrtServiceFactory::allow_all(engine.clone(), config),

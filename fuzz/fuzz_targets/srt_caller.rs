@@ -159,6 +159,8 @@ fuzz_target!(|data: &[u8]| {
                 EndpointEvent::Request(req) => {
                     caller.reject(req.token, arcly::srt::handshake::RejectReason::Peer)
                 }
+                // `EndpointEvent` is non-exhaustive.
+                _ => {}
             }
         }
         assert!(connected + failed <= 1, "connected {connected}, failed {failed}");

@@ -62,13 +62,7 @@ pub fn factory(
         max_connections: max_connections.max(1),
         ..EndpointConfig::default()
     };
-    SrtServiceFactory::allow_all(
-        engine.clone(),
-        SrtServiceConfig {
-            endpoint,
-            ..SrtServiceConfig::default()
-        },
-    )
+    SrtServiceFactory::allow_all(engine.clone(), SrtServiceConfig::with_endpoint(endpoint))
 }
 
 /// Binds the SRT socket (a failure ends the start with a message).

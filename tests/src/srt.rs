@@ -129,10 +129,7 @@ impl SrtTestServer {
         };
         let factory = SrtServiceFactory::new(
             engine.clone(),
-            SrtServiceConfig {
-                endpoint,
-                ..SrtServiceConfig::default()
-            },
+            SrtServiceConfig::with_endpoint(endpoint),
             admission,
         );
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind UDP: {e}"));

@@ -14,6 +14,7 @@ pub mod opus;
 
 /// Why a codec structure could not be parsed or built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
     /// The input ended before the structure did.
     #[error("{what}: truncated (needed more bytes)")]

@@ -67,6 +67,7 @@ impl Default for AppConfig {
 
 /// Why a [`StreamKey`] could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StreamKeyError {
     /// The app or the stream name is empty.
     #[error("stream key needs a non-empty app and stream name")]
@@ -139,6 +140,7 @@ impl core::fmt::Display for StreamKey {
 
 /// Why a publish was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
     /// No app of that name is set up.
     #[error("unknown app `{0}`")]
@@ -153,6 +155,7 @@ pub enum PublishError {
 
 /// Why a subscribe was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SubscribeError {
     /// No app of that name is set up.
     #[error("unknown app `{0}`")]

@@ -360,6 +360,7 @@ impl Job for HlsStream {
 
 /// Why a stream cannot be served over HLS.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HlsError {
     /// The engine does not know the stream (or its app): 404.
     #[error(transparent)]

@@ -33,7 +33,11 @@ pub enum ClientMode {
 }
 
 /// Settings of a [`ClientConnection`].
+///
+/// `#[non_exhaustive]`: build it with [`ClientConfig::from_url`] and assign
+/// fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// The application (`live` of `rtmp://host/live/cam`).
     pub app: String,
@@ -81,6 +85,7 @@ impl ClientConfig {
 
 /// What a [`ClientConnection`] reports.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum ClientEvent {
     /// `connect` succeeded (`NetConnection.Connect.Success`).
     Connected,

@@ -91,6 +91,7 @@ const FRAME_COMMAND: u8 = 5;
 
 /// Why an FLV tag body could not be turned into a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FlvError {
     /// The tag body is empty.
     #[error("empty tag body")]

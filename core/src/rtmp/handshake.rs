@@ -112,6 +112,7 @@ impl DigestSchema {
 
 /// Why a handshake failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HandshakeError {
     /// C0/S0 carried a version other than 3 (e.g. garbage, an HTTP request,
     /// or RTMPE's 6).

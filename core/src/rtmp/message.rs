@@ -42,6 +42,7 @@ pub mod type_id {
 
 /// A malformed control, user control or aggregate message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MessageError {
     /// The payload is shorter than the message type requires.
     #[error("message type {type_id}: payload of {len} bytes, need {need}")]

@@ -42,6 +42,7 @@ pub const PLAY_STREAM_ID: u32 = 1;
 
 /// Why an RTMP connection failed. Every variant closes the connection.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RtmpError {
     /// The handshake bytes are invalid (RTMP spec §5.2).
     #[error("handshake: {0}")]

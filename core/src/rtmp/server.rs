@@ -96,6 +96,7 @@ pub struct RequestToken(pub u64);
 
 /// What a [`ServerConnection`] reports to its owner.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum ServerEvent {
     /// The peer sent `connect` and got `NetConnection.Connect.Success`
     /// (RTMP spec §7.2.1.1).

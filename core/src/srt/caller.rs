@@ -35,6 +35,7 @@ pub const CONNECT_RETRY: Duration = Duration::from_millis(250);
 
 /// Why a [`connect`](super::endpoint::Endpoint::connect) attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// No answer within the connect timeout (`SRT_ENOSERVER` in libsrt).
     #[error("no answer from the listener within the connect timeout")]
@@ -53,6 +54,7 @@ pub enum ConnectError {
 
 /// Why [`connect`](super::endpoint::Endpoint::connect) refused to start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectStartError {
     /// Passphrase length outside 10..=79 bytes.
     #[error(transparent)]

@@ -34,6 +34,7 @@ pub const MAX_LOSS_WORDS: usize = (MAX_PACKET_SIZE - HEADER_SIZE) / 4;
 
 /// Why a datagram is not a valid SRT packet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PacketError {
     /// Fewer bytes than a structure needs.
     #[error("truncated {what}: need {need} bytes, have {have}")]

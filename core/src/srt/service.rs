@@ -81,7 +81,11 @@ pub const MAX_ADMISSION_WAITS_PER_IP: usize = 8;
 pub const PAYLOAD_SIZE: usize = 7 * PACKET_SIZE;
 
 /// Settings of an [`SrtService`].
+///
+/// `#[non_exhaustive]`: build it with [`SrtServiceConfig::default`] or
+/// [`SrtServiceConfig::with_endpoint`] and assign fields.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SrtServiceConfig {
     /// The endpoint's settings (latency, MTU, limits, and whatever the
     /// crypto layer adds). `cookie_secret` and `rng_seed` are mixed with the
@@ -94,6 +98,16 @@ pub struct SrtServiceConfig {
     /// that the tail of the stream is delivered (and repaired) before the
     /// SHUTDOWN; added to twice the connection's latency.
     pub end_linger: Duration,
+}
+
+impl SrtServiceConfig {
+    /// The defaults with the endpoint settings `endpoint`.
+    pub fn with_endpoint(endpoint: EndpointConfig) -> Self {
+        SrtServiceConfig {
+            endpoint,
+            ..SrtServiceConfig::default()
+        }
+    }
 }
 
 impl Default for SrtServiceConfig {

@@ -37,6 +37,7 @@ pub enum StreamMode {
 /// Why a stream id was not understood; [`StreamIdError::reject_reason`]
 /// gives the matching SRT rejection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StreamIdError {
     /// Empty stream id or empty resource.
     #[error("stream id names no resource")]

@@ -32,6 +32,7 @@ pub const VIDEO_TIMESCALE: u32 = 90_000;
 
 /// Why an fMP4 structure could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Fmp4Error {
     /// The codec has no sample entry here (AV1).
     #[error("codec {0} is not supported in fMP4 yet")]

@@ -53,6 +53,7 @@ pub const STREAM_TYPE_PRIVATE: u8 = 0x06;
 
 /// Why the TS muxer or demuxer rejected its input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TsError {
     /// A frame's codec has no track in this muxer.
     #[error("no {0} track in this TS muxer")]

@@ -27,6 +27,7 @@ pub use amf0::{decode_all, encode_values, Amf0Decoder, Amf0Value, Properties};
 
 /// Why AMF bytes could not be decoded (AMF0 spec §2, AMF3 spec §3).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AmfError {
     /// The input ended inside a value.
     #[error("AMF input truncated at offset {offset}: {needed} more byte(s) needed")]

@@ -43,6 +43,7 @@ pub struct RawMessage {
 /// What went wrong in a chunk stream. Every variant is fatal for the
 /// connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChunkError {
     /// A type 1/2/3 chunk on a chunk stream with no earlier type-0 header
     /// (RTMP spec §5.3.1.2).

@@ -48,6 +48,7 @@ pub const MSG_DATA_AMF3: u8 = 15;
 
 /// Why a command or data message could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CommandError {
     /// The AMF body is malformed or exceeds the decode limits.
     #[error("bad AMF in command/data message: {0}")]

@@ -39,6 +39,7 @@ impl Status {
 
 /// NetConnection / NetStream status codes a server sends (RTMP spec §7.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StatusCode {
     /// `NetConnection.Connect.Success` (status).
     ConnectSuccess,

@@ -222,6 +222,7 @@ pub struct ConnectionRequest {
 
 /// Something the application must know about.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum EndpointEvent {
     /// A caller asks to connect; decide with accept/reject.
     Request(Box<ConnectionRequest>),
@@ -266,6 +267,7 @@ pub enum EndpointEvent {
 
 /// Why [`Endpoint::send`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EndpointSendError {
     /// No such connection.
     #[error("no connection with this socket id")]
@@ -277,6 +279,7 @@ pub enum EndpointSendError {
 
 /// Why [`Endpoint::accept`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AcceptError {
     /// The token is unknown or expired.
     #[error("no pending request for this token")]
