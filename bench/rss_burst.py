@@ -13,7 +13,7 @@ then runs two bursts and samples RSS every 5 s for a minute after each:
 Prints a table and exits non-zero when RSS a minute after a burst is more
 than 2x the baseline. Usage:
 
-  python3 bench/rss_burst.py [--bin PATH] [--after SECS]
+  python3 bench/rss_burst.py [--bin PATH] [--after SECS] [-- SERVER FLAGS]
 
 Needs ffmpeg. Linux only (reads /proc/PID/status).
 """
@@ -142,6 +142,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/arcly")
     ap.add_argument("--after", type=float, default=60.0)
+    ap.add_argument("server_flags", nargs="*", help="more flags for arcly (after --)")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -149,7 +150,8 @@ def main():
     rtmp, http = free_port(), free_port()
     env = dict(os.environ, RUST_LOG="warn")
     server = subprocess.Popen(
-        [args.bin, "--rtmp", f"127.0.0.1:{rtmp}", "--http", f"127.0.0.1:{http}", "--srt", "off", "--rtsp", "off"],
+        [args.bin, "--rtmp", f"127.0.0.1:{rtmp}", "--http", f"127.0.0.1:{http}", "--srt", "off",
+         "--rtsp", "off", *args.server_flags],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard)),
     )
@@ -167,7 +169,8 @@ def main():
         time.sleep(3)
         th = threading.Thread(target=reader, args=(http, stop), daemon=True)
         th.start()
-        time.sleep(15)
+        # The muxer's window (7 segments of 2 s) is full after ~15 s.
+        time.sleep(30)
         base = statistics.median([rss_mib(server.pid) for _ in range(5) if not time.sleep(1)])
         print(f"baseline (publisher + HLS reader, unattacked): RSS {base:.1f} MiB, fds {fds(server.pid)}")
         rows = []

@@ -29,6 +29,7 @@ use tracing_subscriber::EnvFilter;
 
 mod replay;
 mod srt;
+mod trim;
 
 /// A listen address, or `off` to disable that protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +138,12 @@ struct Cli {
     /// messages; the connection that would pass it is closed.
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
     rtmp_max_partial_bytes_total: usize,
+
+    /// Give freed heap memory back to the system every SECS seconds
+    /// (glibc `malloc_trim`), so RSS falls back after a burst of
+    /// connections or requests; 0 turns it off.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    trim_interval: f64,
 
     /// Record every published stream as fragmented MP4 under
     /// DIR/<app>/<stream>/<YYYYmmdd-HHMMSS>.mp4 (off by default).
@@ -262,6 +269,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    if cli.trim_interval > 0.0 && cli.trim_interval.is_finite() {
+        tokio::spawn(trim::run(Duration::from_secs_f64(cli.trim_interval)));
+    }
     let mut signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
