@@ -1285,3 +1285,35 @@ fn stream_ids_with_control_characters_or_long_names_are_refused() {
     assert!(sim.run_until(100, |s| s.peers[ok].is_connected()));
     assert_eq!(sim.svc.stats().rejected, 4);
 }
+
+/// Pending admission decisions are bounded per peer address: the ninth
+/// undecided request from one IP is refused with `SRT_REJX_OVERLOAD` at
+/// once, without asking the application; the eight others keep waiting.
+#[test]
+fn pending_admissions_are_bounded_per_ip() {
+    let engine = Engine::with_defaults();
+    let handles: Arc<std::sync::Mutex<Vec<AdmissionHandle>>> = Arc::default();
+    let h = handles.clone();
+    let admission = from_fn(move |_req: &AdmissionRequest| {
+        let (pending, handle) = PendingAdmission::new(Duration::from_secs(4));
+        h.lock().unwrap().push(handle);
+        Decision::Later(pending)
+    });
+    let f = factory(&engine, 120, Some(Arc::new(admission)));
+    let mut sim = Sim::with_factory(&f, 12);
+    let max = arcly::srt::service::MAX_ADMISSION_WAITS_PER_IP;
+    let ids: Vec<usize> = (0..=max)
+        .map(|n| sim.connect(Peer::new(n as u16 + 1, &format!("publish:live/s{n}"))))
+        .collect();
+    sim.run_ms(100);
+    assert_eq!(
+        handles.lock().unwrap().len(),
+        max,
+        "the last one was not asked"
+    );
+    assert_eq!(rejection(&sim, ids[max]), Some(RejectReason::OVERLOAD));
+    for &i in &ids[..max] {
+        assert!(matches!(sim.peers[i].state, PeerState::Concluding));
+    }
+    assert_eq!(sim.svc.stats().admission_waits, max as u64);
+}

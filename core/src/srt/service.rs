@@ -71,7 +71,8 @@ use crate::session::{CloseReason, ProtocolError};
 use crate::time::Instant;
 
 /// Deferred admission decisions one IP address may have pending on a
-/// service at once; more requests are refused with `SRT_REJX_OVERLOAD`.
+/// service at once; its further requests are refused with
+/// `SRT_REJX_OVERLOAD` before the application is asked.
 /// (All pending requests together are bounded by the endpoint's
 /// `max_connections`.)
 pub const MAX_ADMISSION_WAITS_PER_IP: usize = 8;
@@ -480,6 +481,22 @@ impl SrtService {
                 return;
             }
         };
+        // Bounded before the application is asked: a flood from one
+        // address cannot queue slow decisions.
+        let ip = req.peer.ip();
+        let waits = self
+            .waiting
+            .iter()
+            .filter(|w| w.req.peer.ip() == ip)
+            .count();
+        if waits >= MAX_ADMISSION_WAITS_PER_IP {
+            self.reject(
+                req,
+                RejectReason::OVERLOAD,
+                "too many admission decisions pending for this address",
+            );
+            return;
+        }
         let areq = AdmissionRequest {
             protocol: "srt",
             kind,
@@ -493,20 +510,6 @@ impl SrtService {
                 self.reject(req, reject_reason(&rejection), &rejection.to_string());
             }
             Decision::Later(pending) => {
-                let ip = req.peer.ip();
-                let waits = self
-                    .waiting
-                    .iter()
-                    .filter(|w| w.req.peer.ip() == ip)
-                    .count();
-                if waits >= MAX_ADMISSION_WAITS_PER_IP {
-                    self.reject(
-                        req,
-                        RejectReason::OVERLOAD,
-                        "too many admission decisions pending for this address",
-                    );
-                    return;
-                }
                 info!(peer = %req.peer, stream = %sid.key, %kind, timeout = ?pending.timeout(), "srt: request waits for admission");
                 self.stats.admission_waits += 1;
                 self.media_version = self.media_version.wrapping_add(1);
