@@ -217,14 +217,46 @@ pub trait StreamSession: Send {
 /// Builds a session for each accepted connection. Implemented by each
 /// protocol's engine glue (e.g. [`crate::rtmp::RtmpSessionFactory`]).
 pub trait SessionFactory: Send + Sync + 'static {
-    /// A new session for a connection from `peer`, accepted at `now`.
-    /// `seed` feeds the session's randomness (handshake bytes, ids).
-    fn new_session(&self, peer: SocketAddr, now: Instant, seed: u64) -> Box<dyn StreamSession>;
+    /// A new session for the connection `conn` (its peer and local
+    /// addresses), accepted at `now`. `seed` feeds the session's randomness
+    /// (handshake bytes, ids).
+    fn new_session(&self, conn: StreamConn, now: Instant, seed: u64) -> Box<dyn StreamSession>;
 }
 
 impl<F: SessionFactory + ?Sized> SessionFactory for Arc<F> {
-    fn new_session(&self, peer: SocketAddr, now: Instant, seed: u64) -> Box<dyn StreamSession> {
-        (**self).new_session(peer, now, seed)
+    fn new_session(&self, conn: StreamConn, now: Instant, seed: u64) -> Box<dyn StreamSession> {
+        (**self).new_session(conn, now, seed)
+    }
+}
+
+/// What a session factory learns about an accepted stream connection.
+/// The local address matters on a wildcard or multi-homed listener: an
+/// RTSP server names it in the `Content-Base` and `Transport` headers it
+/// sends (RFC 2326 §12.39), and a UDP service it steers answers from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamConn {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The local address of the accepted socket (the address the peer
+    /// connected to, not the listener's wildcard).
+    pub local: SocketAddr,
+}
+
+impl StreamConn {
+    /// A connection from `peer` to `local`.
+    pub fn new(peer: SocketAddr, local: SocketAddr) -> Self {
+        StreamConn { peer, local }
+    }
+
+    /// A connection from `peer` whose local address is unknown (an
+    /// unspecified address of the peer's family, port 0).
+    pub fn from_peer(peer: SocketAddr) -> Self {
+        let local = match peer {
+            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+            SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+        };
+        StreamConn { peer, local }
     }
 }
 

@@ -67,7 +67,8 @@ fn serve(factory: RtmpSessionFactory, stop: Arc<AtomicBool>) -> u16 {
             }
             let Ok(sock) = sock else { continue };
             let peer = sock.peer_addr().unwrap();
-            let s = factory.new_session(peer, clock.instant(std::time::Instant::now()), i as u64);
+            let conn = arcly::session::StreamConn::new(peer, sock.local_addr().unwrap());
+            let s = factory.new_session(conn, clock.instant(std::time::Instant::now()), i as u64);
             std::thread::spawn(move || drive(sock, s, clock));
         }
     });

@@ -1317,3 +1317,38 @@ fn pending_admissions_are_bounded_per_ip() {
     }
     assert_eq!(sim.svc.stats().admission_waits, max as u64);
 }
+
+/// On a wildcard bind the service answers each caller from the local
+/// address the caller wrote to (the datagram's destination, reported by
+/// the adapter); on a specific bind it leaves the choice to the OS.
+#[test]
+fn a_wildcard_service_answers_from_the_address_the_caller_wrote_to() {
+    let engine = Engine::with_defaults();
+    let f = factory(&engine, 120, None);
+    let wildcard = SocketAddr::from(([0, 0, 0, 0], 8890));
+    for (bound, dst, want) in [
+        (wildcard, Some("10.0.0.7"), Some("10.0.0.7")),
+        (wildcard, None, None),
+        (server_addr(), Some("10.0.0.1"), None),
+    ] {
+        let mut svc = f.service(bound, T0, 5);
+        let mut callers = Vec::new();
+        for n in 0..3u16 {
+            let p = Peer::new(n + 1, "read:live/cam");
+            let mut d = Received::new(p.addr, p.handshake(HandshakeType::Induction, 0));
+            d.dst_ip = dst.map(|ip| ip.parse().unwrap());
+            svc.handle_datagram(T0, d);
+            callers.push(p.addr);
+        }
+        let mut answered = Vec::new();
+        while let Some(t) = svc.poll_transmit() {
+            assert_eq!(
+                t.src_ip,
+                want.map(|ip| ip.parse().unwrap()),
+                "bound {bound}, destination {dst:?}"
+            );
+            answered.push(t.destination);
+        }
+        assert_eq!(answered, callers, "every induction answered");
+    }
+}

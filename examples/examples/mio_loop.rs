@@ -216,6 +216,8 @@ fn main() -> io::Result<()> {
                         Interest::READABLE | Interest::WRITABLE,
                     )?;
                     let _ = stream.set_nodelay(true);
+                    let conn =
+                        arcly::session::StreamConn::new(peer, stream.local_addr().unwrap_or(peer));
                     let seed = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ now.as_micros();
                     let waker = Waker::from(Arc::new(MediaWaker {
                         id,
@@ -226,7 +228,7 @@ fn main() -> io::Result<()> {
                         id,
                         Conn {
                             stream,
-                            session: factory.new_session(peer, now, seed),
+                            session: factory.new_session(conn, now, seed),
                             out: Vec::new(),
                             head: 0,
                             read_closed: false,

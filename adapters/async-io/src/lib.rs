@@ -52,7 +52,7 @@ use std::time::Duration;
 
 use arcly::session::serve::log_end;
 use arcly::session::{
-    CloseReason, ConnectionGuard, ConnectionTracker, SessionFactory, StreamSession,
+    CloseReason, ConnectionGuard, ConnectionTracker, SessionFactory, StreamConn, StreamSession,
 };
 use arcly::time::Clock;
 use async_io::{Async, Timer};
@@ -123,7 +123,11 @@ where
         };
         arcly_socket::cap_send_buffer(socket2::SockRef::from(stream.get_ref()), config.send_buffer);
         let now = clock.instant(std::time::Instant::now());
-        let session = factory.new_session(peer, now, connection_seed());
+        let conn = match stream.get_ref().local_addr() {
+            Ok(at) => StreamConn::new(peer, at),
+            Err(_) => StreamConn::from_peer(peer),
+        };
+        let session = factory.new_session(conn, now, connection_seed());
         let drive = config.drive.clone();
         let span = tracing::info_span!("conn", %peer);
         spawn(Box::pin(

@@ -52,7 +52,7 @@ use std::time::Duration;
 use arcly::engine::Signal;
 use arcly::session::serve::log_end;
 use arcly::session::{
-    CloseReason, ConnectionGuard, ConnectionTracker, SessionFactory, StreamSession,
+    CloseReason, ConnectionGuard, ConnectionTracker, SessionFactory, StreamConn, StreamSession,
 };
 use arcly::time::Clock;
 
@@ -296,7 +296,11 @@ fn accept_loop(
             _conn: conn,
         };
         let now = clock.instant(std::time::Instant::now());
-        let session = factory.new_session(peer, now, connection_seed());
+        let conn = match stream.local_addr() {
+            Ok(at) => StreamConn::new(peer, at),
+            Err(_) => StreamConn::from_peer(peer),
+        };
+        let session = factory.new_session(conn, now, connection_seed());
         let shutdown = shutdown.clone();
         let drive = config.drive.clone();
         let spawned = std::thread::Builder::new()

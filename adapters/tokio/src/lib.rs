@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arcly::session::serve::log_end;
-use arcly::session::{CloseReason, ConnectionTracker, SessionFactory, StreamSession};
+use arcly::session::{CloseReason, ConnectionTracker, SessionFactory, StreamConn, StreamSession};
 use arcly::time::Clock;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -123,7 +123,11 @@ pub async fn serve_tcp_with(
                 }
                 arcly_socket::cap_send_buffer(socket2::SockRef::from(&stream), config.send_buffer);
                 let now = clock.instant(std::time::Instant::now());
-                let session = factory.new_session(peer, now, connection_seed());
+                let conn = match stream.local_addr() {
+                    Ok(at) => StreamConn::new(peer, at),
+                    Err(_) => StreamConn::from_peer(peer),
+                };
+                let session = factory.new_session(conn, now, connection_seed());
                 let drive = config.drive.clone();
                 let span = tracing::info_span!("conn", %peer);
                 tasks.spawn(

@@ -1,7 +1,12 @@
 //! arcly-tokio driver behaviour with a test session (no RTMP): vectored
 //! writes, EOF, timers, media wake-ups, a stalled reader, max connections,
 //! graceful shutdown. Clients are blocking std::net sockets on threads.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -134,7 +139,7 @@ async fn drive_stream_over_an_in_memory_pipe() {
     let clock = arcly::time::Clock::new(std::time::Instant::now());
     let session = arcly::session::SessionFactory::new_session(
         &*factory,
-        "127.0.0.1:1".parse().unwrap(),
+        arcly::session::StreamConn::from_peer("127.0.0.1:1".parse().unwrap()),
         arcly::Instant::ZERO,
         1,
     );
@@ -213,4 +218,46 @@ fn start_rtmp() -> (SocketAddr, oneshot::Sender<()>) {
         });
     });
     (addr_rx.recv().unwrap(), stop_tx)
+}
+
+/// On a wildcard listener the factory learns the address the peer
+/// connected to (here 127.0.0.2, not the listener's 0.0.0.0) and the
+/// peer's address.
+#[test]
+fn the_factory_learns_the_local_address_the_peer_connected_to() {
+    let factory = TestFactory::new();
+    let f = factory.clone();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let rt = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let _ = serve_tcp(listener, f, async move {
+                let _ = stop_rx.await;
+            })
+            .await;
+        });
+    });
+    let port = addr_rx.recv().unwrap().port();
+    let to: SocketAddr = SocketAddr::new("127.0.0.2".parse().unwrap(), port);
+    let client = std::net::TcpStream::connect(to).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while factory.stats.conns.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session within 3 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let conn = factory.stats.conns.lock().unwrap()[0];
+    assert_eq!(conn.local, to);
+    assert_eq!(conn.peer, client.local_addr().unwrap());
+    drop(client);
+    let _ = stop_tx.send(());
+    rt.join().unwrap();
 }

@@ -16,7 +16,7 @@ use crate::admission::{
 };
 use crate::engine::{Engine, Publisher, Recv, Signal, StreamKey, Subscriber};
 use crate::peer_text::escaped;
-use crate::session::{CloseReason, SessionFactory, StreamSession};
+use crate::session::{CloseReason, SessionFactory, StreamConn, StreamSession};
 use crate::time::Instant;
 
 /// Output a player may have queued before [`RtmpSession::handle_media`]
@@ -98,8 +98,8 @@ impl RtmpSessionFactory {
 }
 
 impl SessionFactory for RtmpSessionFactory {
-    fn new_session(&self, peer: SocketAddr, now: Instant, seed: u64) -> Box<dyn StreamSession> {
-        Box::new(self.session(peer, now, seed))
+    fn new_session(&self, conn: StreamConn, now: Instant, seed: u64) -> Box<dyn StreamSession> {
+        Box::new(self.session(conn.peer, now, seed))
     }
 }
 

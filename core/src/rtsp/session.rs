@@ -43,7 +43,7 @@ use crate::rtp::receiver::{Timeline, TrackReceiver};
 use crate::rtp::rtcp::{self, ntp_from_unix_micros, RtcpPacket, SenderReport};
 use crate::rtp::{RtpError, RtpPacket};
 use crate::sdp::{self, SessionDescription, TrackInfo};
-use crate::session::{CloseReason, ProtocolError, SessionFactory, StreamSession};
+use crate::session::{CloseReason, ProtocolError, SessionFactory, StreamConn, StreamSession};
 use crate::time::Instant;
 
 /// Output a player may have queued before the session stops pulling frames
@@ -214,8 +214,8 @@ impl RtspSessionFactory {
 }
 
 impl SessionFactory for RtspSessionFactory {
-    fn new_session(&self, peer: SocketAddr, now: Instant, seed: u64) -> Box<dyn StreamSession> {
-        Box::new(self.session(peer, now, seed))
+    fn new_session(&self, conn: StreamConn, now: Instant, seed: u64) -> Box<dyn StreamSession> {
+        Box::new(self.session(conn.peer, now, seed))
     }
 }
 

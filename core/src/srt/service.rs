@@ -37,7 +37,12 @@
 //!   send buffer, not ending), bumping its media version when that list
 //!   changes. A wake for one stream pulls for that stream's viewers only.
 //! - **Sockets**: SRT serves one UDP socket (the first the factory is
-//!   given); its transmits name socket 0.
+//!   given); its transmits name socket 0. On a wildcard bind each peer is
+//!   answered from the local address it wrote to (the datagram's
+//!   `dst_ip`, remembered per peer address in a map bounded by twice the
+//!   endpoint's connection limit, cleared when full), so a multi-homed
+//!   host does not answer from another address than the one the caller
+//!   knows.
 //!
 //! Invariants: every queue is bounded — the endpoint's (transmit, events,
 //! connections), the engine's ring per stream, and per viewer at most one
@@ -45,7 +50,7 @@
 //! buffer.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -243,6 +248,13 @@ impl SrtServiceFactory {
             listed: Vec::new(),
             media_version: 0,
             scratch: Vec::new(),
+            reply_from: HashMap::new(),
+            reply_from_limit: self
+                .config
+                .endpoint
+                .max_connections
+                .saturating_mul(2)
+                .max(64),
             closing: false,
             drained: false,
             stats: SrtServiceStats::default(),
@@ -370,6 +382,12 @@ pub struct SrtService {
     media_version: u64,
     /// Viewer ids to pull for (reused by every wake).
     scratch: Vec<SocketId>,
+    /// On a wildcard bind: the local address each peer wrote to (see the
+    /// module docs; at most `reply_from_limit` entries; kept after a
+    /// connection closes so that its last goodbyes leave from the same
+    /// address).
+    reply_from: HashMap<SocketAddr, IpAddr>,
+    reply_from_limit: usize,
     closing: bool,
     drained: bool,
     stats: SrtServiceStats,
@@ -936,6 +954,14 @@ impl DatagramService for SrtService {
             return;
         }
         let (src, datagram) = (received.src, received.contents);
+        if let Some(ip) = received.dst_ip {
+            if self.local.ip().is_unspecified() && self.reply_from.get(&src) != Some(&ip) {
+                if self.reply_from.len() >= self.reply_from_limit {
+                    self.reply_from.clear();
+                }
+                self.reply_from.insert(src, ip);
+            }
+        }
         // Destination socket id (§3: bytes 8..12 of every packet), to resume
         // a viewer whose send buffer an ACK may have freed.
         let dest = datagram
@@ -984,9 +1010,14 @@ impl DatagramService for SrtService {
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        let t = self.endpoint.poll_transmit();
-        if t.is_none() && self.closing {
-            self.drained = true;
+        let mut t = self.endpoint.poll_transmit();
+        match &mut t {
+            Some(t) if !self.reply_from.is_empty() => {
+                t.src_ip = self.reply_from.get(&t.destination).copied();
+            }
+            Some(_) => {}
+            None if self.closing => self.drained = true,
+            None => {}
         }
         t
     }

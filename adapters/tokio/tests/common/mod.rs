@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arcly::engine::{Recv, Subscriber};
-use arcly::session::{CloseReason, SessionFactory, StreamSession};
+use arcly::session::{CloseReason, SessionFactory, StreamConn, StreamSession};
 use arcly::time::Instant;
 use arcly::{Codec, Engine, Frame, FrameFlags, StreamKey};
 use bytes::Bytes;
@@ -44,6 +44,8 @@ pub struct Stats {
     pub closed: Mutex<Vec<CloseReason>>,
     /// Frames each session pulled from the engine, by session index.
     pub pulled: Mutex<Vec<usize>>,
+    /// What the factory was told about each connection.
+    pub conns: Mutex<Vec<StreamConn>>,
 }
 
 impl Stats {
@@ -67,7 +69,8 @@ impl TestFactory {
 }
 
 impl SessionFactory for TestFactory {
-    fn new_session(&self, _peer: SocketAddr, _now: Instant, _seed: u64) -> Box<dyn StreamSession> {
+    fn new_session(&self, conn: StreamConn, _now: Instant, _seed: u64) -> Box<dyn StreamSession> {
+        self.stats.conns.lock().unwrap().push(conn);
         let id = self.stats.created.fetch_add(1, Ordering::SeqCst);
         {
             let mut pulled = self.stats.pulled.lock().unwrap();
