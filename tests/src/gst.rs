@@ -51,14 +51,29 @@ pub fn gst_launch() -> Command {
 pub fn publish_command(url: &str, spec: &PublishSpec) -> Command {
     let mut c = gst_launch();
     let audio_buffers = u64::from(spec.seconds) * 44_100 / 1024 + 1;
+    // RTMP: both into flvmux; RTSP: each into rtspclientsink (RTP over the
+    // RTSP connection).
+    let (vsink, asink, sink) = if url.starts_with("rtsp://") {
+        (
+            "s.sink_0",
+            "s.sink_1",
+            format!("rtspclientsink name=s location={url} protocols=tcp"),
+        )
+    } else {
+        (
+            "m.",
+            "m.",
+            format!("flvmux name=m streamable=true ! rtmp2sink location={url}"),
+        )
+    };
     let pipeline = format!(
         "videotestsrc is-live=true num-buffers={frames} pattern=ball \
          ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
          ! x264enc key-int-max={gop} tune=zerolatency speed-preset=veryfast bitrate=500 option-string=scenecut=0 \
-         ! h264parse ! identity name=vin silent=false ! queue ! m. \
+         ! h264parse ! identity name=vin silent=false ! queue ! {vsink} \
          audiotestsrc is-live=true num-buffers={audio_buffers} samplesperbuffer=1024 \
-         ! audio/x-raw,rate=44100,channels=1 ! audioconvert ! avenc_aac ! aacparse ! queue ! m. \
-         flvmux name=m streamable=true ! rtmp2sink location={url}",
+         ! audio/x-raw,rate=44100,channels=1 ! audioconvert ! avenc_aac ! aacparse ! queue ! {asink} \
+         {sink}",
         frames = spec.total_frames(),
         w = spec.width,
         h = spec.height,
@@ -82,13 +97,27 @@ pub fn play_command(url: &str, dir: &std::path::Path) -> Command {
     c.arg("-m");
     let video = dir.join("video.yuv");
     let audio = dir.join("audio.pcm");
+    // RTMP: rtmp2src ! flvdemux; RTSP: rtspsrc over TCP with RTP depayloaders.
+    let (video_src, audio_src, head) = if url.starts_with("rtsp://") {
+        (
+            "d. ! application/x-rtp,media=video ! rtph264depay",
+            "d. ! application/x-rtp,media=audio ! rtpmp4gdepay",
+            format!("rtspsrc location={url} protocols=tcp latency=200 name=d"),
+        )
+    } else {
+        (
+            "d.video",
+            "d.audio",
+            format!("rtmp2src location={url} idle-timeout=4 ! flvdemux name=d"),
+        )
+    };
     let pipeline = format!(
-        "rtmp2src location={url} idle-timeout=4 ! flvdemux name=d \
-         d.video ! queue max-size-time=0 max-size-buffers=0 max-size-bytes=0 ! h264parse \
+        "{head} \
+         {video_src} ! queue max-size-time=0 max-size-buffers=0 max-size-bytes=0 ! h264parse \
          ! identity name=vpkt silent=false ! avdec_h264 ! video/x-raw,format=I420,width=320,height=240 \
          ! identity name=vout check-imperfect-timestamp=true \
          ! filesink location={video} sync=false async=false \
-         d.audio ! queue max-size-time=0 max-size-buffers=0 max-size-bytes=0 ! aacparse ! avdec_aac \
+         {audio_src} ! queue max-size-time=0 max-size-buffers=0 max-size-bytes=0 ! aacparse ! avdec_aac \
          ! audioconvert ! audio/x-raw,format=S16LE,channels=1 \
          ! filesink location={audio} sync=false async=false",
         video = video.display(),

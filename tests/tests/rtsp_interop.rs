@@ -33,8 +33,35 @@ fn servers(adapter: Adapter) -> (TestServer, TestServer) {
 }
 
 fn run(label: &str, adapter: Adapter, publish: Publisher, rtsp_in: bool, rtsp_out: bool) {
+    run_with(label, adapter, publish, Player::Ffprobe, rtsp_in, rtsp_out);
+}
+
+fn run_with(
+    label: &str,
+    adapter: Adapter,
+    publish: Publisher,
+    player: Player,
+    rtsp_in: bool,
+    rtsp_out: bool,
+) {
     let test = format!("rtsp_interop/{label}/{}", adapter.name());
     if !require_tools(&test, &["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    if (publish == Publisher::Gst || player == Player::Gst)
+        && !arcly_tests::tools::require_gst_elements(
+            &test,
+            &[
+                "rtspclientsink",
+                "rtspsrc",
+                "rtph264depay",
+                "rtpmp4gdepay",
+                "x264enc",
+                "avdec_h264",
+                "avenc_aac",
+            ],
+        )
+    {
         return;
     }
     let _watchdog = Watchdog::new(&test, Duration::from_secs(120));
@@ -53,11 +80,11 @@ fn run(label: &str, adapter: Adapter, publish: Publisher, rtsp_in: bool, rtsp_ou
         &url(rtsp_out),
         "cam",
         publish,
-        Player::Ffprobe,
+        player,
         Some(&rtsp.engine),
     );
     report.assert_viewer_saw_everything();
-    if publish == Publisher::FfmpegRtsp {
+    if publish == Publisher::FfmpegRtsp && player == Player::Ffprobe {
         // The composition offsets of B-frames survived RTP (which carries
         // presentation times only).
         assert!(
@@ -110,5 +137,31 @@ fn rtsp_publish_rtmp_play() {
         Publisher::FfmpegRtsp,
         true,
         false,
+    );
+}
+
+/// GStreamer `rtspclientsink` publishes (it sends `mode=RECORD` upper case),
+/// ffprobe plays over RTSP.
+#[test]
+fn gst_rtspclientsink_publish_ffprobe_play() {
+    run(
+        "gst-rtsp-to-rtsp",
+        Adapter::Tokio,
+        Publisher::Gst,
+        true,
+        true,
+    );
+}
+
+/// ffmpeg publishes over RTSP, GStreamer `rtspsrc` plays over TCP.
+#[test]
+fn ffmpeg_rtsp_publish_gst_rtspsrc_play() {
+    run_with(
+        "rtsp-to-gst-rtspsrc",
+        Adapter::Tokio,
+        Publisher::FfmpegRtsp,
+        Player::Gst,
+        true,
+        true,
     );
 }

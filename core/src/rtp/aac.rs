@@ -187,6 +187,61 @@ pub fn layout_from_fmtp<'a>(params: impl Iterator<Item = (&'a str, &'a str)>) ->
     l
 }
 
+/// The `AudioSpecificConfig` inside an MP4A-LATM `StreamMuxConfig`
+/// (ISO/IEC 14496-3 §1.7.3, `audioMuxVersion` 0, one program and layer),
+/// as the `config=` of RFC 6416 §7.3 carries it.
+pub fn latm_config_to_asc(stream_mux_config: &[u8]) -> Option<bytes::Bytes> {
+    let mut r = BitReader::new(stream_mux_config, "StreamMuxConfig");
+    if r.read_bits(1).ok()? != 0 {
+        return None; // audioMuxVersion 1 is not handled
+    }
+    r.skip_bits(1 + 6 + 4 + 3).ok()?; // allStreamsSameTimeFraming, numSubFrames, numProgram, numLayer
+    let aot = r.read_bits(5).ok()? as u8;
+    let idx = r.read_bits(4).ok()?;
+    let rate = if idx == 15 {
+        r.read_bits(24).ok()?
+    } else {
+        *[
+            96_000u32, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000,
+            11_025, 8_000, 7_350,
+        ]
+        .get(idx as usize)?
+    };
+    let channels = r.read_bits(4).ok()? as u8;
+    Some(crate::codec::aac::AacConfig::new(aot, rate, channels).to_bytes())
+}
+
+/// One MP4A-LATM packet (RFC 6416 §6, `cpresent=0`): the `AudioMuxElement`
+/// of one access unit, its length as a run of bytes ending below 255.
+pub fn depacketize_latm(pkt: &RtpPacket, out: &mut Vec<Unit>) -> Result<()> {
+    let p = &pkt.payload;
+    let mut len = 0usize;
+    let mut pos = 0;
+    loop {
+        let b = read_be(p, pos, 1).ok_or(RtpError::Truncated("LATM PayloadLengthInfo"))?;
+        pos += 1;
+        len += b as usize;
+        if b != 255 {
+            break;
+        }
+        if len > MAX_ACCESS_UNIT {
+            return Err(RtpError::TooLarge {
+                what: "LATM access unit",
+                limit: MAX_ACCESS_UNIT,
+            });
+        }
+    }
+    let data = p
+        .get(pos..pos + len)
+        .ok_or(RtpError::Truncated("LATM access unit"))?;
+    out.push(Unit {
+        timestamp: pkt.timestamp,
+        data: p.slice_ref(data),
+        keyframe: true,
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -222,5 +277,22 @@ mod tests {
         d.push(&pkt(2, 6, true, &pkts[2].0), &mut out).unwrap();
         assert!(out.is_empty());
         assert!(d.push(&pkt(3, 7, true, &[0, 16, 0xff]), &mut out).is_err());
+    }
+
+    #[test]
+    fn latm() {
+        // GStreamer's rtpmp4apay config for AAC-LC 44.1 kHz mono.
+        let asc = latm_config_to_asc(&[0x40, 0x00, 0x24, 0x10]).unwrap();
+        let c = crate::codec::aac::AacConfig::parse(&asc).unwrap();
+        assert_eq!(
+            (c.object_type, c.sampling_frequency, c.channel_config),
+            (2, 44_100, 1)
+        );
+        let mut out = Vec::new();
+        let mut p = vec![255, 10];
+        p.extend(std::iter::repeat(7).take(265));
+        depacketize_latm(&pkt(1, 0, true, &p), &mut out).unwrap();
+        assert_eq!(out[0].data.len(), 265);
+        assert!(depacketize_latm(&pkt(1, 0, true, &[9, 1]), &mut out).is_err());
     }
 }

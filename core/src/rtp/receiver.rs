@@ -49,6 +49,12 @@ pub enum TrackParams {
         /// The AU header layout.
         layout: aac::AuHeaderLayout,
     },
+    /// AAC in MP4A-LATM (RFC 6416, `cpresent=0`) with the
+    /// `AudioSpecificConfig` taken from its `StreamMuxConfig`.
+    AacLatm {
+        /// The AudioSpecificConfig.
+        config: Bytes,
+    },
     /// Opus with its `OpusHead`.
     Opus {
         /// The identification header (built from the channel count).
@@ -62,7 +68,7 @@ impl TrackParams {
         match self {
             TrackParams::H264 { .. } => Codec::H264,
             TrackParams::H265 { .. } => Codec::H265,
-            TrackParams::Aac { .. } => Codec::Aac,
+            TrackParams::Aac { .. } | TrackParams::AacLatm { .. } => Codec::Aac,
             TrackParams::Opus { .. } => Codec::Opus,
         }
     }
@@ -73,6 +79,7 @@ enum Depack {
     H264(h264::Depacketizer),
     H265(h265::Depacketizer),
     Aac(aac::Depacketizer),
+    Latm,
     Opus,
 }
 
@@ -289,6 +296,7 @@ impl TrackReceiver {
             TrackParams::Aac { config, layout } => {
                 (Depack::Aac(aac::Depacketizer::new(layout)), Some(config), 0)
             }
+            TrackParams::AacLatm { config } => (Depack::Latm, Some(config), 0),
             TrackParams::Opus { head } => (Depack::Opus, Some(head), 0),
         };
         TrackReceiver {
@@ -354,7 +362,7 @@ impl TrackReceiver {
                         Depack::H264(d) => d.lost(),
                         Depack::H265(d) => d.lost(),
                         Depack::Aac(d) => d.lost(),
-                        Depack::Opus => {}
+                        Depack::Latm | Depack::Opus => {}
                     }
                     Ok(())
                 }
@@ -362,6 +370,7 @@ impl TrackReceiver {
                     Depack::H264(d) => d.push(&p, &mut self.units),
                     Depack::H265(d) => d.push(&p, &mut self.units),
                     Depack::Aac(d) => d.push(&p, &mut self.units),
+                    Depack::Latm => aac::depacketize_latm(&p, &mut self.units),
                     Depack::Opus => opus::depacketize(&p, &mut self.units),
                 },
             };

@@ -206,6 +206,7 @@ impl RtspSessionFactory {
             now,
             waiting: None,
             admitted: None,
+            play_ended: false,
             session_started: false,
             publish: None,
             play: None,
@@ -223,9 +224,11 @@ impl SessionFactory for RtspSessionFactory {
 #[derive(Debug)]
 struct InTrack {
     control: String,
-    info: TrackInfo,
+    /// `None` for a media section this server does not carry: it can be
+    /// set up (so the publisher goes on) and its packets are dropped.
+    info: Option<TrackInfo>,
     rtp_channel: Option<u8>,
-    receiver: TrackReceiver,
+    receiver: Option<TrackReceiver>,
 }
 
 #[derive(Debug)]
@@ -318,6 +321,8 @@ pub struct RtspSession {
     waiting: Option<Waiting>,
     /// The decision that arrived for the request being re-run.
     admitted: Option<(AdmissionKind, StreamKey)>,
+    /// The played stream ended (BYEs sent); the player's late RTCP is ignored.
+    play_ended: bool,
     session_started: bool,
     publish: Option<PublishState>,
     play: Option<PlayState>,
@@ -565,6 +570,13 @@ impl RtspSession {
         if req.uri.len() > MAX_URL_LEN {
             return self.refuse(&req, 400, "URL too long");
         }
+        debug!(
+            peer = %self.peer,
+            method = %escaped(req.method.as_str()),
+            url = %escaped(&req.uri),
+            transport = %escaped(req.headers.get("Transport").unwrap_or_default()),
+            "rtsp request"
+        );
         match req.method {
             Method::Options => {
                 let r = self.ok(&req).header(
@@ -675,38 +687,40 @@ impl RtspSession {
         };
         let mut tracks = Vec::new();
         for (i, m) in sd.media.iter().enumerate().take(MAX_TRACKS) {
-            match sdp::track_info(m) {
-                Ok(info) => {
-                    let control = m
-                        .control()
-                        .map_or_else(|| format!("trackID={i}"), str::to_owned);
-                    let receiver = TrackReceiver::new(info.params.clone(), info.clock_rate);
-                    tracks.push(InTrack {
-                        control,
-                        info,
-                        rtp_channel: None,
-                        receiver,
-                    });
-                }
+            let control = m
+                .control()
+                .map_or_else(|| format!("trackID={i}"), str::to_owned);
+            let info = match sdp::track_info(m) {
+                Ok(info) => Some(info),
                 Err(e) => {
-                    debug!(peer = %self.peer, error = %e, "rtsp announce: media section skipped")
+                    debug!(peer = %self.peer, error = %e, "rtsp announce: media section ignored");
+                    None
                 }
-            }
+            };
+            let receiver = info
+                .as_ref()
+                .map(|i| TrackReceiver::new(i.params.clone(), i.clock_rate));
+            tracks.push(InTrack {
+                control,
+                info,
+                rtp_channel: None,
+                receiver,
+            });
         }
-        if tracks.is_empty() {
+        let count = |kind| {
+            tracks
+                .iter()
+                .filter(|t| {
+                    t.info
+                        .as_ref()
+                        .is_some_and(|i| i.params.codec().kind() == kind)
+                })
+                .count()
+        };
+        if count(MediaKind::Video) + count(MediaKind::Audio) == 0 {
             return self.refuse(req, 415, "no supported media in SDP");
         }
-        if tracks
-            .iter()
-            .filter(|t| t.info.params.codec().kind() == MediaKind::Video)
-            .count()
-            > 1
-            || tracks
-                .iter()
-                .filter(|t| t.info.params.codec().kind() == MediaKind::Audio)
-                .count()
-                > 1
-        {
+        if count(MediaKind::Video) > 1 || count(MediaKind::Audio) > 1 {
             return self.refuse(req, 415, "at most one video and one audio track");
         }
         if !self.admit(req, AdmissionKind::Publish, &key, &query) {
@@ -1087,8 +1101,11 @@ impl RtspSession {
                     for b in byes {
                         self.send(b);
                     }
+                    // The player ends on the BYEs and tears down; a player
+                    // that does not is dropped at the session timeout.
+                    self.last_input = self.now;
                     self.end_media();
-                    self.close = Some(CloseReason::PeerClosed);
+                    self.play_ended = true;
                     return;
                 }
             }
@@ -1106,20 +1123,22 @@ impl RtspSession {
             if !p.recording {
                 return;
             }
+            let (Some(info), Some(receiver)) = (&t.info, &mut t.receiver) else {
+                return; // a track this server does not carry
+            };
             let is_rtp = t.rtp_channel == Some(channel);
             let r: Result<(), RtpError> = if is_rtp {
                 RtpPacket::parse(&data).and_then(|pkt| {
-                    if pkt.payload_type != t.info.payload_type {
+                    if pkt.payload_type != info.payload_type {
                         return Ok(());
                     }
-                    t.receiver
-                        .handle_packet(now, &mut p.timeline, pkt, &mut p.frames)
+                    receiver.handle_packet(now, &mut p.timeline, pkt, &mut p.frames)
                 })
             } else {
                 rtcp::parse_compound(&data).map(|pkts| {
                     for pk in pkts {
                         if let RtcpPacket::SenderReport(sr) = pk {
-                            t.receiver.handle_sender_report(now, &mut p.timeline, &sr);
+                            receiver.handle_sender_report(now, &mut p.timeline, &sr);
                         }
                     }
                 })
@@ -1142,6 +1161,9 @@ impl RtspSession {
             }) {
                 return;
             }
+        }
+        if self.play_ended {
+            return;
         }
         self.fail(RtspError::UnsetChannel(channel));
     }

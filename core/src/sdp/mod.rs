@@ -265,6 +265,16 @@ pub fn track_info(m: &Media) -> Result<TrackInfo, SdpError> {
                 layout: layout_from_fmtp(fmtp.iter().copied()),
             }
         }
+        "MP4A-LATM" => {
+            if param("cpresent").is_some_and(|v| v != "0") {
+                return Err(SdpError::Unsupported("MP4A-LATM with cpresent=1".into()));
+            }
+            let config = param("config")
+                .and_then(hex_decode)
+                .and_then(|c| crate::rtp::aac::latm_config_to_asc(&c))
+                .ok_or(SdpError::BadParameter("MP4A-LATM config"))?;
+            TrackParams::AacLatm { config }
+        }
         "OPUS" => TrackParams::Opus {
             head: OpusHead::new(channels.unwrap_or(2).clamp(1, 2)).to_bytes(),
         },
