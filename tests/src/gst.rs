@@ -102,7 +102,7 @@ pub fn play_command(url: &str, dir: &std::path::Path) -> Command {
         (
             "d. ! application/x-rtp,media=video ! rtph264depay",
             "d. ! application/x-rtp,media=audio ! rtpmp4gdepay",
-            format!("rtspsrc location={url} protocols=tcp latency=200 name=d"),
+            format!("rtspsrc location={url} protocols=tcp latency=1000 name=d"),
         )
     } else {
         (
