@@ -71,6 +71,10 @@ pub enum CloseReason {
     /// this long ([`DriveConfig::write_stall_timeout`]): a player that never
     /// reads. The transport is dropped without a flush.
     WriteStalled(Duration),
+    /// The peer keeps the connection alive but reads nothing: an SRT
+    /// viewer that acknowledged none of the data sent to it for the peer
+    /// idle timeout ([`crate::srt::connection`], proof of life).
+    Unresponsive,
 }
 
 impl CloseReason {
@@ -107,6 +111,7 @@ impl core::fmt::Display for CloseReason {
             CloseReason::WriteStalled(d) => {
                 write!(f, "write stalled: the peer read nothing for {d:?}")
             }
+            CloseReason::Unresponsive => f.write_str("peer acknowledged nothing sent to it"),
         }
     }
 }

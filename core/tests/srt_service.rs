@@ -261,6 +261,8 @@ struct Peer {
     outbox: VecDeque<(Instant, Bytes)>,
     /// Drop everything this caller sends (its ACKs stop reaching the server).
     mute: bool,
+    /// Send only KEEPALIVEs (no ACK, NAK or ACKACK) once connected.
+    keepalive_only: bool,
     /// The conclusion to send on the next tick.
     pending_handshake: Option<Bytes>,
 }
@@ -278,6 +280,7 @@ impl Peer {
             delivered: Vec::new(),
             outbox: VecDeque::new(),
             mute: false,
+            keepalive_only: false,
             pending_handshake: None,
         }
     }
@@ -465,11 +468,31 @@ impl Sim {
                 let (_, b) = p.outbox.pop_front().unwrap();
                 p.conn().unwrap().send(now, b).unwrap();
             }
+            let keepalive_only = p.keepalive_only;
             if let Some(c) = p.conn() {
                 c.handle_timeout(now);
                 while let Some(pk) = c.poll_packet(now) {
-                    out.push(pk.to_bytes());
+                    let keepalive = matches!(
+                        &pk,
+                        Packet::Control(ControlPacket {
+                            body: Control::KeepAlive,
+                            ..
+                        })
+                    );
+                    if keepalive || !keepalive_only {
+                        out.push(pk.to_bytes());
+                    }
                 }
+            }
+            // Its own KEEPALIVE every second (the machine sends one only
+            // when it sent nothing else, and its ACKs are filtered out).
+            if keepalive_only && p.is_connected() && now.as_micros() % 1_000_000 == 0 {
+                let ka = Packet::Control(ControlPacket {
+                    timestamp: arcly::srt::Timestamp(0),
+                    dest: p.server_sock,
+                    body: Control::KeepAlive,
+                });
+                out.push(ka.to_bytes());
             }
             if !p.mute {
                 for d in out {
@@ -1005,6 +1028,68 @@ fn full_send_buffer_stops_pulling_and_a_lagging_viewer_resumes_at_a_keyframe() {
         stream.last().unwrap().1.dts,
         "and caught up to the live edge"
     );
+}
+
+/// Issue 14 item 6: a viewer that acknowledges nothing (silent after its
+/// two-packet handshake, or sending only KEEPALIVEs) gets at most the
+/// initial unacknowledged window and a probe per second, and is closed
+/// after the peer idle timeout (5 s); a healthy viewer alongside gets every
+/// frame. The old code sent the silent viewer ~100 packets a second until
+/// its idle timeout and streamed to the KEEPALIVE-only one forever.
+#[test]
+fn viewers_that_acknowledge_nothing_stop_being_sent_to_and_are_closed() {
+    use arcly::srt::connection::{ACK_STALL_CLOSE, INITIAL_UNACKED_WINDOW};
+    let engine = Engine::with_defaults();
+    let mut publ = engine.publish(key()).unwrap();
+    let mut sim = Sim::new(&engine, 21);
+    let healthy = sim.connect(Peer::new(1, "read:live/cam"));
+    let silent = sim.connect(Peer::new(2, "read:live/cam"));
+    let mut k = Peer::new(3, "read:live/cam");
+    k.keepalive_only = true;
+    let keepalive = sim.connect(k);
+    assert!(sim.run_until(100, |s| s.peers.iter().all(Peer::is_connected)));
+    sim.peers[silent].mute = true;
+    let joined = sim.now;
+    let mut gone_at = None;
+    let stream = av_stream(9, true, true);
+    play_out(&mut sim, &mut publ, &stream, |sim, _| {
+        if gone_at.is_none() && sim.svc.playing_count() == 1 {
+            gone_at = Some(sim.now);
+        }
+    });
+    sim.run_ms(500);
+    let gone_at = gone_at.expect("the two viewers that ACK nothing were closed");
+    let after = gone_at.saturating_duration_since(joined);
+    assert!(
+        after + Duration::from_millis(100) >= ACK_STALL_CLOSE
+            && after <= ACK_STALL_CLOSE + Duration::from_millis(300),
+        "closed {after:?} after joining"
+    );
+    let sent = |sim: &Sim, i: usize| {
+        sim.sent_payloads
+            .get(&sim.peers[i].addr)
+            .map_or(0, Vec::len)
+    };
+    let budget = INITIAL_UNACKED_WINDOW as usize + 6; // + one probe a second
+    for i in [silent, keepalive] {
+        let n = sent(&sim, i);
+        assert!(
+            n <= budget,
+            "viewer {i} got {n} data packets (budget {budget})"
+        );
+    }
+    // The KEEPALIVE-only viewer is told (SHUTDOWN); the silent one is
+    // dropped on the peer idle timeout, as libsrt does.
+    let c = sim.peers[keepalive].conn().unwrap();
+    assert!(
+        c.closed().is_some(),
+        "the KEEPALIVE-only viewer got a SHUTDOWN"
+    );
+    let n = sent(&sim, healthy);
+    assert!(n > 700, "{n}");
+    let (got, d) = demux_all(&delivered(&sim, healthy));
+    assert_eq!(d.stats().cc_errors, 0);
+    assert_same_frames(&got, &frames_of(&stream));
 }
 
 #[test]

@@ -30,6 +30,20 @@
 //! packets acknowledged but still held for TSBPD delivery occupy buffer
 //! space, not the peer's flight window.
 //!
+//! Proof of life of a receiving peer (an arcly rule anchored on libsrt's
+//! peer-idle timeout, `SRTO_PEERIDLETIMEO`): a libsrt receiver acknowledges
+//! new data every 10 ms (a full ACK per SYN interval, §4.8.1), so data sent
+//! and not acknowledged for long means nobody is reading it. Until the
+//! peer's first ACK that acknowledges data, at most
+//! [`INITIAL_UNACKED_WINDOW`] packets are in flight (a silent viewer's
+//! two-packet handshake costs a few dozen packets, not seconds of stream);
+//! when sent data sees no acknowledging ACK for [`ACK_STALL_PAUSE`] the
+//! sender pauses (one probe packet per pause period, so a receiver whose
+//! ACKs were lost is asked again); after [`ACK_STALL_CLOSE`] without one the
+//! connection closes with [`Closed::Unresponsive`]. KEEPALIVEs and other
+//! control packets keep the peer-idle timer alive but are no proof of
+//! reading: a KEEPALIVE-only viewer is not streamed to.
+//!
 //! Invariants: the control queue holds at most [`MAX_CONTROL_QUEUE`]
 //! packets (the oldest NAK/ACK is superseded by newer ones anyway); the
 //! send buffer is bounded by the flow window and the receive buffer by
@@ -51,6 +65,15 @@ use crate::time::Instant;
 pub const KEEPALIVE_PERIOD: Duration = Duration::from_secs(1);
 /// Peer idle timeout (libsrt `SRTO_PEERIDLETIMEO` default 5 s).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Data packets in flight before the peer's first acknowledging ACK (see
+/// the module docs, proof of life).
+pub const INITIAL_UNACKED_WINDOW: u32 = 64;
+/// Sent data unacknowledged this long pauses the sender (one probe packet
+/// per period after that).
+pub const ACK_STALL_PAUSE: Duration = Duration::from_secs(1);
+/// Sent data unacknowledged this long closes the connection
+/// ([`Closed::Unresponsive`]); libsrt's peer idle timeout.
+pub const ACK_STALL_CLOSE: Duration = IDLE_TIMEOUT;
 /// Most control packets queued for sending.
 pub const MAX_CONTROL_QUEUE: usize = 64;
 /// Default receive buffer size in packets (libsrt `SRTO_RCVBUF` default:
@@ -101,6 +124,9 @@ pub enum Closed {
     Locally,
     /// Nothing received for [`IDLE_TIMEOUT`].
     IdleTimeout,
+    /// Data we sent was not acknowledged for [`ACK_STALL_CLOSE`] (the
+    /// peer sends, e.g. KEEPALIVEs, but reads nothing).
+    Unresponsive,
 }
 
 /// The live-mode connection machine (see the module docs).
@@ -126,6 +152,13 @@ pub struct Connection {
     last_nak_at: Instant,
     last_sent: Instant,
     last_recv: Instant,
+    /// The peer acknowledged data at least once.
+    ack_seen: bool,
+    /// Since when sent data waits for an acknowledging ACK (`None`: nothing
+    /// in flight, or the last ACK acknowledged everything sent).
+    ack_wait_since: Option<Instant>,
+    /// While paused: when the next probe packet may go out.
+    next_probe_at: Instant,
     closed: Option<Closed>,
 }
 
@@ -167,6 +200,9 @@ impl Connection {
             last_nak_at: now,
             last_sent: now,
             last_recv: now,
+            ack_seen: false,
+            ack_wait_since: None,
+            next_probe_at: now,
             closed: None,
             cfg,
         }
@@ -264,7 +300,13 @@ impl Connection {
             }
             Packet::Control(c) => match c.body {
                 Control::Ack(ack) => {
+                    let acked = self.send.stats().acked;
                     self.send.handle_ack(ack.last_ack);
+                    if self.send.stats().acked > acked {
+                        // Proof of life: restart the stall timer.
+                        self.ack_seen = true;
+                        self.ack_wait_since = (self.send.in_flight() > 0).then_some(now);
+                    }
                     if let AckKind::Small(s) | AckKind::Full(s, _) = ack.kind {
                         self.rtt.update(s.rtt);
                         // A reordered older ACK must not reopen the window.
@@ -349,6 +391,14 @@ impl Connection {
             self.closed = Some(Closed::IdleTimeout);
             return;
         }
+        if self
+            .ack_wait_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= ACK_STALL_CLOSE)
+        {
+            self.queue_control(now, Control::Shutdown);
+            self.closed = Some(Closed::Unresponsive);
+            return;
+        }
         self.check_drain(now);
         if self.closed.is_some() {
             return;
@@ -413,9 +463,33 @@ impl Connection {
         if self.closed.is_some() {
             return None;
         }
-        let p = self.send.poll_packet_within(self.send_window() as usize)?;
+        let p = if self.is_paused(now) {
+            // One probe per pause period: a retransmission or one new
+            // packet (within the flow window).
+            if now < self.next_probe_at {
+                return None;
+            }
+            let window = (self.send.in_flight() + 1).min(self.send_window() as usize);
+            let p = self.send.poll_packet_within(window)?;
+            self.next_probe_at = now + ACK_STALL_PAUSE;
+            p
+        } else {
+            let mut window = self.send_window();
+            if !self.ack_seen {
+                window = window.min(INITIAL_UNACKED_WINDOW);
+            }
+            self.send.poll_packet_within(window as usize)?
+        };
+        self.ack_wait_since.get_or_insert(now);
         self.last_sent = now;
         Some(Packet::Data(p))
+    }
+
+    /// Whether sending is paused because sent data went unacknowledged for
+    /// [`ACK_STALL_PAUSE`] (see the module docs, proof of life).
+    pub fn is_paused(&self, now: Instant) -> bool {
+        self.ack_wait_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= ACK_STALL_PAUSE)
     }
 
     /// The next received payload due for delivery at `now` (TSBPD). Once
@@ -444,6 +518,13 @@ impl Connection {
         }
         if let Some(e) = self.send.next_expiry() {
             t = t.min(e + Duration::from_micros(1));
+        }
+        if let Some(since) = self.ack_wait_since {
+            t = t.min(since + ACK_STALL_CLOSE);
+            if !self.send.is_drained() {
+                // The pause starts, then one probe per period.
+                t = t.min((since + ACK_STALL_PAUSE).max(self.next_probe_at));
+            }
         }
         if let Some(d) = self.drain_deadline {
             t = t.min(d);

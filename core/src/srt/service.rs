@@ -25,6 +25,13 @@
 //!   frames stay in the engine's ring (where a viewer that falls behind
 //!   skips to the next keyframe, as for RTMP); pulling resumes when ACKs
 //!   free the buffer.
+//! - **Proof of life**: a viewer must acknowledge what it is sent. Before
+//!   its first ACK it gets at most
+//!   [`INITIAL_UNACKED_WINDOW`](super::connection::INITIAL_UNACKED_WINDOW)
+//!   packets; data unacknowledged for 1 s pauses its sender (one probe a
+//!   second) and for 5 s (libsrt's peer idle timeout) closes it, with a
+//!   rate-limited warning and [`SrtServiceStats::viewers_unresponsive`]
+//!   (see [`super::connection`]). KEEPALIVEs do not count.
 //! - **Time**: packets are stamped with the instant they are handed to
 //!   [`Endpoint::send`], as libsrt's live mode does by default (`srctime`
 //!   0). Frames arrive from the engine at the publisher's pace, so the
@@ -71,6 +78,7 @@ use crate::admission::{
 use crate::container::ts::{TsDemuxer, PACKET_SIZE};
 use crate::datagram::{DatagramService, DatagramServiceFactory, Received, Transmit};
 use crate::engine::{Engine, Publisher, Recv, Signal, StreamStats, Subscriber};
+use crate::log_limit::LogLimiter;
 use crate::peer_text::escaped;
 use crate::session::{CloseReason, ProtocolError};
 use crate::time::Instant;
@@ -158,6 +166,9 @@ pub struct SrtServiceStats {
     /// ([`Subscriber::request_keyframe`]); SRT cannot ask the sender for a
     /// keyframe, so they are only counted.
     pub keyframe_requests: u64,
+    /// Viewers closed because they acknowledged none of the data sent to
+    /// them for the peer idle timeout ([`CloseReason::Unresponsive`]).
+    pub viewers_unresponsive: u64,
 }
 
 /// Builds an [`SrtService`] per bound UDP socket. All services of one
@@ -645,7 +656,7 @@ impl SrtService {
                     }
                 }
                 EndpointEvent::Data { id, payload, .. } => self.on_data(now, id, &payload),
-                EndpointEvent::Closed { id, reason } => self.on_closed(id, reason),
+                EndpointEvent::Closed { id, reason } => self.on_closed(now, id, reason),
                 // Caller-side outcomes: this service never calls out.
                 #[allow(unreachable_patterns)]
                 other => debug!(?other, "srt: endpoint event ignored"),
@@ -699,7 +710,7 @@ impl SrtService {
         }
     }
 
-    fn on_closed(&mut self, id: SocketId, reason: CloseReason) {
+    fn on_closed(&mut self, now: Instant, id: SocketId, reason: CloseReason) {
         let Some(conn) = self.remove_conn(id) else {
             return;
         };
@@ -714,6 +725,21 @@ impl SrtService {
                 info!(socket = id.0, peer = %conn.peer, stream = %p.publisher.key(), %reason, frames = p.publisher.published(), "srt: publish ended");
             }
             Role::Play(p) => {
+                if reason == CloseReason::Unresponsive {
+                    // A peer can cause this in a flood: rate-limited.
+                    static UNRESPONSIVE: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+                    self.stats.viewers_unresponsive += 1;
+                    if let Some(suppressed) = UNRESPONSIVE.check(now) {
+                        warn!(
+                            socket = id.0,
+                            peer = %conn.peer,
+                            stream = %p.subscriber.key(),
+                            suppressed,
+                            "srt: viewer closed: it acknowledged nothing sent to it"
+                        );
+                    }
+                    return;
+                }
                 info!(socket = id.0, peer = %conn.peer, stream = %p.subscriber.key(), %reason, "srt: play ended");
             }
         }

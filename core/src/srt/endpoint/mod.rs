@@ -259,8 +259,11 @@ pub enum EndpointEvent {
         id: SocketId,
         /// Why: [`CloseReason::PeerClosed`] (the peer sent SHUTDOWN,
         /// §3.2.7), [`CloseReason::IdleTimeout`] (no datagram for
-        /// [`PEER_IDLE_TIMEOUT`]) or [`CloseReason::LocalShutdown`]
-        /// ([`Endpoint::close`]).
+        /// [`PEER_IDLE_TIMEOUT`]), [`CloseReason::LocalShutdown`]
+        /// ([`Endpoint::close`]) or [`CloseReason::Unresponsive`] (none of
+        /// our data acknowledged for
+        /// [`ACK_STALL_CLOSE`](super::connection::ACK_STALL_CLOSE), see
+        /// [`super::connection`], proof of life).
         reason: CloseReason,
     },
 }
@@ -555,6 +558,7 @@ impl Endpoint {
                 Closed::ByPeer => CloseReason::PeerClosed,
                 Closed::IdleTimeout => CloseReason::IdleTimeout,
                 Closed::Locally => CloseReason::LocalShutdown,
+                Closed::Unresponsive => CloseReason::Unresponsive,
             };
             // What the link cost, for the log: losses repaired
             // (retransmitted) and not repaired (dropped, too late).
