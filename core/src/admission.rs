@@ -141,12 +141,15 @@ impl core::fmt::Display for Rejection {
 
 impl From<&PublishError> for Rejection {
     /// Unknown app: [`RejectCode::NotFound`]; already published:
-    /// [`RejectCode::Conflict`]; stream limit: [`RejectCode::Overloaded`].
+    /// [`RejectCode::Conflict`]; stream limit or per-address publisher
+    /// limit: [`RejectCode::Overloaded`].
     fn from(e: &PublishError) -> Self {
         let code = match e {
             PublishError::UnknownApp(_) => RejectCode::NotFound,
             PublishError::AlreadyPublishing(_) => RejectCode::Conflict,
-            PublishError::TooManyStreams(..) => RejectCode::Overloaded,
+            PublishError::TooManyStreams(..) | PublishError::TooManyFromPeer(..) => {
+                RejectCode::Overloaded
+            }
         };
         Rejection::new(code, e.to_string())
     }

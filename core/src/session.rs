@@ -75,6 +75,9 @@ pub enum CloseReason {
     /// viewer that acknowledged none of the data sent to it for the peer
     /// idle timeout ([`crate::srt::connection`], proof of life).
     Unresponsive,
+    /// A publisher sent no media in time and was closed to free its stream
+    /// slot ([`MediaWatchdog`](crate::engine::MediaWatchdog)).
+    MediaTimeout(crate::engine::MediaStall),
 }
 
 impl CloseReason {
@@ -112,6 +115,7 @@ impl core::fmt::Display for CloseReason {
                 write!(f, "write stalled: the peer read nothing for {d:?}")
             }
             CloseReason::Unresponsive => f.write_str("peer acknowledged nothing sent to it"),
+            CloseReason::MediaTimeout(e) => write!(f, "publisher closed: {e}"),
         }
     }
 }

@@ -1092,6 +1092,62 @@ fn viewers_that_acknowledge_nothing_stop_being_sent_to_and_are_closed() {
     assert_same_frames(&got, &frames_of(&stream));
 }
 
+/// Issue 14 item 2: SRT publish handshakes followed by no data (only
+/// KEEPALIVEs, so the peer idle timeout never fires) held their stream
+/// slots for ever; now they are closed at the app's first-media deadline
+/// (10 s) and a legitimate publish gets the slot, while a healthy viewer of
+/// another stream loses no frame.
+#[test]
+fn publishers_without_media_are_closed_and_free_their_slots() {
+    let engine = Engine::new();
+    engine.add_app(
+        "live",
+        arcly::AppConfig {
+            max_streams: 3,
+            ..arcly::AppConfig::default()
+        },
+    );
+    let mut publ = engine.publish(key()).unwrap();
+    let mut sim = Sim::new(&engine, 22);
+    let viewer = sim.connect(Peer::new(1, "read:live/cam"));
+    let mut squatters = Vec::new();
+    for i in 0..2u16 {
+        let mut p = Peer::new(10 + i, &format!("publish:live/squat{i}"));
+        p.keepalive_only = true;
+        squatters.push(sim.connect(p));
+    }
+    assert!(sim.run_until(100, |s| s.peers.iter().all(Peer::is_connected)));
+    assert_eq!(sim.svc.publishing_count(), 2);
+    let mut early = None;
+    let mut late = None;
+    let stream = av_stream(11, true, true);
+    play_out(&mut sim, &mut publ, &stream, |sim, ms| {
+        if ms == 5_000 {
+            early = Some(sim.connect(Peer::new(20, "publish:live/legit")));
+        }
+        if ms == 10_500 {
+            late = Some(sim.connect(Peer::new(21, "publish:live/legit")));
+        }
+    });
+    sim.run_ms(300);
+    assert_eq!(
+        rejection(&sim, early.unwrap()),
+        Some(RejectReason::OVERLOAD),
+        "every slot was taken"
+    );
+    assert!(sim.peers[late.unwrap()].is_connected(), "a slot was freed");
+    assert_eq!(sim.svc.stats().publishers_without_media, 2);
+    for i in squatters {
+        let c = sim.peers[i].conn().unwrap();
+        assert!(c.closed().is_some(), "the squatter got a SHUTDOWN");
+    }
+    let keys: Vec<String> = engine.streams().iter().map(ToString::to_string).collect();
+    assert_eq!(keys, ["live/cam", "live/legit"]);
+    let (got, d) = demux_all(&delivered(&sim, viewer));
+    assert_eq!(d.stats().cc_errors, 0);
+    assert_same_frames(&got, &frames_of(&stream));
+}
+
 #[test]
 fn the_factory_builds_boxed_services_with_distinct_secrets() {
     let engine = Engine::with_defaults();

@@ -14,7 +14,10 @@
 //! [`Signal`] notifier and its no-lost-wake-up invariant), `stats` (lock-free
 //! counters, bitrate and snapshots), `registry` ([`Engine`], apps, admission:
 //! a mutex, never on the per-frame path; stream announcements through
-//! [`Engine::streams_signal`]), `sync` (std or `loom` primitives).
+//! [`Engine::streams_signal`]; per-source-IP publisher limit through
+//! [`Engine::publish_from`]), `watchdog` ([`MediaWatchdog`]: a publisher
+//! that sends no media is closed and its slot freed), `sync` (std or
+//! `loom` primitives).
 
 mod bus;
 mod registry;
@@ -22,9 +25,11 @@ mod signal;
 mod signal_set;
 mod stats;
 mod sync;
+mod watchdog;
 
 pub use bus::{EgressSlot, FrameEntry, Publisher, Recv, SharedFrame, Subscriber, MAX_RING_FRAMES};
 pub use registry::{AppConfig, Engine, PublishError, StreamKey, StreamKeyError, SubscribeError};
 pub use signal::{Signal, SignalWait};
 pub use signal_set::SignalSet;
 pub use stats::{StreamStats, StreamStatsSnapshot, SubscriberStats, SubscriberStatsSnapshot};
+pub use watchdog::{MediaStall, MediaWatchdog};

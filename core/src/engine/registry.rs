@@ -24,6 +24,7 @@
 //!   behind (several changes between two reads fold into one wake-up).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,6 +51,13 @@ pub struct AppConfig {
     /// How long a viewer's output may be held back to merge writes (0: write
     /// every frame at once, lowest latency).
     pub write_merge: Duration,
+    /// A publisher that has sent no media frame this long after its publish
+    /// was admitted is closed and its slot freed (default 10 s; see
+    /// [`MediaWatchdog`](super::MediaWatchdog)).
+    pub first_media_timeout: Duration,
+    /// A publisher whose media stops for this long is closed and its slot
+    /// freed (default 15 s).
+    pub media_timeout: Duration,
 }
 
 impl Default for AppConfig {
@@ -61,9 +69,16 @@ impl Default for AppConfig {
             max_streams: 1024,
             max_subscribers: 10_000,
             write_merge: Duration::ZERO,
+            first_media_timeout: Duration::from_secs(10),
+            media_timeout: Duration::from_secs(15),
         }
     }
 }
+
+/// Default of [`Engine::set_max_publishers_per_ip`]: generous for an
+/// encoder farm behind one address, far below an app's 1024 stream slots,
+/// so that one host cannot take them all.
+pub const DEFAULT_MAX_PUBLISHERS_PER_IP: usize = 64;
 
 /// Why a [`StreamKey`] could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,6 +166,10 @@ pub enum PublishError {
     /// The app's stream limit is reached.
     #[error("app `{0}` has reached its limit of {1} streams")]
     TooManyStreams(String, usize),
+    /// The peer's address already publishes the most streams one address
+    /// may ([`Engine::set_max_publishers_per_ip`]).
+    #[error("{0} already publishes {1} streams, the limit per address")]
+    TooManyFromPeer(IpAddr, usize),
 }
 
 /// Why a subscribe was refused.
@@ -168,8 +187,28 @@ pub enum SubscribeError {
     TooManySubscribers(StreamKey, usize),
 }
 
+#[derive(Debug)]
+struct PerIp {
+    max: usize,
+    /// Live publishers per source address. An entry exists only while its
+    /// count is above zero, so the table holds at most one entry per live
+    /// stream (bounded by the apps' stream limits).
+    count: HashMap<IpAddr, usize>,
+}
+
+impl Default for PerIp {
+    fn default() -> Self {
+        PerIp {
+            max: DEFAULT_MAX_PUBLISHERS_PER_IP,
+            count: HashMap::new(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
+    /// Publishers per source address (see [`Engine::publish_from`]).
+    publishers_per_ip: Mutex<PerIp>,
     apps: Mutex<HashMap<String, AppConfig>>,
     default_app: Mutex<Option<AppConfig>>,
     streams: Mutex<HashMap<StreamKey, Arc<StreamShared>>>,
@@ -222,8 +261,69 @@ impl Engine {
             .or_else(|| lock(&self.inner.default_app).clone())
     }
 
+    /// Most streams one source address may publish at once through
+    /// [`publish_from`](Self::publish_from) (default
+    /// [`DEFAULT_MAX_PUBLISHERS_PER_IP`]; 0 turns the limit off).
+    pub fn set_max_publishers_per_ip(&self, max: usize) {
+        lock(&self.inner.publishers_per_ip).max = max;
+    }
+
+    /// Streams published from `ip` right now (through
+    /// [`publish_from`](Self::publish_from)).
+    pub fn publishers_from(&self, ip: IpAddr) -> usize {
+        lock(&self.inner.publishers_per_ip)
+            .count
+            .get(&ip)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Starts publishing `key` for a peer at `peer`: like
+    /// [`publish`](Self::publish), and refused with
+    /// [`PublishError::TooManyFromPeer`] when that address already
+    /// publishes the most streams one address may. Every protocol's glue
+    /// publishes through this; the count drops when the [`Publisher`]
+    /// drops.
+    pub fn publish_from(&self, key: StreamKey, peer: IpAddr) -> Result<Publisher, PublishError> {
+        {
+            let mut per_ip = lock(&self.inner.publishers_per_ip);
+            let max = per_ip.max;
+            let n = per_ip.count.entry(peer).or_insert(0);
+            if max > 0 && *n >= max {
+                let n = *n;
+                return Err(PublishError::TooManyFromPeer(peer, n));
+            }
+            *n += 1;
+        }
+        match self.publish_inner(key, Some(peer)) {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                self.release_ip(peer);
+                Err(e)
+            }
+        }
+    }
+
+    fn release_ip(&self, peer: IpAddr) {
+        let mut per_ip = lock(&self.inner.publishers_per_ip);
+        if let Some(n) = per_ip.count.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_ip.count.remove(&peer);
+            }
+        }
+    }
+
     /// Starts publishing `key`. The stream ends when the [`Publisher`] drops.
     pub fn publish(&self, key: StreamKey) -> Result<Publisher, PublishError> {
+        self.publish_inner(key, None)
+    }
+
+    fn publish_inner(
+        &self,
+        key: StreamKey,
+        peer: Option<IpAddr>,
+    ) -> Result<Publisher, PublishError> {
         let cfg = self
             .app_config(key.app())
             .ok_or_else(|| PublishError::UnknownApp(key.app().to_owned()))?;
@@ -249,7 +349,12 @@ impl Engine {
         let engine = self.clone();
         Ok(Publisher::new(
             shared,
-            Box::new(move |k: &StreamKey, s: &Arc<StreamShared>| engine.remove(k, s)),
+            Box::new(move |k: &StreamKey, s: &Arc<StreamShared>| {
+                if let Some(ip) = peer {
+                    engine.release_ip(ip);
+                }
+                engine.remove(k, s)
+            }),
         ))
     }
 

@@ -985,7 +985,10 @@ impl ServerConnection {
         self.close_with(CloseReason::ProtocolError(ProtocolError::Rtmp(e)));
     }
 
-    fn close_with(&mut self, reason: CloseReason) {
+    /// Ends the connection for `reason` (also used by the engine glue, e.g.
+    /// when its [`MediaWatchdog`](crate::engine::MediaWatchdog) gave up on
+    /// a publisher). Does nothing once closed.
+    pub fn close_with(&mut self, reason: CloseReason) {
         if self.is_closed() {
             return;
         }

@@ -14,7 +14,8 @@ use crate::admission::{
     Admission, AdmissionKind, AdmissionRequest, AdmissionWait, AllowAll, Decision, RejectCode,
     Rejection, MAX_ADMISSION_WAIT,
 };
-use crate::engine::{Engine, Publisher, Recv, Signal, StreamKey, Subscriber};
+use crate::engine::{Engine, MediaWatchdog, Publisher, Recv, Signal, StreamKey, Subscriber};
+use crate::log_limit::LogLimiter;
 use crate::peer_text::escaped;
 use crate::session::{CloseReason, SessionFactory, StreamConn, StreamSession};
 use crate::time::Instant;
@@ -88,6 +89,7 @@ impl RtmpSessionFactory {
             admission: self.admission.clone(),
             peer,
             publisher: None,
+            watchdog: None,
             subscriber: None,
             write_merge: std::time::Duration::ZERO,
             sent_metadata: None,
@@ -124,6 +126,16 @@ impl SessionFactory for RtmpSessionFactory {
 /// stream's app, reported by [`StreamSession::write_merge`]) is the driver's
 /// job: it delays [`StreamSession::handle_media`].
 ///
+/// A publisher is watched by a [`MediaWatchdog`] with its app's timeouts:
+/// no media frame within
+/// [`AppConfig::first_media_timeout`](crate::AppConfig::first_media_timeout)
+/// of the admission, or none for
+/// [`AppConfig::media_timeout`](crate::AppConfig::media_timeout) after
+/// that, closes the connection ([`CloseReason::MediaTimeout`], a
+/// rate-limited warning) and frees the stream slot; RTMP Acknowledgements
+/// and pings keep the idle timer alive but are no media. Publishes go
+/// through [`Engine::publish_from`] (per-address publisher limit).
+///
 /// Invariants: frames are pulled from the subscriber only while less than
 /// [`MAX_PENDING_OUTPUT`] bytes wait in the machine; the stream's metadata
 /// goes to the player before the first frame and again, before the next
@@ -134,6 +146,8 @@ pub struct RtmpSession {
     admission: Arc<dyn Admission>,
     peer: SocketAddr,
     publisher: Option<Publisher>,
+    /// Deadlines of the publisher's media (set while publishing).
+    watchdog: Option<MediaWatchdog>,
     subscriber: Option<Subscriber>,
     /// The played app's write-merge window.
     write_merge: std::time::Duration,
@@ -256,6 +270,9 @@ impl RtmpSession {
                 } => self.on_request(now, token, AdmissionKind::Play, &app, &stream_name, query),
                 ServerEvent::Frame(f) => {
                     if let Some(p) = &mut self.publisher {
+                        if let Some(w) = &mut self.watchdog {
+                            w.on_frame(now, &f);
+                        }
                         p.send(f);
                     }
                 }
@@ -265,6 +282,7 @@ impl RtmpSession {
                     }
                 }
                 ServerEvent::Unpublished => {
+                    self.watchdog = None;
                     if let Some(p) = self.publisher.take() {
                         info!(peer = %self.peer, stream = %escaped(&p.key().to_string()), "rtmp publish ended");
                     }
@@ -277,6 +295,7 @@ impl RtmpSession {
                 ServerEvent::Closed(reason) => {
                     info!(peer = %self.peer, %reason, "rtmp session closed");
                     self.publisher = None;
+                    self.watchdog = None;
                     self.subscriber = None;
                     self.waiting = None;
                 }
@@ -302,7 +321,7 @@ impl RtmpSession {
             }
         };
         match decision {
-            Decision::Allow => self.admitted(token, kind, key),
+            Decision::Allow => self.admitted(now, token, kind, key),
             Decision::Deny(rejection) => {
                 warn!(peer = %self.peer, stream = %escaped(&key.to_string()), %kind, reason = %rejection, "rtmp request refused");
                 self.conn.reject(token, rejection);
@@ -331,7 +350,7 @@ impl RtmpSession {
         match decided {
             Ok(()) => {
                 info!(peer = %self.peer, stream = %escaped(&w.key.to_string()), kind = %w.kind, "rtmp request admitted after waiting");
-                self.admitted(w.token, w.kind, w.key);
+                self.admitted(now, w.token, w.kind, w.key);
             }
             Err(rejection) => {
                 warn!(peer = %self.peer, stream = %escaped(&w.key.to_string()), kind = %w.kind, reason = %rejection, "rtmp request refused after waiting");
@@ -342,17 +361,19 @@ impl RtmpSession {
     }
 
     /// The admission allowed the request: now the engine is asked.
-    fn admitted(&mut self, token: RequestToken, kind: AdmissionKind, key: StreamKey) {
+    fn admitted(&mut self, now: Instant, token: RequestToken, kind: AdmissionKind, key: StreamKey) {
         match kind {
-            AdmissionKind::Publish => self.start_publish(token, key),
+            AdmissionKind::Publish => self.start_publish(now, token, key),
             AdmissionKind::Play => self.start_play(token, key),
         }
     }
 
-    fn start_publish(&mut self, token: RequestToken, key: StreamKey) {
-        match self.engine.publish(key.clone()) {
+    fn start_publish(&mut self, now: Instant, token: RequestToken, key: StreamKey) {
+        match self.engine.publish_from(key.clone(), self.peer.ip()) {
             Ok(p) => {
                 info!(peer = %self.peer, stream = %escaped(&key.to_string()), "rtmp publish started");
+                let app_config = self.engine.app_config(key.app()).unwrap_or_default();
+                self.watchdog = Some(MediaWatchdog::new(now, &app_config));
                 self.publisher = Some(p);
                 self.conn.accept_publish(token);
             }
@@ -433,6 +454,16 @@ impl StreamSession for RtmpSession {
         self.events(now);
         self.poll_admission(now);
         self.note_keyframe_requests();
+        if let Some(Err(stall)) = self.watchdog.as_ref().map(|w| w.check(now)) {
+            // A peer can cause this in a flood: rate-limited.
+            static NO_MEDIA: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(10));
+            if let Some(suppressed) = NO_MEDIA.check(now) {
+                let stream = self.publisher.as_ref().map(|p| p.key().to_string());
+                warn!(peer = %self.peer, stream = %escaped(stream.as_deref().unwrap_or("")), reason = %stall, suppressed, "rtmp publisher closed: no media, stream slot freed");
+            }
+            self.conn.close_with(CloseReason::MediaTimeout(stall));
+            self.events(now);
+        }
     }
 
     fn handle_media(&mut self, now: Instant) {
@@ -452,7 +483,13 @@ impl StreamSession for RtmpSession {
 
     fn poll_timeout(&self) -> Option<Instant> {
         let waiting = self.waiting.as_ref().map(|w| w.wait.deadline());
-        self.conn.poll_timeout().into_iter().chain(waiting).min()
+        let watchdog = self.watchdog.as_ref().map(MediaWatchdog::deadline);
+        self.conn
+            .poll_timeout()
+            .into_iter()
+            .chain(waiting)
+            .chain(watchdog)
+            .min()
     }
 
     fn media_signal(&self) -> Option<Signal> {

@@ -12,7 +12,11 @@
 //!   unknown stream or app `SRT_REJX_NOTFOUND` (1404), stream already
 //!   published `SRT_REJX_CONFLICT` (1409), engine limits
 //!   `SRT_REJX_OVERLOAD` (1402), service closing `SRT_REJ_CLOSE`.
-//! - **Publish**: payloads delivered under TSBPD are MPEG-TS; a
+//! - **Publish** goes through [`Engine::publish_from`] (per-address
+//!   publisher limit, reject 1402) and is watched by a [`MediaWatchdog`]:
+//!   no media frame within the app's first-media timeout (10 s) or none
+//!   for its media timeout (15 s) closes the connection and frees the
+//!   slot. Payloads delivered under TSBPD are MPEG-TS; a
 //!   [`TsDemuxer`] turns them into frames for the [`Publisher`]. The stream
 //!   ends when the connection closes (its buffered tail is demuxed first).
 //!   Payloads without a single valid TS packet are counted; a peer sending
@@ -77,7 +81,9 @@ use crate::admission::{
 };
 use crate::container::ts::{TsDemuxer, PACKET_SIZE};
 use crate::datagram::{DatagramService, DatagramServiceFactory, Received, Transmit};
-use crate::engine::{Engine, Publisher, Recv, Signal, StreamStats, Subscriber};
+use crate::engine::{
+    Engine, MediaStall, MediaWatchdog, Publisher, Recv, Signal, StreamStats, Subscriber,
+};
 use crate::log_limit::LogLimiter;
 use crate::peer_text::escaped;
 use crate::session::{CloseReason, ProtocolError};
@@ -166,6 +172,9 @@ pub struct SrtServiceStats {
     /// ([`Subscriber::request_keyframe`]); SRT cannot ask the sender for a
     /// keyframe, so they are only counted.
     pub keyframe_requests: u64,
+    /// Publishers closed because they sent no media in time
+    /// ([`MediaWatchdog`]).
+    pub publishers_without_media: u64,
     /// Viewers closed because they acknowledged none of the data sent to
     /// them for the peer idle timeout ([`CloseReason::Unresponsive`]).
     pub viewers_unresponsive: u64,
@@ -296,6 +305,8 @@ struct Publishing {
     demux: TsDemuxer,
     /// Since when every payload was garbage.
     garbage_since: Option<Instant>,
+    /// The publisher's media deadlines (no media: closed, slot freed).
+    watchdog: MediaWatchdog,
 }
 
 #[derive(Debug)]
@@ -585,12 +596,16 @@ impl SrtService {
         };
         let key = sid.key.clone();
         let role = match kind {
-            AdmissionKind::Publish => match self.engine.publish(key.clone()) {
-                Ok(publisher) => Role::Publish(Box::new(Publishing {
-                    publisher,
-                    demux: TsDemuxer::new(),
-                    garbage_since: None,
-                })),
+            AdmissionKind::Publish => match self.engine.publish_from(key.clone(), req.peer.ip()) {
+                Ok(publisher) => {
+                    let app = self.engine.app_config(key.app()).unwrap_or_default();
+                    Role::Publish(Box::new(Publishing {
+                        publisher,
+                        demux: TsDemuxer::new(),
+                        garbage_since: None,
+                        watchdog: MediaWatchdog::new(now, &app),
+                    }))
+                }
                 Err(e) => {
                     self.reject(req, reject_reason(&Rejection::from(&e)), &e.to_string());
                     return;
@@ -680,6 +695,7 @@ impl SrtService {
             debug!(socket = id.0, error = %e, "srt: demuxer input refused");
         }
         while let Some(f) = p.demux.poll_frame() {
+            p.watchdog.on_frame(now, &f);
             p.publisher.send(f);
             self.stats.frames_in += 1;
         }
@@ -877,6 +893,33 @@ impl SrtService {
         }
     }
 
+    /// Publishers that sent no media in time are closed (their slot freed
+    /// once the endpoint reports the close).
+    fn expire_silent_publishers(&mut self, now: Instant) {
+        let due: Vec<(SocketId, MediaStall)> = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| match &c.role {
+                Role::Publish(p) if c.close_reason.is_none() => {
+                    p.watchdog.check(now).err().map(|e| (*id, e))
+                }
+                _ => None,
+            })
+            .collect();
+        for (id, stall) in due {
+            // A peer can cause this in a flood: rate-limited.
+            static NO_MEDIA: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+            self.stats.publishers_without_media += 1;
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.close_reason = Some(CloseReason::MediaTimeout(stall));
+                if let Some(suppressed) = NO_MEDIA.check(now) {
+                    warn!(socket = id.0, peer = %c.peer, reason = %stall, suppressed, "srt: publisher closed: no media, stream slot freed");
+                }
+            }
+            self.endpoint.close(now, id);
+        }
+    }
+
     /// Viewers whose stream ended and whose linger passed are shut down.
     fn expire_ended(&mut self, now: Instant) {
         let due: Vec<SocketId> = self
@@ -1016,6 +1059,8 @@ impl DatagramService for SrtService {
         self.endpoint.handle_timeout(now);
         self.events(now);
         self.expire_ended(now);
+        self.expire_silent_publishers(now);
+        self.events(now);
         self.blocked_viewers();
         self.pull_scratch(now);
         self.events(now);
@@ -1051,6 +1096,7 @@ impl DatagramService for SrtService {
     fn poll_timeout(&self) -> Option<Instant> {
         let ending = self.conns.values().filter_map(|c| match &c.role {
             Role::Play(p) => p.ending_at,
+            Role::Publish(p) if c.close_reason.is_none() => Some(p.watchdog.deadline()),
             Role::Publish(_) => None,
         });
         let waiting = self.waiting.iter().map(|w| w.wait.deadline());
