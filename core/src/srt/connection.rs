@@ -325,7 +325,18 @@ impl Connection {
                             .update(sample.as_micros().min(u128::from(u32::MAX)) as u32);
                     }
                 }
-                Control::Nak(list) => self.send.handle_nak(&list),
+                Control::Nak(list) => {
+                    let bogus = self.send.stats().bogus_nak;
+                    self.send.handle_nak(&list);
+                    // A NAK naming packets we sent is proof of reading too
+                    // (it knows their sequence numbers): the repair goes on.
+                    if list.count() > 0
+                        && self.send.stats().bogus_nak == bogus
+                        && self.ack_wait_since.is_some()
+                    {
+                        self.ack_wait_since = Some(now);
+                    }
+                }
                 Control::DropReq { first, last, .. } => {
                     self.recv.drop_request(first, last);
                 }
