@@ -1148,6 +1148,50 @@ fn publishers_without_media_are_closed_and_free_their_slots() {
     assert_same_frames(&got, &frames_of(&stream));
 }
 
+/// Issue 14 items 2 and 6: per source address, SRT play admissions are
+/// rate-limited (token bucket) and connections are capped; both refusals
+/// are `SRT_REJX_OVERLOAD`, and another address is not affected.
+#[test]
+fn play_admissions_and_connections_are_limited_per_address() {
+    let engine = Engine::with_defaults();
+    let _publ = engine.publish(key()).unwrap();
+    let mut config = SrtServiceConfig::default();
+    config.play_burst_per_ip = 5;
+    config.play_rate_per_ip = 1;
+    config.max_connections_per_ip = 7;
+    let f = SrtServiceFactory::allow_all(engine.clone(), config);
+    let mut sim = Sim::with_factory(&f, 23);
+    let first: Vec<usize> = (0..7)
+        .map(|i| sim.connect(Peer::new(i, "read:live/cam")))
+        .collect();
+    sim.run_ms(100);
+    let refused = |sim: &Sim, v: &[usize]| {
+        v.iter()
+            .filter(|&&i| rejection(sim, i) == Some(RejectReason::OVERLOAD))
+            .count()
+    };
+    let connected = |sim: &Sim| sim.peers.iter().filter(|p| p.is_connected()).count();
+    assert_eq!(connected(&sim), 5, "the burst");
+    assert_eq!(refused(&sim, &first), 2);
+    // Another address is not limited by this one.
+    let mut other = Peer::new(50, "read:live/cam");
+    other.addr = SocketAddr::from(([10, 0, 0, 3], 40050));
+    let o = sim.connect(other);
+    sim.run_ms(100);
+    assert!(sim.peers[o].is_connected());
+    // Two seconds refill two tokens; the connection cap (7) stops the
+    // third.
+    sim.run_ms(1800);
+    let later: Vec<usize> = (10..13)
+        .map(|i| sim.connect(Peer::new(i, "read:live/cam")))
+        .collect();
+    sim.run_ms(100);
+    assert_eq!(connected(&sim), 8);
+    assert_eq!(refused(&sim, &later), 1);
+    let st = sim.svc.stats();
+    assert_eq!(st.refused_per_ip, 3, "{st:?}");
+}
+
 #[test]
 fn the_factory_builds_boxed_services_with_distinct_secrets() {
     let engine = Engine::with_defaults();

@@ -103,6 +103,43 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_connections: usize,
 
+    /// Most TCP connections (RTMP) served at once from one source address
+    /// (0: no limit); more are closed at once, with a rate-limited
+    /// `refusing connection: too many connections from this address`.
+    #[arg(long, value_name = "N", default_value_t = arcly::session::serve::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    max_connections_per_ip: usize,
+
+    /// Most streams one source address may publish at once, on every
+    /// protocol (0: no limit); more are refused (RTMP
+    /// `NetStream.Publish.BadName`, SRT reject 1402).
+    #[arg(long, value_name = "N", default_value_t = arcly::engine::DEFAULT_MAX_PUBLISHERS_PER_IP)]
+    max_publishers_per_ip: usize,
+
+    /// Seconds an admitted publisher has to send its first media frame;
+    /// then it is closed and its stream slot freed (every protocol).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    first_media_timeout: f64,
+
+    /// Seconds without a media frame after which a publisher is closed and
+    /// its stream slot freed (every protocol).
+    #[arg(long, value_name = "SECS", default_value_t = 15.0)]
+    media_timeout: f64,
+
+    /// SRT: most connections (publishers and viewers) from one source
+    /// address (0: no limit); more are rejected with 1402 (overload).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    srt_max_connections_per_ip: usize,
+
+    /// SRT: play admissions one source address may make in a burst (0: no
+    /// limit); refilled at --srt-play-rate-per-ip per second, beyond that
+    /// play requests are rejected with 1402 (overload).
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    srt_play_burst_per_ip: u32,
+
+    /// SRT: play admissions per second one source address regains.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    srt_play_rate_per_ip: u32,
+
     /// Seconds sessions get to say goodbye on shutdown.
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     shutdown_grace: f64,
@@ -198,6 +235,20 @@ fn listeners(cli: &Cli, engine: &Engine) -> Vec<Listener> {
 }
 
 /// The RTMP server settings the command line chose.
+/// Every app's settings: the defaults, with the write-merge window and the
+/// publisher media timeouts from the command line.
+fn app_config(cli: &Cli) -> arcly::AppConfig {
+    let secs = |s: f64, default: u64| {
+        Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::from_secs(default))
+    };
+    arcly::AppConfig {
+        write_merge: Duration::from_millis(cli.write_merge),
+        first_media_timeout: secs(cli.first_media_timeout, 10),
+        media_timeout: secs(cli.media_timeout, 15),
+        ..arcly::AppConfig::default()
+    }
+}
+
 fn rtmp_config(cli: &Cli) -> ServerConfig {
     ServerConfig {
         max_partial_bytes: cli.rtmp_max_partial_bytes,
@@ -282,10 +333,8 @@ async fn run(cli: Cli) -> ExitCode {
     // Apps are not configured in code here: every app name gets the default
     // settings, with the write-merge window from the command line.
     let engine = Engine::new();
-    engine.set_default_app(Some(arcly::AppConfig {
-        write_merge: Duration::from_millis(cli.write_merge),
-        ..arcly::AppConfig::default()
-    }));
+    engine.set_default_app(Some(app_config(&cli)));
+    engine.set_max_publishers_per_ip(cli.max_publishers_per_ip);
     let wanted = listeners(&cli, &engine);
     if wanted.is_empty() && cli.http == Listen::Off && cli.srt == Listen::Off {
         eprintln!("arcly: every listener is off; nothing to serve");
@@ -293,6 +342,7 @@ async fn run(cli: Cli) -> ExitCode {
     }
     let config = ServeConfig {
         max_connections: cli.max_connections.max(1),
+        max_connections_per_ip: cli.max_connections_per_ip,
         shutdown_grace: Duration::try_from_secs_f64(cli.shutdown_grace.max(0.0))
             .unwrap_or(Duration::from_secs(2)),
         // The write-merge window comes from each session's app (above).
@@ -373,7 +423,18 @@ async fn run(cli: Cli) -> ExitCode {
         }
         tracing::info!(protocol = "SRT", %addr, encrypted, latency_ms = cli.srt_latency, "listening");
         let passphrase = cli.srt_passphrase.clone();
-        let factory = srt::factory(&engine, cli.srt_latency, passphrase, cli.max_connections);
+        let limits = srt::PeerLimits {
+            max_connections: cli.srt_max_connections_per_ip,
+            play_burst: cli.srt_play_burst_per_ip,
+            play_rate: cli.srt_play_rate_per_ip,
+        };
+        let factory = srt::factory(
+            &engine,
+            cli.srt_latency,
+            passphrase,
+            cli.max_connections,
+            limits,
+        );
         srt::spawn(&mut servers, sock, factory, stop_rx.clone());
     }
     if let Some(dir) = cli.record.clone() {
@@ -532,6 +593,38 @@ mod tests {
         assert_eq!(rtmp_config(&cli), ServerConfig::default());
         let cli = Cli::try_parse_from(["arcly", "--rtmp-max-partial-bytes", "4096"]).unwrap();
         assert_eq!(rtmp_config(&cli).max_partial_bytes, 4096);
+    }
+
+    #[test]
+    fn peer_limits_default_to_the_library_and_are_settable() {
+        let cli = Cli::try_parse_from(["arcly"]).unwrap();
+        let app = app_config(&cli);
+        assert_eq!(
+            app.first_media_timeout,
+            arcly::AppConfig::default().first_media_timeout
+        );
+        assert_eq!(app.media_timeout, arcly::AppConfig::default().media_timeout);
+        assert_eq!(
+            cli.max_connections_per_ip,
+            ServeConfig::default().max_connections_per_ip
+        );
+        let srt = arcly::srt::service::SrtServiceConfig::default();
+        assert_eq!(cli.srt_max_connections_per_ip, srt.max_connections_per_ip);
+        assert_eq!(cli.srt_play_burst_per_ip, srt.play_burst_per_ip);
+        assert_eq!(cli.srt_play_rate_per_ip, srt.play_rate_per_ip);
+        let cli = Cli::try_parse_from([
+            "arcly",
+            "--first-media-timeout",
+            "2.5",
+            "--max-publishers-per-ip",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(
+            app_config(&cli).first_media_timeout,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(cli.max_publishers_per_ip, 0);
     }
 
     #[test]

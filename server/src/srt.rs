@@ -41,12 +41,24 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
+/// Per-source-address limits of the SRT service (docs/security.md).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerLimits {
+    /// Connections one address may hold (0: no limit).
+    pub max_connections: usize,
+    /// Play admissions one address may make in a burst (0: no limit).
+    pub play_burst: u32,
+    /// Play admissions per second an address regains.
+    pub play_rate: u32,
+}
+
 /// The SRT service settings from the command line.
 pub fn factory(
     engine: &Engine,
     latency_ms: u16,
     passphrase: Option<String>,
     max_connections: usize,
+    limits: PeerLimits,
 ) -> SrtServiceFactory {
     let mut cookie_secret = [0u8; 32];
     for chunk in cookie_secret.chunks_mut(8) {
@@ -62,7 +74,11 @@ pub fn factory(
         max_connections: max_connections.max(1),
         ..EndpointConfig::default()
     };
-    SrtServiceFactory::allow_all(engine.clone(), SrtServiceConfig::with_endpoint(endpoint))
+    let mut config = SrtServiceConfig::with_endpoint(endpoint);
+    config.max_connections_per_ip = limits.max_connections;
+    config.play_burst_per_ip = limits.play_burst;
+    config.play_rate_per_ip = limits.play_rate;
+    SrtServiceFactory::allow_all(engine.clone(), config)
 }
 
 /// Binds the SRT socket (a failure ends the start with a message).

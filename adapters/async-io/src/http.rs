@@ -138,8 +138,10 @@ where
                 },
             ),
             async {
-                let limit = config.max_connections;
-                Event::Accepted(accept_admitted(&listener, &tracker, limit, config.nodelay).await)
+                let limits = (config.max_connections, 0);
+                Event::Accepted(
+                    accept_admitted(&listener, &tracker, limits, &clock, config.nodelay).await,
+                )
             },
         )
         .await;

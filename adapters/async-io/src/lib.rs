@@ -113,8 +113,8 @@ where
                 None
             },
             async {
-                let limit = config.max_connections;
-                Some(accept_admitted(&listener, &tracker, limit, config.nodelay).await)
+                let limits = (config.max_connections, config.max_connections_per_ip);
+                Some(accept_admitted(&listener, &tracker, limits, &clock, config.nodelay).await)
             },
         )
         .await;
@@ -152,7 +152,8 @@ where
 pub(crate) async fn accept_admitted(
     listener: &Async<TcpListener>,
     tracker: &Arc<ConnectionTracker>,
-    max_connections: usize,
+    (max_connections, max_per_ip): (usize, usize),
+    clock: &Clock,
     nodelay: bool,
 ) -> (Async<TcpStream>, SocketAddr, ConnectionGuard) {
     loop {
@@ -165,7 +166,8 @@ pub(crate) async fn accept_admitted(
                 continue;
             }
         };
-        let Some(guard) = tracker.admit(peer, max_connections) else {
+        let now = clock.instant(std::time::Instant::now());
+        let Some(guard) = tracker.admit_from(peer, max_connections, max_per_ip, Some(now)) else {
             drop(stream);
             continue;
         };

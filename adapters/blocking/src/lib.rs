@@ -105,6 +105,10 @@ pub struct ServeConfig {
     /// Most connections served at once (two threads each); more are accepted
     /// and closed at once with a warning in the log.
     pub max_connections: usize,
+    /// Most connections served at once from one source address (0: no
+    /// limit); more are closed at once with a rate-limited warning
+    /// (default [`arcly::session::serve::DEFAULT_MAX_CONNECTIONS_PER_IP`]).
+    pub max_connections_per_ip: usize,
     /// After the shutdown: how long sessions get to flush their goodbye
     /// before their sockets are shut down under them.
     pub shutdown_grace: Duration,
@@ -123,6 +127,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             max_connections: 1024,
+            max_connections_per_ip: arcly::session::serve::DEFAULT_MAX_CONNECTIONS_PER_IP,
             shutdown_grace: Duration::from_secs(2),
             nodelay: true,
             drive: DriveConfig::default(),
@@ -270,7 +275,13 @@ fn accept_loop(
                 continue;
             }
         };
-        let Some(conn) = tracker.conns.admit(peer, config.max_connections) else {
+        let now = clock.instant(std::time::Instant::now());
+        let Some(conn) = tracker.conns.admit_from(
+            peer,
+            config.max_connections,
+            config.max_connections_per_ip,
+            Some(now),
+        ) else {
             drop(stream);
             continue;
         };

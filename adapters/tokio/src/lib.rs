@@ -112,7 +112,13 @@ pub async fn serve_tcp_with(
                         continue;
                     }
                 };
-                let Some(guard) = tracker.admit(peer, config.max_connections) else {
+                let now = clock.instant(std::time::Instant::now());
+                let Some(guard) = tracker.admit_from(
+                    peer,
+                    config.max_connections,
+                    config.max_connections_per_ip,
+                    Some(now),
+                ) else {
                     drop(stream);
                     continue;
                 };
@@ -122,7 +128,6 @@ pub async fn serve_tcp_with(
                     }
                 }
                 arcly_socket::cap_send_buffer(socket2::SockRef::from(&stream), config.send_buffer);
-                let now = clock.instant(std::time::Instant::now());
                 let conn = match stream.local_addr() {
                     Ok(at) => StreamConn::new(peer, at),
                     Err(_) => StreamConn::from_peer(peer),

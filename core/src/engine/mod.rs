@@ -28,7 +28,10 @@ mod sync;
 mod watchdog;
 
 pub use bus::{EgressSlot, FrameEntry, Publisher, Recv, SharedFrame, Subscriber, MAX_RING_FRAMES};
-pub use registry::{AppConfig, Engine, PublishError, StreamKey, StreamKeyError, SubscribeError};
+pub use registry::{
+    AppConfig, Engine, PublishError, StreamKey, StreamKeyError, SubscribeError,
+    DEFAULT_MAX_PUBLISHERS_PER_IP,
+};
 pub use signal::{Signal, SignalWait};
 pub use signal_set::SignalSet;
 pub use stats::{StreamStats, StreamStatsSnapshot, SubscriberStats, SubscriberStatsSnapshot};

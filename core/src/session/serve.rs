@@ -4,15 +4,26 @@
 //! seed of each new session. The adapters keep only the accepting, spawning
 //! and waiting of their runtime.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::driver::DriveConfig;
 use super::CloseReason;
 use crate::engine::Signal;
+use crate::log_limit::LogLimiter;
+use crate::time::Instant;
+
+/// Default of [`ServeConfig::max_connections_per_ip`]: far above what a
+/// viewer host opens, below the global limit so that one address cannot
+/// take every connection; high enough for the test suite (200 loopback
+/// players in `tests/tests/fanout.rs`) and the benchmarks (1 000 loopback
+/// RTMP players plus the publisher in `bench/server_bench.sh`; raise it
+/// with `--max-connections-per-ip` beyond that).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 2048;
 
 /// Settings of an executor adapter's `serve_tcp_with` (re-exported there).
 #[derive(Debug, Clone)]
@@ -20,6 +31,10 @@ pub struct ServeConfig {
     /// Most connections served at once; more are accepted and closed at once
     /// with a warning in the log.
     pub max_connections: usize,
+    /// Most connections served at once from one source address (0: no
+    /// limit); more are accepted and closed at once with a rate-limited
+    /// warning. Default [`DEFAULT_MAX_CONNECTIONS_PER_IP`].
+    pub max_connections_per_ip: usize,
     /// After the shutdown future completes: how long sessions get to flush
     /// their goodbye before the server stops waiting for them (an adapter
     /// that can abort their tasks does).
@@ -43,6 +58,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             max_connections: 10_000,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             shutdown_grace: Duration::from_secs(2),
             nodelay: true,
             drive: DriveConfig::default(),
@@ -52,11 +68,17 @@ impl Default for ServeConfig {
 }
 
 /// The open connections of one accept loop: a count for the limit and for
-/// the shutdown grace, a stopping flag the connections watch, and a signal
-/// notified on every change (a connection ended, the stop).
+/// the shutdown grace, a count per source address for the per-address
+/// limit, a stopping flag the connections watch, and a signal notified on
+/// every change (a connection ended, the stop).
+///
+/// Invariant: the per-address table has an entry only for addresses with
+/// an open connection, so it holds at most as many entries as connections
+/// are open (bounded by the global limit).
 #[derive(Debug, Default)]
 pub struct ConnectionTracker {
     active: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
     stopping: AtomicBool,
     changed: Signal,
 }
@@ -71,6 +93,64 @@ impl ConnectionTracker {
     /// then logs a warning and returns `None` (the caller drops the socket).
     /// The connection counts until the guard is dropped.
     pub fn admit(self: &Arc<Self>, peer: SocketAddr, max: usize) -> Option<ConnectionGuard> {
+        self.admit_from(peer, max, 0, None)
+    }
+
+    /// Like [`admit`](Self::admit), and also refuses a connection when
+    /// `max_per_ip` (0: no limit) connections from `peer`'s address are
+    /// open already, with a warning rate-limited at `now` (a peer can cause
+    /// it in a flood). The adapters' accept loops use this.
+    pub fn admit_from(
+        self: &Arc<Self>,
+        peer: SocketAddr,
+        max: usize,
+        max_per_ip: usize,
+        now: Option<Instant>,
+    ) -> Option<ConnectionGuard> {
+        let ip = peer.ip();
+        if max_per_ip > 0 {
+            let mut per_ip = lock(&self.per_ip);
+            let n = per_ip.entry(ip).or_insert(0);
+            if *n >= max_per_ip {
+                let open = *n;
+                drop(per_ip);
+                static PER_IP: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+                if let Some(suppressed) = now.and_then(|t| PER_IP.check(t)) {
+                    tracing::warn!(%peer, open, max_per_ip, suppressed, "refusing connection: too many connections from this address");
+                }
+                return None;
+            }
+            *n += 1;
+        }
+        let guard = self.admit_total(peer, max, (max_per_ip > 0).then_some(ip));
+        if guard.is_none() && max_per_ip > 0 {
+            self.release_ip(ip);
+        }
+        guard
+    }
+
+    fn release_ip(&self, ip: IpAddr) {
+        let mut per_ip = lock(&self.per_ip);
+        if let Some(n) = per_ip.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Connections open now from `ip` (counted only by
+    /// [`admit_from`](Self::admit_from) with a per-address limit).
+    pub fn active_from(&self, ip: IpAddr) -> usize {
+        lock(&self.per_ip).get(&ip).copied().unwrap_or(0)
+    }
+
+    fn admit_total(
+        self: &Arc<Self>,
+        peer: SocketAddr,
+        max: usize,
+        ip: Option<IpAddr>,
+    ) -> Option<ConnectionGuard> {
         let admitted = self
             .active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -81,7 +161,10 @@ impl ConnectionTracker {
             tracing::warn!(%peer, max, "refusing connection: too many connections");
             return None;
         }
-        Some(ConnectionGuard(self.clone()))
+        Some(ConnectionGuard {
+            tracker: self.clone(),
+            ip,
+        })
     }
 
     /// Connections open now.
@@ -139,19 +222,33 @@ impl ConnectionTracker {
 /// One open connection of a [`ConnectionTracker`]; uncounts it when dropped
 /// (when the connection's task or thread ends, even by panic).
 #[derive(Debug)]
-pub struct ConnectionGuard(Arc<ConnectionTracker>);
+pub struct ConnectionGuard {
+    tracker: Arc<ConnectionTracker>,
+    /// The address it counts for in the per-address table, if any.
+    ip: Option<IpAddr>,
+}
 
 impl ConnectionGuard {
     /// The tracker this connection counts in.
     pub fn tracker(&self) -> &Arc<ConnectionTracker> {
-        &self.0
+        &self.tracker
     }
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify();
+        if let Some(ip) = self.ip {
+            self.tracker.release_ip(ip);
+        }
+        self.tracker.active.fetch_sub(1, Ordering::AcqRel);
+        self.tracker.changed.notify();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }
 
@@ -231,6 +328,36 @@ mod tests {
                 assert!(!src.contains(needle), "{name} contains `{needle}`");
             }
         }
+    }
+
+    #[test]
+    fn the_per_address_limit_counts_open_connections_per_ip() {
+        let t = ConnectionTracker::new();
+        let a = SocketAddr::from(([127, 0, 0, 1], 1));
+        let a2 = SocketAddr::from(([127, 0, 0, 1], 2));
+        let b = SocketAddr::from(([10, 0, 0, 2], 1));
+        let now = Some(Instant::from_millis(0));
+        let g1 = t.admit_from(a, 10, 2, now);
+        let g2 = t.admit_from(a2, 10, 2, now);
+        assert!(g1.is_some() && g2.is_some());
+        assert!(
+            t.admit_from(a, 10, 2, now).is_none(),
+            "third from one address"
+        );
+        let gb = t.admit_from(b, 10, 2, now);
+        assert!(gb.is_some(), "another address is not affected");
+        assert_eq!(t.active_from(a.ip()), 2);
+        assert_eq!(t.active(), 3);
+        drop(g1);
+        assert_eq!(t.active_from(a.ip()), 1, "freed the moment it ends");
+        let g3 = t.admit_from(a, 10, 2, now);
+        assert!(g3.is_some());
+        // The global limit refuses without leaving a per-address count.
+        assert!(t.admit_from(b, 3, 2, now).is_none());
+        assert_eq!(t.active_from(b.ip()), 1);
+        drop((g2, g3, gb));
+        assert_eq!(t.active(), 0);
+        assert!(lock(&t.per_ip).is_empty(), "no entry for closed addresses");
     }
 
     #[test]

@@ -118,6 +118,16 @@ pub struct SrtServiceConfig {
     /// that the tail of the stream is delivered (and repaired) before the
     /// SHUTDOWN; added to twice the connection's latency.
     pub end_linger: Duration,
+    /// Most connections (publishers and viewers) one source address may
+    /// hold on this service (0: no limit); more are refused with
+    /// `SRT_REJX_OVERLOAD` (1402). Default 256.
+    pub max_connections_per_ip: usize,
+    /// Play admissions per source address: a token bucket of this many
+    /// (0: no limit) ...
+    pub play_burst_per_ip: u32,
+    /// ... refilled at this many per second. Over it, play requests are
+    /// refused with `SRT_REJX_OVERLOAD` (1402). Default 128 and 32/s.
+    pub play_rate_per_ip: u32,
 }
 
 impl SrtServiceConfig {
@@ -136,7 +146,65 @@ impl Default for SrtServiceConfig {
             endpoint: EndpointConfig::default(),
             garbage_timeout: Duration::from_secs(3),
             end_linger: Duration::from_millis(500),
+            max_connections_per_ip: 256,
+            play_burst_per_ip: 128,
+            play_rate_per_ip: 32,
         }
+    }
+}
+
+/// Most source addresses the play-rate table of one service tracks; when
+/// it is full, addresses whose bucket has refilled are forgotten, and if
+/// none has, a play request from a new address is refused (1402).
+pub const MAX_RATE_ENTRIES: usize = 4096;
+
+/// One address's play-admission token bucket (tokens in thousandths).
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    milli_tokens: u64,
+    at: Instant,
+}
+
+/// Play admissions per source address (see
+/// [`SrtServiceConfig::play_burst_per_ip`]). Bounded by
+/// [`MAX_RATE_ENTRIES`].
+#[derive(Debug, Default)]
+struct PlayRate {
+    buckets: HashMap<IpAddr, Bucket>,
+}
+
+impl PlayRate {
+    /// Takes one token for `ip` at `now`; `false` when its bucket is empty
+    /// (or the table is full of addresses still being limited).
+    fn take(&mut self, ip: IpAddr, now: Instant, burst: u32, per_second: u32) -> bool {
+        if burst == 0 {
+            return true;
+        }
+        let cap = u64::from(burst) * 1000;
+        let refill = |b: &Bucket| {
+            let ms = now.saturating_duration_since(b.at).as_millis() as u64;
+            b.milli_tokens
+                .saturating_add(ms.saturating_mul(u64::from(per_second)))
+                .min(cap)
+        };
+        if !self.buckets.contains_key(&ip) && self.buckets.len() >= MAX_RATE_ENTRIES {
+            self.buckets.retain(|_, b| refill(b) < cap);
+            if self.buckets.len() >= MAX_RATE_ENTRIES {
+                return false;
+            }
+        }
+        let b = self.buckets.entry(ip).or_insert(Bucket {
+            milli_tokens: cap,
+            at: now,
+        });
+        let tokens = refill(b);
+        b.at = now;
+        if tokens < 1000 {
+            b.milli_tokens = tokens;
+            return false;
+        }
+        b.milli_tokens = tokens - 1000;
+        true
     }
 }
 
@@ -172,6 +240,9 @@ pub struct SrtServiceStats {
     /// ([`Subscriber::request_keyframe`]); SRT cannot ask the sender for a
     /// keyframe, so they are only counted.
     pub keyframe_requests: u64,
+    /// Requests refused by a per-address limit (connections held, play
+    /// admission rate).
+    pub refused_per_ip: u64,
     /// Publishers closed because they sent no media in time
     /// ([`MediaWatchdog`]).
     pub publishers_without_media: u64,
@@ -275,6 +346,7 @@ impl SrtServiceFactory {
                 .max_connections
                 .saturating_mul(2)
                 .max(64),
+            play_rate: PlayRate::default(),
             closing: false,
             drained: false,
             stats: SrtServiceStats::default(),
@@ -410,6 +482,8 @@ pub struct SrtService {
     /// address).
     reply_from: HashMap<SocketAddr, IpAddr>,
     reply_from_limit: usize,
+    /// Play admissions per source address.
+    play_rate: PlayRate,
     closing: bool,
     drained: bool,
     stats: SrtServiceStats,
@@ -497,6 +571,40 @@ impl SrtService {
         self.endpoint.reject(req.token, reason);
     }
 
+    /// The per-address limits: connections held (all roles, requests
+    /// waiting for admission included) and the play-admission rate.
+    fn per_ip_limits(
+        &mut self,
+        now: Instant,
+        ip: IpAddr,
+        kind: AdmissionKind,
+    ) -> Result<(), &'static str> {
+        let max = self.config.max_connections_per_ip;
+        if max > 0 {
+            // A scan of tables bounded by the endpoint's limits.
+            let held = self.conns.values().filter(|c| c.peer.ip() == ip).count()
+                + self
+                    .waiting
+                    .iter()
+                    .filter(|w| w.req.peer.ip() == ip)
+                    .count();
+            if held >= max {
+                return Err("too many connections from this address");
+            }
+        }
+        if kind == AdmissionKind::Play
+            && !self.play_rate.take(
+                ip,
+                now,
+                self.config.play_burst_per_ip,
+                self.config.play_rate_per_ip,
+            )
+        {
+            return Err("too many play requests from this address");
+        }
+        Ok(())
+    }
+
     fn on_request(&mut self, now: Instant, req: &ConnectionRequest) {
         if self.closing {
             self.reject(req, RejectReason::Close, "service closing");
@@ -535,6 +643,17 @@ impl SrtService {
                 RejectReason::OVERLOAD,
                 "too many admission decisions pending for this address",
             );
+            return;
+        }
+        if let Err(why) = self.per_ip_limits(now, req.peer.ip(), kind) {
+            // A peer can cause this in a flood: counted, logged rate-limited.
+            static PER_IP: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+            self.stats.rejected += 1;
+            self.stats.refused_per_ip += 1;
+            if let Some(suppressed) = PER_IP.check(now) {
+                warn!(peer = %req.peer, %kind, why, suppressed, code = RejectReason::OVERLOAD.code(), "srt: connection refused");
+            }
+            self.endpoint.reject(req.token, RejectReason::OVERLOAD);
             return;
         }
         let areq = AdmissionRequest {
