@@ -726,7 +726,7 @@ impl RtspSession {
         if !self.admit(req, AdmissionKind::Publish, &key, &query) {
             return;
         }
-        let publisher = match self.engine.publish(key.clone()) {
+        let publisher = match self.engine.publish_from(key.clone(), self.peer.ip()) {
             Ok(p) => p,
             Err(e) => {
                 let status = match e {
