@@ -4,7 +4,7 @@
 #      rtmp2, srt, x264, libav plugins, srt-tools, Chromium with
 #      chromedriver) with apt-get;
 #   2. cargo fmt --check;
-#   3. cargo clippy -D warnings;
+#   3. cargo clippy -D warnings; cargo doc -p arcly with -D warnings;
 #   4. builds every test target and the `arcly` binary (the binary smoke
 #      tests run it);
 #   5. cargo test --workspace (unit, proptest, interop with real clients);
@@ -106,6 +106,8 @@ timed "fmt" cargo fmt --all -- --check
 # ---------------------------------------------------------------------------
 section "3/6 cargo clippy --workspace --all-targets -- -D warnings"
 timed "clippy" cargo clippy --workspace --all-targets -- -D warnings
+# Doc links of the core crate (stale links are warnings, made errors here).
+timed "doc" env RUSTDOCFLAGS="-D warnings" cargo doc -p arcly --no-deps --all-features
 
 # ---------------------------------------------------------------------------
 section "4/6 build every test target and the arcly binary"

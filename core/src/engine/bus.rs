@@ -54,21 +54,18 @@ use super::stats::{BitrateMeter, StreamStats, SubscriberStats};
 use super::sync::{AtomicBool, AtomicU64, Slot};
 use crate::frame::{Frame, MediaKind};
 
-/// Egress forms cached once per frame per stream.
+/// Egress forms cached once per frame per stream: one slot per form a
+/// protocol sends today (RTP, for RTSP and WebRTC, gets one when it lands).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
 pub enum EgressSlot {
     /// RTMP chunks (message stream 1, the server's outbound chunk size).
     Rtmp = 0,
-    /// MPEG-TS packets.
+    /// MPEG-TS packets (SRT viewers).
     Ts = 1,
-    /// RTP packets.
-    Rtp = 2,
-    /// fMP4 fragment.
-    Fmp4 = 3,
 }
 
-const SLOTS: usize = 4;
+const SLOTS: usize = 2;
 
 /// No sequence number (empty GOP cache, no start point yet).
 const NONE: u64 = u64::MAX;

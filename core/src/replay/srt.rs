@@ -11,7 +11,7 @@
 //! - the original listener's SYN-cookie secret is unknown, so the cookie of
 //!   the captured induction response (else of the caller's conclusion) is
 //!   accepted from the captured caller
-//!   ([`Endpoint::accept_captured_cookie`], crate-private);
+//!   (`Endpoint::accept_captured_cookie`, crate-private);
 //! - the listener socket id the caller addresses is the original server's;
 //!   it is rewritten to the replay endpoint's id (bytes 12..16, §3), the
 //!   only change made to captured bytes;

@@ -464,16 +464,6 @@ fn nal_units(data: Bytes, length_size: u8) -> Result<Bytes, FlvError> {
     }
 }
 
-/// Stateless [`FlvDemux::video`]: assumes 4-byte NAL lengths for coded frames.
-pub fn video_to_frame(ts_ms: i64, body: Bytes) -> Result<Option<Frame>, FlvError> {
-    FlvDemux::new().video(ts_ms, body)
-}
-
-/// Stateless [`FlvDemux::audio`].
-pub fn audio_to_frame(ts_ms: i64, body: Bytes) -> Result<Option<Frame>, FlvError> {
-    FlvDemux::new().audio(ts_ms, body)
-}
-
 fn parse_video(body: &Bytes) -> Result<Option<VideoBody>, FlvError> {
     let b0 = byte(body, 0, "video header").map_err(|_| FlvError::Empty)?;
     if b0 & 0x80 == 0 {
@@ -888,24 +878,26 @@ mod tests {
     #[test]
     fn legacy_aac() {
         assert!(matches!(
-            audio_to_frame(5, Bytes::from_static(&[0xAF, 0, 0x00])),
+            FlvDemux::new().audio(5, Bytes::from_static(&[0xAF, 0, 0x00])),
             Err(FlvError::Codec(_))
         ));
-        let f = audio_to_frame(5, Bytes::from_static(&[0xAF, 0, 0x12, 0x10]))
+        let f = FlvDemux::new()
+            .audio(5, Bytes::from_static(&[0xAF, 0, 0x12, 0x10]))
             .unwrap()
             .unwrap();
         assert!(f.is_config());
         assert_eq!(&f.payload[..], &[0x12, 0x10]);
-        let f = audio_to_frame(26, Bytes::from_static(&[0xAF, 1, 0x21, 0x10]))
+        let f = FlvDemux::new()
+            .audio(26, Bytes::from_static(&[0xAF, 1, 0x21, 0x10]))
             .unwrap()
             .unwrap();
         assert!(f.is_keyframe() && !f.is_config());
         assert_eq!((f.pts, f.dts), (26, 26));
         assert_eq!(
-            audio_to_frame(0, Bytes::from_static(&[0x2F, 1])),
+            FlvDemux::new().audio(0, Bytes::from_static(&[0x2F, 1])),
             Err(FlvError::UnsupportedSoundFormat(2))
         );
-        assert_eq!(audio_to_frame(0, Bytes::new()), Err(FlvError::Empty));
+        assert_eq!(FlvDemux::new().audio(0, Bytes::new()), Err(FlvError::Empty));
     }
 
     #[test]
@@ -914,7 +906,8 @@ mod tests {
         let body = [
             0x91, b'h', b'v', b'c', b'1', 0, 0, 33, 0, 0, 0, 3, 0x26, 0x01, 0xAA,
         ];
-        let f = video_to_frame(100, Bytes::copy_from_slice(&body))
+        let f = FlvDemux::new()
+            .video(100, Bytes::copy_from_slice(&body))
             .unwrap()
             .unwrap();
         assert_eq!((f.codec, f.dts, f.pts), (Codec::H265, 100, 133));
@@ -923,33 +916,33 @@ mod tests {
         let body = [
             0xA7, 0x00, 0x55, 0x03, b'h', b'v', b'c', b'1', 0, 0, 0, 3, 0x02, 0x01, 0xAA,
         ];
-        let f = video_to_frame(100, Bytes::copy_from_slice(&body))
+        let f = FlvDemux::new()
+            .video(100, Bytes::copy_from_slice(&body))
             .unwrap()
             .unwrap();
         assert_eq!((f.codec, f.dts, f.pts), (Codec::H265, 100, 100));
         assert!(!f.is_keyframe());
         // Metadata and command frames carry no frame.
-        assert!(
-            video_to_frame(0, Bytes::from_static(&[0x94, b'h', b'v', b'c', b'1', 2]))
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            video_to_frame(0, Bytes::from_static(&[0xD1, b'h', b'v', b'c', b'1', 0]))
-                .unwrap()
-                .is_none()
-        );
+        assert!(FlvDemux::new()
+            .video(0, Bytes::from_static(&[0x94, b'h', b'v', b'c', b'1', 2]))
+            .unwrap()
+            .is_none());
+        assert!(FlvDemux::new()
+            .video(0, Bytes::from_static(&[0xD1, b'h', b'v', b'c', b'1', 0]))
+            .unwrap()
+            .is_none());
         assert_eq!(
-            video_to_frame(0, Bytes::from_static(&[0x91, b'v', b'v', b'c', b'1'])),
+            FlvDemux::new().video(0, Bytes::from_static(&[0x91, b'v', b'v', b'c', b'1'])),
             Err(FlvError::UnsupportedFourCc(*b"vvc1"))
         );
         // VP9 (E-RTMP `vp09`): CodedFrames carry no composition time.
-        let f = video_to_frame(
-            7,
-            Bytes::from_static(&[0x91, b'v', b'p', b'0', b'9', 0x82, 0x49]),
-        )
-        .unwrap()
-        .unwrap();
+        let f = FlvDemux::new()
+            .video(
+                7,
+                Bytes::from_static(&[0x91, b'v', b'p', b'0', b'9', 0x82, 0x49]),
+            )
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (f.codec, f.is_keyframe(), f.payload.as_ref(), f.pts),
             (Codec::Vp9, true, &[0x82, 0x49][..], 7)
@@ -962,7 +955,8 @@ mod tests {
         let body = [
             0x96, 0x13, b'a', b'v', b'0', b'1', 1, 0, 0, 2, 0xEE, 0xEE, 0, 0, 0, 3, 0x12, 0, 0x0A,
         ];
-        let f = video_to_frame(7, Bytes::copy_from_slice(&body))
+        let f = FlvDemux::new()
+            .video(7, Bytes::copy_from_slice(&body))
             .unwrap()
             .unwrap();
         assert_eq!(f.codec, Codec::Av1);
@@ -970,12 +964,14 @@ mod tests {
         assert!(f.is_keyframe());
         // Only track 1: nothing.
         let body = [0x96, 0x13, b'a', b'v', b'0', b'1', 1, 0, 0, 1, 0xEE];
-        assert!(video_to_frame(7, Bytes::copy_from_slice(&body))
+        assert!(FlvDemux::new()
+            .video(7, Bytes::copy_from_slice(&body))
             .unwrap()
             .is_none());
         // Audio OneTrack Opus coded frame.
         let body = [0x95, 0x01, b'O', b'p', b'u', b's', 0, 0xFC, 0xFF];
-        let f = audio_to_frame(3, Bytes::copy_from_slice(&body))
+        let f = FlvDemux::new()
+            .audio(3, Bytes::copy_from_slice(&body))
             .unwrap()
             .unwrap();
         assert_eq!((f.codec, &f.payload[..]), (Codec::Opus, &[0xFC, 0xFF][..]));

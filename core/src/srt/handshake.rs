@@ -303,10 +303,8 @@ impl SrtFlags {
     pub const CRYPT: u32 = 0x04;
     /// Too-late packet drop enabled.
     pub const TLPKTDROP: u32 = 0x08;
-    /// Periodic NAK reports enabled.
+    /// Periodic NAK reports enabled (libsrt `SRT_OPT_NAKREPORT`).
     pub const PERIODICNAK: u32 = 0x10;
-    /// Alias of [`SrtFlags::PERIODICNAK`] (libsrt `SRT_OPT_NAKREPORT`).
-    pub const NAKREPORT: u32 = Self::PERIODICNAK;
     /// Peer understands the R field (must be set).
     pub const REXMITFLG: u32 = 0x20;
     /// Stream (buffer) mode instead of message mode.
