@@ -55,7 +55,7 @@ use super::sync::{AtomicBool, AtomicU64, Slot};
 use crate::frame::{Frame, MediaKind};
 
 /// Egress forms cached once per frame per stream: one slot per form a
-/// protocol sends today (RTP, for RTSP and WebRTC, gets one when it lands).
+/// protocol sends (a new form gets a slot when its protocol lands).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
 pub enum EgressSlot {
@@ -63,9 +63,11 @@ pub enum EgressSlot {
     Rtmp = 0,
     /// MPEG-TS packets (SRT viewers).
     Ts = 1,
+    /// RTP packets (RTSP viewers, `crate::rtp`'s packetizer).
+    Rtp = 2,
 }
 
-const SLOTS: usize = 2;
+const SLOTS: usize = 3;
 
 /// No sequence number (empty GOP cache, no start point yet).
 const NONE: u64 = u64::MAX;

@@ -67,7 +67,7 @@ pub struct ServerConfig {
     pub max_partial_bytes_unpublished: usize,
     /// Unfinished inbound messages of all connections of one
     /// [`RtmpSessionFactory`](super::RtmpSessionFactory) together (a
-    /// [`SharedPartialBudget`](super::chunk::SharedPartialBudget)); the
+    /// [`SharedPartialBudget`]); the
     /// connection whose growth would pass it is closed. Default 256 MiB.
     pub max_partial_bytes_total: usize,
 }

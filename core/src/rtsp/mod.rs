@@ -2,7 +2,7 @@
 //!
 //! [`message`] reads and writes requests, responses and interleaved binary
 //! frames on one TCP stream. The server session (engine glue) lives in
-//! [`session`]. SDP is in [`crate::sdp`], RTP/RTCP in [`crate::rtp`].
+//! `session`. SDP is in [`crate::sdp`], RTP/RTCP in [`crate::rtp`].
 
 pub mod message;
 pub mod session;
