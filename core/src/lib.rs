@@ -13,6 +13,8 @@
 //!
 //! See `docs/architecture.md` for the contract and the data flow.
 
+#![forbid(unsafe_code)]
+
 pub mod admission;
 mod big_endian;
 pub mod codec;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use arcly::engine::{Engine, Signal, StreamKey};
 use arcly::{Codec, Frame, FrameFlags};
+use arcly_blocking::BlockingWait;
 use bytes::Bytes;
 
 fn key(name: &str) -> StreamKey {

@@ -16,6 +16,7 @@ use arcly::engine::{
     SubscribeError, Subscriber,
 };
 use arcly::{Codec, Frame, FrameFlags};
+use arcly_blocking::BlockingWait;
 use bytes::Bytes;
 
 fn key() -> StreamKey {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use arcly::engine::{AppConfig, Publisher, Recv, StreamKey};
 use arcly::{Codec, Frame, FrameFlags};
+use arcly_blocking::BlockingWait;
 use bytes::Bytes;
 
 const FRAMES: u64 = 50_000;

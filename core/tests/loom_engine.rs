@@ -10,7 +10,8 @@
 //!   sees a frame before it is written, never sees frames out of order,
 //!   drains everything before `End`, and on a too-small ring resumes on a
 //!   keyframe with every skipped frame counted;
-//! - the notifier: a waiter (blocked thread or async task) that read epoch
+//! - the notifier: a waiter (a thread blocked in
+//!   `arcly_blocking::BlockingWait`, or an async task) that read epoch
 //!   `e` and found no work is always woken by a later `notify` — a lost
 //!   wake-up shows up as a loom deadlock;
 //! - keyframe requests: subscribers on other threads add to one counter
@@ -38,6 +39,7 @@ use std::sync::Arc;
 
 use arcly::engine::{AppConfig, Publisher, Recv, Signal, StreamKey, Subscriber};
 use arcly::{Codec, Frame, FrameFlags};
+use arcly_blocking::BlockingWait;
 use bytes::Bytes;
 use loom::sync::atomic::{AtomicBool, Ordering};
 

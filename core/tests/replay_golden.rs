@@ -14,7 +14,11 @@ fn fixture_path(name: &str) -> String {
 }
 
 fn fixture(name: &str) -> Replay {
-    Replay::from_file(fixture_path(name), &ReplayConfig::default()).unwrap()
+    Replay::from_reader(
+        std::fs::File::open(fixture_path(name)).unwrap(),
+        &ReplayConfig::default(),
+    )
+    .unwrap()
 }
 
 fn hex(b: &[u8]) -> String {
@@ -310,7 +314,8 @@ fn arcly_play_to_ffmpeg() {
 #[test]
 fn flow_selection_and_named_protocol() {
     let path = fixture_path("arcly_play_ffmpeg.pcapng");
-    let run = |cfg: ReplayConfig| Replay::from_file(&path, &cfg).unwrap();
+    let run =
+        |cfg: ReplayConfig| Replay::from_reader(std::fs::File::open(&path).unwrap(), &cfg).unwrap();
     let by_port = run(ReplayConfig {
         port: Some(35904), // the player's ephemeral port
         ..ReplayConfig::default()

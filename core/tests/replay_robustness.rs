@@ -5,7 +5,9 @@
 #![cfg(feature = "replay")]
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
-use arcly::replay::{Capture, CaptureLimits, Direction, EventKind, Replay, ReplayConfig};
+use arcly::replay::{
+    Capture, CaptureError, CaptureLimits, Direction, EventKind, Replay, ReplayConfig,
+};
 use arcly::Frame;
 
 const SERVER_PORT: u16 = 19360;
@@ -450,6 +452,19 @@ fn hostile_files_are_errors_or_partial_replays_never_panics() {
         ..limits
     };
     assert!(Capture::from_bytes(&huge, small).is_err());
+    // Read through a reader: the same limit, and reading stops past it.
+    assert!(matches!(
+        Capture::from_reader(&huge[..], small),
+        Err(CaptureError::TooLarge { len: 11, limit: 10 })
+    ));
+    let exact = CaptureLimits {
+        max_file_len: huge.len(),
+        ..limits
+    };
+    assert_eq!(
+        Capture::from_reader(&huge[..], exact).unwrap().stats,
+        Capture::from_bytes(&huge, exact).unwrap().stats
+    );
     // Unsupported link type.
     assert!(Capture::from_bytes(&write_pcap(147, &[]), limits).is_err());
 }

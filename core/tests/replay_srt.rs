@@ -16,7 +16,11 @@ const FIXTURE: &str = concat!(
 );
 
 fn capture() -> Capture {
-    Capture::from_file(FIXTURE, CaptureLimits::default()).unwrap()
+    Capture::from_reader(
+        std::fs::File::open(FIXTURE).unwrap(),
+        CaptureLimits::default(),
+    )
+    .unwrap()
 }
 
 fn only_srt(r: &Replay) -> &SrtFlowReplay {
@@ -104,7 +108,7 @@ fn srt_replay_is_deterministic() {
     let cap = capture();
     let cfg = ReplayConfig::default();
     let a = Replay::run(&cap, &cfg);
-    let b = Replay::from_file(FIXTURE, &cfg).unwrap();
+    let b = Replay::from_reader(std::fs::File::open(FIXTURE).unwrap(), &cfg).unwrap();
     assert_eq!(a.summary(), b.summary());
     assert_eq!(a.to_json_lines(), b.to_json_lines());
     assert!(a
@@ -222,7 +226,7 @@ const AES_FIXTURE: &str = concat!(
 fn aes_replay(passphrase: Option<&str>) -> Replay {
     let mut cfg = ReplayConfig::default();
     cfg.srt.passphrase = passphrase.map(str::to_owned);
-    Replay::from_file(AES_FIXTURE, &cfg).unwrap()
+    Replay::from_reader(std::fs::File::open(AES_FIXTURE).unwrap(), &cfg).unwrap()
 }
 
 #[test]

@@ -33,7 +33,11 @@ fn main() -> ExitCode {
         eprintln!("usage: replay CAPTURE [--port N] [--json]");
         return ExitCode::FAILURE;
     };
-    let replay = match Replay::from_file(&path, &cfg) {
+    // Core reads no files: open the capture here and hand over the reader.
+    let replay = match std::fs::File::open(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|file| Replay::from_reader(file, &cfg).map_err(|e| e.to_string()))
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{path}: {e}");

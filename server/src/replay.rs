@@ -54,7 +54,11 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         },
         ..ReplayConfig::default()
     };
-    let replay = match Replay::from_file(&args.capture, &cfg) {
+    // Core reads no files: the capture is opened here and read through.
+    let replay = match std::fs::File::open(&args.capture)
+        .map_err(|e| e.to_string())
+        .and_then(|file| Replay::from_reader(file, &cfg).map_err(|e| e.to_string()))
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("arcly replay: {}: {e}", args.capture.display());

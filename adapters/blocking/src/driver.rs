@@ -31,6 +31,7 @@ use arcly::engine::Signal;
 use arcly::session::{CloseReason, InputBuffer, MediaStep, StreamDriver, StreamSession};
 use arcly::time::Clock;
 
+use crate::BlockingWait;
 use crate::Shutdown;
 
 /// Settings of one connection driver.

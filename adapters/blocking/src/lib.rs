@@ -41,6 +41,7 @@
 mod driver;
 mod http;
 mod udp;
+mod wait;
 
 use std::collections::HashMap;
 use std::io;
@@ -59,6 +60,7 @@ use arcly::time::Clock;
 pub use driver::DriveConfig;
 pub use http::{serve_http, serve_http_with, HttpServeConfig};
 pub use udp::{UdpConfig, READ_POLL};
+pub use wait::BlockingWait;
 
 use arcly::datagram::{DatagramService, DatagramServiceFactory};
 

@@ -17,7 +17,7 @@
 //!   played stream's signal moved, fires the deadline, sends what
 //!   `poll_transmit` yields in batches of [`UdpConfig::sendmmsg_batch`]
 //!   with `sendmmsg` (Linux; no copy), then sleeps in
-//!   `Signal::wait_blocking(seen, until the deadline)` on its own signal;
+//!   `BlockingWait::wait_blocking(seen, until the deadline)` on its own signal;
 //! - the engine's media signals (any number), the service's command signal
 //!   and the shutdown signal are
 //!   joined onto that one signal by polling a [`arcly::engine::SignalSet`] (and the
@@ -46,6 +46,7 @@ use arcly::time::Clock;
 use socket2::SockRef;
 
 use crate::driver::{spawn_reader, Bridge};
+use crate::BlockingWait;
 use crate::{wake_addr, Shutdown};
 
 /// How often a blocked reader re-checks the stop flag.

@@ -1,5 +1,7 @@
-//! A runtime-agnostic wake-up signal shared by async tasks (any executor) and
-//! blocked threads.
+//! A runtime-agnostic wake-up signal: async tasks (any executor) wait on it
+//! through [`SignalWait`]; blocked threads wait through the same waker
+//! registration (`arcly_blocking::BlockingWait`, a waker that unparks a
+//! thread), so core holds no condvar and never blocks.
 //!
 //! # Protocol and invariant (no lost wake-ups)
 //!
@@ -7,34 +9,33 @@
 //! - [`Signal::notify`] bumps the epoch with a single read-modify-write
 //!   (`fetch_add(2)`). Only if the `SLEEPERS` bit was set in the value it
 //!   replaced does it take the waiter lock (slow path): it clears the bit,
-//!   takes every registered task waker, notifies blocked threads, then wakes
-//!   the tasks outside the lock. With nobody waiting, a notify is one atomic
+//!   takes every registered waker, then wakes them outside the lock. With nobody waiting, a notify is one atomic
 //!   instruction: it never blocks and never allocates.
-//! - A waiter (task or thread) that saw epoch `seen` takes the waiter lock,
-//!   sets `SLEEPERS` with a read-modify-write (`fetch_or(1)`) and checks the
-//!   epoch in the value that RMW returned. Only if it still equals `seen` does it
-//!   register (task) or sleep on the condvar (thread) — still under the lock.
+//! - A waiter that saw epoch `seen` takes the waiter lock, sets `SLEEPERS`
+//!   with a read-modify-write (`fetch_or(1)`) and checks the epoch in the
+//!   value that RMW returned. Only if it still equals `seen` does it register
+//!   its waker — still under the lock.
 //!
 //! Both sides are RMWs of the same word, so they are totally ordered: either
 //! the waiter's `fetch_or` comes later and sees the new epoch (it does not
 //! sleep), or the notifier's `fetch_add` comes later and sees `SLEEPERS` (it
-//! takes the lock, which the waiter holds until it is registered or inside
-//! `Condvar::wait`, so the waiter is found and woken). The bit is cleared
+//! takes the lock, which the waiter holds until it is registered, so the
+//! waiter is found and woken). The bit is cleared
 //! only under the lock, by a notifier that wakes every registered waiter; a
 //! woken waiter that must sleep again re-sets it under the lock first.
 //!
 //! **Invariant:** a waiter that read epoch `e` and then waits for a change
 //! from `e` is woken by any `notify` that happened after it read `e`.
-//! Checked by the loom models in `core/tests/loom_engine.rs`.
+//! Checked by the loom models in `core/tests/loom_engine.rs` (async waiters,
+//! and blocked threads through `arcly_blocking::BlockingWait`).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
-use super::sync::{cond_wait, lock, AtomicU64, Condvar, Mutex};
+use super::sync::{lock, AtomicU64, Mutex};
 
 /// The `SLEEPERS` bit of `state`: some waiter may be registered or sleeping.
 const SLEEPERS: u64 = 1;
@@ -52,22 +53,19 @@ struct Waiters {
     free: Vec<usize>,
     /// Empty vector kept to swap in on drain (no allocation per notify).
     spare: Vec<Option<Waker>>,
-    /// Threads inside [`Signal::wait_blocking`].
-    blocked: usize,
 }
 
 #[derive(Debug)]
 struct Inner {
     state: AtomicU64,
     waiters: Mutex<Waiters>,
-    cond: Condvar,
 }
 
 /// A clonable handle to a stream's wake-up signal.
 ///
 /// Usage: read [`epoch`](Self::epoch), check for work, and if there is
-/// none, wait from that epoch with [`wait`](Self::wait) (async) or
-/// [`wait_blocking`](Self::wait_blocking) (thread).
+/// none, wait from that epoch with [`wait`](Self::wait) (async, or a thread
+/// through `arcly_blocking::BlockingWait::wait_blocking`).
 #[derive(Debug, Clone)]
 pub struct Signal {
     inner: Arc<Inner>,
@@ -86,7 +84,6 @@ impl Signal {
             inner: Arc::new(Inner {
                 state: AtomicU64::new(0),
                 waiters: Mutex::new(Waiters::default()),
-                cond: Condvar::new(),
             }),
         }
     }
@@ -112,7 +109,7 @@ impl Signal {
 
     #[cold]
     fn notify_slow(&self) {
-        let (mut tasks, blocked) = {
+        let mut tasks = {
             let mut w = lock(&self.inner.waiters);
             // Every waiter registered now is woken below; a woken waiter that
             // sleeps again re-sets the bit under this lock.
@@ -120,11 +117,8 @@ impl Signal {
             w.gen = w.gen.wrapping_add(1);
             w.free.clear();
             let spare = std::mem::take(&mut w.spare);
-            (std::mem::replace(&mut w.tasks, spare), w.blocked)
+            std::mem::replace(&mut w.tasks, spare)
         };
-        if blocked > 0 {
-            self.inner.cond.notify_all();
-        }
         for waker in tasks.drain(..).flatten() {
             waker.wake();
         }
@@ -148,37 +142,6 @@ impl Signal {
             seen,
             reg: None,
         }
-    }
-
-    /// Blocks the thread until the epoch differs from `seen` or `timeout`
-    /// passes; returns whether the epoch changed.
-    pub fn wait_blocking(&self, seen: u64, timeout: Option<Duration>) -> bool {
-        if self.epoch() != seen {
-            return true;
-        }
-        let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
-        let mut w = lock(&self.inner.waiters);
-        w.blocked += 1;
-        let changed = loop {
-            let prev = self.inner.state.fetch_or(SLEEPERS, Ordering::AcqRel);
-            if prev >> 1 != seen {
-                break true;
-            }
-            let left = match deadline {
-                Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => break false,
-                },
-                None => None,
-            };
-            let (g, timed_out) = cond_wait(&self.inner.cond, w, left);
-            w = g;
-            if timed_out {
-                break self.epoch() != seen;
-            }
-        };
-        w.blocked -= 1;
-        changed
     }
 }
 
@@ -260,6 +223,33 @@ impl Drop for SignalWait {
     }
 }
 
+/// A blocked-thread wait for the unit tests of this crate (the real one is
+/// `arcly_blocking::BlockingWait`, outside core): polls [`SignalWait`] with
+/// a waker that unparks the test thread.
+#[cfg(all(test, not(loom)))]
+pub(crate) fn test_wait_blocking(signal: &Signal, seen: u64, timeout: std::time::Duration) -> bool {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut wait = std::pin::pin!(signal.wait(seen));
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if wait.as_mut().poll(&mut cx).is_ready() {
+            return true;
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        std::thread::park_timeout(deadline - now);
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -324,15 +314,24 @@ mod tests {
     }
 
     #[test]
-    fn blocking_wait_times_out_and_wakes() {
+    fn blocked_thread_times_out_and_wakes() {
         let s = Signal::new();
         let e = s.epoch();
-        assert!(!s.wait_blocking(e, Some(Duration::from_millis(20))));
+        assert!(!test_wait_blocking(
+            &s,
+            e,
+            std::time::Duration::from_millis(20)
+        ));
         let s2 = s.clone();
-        let t = std::thread::spawn(move || s2.wait_blocking(e, None));
-        std::thread::sleep(Duration::from_millis(20));
+        let t = std::thread::spawn(move || {
+            test_wait_blocking(&s2, e, std::time::Duration::from_secs(10))
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
         s.notify();
         assert!(t.join().unwrap());
-        assert!(s.wait_blocking(e, None), "stale epoch returns at once");
+        assert!(
+            test_wait_blocking(&s, e, std::time::Duration::ZERO),
+            "stale epoch returns at once"
+        );
     }
 }

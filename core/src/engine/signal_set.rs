@@ -242,7 +242,11 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
             m.notify();
         });
-        assert!(own.wait_blocking(seen, Some(std::time::Duration::from_secs(5))));
+        assert!(crate::engine::signal::test_wait_blocking(
+            &own,
+            seen,
+            std::time::Duration::from_secs(5)
+        ));
         t.join().unwrap();
         assert!(set.poll_changed(&mut cx).is_ready());
     }

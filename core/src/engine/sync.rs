@@ -4,7 +4,7 @@
 //!
 //! What changes under `cfg(loom)`:
 //! - the protocol atomics (ring head, GOP start, latest start point, live flag,
-//!   notifier state word) and the notifier's mutex/condvar come from `loom`;
+//!   notifier state word) and the notifier's mutex come from `loom`;
 //! - a ring [`Slot`] is a `loom` mutex around `Option<Arc<T>>` instead of an
 //!   `arc_swap::ArcSwapOption<T>`: `arc-swap` has no loom support, so loom
 //!   models the slot as what arc-swap guarantees, a linearizable atomic
@@ -19,11 +19,11 @@
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64};
 #[cfg(loom)]
-pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+pub(crate) use loom::sync::{Mutex, MutexGuard};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+pub(crate) use std::sync::{Mutex, MutexGuard};
 
 use std::sync::Arc;
 
@@ -33,41 +33,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
-    }
-}
-
-/// Waits once on `cond` (releasing `guard`), at most `timeout`. Returns the
-/// guard and whether the wait timed out. Spurious wake-ups return early; the
-/// caller re-checks its condition.
-pub(crate) fn cond_wait<'a, T>(
-    cond: &Condvar,
-    guard: MutexGuard<'a, T>,
-    timeout: Option<std::time::Duration>,
-) -> (MutexGuard<'a, T>, bool) {
-    #[cfg(not(loom))]
-    {
-        match timeout {
-            Some(t) => match cond.wait_timeout(guard, t) {
-                Ok((g, r)) => (g, r.timed_out()),
-                Err(p) => {
-                    let (g, r) = p.into_inner();
-                    (g, r.timed_out())
-                }
-            },
-            None => match cond.wait(guard) {
-                Ok(g) => (g, false),
-                Err(p) => (p.into_inner(), false),
-            },
-        }
-    }
-    #[cfg(loom)]
-    {
-        // loom's condvar never times out; the models wait without timeout.
-        let _ = timeout;
-        match cond.wait(guard) {
-            Ok(g) => (g, false),
-            Err(p) => (p.into_inner(), false),
-        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! - packets that are not IPv4/IPv6 TCP/UDP (ARP, ICMP, IP fragments,
 //!   truncated by the snap length) are counted in [`CaptureStats`], not kept.
 
+use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -49,7 +50,7 @@ pub enum CaptureError {
     /// The file is larger than [`CaptureLimits::max_file_len`].
     #[error("capture is {len} bytes, more than the limit of {limit}")]
     TooLarge {
-        /// The file length.
+        /// The length read (from a reader: the limit + 1, reading stops there).
         len: usize,
         /// The limit.
         limit: usize,
@@ -63,12 +64,11 @@ pub enum CaptureError {
     /// The link type of the capture (or of a pcapng interface) is not supported.
     #[error("unsupported link type {0}")]
     UnsupportedLinkType(u32),
-    /// The file could not be read from disk.
-    #[error("cannot read {path}: {message}")]
+    /// The capture could not be read from its reader (the caller opened
+    /// the file; core does no file system access).
+    #[error("cannot read the capture: {message}")]
     Io {
-        /// The path.
-        path: String,
-        /// The OS error text.
+        /// The I/O error text.
         message: String,
     },
 }
@@ -174,25 +174,30 @@ const PCAP_MAGICS: [[u8; 4]; 4] = [
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
 impl Capture {
-    /// Reads the capture file at `path` (pcap or pcapng, told by its magic).
-    pub fn from_file(
-        path: impl AsRef<std::path::Path>,
+    /// Reads a capture from `reader` (pcap or pcapng, told by its magic): at
+    /// most [`CaptureLimits::max_file_len`] bytes are read, a longer input is
+    /// [`CaptureError::TooLarge`]. The caller opens the file (core does no
+    /// file system access; `arcly replay` and the `replay` example do).
+    pub fn from_reader(
+        reader: impl std::io::Read,
         limits: CaptureLimits,
     ) -> Result<Capture, CaptureError> {
-        let path = path.as_ref();
-        let io = |e: std::io::Error| CaptureError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let len = std::fs::metadata(path).map_err(io)?.len();
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        if len > limits.max_file_len {
+        let mut data = Vec::new();
+        let cap = u64::try_from(limits.max_file_len)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        reader
+            .take(cap)
+            .read_to_end(&mut data)
+            .map_err(|e| CaptureError::Io {
+                message: e.to_string(),
+            })?;
+        if data.len() > limits.max_file_len {
             return Err(CaptureError::TooLarge {
-                len,
+                len: data.len(),
                 limit: limits.max_file_len,
             });
         }
-        let data = std::fs::read(path).map_err(io)?;
         Capture::from_bytes(&data, limits)
     }
 

@@ -698,12 +698,14 @@ fn selected(cfg: &ReplayConfig, a: SocketAddr, b: SocketAddr) -> bool {
 }
 
 impl Replay {
-    /// Reads and replays the capture file at `path`.
-    pub fn from_file(
-        path: impl AsRef<std::path::Path>,
+    /// Reads a capture from `reader` (see [`Capture::from_reader`]: bounded
+    /// by [`CaptureLimits::max_file_len`])
+    /// and replays it. The caller opens the file.
+    pub fn from_reader(
+        reader: impl std::io::Read,
         cfg: &ReplayConfig,
     ) -> Result<Replay, ReplayError> {
-        let capture = Capture::from_file(path, cfg.capture_limits)?;
+        let capture = Capture::from_reader(reader, cfg.capture_limits)?;
         Ok(Replay::run(&capture, cfg))
     }
 
