@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     };
     // Core reads no files: open the capture here and hand over the reader.
     let replay = match std::fs::File::open(&path)
-        .map_err(|e| e.to_string())
+        .map_err(|e| format!("cannot read the capture: {e}"))
         .and_then(|file| Replay::from_reader(file, &cfg).map_err(|e| e.to_string()))
     {
         Ok(r) => r,

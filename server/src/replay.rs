@@ -56,7 +56,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     };
     // Core reads no files: the capture is opened here and read through.
     let replay = match std::fs::File::open(&args.capture)
-        .map_err(|e| e.to_string())
+        .map_err(|e| format!("cannot read the capture: {e}"))
         .and_then(|file| Replay::from_reader(file, &cfg).map_err(|e| e.to_string()))
     {
         Ok(r) => r,
