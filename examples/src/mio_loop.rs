@@ -38,7 +38,8 @@ use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use arcly::datagram::{
-    DatagramDriver, DatagramService, DatagramServiceFactory, RecvArena, UdpConfig,
+    DatagramDriver, DatagramService, DatagramServiceFactory, RecvArena, RecvMeta, SocketIndex,
+    UdpConfig,
 };
 use arcly::session::StreamSession;
 use arcly::session::{DriveConfig, InputBuffer, MediaStep, SessionFactory, StreamDriver};
@@ -199,9 +200,11 @@ impl Udp {
             // 1. Datagrams in (a batch per round, fairness with sending).
             for _ in 0..read_batch {
                 let socket = &self.socket;
-                match self.arena.try_recv_with(|buf| socket.recv_from(buf)) {
-                    Ok(Some((src, datagram))) => {
-                        driver.service().handle_datagram(now, src, datagram);
+                // One socket: index 0 (a service may own several).
+                let recv = |buf: &mut [u8]| socket.recv_from(buf).map(RecvMeta::from_std);
+                match self.arena.try_recv_with(SocketIndex(0), recv) {
+                    Ok(Some(datagram)) => {
+                        driver.service().handle_datagram(now, datagram);
                         progress = true;
                     }
                     Ok(None) => break,
@@ -220,6 +223,8 @@ impl Udp {
             let sent = driver.send_with(send_batch, |batch| {
                 let mut n = 0;
                 for t in batch {
+                    // One socket (`t.socket` is 0); `t.src_ip` is left to the
+                    // OS's routing (a wildcard bind would pass it as IP_PKTINFO).
                     match socket.send_to(&t.to_bytes(), t.destination) {
                         Ok(_) => n += 1,
                         // The next call retries (or drops) the rest.
@@ -293,7 +298,7 @@ impl MioServer {
                 )?;
                 let local = socket.local_addr()?;
                 let now = clock.instant(std::time::Instant::now());
-                let service = factory.new_service(local, now, seed(UDP.0, now));
+                let service = factory.new_service(&[local], now, seed(UDP.0, now));
                 let waker = Waker::from(Arc::new(TokenWaker {
                     id: UDP.0,
                     ready: ready.clone(),
