@@ -515,12 +515,16 @@ fn accept(
             id,
             ready: ready.clone(),
         }));
+        // The peer and the local address it connected to (on a wildcard
+        // listener, the interface's address).
+        let conn = arcly::session::StreamConn::new(peer, stream.local_addr().unwrap_or(peer));
+        let session = factory.new_session(conn, now, seed(id, now));
         conns.insert(
             id,
             Conn {
                 peer,
                 stream,
-                session: factory.new_session(peer, now, seed(id, now)),
+                session,
                 input: InputBuffer::new(drive.read_buffer),
                 driver: StreamDriver::new(drive),
                 read_closed: false,
