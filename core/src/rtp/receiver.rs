@@ -272,6 +272,7 @@ pub struct TrackReceiver {
     ordered: Vec<Ordered>,
     units: Vec<Unit>,
     lost: u64,
+    last_dts: Option<i64>,
 }
 
 impl TrackReceiver {
@@ -315,6 +316,7 @@ impl TrackReceiver {
             ordered: Vec::new(),
             units: Vec::new(),
             lost: 0,
+            last_dts: None,
         }
     }
 
@@ -390,8 +392,17 @@ impl TrackReceiver {
             let offset = *self
                 .offset
                 .get_or_insert_with(|| first_offset(timeline, now, self.clock_rate, ext, self.sr));
-            let pts = ext + offset;
-            let dts = self.dts.as_mut().map_or(pts, |g| g.dts(pts));
+            let mut pts = ext + offset;
+            let mut dts = self.dts.as_mut().map_or(pts, |g| g.dts(pts));
+            if let Some(l) = self.last_dts {
+                if dts <= l {
+                    // A peer's repeated or backward timestamps (audio has no
+                    // decode-time guess to keep order): one tick on.
+                    dts = l + 1;
+                    pts = pts.max(dts);
+                }
+            }
+            self.last_dts = Some(dts);
             let config = match &mut self.depack {
                 Depack::H264(d) => d.take_config(),
                 Depack::H265(d) => d.take_config(),
