@@ -25,6 +25,8 @@ pub struct Depacketizer {
     timestamp: Option<u32>,
     fu: Option<BytesMut>,
     damaged: bool,
+    /// A loss may have hit the start of the unit after the current one.
+    damaged_next: bool,
     wait_keyframe: bool,
     /// The unit holds a slice (the marker on SPS/PPS/SEI alone does not end it).
     has_vcl: bool,
@@ -66,6 +68,7 @@ impl Depacketizer {
     /// wait for the next keyframe.
     pub fn lost(&mut self) {
         self.damaged = true;
+        self.damaged_next = true;
         self.wait_keyframe = true;
         self.fu = None;
     }
@@ -75,6 +78,8 @@ impl Depacketizer {
         if self.timestamp.is_some_and(|t| t != pkt.timestamp) {
             // Marker-less streams: the unit ends where the timestamp changes.
             self.flush(out);
+            // The packets lost may have been the first of this unit.
+            self.damaged = std::mem::take(&mut self.damaged_next);
         }
         self.timestamp = Some(pkt.timestamp);
         let r = self.payload(&pkt.payload);

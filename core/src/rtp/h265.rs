@@ -22,6 +22,8 @@ pub struct Depacketizer {
     timestamp: Option<u32>,
     fu: Option<BytesMut>,
     damaged: bool,
+    /// A loss may have hit the start of the unit after the current one.
+    damaged_next: bool,
     wait_keyframe: bool,
     has_vcl: bool,
     vps: Option<Bytes>,
@@ -58,6 +60,7 @@ impl Depacketizer {
     /// Packets were lost: drop the current unit and wait for the next IRAP.
     pub fn lost(&mut self) {
         self.damaged = true;
+        self.damaged_next = true;
         self.wait_keyframe = true;
         self.fu = None;
     }
@@ -66,6 +69,8 @@ impl Depacketizer {
     pub fn push(&mut self, pkt: &RtpPacket, out: &mut Vec<Unit>) -> Result<()> {
         if self.timestamp.is_some_and(|t| t != pkt.timestamp) {
             self.flush(out);
+            // The packets lost may have been the first of this unit.
+            self.damaged = std::mem::take(&mut self.damaged_next);
         }
         self.timestamp = Some(pkt.timestamp);
         let r = self.payload(&pkt.payload);
