@@ -21,6 +21,10 @@
 
 mod router;
 mod whep;
+mod whip;
 
 pub use router::{stun_local_ufrag, Router, RouterError, SessionId, MAX_ADDRS_PER_SESSION};
-pub use whep::{Transmit, WebRtcError, WhepSession, WhepStats, MAX_PENDING_TRANSMITS};
+pub use whep::{
+    Transmit, WebRtcError, WhepSession, WhepStats, MAX_OFFER_LEN, MAX_PENDING_TRANSMITS,
+};
+pub use whip::{WhipSession, WhipStats};
