@@ -27,4 +27,4 @@ pub use router::{stun_local_ufrag, Router, RouterError, SessionId, MAX_ADDRS_PER
 pub use whep::{
     Transmit, WebRtcError, WhepSession, WhepStats, MAX_OFFER_LEN, MAX_PENDING_TRANSMITS,
 };
-pub use whip::{WhipSession, WhipStats};
+pub use whip::{WhipSession, WhipStats, PLI_INTERVAL};

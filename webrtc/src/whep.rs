@@ -71,6 +71,8 @@ pub struct WhepStats {
     pub frames_skipped: u64,
     /// Datagrams dropped because [`MAX_PENDING_TRANSMITS`] were queued.
     pub transmits_dropped: u64,
+    /// PLI/FIR received from the viewer (forwarded to the publisher).
+    pub keyframe_requests: u64,
 }
 
 /// A negotiated outgoing track.
@@ -337,6 +339,13 @@ impl WhepSession {
                 tracing::debug!(ufrag = %self.local_ufrag, "WHEP viewer ICE disconnected");
             }
             Event::MediaAdded(added) => self.add_track(added.mid),
+            // PLI/FIR from the viewer (RFC 4585 §6.3.1, RFC 5104 §4.3.1):
+            // forwarded to the stream's publisher, whose session folds and
+            // rate-limits them.
+            Event::KeyframeRequest(_) => {
+                self.stats.keyframe_requests += 1;
+                self.subscriber.request_keyframe();
+            }
             _ => {}
         }
     }
@@ -430,7 +439,7 @@ impl WhepSession {
                     self.warned_codec = true;
                     tracing::warn!(
                         codec = %other,
-                        stream = %self.subscriber.key(),
+                        stream = %arcly::peer_text::escaped(&self.subscriber.key().to_string()),
                         "WHEP carries H.264 and Opus only: {other} frames are not sent to this viewer"
                     );
                 }

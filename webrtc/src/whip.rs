@@ -12,7 +12,7 @@ use arcly::{Codec, Frame, FrameFlags, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use str0m::change::SdpOffer;
 use str0m::format::Codec as RtcCodec;
-use str0m::media::{MediaData, Mid};
+use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc, RtcConfig};
 
@@ -29,7 +29,22 @@ pub struct WhipStats {
     pub frames_skipped: u64,
     /// Datagrams dropped because [`MAX_PENDING_TRANSMITS`] were queued.
     pub transmits_dropped: u64,
+    /// PLIs sent to the publisher (viewers' keyframe requests, at most one
+    /// per [`PLI_INTERVAL`]).
+    pli_sent: u64,
 }
+
+impl WhipStats {
+    /// PLIs sent to the publisher.
+    pub fn pli_sent(&self) -> u64 {
+        self.pli_sent
+    }
+}
+
+/// Least time between two PLIs sent to a WHIP publisher: viewers' keyframe
+/// requests in between fold into the next one (a keyframe takes a round trip
+/// and an encoder's time anyway).
+pub const PLI_INTERVAL: Duration = Duration::from_millis(500);
 
 /// One WHIP publisher (RFC 9725 §4.2) into one engine stream.
 ///
@@ -65,6 +80,11 @@ pub struct WhipSession {
     next_timeout: Option<std::time::Instant>,
     transmits: VecDeque<Transmit>,
     stats: WhipStats,
+    /// The receiving video m-line (where PLIs go).
+    video_mid: Option<Mid>,
+    /// Viewers asked for a keyframe that no PLI carried yet.
+    keyframe_wanted: bool,
+    last_pli: Option<Instant>,
 }
 
 impl core::fmt::Debug for WhipSession {
@@ -127,6 +147,10 @@ impl WhipSession {
         let receiving = mids
             .iter()
             .any(|&mid| rtc.media(mid).is_some_and(|m| m.direction().is_receiving()));
+        let video_mid = mids.iter().copied().find(|&mid| {
+            rtc.media(mid)
+                .is_some_and(|m| m.kind() == MediaKind::Video && m.direction().is_receiving())
+        });
         if !receiving {
             return Err(WebRtcError::NoUsableTrack);
         }
@@ -147,6 +171,9 @@ impl WhipSession {
             next_timeout: None,
             transmits: VecDeque::new(),
             stats: WhipStats::default(),
+            video_mid,
+            keyframe_wanted: false,
+            last_pli: None,
         };
         session.drive()?;
         Ok((session, answer.to_sdp_string()))
@@ -200,7 +227,8 @@ impl WhipSession {
         self.rtc
             .handle_input(input)
             .map_err(|e| WebRtcError::Rtc(e.to_string()))?;
-        self.drive()
+        self.drive()?;
+        self.forward_keyframe_requests(now)
     }
 
     /// Time passed: retransmissions, NACKs, RTCP, ICE timeouts.
@@ -208,6 +236,43 @@ impl WhipSession {
         self.rtc
             .handle_input(Input::Timeout(self.wall(now)))
             .map_err(|e| WebRtcError::Rtc(e.to_string()))?;
+        self.drive()?;
+        self.forward_keyframe_requests(now)
+    }
+
+    /// Viewers of the stream asked for a keyframe (their sessions called
+    /// `Subscriber::request_keyframe`): sends a PLI (RFC 4585 §6.3.1) to
+    /// the publisher, at most one per [`PLI_INTERVAL`]. Called from
+    /// `handle_timeout` and `handle_datagram`; call it too when the driver
+    /// learns of requests otherwise.
+    pub fn forward_keyframe_requests(&mut self, now: Instant) -> Result<(), WebRtcError> {
+        if self.publisher.take_keyframe_requests() > 0 {
+            self.keyframe_wanted = true;
+        }
+        if !self.keyframe_wanted || !self.connected {
+            return Ok(());
+        }
+        if self
+            .last_pli
+            .is_some_and(|last| now.saturating_duration_since(last) < PLI_INTERVAL)
+        {
+            return Ok(());
+        }
+        let Some(mid) = self.video_mid else {
+            self.keyframe_wanted = false;
+            return Ok(());
+        };
+        let Some(mut writer) = self.rtc.writer(mid) else {
+            return Ok(());
+        };
+        if writer
+            .request_keyframe(None, KeyframeRequestKind::Pli)
+            .is_ok()
+        {
+            self.keyframe_wanted = false;
+            self.last_pli = Some(now);
+            self.stats.pli_sent += 1;
+        }
         self.drive()
     }
 

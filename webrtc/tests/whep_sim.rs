@@ -23,7 +23,7 @@ use arcly::{Codec, Engine, Frame, FrameFlags, Instant, StreamKey};
 use arcly_webrtc::{Router, WhepSession};
 use bytes::Bytes;
 use str0m::change::{SdpAnswer, SdpApi};
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
@@ -258,6 +258,24 @@ fn whep_viewer_gets_keyframe_first_then_every_frame_in_order() {
             drain(&mut client, &mut to_server);
         }
 
+        // The viewer asks for a keyframe (PLI) at 2 s: forwarded to the
+        // publisher, who had no request before.
+        if now_ms == 2000 {
+            assert_eq!(live.publisher.take_keyframe_requests(), 0);
+            let mut writer = client.writer(video_mid).unwrap();
+            writer
+                .request_keyframe(None, KeyframeRequestKind::Pli)
+                .unwrap();
+            drain(&mut client, &mut to_server);
+        }
+        // Junk from the viewer's own address reaches its session, which
+        // refuses it without dying.
+        if now_ms == 1500 {
+            assert_eq!(router.route(client_addr, &[0xff, 1, 2, 3]), Some(id));
+            assert!(session
+                .handle_datagram(now, client_addr, server_addr, &[0xff, 1, 2, 3])
+                .is_err());
+        }
         // Junk on the shared socket from a stranger is routed nowhere.
         if now_ms % 100 == 0 {
             let stranger: SocketAddr = "10.9.9.9:1234".parse().unwrap();
@@ -343,6 +361,11 @@ fn whep_viewer_gets_keyframe_first_then_every_frame_in_order() {
     }
     assert!(audio.len() as i64 >= live.next_audio - first_audio - 5);
     let stats = session.stats();
+    assert_eq!(stats.keyframe_requests, 1);
+    assert!(
+        live.publisher.take_keyframe_requests() > 0,
+        "PLI not forwarded"
+    );
     assert_eq!(stats.transmits_dropped, 0);
     assert_eq!(stats.frames_skipped, 0);
 }

@@ -110,11 +110,12 @@ fn whip_publisher_reaches_engine_keyframe_first_every_frame_in_order() {
     let mut connected = false;
     let (mut next_video, mut next_audio) = (0u64, 0u64);
     let mut frames = Vec::new();
+    let mut plis: Vec<u64> = Vec::new();
 
     while now_ms < 3000 {
         now_ms += 1;
         let now = Instant::from_millis(now_ms);
-        let drain = |client: &mut Rtc, to_server: &mut VecDeque<_>| -> bool {
+        let drain = |client: &mut Rtc, to_server: &mut VecDeque<_>, plis: &mut Vec<u64>| -> bool {
             let mut up = false;
             loop {
                 match client.poll_output().unwrap() {
@@ -123,12 +124,16 @@ fn whip_publisher_reaches_engine_keyframe_first_every_frame_in_order() {
                         to_server.push_back((t.source, t.destination, t.contents.to_vec()))
                     }
                     Output::Event(Event::Connected) => up = true,
+                    Output::Event(Event::KeyframeRequest(r)) => {
+                        assert_eq!(r.mid, video_mid);
+                        plis.push(now_ms);
+                    }
                     Output::Event(_) => {}
                 }
             }
         };
         client.handle_input(Input::Timeout(wall(now_ms))).unwrap();
-        connected |= drain(&mut client, &mut to_server);
+        connected |= drain(&mut client, &mut to_server, &mut plis);
         while let Some((src, dst, data)) = to_client.pop_front() {
             let input = Input::Receive(
                 wall(now_ms),
@@ -140,7 +145,7 @@ fn whip_publisher_reaches_engine_keyframe_first_every_frame_in_order() {
                 },
             );
             client.handle_input(input).unwrap();
-            connected |= drain(&mut client, &mut to_server);
+            connected |= drain(&mut client, &mut to_server, &mut plis);
         }
         // Live media once connected: video every 40 ms, Opus every 20 ms,
         // RTP time from the sender's capture clock (starts at 1 s).
@@ -175,7 +180,7 @@ fn whip_publisher_reaches_engine_keyframe_first_every_frame_in_order() {
                 writer.write(pt, wall(now_ms), rtp, opus_packet(n)).unwrap();
                 next_audio += 1;
             }
-            connected |= drain(&mut client, &mut to_server);
+            connected |= drain(&mut client, &mut to_server, &mut plis);
         }
         while let Some((src, dst, data)) = to_server.pop_front() {
             assert_eq!(router.route(src, &data), Some(id));
@@ -186,6 +191,12 @@ fn whip_publisher_reaches_engine_keyframe_first_every_frame_in_order() {
         }
         while let Some(t) = session.poll_transmit() {
             to_client.push_back((t.source, t.destination, t.contents));
+        }
+        // A viewer (any protocol) asks for a keyframe every 10 ms from 2 s
+        // to 2.1 s: one PLI at once, the rest folded into one more after
+        // PLI_INTERVAL.
+        if (2000..=2100).contains(&now_ms) && now_ms % 10 == 0 {
+            subscriber.request_keyframe();
         }
         while let Recv::Frame(entry) = subscriber.recv() {
             frames.push(entry.frame.clone());
@@ -238,6 +249,10 @@ fn whip_publisher_reaches_engine_keyframe_first_every_frame_in_order() {
         "video {v_ms} ms, audio {a_ms} ms"
     );
     let stats = session.stats();
+    assert_eq!(stats.pli_sent(), 2, "PLIs sent");
+    assert_eq!(plis.len(), 2, "PLIs the publisher got: {plis:?}");
+    assert!(plis[0] >= 2000 && plis[0] <= 2005, "{plis:?}");
+    assert!(plis[1] >= 2500 && plis[1] <= 2510, "{plis:?}");
     assert_eq!(stats.frames_skipped, 0);
     assert_eq!(stats.transmits_dropped, 0);
 }
