@@ -335,8 +335,12 @@ impl WhepSession {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::Connected => self.connected = true,
+            // The viewer stopped answering ICE consent checks (it vanished
+            // without DELETE): the session is over, the driver removes it.
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 tracing::debug!(ufrag = %self.local_ufrag, "WHEP viewer ICE disconnected");
+                self.ended = true;
+                self.rtc.disconnect();
             }
             Event::MediaAdded(added) => self.add_track(added.mid),
             // PLI/FIR from the viewer (RFC 4585 §6.3.1, RFC 5104 §4.3.1):

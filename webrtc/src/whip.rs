@@ -14,7 +14,7 @@ use str0m::change::SdpOffer;
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc, RtcConfig};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
 use crate::whep::{splitmix64, MAX_OFFER_LEN, MAX_PENDING_TRANSMITS};
 use crate::{Transmit, WebRtcError};
@@ -311,6 +311,14 @@ impl WhipSession {
                 }
                 Output::Event(Event::Connected) => self.connected = true,
                 Output::Event(Event::MediaData(data)) => self.on_media(&data),
+                // The publisher stopped answering ICE consent checks: the
+                // session is over (the driver drops it, ending the stream).
+                Output::Event(Event::IceConnectionStateChange(
+                    IceConnectionState::Disconnected,
+                )) => {
+                    tracing::debug!(ufrag = %self.local_ufrag, "WHIP publisher ICE disconnected");
+                    self.rtc.disconnect();
+                }
                 Output::Event(_) => {}
             }
         }

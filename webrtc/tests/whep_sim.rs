@@ -368,4 +368,24 @@ fn whep_viewer_gets_keyframe_first_then_every_frame_in_order() {
     );
     assert_eq!(stats.transmits_dropped, 0);
     assert_eq!(stats.frames_skipped, 0);
+
+    // The viewer vanishes without DELETE: nothing more from it. The session
+    // notices through ICE (consent checks stop) and reports itself dead.
+    let vanished = now_ms;
+    while session.is_alive() && now_ms < vanished + 120_000 {
+        now_ms = session
+            .poll_timeout()
+            .map_or(now_ms + 1000, |t| t.as_millis().max(now_ms + 1));
+        session
+            .handle_timeout(Instant::from_millis(now_ms))
+            .unwrap();
+        while session.poll_transmit().is_some() {}
+    }
+    assert!(
+        !session.is_alive(),
+        "session still alive 120 s after the viewer vanished"
+    );
+    let gone_after = now_ms - vanished;
+    assert!(gone_after <= 60_000, "gone only after {gone_after} ms");
+    eprintln!("WHEP session gone {gone_after} ms after its viewer vanished");
 }

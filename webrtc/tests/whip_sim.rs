@@ -255,4 +255,22 @@ fn whip_publisher_reaches_engine_keyframe_first_every_frame_in_order() {
     assert!(plis[1] >= 2500 && plis[1] <= 2510, "{plis:?}");
     assert_eq!(stats.frames_skipped, 0);
     assert_eq!(stats.transmits_dropped, 0);
+
+    // The publisher vanishes without DELETE: the session reports itself dead
+    // (the driver then drops it, which ends the engine stream).
+    let vanished = now_ms;
+    while session.is_alive() && now_ms < vanished + 120_000 {
+        now_ms = session
+            .poll_timeout()
+            .map_or(now_ms + 1000, |t| t.as_millis().max(now_ms + 1));
+        session
+            .handle_timeout(Instant::from_millis(now_ms))
+            .unwrap();
+        while session.poll_transmit().is_some() {}
+    }
+    assert!(
+        !session.is_alive(),
+        "WHIP session alive 120 s after its publisher vanished"
+    );
+    assert!(now_ms - vanished <= 60_000);
 }
