@@ -12,7 +12,7 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use bytes::Bytes;
 
 #[path = "../../../core/tests/common/mod.rs"]
 mod common;
-use common::feed::{preload_hint, Feed};
+use common::feed::Feed;
 
 const PART: Duration = Duration::from_millis(200);
 
@@ -110,123 +110,9 @@ impl Drop for Server {
     }
 }
 
-/// One response as read off the wire.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        let found = self.headers.iter().find(|(k, _)| k == name);
-        found.map(|(_, v)| v.as_str())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// A keep-alive HTTP/1.1 client on a blocking socket (10 s read watchdog).
-struct Conn {
-    reader: BufReader<TcpStream>,
-}
-
-impl Conn {
-    fn open(addr: SocketAddr) -> Conn {
-        let sock = TcpStream::connect(addr).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Conn {
-            reader: BufReader::new(sock),
-        }
-    }
-
-    fn request(&mut self, method: &str, target: &str, headers: &[&str]) {
-        let mut text = format!("{method} {target} HTTP/1.1\r\nHost: t\r\n");
-        for h in headers {
-            text.push_str(h);
-            text.push_str("\r\n");
-        }
-        text.push_str("\r\n");
-        self.reader.get_mut().write_all(text.as_bytes()).unwrap();
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        let n = self.reader.read_line(&mut line).unwrap();
-        assert!(n > 0, "server closed the connection");
-        line.trim_end().to_owned()
-    }
-
-    fn response(&mut self, bodyless: bool) -> Reply {
-        let status_line = self.line();
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let mut headers = Vec::new();
-        loop {
-            let line = self.line();
-            if line.is_empty() {
-                break;
-            }
-            let (k, v) = line.split_once(':').unwrap();
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-        let mut reply = Reply {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        let len: usize = reply
-            .header("content-length")
-            .map_or(0, |v| v.parse().unwrap());
-        if !bodyless && status != 204 {
-            reply.body = vec![0; len];
-            self.reader.read_exact(&mut reply.body).unwrap();
-        }
-        reply
-    }
-
-    fn get(&mut self, target: &str) -> Reply {
-        self.request("GET", target, &[]);
-        self.response(false)
-    }
-
-    /// Whether a response has started arriving (without waiting).
-    fn answered_yet(&mut self) -> bool {
-        if !self.reader.buffer().is_empty() {
-            return true;
-        }
-        let sock = self.reader.get_ref();
-        sock.set_nonblocking(true).unwrap();
-        let mut probe = [0u8; 1];
-        let got = sock.peek(&mut probe);
-        sock.set_nonblocking(false).unwrap();
-        match got {
-            Ok(_) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
-
-/// The stream's preload hint once the pump took every published frame.
-fn hint_after_pump(c: &mut Conn) -> (u64, u32) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut prev = preload_hint(&c.get("/live/cam/stream.m3u8").text());
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(40));
-        let hint = preload_hint(&c.get("/live/cam/stream.m3u8").text());
-        if hint == prev {
-            break;
-        }
-        prev = hint;
-    }
-    prev
-}
+#[path = "../../test_support/http_conn.rs"]
+mod http_conn;
+use http_conn::{hint_after_pump, Conn};
 
 #[test]
 fn blocking_reload_pipelining_body_limit_and_shutdown() {
