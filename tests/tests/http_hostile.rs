@@ -579,3 +579,100 @@ fn floods_of_bad_requests_and_connections_log_bounded_lines() {
         "{test}: the refused target is quoted: {bad:?}"
     );
 }
+
+/// Everything captured so far, as lines.
+fn all_log_lines() -> Vec<String> {
+    log_lines(&[])
+}
+
+/// docs/security.md item 7 for RTMP: a flood of connections with garbage
+/// handshakes writes a bounded number of lines (one per dropped peer,
+/// rate-limited, the next line after the window reporting how many were
+/// suppressed), while a healthy publisher and viewer lose no frame. Before,
+/// each such connection wrote three lines (`rtmp protocol error, closing`,
+/// `rtmp session closed`, `connection closed`): ~1 500 for this flood.
+#[test]
+fn rtmp_garbage_handshake_flood_logs_bounded_lines() {
+    let test = "http_hostile/rtmp_log_flood";
+    let _wd = Watchdog::new(test, Duration::from_secs(90));
+    logs();
+    let server = HlsServer::start();
+    let healthy = Healthy::start(&server, 16);
+    let rtmp = server.rtmp;
+    let rt = runtime();
+    let flood = |n: usize| {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                rt.spawn(async move {
+                    let mut sock = tokio::net::TcpStream::connect(rtmp).await.ok()?;
+                    // Not RTMP version 3: a protocol error at the first byte.
+                    let _ = sock
+                        .write_all(b"GET / HTTP/1.1\r\n\r\n\x1b[2Jgarbage")
+                        .await;
+                    let mut buf = [0u8; 4096];
+                    // Closed by the server: EOF (or a reset) within 5 s.
+                    tokio::time::timeout(Duration::from_secs(5), async {
+                        loop {
+                            match sock.read(&mut buf).await {
+                                Ok(0) | Err(_) => return true,
+                                Ok(_) => {}
+                            }
+                        }
+                    })
+                    .await
+                    .ok()
+                })
+            })
+            .collect();
+        tasks
+            .into_iter()
+            .map(|t| rt.block_on(t).unwrap())
+            .filter(|closed| *closed == Some(true))
+            .count()
+    };
+    let before = all_log_lines().len();
+    let started = Instant::now();
+    let closed = flood(500);
+    // Let the closes be logged.
+    std::thread::sleep(Duration::from_millis(500));
+    let flood_lines = all_log_lines().len() - before;
+    eprintln!(
+        "{test}: {closed} of 500 garbage connections closed by the server, {flood_lines} log lines"
+    );
+    assert!(
+        closed > 450,
+        "{test}: only {closed} garbage connections were closed"
+    );
+    assert!(
+        flood_lines <= 40,
+        "{test}: 500 garbage connections wrote {flood_lines} lines: {:#?}",
+        &all_log_lines()[before..(before + 20).min(before + flood_lines)]
+    );
+    // One more after the 10 s window: its line reports the suppressed.
+    let wait = (started + Duration::from_millis(10_500)).saturating_duration_since(Instant::now());
+    std::thread::sleep(wait);
+    assert_eq!(flood(1), 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let closes = log_lines(&["connection closed", "protocol error"]);
+    eprintln!(
+        "{test}: {} close lines, last {:?}",
+        closes.len(),
+        closes.last()
+    );
+    assert!(
+        (1..=30).contains(&closes.len()),
+        "{test}: {} close lines",
+        closes.len()
+    );
+    assert!(
+        closes.iter().any(|l| suppressed(l) > 400),
+        "{test}: no close line reports the suppressed ones: {closes:?}"
+    );
+    assert!(
+        closes
+            .iter()
+            .all(|l| l.contains("peer=127.0.0.1:") && !l.contains('\x1b')),
+        "{test}: close lines name the peer and carry no raw control byte: {closes:?}"
+    );
+    healthy.finish(test);
+}

@@ -135,7 +135,8 @@ where
                 let guard = guard;
                 tracing::debug!("accepted");
                 let stop = guard.tracker().stopped();
-                log_end(&drive_stream_with(stream, session, clock, stop, &drive).await);
+                let end = drive_stream_with(stream, session, clock, stop, &drive).await;
+                log_end(&end, clock.instant(std::time::Instant::now()));
             }
             .instrument(span),
         ));

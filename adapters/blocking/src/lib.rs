@@ -324,13 +324,8 @@ fn accept_loop(
                 let span = tracing::info_span!("conn", %peer);
                 let _enter = span.enter();
                 tracing::debug!("accepted");
-                log_end(&drive_stream_with(
-                    stream,
-                    session,
-                    clock,
-                    Some(&shutdown),
-                    &drive,
-                ));
+                let end = drive_stream_with(stream, session, clock, Some(&shutdown), &drive);
+                log_end(&end, clock.instant(std::time::Instant::now()));
             });
         if let Err(e) = spawned {
             // The guard went down with the closure: the count is already fixed.

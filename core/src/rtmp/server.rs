@@ -525,7 +525,7 @@ impl ServerConnection {
         let body = response::connect_result(c.transaction_id, c.object_encoding);
         self.send_command(0, body);
         self.phase = Phase::Connected;
-        info!(conn = self.id, app = %escaped(&self.app), tc_url = %escaped(&tc_url), "rtmp connect");
+        debug!(conn = self.id, app = %escaped(&self.app), tc_url = %escaped(&tc_url), "rtmp connect");
         self.events.push_back(ServerEvent::Connected {
             app: self.app.clone(),
             tc_url,
@@ -665,7 +665,7 @@ impl ServerConnection {
         self.next_token += 1;
         self.set_role(stream_id, Role::Pending(token, Kind::Publish));
         self.set_name(stream_id, &stream_name);
-        info!(conn = self.id, app = %escaped(&self.app), stream = %escaped(&stream_name), "rtmp publish request");
+        debug!(conn = self.id, app = %escaped(&self.app), stream = %escaped(&stream_name), "rtmp publish request");
         self.events.push_back(ServerEvent::PublishRequest {
             token,
             app: self.app.clone(),
@@ -684,7 +684,7 @@ impl ServerConnection {
         self.next_token += 1;
         self.set_role(stream_id, Role::Pending(token, Kind::Play));
         self.set_name(stream_id, &stream_name);
-        info!(conn = self.id, app = %escaped(&self.app), stream = %escaped(&stream_name), "rtmp play request");
+        debug!(conn = self.id, app = %escaped(&self.app), stream = %escaped(&stream_name), "rtmp play request");
         self.events.push_back(ServerEvent::PlayRequest {
             token,
             app: self.app.clone(),
@@ -910,12 +910,13 @@ impl ServerConnection {
         if !matches!(self.phase, Phase::Connected)
             && now >= self.started + self.config.handshake_timeout
         {
-            warn!(conn = self.id, "rtmp handshake/connect timed out");
+            // The one line for this peer is the session's close line.
+            debug!(conn = self.id, "rtmp handshake/connect timed out");
             self.close_with(CloseReason::IdleTimeout);
             return;
         }
         if self.playing_stream().is_none() && now >= self.last_input + self.config.idle_timeout {
-            info!(conn = self.id, app = %escaped(&self.app), "rtmp idle timeout");
+            debug!(conn = self.id, app = %escaped(&self.app), "rtmp idle timeout");
             self.close_with(CloseReason::IdleTimeout);
         }
     }
@@ -981,7 +982,9 @@ impl ServerConnection {
     }
 
     fn protocol_error(&mut self, e: RtmpError) {
-        warn!(conn = self.id, app = %escaped(&self.app), error = %e, "rtmp protocol error, closing");
+        // The one line for this peer is the close line (`log_end`,
+        // rate-limited); this detail is `debug`.
+        debug!(conn = self.id, app = %escaped(&self.app), error = %e, "rtmp protocol error, closing");
         self.close_with(CloseReason::ProtocolError(ProtocolError::Rtmp(e)));
     }
 

@@ -20,6 +20,10 @@ use crate::peer_text::escaped;
 use crate::session::{CloseReason, SessionFactory, StreamConn, StreamSession};
 use crate::time::Instant;
 
+/// Refused publish/play requests: a peer can cause them in a flood, so
+/// their lines are rate-limited (docs/security.md item 7).
+static REFUSED: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(10));
+
 /// Output a player may have queued before [`RtmpSession::handle_media`]
 /// stops pulling frames from the engine (1 MiB): a slow socket leaves frames
 /// in the engine's ring, where the subscriber skips to the next keyframe.
@@ -293,7 +297,9 @@ impl RtmpSession {
                     }
                 }
                 ServerEvent::Closed(reason) => {
-                    info!(peer = %self.peer, %reason, "rtmp session closed");
+                    // The one line per peer is the adapter's close line
+                    // (`session::serve::log_end`, rate-limited).
+                    debug!(peer = %self.peer, %reason, "rtmp session closed");
                     self.publisher = None;
                     self.watchdog = None;
                     self.subscriber = None;
@@ -315,7 +321,9 @@ impl RtmpSession {
         let (key, decision) = match self.admit(kind, app, stream_name, query) {
             Ok(k) => k,
             Err(rejection) => {
-                warn!(peer = %self.peer, app = %escaped(app), stream = %escaped(stream_name), %kind, reason = %rejection, "rtmp request refused");
+                if let Some(suppressed) = REFUSED.check(now) {
+                    warn!(peer = %self.peer, app = %escaped(app), stream = %escaped(stream_name), %kind, suppressed, reason = %rejection, "rtmp request refused");
+                }
                 self.conn.reject(token, rejection);
                 return;
             }
@@ -323,7 +331,9 @@ impl RtmpSession {
         match decision {
             Decision::Allow => self.admitted(now, token, kind, key),
             Decision::Deny(rejection) => {
-                warn!(peer = %self.peer, stream = %escaped(&key.to_string()), %kind, reason = %rejection, "rtmp request refused");
+                if let Some(suppressed) = REFUSED.check(now) {
+                    warn!(peer = %self.peer, stream = %escaped(&key.to_string()), %kind, suppressed, reason = %rejection, "rtmp request refused");
+                }
                 self.conn.reject(token, rejection);
             }
             Decision::Later(pending) => {
@@ -353,7 +363,9 @@ impl RtmpSession {
                 self.admitted(now, w.token, w.kind, w.key);
             }
             Err(rejection) => {
-                warn!(peer = %self.peer, stream = %escaped(&w.key.to_string()), kind = %w.kind, reason = %rejection, "rtmp request refused after waiting");
+                if let Some(suppressed) = REFUSED.check(now) {
+                    warn!(peer = %self.peer, stream = %escaped(&w.key.to_string()), kind = %w.kind, suppressed, reason = %rejection, "rtmp request refused after waiting");
+                }
                 self.conn.reject(w.token, rejection);
             }
         }
@@ -364,7 +376,7 @@ impl RtmpSession {
     fn admitted(&mut self, now: Instant, token: RequestToken, kind: AdmissionKind, key: StreamKey) {
         match kind {
             AdmissionKind::Publish => self.start_publish(now, token, key),
-            AdmissionKind::Play => self.start_play(token, key),
+            AdmissionKind::Play => self.start_play(now, token, key),
         }
     }
 
@@ -378,13 +390,15 @@ impl RtmpSession {
                 self.conn.accept_publish(token);
             }
             Err(e) => {
-                warn!(peer = %self.peer, stream = %escaped(&key.to_string()), reason = %e, "rtmp publish refused by engine");
+                if let Some(suppressed) = REFUSED.check(now) {
+                    warn!(peer = %self.peer, stream = %escaped(&key.to_string()), suppressed, reason = %e, "rtmp publish refused by engine");
+                }
                 self.conn.reject(token, Rejection::from(&e));
             }
         }
     }
 
-    fn start_play(&mut self, token: RequestToken, key: StreamKey) {
+    fn start_play(&mut self, now: Instant, token: RequestToken, key: StreamKey) {
         match self.engine.subscribe(&key) {
             Ok(sub) => {
                 info!(peer = %self.peer, stream = %escaped(&key.to_string()), "rtmp play started");
@@ -399,7 +413,9 @@ impl RtmpSession {
                 self.pull();
             }
             Err(e) => {
-                info!(peer = %self.peer, stream = %escaped(&key.to_string()), reason = %e, "rtmp play refused by engine");
+                if let Some(suppressed) = REFUSED.check(now) {
+                    warn!(peer = %self.peer, stream = %escaped(&key.to_string()), suppressed, reason = %e, "rtmp play refused by engine");
+                }
                 self.conn.reject(token, Rejection::from(&e));
             }
         }

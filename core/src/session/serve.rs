@@ -122,7 +122,7 @@ impl ConnectionTracker {
             }
             *n += 1;
         }
-        let guard = self.admit_total(peer, max, (max_per_ip > 0).then_some(ip));
+        let guard = self.admit_total(peer, max, (max_per_ip > 0).then_some(ip), now);
         if guard.is_none() && max_per_ip > 0 {
             self.release_ip(ip);
         }
@@ -150,6 +150,7 @@ impl ConnectionTracker {
         peer: SocketAddr,
         max: usize,
         ip: Option<IpAddr>,
+        now: Option<Instant>,
     ) -> Option<ConnectionGuard> {
         let admitted = self
             .active
@@ -158,7 +159,11 @@ impl ConnectionTracker {
             })
             .is_ok();
         if !admitted {
-            tracing::warn!(%peer, max, "refusing connection: too many connections");
+            static TOTAL: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+            // Without a time (`admit`), every refusal is logged.
+            if let Some(suppressed) = now.map_or(Some(0), |t| TOTAL.check(t)) {
+                tracing::warn!(%peer, max, suppressed, "refusing connection: too many connections");
+            }
             return None;
         }
         Some(ConnectionGuard {
@@ -252,12 +257,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-/// Logs how a served connection ended (`info`: why it closed, or the I/O
-/// error that ended it).
-pub fn log_end(result: &io::Result<CloseReason>) {
+/// Logs how a served connection ended, at `now` (read by the adapter):
+/// the one line per dropped or refused peer. A clean close (the peer said
+/// goodbye, or the server shut down) is `debug`; any other reason (protocol
+/// error, refusal, timeout, stalled writes) and I/O errors are `info`,
+/// rate-limited per kind (a peer can cause them in a flood) with the
+/// `suppressed` count of lines left out since the last one
+/// (docs/security.md item 7). The reason is escaped: it may quote peer text.
+pub fn log_end(result: &io::Result<CloseReason>, now: Instant) {
+    static DROPPED: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+    static LOST: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
     match result {
-        Ok(reason) => tracing::info!(%reason, "connection closed"),
-        Err(e) => tracing::info!("connection lost: {e}"),
+        Ok(reason @ (CloseReason::PeerClosed | CloseReason::LocalShutdown)) => {
+            tracing::debug!(%reason, "connection closed");
+        }
+        Ok(reason) => {
+            if let Some(suppressed) = DROPPED.check(now) {
+                let reason = reason.to_string();
+                tracing::info!(reason = %crate::peer_text::escaped(&reason), suppressed, "connection closed");
+            }
+        }
+        Err(e) => {
+            if let Some(suppressed) = LOST.check(now) {
+                let e = e.to_string();
+                tracing::info!(error = %crate::peer_text::escaped(&e), suppressed, "connection lost");
+            }
+        }
     }
 }
 

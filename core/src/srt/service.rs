@@ -565,8 +565,13 @@ impl SrtService {
             .count()
     }
 
-    fn reject(&mut self, req: &ConnectionRequest, reason: RejectReason, why: &str) {
-        warn!(peer = %req.peer, stream_id = %escaped(&req.raw_stream_id), code = reason.code(), why = %escaped(why), "srt: connection refused");
+    fn reject(&mut self, now: Instant, req: &ConnectionRequest, reason: RejectReason, why: &str) {
+        // A peer can cause this in a flood (bad stream ids, refusals):
+        // rate-limited, one line per refused peer (docs/security.md item 7).
+        static REFUSED: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+        if let Some(suppressed) = REFUSED.check(now) {
+            warn!(peer = %req.peer, stream_id = %escaped(&req.raw_stream_id), code = reason.code(), why = %escaped(why), suppressed, "srt: connection refused");
+        }
         self.stats.rejected += 1;
         self.endpoint.reject(req.token, reason);
     }
@@ -607,13 +612,13 @@ impl SrtService {
 
     fn on_request(&mut self, now: Instant, req: &ConnectionRequest) {
         if self.closing {
-            self.reject(req, RejectReason::Close, "service closing");
+            self.reject(now, req, RejectReason::Close, "service closing");
             return;
         }
         let sid = match &req.stream_id {
             Ok(s) => s,
             Err(e) => {
-                self.reject(req, e.reject_reason(), &format!("bad stream id: {e}"));
+                self.reject(now, req, e.reject_reason(), &format!("bad stream id: {e}"));
                 return;
             }
         };
@@ -622,6 +627,7 @@ impl SrtService {
             StreamMode::Request => AdmissionKind::Play,
             StreamMode::Bidirectional => {
                 self.reject(
+                    now,
                     req,
                     RejectReason::BAD_MODE,
                     "bidirectional mode unsupported",
@@ -639,6 +645,7 @@ impl SrtService {
             .count();
         if waits >= MAX_ADMISSION_WAITS_PER_IP {
             self.reject(
+                now,
                 req,
                 RejectReason::OVERLOAD,
                 "too many admission decisions pending for this address",
@@ -666,7 +673,7 @@ impl SrtService {
         match self.admission.admit(&areq) {
             Decision::Allow => self.admitted(now, req, kind),
             Decision::Deny(rejection) => {
-                self.reject(req, reject_reason(&rejection), &rejection.to_string());
+                self.reject(now, req, reject_reason(&rejection), &rejection.to_string());
             }
             Decision::Later(pending) => {
                 info!(peer = %req.peer, stream = %sid.key, %kind, timeout = ?pending.timeout(), "srt: request waits for admission");
@@ -694,14 +701,19 @@ impl SrtService {
             self.media_version = self.media_version.wrapping_add(1);
             match decided {
                 Ok(()) if self.closing => {
-                    self.reject(&w.req, RejectReason::Close, "service closing");
+                    self.reject(now, &w.req, RejectReason::Close, "service closing");
                 }
                 Ok(()) => {
                     info!(peer = %w.req.peer, kind = %w.kind, "srt: request admitted after waiting");
                     self.admitted(now, &w.req, w.kind);
                 }
                 Err(rejection) => {
-                    self.reject(&w.req, reject_reason(&rejection), &rejection.to_string());
+                    self.reject(
+                        now,
+                        &w.req,
+                        reject_reason(&rejection),
+                        &rejection.to_string(),
+                    );
                 }
             }
         }
@@ -726,7 +738,12 @@ impl SrtService {
                     }))
                 }
                 Err(e) => {
-                    self.reject(req, reject_reason(&Rejection::from(&e)), &e.to_string());
+                    self.reject(
+                        now,
+                        req,
+                        reject_reason(&Rejection::from(&e)),
+                        &e.to_string(),
+                    );
                     return;
                 }
             },
@@ -744,7 +761,12 @@ impl SrtService {
                     }))
                 }
                 Err(e) => {
-                    self.reject(req, reject_reason(&Rejection::from(&e)), &e.to_string());
+                    self.reject(
+                        now,
+                        req,
+                        reject_reason(&Rejection::from(&e)),
+                        &e.to_string(),
+                    );
                     return;
                 }
             },
@@ -1252,7 +1274,7 @@ impl DatagramService for SrtService {
         self.closing = true;
         self.drained = false;
         for w in std::mem::take(&mut self.waiting) {
-            self.reject(&w.req, RejectReason::Close, "service closing");
+            self.reject(now, &w.req, RejectReason::Close, "service closing");
         }
         let ids: Vec<SocketId> = self.conns.keys().copied().collect();
         for id in ids {

@@ -563,20 +563,27 @@ impl Endpoint {
             // What the link cost, for the log: losses repaired
             // (retransmitted) and not repaired (dropped, too late).
             let (rx, tx) = (conn.machine.recv_stats(), conn.machine.send_stats());
-            tracing::info!(
-                socket = id.0,
-                peer = %conn.peer,
-                %reason,
-                rx_delivered = rx.delivered,
-                rx_retransmitted = rx.retransmitted,
-                rx_dropped = rx.dropped,
-                rx_too_late = rx.too_late,
-                tx_sent = tx.sent,
-                tx_retransmitted = tx.retransmitted,
-                tx_dropped = tx.dropped,
-                rtt_us = conn.machine.rtt().rtt_us(),
-                "srt: connection closed"
-            );
+            // A peer can cause this at flood rate (handshake, close, repeat):
+            // rate-limited (docs/security.md item 7).
+            static CLOSED: crate::log_limit::LogLimiter =
+                crate::log_limit::LogLimiter::new(10, std::time::Duration::from_secs(10));
+            if let Some(suppressed) = CLOSED.check(now) {
+                tracing::info!(
+                    socket = id.0,
+                    peer = %conn.peer,
+                    %reason,
+                    suppressed,
+                    rx_delivered = rx.delivered,
+                    rx_retransmitted = rx.retransmitted,
+                    rx_dropped = rx.dropped,
+                    rx_too_late = rx.too_late,
+                    tx_sent = tx.sent,
+                    tx_retransmitted = tx.retransmitted,
+                    tx_dropped = tx.dropped,
+                    rtt_us = conn.machine.rtt().rtt_us(),
+                    "srt: connection closed"
+                );
+            }
             self.remove_conn(id);
             self.push_event(EndpointEvent::Closed { id, reason });
         }
