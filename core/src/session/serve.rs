@@ -263,7 +263,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// error, refusal, timeout, stalled writes) and I/O errors are `info`,
 /// rate-limited per kind (a peer can cause them in a flood) with the
 /// `suppressed` count of lines left out since the last one
-/// (docs/security.md item 7). The reason is escaped: it may quote peer text.
+/// (docs/security.md item 7); a line left out is still written at `debug`.
+/// The reason is escaped: it may quote peer text.
 pub fn log_end(result: &io::Result<CloseReason>, now: Instant) {
     static DROPPED: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
     static LOST: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
@@ -272,15 +273,20 @@ pub fn log_end(result: &io::Result<CloseReason>, now: Instant) {
             tracing::debug!(%reason, "connection closed");
         }
         Ok(reason) => {
-            if let Some(suppressed) = DROPPED.check(now) {
-                let reason = reason.to_string();
-                tracing::info!(reason = %crate::peer_text::escaped(&reason), suppressed, "connection closed");
+            let reason = reason.to_string();
+            let reason = crate::peer_text::escaped(&reason);
+            match DROPPED.check(now) {
+                Some(suppressed) => tracing::info!(%reason, suppressed, "connection closed"),
+                // Counted in the next `suppressed`; still there at debug.
+                None => tracing::debug!(%reason, "connection closed"),
             }
         }
         Err(e) => {
-            if let Some(suppressed) = LOST.check(now) {
-                let e = e.to_string();
-                tracing::info!(error = %crate::peer_text::escaped(&e), suppressed, "connection lost");
+            let e = e.to_string();
+            let error = crate::peer_text::escaped(&e);
+            match LOST.check(now) {
+                Some(suppressed) => tracing::info!(%error, suppressed, "connection lost"),
+                None => tracing::debug!(%error, "connection lost"),
             }
         }
     }
