@@ -101,3 +101,141 @@ fn flood_on_tokio() {
 fn flood_on_blocking() {
     flood(Adapter::Blocking);
 }
+
+/// Captured log lines (INFO and up) of this test binary.
+fn logs() -> &'static Arc<std::sync::Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct W(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let w = W(buf.clone());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_ansi(false)
+            .with_writer(move || w.clone())
+            .try_init();
+        buf
+    })
+}
+
+fn log_lines(needle: &str) -> Vec<String> {
+    String::from_utf8_lossy(&logs().lock().unwrap())
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `n` SRT callers (arcly's own endpoint, one UDP socket) asking for a
+/// stream id with an ESC byte: every one is refused. Returns how many got
+/// a rejection.
+fn bad_stream_id_callers(server: std::net::SocketAddr, n: usize) -> usize {
+    use arcly::srt::endpoint::{Endpoint, EndpointConfig, EndpointEvent};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let origin = std::time::Instant::now();
+    let now = || arcly::Instant::from_millis(origin.elapsed().as_millis() as u64);
+    let mut ep = Endpoint::new(EndpointConfig {
+        max_connections: n + 8,
+        ..EndpointConfig::default()
+    });
+    for _ in 0..n {
+        ep.connect(now(), server, Some("#!::r=live/bad\x1b[2J,m=publish"), None)
+            .unwrap();
+    }
+    let (mut refused, mut buf) = (0, [0u8; 2048]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while refused < n && std::time::Instant::now() < deadline {
+        while let Some(t) = ep.poll_transmit() {
+            let bytes: Vec<u8> = t.contents.iter().flat_map(|b| b.iter().copied()).collect();
+            let _ = sock.send_to(&bytes, t.destination);
+        }
+        if let Ok((len, from)) = sock.recv_from(&mut buf) {
+            ep.handle_datagram(now(), from, bytes::Bytes::copy_from_slice(&buf[..len]));
+        }
+        ep.handle_timeout(now());
+        while let Some(ev) = ep.poll_event() {
+            if matches!(ev, EndpointEvent::ConnectFailed { .. }) {
+                refused += 1;
+            }
+        }
+    }
+    refused
+}
+
+/// docs/security.md item 7 for SRT: 500 handshakes with a bad stream id
+/// (then one more after the 10 s window) write a bounded number of
+/// `srt: connection refused` lines, the last reporting how many were
+/// suppressed, while ffmpeg publishes and ffprobe plays without loss.
+/// Before, every refusal wrote its line (a repeated conclusion is refused
+/// again): 680 lines.
+#[test]
+fn bad_stream_id_flood_logs_bounded_lines() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let test = "srt_hostile/log_flood";
+    logs();
+    let options = SrtOptions::latency(LATENCY_MS);
+    let Some((_watchdog, server)) =
+        SrtTestServer::for_test(test, &["ffmpeg", "ffprobe"], Adapter::Tokio, &options)
+    else {
+        return;
+    };
+    let addr = server.addr;
+    let flooder = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let first = bad_stream_id_callers(addr, 500);
+        std::thread::sleep(
+            (started + Duration::from_millis(10_500))
+                .saturating_duration_since(std::time::Instant::now()),
+        );
+        first + bad_stream_id_callers(addr, 1)
+    });
+    let publish = Caller::publish("cam", LATENCY_MS).ffmpeg_url(server.addr);
+    let read = Caller::read("cam", LATENCY_MS).ffmpeg_url(server.addr);
+    let report = srt::run(
+        test,
+        "cam",
+        &Publisher::Ffmpeg(publish),
+        &Player::Ffprobe(read),
+        Some(&server.engine),
+    );
+    let refused = flooder.join().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let lines = log_lines("srt: connection refused");
+    eprintln!(
+        "{test}: {refused} of 501 refused, {} lines, last {:?}",
+        lines.len(),
+        lines.last()
+    );
+    assert_eq!(refused, 501, "{test}: not every bad caller was refused");
+    assert!(
+        (1..=30).contains(&lines.len()),
+        "{test}: 501 refusals wrote {} lines",
+        lines.len()
+    );
+    assert!(
+        lines.iter().any(|l| l
+            .split("suppressed=")
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 400)),
+        "{test}: no line reports the suppressed refusals: {lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains('\x1b')),
+        "{test}: a raw ESC reached the log"
+    );
+    report.assert_viewer_saw_everything();
+}
