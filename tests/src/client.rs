@@ -190,6 +190,39 @@ pub struct Received {
     pub frame: Frame,
 }
 
+/// The well-behaved RTMP pair that runs beside an attack: on `rt`, a
+/// [`publish_synthetic`] publisher of `spec` to `url` (pictures paced from
+/// 200 ms from now), then, 600 ms later, a player of `url` that collects the
+/// sequence numbers of the pictures it receives (`synth::video_seq`) until
+/// the stream ends, the connection closes or nothing arrives for 5 s.
+pub fn publish_and_play(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    url: String,
+    spec: SynthSpec,
+) -> (
+    tokio::task::JoinHandle<Result<(), String>>,
+    tokio::task::JoinHandle<Vec<u32>>,
+) {
+    let t0 = Instant::now() + Duration::from_millis(200);
+    let pub_url = url.clone();
+    let publisher = rt.spawn(async move { publish_synthetic(addr, &pub_url, spec, t0).await });
+    std::thread::sleep(Duration::from_millis(600));
+    let player = rt.spawn(async move {
+        let mut c = Client::connect(addr, &url, ClientMode::Play).await.unwrap();
+        let mut seqs = Vec::new();
+        while let Ok(Some(ev)) = c.next_event(Duration::from_secs(5)).await {
+            match ev {
+                ClientEvent::Frame(f) => seqs.extend(crate::synth::video_seq(&f)),
+                ClientEvent::StreamEof | ClientEvent::Closed(_) => break,
+                _ => {}
+            }
+        }
+        seqs
+    });
+    (publisher, player)
+}
+
 /// Publishes `spec` from the synthetic source to `url`, paced in real time
 /// from `t0` (picture `i` at `t0 + i * frame_ms`), and returns when done.
 /// Sends the configs first; ends politely.

@@ -23,6 +23,7 @@ pub mod ffmpeg;
 pub mod gst;
 pub mod hls;
 pub mod http_client;
+pub mod logs;
 pub mod m3u8;
 pub mod net;
 pub mod process;

@@ -11,16 +11,14 @@
     clippy::indexing_slicing
 )]
 
-use std::io::Write;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use arcly::rtmp::{ClientEvent, ClientMode, ServerConfig};
+use arcly::rtmp::{ClientMode, ServerConfig};
 use arcly::Engine;
-use arcly_tests::client::{publish_synthetic, Client, ConnectOptions};
+use arcly_tests::client::{publish_and_play, Client, ConnectOptions};
+use arcly_tests::logs::{capture, LogBuf};
 use arcly_tests::rawrtmp::{self, type_id, Closed, Raw};
-use arcly_tests::synth::{self, SynthSpec};
+use arcly_tests::synth::SynthSpec;
 use arcly_tests::{Adapter, TcpSettings, TestServer, Watchdog};
 
 /// The limit the test server is configured with.
@@ -34,47 +32,12 @@ const MAX_LOG_LINE: usize = 4096;
 /// 30 s idle timeouts would close it anyway.
 const CLOSE_WITHIN: Duration = Duration::from_secs(3);
 
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Captures every log line of this test binary, with the adapters' close
 /// line at every level: past its rate limit (docs/security.md item 7) the
 /// reason a connection closed is still logged, at debug, and the cases
 /// below run more than the limit's burst of hostile connections.
 fn logs() -> &'static LogBuf {
-    static LOGS: OnceLock<LogBuf> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = LogBuf::default();
-        let w = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "info,arcly::session::serve=debug",
-            ))
-            .with_ansi(false)
-            .with_writer(move || w.clone())
-            .try_init();
-        buf
-    })
-}
-
-/// Log lines that mention `peer`.
-fn log_lines_of(peer: SocketAddr) -> Vec<String> {
-    let text = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
-    let needle = peer.to_string();
-    text.lines()
-        .filter(|l| l.contains(&needle))
-        .map(str::to_owned)
-        .collect()
+    capture("info,arcly::session::serve=debug")
 }
 
 type Attack = fn(&mut Raw) -> std::io::Result<()>;
@@ -253,22 +216,7 @@ impl Healthy {
         };
         let addr = server.addr;
         let url = server.url("good");
-        let t0 = Instant::now() + Duration::from_millis(200);
-        let pub_url = url.clone();
-        let publisher = rt.spawn(async move { publish_synthetic(addr, &pub_url, spec, t0).await });
-        std::thread::sleep(Duration::from_millis(600));
-        let player = rt.spawn(async move {
-            let mut c = Client::connect(addr, &url, ClientMode::Play).await.unwrap();
-            let mut seqs = Vec::new();
-            while let Ok(Some(ev)) = c.next_event(Duration::from_secs(5)).await {
-                match ev {
-                    ClientEvent::Frame(f) => seqs.extend(synth::video_seq(&f)),
-                    ClientEvent::StreamEof | ClientEvent::Closed(_) => break,
-                    _ => {}
-                }
-            }
-            seqs
-        });
+        let (publisher, player) = publish_and_play(&rt, addr, url, spec);
         Healthy {
             rt,
             spec,
@@ -336,7 +284,8 @@ fn hostile_on(adapter: Adapter) {
         let mut reason = Vec::new();
         let log_deadline = Instant::now() + Duration::from_secs(1);
         while Instant::now() < log_deadline {
-            reason = log_lines_of(peer)
+            reason = logs()
+                .lines_with(&[&peer.to_string()])
                 .into_iter()
                 .filter(|l| {
                     let l = l.to_ascii_lowercase();
@@ -367,7 +316,7 @@ fn hostile_on(adapter: Adapter) {
 
     // No peer text reached the log raw: no forged line, no CR or ESC, no
     // line carrying the 60 000-character name.
-    let text = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
+    let text = logs().text();
     for line in text.lines() {
         if line.contains(FORGED) && !line.contains(&format!("\\r\\n{FORGED}")) {
             failures.push(format!("a peer forged a log line: {line:?}"));
@@ -469,7 +418,8 @@ fn never_reading_player_on(adapter: Adapter) {
     let deadline = stopped_reading + STALL + Duration::from_secs(4);
     let mut closed = None;
     while Instant::now() < deadline {
-        closed = log_lines_of(peer)
+        closed = logs()
+            .lines_with(&[&peer.to_string()])
             .into_iter()
             .find(|l| l.contains("connection closed") && l.contains("write stalled"));
         if closed.is_some() {

@@ -23,19 +23,18 @@
     clippy::indexing_slicing
 )]
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arcly::http::{HlsServiceConfig, HttpConfig};
-use arcly::rtmp::{ClientEvent, ClientMode};
 use arcly::StreamKey;
-use arcly_tests::client::{publish_synthetic, Client};
+use arcly_tests::client::publish_and_play;
 use arcly_tests::hls::{HlsServer, LivePublisher};
 use arcly_tests::http_client;
+use arcly_tests::logs::logs;
 use arcly_tests::m3u8::MediaPlaylist;
 use arcly_tests::synth::{self, SynthSpec};
 use arcly_tests::Watchdog;
@@ -43,43 +42,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const HEALTHY: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Captures every log line of this test binary.
-fn logs() -> &'static LogBuf {
-    static LOGS: OnceLock<LogBuf> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = LogBuf::default();
-        let w = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_ansi(false)
-            .with_writer(move || w.clone())
-            .try_init();
-        buf
-    })
-}
-
-/// Captured log lines containing every one of `needles`.
-fn log_lines(needles: &[&str]) -> Vec<String> {
-    let text = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
-    text.lines()
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .map(str::to_owned)
-        .collect()
-}
 
 /// The `suppressed=N` field of a log line.
 fn suppressed(line: &str) -> u64 {
@@ -120,22 +82,7 @@ impl Healthy {
         };
         let addr = server.rtmp;
         let url = server.rtmp_url("good");
-        let t0 = Instant::now() + Duration::from_millis(200);
-        let pub_url = url.clone();
-        let publisher = rt.spawn(async move { publish_synthetic(addr, &pub_url, spec, t0).await });
-        std::thread::sleep(Duration::from_millis(600));
-        let player = rt.spawn(async move {
-            let mut c = Client::connect(addr, &url, ClientMode::Play).await.unwrap();
-            let mut seqs = Vec::new();
-            while let Ok(Some(ev)) = c.next_event(Duration::from_secs(5)).await {
-                match ev {
-                    ClientEvent::Frame(f) => seqs.extend(synth::video_seq(&f)),
-                    ClientEvent::StreamEof | ClientEvent::Closed(_) => break,
-                    _ => {}
-                }
-            }
-            seqs
-        });
+        let (publisher, player) = publish_and_play(&rt, addr, url, spec);
         let stop = Arc::new(AtomicBool::new(false));
         let reloads = Arc::new(AtomicU32::new(0));
         let (http, s, n) = (server.http, stop.clone(), reloads.clone());
@@ -365,7 +312,7 @@ fn parked_reloads_of_one_client_leave_the_pool_to_others() {
         "{test}: one client parked {max_parked} > {PER_CLIENT}"
     );
     assert!(refused > 100, "{test}: the flood was not refused");
-    let lines = log_lines(&["HTTP request refused", "from this client"]);
+    let lines = logs().lines_with(&["HTTP request refused", "from this client"]);
     eprintln!("{test}: {} log lines, e.g. {:?}", lines.len(), lines.last());
     // 10 lines per 10 s window: two windows, a third at most.
     assert!(
@@ -477,7 +424,7 @@ fn streams_without_media_take_no_muxer() {
         refused, 8,
         "{test}: requests past the client's share: {answers:?}"
     );
-    let lines = log_lines(&["HTTP request refused", "started by this client"]);
+    let lines = logs().lines_with(&["HTTP request refused", "started by this client"]);
     assert!(
         !lines.is_empty(),
         "{test}: the refused muxers were not logged"
@@ -538,7 +485,7 @@ fn floods_of_bad_requests_and_connections_log_bounded_lines() {
     // Wait for the silent connection's timeout.
     let until = started + Duration::from_secs(12);
     let silent_line = loop {
-        let l = log_lines(&["no request head", &silent_peer.to_string()]);
+        let l = logs().lines_with(&["no request head", &silent_peer.to_string()]);
         if !l.is_empty() || Instant::now() > until {
             break l;
         }
@@ -547,9 +494,9 @@ fn floods_of_bad_requests_and_connections_log_bounded_lines() {
     drop(silent);
     // One more of each after the 10 s window: it reports the suppressed.
     let _ = flood(b"\x16\x03\x01 NOT HTTP AT ALL\r\n\r\n".to_vec());
-    let malformed = log_lines(&["HTTP connection dropped", "malformed request"]);
-    let large = log_lines(&["HTTP connection dropped", "request head too large"]);
-    let bad = log_lines(&["HTTP request refused", "dot segment"]);
+    let malformed = logs().lines_with(&["HTTP connection dropped", "malformed request"]);
+    let large = logs().lines_with(&["HTTP connection dropped", "request head too large"]);
+    let bad = logs().lines_with(&["HTTP request refused", "dot segment"]);
     eprintln!(
         "{test}: lines: silent {}, malformed {}, too large {}, traversal {}; e.g. {:?}",
         silent_line.len(),
@@ -582,7 +529,7 @@ fn floods_of_bad_requests_and_connections_log_bounded_lines() {
 
 /// Everything captured so far, as lines.
 fn all_log_lines() -> Vec<String> {
-    log_lines(&[])
+    logs().lines_with(&[])
 }
 
 /// docs/security.md item 7 for RTMP: a flood of connections with garbage
@@ -653,7 +600,7 @@ fn rtmp_garbage_handshake_flood_logs_bounded_lines() {
     std::thread::sleep(wait);
     assert_eq!(flood(1), 1);
     std::thread::sleep(Duration::from_millis(300));
-    let closes = log_lines(&["connection closed", "protocol error"]);
+    let closes = logs().lines_with(&["connection closed", "protocol error"]);
     eprintln!(
         "{test}: {} close lines, last {:?}",
         closes.len(),
