@@ -460,3 +460,114 @@ fn hostile_peers_are_dropped_and_others_carry_on() {
     assert!(viewer.frames_after(before).iter().any(|(ch, _)| *ch == 0));
     assert!(viewer.session.close_reason().is_none());
 }
+
+/// ANNOUNCE, SETUP and RECORD of `live/<name>` on client `c`; the status
+/// of RECORD.
+fn record(c: &mut Client, name: &str) -> u16 {
+    let url = format!("rtsp://127.0.0.1:8554/live/{name}");
+    let sdp = "v=0\r\ns=x\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z2QAHqzZQKAv+XARAAADAAEAAAMAMg8WLZY=,aOvjyyLA\r\na=control:streamid=0\r\n";
+    let a = c.request(
+        "ANNOUNCE",
+        &url,
+        &[("Content-Type", "application/sdp")],
+        sdp,
+    );
+    if a.status != 200 {
+        return a.status;
+    }
+    let s = c.request(
+        "SETUP",
+        &format!("{url}/streamid=0"),
+        &[(
+            "Transport",
+            "RTP/AVP/TCP;unicast;interleaved=0-1;mode=RECORD",
+        )],
+        "",
+    );
+    assert_eq!(s.status, 200);
+    let id = session_id(&s);
+    c.request("RECORD", &url, &[("Session", &id)], "").status
+}
+
+/// One H.264 picture (a one-NAL RTP packet on channel 0) at `i` * 40 ms.
+fn send_picture(c: &mut Client, i: u16, key: bool) {
+    let nal = if key {
+        vec![0x65u8, 1, 2, 3]
+    } else {
+        vec![0x41, 4]
+    };
+    let pkt = RtpPacket {
+        marker: true,
+        payload_type: 96,
+        sequence: 100 + i,
+        timestamp: 9000 + 3600 * u32::from(i),
+        ssrc: 3,
+        payload: Bytes::from(nal),
+    }
+    .to_bytes();
+    let mut b = vec![b'$', 0, 0, pkt.len() as u8];
+    b.extend_from_slice(&pkt);
+    c.raw(&b);
+}
+
+/// docs/security.md item 2 for RTSP: a publisher (ANNOUNCE + RECORD) that
+/// sends no media is closed at the app's first-media deadline (10 s) with
+/// `MediaTimeout`, and its stream slot is free at once; a publisher that
+/// sends media alongside is not closed. Before, nothing closed it: a
+/// recording session had no timer at all.
+#[test]
+fn rtsp_publisher_without_media_is_closed_at_the_deadline_and_frees_its_slot() {
+    let engine = Engine::with_defaults();
+    let factory = RtspSessionFactory::allow_all(engine.clone());
+    let mut squatter = Client::new(&factory, 1);
+    assert_eq!(record(&mut squatter, "squat"), 200);
+    let mut healthy = Client::new(&factory, 2);
+    assert_eq!(record(&mut healthy, "good"), 200);
+    let deadline = squatter.session.poll_timeout();
+    assert!(
+        deadline.is_some_and(|d| d <= Instant::from_millis(10_001)),
+        "the squatter's session asks for no timer by 10 s: {deadline:?}"
+    );
+    // Healthy: a picture every 40 ms for 12 s.
+    let mut t = 1;
+    for i in 0..300u16 {
+        t = 1 + u64::from(i) * 40;
+        for c in [&mut squatter, &mut healthy] {
+            c.now = Instant::from_millis(t);
+            c.session.handle_timeout(c.now);
+        }
+        send_picture(&mut healthy, i, i % 50 == 0);
+        if t < 10_000 {
+            assert_eq!(
+                squatter.session.close_reason(),
+                None,
+                "closed early at {t} ms"
+            );
+        }
+    }
+    assert!(t > 11_000);
+    assert!(
+        matches!(
+            squatter.session.close_reason(),
+            Some(CloseReason::MediaTimeout(_))
+        ),
+        "the squatter was not closed: {:?}",
+        squatter.session.close_reason()
+    );
+    assert_eq!(
+        healthy.session.close_reason(),
+        None,
+        "the healthy publisher was closed"
+    );
+    // The squatter's slot is free: a new publisher of the stream is admitted.
+    let mut next = Client::new(&factory, 3);
+    next.now = Instant::from_millis(t);
+    assert_eq!(record(&mut next, "squat"), 200);
+    let mut sub = engine
+        .subscribe(&StreamKey::new("live", "good").unwrap())
+        .unwrap();
+    assert!(
+        matches!(sub.recv(), Recv::Frame(_)),
+        "the healthy stream has frames"
+    );
+}

@@ -33,7 +33,8 @@ use crate::admission::{
 };
 use crate::codec::aac::AacConfig;
 use crate::engine::{
-    EgressSlot, Engine, Publisher, Recv, SharedFrame, Signal, StreamKey, StreamStats, Subscriber,
+    EgressSlot, Engine, MediaWatchdog, Publisher, Recv, SharedFrame, Signal, StreamKey,
+    StreamStats, Subscriber,
 };
 use crate::frame::{Frame, MediaKind};
 use crate::log_limit::LogLimiter;
@@ -239,6 +240,10 @@ struct PublishState {
     timeline: Timeline,
     recording: bool,
     frames: Vec<Frame>,
+    /// Closes the session if no media frame arrives within the app's
+    /// first-media deadline after ANNOUNCE, or if media stops for its stall
+    /// timeout (docs/security.md item 2, like RTMP and SRT publishers).
+    watchdog: MediaWatchdog,
 }
 
 /// One track offered to a player.
@@ -737,6 +742,8 @@ impl RtspSession {
             }
         };
         info!(peer = %self.peer, stream = %key, tracks = tracks.len(), "rtsp publish announced");
+        let app_config = self.engine.app_config(key.app()).unwrap_or_default();
+        let watchdog = MediaWatchdog::new(self.now, &app_config);
         self.publish = Some(PublishState {
             key,
             publisher,
@@ -744,6 +751,7 @@ impl RtspSession {
             timeline: Timeline::new(),
             recording: false,
             frames: Vec::new(),
+            watchdog,
         });
         let r = self.ok(req);
         self.respond(r);
@@ -1149,6 +1157,7 @@ impl RtspSession {
                 }
             }
             for f in p.frames.drain(..) {
+                p.watchdog.on_frame(now, &f);
                 p.publisher.send(f);
             }
             return;
@@ -1225,6 +1234,21 @@ impl StreamSession for RtspSession {
             self.end_media();
             self.close = Some(CloseReason::IdleTimeout);
         }
+        if self.close.is_none() {
+            let stall = self
+                .publish
+                .as_ref()
+                .map(|p| (p.key.clone(), p.watchdog.check(now)));
+            if let Some((key, Err(stall))) = stall {
+                // A peer can cause this in a flood: rate-limited.
+                static NO_MEDIA: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+                if let Some(suppressed) = NO_MEDIA.check(now) {
+                    warn!(peer = %self.peer, stream = %key, reason = %stall, suppressed, "rtsp publisher closed: no media, stream slot freed");
+                }
+                self.end_media();
+                self.close = Some(CloseReason::MediaTimeout(stall));
+            }
+        }
     }
 
     fn handle_media(&mut self, now: Instant) {
@@ -1244,8 +1268,19 @@ impl StreamSession for RtspSession {
         if let Some(w) = &self.waiting {
             return Some(w.wait.deadline());
         }
-        if self.close.is_some() || self.is_playing() || self.is_publishing() {
+        if self.close.is_some() {
             return None;
+        }
+        let watchdog = self.publish.as_ref().map(|p| p.watchdog.deadline());
+        if self.is_playing() || self.is_publishing() {
+            return watchdog;
+        }
+        if let Some(w) = watchdog {
+            // Announced, not recording yet: the earlier of both deadlines.
+            let idle = Instant::from_micros(
+                self.last_input.as_micros() + SESSION_TIMEOUT.as_micros() as u64,
+            );
+            return Some(w.min(idle));
         }
         Some(Instant::from_micros(
             self.last_input.as_micros() + SESSION_TIMEOUT.as_micros() as u64,
