@@ -43,6 +43,46 @@ pub fn spawn(bin: &PathBuf, args: &[&str]) -> Proc {
     Proc::spawn("arcly", &mut c)
 }
 
+/// Waits for the `HTTP listening on ADDR` banner line and returns ADDR
+/// (the first word after the marker).
+pub fn wait_http_addr(proc: &mut Proc, timeout: Duration) -> Option<std::net::SocketAddr> {
+    let mut found = None;
+    proc.wait_for(timeout, |out, _| {
+        found = out.lines().find_map(|l| {
+            l.split("HTTP listening on ")
+                .nth(1)
+                .and_then(|a| a.split_whitespace().next())
+                .and_then(|a| a.parse().ok())
+        });
+        found.is_some()
+    });
+    found
+}
+
+/// Starts `arcly` with RTMP and HTTP on ephemeral loopback ports (RTSP and
+/// SRT off) and returns it with the RTMP and HTTP addresses from its
+/// banners; panics with its output if a banner is missing after 10 s.
+pub fn spawn_rtmp_http(bin: &PathBuf) -> (Proc, std::net::SocketAddr, std::net::SocketAddr) {
+    let mut server = spawn(
+        bin,
+        &[
+            "--rtmp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--rtsp",
+            "off",
+            "--srt",
+            "off",
+        ],
+    );
+    let rtmp = wait_rtmp_addr(&mut server, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no RTMP banner:\n{}", server.describe()));
+    let http = wait_http_addr(&mut server, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no `HTTP listening on` banner:\n{}", server.describe()));
+    (server, rtmp, http)
+}
+
 /// Waits for the `RTMP listening on ADDR` banner line and returns ADDR.
 pub fn wait_rtmp_addr(proc: &mut Proc, timeout: Duration) -> Option<std::net::SocketAddr> {
     let mut found = None;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arcly::rtmp::{ClientEvent, ClientMode};
-use arcly_tests::binary::{arcly_bin, spawn, wait_rtmp_addr};
+use arcly_tests::binary::{arcly_bin, spawn_rtmp_http};
 use arcly_tests::client::Client;
 use arcly_tests::http_client;
 use arcly_tests::synth::{self, SynthSpec};
@@ -46,21 +46,6 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
-}
-
-/// Waits for the `HTTP listening on ADDR` banner line.
-fn wait_http_addr(proc: &mut arcly_tests::Proc) -> Option<SocketAddr> {
-    let mut found = None;
-    proc.wait_for(Duration::from_secs(10), |out, _| {
-        found = out.lines().find_map(|l| {
-            l.split("HTTP listening on ")
-                .nth(1)
-                .and_then(|a| a.split_whitespace().next())
-                .and_then(|a| a.parse().ok())
-        });
-        found.is_some()
-    });
-    found
 }
 
 /// One cycle on `live/{name}`: publish a config and a keyframe, play until
@@ -125,23 +110,7 @@ fn churn_leaves_no_fd_or_memory_behind() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000);
     let _watchdog = Watchdog::new(test, Duration::from_secs(60 + u64::from(cycles) / 20));
-    let mut server = spawn(
-        &bin,
-        &[
-            "--rtmp",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--rtsp",
-            "off",
-            "--srt",
-            "off",
-        ],
-    );
-    let rtmp = wait_rtmp_addr(&mut server, Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("no RTMP banner:\n{}", server.describe()));
-    let http = wait_http_addr(&mut server)
-        .unwrap_or_else(|| panic!("no HTTP banner:\n{}", server.describe()));
+    let (mut server, rtmp, http) = spawn_rtmp_http(&bin);
     let pid = server.id();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

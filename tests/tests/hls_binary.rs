@@ -9,28 +9,13 @@
     clippy::indexing_slicing
 )]
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use arcly_tests::binary::{arcly_bin, assert_stops_on_sigterm, spawn, wait_rtmp_addr};
+use arcly_tests::binary::{arcly_bin, assert_stops_on_sigterm, spawn_rtmp_http};
 use arcly_tests::ffmpeg::{self, PublishSpec};
 use arcly_tests::hls;
 use arcly_tests::http_client;
 use arcly_tests::{require_tools, Proc, Watchdog};
-
-/// Waits for the `HTTP listening on ADDR` banner line and returns ADDR.
-fn wait_http_addr(proc: &mut Proc, timeout: Duration) -> Option<SocketAddr> {
-    let mut found = None;
-    proc.wait_for(timeout, |out, _| {
-        found = out.lines().find_map(|l| {
-            l.split("HTTP listening on ")
-                .nth(1)
-                .and_then(|a| a.trim().parse().ok())
-        });
-        found.is_some()
-    });
-    found
-}
 
 #[test]
 fn binary_serves_hls_and_the_player_page() {
@@ -42,23 +27,7 @@ fn binary_serves_hls_and_the_player_page() {
     if !require_tools(test, &["ffmpeg", "ffprobe"]) {
         return;
     }
-    let mut server = spawn(
-        &bin,
-        &[
-            "--rtmp",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--rtsp",
-            "off",
-            "--srt",
-            "off",
-        ],
-    );
-    let rtmp = wait_rtmp_addr(&mut server, Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("no RTMP banner:\n{}", server.describe()));
-    let http = wait_http_addr(&mut server, Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("no `HTTP listening on` banner:\n{}", server.describe()));
+    let (mut server, rtmp, http) = spawn_rtmp_http(&bin);
     let out = server.stdout();
     let base = format!("http://127.0.0.1:{}/live/", http.port());
     assert!(
