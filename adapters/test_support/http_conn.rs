@@ -2,8 +2,8 @@
 //! and arcly-async-io `serve_http` tests (included with
 //! `#[path = "../../test_support/http_conn.rs"] mod http_conn;` next to
 //! `mod common;` from `core/tests/common`): one response read off the wire,
-//! a connection that writes requests and reads responses, and the settled
-//! LL-HLS preload hint.
+//! a connection that writes requests and reads responses, the settled
+//! LL-HLS preload hint, and the ffprobe / ffmpeg LL-HLS check.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -14,7 +14,10 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use arcly::{Engine, StreamKey};
 
 use crate::common::feed::preload_hint;
 
@@ -134,4 +137,76 @@ pub fn hint_after_pump(c: &mut Conn) -> (u64, u32) {
         prev = hint;
     }
     prev
+}
+
+/// The server started by an adapter's test: its address, and its shutdown
+/// (returns once `serve_http` has returned).
+pub type Started = (SocketAddr, Box<dyn FnOnce()>);
+
+/// ffprobe and ffmpeg read the LL-HLS stream off the server that `start`
+/// runs on an engine: real H.264 + AAC (ffmpeg-encoded, through our TS
+/// demuxer, temporary file named after `tmp_tag`) published live, then
+/// ended, so the playlist is complete (`EXT-X-ENDLIST`); ffprobe must see
+/// H.264 with every video frame and audio, ffmpeg decode without warnings.
+/// A missing tool fails under `CI`, else the check is skipped.
+pub fn ffprobe_and_ffmpeg_read_the_ll_hls_stream(
+    tmp_tag: &str,
+    start: impl FnOnce(&Engine) -> Started,
+) {
+    use crate::common::ffmpeg::{
+        decode_without_warnings, encode_test_source, probe_streams, tmp_path, tools_present,
+        H264_BF_AAC,
+    };
+    if !tools_present() {
+        return;
+    }
+    let src = tmp_path(tmp_tag, "src.ts");
+    let mut args = H264_BF_AAC.to_vec();
+    args.extend_from_slice(&["-f", "mpegts"]);
+    encode_test_source(48_000, 4, &args, &src);
+    let frames = crate::common::demux_ts(&std::fs::read(&src).unwrap(), 1316).0;
+    let _ = std::fs::remove_file(&src);
+    let videos = frames
+        .iter()
+        .filter(|f| !f.is_config() && f.kind() == arcly::MediaKind::Video)
+        .count();
+
+    let engine = Engine::with_defaults();
+    let mut publisher = engine
+        .publish(StreamKey::new("live", "cam").unwrap())
+        .unwrap();
+    let (addr, shutdown) = start(&engine);
+    // The first request starts the muxing; it waits for a complete segment.
+    let mut first = Conn::open(addr);
+    first.request("GET", "/live/cam/index.m3u8", &[]);
+    std::thread::sleep(Duration::from_millis(200));
+    for (i, f) in frames.into_iter().enumerate() {
+        publisher.send(f);
+        if i % 8 == 7 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    drop(publisher);
+    assert_eq!(first.response(false).status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !first
+        .get("/live/cam/stream.m3u8")
+        .text()
+        .contains("#EXT-X-ENDLIST")
+    {
+        assert!(Instant::now() < deadline, "stream did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let url = format!("http://{}/live/cam/stream.m3u8", addr);
+    let streams = probe_streams(Path::new(&url));
+    let video = streams
+        .iter()
+        .find(|s| s.codec_type == "video")
+        .unwrap_or_else(|| panic!("no video in {streams:?}"));
+    assert_eq!(video.codec_name, "h264");
+    assert_eq!(video.frames, videos, "every video frame decodes");
+    assert!(streams.iter().any(|s| s.codec_type == "audio"));
+    decode_without_warnings(Path::new(&url));
+    shutdown();
 }

@@ -14,13 +14,12 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arcly::container::hls::HlsConfig;
 use arcly::http::{HlsServiceConfig, HttpRouter, Route, RouteMatch, Routed, RouterConfig};
-use arcly::{Engine, StreamKey};
+use arcly::Engine;
 use arcly_blocking::{serve_http_with, HttpServeConfig, Shutdown};
 use bytes::Bytes;
 
@@ -112,7 +111,7 @@ impl Drop for Server {
 
 #[path = "../../test_support/http_conn.rs"]
 mod http_conn;
-use http_conn::{hint_after_pump, Conn};
+use http_conn::{ffprobe_and_ffmpeg_read_the_ll_hls_stream, hint_after_pump, Conn};
 
 #[test]
 fn blocking_reload_pipelining_body_limit_and_shutdown() {
@@ -206,60 +205,8 @@ fn slow_request_heads_time_out() {
 /// then ended, so the playlist is complete (`EXT-X-ENDLIST`).
 #[test]
 fn ffprobe_reads_and_ffmpeg_decodes_the_ll_hls_stream() {
-    use common::ffmpeg::{
-        decode_without_warnings, encode_test_source, probe_streams, tmp_path, tools_present,
-        H264_BF_AAC,
-    };
-    if !tools_present() {
-        return;
-    }
-    let src = tmp_path("blocking-http", "src.ts");
-    let mut args = H264_BF_AAC.to_vec();
-    args.extend_from_slice(&["-f", "mpegts"]);
-    encode_test_source(48_000, 4, &args, &src);
-    let frames = common::demux_ts(&std::fs::read(&src).unwrap(), 1316).0;
-    let _ = std::fs::remove_file(&src);
-    let videos = frames
-        .iter()
-        .filter(|f| !f.is_config() && f.kind() == arcly::MediaKind::Video)
-        .count();
-
-    let engine = Engine::with_defaults();
-    let mut publisher = engine
-        .publish(StreamKey::new("live", "cam").unwrap())
-        .unwrap();
-    let server = Server::start(&engine, None);
-    // The first request starts the muxing; it waits for a complete segment.
-    let mut first = Conn::open(server.addr);
-    first.request("GET", "/live/cam/index.m3u8", &[]);
-    std::thread::sleep(Duration::from_millis(200));
-    for (i, f) in frames.into_iter().enumerate() {
-        publisher.send(f);
-        if i % 8 == 7 {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    drop(publisher);
-    assert_eq!(first.response(false).status, 200);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !first
-        .get("/live/cam/stream.m3u8")
-        .text()
-        .contains("#EXT-X-ENDLIST")
-    {
-        assert!(Instant::now() < deadline, "stream did not end");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
-    let url = format!("http://{}/live/cam/stream.m3u8", server.addr);
-    let streams = probe_streams(Path::new(&url));
-    let video = streams
-        .iter()
-        .find(|s| s.codec_type == "video")
-        .unwrap_or_else(|| panic!("no video in {streams:?}"));
-    assert_eq!(video.codec_name, "h264");
-    assert_eq!(video.frames, videos, "every video frame decodes");
-    assert!(streams.iter().any(|s| s.codec_type == "audio"));
-    decode_without_warnings(Path::new(&url));
-    server.shutdown();
+    ffprobe_and_ffmpeg_read_the_ll_hls_stream("blocking-http", |engine| {
+        let server = Server::start(engine, None);
+        (server.addr, Box::new(move || server.shutdown()))
+    });
 }
