@@ -161,15 +161,19 @@ impl Reorder {
         }
     }
 
+    /// Delivers everything held, with one `Lost` before each packet that
+    /// follows a gap (also a gap at the head, when `out` is still empty).
     fn drain_all(&mut self, out: &mut Vec<Ordered>) {
+        let mut gap = false;
         while self.held > 0 {
             match self.advance() {
-                Some(p) => out.push(Ordered::Packet(p)),
-                None => {
-                    if out.last().is_some_and(|o| matches!(o, Ordered::Packet(_))) {
+                Some(p) => {
+                    if std::mem::take(&mut gap) {
                         out.push(Ordered::Lost);
                     }
+                    out.push(Ordered::Packet(p));
                 }
+                None => gap = true,
             }
         }
     }
