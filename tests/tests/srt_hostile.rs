@@ -12,6 +12,7 @@
     clippy::indexing_slicing
 )]
 
+use arcly_tests::logs::logs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn flood(adapter: Adapter) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    logs();
     let test = format!("srt_hostile/{}", adapter.name());
     let options = SrtOptions::latency(LATENCY_MS);
     let tools = ["ffmpeg", "ffprobe"];
@@ -102,43 +104,14 @@ fn flood_on_blocking() {
     flood(Adapter::Blocking);
 }
 
-/// Captured log lines (INFO and up) of this test binary.
-fn logs() -> &'static Arc<std::sync::Mutex<Vec<u8>>> {
-    #[derive(Clone)]
-    struct W(Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for W {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let w = W(buf.clone());
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_ansi(false)
-            .with_writer(move || w.clone())
-            .try_init();
-        buf
-    })
-}
-
+/// Captured log lines of this test binary that contain `needle`. The
+/// capture must be installed before any server starts, or the harness's own
+/// subscriber (`init_logging`) wins and nothing is captured: every test of
+/// this binary calls [`logs`] first.
 fn log_lines(needle: &str) -> Vec<String> {
-    String::from_utf8_lossy(&logs().lock().unwrap())
-        .lines()
-        .filter(|l| l.contains(needle))
-        .map(str::to_owned)
-        .collect()
+    logs().lines_with(&[needle])
 }
 
-/// `n` SRT callers (arcly's own endpoint, one UDP socket) asking for a
-/// stream id with an ESC byte: every one is refused. Returns how many got
-/// a rejection.
 fn bad_stream_id_callers(server: std::net::SocketAddr, n: usize) -> usize {
     use arcly::srt::endpoint::{Endpoint, EndpointConfig, EndpointEvent};
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
