@@ -71,6 +71,38 @@ impl Browser {
             return None;
         };
         let started = Instant::now();
+        // The free port may be taken by another test's server between
+        // `free_port` and chromedriver's bind (tests of a binary run in
+        // parallel); then the session request reaches the wrong listener
+        // and fails at the transport. Such a start is retried on a new port;
+        // a WebDriver error is not.
+        let mut attempt = 1;
+        loop {
+            match Self::try_start(test, &chromium) {
+                Ok(browser) => {
+                    if started.elapsed() > Duration::from_secs(5) {
+                        eprintln!(
+                            "{test}: chromedriver + Chromium took {:?} to start (loaded machine?)",
+                            started.elapsed()
+                        );
+                    }
+                    return Some(browser);
+                }
+                Err(e) if attempt < 3 => {
+                    eprintln!(
+                        "{test}: chromedriver start {attempt} failed ({e}); retrying on a new port"
+                    );
+                    attempt += 1;
+                }
+                Err(e) => panic!("{test}: new WebDriver session failed: {e}"),
+            }
+        }
+    }
+
+    /// One attempt of [`Browser::start`]: chromedriver on a free port and a
+    /// new session. `Err` only for a transport failure of the session
+    /// request (worth retrying on another port).
+    fn try_start(test: &str, chromium: &std::path::Path) -> Result<Browser, String> {
         let port = crate::net::free_port();
         let mut cmd = Command::new("chromedriver");
         cmd.arg(format!("--port={port}"))
@@ -107,22 +139,18 @@ impl Browser {
                 }
             }
         });
-        let value = browser
-            .command("POST", "/session", Some(caps))
-            .unwrap_or_else(|e| panic!("{test}: new WebDriver session failed: {e}"));
+        let value = match browser.command("POST", "/session", Some(caps)) {
+            Ok(v) => v,
+            Err(e) if e.contains("i/o error") => return Err(e),
+            Err(e) => panic!("{test}: new WebDriver session failed: {e}"),
+        };
         let id = value
             .get("sessionId")
             .and_then(Value::as_str)
             .unwrap_or_else(|| panic!("{test}: no sessionId in {value}"))
             .to_owned();
         browser.session = Some(id);
-        if started.elapsed() > Duration::from_secs(5) {
-            eprintln!(
-                "{test}: chromedriver + Chromium took {:?} to start (loaded machine?)",
-                started.elapsed()
-            );
-        }
-        Some(browser)
+        Ok(browser)
     }
 
     /// Sends one WebDriver command; returns the response's `value`, or the
