@@ -456,7 +456,7 @@ impl RtspSession {
     fn fail(&mut self, err: RtspError) {
         if self.close.is_none() {
             if let Some(suppressed) = REFUSED.check(self.last_input) {
-                warn!(peer = %self.peer, error = %err, suppressed, "rtsp connection dropped");
+                warn!(peer = %self.peer, error = %escaped(&err.to_string()), suppressed, "rtsp connection dropped");
             }
             self.end_media();
             self.close = Some(CloseReason::ProtocolError(ProtocolError::Rtsp(err)));
@@ -698,7 +698,7 @@ impl RtspSession {
             let info = match sdp::track_info(m) {
                 Ok(info) => Some(info),
                 Err(e) => {
-                    debug!(peer = %self.peer, error = %e, "rtsp announce: media section ignored");
+                    debug!(peer = %self.peer, error = %escaped(&e.to_string()), "rtsp announce: media section ignored");
                     None
                 }
             };
@@ -1153,7 +1153,7 @@ impl RtspSession {
             };
             if let Err(e) = r {
                 if let Some(suppressed) = BAD_PACKETS.check(now) {
-                    debug!(peer = %self.peer, stream = %p.key, error = %e, suppressed, "rtsp: bad packet dropped");
+                    debug!(peer = %self.peer, stream = %p.key, error = %escaped(&e.to_string()), suppressed, "rtsp: bad packet dropped");
                 }
             }
             for f in p.frames.drain(..) {
