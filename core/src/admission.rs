@@ -182,6 +182,66 @@ pub struct AdmissionRequest {
     pub query: String,
     /// The peer's transport address.
     pub peer: SocketAddr,
+    /// What the peer presented to prove who it is, from its protocol's
+    /// natural place ([`Credentials::None`] when it presented nothing).
+    pub credentials: Credentials,
+}
+
+/// Credentials a peer presented with a publish or play request.
+///
+/// Each protocol fills this from where its clients put credentials (the
+/// protocol modules document which): a user and password (RTMP
+/// `?user=&pass=`, RTSP Basic, SRT stream id `u=`/`s=`), a bearer token
+/// (RTMP `?token=`, HTTP `Authorization: Bearer`, HLS `?token=`), or
+/// a challenge answer that only a party knowing the password can check
+/// (RTSP Digest). `Debug` never prints a secret.
+///
+/// `#[non_exhaustive]`: more kinds (client certificates) may come.
+#[derive(Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Credentials {
+    /// Nothing was presented.
+    #[default]
+    None,
+    /// A user name and its password, in clear.
+    Password {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// An opaque bearer token (an API key, a JWT, a signed URL token).
+    Token(String),
+}
+
+impl Credentials {
+    /// The user name presented, if the credentials name one.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Credentials::Password { user, .. } => Some(user),
+            Credentials::None | Credentials::Token(_) => None,
+        }
+    }
+
+    /// Whether nothing was presented.
+    pub fn is_none(&self) -> bool {
+        matches!(self, Credentials::None)
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets never reach a log line, even through `{:?}`.
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Password { user, .. } => f
+                .debug_struct("Password")
+                .field("user", &crate::peer_text::escaped(user))
+                .field("password", &"<redacted>")
+                .finish(),
+            Credentials::Token(_) => f.write_str("Token(<redacted>)"),
+        }
+    }
 }
 
 impl AdmissionRequest {
@@ -480,7 +540,25 @@ mod tests {
             key: StreamKey::new("live", "cam").unwrap(),
             query: query.to_owned(),
             peer: "127.0.0.1:1".parse().unwrap(),
+            credentials: Credentials::None,
         }
+    }
+
+    #[test]
+    fn credentials_debug_hides_secrets() {
+        let c = Credentials::Password {
+            user: "bob".into(),
+            password: "hunter2".into(),
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("bob") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert_eq!(c.user(), Some("bob"));
+        let t = format!("{:?}", Credentials::Token("s3cret".into()));
+        assert!(!t.contains("s3cret"), "{t}");
+        assert!(Credentials::default().is_none());
     }
 
     #[test]

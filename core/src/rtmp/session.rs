@@ -241,6 +241,7 @@ impl RtmpSession {
             key: key.clone(),
             query,
             peer: self.peer,
+            credentials: crate::admission::Credentials::None,
         };
         let decision = self.admission.admit(&req);
         Ok((key, decision))

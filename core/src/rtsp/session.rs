@@ -507,6 +507,7 @@ impl RtspSession {
             key: key.clone(),
             query: query.to_owned(),
             peer: self.peer,
+            credentials: crate::admission::Credentials::None,
         });
         match decision {
             Decision::Allow => true,

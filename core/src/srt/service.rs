@@ -669,6 +669,7 @@ impl SrtService {
             key: sid.key.clone(),
             query: admission_query(sid),
             peer: req.peer,
+            credentials: crate::admission::Credentials::None,
         };
         match self.admission.admit(&areq) {
             Decision::Allow => self.admitted(now, req, kind),
