@@ -194,7 +194,13 @@ pub struct AdmissionRequest {
 /// `?user=&pass=`, RTSP Basic, SRT stream id `u=`/`s=`), a bearer token
 /// (RTMP `?token=`, HTTP `Authorization: Bearer`, HLS `?token=`), or
 /// a challenge answer that only a party knowing the password can check
-/// (RTSP Digest). `Debug` never prints a secret.
+/// (RTSP Digest, [`Credentials::Digest`]). `Debug` never prints a secret.
+///
+/// RTSP (`crate::rtsp`): `Authorization: Basic` becomes
+/// [`Credentials::Password`], `Authorization: Digest` answering the
+/// connection's own nonce becomes [`Credentials::Digest`]; a policy denying
+/// with [`RejectCode::Unauthorized`] makes the server answer 401 with a
+/// Digest and a Basic challenge, [`RejectCode::Forbidden`] answers 403.
 ///
 /// `#[non_exhaustive]`: more kinds (client certificates) may come.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -212,6 +218,124 @@ pub enum Credentials {
     },
     /// An opaque bearer token (an API key, a JWT, a signed URL token).
     Token(String),
+    /// An HTTP Digest answer (RFC 2617 §3.2.2 / RFC 7616 §3.4, MD5) to a
+    /// challenge this server issued (RTSP `Authorization: Digest`): the
+    /// password never crossed the wire; an admission that knows the user's
+    /// password checks it with [`DigestCredentials::verify`].
+    Digest(DigestCredentials),
+}
+
+/// A Digest answer (RFC 2617 §3.2.2, RFC 7616 §3.4; MD5, `qop` absent or
+/// `auth`) as the protocol received it, bound to the method of the request
+/// it came with. The protocol has already checked that the nonce is one it
+/// issued to this connection (a replayed answer never gets here).
+///
+/// `Debug` prints the user and realm only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DigestCredentials {
+    user: String,
+    realm: String,
+    nonce: String,
+    method: String,
+    uri: String,
+    response: String,
+    /// `(qop, nc, cnonce)` when the client used `qop=auth`.
+    qop: Option<(String, String, String)>,
+}
+
+impl DigestCredentials {
+    /// An answer: `user` (`username`), `realm`, `nonce`, the request's
+    /// `method`, the digest `uri` parameter, the hex `response`, and
+    /// `(qop, nc, cnonce)` when the client sent them.
+    pub fn new(
+        user: impl Into<String>,
+        realm: impl Into<String>,
+        nonce: impl Into<String>,
+        method: impl Into<String>,
+        uri: impl Into<String>,
+        response: impl Into<String>,
+        qop: Option<(String, String, String)>,
+    ) -> Self {
+        DigestCredentials {
+            user: user.into(),
+            realm: realm.into(),
+            nonce: nonce.into(),
+            method: method.into(),
+            uri: uri.into(),
+            response: response.into(),
+            qop,
+        }
+    }
+
+    /// The user name the client claims.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The realm the answer was computed for.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// Whether the answer was computed with `password` (RFC 2617 §3.2.2.1:
+    /// `MD5(HA1:nonce[:nc:cnonce:qop]:HA2)`, `HA1 = MD5(user:realm:password)`,
+    /// `HA2 = MD5(method:uri)`), compared in constant time.
+    pub fn verify(&self, password: &str) -> bool {
+        let ha1 = md5_hex(&[&self.user, ":", &self.realm, ":", password]);
+        let expected = digest_response(
+            &ha1,
+            &self.nonce,
+            &self.method,
+            &self.uri,
+            self.qop
+                .as_ref()
+                .map(|(q, nc, cn)| (q.as_str(), nc.as_str(), cn.as_str())),
+        );
+        let got = self.response.to_ascii_lowercase();
+        expected.len() == got.len()
+            && expected
+                .bytes()
+                .zip(got.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+impl std::fmt::Debug for DigestCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigestCredentials")
+            .field("user", &crate::peer_text::escaped(&self.user))
+            .field("realm", &crate::peer_text::escaped(&self.realm))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lowercase hex MD5 of the concatenation of `parts` (RFC 1321).
+pub(crate) fn md5_hex(parts: &[&str]) -> String {
+    use md5::Digest as _;
+    let mut h = md5::Md5::new();
+    for p in parts {
+        h.update(p.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Digest `response` (RFC 2617 §3.2.2.1) from `HA1` (hex), the nonce,
+/// method, digest URI and, with `qop=auth`, `(qop, nc, cnonce)`.
+pub(crate) fn digest_response(
+    ha1: &str,
+    nonce: &str,
+    method: &str,
+    uri: &str,
+    qop: Option<(&str, &str, &str)>,
+) -> String {
+    let ha2 = md5_hex(&[method, ":", uri]);
+    match qop {
+        Some((qop, nc, cnonce)) => {
+            md5_hex(&[ha1, ":", nonce, ":", nc, ":", cnonce, ":", qop, ":", &ha2])
+        }
+        None => md5_hex(&[ha1, ":", nonce, ":", &ha2]),
+    }
 }
 
 impl Credentials {
@@ -219,6 +343,7 @@ impl Credentials {
     pub fn user(&self) -> Option<&str> {
         match self {
             Credentials::Password { user, .. } => Some(user),
+            Credentials::Digest(d) => Some(d.user()),
             Credentials::None | Credentials::Token(_) => None,
         }
     }
@@ -240,6 +365,7 @@ impl std::fmt::Debug for Credentials {
                 .field("password", &"<redacted>")
                 .finish(),
             Credentials::Token(_) => f.write_str("Token(<redacted>)"),
+            Credentials::Digest(d) => f.debug_tuple("Digest").field(d).finish(),
         }
     }
 }
@@ -559,6 +685,41 @@ mod tests {
         let t = format!("{:?}", Credentials::Token("s3cret".into()));
         assert!(!t.contains("s3cret"), "{t}");
         assert!(Credentials::default().is_none());
+    }
+
+    #[test]
+    fn digest_verify_rfc2617_example() {
+        // RFC 2617 §3.5: user Mufasa, password "Circle Of Life".
+        let d = DigestCredentials::new(
+            "Mufasa",
+            "testrealm@host.com",
+            "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+            "GET",
+            "/dir/index.html",
+            "6629fae49393a05397450978507c4ef1",
+            Some(("auth".into(), "00000001".into(), "0a4f113b".into())),
+        );
+        assert!(d.verify("Circle Of Life"));
+        assert!(!d.verify("circle of life"));
+        assert!(!d.verify(""));
+        let c = Credentials::Digest(d);
+        assert_eq!(c.user(), Some("Mufasa"));
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("6629fae"), "{dbg}");
+        // Without qop (RFC 2069 compatibility): MD5(HA1:nonce:HA2).
+        let ha1 = md5_hex(&["u", ":", "r", ":", "p"]);
+        let resp = digest_response(&ha1, "n", "DESCRIBE", "rtsp://h/a/b", None);
+        let d = DigestCredentials::new(
+            "u",
+            "r",
+            "n",
+            "DESCRIBE",
+            "rtsp://h/a/b",
+            resp.to_uppercase(),
+            None,
+        );
+        assert!(d.verify("p"));
+        assert!(!d.verify("q"));
     }
 
     #[test]
