@@ -209,6 +209,7 @@ impl RtspSessionFactory {
             admitted: None,
             play_ended: false,
             session_started: false,
+            content_base: None,
             publish: None,
             play: None,
         }
@@ -329,6 +330,8 @@ pub struct RtspSession {
     /// The played stream ended (BYEs sent); the player's late RTCP is ignored.
     play_ended: bool,
     session_started: bool,
+    /// The URL of the last DESCRIBE or ANNOUNCE: relative SETUP URLs resolve against it.
+    content_base: Option<String>,
     publish: Option<PublishState>,
     play: Option<PlayState>,
 }
@@ -428,6 +431,40 @@ fn tcp_transport(header: &str, default: u8) -> Option<(u8, u8, bool)> {
         return Some((channels.0, channels.1, record));
     }
     None
+}
+
+/// The `Range` a PLAY response says (RFC 2326 §12.29): a live stream plays
+/// from now whatever start the client asked for, and the two forms players
+/// send for "from the live point", `npt=now-` and `npt=0-` (any zero such
+/// as `npt=0.000-`), are echoed as sent; anything else (no header, another
+/// unit, another start) is answered `npt=0.000-`. Built from the parsed
+/// value, so no peer text is copied.
+fn play_range(header: Option<&str>) -> &'static str {
+    let Some(start) = header
+        .and_then(|h| h.trim().strip_prefix("npt="))
+        .and_then(|v| v.trim().strip_suffix('-'))
+    else {
+        return "npt=0.000-";
+    };
+    match start.trim() {
+        "now" => "npt=now-",
+        "0" => "npt=0-",
+        "0.0" => "npt=0.0-",
+        "0.00" => "npt=0.00-",
+        _ => "npt=0.000-",
+    }
+}
+
+/// A relative request URL (`trackID=1`, RFC 2326 §C.1.1 sloppy clients
+/// send the control attribute as is) resolved against `base`; absolute
+/// URLs and paths (`/live/cam/trackID=1`) are kept.
+fn resolve_url(uri: &str, base: Option<&str>) -> String {
+    match base {
+        Some(base) if !uri.contains("://") && !uri.starts_with('/') && !uri.is_empty() => {
+            format!("{}/{}", base.trim_end_matches('/'), uri)
+        }
+        _ => uri.to_owned(),
+    }
 }
 
 impl RtspSession {
@@ -671,6 +708,7 @@ impl RtspSession {
             .collect();
         let body = sdp::session(&key.to_string(), &media);
         let base = format!("{}/", req.uri.trim_end_matches('/'));
+        self.content_base = Some(base.clone());
         let r = self
             .ok(req)
             .header("Content-Base", base)
@@ -743,6 +781,7 @@ impl RtspSession {
             }
         };
         info!(peer = %self.peer, stream = %key, tracks = tracks.len(), "rtsp publish announced");
+        self.content_base = Some(req.uri.clone());
         let app_config = self.engine.app_config(key.app()).unwrap_or_default();
         let watchdog = MediaWatchdog::new(self.now, &app_config);
         self.publish = Some(PublishState {
@@ -762,6 +801,15 @@ impl RtspSession {
         if self.wrong_session(req) {
             return self.refuse(req, 454, "wrong session");
         }
+        let resolved;
+        let req = if req.uri.contains("://") || req.uri.starts_with('/') {
+            req
+        } else {
+            let mut r = req.clone();
+            r.uri = resolve_url(&req.uri, self.content_base.as_deref());
+            resolved = r;
+            &resolved
+        };
         let transport = req.headers.get("Transport").unwrap_or_default().to_owned();
         let (_, control, query) = key_and_control(&req.uri);
         if let Some(p) = &mut self.publish {
@@ -991,7 +1039,8 @@ impl RtspSession {
         }
         p.playing = true;
         let key = p.key.clone();
-        let mut r = self.ok(req).header("Range", "npt=0.000-");
+        let range = play_range(req.headers.get("Range"));
+        let mut r = self.ok(req).header("Range", range);
         if !info.is_empty() {
             r = r.header("RTP-Info", info.join(","));
         }
