@@ -1,6 +1,6 @@
 //! RTSP with real clients: ffmpeg publishes H.264 with B-frames + AAC over
 //! RTSP/TCP (interleaved RTP), ffprobe plays over RTSP/TCP joining
-//! mid-stream; and across protocols, RTMP in → RTSP out and RTSP in → RTMP
+//! mid-stream (on tokio, blocking, and async-io under smol and async-std); and across protocols, RTMP in → RTSP out and RTSP in → RTMP
 //! out. The viewer must decode every frame from the cached keyframe on
 //! (±1), start on a keyframe, get audio, see monotonic timestamps and print
 //! no decoder warnings.
@@ -161,6 +161,30 @@ fn ffmpeg_rtsp_publish_gst_rtspsrc_play() {
         Adapter::Tokio,
         Publisher::FfmpegRtsp,
         Player::Gst,
+        true,
+        true,
+    );
+}
+
+/// The same RTSP publish and play on the async-io adapter under smol.
+#[test]
+fn ffmpeg_rtsp_on_async_io_smol() {
+    run(
+        "rtsp-to-rtsp",
+        Adapter::AsyncIoSmol,
+        Publisher::FfmpegRtsp,
+        true,
+        true,
+    );
+}
+
+/// The same RTSP publish and play on the async-io adapter under async-std's executor.
+#[test]
+fn ffmpeg_rtsp_on_async_io_async_std() {
+    run(
+        "rtsp-to-rtsp",
+        Adapter::AsyncIoAsyncStd,
+        Publisher::FfmpegRtsp,
         true,
         true,
     );
