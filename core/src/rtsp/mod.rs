@@ -2,8 +2,10 @@
 //!
 //! [`message`] reads and writes requests, responses and interleaved binary
 //! frames on one TCP stream. The server session (engine glue) lives in
-//! `session`. SDP is in [`crate::sdp`], RTP/RTCP in [`crate::rtp`].
+//! `session`; [`auth`] reads and answers Basic and Digest authentication.
+//! SDP is in [`crate::sdp`], RTP/RTCP in [`crate::rtp`].
 
+pub mod auth;
 pub mod message;
 pub mod session;
 

@@ -198,6 +198,7 @@ impl RtspSessionFactory {
             egress: self.egress.clone(),
             peer,
             seed,
+            nonce: super::auth::server_nonce(seed),
             session_id: format!("{:016X}", seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
             decoder: Decoder::new(),
             out: VecDeque::new(),
@@ -314,6 +315,8 @@ pub struct RtspSession {
     egress: Arc<RtpEgress>,
     peer: SocketAddr,
     seed: u64,
+    /// This connection's Digest nonce (see [`super::auth`]).
+    nonce: String,
     session_id: String,
     decoder: Decoder,
     out: VecDeque<Bytes>,
@@ -528,6 +531,28 @@ impl RtspSession {
         self.respond(Response::new(status, req.headers.cseq()));
     }
 
+    /// Answers an admission refusal: 401 with a Digest and a Basic
+    /// challenge for [`RejectCode::Unauthorized`] (credentials missing;
+    /// RFC 2326 §12.44), else the code's status ([`status_of`]).
+    fn refuse_rejection(&mut self, req: &Request, r: &Rejection) {
+        if r.code != RejectCode::Unauthorized {
+            return self.refuse(req, status_of(r.code), &r.to_string());
+        }
+        // The first request of every authenticating client lands here.
+        debug!(
+            peer = %self.peer,
+            method = %escaped(req.method.as_str()),
+            url = %escaped(&req.uri),
+            reason = %escaped(&r.to_string()),
+            "rtsp request needs credentials: 401"
+        );
+        let mut resp = Response::new(401, req.headers.cseq());
+        for c in super::auth::server_challenges(&self.nonce) {
+            resp = resp.header("WWW-Authenticate", c);
+        }
+        self.respond(resp);
+    }
+
     /// Asks the admission. `true`: go on. `false`: the request was refused
     /// (answered) or is held until a deferred decision arrives.
     fn admit(&mut self, req: &Request, kind: AdmissionKind, key: &StreamKey, query: &str) -> bool {
@@ -544,12 +569,16 @@ impl RtspSession {
             key: key.clone(),
             query: query.to_owned(),
             peer: self.peer,
-            credentials: crate::admission::Credentials::None,
+            credentials: super::auth::credentials_from(
+                req.headers.get("Authorization"),
+                req.method.as_str(),
+                &self.nonce,
+            ),
         });
         match decision {
             Decision::Allow => true,
             Decision::Deny(r) => {
-                self.refuse(req, status_of(r.code), &r.to_string());
+                self.refuse_rejection(req, &r);
                 false
             }
             Decision::Later(pending) => {
@@ -581,7 +610,7 @@ impl RtspSession {
             }
             Err(r) => {
                 let r: Rejection = r;
-                self.refuse(&w.req, status_of(r.code), &r.to_string());
+                self.refuse_rejection(&w.req, &r);
             }
         }
         self.decode_input();
