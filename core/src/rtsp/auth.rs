@@ -437,6 +437,7 @@ pub fn credentials_from(header: Option<&str>, method: &str, nonce: &str) -> Cred
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     #[test]
