@@ -102,10 +102,7 @@ fn setup() -> Setup {
     let mut viewers = Vec::new();
     let mut addrs = Vec::new();
     for v in 0..STREAMS * VIEWERS_PER_STREAM {
-        let mut ep = Endpoint::new(EndpointConfig {
-            rng_seed: v as u64 + 1,
-            ..EndpointConfig::default()
-        });
+        let mut ep = Endpoint::new(EndpointConfig::default().with_rng_seed(v as u64 + 1));
         let sid = format!("read:live/s{}", v % STREAMS);
         ep.connect(now, server(), Some(&sid), None).unwrap();
         viewers.push(ep);

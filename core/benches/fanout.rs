@@ -30,11 +30,9 @@ fn frame() -> Frame {
 }
 
 fn publisher() -> Publisher {
-    let cfg = AppConfig {
-        ring_frames: RING,
-        max_subscribers: 1_000_000,
-        ..AppConfig::default()
-    };
+    let cfg = AppConfig::default()
+        .with_ring_frames(RING)
+        .with_max_subscribers(1_000_000);
     Publisher::detached(StreamKey::new("bench", "fanout").unwrap(), cfg)
 }
 

@@ -41,17 +41,14 @@ struct Pair {
 
 impl Pair {
     fn new(encrypted: bool) -> Pair {
-        let cfg = |seed: u8| EndpointConfig {
-            cookie_secret: [seed; 32],
-            rng_seed: u64::from(seed),
-            latency_ms: 0,
-            passphrase: encrypted.then(|| PASS.to_owned()),
-            ..EndpointConfig::default()
+        let cfg = |seed: u8| {
+            EndpointConfig::default()
+                .with_cookie_secret([seed; 32])
+                .with_rng_seed(u64::from(seed))
+                .with_latency_ms(0)
+                .with_passphrase(encrypted.then(|| PASS.to_owned()))
         };
-        let mut tx = Endpoint::new(EndpointConfig {
-            passphrase: None,
-            ..cfg(1)
-        });
+        let mut tx = Endpoint::new(cfg(1).with_passphrase(None));
         let rx = Endpoint::new(cfg(2));
         let tx_addr: SocketAddr = ([10, 0, 0, 1], 1000).into();
         let rx_addr: SocketAddr = ([10, 0, 0, 2], 2000).into();

@@ -187,10 +187,7 @@ fn one_file_with_video_and_audio() {
 #[test]
 fn codec_change_and_rotation_start_new_files() {
     // Rotation every 2 s with a keyframe every second: 3 files of 2 s.
-    let cfg = RecordConfig {
-        max_file_duration: Some(Duration::from_secs(2)),
-        ..RecordConfig::default()
-    };
+    let cfg = RecordConfig::default().with_max_file_duration(Some(Duration::from_secs(2)));
     let mut rec = Recorder::new("live/cam", cfg);
     let files = run(&mut rec, &stream(6, 25));
     assert_eq!(files.len(), 3);
@@ -224,10 +221,7 @@ fn codec_change_and_rotation_start_new_files() {
 
 #[test]
 fn lagging_writer_drops_frames_with_bounded_queue() {
-    let cfg = RecordConfig {
-        max_queued_bytes: 2_000,
-        ..RecordConfig::default()
-    };
+    let cfg = RecordConfig::default().with_max_queued_bytes(2_000);
     let mut rec = Recorder::new("live/cam", cfg);
     let frames = stream(10, 25);
     let (first, rest): (Vec<Frame>, Vec<Frame>) = frames

@@ -54,12 +54,10 @@ fn audio(ms: i64) -> Frame {
 }
 
 fn cfg(ring: usize, gop_frames: usize, gop_bytes: usize) -> AppConfig {
-    AppConfig {
-        ring_frames: ring,
-        gop_cache_frames: gop_frames,
-        gop_cache_bytes: gop_bytes,
-        ..AppConfig::default()
-    }
+    AppConfig::default()
+        .with_ring_frames(ring)
+        .with_gop_cache_frames(gop_frames)
+        .with_gop_cache_bytes(gop_bytes)
 }
 
 /// Drains every frame available now.
@@ -308,11 +306,9 @@ fn admission() {
     );
     engine.add_app(
         "live",
-        AppConfig {
-            max_subscribers: 2,
-            max_streams: 1,
-            ..AppConfig::default()
-        },
+        AppConfig::default()
+            .with_max_subscribers(2)
+            .with_max_streams(1),
     );
     let p = engine.publish(key()).unwrap();
     let err = engine.publish(key()).unwrap_err();

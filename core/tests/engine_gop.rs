@@ -124,12 +124,10 @@ fn run(
     drain_always: bool,
 ) -> (Vec<Pub>, Vec<Sub>, Publisher) {
     let key = StreamKey::new("live", "prop").unwrap();
-    let cfg = AppConfig {
-        ring_frames: ring,
-        gop_cache_frames: gop_frames,
-        gop_cache_bytes: gop_bytes,
-        ..AppConfig::default()
-    };
+    let cfg = AppConfig::default()
+        .with_ring_frames(ring)
+        .with_gop_cache_frames(gop_frames)
+        .with_gop_cache_bytes(gop_bytes);
     let mut p = Publisher::detached(key, cfg);
     let mut model: Vec<Pub> = Vec::new();
     let mut subs: Vec<Sub> = Vec::new();

@@ -28,13 +28,7 @@ const SLOTS: usize = 4;
 
 fn engine() -> Engine {
     let engine = Engine::new();
-    engine.add_app(
-        "live",
-        AppConfig {
-            max_streams: SLOTS,
-            ..AppConfig::default()
-        },
-    );
+    engine.add_app("live", AppConfig::default().with_max_streams(SLOTS));
     engine
 }
 

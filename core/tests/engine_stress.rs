@@ -45,10 +45,7 @@ fn publisher_and_blocking_readers_with_one_stalled() {
     // The test paces the publisher on the live readers (never on the
     // stalled one) so they stay within half the ring: they can never lag, so
     // any missing frame would be a lost wake-up or a publication bug.
-    let cfg = AppConfig {
-        ring_frames: RING,
-        ..AppConfig::default()
-    };
+    let cfg = AppConfig::default().with_ring_frames(RING);
     let progress: Vec<Arc<AtomicU64>> = (0..READERS).map(|_| Arc::default()).collect();
     let mut p = Publisher::detached(key, cfg);
     let start = Arc::new(Barrier::new(READERS + 1));
@@ -125,11 +122,9 @@ fn small_ring_readers_never_see_torn_or_reordered_frames() {
     // they get is in increasing order, starts each run on a keyframe, and the
     // frame they get is the one with that sequence number.
     let key = StreamKey::new("live", "small").unwrap();
-    let cfg = AppConfig {
-        ring_frames: 64,
-        gop_cache_frames: 32,
-        ..AppConfig::default()
-    };
+    let cfg = AppConfig::default()
+        .with_ring_frames(64)
+        .with_gop_cache_frames(32);
     let mut p = Publisher::detached(key, cfg);
     let mut readers = Vec::new();
     for _ in 0..READERS {

@@ -238,10 +238,7 @@ fn hls_cuts_on_cras_and_every_start_decodes() {
     assert_eq!(rasl[0], 0, "an IDR has no RASL pictures");
     assert!(rasl[1..].iter().all(|n| *n > 0), "{rasl:?}");
 
-    let mut m = HlsMuxer::new(HlsConfig {
-        window_segments: 10,
-        ..HlsConfig::default()
-    });
+    let mut m = HlsMuxer::new(HlsConfig::default().with_window_segments(10));
     m.enable_ts();
     for f in &frames {
         m.push(f);

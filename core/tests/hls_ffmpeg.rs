@@ -96,10 +96,7 @@ fn decode_both_variants(name: &str, video: &[&str], audio: &[&str], codecs: [&st
     );
     assert!(nv >= 190 && na >= 300, "{nv} video, {na} audio frames");
 
-    let mut m = HlsMuxer::new(HlsConfig {
-        window_segments: 10,
-        ..HlsConfig::default()
-    });
+    let mut m = HlsMuxer::new(HlsConfig::default().with_window_segments(10));
     m.enable_ts();
     let mut prev: Option<Playlist> = None;
     for (i, f) in frames.iter().enumerate() {

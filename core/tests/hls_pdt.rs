@@ -386,17 +386,11 @@ fn http_service_dates_playlists_with_its_wall_clock() {
         let mut publisher = engine.publish(key.clone()).unwrap();
         let router = HttpRouter::new(
             engine.clone(),
-            HttpConfig {
-                hls: HlsServiceConfig {
-                    wall_clock: wall,
-                    muxer: HlsConfig {
-                        segment_duration: Duration::from_secs(1),
-                        ..HlsConfig::default()
-                    },
-                    ..HlsServiceConfig::default()
-                },
-                ..HttpConfig::default()
-            },
+            HttpConfig::default().with_hls(
+                HlsServiceConfig::default()
+                    .with_wall_clock(wall)
+                    .with_muxer(HlsConfig::default().with_segment_duration(Duration::from_secs(1))),
+            ),
         );
         let get = |path: &str, now: Instant| {
             let req = http::Request::get(path).body(bytes::Bytes::new()).unwrap();

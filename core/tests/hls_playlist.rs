@@ -234,10 +234,7 @@ fn blocking_reload_semantics() {
 
 #[test]
 fn delta_update_skips_old_segments() {
-    let mut m = HlsMuxer::new(HlsConfig {
-        window_segments: 12,
-        ..HlsConfig::default()
-    });
+    let mut m = HlsMuxer::new(HlsConfig::default().with_window_segments(12));
     m.enable_ts();
     for f in Synth::rtmp_3mbit().frames(40) {
         m.push(&f);
@@ -429,10 +426,7 @@ fn max_segment_bytes_cuts_without_keyframes() {
         gop: 100_000, // one keyframe only
         ..Synth::rtmp_3mbit()
     };
-    let mut m = HlsMuxer::new(HlsConfig {
-        max_segment_bytes: 400_000,
-        ..HlsConfig::default()
-    });
+    let mut m = HlsMuxer::new(HlsConfig::default().with_max_segment_bytes(400_000));
     m.enable_ts();
     let mut peak = 0;
     synth.for_each(120, |f| {
@@ -508,12 +502,7 @@ proptest! {
         timebase in prop::sample::select(vec![1000u32, 90_000, 48_000]),
         jumps in any::<bool>(),
     ) {
-        let mut m = HlsMuxer::new(HlsConfig {
-            segment_duration: Duration::from_millis(seg_ms),
-            part_duration: Duration::from_millis(part_ms),
-            window_segments: 5,
-            max_segment_bytes: 1 << 20,
-        });
+        let mut m = HlsMuxer::new(HlsConfig::default().with_segment_duration(Duration::from_millis(seg_ms)).with_part_duration(Duration::from_millis(part_ms)).with_window_segments(5).with_max_segment_bytes(1 << 20));
         m.enable_ts();
         let mut x = seed | 1;
         let mut rnd = move |n: u64| {
@@ -594,10 +583,7 @@ proptest! {
 
 #[test]
 fn audio_alone_cannot_grow_an_open_segment_when_video_stops() {
-    let mut m = HlsMuxer::new(HlsConfig {
-        max_segment_bytes: 100_000,
-        ..HlsConfig::default()
-    });
+    let mut m = HlsMuxer::new(HlsConfig::default().with_max_segment_bytes(100_000));
     m.enable_ts();
     let synth = Synth::rtmp_3mbit();
     for f in synth.frames(4) {

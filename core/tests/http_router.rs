@@ -27,17 +27,13 @@ mod common;
 use common::feed::{preload_hint, Feed};
 
 fn router_with(engine: &Engine, tweak: impl FnOnce(&mut HttpConfig)) -> HttpRouter {
-    let mut cfg = HttpConfig {
-        hls: HlsServiceConfig {
-            muxer: HlsConfig {
-                segment_duration: Duration::from_secs(1),
-                part_duration: Duration::from_millis(200),
-                ..HlsConfig::default()
-            },
-            ..HlsServiceConfig::default()
-        },
-        ..HttpConfig::default()
-    };
+    let mut cfg = HttpConfig::default().with_hls(
+        HlsServiceConfig::default().with_muxer(
+            HlsConfig::default()
+                .with_segment_duration(Duration::from_secs(1))
+                .with_part_duration(Duration::from_millis(200)),
+        ),
+    );
     tweak(&mut cfg);
     HttpRouter::new(engine.clone(), cfg)
 }

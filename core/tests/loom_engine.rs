@@ -70,11 +70,9 @@ fn frame(i: u64, key: bool) -> Frame {
 }
 
 fn publisher(ring: usize) -> Publisher {
-    let cfg = AppConfig {
-        ring_frames: ring,
-        gop_cache_frames: 1,
-        ..AppConfig::default()
-    };
+    let cfg = AppConfig::default()
+        .with_ring_frames(ring)
+        .with_gop_cache_frames(1);
     Publisher::detached(StreamKey::new("live", "loom").unwrap(), cfg)
 }
 

@@ -316,35 +316,24 @@ fn flow_selection_and_named_protocol() {
     let path = fixture_path("arcly_play_ffmpeg.pcapng");
     let run =
         |cfg: ReplayConfig| Replay::from_reader(std::fs::File::open(&path).unwrap(), &cfg).unwrap();
-    let by_port = run(ReplayConfig {
-        port: Some(35904), // the player's ephemeral port
-        ..ReplayConfig::default()
-    });
+    let by_port = run(ReplayConfig::default().with_port(Some(35904)));
     assert_eq!(by_port.flows.len(), 1);
     assert_eq!(by_port.flows[0].flow.client.port(), 35904);
     assert_eq!(
-        run(ReplayConfig {
-            port: Some(19361),
-            ..ReplayConfig::default()
-        })
-        .flows
-        .len(),
+        run(ReplayConfig::default().with_port(Some(19361)))
+            .flows
+            .len(),
         2
     );
     assert_eq!(
-        run(ReplayConfig {
-            addr: Some("127.0.0.2".parse().unwrap()),
-            ..ReplayConfig::default()
-        })
-        .flows
-        .len(),
+        run(ReplayConfig::default().with_addr(Some("127.0.0.2".parse().unwrap())))
+            .flows
+            .len(),
         0
     );
-    let named = run(ReplayConfig {
-        addr: Some("127.0.0.1".parse().unwrap()),
-        protocol: Some(Protocol::Rtmp),
-        ..ReplayConfig::default()
-    });
+    let named = run(ReplayConfig::default()
+        .with_addr(Some("127.0.0.1".parse().unwrap()))
+        .with_protocol(Some(Protocol::Rtmp)));
     assert_eq!(
         named.to_json_lines(),
         fixture("arcly_play_ffmpeg.pcapng").to_json_lines()

@@ -190,19 +190,13 @@ fn a_wrong_seed_changes_only_the_handshake_bytes() {
     let f = &learned.flows[0];
     assert!(f.seed_learned);
     // Giving the learned seed explicitly is the same replay.
-    let cfg = ReplayConfig {
-        seed: Some(f.seed),
-        ..ReplayConfig::default()
-    };
+    let cfg = ReplayConfig::default().with_seed(Some(f.seed));
     let same = Replay::from_bytes(&bytes, &cfg).unwrap();
     assert!(same.flows[0].output == f.captured_output);
     assert!(!same.flows[0].seed_learned);
     // Another seed: S1 (bytes 9..1537 of S0S1S2 are random) differs, the
     // S2 echo of C1 and everything after the handshake is identical.
-    let cfg = ReplayConfig {
-        seed: Some(f.seed ^ 1),
-        ..ReplayConfig::default()
-    };
+    let cfg = ReplayConfig::default().with_seed(Some(f.seed ^ 1));
     let other = Replay::from_bytes(&bytes, &cfg).unwrap();
     let o = &other.flows[0];
     // ffmpeg sends a digest C1, so S1 and S2 are both random (S2 ends with

@@ -121,19 +121,14 @@ fn srt_protocol_selection() {
     let cap = capture();
     let forced = Replay::run(
         &cap,
-        &ReplayConfig {
-            protocol: Some(Protocol::Srt),
-            port: Some(19364),
-            ..ReplayConfig::default()
-        },
+        &ReplayConfig::default()
+            .with_protocol(Some(Protocol::Srt))
+            .with_port(Some(19364)),
     );
     assert_eq!(only_srt(&forced).frames().count(), 112);
     let rtmp = Replay::run(
         &cap,
-        &ReplayConfig {
-            protocol: Some(Protocol::Rtmp),
-            ..ReplayConfig::default()
-        },
+        &ReplayConfig::default().with_protocol(Some(Protocol::Rtmp)),
     );
     assert!(rtmp.srt.is_empty());
     assert_eq!(rtmp.udp.len(), 1, "listed, not replayed");
@@ -271,10 +266,7 @@ fn srt_capture_started_mid_stream_says_so() {
     let mut cap = capture();
     // Without its 4 handshake datagrams; the flow is still SRT by --protocol.
     cap.packets.drain(..4);
-    let cfg = ReplayConfig {
-        protocol: Some(Protocol::Srt),
-        ..ReplayConfig::default()
-    };
+    let cfg = ReplayConfig::default().with_protocol(Some(Protocol::Srt));
     let r = Replay::run(&cap, &cfg);
     let f = only_srt(&r);
     assert_eq!(f.handshake(), None);

@@ -261,11 +261,9 @@ fn type3_chunks_with_extended_timestamp_both_styles() {
 
 #[test]
 fn handshake_timeout_and_idle_timeout_close() {
-    let factory =
-        RtmpSessionFactory::allow_all(Engine::with_defaults()).with_config(ServerConfig {
-            handshake_timeout: std::time::Duration::from_secs(5),
-            ..ServerConfig::default()
-        });
+    let factory = RtmpSessionFactory::allow_all(Engine::with_defaults()).with_config(
+        ServerConfig::default().with_handshake_timeout(std::time::Duration::from_secs(5)),
+    );
     let mut s = factory.session(peer(30), at(0), 30);
     s.handle_input(at(10), &[3]); // only C0
     let t = s.poll_timeout().unwrap();
@@ -384,10 +382,7 @@ fn max_legal_chunk_size_is_accepted() {
 /// as they come is not, however many requests it sends.
 #[test]
 fn peer_that_never_reads_its_replies_is_closed() {
-    let config = ServerConfig {
-        max_unread_output: 64 << 10,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_unread_output(64 << 10);
     let factory = RtmpSessionFactory::allow_all(Engine::with_defaults()).with_config(config);
     let pings: Vec<u8> = (0..200u32)
         .flat_map(|t| {
@@ -451,10 +446,7 @@ fn unfinished_message(csid: u8, stream_id: u32, len: u32, chunk: usize) -> Vec<u
 #[test]
 fn unfinished_messages_are_bounded_per_connection_and_in_total() {
     const CHUNK: usize = 4 << 20;
-    let config = ServerConfig {
-        max_partial_bytes_total: 20 << 20,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_partial_bytes_total(20 << 20);
     let factory = RtmpSessionFactory::allow_all(Engine::with_defaults()).with_config(config);
     let budget = factory.partial_budget().clone();
     let attack = |s: &mut dyn StreamSession, stream_id: u32| {

@@ -726,10 +726,7 @@ fn deferred_admission_holds_input_until_decided() {
         }
         v
     };
-    let config = ServerConfig {
-        max_pending_input: 64 << 10,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_max_pending_input(64 << 10);
     let mut s = ServerConnection::new(config.clone(), at(0), 1);
     handshake(&mut s);
     let mut input = Vec::new();
@@ -814,10 +811,7 @@ fn player_reports_its_apps_write_merge_window() {
     engine.add_app("live", arcly::AppConfig::default());
     engine.add_app(
         "batched",
-        arcly::AppConfig {
-            write_merge: std::time::Duration::from_millis(300),
-            ..arcly::AppConfig::default()
-        },
+        arcly::AppConfig::default().with_write_merge(std::time::Duration::from_millis(300)),
     );
     let factory = RtmpSessionFactory::allow_all(engine.clone());
     let (_p1, s1) = connected_publisher(&factory, "rtmp://localhost/live/cam", 40);

@@ -34,14 +34,12 @@ fn addr(port: u16) -> SocketAddr {
 }
 
 fn cfg(seed: u8, passphrase: Option<&str>, key_length: KeyLength) -> EndpointConfig {
-    EndpointConfig {
-        cookie_secret: [seed; 32],
-        rng_seed: u64::from(seed),
-        latency_ms: 200,
-        passphrase: passphrase.map(str::to_owned),
-        key_length,
-        ..EndpointConfig::default()
-    }
+    EndpointConfig::default()
+        .with_cookie_secret([seed; 32])
+        .with_rng_seed(u64::from(seed))
+        .with_latency_ms(200)
+        .with_passphrase(passphrase.map(str::to_owned))
+        .with_key_length(key_length)
 }
 
 /// A simulated link: each datagram is lost with `loss_pct` % probability,
@@ -497,10 +495,7 @@ fn application_rejection_reaches_the_caller() {
 
 #[test]
 fn connect_argument_errors() {
-    let mut ep = Endpoint::new(EndpointConfig {
-        max_connections: 1,
-        ..EndpointConfig::default()
-    });
+    let mut ep = Endpoint::new(EndpointConfig::default().with_max_connections(1));
     assert_eq!(
         ep.connect(T0, addr(1), None, Some("short")),
         Err(ConnectStartError::Crypto(CryptoError::BadPassphrase(5)))

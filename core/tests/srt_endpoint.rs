@@ -47,13 +47,11 @@ fn addr(port: u16) -> SocketAddr {
 }
 
 fn config() -> EndpointConfig {
-    EndpointConfig {
-        cookie_secret: [7; 32],
-        rng_seed: 42,
-        max_connections: 4,
-        latency_ms: 200,
-        ..EndpointConfig::default()
-    }
+    EndpointConfig::default()
+        .with_cookie_secret([7; 32])
+        .with_rng_seed(42)
+        .with_max_connections(4)
+        .with_latency_ms(200)
 }
 
 const T0: Instant = Instant::from_millis(1_000_000);
@@ -408,10 +406,7 @@ fn encrypting_callers_are_refused_without_a_listener_passphrase() {
 /// The recorded ffmpeg KMREQ conclusion (passphrase `0123456789abcdef`)
 /// against a listener with `passphrase`: the handshake type it answers.
 fn km_conclusion_against(passphrase: Option<&str>, km: bool) -> (Endpoint, Handshake) {
-    let mut ep = Endpoint::new(EndpointConfig {
-        passphrase: passphrase.map(str::to_owned),
-        ..config()
-    });
+    let mut ep = Endpoint::new(config().with_passphrase(passphrase.map(str::to_owned)));
     let src = addr(4000);
     let cookie = induct(&mut ep, T0, src);
     let v = if km {
@@ -575,10 +570,7 @@ fn hostile_key_refresh_on_a_clear_connection_is_answered_with_a_failure() {
 fn encrypted_conclusion_flood_is_bounded() {
     // Valid cookies from many addresses, all with key material: each one
     // is refused or pending; pending requests never exceed the bound.
-    let mut ep = Endpoint::new(EndpointConfig {
-        passphrase: Some("0123456789abcdef".into()),
-        ..config()
-    });
+    let mut ep = Endpoint::new(config().with_passphrase(Some("0123456789abcdef".into())));
     for i in 0..40u16 {
         let src = addr(7000 + i);
         let cookie = induct(&mut ep, T0, src);

@@ -225,15 +225,13 @@ impl Host {
 }
 
 fn config(passphrase: Option<&str>) -> EndpointConfig {
-    EndpointConfig {
-        cookie_secret: [0x5a; 32],
-        rng_seed: 7,
+    EndpointConfig::default()
+        .with_cookie_secret([0x5a; 32])
+        .with_rng_seed(7)
         // Generous, so a loaded machine does not turn scheduling delays
         // into too-late drops in these byte-exact comparisons.
-        latency_ms: 400,
-        passphrase: passphrase.map(str::to_owned),
-        ..EndpointConfig::default()
-    }
+        .with_latency_ms(400)
+        .with_passphrase(passphrase.map(str::to_owned))
 }
 
 /// Distinct, checkable content: 1316-byte chunks whose bytes depend on
@@ -426,10 +424,8 @@ fn srt_live_transmit_caller_adopts_our_advertised_key_length() {
     }
     // No pbkeylen on the caller: it takes the 256-bit length our induction
     // answer advertises.
-    let mut host = Host::new(EndpointConfig {
-        key_length: arcly::srt::crypto::KeyLength::Aes256,
-        ..config(Some(PASS))
-    });
+    let mut host =
+        Host::new(config(Some(PASS)).with_key_length(arcly::srt::crypto::KeyLength::Aes256));
     let child = Proc::spawn(
         Command::new("srt-live-transmit")
             .arg("file://con")
@@ -670,10 +666,7 @@ fn our_caller_reads_encrypted_ts_from_an_ffmpeg_listener() {
     let port = free_udp_port();
     let url = format!("srt://127.0.0.1:{port}?mode=listener&passphrase={PASS}&pbkeylen=32");
     let child = Proc::spawn(&mut ffmpeg_testsrc_ts(&url));
-    let mut host = Host::new(EndpointConfig {
-        key_length: arcly::srt::crypto::KeyLength::Aes256,
-        ..config(None)
-    });
+    let mut host = Host::new(config(None).with_key_length(arcly::srt::crypto::KeyLength::Aes256));
     let remote: SocketAddr = ([127, 0, 0, 1], port).into();
     // ffmpeg needs a moment to open its listener: retry the connect.
     let mut id = None;

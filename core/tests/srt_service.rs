@@ -413,10 +413,8 @@ fn factory(
     latency_ms: u16,
     admission: Option<Arc<dyn Admission>>,
 ) -> SrtServiceFactory {
-    let config = SrtServiceConfig::with_endpoint(EndpointConfig {
-        latency_ms,
-        ..EndpointConfig::default()
-    });
+    let config =
+        SrtServiceConfig::with_endpoint(EndpointConfig::default().with_latency_ms(latency_ms));
     match admission {
         Some(a) => SrtServiceFactory::new(engine.clone(), config, a),
         None => SrtServiceFactory::allow_all(engine.clone(), config),
@@ -964,13 +962,7 @@ fn full_send_buffer_stops_pulling_and_a_lagging_viewer_resumes_at_a_keyframe() {
     // A small ring, so that a viewer held back by its send buffer falls out
     // of it and skips to a keyframe, as RTMP viewers do.
     let engine = Engine::new();
-    engine.add_app(
-        "live",
-        arcly::AppConfig {
-            ring_frames: 64,
-            ..arcly::AppConfig::default()
-        },
-    );
+    engine.add_app("live", arcly::AppConfig::default().with_ring_frames(64));
     let mut publ = engine.publish(key()).unwrap();
     let mut sim = Sim::new(&engine, 9);
     let mut peer = Peer::new(1, "read:live/cam");
@@ -1100,13 +1092,7 @@ fn viewers_that_acknowledge_nothing_stop_being_sent_to_and_are_closed() {
 #[test]
 fn publishers_without_media_are_closed_and_free_their_slots() {
     let engine = Engine::new();
-    engine.add_app(
-        "live",
-        arcly::AppConfig {
-            max_streams: 3,
-            ..arcly::AppConfig::default()
-        },
-    );
+    engine.add_app("live", arcly::AppConfig::default().with_max_streams(3));
     let mut publ = engine.publish(key()).unwrap();
     let mut sim = Sim::new(&engine, 22);
     let viewer = sim.connect(Peer::new(1, "read:live/cam"));

@@ -31,11 +31,9 @@ fuzz_target!(|data: &[u8]| {
         data.len()
     );
     assert!(cap.packets.len() <= limits.max_packets);
-    let cfg = ReplayConfig {
-        capture_limits: limits,
-        max_flows: 64,
-        ..ReplayConfig::default()
-    };
+    let cfg = ReplayConfig::default()
+        .with_capture_limits(limits)
+        .with_max_flows(64);
     let a = Replay::run(&cap, &cfg);
     let b = Replay::run(&cap, &cfg);
     assert_eq!(

@@ -433,12 +433,12 @@ fuzz_target!(|input: Input| {
     let engine = Engine::with_defaults();
     let mut factory = RtmpSessionFactory::allow_all(engine.clone());
     if input.small_limits {
-        factory = factory.with_config(ServerConfig {
-            max_message_len: 4096,
-            max_streams: 2,
-            max_pending_input: 4096,
-            ..ServerConfig::default()
-        });
+        factory = factory.with_config(
+            ServerConfig::default()
+                .with_max_message_len(4096)
+                .with_max_streams(2)
+                .with_max_pending_input(4096),
+        );
     }
     let mut now_ms = 0u64;
     let now = |ms: u64| Instant::from_millis(ms);

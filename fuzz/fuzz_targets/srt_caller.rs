@@ -39,19 +39,19 @@ fuzz_target!(|data: &[u8]| {
         (true, true) => Some("another-secret".to_owned()),
         _ => None,
     };
-    let mut listener = Endpoint::new(EndpointConfig {
-        cookie_secret: [7; 32],
-        rng_seed: 7,
-        passphrase: listener_pass,
-        max_connections: 2,
-        ..EndpointConfig::default()
-    });
-    let mut caller = Endpoint::new(EndpointConfig {
-        cookie_secret: [3; 32],
-        rng_seed: 3,
-        max_connections: 2,
-        ..EndpointConfig::default()
-    });
+    let mut listener = Endpoint::new(
+        EndpointConfig::default()
+            .with_cookie_secret([7; 32])
+            .with_rng_seed(7)
+            .with_passphrase(listener_pass)
+            .with_max_connections(2),
+    );
+    let mut caller = Endpoint::new(
+        EndpointConfig::default()
+            .with_cookie_secret([3; 32])
+            .with_rng_seed(3)
+            .with_max_connections(2),
+    );
     let mut now = Instant::from_millis(5000);
     let pass = (mode & 1 != 0).then_some(PASS);
     let Ok(id) = caller.connect(now, listener_addr, Some("read:live/cam"), pass) else {
@@ -111,7 +111,10 @@ fuzz_target!(|data: &[u8]| {
             }
             4 => {
                 // A forged datagram spliced onto the real answer's header.
-                let mut v = to_caller.pop_front().map(|d| d.to_vec()).unwrap_or_default();
+                let mut v = to_caller
+                    .pop_front()
+                    .map(|d| d.to_vec())
+                    .unwrap_or_default();
                 v.truncate(16);
                 v.extend_from_slice(body);
                 caller.handle_datagram(now, listener_addr, Bytes::from(v));
@@ -163,7 +166,10 @@ fuzz_target!(|data: &[u8]| {
                 _ => {}
             }
         }
-        assert!(connected + failed <= 1, "connected {connected}, failed {failed}");
+        assert!(
+            connected + failed <= 1,
+            "connected {connected}, failed {failed}"
+        );
         assert!(caller.connecting_count() + caller.connection_count() <= 1);
         if failed == 1 || closed {
             assert_eq!(caller.connection_count(), 0);

@@ -25,17 +25,17 @@ fuzz_target!(|data: &[u8]| {
     let [seed, rest @ ..] = data else {
         return;
     };
-    let mut ep = Endpoint::new(EndpointConfig {
-        max_connections: MAX,
-        ..EndpointConfig::default()
-    });
+    let mut ep = Endpoint::new(EndpointConfig::default().with_max_connections(MAX));
     let mut now = Instant::from_millis(1000);
     let mut seen: Vec<SocketAddr> = Vec::new();
     for piece in split(rest, *seed) {
         let [sel, datagram @ ..] = piece else {
             continue;
         };
-        let src = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 1 + (sel & 3)), 5000 + u16::from(sel >> 6)));
+        let src = SocketAddr::from((
+            Ipv4Addr::new(127, 0, 0, 1 + (sel & 3)),
+            5000 + u16::from(sel >> 6),
+        ));
         if !seen.contains(&src) {
             seen.push(src);
         }
@@ -52,7 +52,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         while let Some(t) = ep.poll_transmit() {
-            assert!(seen.contains(&t.destination), "transmit to a stranger {}", t.destination);
+            assert!(
+                seen.contains(&t.destination),
+                "transmit to a stranger {}",
+                t.destination
+            );
             let len: usize = t.contents.iter().map(|b| b.len()).sum();
             assert!(len <= 1500, "datagram of {len} bytes");
         }

@@ -241,21 +241,17 @@ fn app_config(cli: &Cli) -> arcly::AppConfig {
     let secs = |s: f64, default: u64| {
         Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::from_secs(default))
     };
-    arcly::AppConfig {
-        write_merge: Duration::from_millis(cli.write_merge),
-        first_media_timeout: secs(cli.first_media_timeout, 10),
-        media_timeout: secs(cli.media_timeout, 15),
-        ..arcly::AppConfig::default()
-    }
+    arcly::AppConfig::default()
+        .with_write_merge(Duration::from_millis(cli.write_merge))
+        .with_first_media_timeout(secs(cli.first_media_timeout, 10))
+        .with_media_timeout(secs(cli.media_timeout, 15))
 }
 
 fn rtmp_config(cli: &Cli) -> ServerConfig {
-    ServerConfig {
-        max_partial_bytes: cli.rtmp_max_partial_bytes,
-        max_partial_bytes_unpublished: cli.rtmp_max_partial_bytes_unpublished,
-        max_partial_bytes_total: cli.rtmp_max_partial_bytes_total,
-        ..ServerConfig::default()
-    }
+    ServerConfig::default()
+        .with_max_partial_bytes(cli.rtmp_max_partial_bytes)
+        .with_max_partial_bytes_unpublished(cli.rtmp_max_partial_bytes_unpublished)
+        .with_max_partial_bytes_total(cli.rtmp_max_partial_bytes_total)
 }
 
 /// A host name to show in URLs for a bound address.
@@ -340,20 +336,21 @@ async fn run(cli: Cli) -> ExitCode {
         eprintln!("arcly: every listener is off; nothing to serve");
         return ExitCode::FAILURE;
     }
-    let config = ServeConfig {
-        max_connections: cli.max_connections.max(1),
-        max_connections_per_ip: cli.max_connections_per_ip,
-        shutdown_grace: Duration::try_from_secs_f64(cli.shutdown_grace.max(0.0))
-            .unwrap_or(Duration::from_secs(2)),
+    let config = ServeConfig::default()
+        .with_max_connections(cli.max_connections.max(1))
+        .with_max_connections_per_ip(cli.max_connections_per_ip)
+        .with_shutdown_grace(
+            Duration::try_from_secs_f64(cli.shutdown_grace.max(0.0))
+                .unwrap_or(Duration::from_secs(2)),
+        )
         // The write-merge window comes from each session's app (above).
-        drive: arcly_tokio::DriveConfig {
-            write_stall_timeout: Duration::try_from_secs_f64(cli.write_stall_timeout.max(0.0))
-                .unwrap_or(arcly::session::driver::DEFAULT_WRITE_STALL_TIMEOUT),
-            ..arcly_tokio::DriveConfig::default()
-        },
-        send_buffer: cli.tcp_send_buffer,
-        ..ServeConfig::default()
-    };
+        .with_drive(
+            arcly_tokio::DriveConfig::default().with_write_stall_timeout(
+                Duration::try_from_secs_f64(cli.write_stall_timeout.max(0.0))
+                    .unwrap_or(arcly::session::driver::DEFAULT_WRITE_STALL_TIMEOUT),
+            ),
+        )
+        .with_send_buffer(cli.tcp_send_buffer);
 
     // Bind everything first: a listener that cannot bind fails the start.
     let mut bound = Vec::new();
@@ -515,11 +512,9 @@ fn spawn_http(
         engine.clone(),
         arcly::http::HttpConfig::default(),
     ));
-    let http_config = arcly_tokio::HttpServeConfig {
-        max_connections: cli.max_connections.max(1),
-        shutdown_grace: config.shutdown_grace,
-        ..arcly_tokio::HttpServeConfig::default()
-    };
+    let http_config = arcly_tokio::HttpServeConfig::default()
+        .with_max_connections(cli.max_connections.max(1))
+        .with_shutdown_grace(config.shutdown_grace);
     servers.spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;

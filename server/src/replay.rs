@@ -43,17 +43,15 @@ pub struct ReplayArgs {
 
 /// Runs the replay and prints the result on stdout.
 pub fn run(args: &ReplayArgs) -> ExitCode {
-    let cfg = ReplayConfig {
-        port: args.port,
-        addr: args.addr,
-        protocol: args.protocol,
-        seed: args.seed,
-        srt: SrtReplayLimits {
+    let cfg = ReplayConfig::default()
+        .with_port(args.port)
+        .with_addr(args.addr)
+        .with_protocol(args.protocol)
+        .with_seed(args.seed)
+        .with_srt(SrtReplayLimits {
             passphrase: args.passphrase.clone(),
             ..SrtReplayLimits::default()
-        },
-        ..ReplayConfig::default()
-    };
+        });
     // Core reads no files: the capture is opened here and read through.
     let replay = match std::fs::File::open(&args.capture)
         .map_err(|e| format!("cannot read the capture: {e}"))

@@ -66,14 +66,12 @@ pub fn factory(
             *d = s;
         }
     }
-    let endpoint = EndpointConfig {
-        cookie_secret,
-        rng_seed: random_u64(),
-        latency_ms,
-        passphrase,
-        max_connections: max_connections.max(1),
-        ..EndpointConfig::default()
-    };
+    let endpoint = EndpointConfig::default()
+        .with_cookie_secret(cookie_secret)
+        .with_rng_seed(random_u64())
+        .with_latency_ms(latency_ms)
+        .with_passphrase(passphrase)
+        .with_max_connections(max_connections.max(1));
     let mut config = SrtServiceConfig::with_endpoint(endpoint);
     config.max_connections_per_ip = limits.max_connections;
     config.play_burst_per_ip = limits.play_burst;

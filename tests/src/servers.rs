@@ -54,14 +54,12 @@ impl Default for TcpSettings {
 
 impl TcpSettings {
     fn serve_config(self) -> arcly::session::ServeConfig {
-        arcly::session::ServeConfig {
-            drive: arcly::session::DriveConfig {
-                write_stall_timeout: self.write_stall_timeout,
-                ..arcly::session::DriveConfig::default()
-            },
-            send_buffer: self.send_buffer,
-            ..arcly::session::ServeConfig::default()
-        }
+        arcly::session::ServeConfig::default()
+            .with_drive(
+                arcly::session::DriveConfig::default()
+                    .with_write_stall_timeout(self.write_stall_timeout),
+            )
+            .with_send_buffer(self.send_buffer)
     }
 }
 
@@ -294,14 +292,12 @@ fn start_blocking(
     let thread = std::thread::Builder::new()
         .name("arcly-blocking-server".into())
         .spawn(move || {
-            let config = arcly_blocking::ServeConfig {
-                drive: arcly_blocking::DriveConfig {
-                    write_stall_timeout: tcp.write_stall_timeout,
-                    ..arcly_blocking::DriveConfig::default()
-                },
-                send_buffer: tcp.send_buffer,
-                ..arcly_blocking::ServeConfig::default()
-            };
+            let config = arcly_blocking::ServeConfig::default()
+                .with_drive(
+                    arcly_blocking::DriveConfig::default()
+                        .with_write_stall_timeout(tcp.write_stall_timeout),
+                )
+                .with_send_buffer(tcp.send_buffer);
             if let Err(e) = arcly_blocking::serve_tcp_with(listener, factory, shutdown, config) {
                 eprintln!("blocking server ended with an error: {e}");
             }

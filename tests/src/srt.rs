@@ -121,12 +121,10 @@ impl SrtTestServer {
         admission: Arc<dyn arcly::admission::Admission>,
     ) -> SrtTestServer {
         let engine = Engine::with_defaults();
-        let endpoint = EndpointConfig {
-            latency_ms: options.latency_ms,
-            passphrase: options.passphrase.clone(),
-            cookie_secret: *b"arcly-tests-srt-cookie-secret-32",
-            ..EndpointConfig::default()
-        };
+        let endpoint = EndpointConfig::default()
+            .with_latency_ms(options.latency_ms)
+            .with_passphrase(options.passphrase.clone())
+            .with_cookie_secret(*b"arcly-tests-srt-cookie-secret-32");
         let factory = SrtServiceFactory::new(
             engine.clone(),
             SrtServiceConfig::with_endpoint(endpoint),

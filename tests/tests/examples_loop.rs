@@ -48,14 +48,8 @@ fn start() -> Running {
                 SrtServiceConfig::default(),
             )),
         )),
-        DriveConfig {
-            close_linger: LINGER,
-            ..DriveConfig::default()
-        },
-        UdpConfig {
-            close_linger: LINGER,
-            ..UdpConfig::default()
-        },
+        DriveConfig::default().with_close_linger(LINGER),
+        UdpConfig::default().with_close_linger(LINGER),
     )
     .unwrap();
     Running {

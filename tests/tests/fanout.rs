@@ -157,10 +157,7 @@ fn fanout_on(adapter: Adapter, params: Params, label: &str) {
     let engine = Engine::new();
     engine.add_app(
         "live",
-        AppConfig {
-            ring_frames: params.ring_frames,
-            ..AppConfig::default()
-        },
+        AppConfig::default().with_ring_frames(params.ring_frames),
     );
     let server = TestServer::start_with(adapter, engine.clone(), ServerConfig::default());
     let spec = SynthSpec {

@@ -263,10 +263,7 @@ fn hostile_on(adapter: Adapter) {
     let server = TestServer::start_with(
         adapter,
         Engine::with_defaults(),
-        ServerConfig {
-            max_message_len: MAX_MESSAGE,
-            ..ServerConfig::default()
-        },
+        ServerConfig::default().with_max_message_len(MAX_MESSAGE),
     );
     let healthy = Healthy::start(&server);
     let addr = server.addr;

@@ -236,14 +236,13 @@ fn parked_reloads_of_one_client_leave_the_pool_to_others() {
     const POOL: usize = 400;
     const PER_CLIENT: usize = 50;
     const ATTACK: usize = 420;
-    let server = HlsServer::start_with(HttpConfig {
-        hls: HlsServiceConfig {
-            max_blocked_requests: POOL,
-            max_blocked_per_client: PER_CLIENT,
-            ..HlsServiceConfig::default()
-        },
-        ..HttpConfig::default()
-    });
+    let server = HlsServer::start_with(
+        HttpConfig::default().with_hls(
+            HlsServiceConfig::default()
+                .with_max_blocked_requests(POOL)
+                .with_max_blocked_per_client(PER_CLIENT),
+        ),
+    );
     // A stream that stalls after its first segment: reloads for its next
     // part park for three target durations, then 503, and park again.
     let stall = LivePublisher::start(

@@ -279,13 +279,9 @@ fn recording_starts_with_the_first_keyframe_without_gop_cache() {
     let server = TestServer::start(Adapter::Tokio);
     // Keyframe + 11 frames (~0.17 s of H.264 + AAC at 25 fps / 44.1 kHz):
     // past that, a new subscriber waits for the next keyframe.
-    server.engine.add_app(
-        "live",
-        AppConfig {
-            gop_cache_frames: 12,
-            ..AppConfig::default()
-        },
-    );
+    server
+        .engine
+        .add_app("live", AppConfig::default().with_gop_cache_frames(12));
     let root = dir.path().join("rec");
     let recorder = RecorderTask::start(server.engine.clone(), &root);
 
@@ -367,13 +363,7 @@ fn in_process_refused_subscription_and_session_handover_are_recorded() {
     init_logging();
     let dir = TempDir::new(test);
     let engine = Engine::new();
-    engine.add_app(
-        "live",
-        AppConfig {
-            max_subscribers: 1,
-            ..AppConfig::default()
-        },
-    );
+    engine.add_app("live", AppConfig::default().with_max_subscribers(1));
     let full = StreamKey::new("live", "full").unwrap();
     let cam = StreamKey::new("live", "cam").unwrap();
 

@@ -119,10 +119,7 @@ fn bad_stream_id_callers(server: std::net::SocketAddr, n: usize) -> usize {
         .unwrap();
     let origin = std::time::Instant::now();
     let now = || arcly::Instant::from_millis(origin.elapsed().as_millis() as u64);
-    let mut ep = Endpoint::new(EndpointConfig {
-        max_connections: n + 8,
-        ..EndpointConfig::default()
-    });
+    let mut ep = Endpoint::new(EndpointConfig::default().with_max_connections(n + 8));
     for _ in 0..n {
         ep.connect(now(), server, Some("#!::r=live/bad\x1b[2J,m=publish"), None)
             .unwrap();

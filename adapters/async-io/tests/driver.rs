@@ -121,13 +121,7 @@ fn all_scenarios(exec: Exec) {
 }
 
 fn max_connections(exec: Exec) {
-    let s = Server::start(
-        exec,
-        ServeConfig {
-            max_connections: 3,
-            ..ServeConfig::default()
-        },
-    );
+    let s = Server::start(exec, ServeConfig::default().with_max_connections(3));
     common::scenario_max_connections(s.addr, 3);
 }
 
@@ -172,13 +166,9 @@ fn async_std_graceful_shutdown() {
 fn write_merge(exec: Exec) {
     let s = Server::start(
         exec,
-        ServeConfig {
-            drive: arcly_async_io::DriveConfig {
-                write_merge: Duration::from_millis(150),
-                ..Default::default()
-            },
-            ..ServeConfig::default()
-        },
+        ServeConfig::default().with_drive(
+            arcly_async_io::DriveConfig::default().with_write_merge(Duration::from_millis(150)),
+        ),
     );
     let merged = common::scenario_write_merge(s.addr, &s.factory.engine, "merged");
     let s2 = Server::start(exec, ServeConfig::default());
@@ -190,14 +180,12 @@ fn write_merge(exec: Exec) {
 fn stalled_shutdown(exec: Exec) {
     let mut s = Server::start(
         exec,
-        ServeConfig {
-            shutdown_grace: Duration::from_millis(300),
-            drive: arcly_async_io::DriveConfig {
-                close_linger: Duration::from_millis(500),
-                ..Default::default()
-            },
-            ..ServeConfig::default()
-        },
+        ServeConfig::default()
+            .with_shutdown_grace(Duration::from_millis(300))
+            .with_drive(
+                arcly_async_io::DriveConfig::default()
+                    .with_close_linger(Duration::from_millis(500)),
+            ),
     );
     let stop = s.stop.take();
     let sig = s.stop_signal.clone();

@@ -54,17 +54,13 @@ impl Server {
     fn start_with(exec: Exec, engine: &Engine, config: HttpServeConfig) -> Server {
         let router = Arc::new(HttpRouter::new(
             engine.clone(),
-            HttpConfig {
-                hls: HlsServiceConfig {
-                    muxer: HlsConfig {
-                        segment_duration: Duration::from_secs(1),
-                        part_duration: PART,
-                        ..HlsConfig::default()
-                    },
-                    ..HlsServiceConfig::default()
-                },
-                ..HttpConfig::default()
-            },
+            HttpConfig::default().with_hls(
+                HlsServiceConfig::default().with_muxer(
+                    HlsConfig::default()
+                        .with_segment_duration(Duration::from_secs(1))
+                        .with_part_duration(PART),
+                ),
+            ),
         ));
         let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
         let addr = listener.get_ref().local_addr().unwrap();
@@ -265,11 +261,9 @@ fn many_parked_then_shutdown(exec: Exec) {
 /// is closed within the timeout, a keep-alive connection stays usable.
 fn connection_limit_and_header_timeout(exec: Exec) {
     let engine = Engine::with_defaults();
-    let config = HttpServeConfig {
-        max_connections: 2,
-        header_read_timeout: Duration::from_millis(500),
-        ..HttpServeConfig::default()
-    };
+    let config = HttpServeConfig::default()
+        .with_max_connections(2)
+        .with_header_read_timeout(Duration::from_millis(500));
     let server = Server::start_with(exec, &engine, config);
     let mut a = Conn::open(server.addr);
     assert_eq!(a.get(HLS_JS_PATH).status, 200);

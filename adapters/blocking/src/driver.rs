@@ -36,6 +36,7 @@ use crate::Shutdown;
 
 /// Settings of one connection driver.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DriveConfig {
     /// Largest read buffer (bytes per `handle_input` call at most). The
     /// buffer starts at 2 KiB and doubles up to this while reads fill it.
@@ -55,16 +56,53 @@ pub struct DriveConfig {
     /// socket's write timeout). Default 15 s; zero turns it off.
     pub write_stall_timeout: Duration,
 }
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl DriveConfig {
+    /// Sets [`read_buffer`](Self::read_buffer).
+    #[must_use]
+    pub fn with_read_buffer(mut self, read_buffer: usize) -> Self {
+        self.read_buffer = read_buffer;
+        self
+    }
+
+    /// Sets [`close_linger`](Self::close_linger).
+    #[must_use]
+    pub fn with_close_linger(mut self, close_linger: Duration) -> Self {
+        self.close_linger = close_linger;
+        self
+    }
+
+    /// Sets [`write_merge`](Self::write_merge).
+    #[must_use]
+    pub fn with_write_merge(mut self, write_merge: Duration) -> Self {
+        self.write_merge = write_merge;
+        self
+    }
+
+    /// Sets [`thread_stack`](Self::thread_stack).
+    #[must_use]
+    pub fn with_thread_stack(mut self, thread_stack: usize) -> Self {
+        self.thread_stack = thread_stack;
+        self
+    }
+
+    /// Sets [`write_stall_timeout`](Self::write_stall_timeout).
+    #[must_use]
+    pub fn with_write_stall_timeout(mut self, write_stall_timeout: Duration) -> Self {
+        self.write_stall_timeout = write_stall_timeout;
+        self
+    }
+}
 
 impl DriveConfig {
     /// The settings of the runtime-free loop.
     fn stream(&self) -> arcly::session::DriveConfig {
-        arcly::session::DriveConfig {
-            read_buffer: self.read_buffer,
-            close_linger: self.close_linger,
-            write_merge: self.write_merge,
-            write_stall_timeout: self.write_stall_timeout,
-        }
+        arcly::session::DriveConfig::default()
+            .with_read_buffer(self.read_buffer)
+            .with_close_linger(self.close_linger)
+            .with_write_merge(self.write_merge)
+            .with_write_stall_timeout(self.write_stall_timeout)
     }
 }
 

@@ -103,6 +103,7 @@ impl Shutdown {
 
 /// Settings of [`serve_tcp_with`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServeConfig {
     /// Most connections served at once (two threads each); more are accepted
     /// and closed at once with a warning in the log.
@@ -123,6 +124,51 @@ pub struct ServeConfig {
     /// [`arcly::session::serve::DEFAULT_TCP_SEND_BUFFER`]; 0: the kernel's
     /// default), so a player that never reads cannot hold megabytes.
     pub send_buffer: usize,
+}
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl ServeConfig {
+    /// Sets [`max_connections`](Self::max_connections).
+    #[must_use]
+    pub fn with_max_connections(mut self, max_connections: usize) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
+    /// Sets [`max_connections_per_ip`](Self::max_connections_per_ip).
+    #[must_use]
+    pub fn with_max_connections_per_ip(mut self, max_connections_per_ip: usize) -> Self {
+        self.max_connections_per_ip = max_connections_per_ip;
+        self
+    }
+
+    /// Sets [`shutdown_grace`](Self::shutdown_grace).
+    #[must_use]
+    pub fn with_shutdown_grace(mut self, shutdown_grace: Duration) -> Self {
+        self.shutdown_grace = shutdown_grace;
+        self
+    }
+
+    /// Sets [`nodelay`](Self::nodelay).
+    #[must_use]
+    pub fn with_nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
+    }
+
+    /// Sets [`drive`](Self::drive).
+    #[must_use]
+    pub fn with_drive(mut self, drive: DriveConfig) -> Self {
+        self.drive = drive;
+        self
+    }
+
+    /// Sets [`send_buffer`](Self::send_buffer).
+    #[must_use]
+    pub fn with_send_buffer(mut self, send_buffer: usize) -> Self {
+        self.send_buffer = send_buffer;
+        self
+    }
 }
 
 impl Default for ServeConfig {

@@ -88,10 +88,7 @@ fn stalled_reader_does_not_block_others() {
 
 #[test]
 fn connections_beyond_the_limit_are_refused() {
-    let s = Server::start(ServeConfig {
-        max_connections: 3,
-        ..ServeConfig::default()
-    });
+    let s = Server::start(ServeConfig::default().with_max_connections(3));
     common::scenario_max_connections(s.addr, 3);
 }
 
@@ -107,10 +104,7 @@ fn graceful_shutdown_closes_every_session() {
 /// A stalled player (full socket) cannot hold the shutdown up past the grace.
 #[test]
 fn shutdown_is_bounded_by_a_stalled_peer() {
-    let s = Server::start(ServeConfig {
-        shutdown_grace: Duration::from_millis(300),
-        ..ServeConfig::default()
-    });
+    let s = Server::start(ServeConfig::default().with_shutdown_grace(Duration::from_millis(300)));
     common::scenario_stalled_shutdown(
         s.addr,
         &s.factory.stats.clone(),
@@ -121,13 +115,9 @@ fn shutdown_is_bounded_by_a_stalled_peer() {
 
 #[test]
 fn write_merge_batches_media_writes() {
-    let s = Server::start(ServeConfig {
-        drive: arcly_blocking::DriveConfig {
-            write_merge: Duration::from_millis(150),
-            ..Default::default()
-        },
-        ..ServeConfig::default()
-    });
+    let s = Server::start(ServeConfig::default().with_drive(
+        arcly_blocking::DriveConfig::default().with_write_merge(Duration::from_millis(150)),
+    ));
     let merged = common::scenario_write_merge(s.addr, &s.factory.engine, "merged");
     let s2 = Server::start(ServeConfig::default());
     let unmerged = common::scenario_write_merge(s2.addr, &s2.factory.engine, "unmerged");

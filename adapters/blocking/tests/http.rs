@@ -67,14 +67,11 @@ impl Server {
         );
         router.mount_hls(
             engine.clone(),
-            HlsServiceConfig {
-                muxer: HlsConfig {
-                    segment_duration: Duration::from_secs(1),
-                    part_duration: PART,
-                    ..HlsConfig::default()
-                },
-                ..HlsServiceConfig::default()
-            },
+            HlsServiceConfig::default().with_muxer(
+                HlsConfig::default()
+                    .with_segment_duration(Duration::from_secs(1))
+                    .with_part_duration(PART),
+            ),
         );
         let router = Arc::new(router);
         let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
@@ -180,10 +177,7 @@ fn blocking_reload_pipelining_body_limit_and_shutdown() {
 #[test]
 fn slow_request_heads_time_out() {
     let engine = Engine::with_defaults();
-    let config = HttpServeConfig {
-        header_read_timeout: Duration::from_millis(500),
-        ..HttpServeConfig::default()
-    };
+    let config = HttpServeConfig::default().with_header_read_timeout(Duration::from_millis(500));
     let server = Server::start(&engine, Some(config));
     let mut slow = TcpStream::connect(server.addr).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -43,6 +43,7 @@ const SUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
 /// New streams are found through [`Engine::streams_signal`], without
 /// polling (the former `poll_interval` field is gone).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RecordingConfig {
     /// Root directory of the recordings.
     pub dir: PathBuf,
@@ -52,6 +53,37 @@ pub struct RecordingConfig {
     pub shutdown_grace: Duration,
     /// Fragmenting, rotation and queue bounds of each stream's recorder.
     pub recorder: RecordConfig,
+}
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl RecordingConfig {
+    /// Sets [`dir`](Self::dir).
+    #[must_use]
+    pub fn with_dir(mut self, dir: PathBuf) -> Self {
+        self.dir = dir;
+        self
+    }
+
+    /// Sets [`pump_budget`](Self::pump_budget).
+    #[must_use]
+    pub fn with_pump_budget(mut self, pump_budget: usize) -> Self {
+        self.pump_budget = pump_budget;
+        self
+    }
+
+    /// Sets [`shutdown_grace`](Self::shutdown_grace).
+    #[must_use]
+    pub fn with_shutdown_grace(mut self, shutdown_grace: Duration) -> Self {
+        self.shutdown_grace = shutdown_grace;
+        self
+    }
+
+    /// Sets [`recorder`](Self::recorder).
+    #[must_use]
+    pub fn with_recorder(mut self, recorder: RecordConfig) -> Self {
+        self.recorder = recorder;
+        self
+    }
 }
 
 impl RecordingConfig {

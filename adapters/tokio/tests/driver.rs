@@ -113,10 +113,7 @@ fn stalled_reader_does_not_block_others() {
 
 #[test]
 fn connections_beyond_the_limit_are_refused() {
-    let s = Server::start(Some(ServeConfig {
-        max_connections: 3,
-        ..ServeConfig::default()
-    }));
+    let s = Server::start(Some(ServeConfig::default().with_max_connections(3)));
     common::scenario_max_connections(s.addr, 3);
 }
 
@@ -159,13 +156,9 @@ async fn drive_stream_over_an_in_memory_pipe() {
 
 #[test]
 fn write_merge_batches_media_writes() {
-    let s = Server::start(Some(ServeConfig {
-        drive: arcly_tokio::DriveConfig {
-            write_merge: Duration::from_millis(150),
-            ..Default::default()
-        },
-        ..ServeConfig::default()
-    }));
+    let s = Server::start(Some(ServeConfig::default().with_drive(
+        arcly_tokio::DriveConfig::default().with_write_merge(Duration::from_millis(150)),
+    )));
     let merged = common::scenario_write_merge(s.addr, &s.factory.engine, "merged");
     let s2 = Server::start(None);
     let unmerged = common::scenario_write_merge(s2.addr, &s2.factory.engine, "unmerged");
@@ -175,10 +168,9 @@ fn write_merge_batches_media_writes() {
 
 #[test]
 fn shutdown_is_bounded_by_a_stalled_peer() {
-    let mut s = Server::start(Some(ServeConfig {
-        shutdown_grace: Duration::from_millis(300),
-        ..ServeConfig::default()
-    }));
+    let mut s = Server::start(Some(
+        ServeConfig::default().with_shutdown_grace(Duration::from_millis(300)),
+    ));
     let stop = s.stop.take();
     common::scenario_stalled_shutdown(
         s.addr,

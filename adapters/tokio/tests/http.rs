@@ -38,18 +38,15 @@ impl Server {
     fn start(engine: &Engine, idle: Duration) -> Server {
         let router = Arc::new(HttpRouter::new(
             engine.clone(),
-            HttpConfig {
-                hls: HlsServiceConfig {
-                    muxer: HlsConfig {
-                        segment_duration: Duration::from_secs(1),
-                        part_duration: PART,
-                        ..HlsConfig::default()
-                    },
-                    idle_timeout: idle,
-                    ..HlsServiceConfig::default()
-                },
-                ..HttpConfig::default()
-            },
+            HttpConfig::default().with_hls(
+                HlsServiceConfig::default()
+                    .with_muxer(
+                        HlsConfig::default()
+                            .with_segment_duration(Duration::from_secs(1))
+                            .with_part_duration(PART),
+                    )
+                    .with_idle_timeout(idle),
+            ),
         ));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -470,10 +467,8 @@ fn mounted_service_gets_bodies_up_to_its_limit() {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let config = arcly_tokio::HttpServeConfig {
-                header_read_timeout: Duration::from_secs(1),
-                ..arcly_tokio::HttpServeConfig::default()
-            };
+            let config = arcly_tokio::HttpServeConfig::default()
+                .with_header_read_timeout(Duration::from_secs(1));
             let shutdown = async move {
                 let _ = stop_rx.await;
             };

@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 
-use arcly::container::hls::HlsConfig;
 use arcly::engine::StreamKey;
 use arcly::http::{HttpConfig, HttpRouter};
 use arcly::Engine;
@@ -103,11 +102,11 @@ struct Server {
 fn start_server(rt: &tokio::runtime::Runtime, cli: &Cli) -> Result<Server, Error> {
     let engine = Engine::with_defaults();
     let mut config = HttpConfig::default();
-    config.hls.muxer = HlsConfig {
-        segment_duration: Duration::from_millis(cli.segment_ms),
-        part_duration: Duration::from_millis(cli.part_ms),
-        ..config.hls.muxer
-    };
+    config.hls.muxer = config
+        .hls
+        .muxer
+        .with_segment_duration(Duration::from_millis(cli.segment_ms))
+        .with_part_duration(Duration::from_millis(cli.part_ms));
     let router = Arc::new(HttpRouter::new(engine.clone(), config));
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     std_listener.set_nonblocking(true)?;

@@ -109,12 +109,12 @@ fn endpoint(latency: u16, seed: u64) -> Endpoint {
     for (i, b) in secret.iter_mut().enumerate() {
         *b = (seed.rotate_left(i as u32 * 7) as u8) ^ (i as u8);
     }
-    Endpoint::new(EndpointConfig {
-        latency_ms: latency,
-        rng_seed: seed,
-        cookie_secret: secret,
-        ..EndpointConfig::default()
-    })
+    Endpoint::new(
+        EndpointConfig::default()
+            .with_latency_ms(latency)
+            .with_rng_seed(seed)
+            .with_cookie_secret(secret),
+    )
 }
 
 /// Sequence number of a synthetic picture: the 4 bytes after the header of
@@ -529,11 +529,9 @@ fn main() -> std::process::ExitCode {
                 let shutdown = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                let config = arcly_tokio::UdpConfig {
-                    socket_buffer: 4 << 20,
-                    close_linger: Duration::from_millis(300),
-                    ..arcly_tokio::UdpConfig::default()
-                };
+                let config = arcly_tokio::UdpConfig::default()
+                    .with_socket_buffer(4 << 20)
+                    .with_close_linger(Duration::from_millis(300));
                 if let Err(e) =
                     arcly_tokio::serve_udp_with(socket, BoxFactory(factory), shutdown, &config)
                         .await

@@ -46,6 +46,7 @@ const NS: u32 = 1_000_000_000;
 
 /// Settings of a [`Recorder`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RecordConfig {
     /// A fragment is cut at least this often (media time), and at every
     /// video keyframe.
@@ -59,6 +60,44 @@ pub struct RecordConfig {
     pub max_queued_bytes: usize,
     /// Most commands waiting in the output queue; more → frames are dropped.
     pub max_queued_commands: usize,
+}
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl RecordConfig {
+    /// Sets [`fragment_duration`](Self::fragment_duration).
+    #[must_use]
+    pub fn with_fragment_duration(mut self, fragment_duration: Duration) -> Self {
+        self.fragment_duration = fragment_duration;
+        self
+    }
+
+    /// Sets [`max_file_duration`](Self::max_file_duration).
+    #[must_use]
+    pub fn with_max_file_duration(mut self, max_file_duration: Option<Duration>) -> Self {
+        self.max_file_duration = max_file_duration;
+        self
+    }
+
+    /// Sets [`start_wait`](Self::start_wait).
+    #[must_use]
+    pub fn with_start_wait(mut self, start_wait: Duration) -> Self {
+        self.start_wait = start_wait;
+        self
+    }
+
+    /// Sets [`max_queued_bytes`](Self::max_queued_bytes).
+    #[must_use]
+    pub fn with_max_queued_bytes(mut self, max_queued_bytes: usize) -> Self {
+        self.max_queued_bytes = max_queued_bytes;
+        self
+    }
+
+    /// Sets [`max_queued_commands`](Self::max_queued_commands).
+    #[must_use]
+    pub fn with_max_queued_commands(mut self, max_queued_commands: usize) -> Self {
+        self.max_queued_commands = max_queued_commands;
+        self
+    }
 }
 
 impl Default for RecordConfig {

@@ -46,6 +46,7 @@ use crate::time::Instant;
 
 /// Settings of a UDP driver (`serve_udp_with` of every adapter).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct UdpConfig {
     /// Largest datagram received; longer ones are truncated by the kernel
     /// (and then rejected by the protocol). SRT packets are at most 1500.
@@ -71,6 +72,65 @@ pub struct UdpConfig {
     pub close_linger: Duration,
     /// Thread drivers only: stack size of the reader thread.
     pub thread_stack: usize,
+}
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl UdpConfig {
+    /// Sets [`max_datagram`](Self::max_datagram).
+    #[must_use]
+    pub fn with_max_datagram(mut self, max_datagram: usize) -> Self {
+        self.max_datagram = max_datagram;
+        self
+    }
+
+    /// Sets [`read_batch`](Self::read_batch).
+    #[must_use]
+    pub fn with_read_batch(mut self, read_batch: usize) -> Self {
+        self.read_batch = read_batch;
+        self
+    }
+
+    /// Sets [`send_batch`](Self::send_batch).
+    #[must_use]
+    pub fn with_send_batch(mut self, send_batch: usize) -> Self {
+        self.send_batch = send_batch;
+        self
+    }
+
+    /// Sets [`sendmmsg_batch`](Self::sendmmsg_batch).
+    #[must_use]
+    pub fn with_sendmmsg_batch(mut self, sendmmsg_batch: usize) -> Self {
+        self.sendmmsg_batch = sendmmsg_batch;
+        self
+    }
+
+    /// Sets [`queue`](Self::queue).
+    #[must_use]
+    pub fn with_queue(mut self, queue: usize) -> Self {
+        self.queue = queue;
+        self
+    }
+
+    /// Sets [`socket_buffer`](Self::socket_buffer).
+    #[must_use]
+    pub fn with_socket_buffer(mut self, socket_buffer: usize) -> Self {
+        self.socket_buffer = socket_buffer;
+        self
+    }
+
+    /// Sets [`close_linger`](Self::close_linger).
+    #[must_use]
+    pub fn with_close_linger(mut self, close_linger: Duration) -> Self {
+        self.close_linger = close_linger;
+        self
+    }
+
+    /// Sets [`thread_stack`](Self::thread_stack).
+    #[must_use]
+    pub fn with_thread_stack(mut self, thread_stack: usize) -> Self {
+        self.thread_stack = thread_stack;
+        self
+    }
 }
 
 impl Default for UdpConfig {

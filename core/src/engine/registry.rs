@@ -33,6 +33,7 @@ use super::signal::Signal;
 
 /// An app's settings. Apps are set up in code; the kernel reads no files.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AppConfig {
     /// Frames kept from the last keyframe for instant start (at most half the
     /// ring; a longer GOP is not cached: new viewers wait for the next keyframe).
@@ -58,6 +59,65 @@ pub struct AppConfig {
     /// A publisher whose media stops for this long is closed and its slot
     /// freed (default 15 s).
     pub media_timeout: Duration,
+}
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl AppConfig {
+    /// Sets [`gop_cache_frames`](Self::gop_cache_frames).
+    #[must_use]
+    pub fn with_gop_cache_frames(mut self, gop_cache_frames: usize) -> Self {
+        self.gop_cache_frames = gop_cache_frames;
+        self
+    }
+
+    /// Sets [`gop_cache_bytes`](Self::gop_cache_bytes).
+    #[must_use]
+    pub fn with_gop_cache_bytes(mut self, gop_cache_bytes: usize) -> Self {
+        self.gop_cache_bytes = gop_cache_bytes;
+        self
+    }
+
+    /// Sets [`ring_frames`](Self::ring_frames).
+    #[must_use]
+    pub fn with_ring_frames(mut self, ring_frames: usize) -> Self {
+        self.ring_frames = ring_frames;
+        self
+    }
+
+    /// Sets [`max_streams`](Self::max_streams).
+    #[must_use]
+    pub fn with_max_streams(mut self, max_streams: usize) -> Self {
+        self.max_streams = max_streams;
+        self
+    }
+
+    /// Sets [`max_subscribers`](Self::max_subscribers).
+    #[must_use]
+    pub fn with_max_subscribers(mut self, max_subscribers: usize) -> Self {
+        self.max_subscribers = max_subscribers;
+        self
+    }
+
+    /// Sets [`write_merge`](Self::write_merge).
+    #[must_use]
+    pub fn with_write_merge(mut self, write_merge: Duration) -> Self {
+        self.write_merge = write_merge;
+        self
+    }
+
+    /// Sets [`first_media_timeout`](Self::first_media_timeout).
+    #[must_use]
+    pub fn with_first_media_timeout(mut self, first_media_timeout: Duration) -> Self {
+        self.first_media_timeout = first_media_timeout;
+        self
+    }
+
+    /// Sets [`media_timeout`](Self::media_timeout).
+    #[must_use]
+    pub fn with_media_timeout(mut self, media_timeout: Duration) -> Self {
+        self.media_timeout = media_timeout;
+        self
+    }
 }
 
 impl Default for AppConfig {

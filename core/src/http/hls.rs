@@ -55,6 +55,7 @@ use crate::time::Instant;
 
 /// Settings of the [`HlsService`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HlsServiceConfig {
     /// Segmenter settings of every muxer.
     pub muxer: HlsConfig,
@@ -88,6 +89,79 @@ pub struct HlsServiceConfig {
     /// default): no dates. An adapter owning the clock sets it with
     /// [`HlsService::set_wall_clock`] (arcly-tokio's `serve_http` does).
     pub wall_clock: Option<WallClock>,
+}
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl HlsServiceConfig {
+    /// Sets [`muxer`](Self::muxer).
+    #[must_use]
+    pub fn with_muxer(mut self, muxer: HlsConfig) -> Self {
+        self.muxer = muxer;
+        self
+    }
+
+    /// Sets [`idle_timeout`](Self::idle_timeout).
+    #[must_use]
+    pub fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Sets [`max_streams`](Self::max_streams).
+    #[must_use]
+    pub fn with_max_streams(mut self, max_streams: usize) -> Self {
+        self.max_streams = max_streams;
+        self
+    }
+
+    /// Sets [`max_blocked_requests`](Self::max_blocked_requests).
+    #[must_use]
+    pub fn with_max_blocked_requests(mut self, max_blocked_requests: usize) -> Self {
+        self.max_blocked_requests = max_blocked_requests;
+        self
+    }
+
+    /// Sets [`max_blocked_per_client`](Self::max_blocked_per_client).
+    #[must_use]
+    pub fn with_max_blocked_per_client(mut self, max_blocked_per_client: usize) -> Self {
+        self.max_blocked_per_client = max_blocked_per_client;
+        self
+    }
+
+    /// Sets [`max_blocked_per_stream`](Self::max_blocked_per_stream).
+    #[must_use]
+    pub fn with_max_blocked_per_stream(mut self, max_blocked_per_stream: usize) -> Self {
+        self.max_blocked_per_stream = max_blocked_per_stream;
+        self
+    }
+
+    /// Sets [`max_streams_per_client`](Self::max_streams_per_client).
+    #[must_use]
+    pub fn with_max_streams_per_client(mut self, max_streams_per_client: usize) -> Self {
+        self.max_streams_per_client = max_streams_per_client;
+        self
+    }
+
+    /// Sets [`ready_timeout`](Self::ready_timeout).
+    #[must_use]
+    pub fn with_ready_timeout(mut self, ready_timeout: Duration) -> Self {
+        self.ready_timeout = ready_timeout;
+        self
+    }
+
+    /// Sets [`pump_budget`](Self::pump_budget).
+    #[must_use]
+    pub fn with_pump_budget(mut self, pump_budget: usize) -> Self {
+        self.pump_budget = pump_budget;
+        self
+    }
+
+    /// Sets [`wall_clock`](Self::wall_clock).
+    #[must_use]
+    pub fn with_wall_clock(mut self, wall_clock: Option<WallClock>) -> Self {
+        self.wall_clock = wall_clock;
+        self
+    }
 }
 
 impl Default for HlsServiceConfig {

@@ -212,11 +212,29 @@ pub fn log_refusal<B>(req: &Request<B>, resp: &Response<Bytes>, now: Instant) {
 
 /// Settings of the standard router ([`HttpRouter::new`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HttpConfig {
     /// Longest request target (path and query) accepted; longer → 414.
     pub max_uri_len: usize,
     /// The HLS service (muxers, limits, timeouts).
     pub hls: HlsServiceConfig,
+}
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl HttpConfig {
+    /// Sets [`max_uri_len`](Self::max_uri_len).
+    #[must_use]
+    pub fn with_max_uri_len(mut self, max_uri_len: usize) -> Self {
+        self.max_uri_len = max_uri_len;
+        self
+    }
+
+    /// Sets [`hls`](Self::hls).
+    #[must_use]
+    pub fn with_hls(mut self, hls: HlsServiceConfig) -> Self {
+        self.hls = hls;
+        self
+    }
 }
 
 impl Default for HttpConfig {

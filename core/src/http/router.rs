@@ -333,6 +333,30 @@ pub struct RouterConfig {
     /// Capacity of the router's [`JobQueue`].
     pub job_capacity: usize,
 }
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl RouterConfig {
+    /// Sets [`max_uri_len`](Self::max_uri_len).
+    #[must_use]
+    pub fn with_max_uri_len(mut self, max_uri_len: usize) -> Self {
+        self.max_uri_len = max_uri_len;
+        self
+    }
+
+    /// Sets [`max_path_segments`](Self::max_path_segments).
+    #[must_use]
+    pub fn with_max_path_segments(mut self, max_path_segments: usize) -> Self {
+        self.max_path_segments = max_path_segments;
+        self
+    }
+
+    /// Sets [`job_capacity`](Self::job_capacity).
+    #[must_use]
+    pub fn with_job_capacity(mut self, job_capacity: usize) -> Self {
+        self.job_capacity = job_capacity;
+        self
+    }
+}
 
 impl Default for RouterConfig {
     fn default() -> Self {

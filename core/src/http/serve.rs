@@ -21,6 +21,7 @@ use crate::time::Instant;
 
 /// Settings of an adapter's `serve_http_with` (re-exported there).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HttpServeConfig {
     /// Most connections served at once; more are accepted and closed.
     pub max_connections: usize,
@@ -43,6 +44,51 @@ pub struct HttpServeConfig {
     /// (`HlsServiceConfig::wall_clock`, which must then refer to this
     /// server's clock: in practice, `None`, no dates).
     pub program_date_time: bool,
+}
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl HttpServeConfig {
+    /// Sets [`max_connections`](Self::max_connections).
+    #[must_use]
+    pub fn with_max_connections(mut self, max_connections: usize) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
+    /// Sets [`shutdown_grace`](Self::shutdown_grace).
+    #[must_use]
+    pub fn with_shutdown_grace(mut self, shutdown_grace: Duration) -> Self {
+        self.shutdown_grace = shutdown_grace;
+        self
+    }
+
+    /// Sets [`header_read_timeout`](Self::header_read_timeout).
+    #[must_use]
+    pub fn with_header_read_timeout(mut self, header_read_timeout: Duration) -> Self {
+        self.header_read_timeout = header_read_timeout;
+        self
+    }
+
+    /// Sets [`max_header_bytes`](Self::max_header_bytes).
+    #[must_use]
+    pub fn with_max_header_bytes(mut self, max_header_bytes: usize) -> Self {
+        self.max_header_bytes = max_header_bytes;
+        self
+    }
+
+    /// Sets [`nodelay`](Self::nodelay).
+    #[must_use]
+    pub fn with_nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
+    }
+
+    /// Sets [`program_date_time`](Self::program_date_time).
+    #[must_use]
+    pub fn with_program_date_time(mut self, program_date_time: bool) -> Self {
+        self.program_date_time = program_date_time;
+        self
+    }
 }
 
 impl Default for HttpServeConfig {

@@ -93,6 +93,7 @@ impl Direction {
 
 /// How to replay a capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReplayConfig {
     /// Keep only flows with this port on either side.
     pub port: Option<u16>,
@@ -114,6 +115,72 @@ pub struct ReplayConfig {
     pub srt: SrtReplayLimits,
     /// Most flows tracked (default 4096); later ones are counted, not replayed.
     pub max_flows: usize,
+}
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl ReplayConfig {
+    /// Sets [`port`](Self::port).
+    #[must_use]
+    pub fn with_port(mut self, port: Option<u16>) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Sets [`addr`](Self::addr).
+    #[must_use]
+    pub fn with_addr(mut self, addr: Option<IpAddr>) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Sets [`protocol`](Self::protocol).
+    #[must_use]
+    pub fn with_protocol(mut self, protocol: Option<Protocol>) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Sets [`seed`](Self::seed).
+    #[must_use]
+    pub fn with_seed(mut self, seed: Option<u64>) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets [`capture_limits`](Self::capture_limits).
+    #[must_use]
+    pub fn with_capture_limits(mut self, capture_limits: CaptureLimits) -> Self {
+        self.capture_limits = capture_limits;
+        self
+    }
+
+    /// Sets [`reassembly`](Self::reassembly).
+    #[must_use]
+    pub fn with_reassembly(mut self, reassembly: ReassemblyLimits) -> Self {
+        self.reassembly = reassembly;
+        self
+    }
+
+    /// Sets [`rtmp`](Self::rtmp).
+    #[must_use]
+    pub fn with_rtmp(mut self, rtmp: RtmpReplayLimits) -> Self {
+        self.rtmp = rtmp;
+        self
+    }
+
+    /// Sets [`srt`](Self::srt).
+    #[must_use]
+    pub fn with_srt(mut self, srt: SrtReplayLimits) -> Self {
+        self.srt = srt;
+        self
+    }
+
+    /// Sets [`max_flows`](Self::max_flows).
+    #[must_use]
+    pub fn with_max_flows(mut self, max_flows: usize) -> Self {
+        self.max_flows = max_flows;
+        self
+    }
 }
 
 impl Default for ReplayConfig {

@@ -35,6 +35,7 @@ static NAME_REFUSED: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
 /// Settings of a [`ServerConnection`]. Every limit is enforced; exceeding one
 /// closes the connection with a protocol error.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Window Acknowledgement Size sent at connect (RTMP spec §5.4.4).
     pub window_ack_size: u32,
@@ -70,6 +71,89 @@ pub struct ServerConfig {
     /// [`SharedPartialBudget`]); the
     /// connection whose growth would pass it is closed. Default 256 MiB.
     pub max_partial_bytes_total: usize,
+}
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl ServerConfig {
+    /// Sets [`window_ack_size`](Self::window_ack_size).
+    #[must_use]
+    pub fn with_window_ack_size(mut self, window_ack_size: u32) -> Self {
+        self.window_ack_size = window_ack_size;
+        self
+    }
+
+    /// Sets [`peer_bandwidth`](Self::peer_bandwidth).
+    #[must_use]
+    pub fn with_peer_bandwidth(mut self, peer_bandwidth: u32) -> Self {
+        self.peer_bandwidth = peer_bandwidth;
+        self
+    }
+
+    /// Sets [`max_message_len`](Self::max_message_len).
+    #[must_use]
+    pub fn with_max_message_len(mut self, max_message_len: u32) -> Self {
+        self.max_message_len = max_message_len;
+        self
+    }
+
+    /// Sets [`max_streams`](Self::max_streams).
+    #[must_use]
+    pub fn with_max_streams(mut self, max_streams: usize) -> Self {
+        self.max_streams = max_streams;
+        self
+    }
+
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    #[must_use]
+    pub fn with_handshake_timeout(mut self, handshake_timeout: Duration) -> Self {
+        self.handshake_timeout = handshake_timeout;
+        self
+    }
+
+    /// Sets [`idle_timeout`](Self::idle_timeout).
+    #[must_use]
+    pub fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Sets [`max_pending_input`](Self::max_pending_input).
+    #[must_use]
+    pub fn with_max_pending_input(mut self, max_pending_input: usize) -> Self {
+        self.max_pending_input = max_pending_input;
+        self
+    }
+
+    /// Sets [`max_unread_output`](Self::max_unread_output).
+    #[must_use]
+    pub fn with_max_unread_output(mut self, max_unread_output: usize) -> Self {
+        self.max_unread_output = max_unread_output;
+        self
+    }
+
+    /// Sets [`max_partial_bytes`](Self::max_partial_bytes).
+    #[must_use]
+    pub fn with_max_partial_bytes(mut self, max_partial_bytes: usize) -> Self {
+        self.max_partial_bytes = max_partial_bytes;
+        self
+    }
+
+    /// Sets [`max_partial_bytes_unpublished`](Self::max_partial_bytes_unpublished).
+    #[must_use]
+    pub fn with_max_partial_bytes_unpublished(
+        mut self,
+        max_partial_bytes_unpublished: usize,
+    ) -> Self {
+        self.max_partial_bytes_unpublished = max_partial_bytes_unpublished;
+        self
+    }
+
+    /// Sets [`max_partial_bytes_total`](Self::max_partial_bytes_total).
+    #[must_use]
+    pub fn with_max_partial_bytes_total(mut self, max_partial_bytes_total: usize) -> Self {
+        self.max_partial_bytes_total = max_partial_bytes_total;
+        self
+    }
 }
 
 impl Default for ServerConfig {

@@ -40,6 +40,7 @@ use crate::transmit_queue::TransmitQueue;
 
 /// Settings of one connection driver (every adapter's `drive_stream_with`).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DriveConfig {
     /// Largest read buffer (bytes per `handle_input` call at most). The
     /// buffer starts at 2 KiB and doubles up to this while reads fill it, so
@@ -61,6 +62,37 @@ pub struct DriveConfig {
     /// it off. A slow player that reads a little keeps its connection (and
     /// skips to keyframes in the engine's ring).
     pub write_stall_timeout: Duration,
+}
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl DriveConfig {
+    /// Sets [`read_buffer`](Self::read_buffer).
+    #[must_use]
+    pub fn with_read_buffer(mut self, read_buffer: usize) -> Self {
+        self.read_buffer = read_buffer;
+        self
+    }
+
+    /// Sets [`close_linger`](Self::close_linger).
+    #[must_use]
+    pub fn with_close_linger(mut self, close_linger: Duration) -> Self {
+        self.close_linger = close_linger;
+        self
+    }
+
+    /// Sets [`write_merge`](Self::write_merge).
+    #[must_use]
+    pub fn with_write_merge(mut self, write_merge: Duration) -> Self {
+        self.write_merge = write_merge;
+        self
+    }
+
+    /// Sets [`write_stall_timeout`](Self::write_stall_timeout).
+    #[must_use]
+    pub fn with_write_stall_timeout(mut self, write_stall_timeout: Duration) -> Self {
+        self.write_stall_timeout = write_stall_timeout;
+        self
+    }
 }
 
 /// Default of [`DriveConfig::write_stall_timeout`].

@@ -27,6 +27,7 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 2048;
 
 /// Settings of an executor adapter's `serve_tcp_with` (re-exported there).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServeConfig {
     /// Most connections served at once; more are accepted and closed at once
     /// with a warning in the log.
@@ -49,6 +50,51 @@ pub struct ServeConfig {
     /// kernel's default with autotuning). Applied by the adapters
     /// (`arcly_socket::cap_send_buffer`), never by core.
     pub send_buffer: usize,
+}
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl ServeConfig {
+    /// Sets [`max_connections`](Self::max_connections).
+    #[must_use]
+    pub fn with_max_connections(mut self, max_connections: usize) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
+    /// Sets [`max_connections_per_ip`](Self::max_connections_per_ip).
+    #[must_use]
+    pub fn with_max_connections_per_ip(mut self, max_connections_per_ip: usize) -> Self {
+        self.max_connections_per_ip = max_connections_per_ip;
+        self
+    }
+
+    /// Sets [`shutdown_grace`](Self::shutdown_grace).
+    #[must_use]
+    pub fn with_shutdown_grace(mut self, shutdown_grace: Duration) -> Self {
+        self.shutdown_grace = shutdown_grace;
+        self
+    }
+
+    /// Sets [`nodelay`](Self::nodelay).
+    #[must_use]
+    pub fn with_nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
+    }
+
+    /// Sets [`drive`](Self::drive).
+    #[must_use]
+    pub fn with_drive(mut self, drive: DriveConfig) -> Self {
+        self.drive = drive;
+        self
+    }
+
+    /// Sets [`send_buffer`](Self::send_buffer).
+    #[must_use]
+    pub fn with_send_buffer(mut self, send_buffer: usize) -> Self {
+        self.send_buffer = send_buffer;
+        self
+    }
 }
 
 /// Default of [`ServeConfig::send_buffer`] (256 KiB).

@@ -61,6 +61,7 @@ pub use wall::WallClock;
 /// 0.2–0.33 s), 7 segments in the window (RFC 8216 §6.2.2: at least three
 /// target durations must stay available), 32 MiB per segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HlsConfig {
     /// Target segment duration: segments are cut at the first video keyframe
     /// after it (RFC 8216 §3: each segment starts with a keyframe).
@@ -71,6 +72,37 @@ pub struct HlsConfig {
     pub window_segments: usize,
     /// A segment that grows past this many bytes is cut (bounded memory without keyframes).
     pub max_segment_bytes: usize,
+}
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl HlsConfig {
+    /// Sets [`segment_duration`](Self::segment_duration).
+    #[must_use]
+    pub fn with_segment_duration(mut self, segment_duration: Duration) -> Self {
+        self.segment_duration = segment_duration;
+        self
+    }
+
+    /// Sets [`part_duration`](Self::part_duration).
+    #[must_use]
+    pub fn with_part_duration(mut self, part_duration: Duration) -> Self {
+        self.part_duration = part_duration;
+        self
+    }
+
+    /// Sets [`window_segments`](Self::window_segments).
+    #[must_use]
+    pub fn with_window_segments(mut self, window_segments: usize) -> Self {
+        self.window_segments = window_segments;
+        self
+    }
+
+    /// Sets [`max_segment_bytes`](Self::max_segment_bytes).
+    #[must_use]
+    pub fn with_max_segment_bytes(mut self, max_segment_bytes: usize) -> Self {
+        self.max_segment_bytes = max_segment_bytes;
+        self
+    }
 }
 
 impl Default for HlsConfig {

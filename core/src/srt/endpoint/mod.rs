@@ -102,6 +102,7 @@ const UMSG_KMRSP: u16 = 4;
 /// Endpoint settings. `cookie_secret` and `rng_seed` are inputs: the
 /// machine reads no randomness of its own.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct EndpointConfig {
     /// Secret keying the SYN cookies, and the key generator for stream
     /// encrypting keys and salts (§6.2.1) of the connections this
@@ -136,6 +137,79 @@ pub struct EndpointConfig {
     /// How long [`Endpoint::connect`] tries before
     /// [`ConnectError::Timeout`].
     pub connect_timeout: Duration,
+}
+/// Builder-style setters: the struct is `#[non_exhaustive]`, so other
+/// crates start from its default (or constructor) value and chain these.
+impl EndpointConfig {
+    /// Sets [`cookie_secret`](Self::cookie_secret).
+    #[must_use]
+    pub fn with_cookie_secret(mut self, cookie_secret: [u8; 32]) -> Self {
+        self.cookie_secret = cookie_secret;
+        self
+    }
+
+    /// Sets [`rng_seed`](Self::rng_seed).
+    #[must_use]
+    pub fn with_rng_seed(mut self, rng_seed: u64) -> Self {
+        self.rng_seed = rng_seed;
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections).
+    #[must_use]
+    pub fn with_max_connections(mut self, max_connections: usize) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
+    /// Sets [`latency_ms`](Self::latency_ms).
+    #[must_use]
+    pub fn with_latency_ms(mut self, latency_ms: u16) -> Self {
+        self.latency_ms = latency_ms;
+        self
+    }
+
+    /// Sets [`mtu`](Self::mtu).
+    #[must_use]
+    pub fn with_mtu(mut self, mtu: u32) -> Self {
+        self.mtu = mtu;
+        self
+    }
+
+    /// Sets [`flow_window`](Self::flow_window).
+    #[must_use]
+    pub fn with_flow_window(mut self, flow_window: u32) -> Self {
+        self.flow_window = flow_window;
+        self
+    }
+
+    /// Sets [`recv_buffer`](Self::recv_buffer).
+    #[must_use]
+    pub fn with_recv_buffer(mut self, recv_buffer: u32) -> Self {
+        self.recv_buffer = recv_buffer;
+        self
+    }
+
+    /// Sets [`passphrase`](Self::passphrase).
+    #[must_use]
+    pub fn with_passphrase(mut self, passphrase: Option<String>) -> Self {
+        self.passphrase = passphrase;
+        self
+    }
+
+    /// Sets [`key_length`](Self::key_length).
+    #[must_use]
+    pub fn with_key_length(mut self, key_length: KeyLength) -> Self {
+        self.key_length = key_length;
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    #[must_use]
+    pub fn with_connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
 }
 
 impl EndpointConfig {
