@@ -66,6 +66,9 @@ gst_has rtspclientsink || need+=(gstreamer1.0-rtsp)
 gst_has avdec_h264   || need+=(gstreamer1.0-libav)
 gst_has srtsrc       || need+=(gstreamer1.0-plugins-bad)
 command -v srt-live-transmit >/dev/null 2>&1 || need+=(srt-tools)
+# tests/tests/rtsp_pull.rs: a camera stand-in on GStreamer's RTSP server (python3-gi).
+/usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1 \
+    || need+=(python3-gi gir1.2-gst-rtsp-server-1.0)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v stdbuf >/dev/null 2>&1 || need+=(coreutils)

@@ -27,6 +27,7 @@ use clap::Parser;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
+mod pull;
 mod replay;
 mod srt;
 mod trim;
@@ -186,6 +187,12 @@ struct Cli {
     /// DIR/<app>/<stream>/<YYYYmmdd-HHMMSS>.mp4 (off by default).
     #[arg(long, value_name = "DIR")]
     record: Option<std::path::PathBuf>,
+
+    /// Keep stream KEY (app/name, e.g. live/cam) filled from an rtsp:// or
+    /// rtmp:// source (a camera: rtsp://user:pass@cam/stream), reconnecting
+    /// with back-off; repeatable.
+    #[arg(long = "pull", value_name = "KEY=URL", value_parser = pull::parse)]
+    pull: Vec<pull::PullSpec>,
 
     /// Without a subcommand the server runs.
     #[command(subcommand)]
@@ -434,6 +441,7 @@ async fn run(cli: Cli) -> ExitCode {
         );
         srt::spawn(&mut servers, sock, factory, stop_rx.clone());
     }
+    pull::spawn_all(&mut servers, &engine, &cli.pull, stop_rx.clone());
     if let Some(dir) = cli.record.clone() {
         println!("  recording to {}", dir.display());
         tracing::info!(dir = %dir.display(), "recording");

@@ -2,10 +2,12 @@
 //!
 //! [`message`] reads and writes requests, responses and interleaved binary
 //! frames on one TCP stream. The server session (engine glue) lives in
-//! `session`; [`auth`] reads and answers Basic and Digest authentication.
+//! `session`; [`client`] is the sans-IO client that plays a stream (pull);
+//! [`auth`] reads and answers Basic and Digest authentication.
 //! SDP is in [`crate::sdp`], RTP/RTCP in [`crate::rtp`].
 
 pub mod auth;
+pub mod client;
 pub mod message;
 pub mod session;
 
