@@ -1,4 +1,4 @@
-//! `arcly replay capture.pcap [--port N] [--addr IP] [--protocol rtmp|srt]
+//! `arcly replay capture.pcap [--port N] [--addr IP] [--protocol rtmp|srt|rtsp]
 //! [--seed N] [--passphrase P] [--json]`: replays a capture through the protocol machines
 //! (see `docs/replay.md`). Prints a readable summary, or one JSON object per
 //! event and line with `--json`. Exit status 1 when the capture cannot be
@@ -23,9 +23,10 @@ pub struct ReplayArgs {
     /// Replay only connections with this address on either side.
     #[arg(long, value_name = "IP")]
     pub addr: Option<IpAddr>,
-    /// The protocol of the selected connections, `rtmp` or `srt` (default:
-    /// guessed: RTMP by port 1935 or the version byte, SRT for UDP flows by
-    /// port 8890 or a handshake-shaped first datagram).
+    /// The protocol of the selected connections, `rtmp`, `srt` or `rtsp`
+    /// (default: guessed: RTMP by port 1935 or the version byte, RTSP by
+    /// port 554/8554 or an RTSP request line, SRT for UDP flows by port 8890
+    /// or a handshake-shaped first datagram).
     #[arg(long, value_name = "NAME")]
     pub protocol: Option<Protocol>,
     /// The machines' seed (default: learned from the handshake when the

@@ -166,3 +166,51 @@ fn srt_encrypted_capture_needs_the_passphrase() {
     assert!(out.contains("the replay needs its passphrase"), "{out}");
     assert!(!out.contains("H264:"), "{out}");
 }
+
+/// The RTSP fixtures through `arcly replay`: recognised as RTSP by the
+/// request line (ports 19366/19367, not 554/8554), the server's bytes
+/// reproduced with the seed learned from its `Session` header, and the
+/// published frames counted per codec.
+#[test]
+fn rtsp_captures_replayed_by_the_request_line() {
+    for (name, stream, aac) in [
+        ("ffmpeg_publish_arcly_rtsp.pcapng", "live/fixture", 125),
+        ("gst_publish_arcly_rtsp.pcapng", "live/gst", 131),
+    ] {
+        let (ok, out, err) = arcly(&["replay", &fixture(name)]);
+        assert!(ok, "{name}: {err}");
+        assert!(out.contains("  rtsp  "), "{name}: {out}");
+        assert!(out.contains(&format!("publish {stream}")), "{name}: {out}");
+        assert!(
+            out.contains("(learned from the Session header)"),
+            "{name}: {out}"
+        );
+        let (bytes, of) = out
+            .lines()
+            .find_map(|l| {
+                let (_, rest) = l.split_once("machine output ")?;
+                let (_, rest) = rest.split_once(" bytes, ")?;
+                let (n, rest) = rest.split_once(" of ")?;
+                Some((n.to_owned(), rest.split(' ').next()?.to_owned()))
+            })
+            .expect("a machine output line");
+        assert_eq!(bytes, of, "{name}: every captured server byte reproduced");
+        assert!(
+            out.contains("H264: 45 frames, 1 configs, 3 keyframes"),
+            "{name}: {out}"
+        );
+        assert!(
+            out.contains(&format!("AAC: {aac} frames, 1 configs")),
+            "{name}: {out}"
+        );
+        let (ok, json, _) = arcly(&["replay", &fixture(name), "--protocol", "rtsp", "--json"]);
+        assert!(ok);
+        assert_eq!(
+            json.lines()
+                .filter(|l| l.contains("\"kind\":\"frame\"") && l.contains("\"codec\":\"H264\""))
+                .count(),
+            46,
+            "{name}: 45 pictures and the config"
+        );
+    }
+}

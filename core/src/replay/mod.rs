@@ -8,7 +8,10 @@
 //! the ordered list of [`ReplayEvent`]s and the bytes the machine would have
 //! sent. UDP conversations that look like SRT (or all, with
 //! [`Protocol::Srt`]) are replayed by [`srt`]: the caller's datagrams drive
-//! an SRT listener endpoint and its payloads the MPEG-TS demuxer.
+//! an SRT listener endpoint and its payloads the MPEG-TS demuxer. TCP
+//! flows that open with an RTSP request line (or use port 554 / 8554) are
+//! replayed by [`rtsp`]: the client's bytes drive an RTSP server session
+//! whose published stream is read back as frames.
 //!
 //! Invariants:
 //! - the same capture and [`ReplayConfig`] give the same [`Replay`], byte for
@@ -19,6 +22,7 @@
 
 pub mod capture;
 pub mod rtmp;
+pub mod rtsp;
 pub mod srt;
 pub mod tcp;
 
@@ -30,6 +34,7 @@ use bytes::Bytes;
 
 pub use capture::{Capture, CaptureError, CaptureLimits, LinkType, Packet, Transport};
 pub use rtmp::{learn_server_seed, RtmpReplayLimits};
+pub use rtsp::{learn_rtsp_seed, RtspReplayLimits, RTSP_ALT_PORT, RTSP_PORT};
 pub use srt::{SrtReplayLimits, SrtStats, SRT_PORT};
 pub use tcp::{DirectionStats, ReassemblyLimits, StreamEvent};
 
@@ -49,14 +54,17 @@ pub enum Protocol {
     Rtmp,
     /// SRT over UDP, MPEG-TS payloads (draft-sharabayko-srt-01).
     Srt,
+    /// RTSP 1.0 over TCP with RTP interleaved on the connection (RFC 2326 §10.12).
+    Rtsp,
 }
 
 impl Protocol {
-    /// The protocol's name (`"rtmp"`, `"srt"`).
+    /// The protocol's name (`"rtmp"`, `"srt"`, `"rtsp"`).
     pub const fn name(self) -> &'static str {
         match self {
             Protocol::Rtmp => "rtmp",
             Protocol::Srt => "srt",
+            Protocol::Rtsp => "rtsp",
         }
     }
 }
@@ -67,7 +75,10 @@ impl std::str::FromStr for Protocol {
         match s.to_ascii_lowercase().as_str() {
             "rtmp" => Ok(Protocol::Rtmp),
             "srt" => Ok(Protocol::Srt),
-            other => Err(format!("unknown protocol `{other}` (known: rtmp, srt)")),
+            "rtsp" => Ok(Protocol::Rtsp),
+            other => Err(format!(
+                "unknown protocol `{other}` (known: rtmp, srt, rtsp)"
+            )),
         }
     }
 }
@@ -111,6 +122,8 @@ pub struct ReplayConfig {
     pub reassembly: ReassemblyLimits,
     /// Limits of the RTMP replay.
     pub rtmp: RtmpReplayLimits,
+    /// Limits of the RTSP replay.
+    pub rtsp: RtspReplayLimits,
     /// Limits and passphrase of the SRT replay.
     pub srt: SrtReplayLimits,
     /// Most flows tracked (default 4096); later ones are counted, not replayed.
@@ -193,6 +206,7 @@ impl Default for ReplayConfig {
             capture_limits: CaptureLimits::default(),
             reassembly: ReassemblyLimits::default(),
             rtmp: RtmpReplayLimits::default(),
+            rtsp: RtspReplayLimits::default(),
             srt: SrtReplayLimits::default(),
             max_flows: 4096,
         }
@@ -253,10 +267,17 @@ impl TcpFlow {
 
     /// The protocol guessed from the server port and the first bytes: RTMP
     /// when the server port is 1935, or when both sides open with version
-    /// byte 3 (RTMP spec §5.2.2, C0/S0).
+    /// byte 3 (RTMP spec §5.2.2, C0/S0); RTSP when the server port is 554
+    /// or 8554, or when the client opens with an RTSP request line
+    /// (RFC 2326 §6.1).
     pub fn guess_protocol(&self) -> Option<Protocol> {
         if self.server.port() == RTMP_PORT {
             return Some(Protocol::Rtmp);
+        }
+        if matches!(self.server.port(), RTSP_PORT | RTSP_ALT_PORT)
+            || rtsp::looks_like_rtsp(&self.client_prefix(256))
+        {
+            return Some(Protocol::Rtsp);
         }
         let c = self.client_prefix(1);
         let s = self.server_bytes();
@@ -439,9 +460,10 @@ pub enum EventKind {
         /// The AMF0 body starting with `onMetaData`.
         body: Bytes,
     },
-    /// An `onStatus` the server sent (RTMP spec §7.2.2).
+    /// An `onStatus` the server sent (RTMP spec §7.2.2), or the status
+    /// line of an RTSP response (RFC 2326 §7.1).
     Status {
-        /// Its `code`, e.g. `NetStream.Play.Start`.
+        /// Its `code`, e.g. `NetStream.Play.Start`, or `200 OK` for RTSP.
         code: String,
     },
     /// A stream ended (unpublish, play stop, StreamEOF).
@@ -793,10 +815,30 @@ impl Replay {
             let protocol = cfg
                 .protocol
                 .or_else(|| flow.guess_protocol())
-                .filter(|p| *p == Protocol::Rtmp);
+                .filter(|p| *p != Protocol::Srt);
             let fr = match protocol {
                 Some(Protocol::Rtmp) => {
                     let o = rtmp::replay(flow.id, &flow.events, cfg.seed, flow.first, cfg.rtmp);
+                    FlowReplay {
+                        flow,
+                        protocol,
+                        seed: o.seed,
+                        seed_learned: o.seed_learned,
+                        events: o.events,
+                        output: o.output,
+                        output_len: o.output_len,
+                        captured_output: o.captured_output,
+                    }
+                }
+                Some(Protocol::Rtsp) => {
+                    let o = rtsp::replay(
+                        flow.id,
+                        flow.client,
+                        &flow.events,
+                        cfg.seed,
+                        flow.first,
+                        cfg.rtsp,
+                    );
                     FlowReplay {
                         flow,
                         protocol,
@@ -829,7 +871,7 @@ impl Replay {
         for u in candidates {
             let is_srt = match cfg.protocol {
                 Some(Protocol::Srt) => true,
-                Some(Protocol::Rtmp) => false,
+                Some(Protocol::Rtmp | Protocol::Rtsp) => false,
                 None => srt::looks_like_srt(capture, u.a, u.b),
             };
             if !is_srt || flows.len() + srt_flows.len() >= cfg.max_flows {
@@ -938,7 +980,11 @@ impl Replay {
                 s,
                 "  seed: {:#018x} ({}); machine output {} bytes, {} of {} captured server bytes reproduced",
                 f.seed,
-                if f.seed_learned { "learned from the handshake" } else { "fixed" },
+                match (f.seed_learned, f.protocol) {
+                    (true, Some(Protocol::Rtsp)) => "learned from the Session header",
+                    (true, _) => "learned from the handshake",
+                    (false, _) => "fixed",
+                },
                 f.output_len,
                 f.matching_output_prefix(),
                 f.captured_output.len()

@@ -50,7 +50,7 @@ const S0S1S2_LEN: usize = 1 + 2 * 1536;
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// Multiplicative inverse of an odd `a` modulo 2^64 (Newton iteration).
-const fn inverse(a: u64) -> u64 {
+pub(super) const fn inverse(a: u64) -> u64 {
     let mut x = a; // correct to 3 bits for odd a
     let mut i = 0;
     while i < 6 {
