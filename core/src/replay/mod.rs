@@ -181,6 +181,13 @@ impl ReplayConfig {
         self
     }
 
+    /// Sets [`rtsp`](Self::rtsp).
+    #[must_use]
+    pub fn with_rtsp(mut self, rtsp: RtspReplayLimits) -> Self {
+        self.rtsp = rtsp;
+        self
+    }
+
     /// Sets [`srt`](Self::srt).
     #[must_use]
     pub fn with_srt(mut self, srt: SrtReplayLimits) -> Self {
