@@ -31,6 +31,7 @@ mod pull;
 mod replay;
 mod srt;
 mod trim;
+mod webrtc;
 
 /// A listen address, or `off` to disable that protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +194,26 @@ struct Cli {
     /// with back-off; repeatable.
     #[arg(long = "pull", value_name = "KEY=URL", value_parser = pull::parse)]
     pull: Vec<pull::PullSpec>,
+
+    /// WebRTC UDP address (one socket for every WHIP publisher and WHEP
+    /// viewer; signalling is `POST http://HOST:HTTP_PORT/live/NAME/whip`
+    /// or `/whep` on the HTTP listener), or `off`.
+    #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:8189")]
+    webrtc: Listen,
+
+    /// A further IP address to offer WebRTC peers as a host candidate
+    /// (the public address of a NAT or a container host); repeatable.
+    #[arg(long = "webrtc-ip", value_name = "IP")]
+    webrtc_ip: Vec<IpAddr>,
+
+    /// WebRTC: most sessions (publishers and viewers) at once; more are
+    /// answered 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = arcly_webrtc::service::DEFAULT_MAX_SESSIONS)]
+    webrtc_max_sessions: usize,
+
+    /// WebRTC: most sessions from one client IP; more are answered 503.
+    #[arg(long, value_name = "N", default_value_t = arcly_webrtc::service::DEFAULT_MAX_SESSIONS_PER_IP)]
+    webrtc_max_sessions_per_ip: usize,
 
     /// Without a subcommand the server runs.
     #[command(subcommand)]
@@ -385,6 +406,13 @@ async fn run(cli: Cli) -> ExitCode {
         },
         Listen::Off => None,
     };
+    let webrtc_bound = match cli.webrtc {
+        Listen::On(addr) => match webrtc::bind(addr).await {
+            Ok(b) => Some(b),
+            Err(code) => return code,
+        },
+        Listen::Off => None,
+    };
 
     println!("arcly {} ready", env!("CARGO_PKG_VERSION"));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -408,6 +436,14 @@ async fn run(cli: Cli) -> ExitCode {
         });
     }
 
+    let webrtc = webrtc_bound.map(|(sock, addr)| {
+        let options = webrtc::Options {
+            public_ips: cli.webrtc_ip.clone(),
+            max_sessions: cli.webrtc_max_sessions,
+            max_sessions_per_ip: cli.webrtc_max_sessions_per_ip,
+        };
+        webrtc::spawn(&mut servers, sock, addr, &engine, &options, stop_rx.clone())
+    });
     if let Some((sock, addr)) = http {
         spawn_http(
             &mut servers,
@@ -416,6 +452,7 @@ async fn run(cli: Cli) -> ExitCode {
             &cli,
             &engine,
             &config,
+            webrtc.as_ref(),
             stop_rx.clone(),
         );
     }
@@ -501,7 +538,9 @@ fn http_hints(addr: SocketAddr) -> Vec<String> {
     ]
 }
 
-/// Serves HLS / LL-HLS for every stream of `engine` (`arcly::http`).
+/// Serves HLS / LL-HLS for every stream of `engine` (`arcly::http`), and
+/// the WHIP/WHEP routes when WebRTC is on.
+#[allow(clippy::too_many_arguments)]
 fn spawn_http(
     servers: &mut tokio::task::JoinSet<()>,
     sock: tokio::net::TcpListener,
@@ -509,6 +548,7 @@ fn spawn_http(
     cli: &Cli,
     engine: &Engine,
     config: &ServeConfig,
+    webrtc: Option<&webrtc::Running>,
     mut stop: watch::Receiver<bool>,
 ) {
     println!("  HTTP listening on {addr}");
@@ -516,10 +556,12 @@ fn spawn_http(
         println!("    {hint}");
     }
     tracing::info!(protocol = "HTTP", %addr, "listening");
-    let router = Arc::new(arcly::http::HttpRouter::new(
-        engine.clone(),
-        arcly::http::HttpConfig::default(),
-    ));
+    let mut router =
+        arcly::http::HttpRouter::new(engine.clone(), arcly::http::HttpConfig::default());
+    if let Some(w) = webrtc {
+        webrtc::mount(&mut router, w, addr, &display_host(addr));
+    }
+    let router = Arc::new(router);
     let http_config = arcly_tokio::HttpServeConfig::default()
         .with_max_connections(cli.max_connections.max(1))
         .with_shutdown_grace(config.shutdown_grace);

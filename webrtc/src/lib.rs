@@ -20,10 +20,13 @@
 //! See `docs/webrtc.md` for what exists and what comes next.
 
 mod router;
+pub mod service;
+pub mod signalling;
 mod whep;
 mod whip;
 
 pub use router::{stun_local_ufrag, Router, RouterError, SessionId, MAX_ADDRS_PER_SESSION};
+pub use service::{WebRtcConfig, WebRtcService, WebRtcServiceFactory, WebRtcStats};
 pub use whep::{
     Transmit, WebRtcError, WhepSession, WhepStats, MAX_OFFER_LEN, MAX_PENDING_TRANSMITS,
 };

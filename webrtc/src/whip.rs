@@ -276,6 +276,19 @@ impl WhipSession {
         self.drive()
     }
 
+    /// A remote ICE candidate trickled in a `PATCH` (RFC 8840 §4.4; the
+    /// `candidate:...` attribute value, RFC 8839 §5.1). `false` when it does
+    /// not parse (ignored: ICE-lite answers the peer's checks anyway).
+    pub fn add_remote_candidate(&mut self, attribute: &str) -> bool {
+        match Candidate::from_sdp_string(attribute) {
+            Ok(c) => {
+                self.rtc.add_remote_candidate(c);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.next_timeout
