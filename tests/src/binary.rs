@@ -34,10 +34,23 @@ pub fn arcly_bin(test: &str) -> Option<PathBuf> {
     }
 }
 
-/// Starts `arcly` with `args` (logs at `info`).
+/// `--webrtc off` unless `args` set `--webrtc`: the WebRTC default
+/// (`0.0.0.0:8189`) is one fixed port, which tests running in parallel would
+/// fight over.
+fn webrtc_off(args: &[&str]) -> &'static [&'static str] {
+    if args.contains(&"--webrtc") {
+        &[]
+    } else {
+        &["--webrtc", "off"]
+    }
+}
+
+/// Starts `arcly` with `args` (logs at `info`; WebRTC off unless `args`
+/// set `--webrtc`).
 pub fn spawn(bin: &PathBuf, args: &[&str]) -> Proc {
     let mut c = Command::new(bin);
-    c.args(args)
+    c.args(webrtc_off(args))
+        .args(args)
         .env("RUST_LOG", "info")
         .env_remove("RUST_LOG_STYLE");
     Proc::spawn("arcly", &mut c)
@@ -101,6 +114,7 @@ pub fn wait_rtmp_addr(proc: &mut Proc, timeout: Duration) -> Option<std::net::So
 /// with `needle` in its stderr (else panics with `missing` and the stderr).
 pub fn assert_refused(bin: &PathBuf, args: &[&str], needle: &str, accepted: &str, missing: &str) {
     let out = Command::new(bin)
+        .args(webrtc_off(args))
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
