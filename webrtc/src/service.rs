@@ -211,8 +211,10 @@ pub enum Command {
     },
 }
 
-/// Settings of the service.
+/// Settings of the service (`#[non_exhaustive]`: start from
+/// [`WebRtcConfig::new`] and set fields).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WebRtcConfig {
     /// Every server address put into answers as a host candidate (the
     /// bound address, every interface address on a wildcard bind, plus
