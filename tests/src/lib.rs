@@ -33,6 +33,7 @@ pub mod servers;
 pub mod srt;
 pub mod synth;
 pub mod tools;
+pub mod webrtc;
 
 pub use net::{local_listener, wait_for_port};
 pub use process::{Proc, Watchdog};
