@@ -266,3 +266,125 @@ fn missing_or_wrong_credentials_are_typed_errors() {
     c.handle_input(Instant::ZERO, &[]);
     assert_eq!(c.error(), Some(&ClientError::Closed));
 }
+
+/// The requests a client has queued, as text.
+fn sent(c: &mut RtspClient) -> Vec<String> {
+    let mut v = Vec::new();
+    while let Some(b) = c.poll_transmit() {
+        v.push(String::from_utf8_lossy(&b).into_owned());
+    }
+    v
+}
+
+fn answer(c: &mut RtspClient, now: Instant, text: &str) {
+    c.handle_input(now, text.as_bytes());
+}
+
+#[test]
+fn a_401_is_answered_once_and_a_second_is_an_error() {
+    let mut c = RtspClient::new("rtsp://u:p@cam/s", Instant::ZERO, 3).unwrap();
+    let first = sent(&mut c);
+    assert!(
+        first[0].starts_with("OPTIONS rtsp://cam/s RTSP/1.0"),
+        "{first:?}"
+    );
+    assert!(!first[0].contains("Authorization"));
+    answer(
+        &mut c,
+        Instant::ZERO,
+        "RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\nWWW-Authenticate: Basic realm=\"r\"\r\nWWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"\r\n\r\n",
+    );
+    let retry = sent(&mut c);
+    assert_eq!(retry.len(), 1, "{retry:?}");
+    assert!(retry[0].starts_with("OPTIONS "), "{retry:?}");
+    assert!(
+        retry[0].contains("Authorization: Digest username=\"u\", realm=\"r\", nonce=\"abc\""),
+        "Digest preferred over Basic: {retry:?}"
+    );
+    assert!(c.error().is_none());
+    answer(
+        &mut c,
+        Instant::ZERO,
+        "RTSP/1.0 401 Unauthorized\r\nCSeq: 2\r\nWWW-Authenticate: Digest realm=\"r\", nonce=\"abc\"\r\n\r\n",
+    );
+    assert_eq!(c.error(), Some(&ClientError::Unauthorized("OPTIONS")));
+    assert!(sent(&mut c).is_empty(), "nothing more after the error");
+}
+
+#[test]
+fn keep_alive_within_the_session_timeout_and_setup_answers_followed() {
+    let sdp = "v=0\r\ns=x\r\na=control:*\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\na=control:stream=0\r\nm=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n";
+    let mut c = RtspClient::new("rtsp://cam/s", Instant::ZERO, 3).unwrap();
+    sent(&mut c);
+    let t = Instant::ZERO;
+    answer(
+        &mut c,
+        t,
+        "RTSP/1.0 200 OK\r\nCSeq: 1\r\nPublic: OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER, TEARDOWN\r\n\r\n",
+    );
+    let d = sent(&mut c);
+    assert!(d[0].starts_with("DESCRIBE rtsp://cam/s RTSP/1.0"), "{d:?}");
+    answer(
+        &mut c,
+        t,
+        &format!(
+            "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Base: rtsp://cam/s/\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ),
+    );
+    let s = sent(&mut c);
+    assert!(
+        s[0].starts_with("SETUP rtsp://cam/s/stream=0 RTSP/1.0")
+            && s[0].contains("Transport: RTP/AVP/TCP;unicast;interleaved=0-1"),
+        "one SETUP, for the one supported track: {s:?}"
+    );
+    // The server picks other channels and a 10 s session timeout.
+    answer(
+        &mut c,
+        t,
+        "RTSP/1.0 200 OK\r\nCSeq: 3\r\nSession: ABC;timeout=10\r\nTransport: RTP/AVP/TCP;unicast;interleaved=6-7\r\n\r\n",
+    );
+    let p = sent(&mut c);
+    assert!(
+        p[0].starts_with("PLAY rtsp://cam/s RTSP/1.0") && p[0].contains("Session: ABC"),
+        "{p:?}"
+    );
+    answer(
+        &mut c,
+        t,
+        "RTSP/1.0 200 OK\r\nCSeq: 4\r\nSession: ABC\r\n\r\n",
+    );
+    assert!(c.is_playing());
+    // Media on the server's channel 6 keeps it alive; a keep-alive goes out
+    // at half the session timeout, with the session id.
+    let mut keepalives = 0;
+    for i in 0..24u16 {
+        let now = Instant::from_millis(500 * (u64::from(i) + 1));
+        let pkt = arcly::rtp::RtpPacket {
+            marker: true,
+            payload_type: 96,
+            sequence: i,
+            timestamp: 4500 * u32::from(i),
+            ssrc: 9,
+            payload: Bytes::from_static(&[0x65, 1, 2, 3]),
+        }
+        .to_bytes();
+        let mut b = vec![b'$', 6, 0, pkt.len() as u8];
+        b.extend_from_slice(&pkt);
+        c.handle_input(now, &b);
+        c.handle_timeout(now);
+        for r in sent(&mut c) {
+            assert!(
+                r.starts_with("GET_PARAMETER rtsp://cam/s RTSP/1.0") && r.contains("Session: ABC"),
+                "{r}"
+            );
+            keepalives += 1;
+        }
+        while c.poll_event().is_some() {}
+    }
+    assert_eq!(keepalives, 2, "one per 5 s over 12 s");
+    assert!(c
+        .poll_timeout()
+        .is_some_and(|d| d <= Instant::from_millis(17_000)));
+    assert!(c.error().is_none(), "{:?}", c.error());
+}
