@@ -3,7 +3,7 @@
 //! `rtsp://user:pass@…` (both answer the server's Digest challenge; the
 //! password never crosses the wire) and the viewer decodes every frame;
 //! without credentials ffprobe fails with 401, with a wrong password with
-//! 403.
+//! 403. GStreamer `rtspsrc` plays with Digest from the URL too.
 
 #![allow(
     clippy::unwrap_used,
@@ -106,5 +106,51 @@ fn ffmpeg_publishes_and_plays_with_digest_and_is_refused_without() {
     assert!(
         !kinds.contains(&"basic"),
         "{test}: ffmpeg fell back to Basic: {kinds:?}"
+    );
+}
+
+/// GStreamer `rtspsrc` answers the Digest challenge from the URL's userinfo
+/// too (ffmpeg publishes with credentials).
+#[test]
+fn gst_rtspsrc_plays_with_digest() {
+    let test = "rtsp_auth/gst-digest";
+    if !require_tools(test, &["ffmpeg", "ffprobe"])
+        || !arcly_tests::tools::require_gst_elements(
+            test,
+            &[
+                "rtspsrc",
+                "rtph264depay",
+                "rtpmp4gdepay",
+                "avdec_h264",
+                "avdec_aac",
+            ],
+        )
+    {
+        return;
+    }
+    let _watchdog = Watchdog::new(test, Duration::from_secs(90));
+    arcly_tests::init_logging();
+    let engine = Engine::with_defaults();
+    let policy = Arc::new(OneUser(Default::default()));
+    let rtsp = TestServer::start_factory(
+        Adapter::Tokio,
+        engine.clone(),
+        Arc::new(RtspSessionFactory::new(engine, policy.clone())),
+    );
+    let url = format!("rtsp://cam:s3cret@{}/live/cam", rtsp.addr);
+    let report = scenario::run_urls(
+        test,
+        &url,
+        &url,
+        "cam",
+        Publisher::FfmpegRtsp,
+        Player::Gst,
+        Some(&rtsp.engine),
+    );
+    report.assert_viewer_saw_everything();
+    let kinds = policy.0.lock().unwrap().clone();
+    assert!(
+        !kinds.contains(&"basic"),
+        "{test}: a client fell back to Basic: {kinds:?}"
     );
 }
