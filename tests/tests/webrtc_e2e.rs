@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use arcly_tests::binary;
-use arcly_tests::ffmpeg::{publish_command, PublishSpec};
+use arcly_tests::ffmpeg::{publish_command, publish_command_full, PublishSpec};
 use arcly_tests::http_client::request;
 use arcly_tests::process::Proc;
 use arcly_tests::tools::require_tools;
@@ -225,5 +225,74 @@ fn rtmp_publish_whep_viewer_junk_and_vanishing_viewer() {
     eprintln!("vanished viewer closed after {:?}", vanished.elapsed());
     let r = request(http, &http.to_string(), "DELETE", &location, &[], None, T).unwrap();
     assert_eq!(r.status, 404, "the vanished session is gone");
+    publisher.kill();
+}
+
+#[test]
+fn whep_of_h264_with_b_frames_is_refused_with_a_reason() {
+    if !require_tools("webrtc_e2e", &["ffmpeg"]) {
+        return;
+    }
+    let Some(bin) = binary::arcly_bin("webrtc_e2e") else {
+        return;
+    };
+    let mut server = binary::spawn(
+        &bin,
+        &[
+            "--rtmp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--rtsp",
+            "off",
+            "--srt",
+            "off",
+            "--webrtc",
+            "127.0.0.1:0",
+        ],
+    );
+    let _udp = wait_webrtc_addr(&mut server);
+    let rtmp = binary::wait_rtmp_addr(&mut server, T).expect("RTMP banner");
+    let http = binary::wait_http_addr(&mut server, T).expect("HTTP banner");
+    let spec = PublishSpec {
+        fps: 25,
+        gop: 25,
+        seconds: 20,
+        ..PublishSpec::default()
+    };
+    let mut publisher = Proc::spawn(
+        "ffmpeg",
+        &mut publish_command_full(&format!("rtmp://{rtmp}/live/bf"), &spec, "flv", true, &[]),
+    );
+    let started = Instant::now();
+    let refused = loop {
+        let (mut peer, offer) = Peer::new(Direction::RecvOnly);
+        let resp = peer.signal(http, "/live/bf/whep", &offer);
+        match resp.status {
+            422 => break resp,
+            // Not live yet, or live with an empty GOP cache (the session
+            // then ends at the first B-frame): try again.
+            404 | 201 => {
+                if let Some(loc) = resp.header("location") {
+                    let _ = request(http, &http.to_string(), "DELETE", loc, &[], None, T);
+                }
+            }
+            other => panic!("WHEP of a B-frame stream: {other} {}", resp.text()),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "never refused:\n{}\n{}",
+            server.describe(),
+            publisher.describe()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(refused.text().contains("B-frames"), "{}", refused.text());
+    assert!(
+        server.wait_for(T, |_, err| err.contains("WHIP/WHEP request refused")
+            && err.contains("B-frames")),
+        "no log line names the B-frames:\n{}",
+        server.describe()
+    );
     publisher.kill();
 }

@@ -31,11 +31,11 @@ use arcly::admission::{
     Rejection, MAX_ADMISSION_WAIT,
 };
 use arcly::datagram::{reply, InboxSender, ReplyReceiver};
-use arcly::engine::{PublishError, Signal, StreamKey, SubscribeError};
+use arcly::engine::{PublishError, Recv, Signal, StreamKey, SubscribeError};
 use arcly::http::{ClientAddr, HttpRouter, HttpService, Route, RouteMatch, Routed, Wait};
 use arcly::log_limit::LogLimiter;
 use arcly::peer_text::escaped;
-use arcly::{Engine, Instant};
+use arcly::{Codec, Engine, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -474,7 +474,13 @@ impl Signalling {
                 }
             },
             Kind::Whep => match self.config.engine.subscribe(&offer.key) {
-                Ok(s) => EngineSide::Play(s),
+                Ok(s) => {
+                    if has_b_frames(&self.config.engine, &offer.key) {
+                        let why = WebRtcError::BFrames.to_string();
+                        return self.refuse(req, now, StatusCode::UNPROCESSABLE_ENTITY, &why);
+                    }
+                    EngineSide::Play(s)
+                }
                 Err(e) => {
                     let status = match e {
                         SubscribeError::TooManySubscribers(..) => StatusCode::SERVICE_UNAVAILABLE,
@@ -607,6 +613,33 @@ impl Signalling {
         }
         Routed::Wait(Wait::new(wake, epoch, deadline, parked))
     }
+}
+
+/// Most cached frames [`has_b_frames`] looks at.
+const B_FRAME_PROBE: usize = 1024;
+
+/// Whether the stream's cached GOP has H.264 B-frames (a video frame whose
+/// PTS differs from its DTS): browsers play WebRTC video in arrival order,
+/// so such a stream would stutter; it is refused instead. Reads a probe
+/// subscriber (the GOP cache, at most [`B_FRAME_PROBE`] frames, shared
+/// `Arc`s: no copy). A stream whose cache is still empty passes here; the
+/// session then ends at its first B-frame ([`WebRtcError::BFrames`]).
+fn has_b_frames(engine: &Engine, key: &StreamKey) -> bool {
+    let Ok(mut probe) = engine.subscribe(key) else {
+        return false;
+    };
+    for _ in 0..B_FRAME_PROBE {
+        match probe.recv() {
+            Recv::Frame(e) => {
+                let f = &e.frame;
+                if f.codec == Codec::H264 && !f.is_config() && f.pts != f.dts {
+                    return true;
+                }
+            }
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Percent-encodes a path segment (everything outside RFC 3986

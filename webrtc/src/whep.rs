@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use arcly::codec::h264::{avcc_to_annex_b_into, AvcConfig};
-use arcly::engine::{Recv, Subscriber};
+use arcly::engine::{EgressSlot, FrameEntry, Recv, Subscriber};
 use arcly::frame::rescale;
 use arcly::{Codec, Frame, Instant};
 use bytes::{Bytes, BytesMut};
@@ -48,6 +48,10 @@ pub enum WebRtcError {
     /// The WebRTC stack failed (the session is dead).
     #[error("webrtc: {0}")]
     Rtc(String),
+    /// The stream's H.264 has B-frames (a frame whose PTS differs from its
+    /// DTS): browsers play RTP video in arrival order, so it would stutter.
+    #[error("the stream's H.264 has B-frames (non-zero composition offsets), which WebRTC viewers cannot play; publish without B-frames (x264 -bf 0, OBS: profile baseline or bframes=0)")]
+    BFrames,
 }
 
 /// One datagram to send from the shared socket.
@@ -403,7 +407,7 @@ impl WhepSession {
         }
         loop {
             match self.subscriber.recv() {
-                Recv::Frame(entry) => self.write_frame(now, &entry.frame)?,
+                Recv::Frame(entry) => self.write_frame(now, &entry)?,
                 Recv::Empty => break,
                 Recv::End => {
                     self.ended = true;
@@ -414,7 +418,8 @@ impl WhepSession {
         self.drive()
     }
 
-    fn write_frame(&mut self, now: Instant, frame: &Frame) -> Result<(), WebRtcError> {
+    fn write_frame(&mut self, now: Instant, entry: &FrameEntry) -> Result<(), WebRtcError> {
+        let frame = &entry.frame;
         let (track, data, clock) = match frame.codec {
             Codec::H264 if frame.is_config() => {
                 self.h264_parameter_sets = AvcConfig::parse(&frame.payload)
@@ -428,17 +433,18 @@ impl WhepSession {
                     self.stats.frames_skipped += 1;
                     return Ok(());
                 };
-                let mut out = BytesMut::with_capacity(frame.payload.len() + 64);
-                if keyframe {
-                    if let Some(ps) = &self.h264_parameter_sets {
-                        out.extend_from_slice(ps);
-                    }
+                if frame.pts != frame.dts {
+                    return Err(WebRtcError::BFrames);
                 }
-                if avcc_to_annex_b_into(&frame.payload, &mut out).is_err() {
+                // Built once per frame for every viewer of the stream: the
+                // parameter sets in force at a frame are the same for all.
+                let ps = &self.h264_parameter_sets;
+                let data = entry.egress(EgressSlot::WebRtc, |f| annex_b_access_unit(f, ps));
+                if data.is_empty() {
                     self.stats.frames_skipped += 1;
                     return Ok(());
                 }
-                (track, out.freeze(), 90_000u32)
+                (track, data, 90_000u32)
             }
             Codec::Opus if !frame.is_config() => {
                 let Some(track) = self.audio else {
@@ -493,4 +499,20 @@ impl WhepSession {
         self.stats.frames_written += 1;
         Ok(())
     }
+}
+
+/// A video frame as WebRTC sends it ([`EgressSlot::WebRtc`]): the AVCC
+/// access unit in Annex B, the stream's SPS/PPS (`parameter_sets`, Annex B)
+/// before an IDR. Empty when the payload is not valid AVCC.
+pub(crate) fn annex_b_access_unit(frame: &Frame, parameter_sets: &Option<Bytes>) -> Bytes {
+    let mut out = BytesMut::with_capacity(frame.payload.len() + 64);
+    if frame.is_keyframe() {
+        if let Some(ps) = parameter_sets {
+            out.extend_from_slice(ps);
+        }
+    }
+    if avcc_to_annex_b_into(&frame.payload, &mut out).is_err() {
+        return Bytes::new();
+    }
+    out.freeze()
 }

@@ -65,9 +65,14 @@ pub enum EgressSlot {
     Ts = 1,
     /// RTP packets (RTSP viewers, `crate::rtp`'s packetizer).
     Rtp = 2,
+    /// An H.264 access unit in Annex B with the stream's SPS/PPS before
+    /// each IDR (ITU-T H.264 Annex B; what WebRTC's RFC 6184 packetizer
+    /// takes): WHEP viewers, built by the first viewer that reaches the
+    /// frame (`arcly-webrtc`).
+    WebRtc = 3,
 }
 
-const SLOTS: usize = 3;
+const SLOTS: usize = 4;
 
 /// No sequence number (empty GOP cache, no start point yet).
 const NONE: u64 = u64::MAX;
