@@ -77,6 +77,11 @@ command -v stdbuf >/dev/null 2>&1 || need+=(coreutils)
 command -v tc >/dev/null 2>&1 || need+=(iproute2)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+# arcly-webrtc's `transcode` feature (AAC -> Opus): libopus through
+# pkg-config (the `opus` crate's audiopus_sys finds it; without it it would
+# try a cmake build of its bundled copy).
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
 if ((${#need[@]})); then
     # Deduplicate; one install for everything missing.
     mapfile -t need < <(printf '%s\n' "${need[@]}" gstreamer1.0-plugins-base | sort -u)

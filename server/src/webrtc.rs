@@ -114,7 +114,7 @@ pub fn spawn(
     mut stop: watch::Receiver<bool>,
 ) -> Running {
     let (candidates, local_ips) = candidates(addr, &options.public_ips);
-    let mut config = WebRtcConfig::new(std::time::Instant::now());
+    let mut config = WebRtcConfig::new(std::time::Instant::now()).with_aac_transcoding(engine);
     config.host_candidates = candidates.clone();
     config.local_ips = local_ips;
     config.max_sessions = options.max_sessions.max(1);

@@ -17,11 +17,17 @@
 //!   RFC 8489 §14.3), everything else by remote address, both through hash
 //!   maps, with a bounded number of sessions and addresses.
 //!
+//! - [`AacToOpus`], [`OpusFeeds`] (cargo feature `transcode`, on by
+//!   default): AAC → Opus once per stream for WHEP viewers of streams
+//!   published with AAC (browsers do not decode AAC).
+//!
 //! See `docs/webrtc.md` for what exists and what comes next.
 
 mod router;
 pub mod service;
 pub mod signalling;
+#[cfg(feature = "transcode")]
+mod transcode;
 mod whep;
 mod whip;
 
@@ -31,3 +37,9 @@ pub use whep::{
     Transmit, WebRtcError, WhepSession, WhepStats, MAX_OFFER_LEN, MAX_PENDING_TRANSMITS,
 };
 pub use whip::{WhipSession, WhipStats, PLI_INTERVAL};
+
+#[cfg(feature = "transcode")]
+pub use transcode::{
+    AacToOpus, OpusFeed, OpusFeedLease, OpusFeeds, TranscodeError, TranscodeStats,
+    MAX_QUEUED_FRAMES, OPUS_FRAME_TICKS, OPUS_RATE,
+};

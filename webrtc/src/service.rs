@@ -232,6 +232,10 @@ pub struct WebRtcConfig {
     /// service's clock maps to for str0m (any fixed instant chosen once
     /// by the caller: str0m only needs a monotonic clock).
     pub epoch: std::time::Instant,
+    /// AAC → Opus feeds for WHEP viewers of AAC streams (see
+    /// [`WebRtcConfig::with_aac_transcoding`]); `None`: AAC is not sent.
+    #[cfg(feature = "transcode")]
+    pub opus_feeds: Option<crate::transcode::OpusFeeds>,
 }
 
 impl WebRtcConfig {
@@ -243,7 +247,26 @@ impl WebRtcConfig {
             max_sessions: DEFAULT_MAX_SESSIONS,
             max_sessions_per_ip: DEFAULT_MAX_SESSIONS_PER_IP,
             epoch,
+            #[cfg(feature = "transcode")]
+            opus_feeds: None,
         }
+    }
+
+    /// WHEP viewers of streams with AAC audio get it as Opus, transcoded
+    /// once per stream of `engine` (the `transcode` feature; without it
+    /// this does nothing and such viewers get video only, with one warning).
+    #[must_use]
+    #[cfg_attr(not(feature = "transcode"), allow(unused_mut))]
+    pub fn with_aac_transcoding(mut self, engine: &arcly::Engine) -> Self {
+        #[cfg(feature = "transcode")]
+        {
+            self.opus_feeds = Some(crate::transcode::OpusFeeds::new(engine.clone()));
+        }
+        #[cfg(not(feature = "transcode"))]
+        {
+            let _ = engine;
+        }
+        self
     }
 }
 
@@ -527,7 +550,17 @@ impl WebRtcService {
                 self.config.epoch,
                 seed,
             )
-            .map(|(s, a)| (Peer::Whep(Box::new(s)), a, Kind::Whep)),
+            .map(|(s, a)| {
+                #[cfg(feature = "transcode")]
+                let s = {
+                    let mut s = s;
+                    if let Some(feeds) = &self.config.opus_feeds {
+                        s.set_opus_feeds(feeds.clone());
+                    }
+                    s
+                };
+                (Peer::Whep(Box::new(s)), a, Kind::Whep)
+            }),
             EngineSide::Publish(publisher) => WhipSession::new(
                 &offer,
                 &self.candidates,

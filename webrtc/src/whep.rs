@@ -122,7 +122,18 @@ pub struct WhepSession {
     transmits: VecDeque<Transmit>,
     stats: WhepStats,
     warned_codec: bool,
+    /// Where this session gets Opus for an AAC stream (set by the driver).
+    #[cfg(feature = "transcode")]
+    opus_feeds: Option<crate::transcode::OpusFeeds>,
+    /// The stream's shared AAC → Opus feed, once an AAC frame was seen.
+    #[cfg(feature = "transcode")]
+    audio_feed: Option<(Subscriber, crate::transcode::OpusFeedLease)>,
 }
+
+/// Whether the process-wide "built without transcoding" warning was logged.
+#[cfg(not(feature = "transcode"))]
+static WARNED_NO_TRANSCODE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 impl core::fmt::Debug for WhepSession {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -213,6 +224,10 @@ impl WhepSession {
             transmits: VecDeque::new(),
             stats: WhepStats::default(),
             warned_codec: false,
+            #[cfg(feature = "transcode")]
+            opus_feeds: None,
+            #[cfg(feature = "transcode")]
+            audio_feed: None,
         };
         for mid in mids {
             session.add_track(mid);
@@ -253,6 +268,38 @@ impl WhepSession {
 
     fn wall(&self, now: Instant) -> std::time::Instant {
         self.epoch + Duration::from_micros(now.as_micros())
+    }
+
+    /// Gives the session the engine's AAC → Opus feeds: if the stream
+    /// carries AAC audio and the viewer negotiated Opus, the session joins
+    /// (or starts) the stream's shared [`OpusFeed`](crate::OpusFeed) at the
+    /// first AAC frame and sends its packets, with timestamps on the same
+    /// timeline as the video. Without it, AAC is not sent (video only).
+    #[cfg(feature = "transcode")]
+    pub fn set_opus_feeds(&mut self, feeds: crate::transcode::OpusFeeds) {
+        self.opus_feeds = Some(feeds);
+    }
+
+    /// The signal of the stream's Opus feed, once the session uses one: a
+    /// driver that waits on it as well as on
+    /// [`media_signal`](Self::media_signal) sends each Opus packet as soon
+    /// as it is encoded (without it, packets wait for the source stream's
+    /// next frame, at most one AAC frame, ~21 ms).
+    pub fn audio_signal(&self) -> Option<arcly::engine::Signal> {
+        #[cfg(feature = "transcode")]
+        {
+            self.audio_feed.as_ref().map(|(s, _)| s.signal())
+        }
+        #[cfg(not(feature = "transcode"))]
+        {
+            None
+        }
+    }
+
+    /// Counters of the stream's AAC → Opus transcoder, if this session uses it.
+    #[cfg(feature = "transcode")]
+    pub fn transcode_stats(&self) -> Option<crate::transcode::TranscodeStats> {
+        self.audio_feed.as_ref().map(|(_, lease)| lease.stats())
     }
 
     /// A datagram from `source` to `destination` (a host candidate) on the
@@ -415,7 +462,63 @@ impl WhepSession {
                 }
             }
         }
+        #[cfg(feature = "transcode")]
+        self.pump_audio_feed(now)?;
         self.drive()
+    }
+
+    /// Runs the stream's Opus feed (once per stream: the first session to
+    /// get here transcodes, the others find the packets ready) and writes
+    /// its new packets.
+    #[cfg(feature = "transcode")]
+    fn pump_audio_feed(&mut self, now: Instant) -> Result<(), WebRtcError> {
+        let Some((mut subscriber, lease)) = self.audio_feed.take() else {
+            return Ok(());
+        };
+        lease.pump();
+        let result = loop {
+            match subscriber.recv() {
+                Recv::Frame(entry) => {
+                    if let Err(e) = self.write_frame(now, &entry) {
+                        break Err(e);
+                    }
+                }
+                Recv::Empty | Recv::End => break Ok(()),
+            }
+        };
+        self.audio_feed = Some((subscriber, lease));
+        result
+    }
+
+    /// An AAC frame from the stream: with transcoding, join the stream's
+    /// Opus feed (the audio goes out from there); without, video only.
+    fn on_aac(&mut self, frame: &Frame) {
+        #[cfg(feature = "transcode")]
+        {
+            if self.audio.is_some() && self.audio_feed.is_none() {
+                if let Some(feeds) = &self.opus_feeds {
+                    self.audio_feed = feeds.subscribe(self.subscriber.key());
+                    if self.audio_feed.is_some() {
+                        return;
+                    }
+                }
+            } else if self.audio_feed.is_some() {
+                return;
+            }
+        }
+        #[cfg(not(feature = "transcode"))]
+        {
+            use std::sync::atomic::Ordering;
+            if self.audio.is_some() && !WARNED_NO_TRANSCODE.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    stream = %arcly::peer_text::escaped(&self.subscriber.key().to_string()),
+                    "arcly-webrtc was built without the `transcode` feature: WebRTC viewers of AAC streams get video only (browsers do not decode AAC)"
+                );
+            }
+        }
+        if !frame.is_config() {
+            self.stats.frames_skipped += 1;
+        }
     }
 
     fn write_frame(&mut self, now: Instant, entry: &FrameEntry) -> Result<(), WebRtcError> {
@@ -454,6 +557,10 @@ impl WhepSession {
                 (track, frame.payload.clone(), 48_000u32)
             }
             Codec::Opus => return Ok(()),
+            Codec::Aac => {
+                self.on_aac(frame);
+                return Ok(());
+            }
             other => {
                 if !frame.is_config() {
                     self.stats.frames_skipped += 1;
