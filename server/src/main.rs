@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arcly::rtmp::{RtmpSessionFactory, ServerConfig};
-use arcly::rtsp::RtspSessionFactory;
 use arcly::session::SessionFactory;
 use arcly::Engine;
 use arcly_tokio::ServeConfig;
@@ -29,6 +28,7 @@ use tracing_subscriber::EnvFilter;
 
 mod pull;
 mod replay;
+mod rtsp_udp;
 mod srt;
 mod trim;
 mod webrtc;
@@ -80,6 +80,18 @@ struct Cli {
     /// connection), or `off`.
     #[arg(long, value_name = "ADDR|off", default_value = "0.0.0.0:8554")]
     rtsp: Listen,
+
+    /// RTSP over UDP: the RTP port for every RTSP session that asks for
+    /// `RTP/AVP;unicast;client_port=…` (RTCP on the next port), or `off`.
+    /// Default 0.0.0.0:8000 (a bind failure of the default only warns);
+    /// off when --rtsp is off.
+    #[arg(long, value_name = "ADDR|off")]
+    rtsp_udp: Option<Listen>,
+
+    /// Seconds without a datagram (RTCP receiver report) from a UDP RTSP
+    /// client's ports after which its session is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    rtsp_udp_timeout: f64,
 
     /// HTTP listen address (HLS / LL-HLS playlists and segments, player
     /// page at /<app>/<stream>/), or `off`.
@@ -239,7 +251,7 @@ struct Listener {
 }
 
 /// The listeners enabled by the command line.
-fn listeners(cli: &Cli, engine: &Engine) -> Vec<Listener> {
+fn listeners(cli: &Cli, engine: &Engine, udp: Option<&rtsp_udp::RtspUdp>) -> Vec<Listener> {
     let mut out = Vec::new();
     if let Listen::On(addr) = cli.rtmp {
         out.push(Listener {
@@ -255,7 +267,7 @@ fn listeners(cli: &Cli, engine: &Engine) -> Vec<Listener> {
         out.push(Listener {
             name: "RTSP",
             addr,
-            factory: Arc::new(RtspSessionFactory::allow_all(engine.clone())),
+            factory: Arc::new(rtsp_udp::session_factory(engine, udp)),
             hints: rtsp_hints,
         });
     }
@@ -359,7 +371,25 @@ async fn run(cli: Cli) -> ExitCode {
     let engine = Engine::new();
     engine.set_default_app(Some(app_config(&cli)));
     engine.set_max_publishers_per_ip(cli.max_publishers_per_ip);
-    let wanted = listeners(&cli, &engine);
+    let udp = match (cli.rtsp, cli.rtsp_udp) {
+        (Listen::Off, _) | (_, Some(Listen::Off)) => None,
+        (Listen::On(_), Some(Listen::On(a))) => {
+            match rtsp_udp::bind(a, true, cli.rtsp_udp_timeout).await {
+                Ok(u) => u,
+                Err(code) => return code,
+            }
+        }
+        (Listen::On(_), None) => {
+            let a = rtsp_udp::DEFAULT_ADDR
+                .parse()
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 8000)));
+            rtsp_udp::bind(a, false, cli.rtsp_udp_timeout)
+                .await
+                .ok()
+                .flatten()
+        }
+    };
+    let wanted = listeners(&cli, &engine, udp.as_ref());
     if wanted.is_empty() && cli.http == Listen::Off && cli.srt == Listen::Off {
         eprintln!("arcly: every listener is off; nothing to serve");
         return ExitCode::FAILURE;
@@ -417,6 +447,10 @@ async fn run(cli: Cli) -> ExitCode {
     println!("arcly {} ready", env!("CARGO_PKG_VERSION"));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
+    let rtsp_addr = bound
+        .iter()
+        .find(|(l, _, _)| l.name == "RTSP")
+        .map(|(_, _, a)| *a);
     for (l, sock, addr) in bound {
         println!("  {} listening on {addr}", l.name);
         for hint in (l.hints)(addr) {
@@ -444,6 +478,13 @@ async fn run(cli: Cli) -> ExitCode {
         };
         webrtc::spawn(&mut servers, sock, addr, &engine, &options, stop_rx.clone())
     });
+    if let Some(u) = udp {
+        let rtsp = match cli.rtsp {
+            Listen::On(_) => rtsp_addr,
+            Listen::Off => None,
+        };
+        rtsp_udp::spawn(&mut servers, u, rtsp, stop_rx.clone());
+    }
     if let Some((sock, addr)) = http {
         spawn_http(
             &mut servers,

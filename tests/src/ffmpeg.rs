@@ -56,6 +56,12 @@ pub fn publish_rtsp_command(url: &str, spec: &PublishSpec) -> Command {
     publish_command_full(url, spec, "rtsp", true, &["-rtsp_transport", "tcp"])
 }
 
+/// [`publish_rtsp_command`] with RTP over UDP (`-rtsp_transport udp`:
+/// `client_port` pairs, RTP to the server's UDP ports).
+pub fn publish_rtsp_udp_command(url: &str, spec: &PublishSpec) -> Command {
+    publish_command_full(url, spec, "rtsp", true, &["-rtsp_transport", "udp"])
+}
+
 /// [`publish_command_as`], with B-frames or not and extra output options
 /// (placed before `-f`).
 pub fn publish_command_full(
@@ -126,11 +132,17 @@ pub fn progress_frame(stdout: &str) -> Option<u64> {
 /// one `frame|media_type=..|key_frame=..|pts=..|pkt_dts=..` line each).
 /// `rw_timeout` bounds how long it waits for data once the stream stalls.
 pub fn play_command(url: &str, rw_timeout: Duration) -> Command {
+    play_command_rtsp(url, rw_timeout, "tcp")
+}
+
+/// [`play_command`] with the RTSP transport (`-rtsp_transport`: `tcp`
+/// interleaved or `udp`) for an `rtsp://` URL.
+pub fn play_command_rtsp(url: &str, rw_timeout: Duration, transport: &str) -> Command {
     let mut c = Command::new("ffprobe");
     c.args(["-hide_banner", "-loglevel", "level+warning"]);
     if url.starts_with("rtsp://") {
-        // RTP interleaved on the RTSP connection; `-timeout` bounds a stall.
-        c.args(["-rtsp_transport", "tcp"])
+        // `-timeout` bounds a stall.
+        c.args(["-rtsp_transport", transport])
             .args(["-timeout", &rw_timeout.as_micros().to_string()]);
     } else {
         c.args(["-rw_timeout", &rw_timeout.as_micros().to_string()]);

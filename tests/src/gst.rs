@@ -49,6 +49,12 @@ pub fn gst_launch() -> Command {
 /// with `audiotestsrc ! avenc_aac` into the same mux. The `vin` identity
 /// traces every video frame sent.
 pub fn publish_command(url: &str, spec: &PublishSpec) -> Command {
+    publish_command_rtsp(url, spec, "tcp")
+}
+
+/// [`publish_command`] with rtspclientsink's `protocols` (`tcp`, `udp`)
+/// for an `rtsp://` URL.
+pub fn publish_command_rtsp(url: &str, spec: &PublishSpec, protocols: &str) -> Command {
     let mut c = gst_launch();
     let audio_buffers = u64::from(spec.seconds) * 44_100 / 1024 + 1;
     // RTMP: both into flvmux; RTSP: each into rtspclientsink (RTP over the
@@ -57,7 +63,7 @@ pub fn publish_command(url: &str, spec: &PublishSpec) -> Command {
         (
             "s.sink_0",
             "s.sink_1",
-            format!("rtspclientsink name=s location={url} protocols=tcp"),
+            format!("rtspclientsink name=s location={url} protocols={protocols}"),
         )
     } else {
         (
@@ -93,6 +99,12 @@ pub const PICTURE_BYTES: u64 = 320 * 240 * 3 / 2;
 /// lines). `vpkt` traces video packets (keyframe flags); `vout` posts an
 /// `imperfect-timestamp` message for every gap or backwards step.
 pub fn play_command(url: &str, dir: &std::path::Path) -> Command {
+    play_command_rtsp(url, dir, "tcp")
+}
+
+/// [`play_command`] with rtspsrc's `protocols` (`tcp`, `udp`) for an
+/// `rtsp://` URL.
+pub fn play_command_rtsp(url: &str, dir: &std::path::Path, protocols: &str) -> Command {
     let mut c = gst_launch();
     c.arg("-m");
     let video = dir.join("video.yuv");
@@ -102,7 +114,7 @@ pub fn play_command(url: &str, dir: &std::path::Path) -> Command {
         (
             "d. ! application/x-rtp,media=video ! rtph264depay",
             "d. ! application/x-rtp,media=audio ! rtpmp4gdepay",
-            format!("rtspsrc location={url} protocols=tcp latency=1000 name=d"),
+            format!("rtspsrc location={url} protocols={protocols} latency=1000 name=d"),
         )
     } else {
         (

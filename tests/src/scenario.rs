@@ -184,6 +184,11 @@ pub enum Publisher {
     Ffmpeg,
     /// The same over RTSP (`-rtsp_transport tcp`), H.264 with B-frames.
     FfmpegRtsp,
+    /// The same over RTSP with RTP over UDP (`-rtsp_transport udp`).
+    FfmpegRtspUdp,
+    /// [`Publisher::Gst`] with `rtspclientsink protocols=udp` (an
+    /// `rtsp://` URL).
+    GstUdp,
     /// `gst-launch-1.0` with `videotestsrc` + `audiotestsrc`, x264enc +
     /// avenc_aac, `flvmux ! rtmp2sink`.
     Gst,
@@ -194,6 +199,10 @@ pub enum Publisher {
 pub enum Player {
     /// `ffprobe -show_frames` (libavcodec decoding).
     Ffprobe,
+    /// The same with `-rtsp_transport udp` (an `rtsp://` URL).
+    FfprobeUdp,
+    /// [`Player::Gst`] with `rtspsrc protocols=udp` (an `rtsp://` URL).
+    GstUdp,
     /// `gst-launch-1.0 rtmp2src ! flvdemux`, avdec_h264 + avdec_aac.
     Gst,
 }
@@ -289,16 +298,26 @@ pub fn run_urls(
             &format!("{label}:ffmpeg-rtsp-publish"),
             &mut ffmpeg::publish_rtsp_command(url, &spec),
         ),
+        Publisher::FfmpegRtspUdp => Proc::spawn(
+            &format!("{label}:ffmpeg-rtsp-udp-publish"),
+            &mut ffmpeg::publish_rtsp_udp_command(url, &spec),
+        ),
         Publisher::Gst => Proc::spawn(
             &format!("{label}:gst-publish"),
             &mut gst::publish_command(url, &spec),
+        ),
+        Publisher::GstUdp => Proc::spawn(
+            &format!("{label}:gst-udp-publish"),
+            &mut gst::publish_command_rtsp(url, &spec, "udp"),
         ),
     };
     let url = play_url;
     let gop = u64::from(spec.gop);
     let frame_of = |p: &Proc| match publisher_kind {
-        Publisher::Ffmpeg | Publisher::FfmpegRtsp => ffmpeg::progress_frame(&p.stdout()),
-        Publisher::Gst => Some(gst::count_buffers(&p.stdout(), "vin")),
+        Publisher::Ffmpeg | Publisher::FfmpegRtsp | Publisher::FfmpegRtspUdp => {
+            ffmpeg::progress_frame(&p.stdout())
+        }
+        Publisher::Gst | Publisher::GstUdp => Some(gst::count_buffers(&p.stdout(), "vin")),
     };
     let join_frame = wait_join_point(&mut publisher, gop, frame_of);
     let player_start = Instant::now();
@@ -308,9 +327,17 @@ pub fn run_urls(
             &format!("{label}:ffprobe-play"),
             &mut ffmpeg::play_command(url, Duration::from_secs(4)),
         ),
+        Player::FfprobeUdp => Proc::spawn(
+            &format!("{label}:ffprobe-udp-play"),
+            &mut ffmpeg::play_command_rtsp(url, Duration::from_secs(4), "udp"),
+        ),
         Player::Gst => Proc::spawn(
             &format!("{label}:gst-play"),
             &mut gst::play_command(url, dir.path()),
+        ),
+        Player::GstUdp => Proc::spawn(
+            &format!("{label}:gst-udp-play"),
+            &mut gst::play_command_rtsp(url, dir.path(), "udp"),
         ),
     };
     // The moment the server subscribed the player is the real join point
@@ -326,23 +353,23 @@ pub fn run_urls(
         publisher.describe()
     );
     let (published, publisher_errors) = match publisher_kind {
-        Publisher::Ffmpeg | Publisher::FfmpegRtsp => (
+        Publisher::Ffmpeg | Publisher::FfmpegRtsp | Publisher::FfmpegRtspUdp => (
             ffmpeg::progress_frame(&publisher.stdout()).unwrap_or(0),
             ffmpeg::error_lines(&publisher.stderr()),
         ),
         // num-buffers makes the count exact (the `-v` trace is only approximate).
-        Publisher::Gst => (
+        Publisher::Gst | Publisher::GstUdp => (
             spec.total_frames(),
             gst::error_lines(&publisher.stdout(), &publisher.stderr()),
         ),
     };
     let (_, player_stopped) = player.wait_or_stop(Duration::from_secs(8));
     let (playback, player_errors) = match player_kind {
-        Player::Ffprobe => (
+        Player::Ffprobe | Player::FfprobeUdp => (
             Playback::from_frames(&ffmpeg::parse_frames(&player.stdout())),
             ffmpeg::error_lines(&player.stderr()),
         ),
-        Player::Gst => (
+        Player::Gst | Player::GstUdp => (
             gst::playback(&player.stdout(), dir.path()),
             gst::error_lines(&player.stdout(), &player.stderr()),
         ),

@@ -27,6 +27,7 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::message::{Decoder, Item, MessageError, Method, Request, Response};
+use super::udp::{self, Chosen, RtspUdpHandle, UdpEnd, UdpLink};
 use crate::admission::{
     Admission, AdmissionKind, AdmissionRequest, AdmissionWait, AllowAll, Decision, RejectCode,
     Rejection, MAX_ADMISSION_WAIT,
@@ -99,7 +100,7 @@ pub struct StreamEgress {
 }
 
 impl StreamEgress {
-    fn slot(&self, kind: MediaKind) -> &Mutex<Option<Packetizer>> {
+    pub(crate) fn slot(&self, kind: MediaKind) -> &Mutex<Option<Packetizer>> {
         match kind {
             MediaKind::Video => &self.video,
             MediaKind::Audio => &self.audio,
@@ -107,7 +108,7 @@ impl StreamEgress {
     }
 
     /// The packets of a frame, built once (cached in the frame's entry).
-    fn packets(&self, entry: &SharedFrame) -> Bytes {
+    pub(crate) fn packets(&self, entry: &SharedFrame) -> Bytes {
         entry.egress(EgressSlot::Rtp, |f| {
             let mut slot = self
                 .slot(f.kind())
@@ -167,6 +168,7 @@ pub struct RtspSessionFactory {
     engine: Engine,
     admission: Arc<dyn Admission>,
     egress: Arc<RtpEgress>,
+    udp: Option<RtspUdpHandle>,
 }
 
 impl core::fmt::Debug for RtspSessionFactory {
@@ -182,7 +184,15 @@ impl RtspSessionFactory {
             engine,
             admission,
             egress: Arc::default(),
+            udp: None,
         }
+    }
+
+    /// Offers UDP unicast transport (`RTP/AVP;unicast;client_port=…`)
+    /// through the RTSP UDP service of `handle` (see [`super::udp`]).
+    pub fn with_udp(mut self, handle: RtspUdpHandle) -> Self {
+        self.udp = Some(handle);
+        self
     }
 
     /// Sessions that admit every request.
@@ -213,6 +223,8 @@ impl RtspSessionFactory {
             content_base: None,
             publish: None,
             play: None,
+            udp_handle: self.udp.clone(),
+            udp: None,
         }
     }
 }
@@ -337,6 +349,10 @@ pub struct RtspSession {
     content_base: Option<String>,
     publish: Option<PublishState>,
     play: Option<PlayState>,
+    /// The UDP service, when the server offers UDP transport.
+    udp_handle: Option<RtspUdpHandle>,
+    /// This session's UDP side, from its first UDP SETUP.
+    udp: Option<UdpLink>,
 }
 
 impl core::fmt::Debug for RtspSession {
@@ -409,32 +425,8 @@ fn parse_key(path: &str) -> Result<StreamKey, String> {
     StreamKey::new(app, name).map_err(|e| format!("bad stream key: {e}"))
 }
 
-/// The first supported alternative of a `Transport` header: TCP interleaved
-/// channels (assigned `default` when the client gave none), or `None`.
-fn tcp_transport(header: &str, default: u8) -> Option<(u8, u8, bool)> {
-    for alt in header.split(',') {
-        let parts: Vec<&str> = alt.split(';').map(str::trim).collect();
-        let Some(proto) = parts.first() else { continue };
-        if !proto.eq_ignore_ascii_case("RTP/AVP/TCP") {
-            continue;
-        }
-        let record = parts
-            .iter()
-            .any(|p| p.to_ascii_lowercase().replace('"', "") == "mode=record");
-        let channels = parts
-            .iter()
-            .find_map(|p| p.strip_prefix("interleaved="))
-            .and_then(|v| {
-                let (a, b) = v.split_once('-').unwrap_or((v, ""));
-                let a: u8 = a.trim().parse().ok()?;
-                let b: u8 = b.trim().parse().unwrap_or(a.saturating_add(1));
-                Some((a, b))
-            })
-            .unwrap_or((default, default.saturating_add(1)));
-        return Some((channels.0, channels.1, record));
-    }
-    None
-}
+/// The 461 reason when no `Transport` alternative is supported.
+const NO_TRANSPORT: &str = "no supported transport (RTP/AVP/TCP interleaved, RTP/AVP unicast UDP)";
 
 /// The `Range` a PLAY response says (RFC 2326 §12.29): a live stream plays
 /// from now whatever start the client asked for, and the two forms players
@@ -473,12 +465,17 @@ fn resolve_url(uri: &str, base: Option<&str>) -> String {
 impl RtspSession {
     /// Whether this session publishes a stream right now.
     pub fn is_publishing(&self) -> bool {
-        self.publish.as_ref().is_some_and(|p| p.recording)
+        self.publish.as_ref().is_some_and(|p| p.recording) || self.udp_active()
+    }
+
+    /// Whether the UDP service carries this session's media.
+    fn udp_active(&self) -> bool {
+        self.udp.as_ref().is_some_and(UdpLink::active)
     }
 
     /// Whether this session plays a stream right now.
     pub fn is_playing(&self) -> bool {
-        self.play.as_ref().is_some_and(|p| p.playing)
+        self.play.as_ref().is_some_and(|p| p.playing) || self.udp_active()
     }
 
     fn send(&mut self, b: Bytes) {
@@ -504,6 +501,9 @@ impl RtspSession {
     }
 
     fn end_media(&mut self) {
+        if let Some(u) = &mut self.udp {
+            u.stop();
+        }
         if let Some(p) = self.publish.take() {
             if p.recording {
                 info!(peer = %self.peer, stream = %p.key, "rtsp publish ended");
@@ -673,6 +673,10 @@ impl RtspSession {
                 }
                 if let Some(p) = &mut self.play {
                     p.playing = false;
+                    // A UDP viewer stops; PLAY starts it again from a keyframe.
+                    if let Some(u) = &mut self.udp {
+                        u.stop();
+                    }
                 }
                 let r = self.ok(&req);
                 self.respond(r);
@@ -841,6 +845,10 @@ impl RtspSession {
         };
         let transport = req.headers.get("Transport").unwrap_or_default().to_owned();
         let (_, control, query) = key_and_control(&req.uri);
+        let udp_offered = self
+            .udp_handle
+            .as_ref()
+            .is_some_and(|h| h.server_ports().is_some());
         if let Some(p) = &mut self.publish {
             // Find the announced track this URL names.
             let last = url_path(&req.uri)
@@ -861,9 +869,23 @@ impl RtspSession {
             let Some(idx) = idx else {
                 return self.refuse(req, 404, "no such track");
             };
-            let Some((a, b, _record)) = tcp_transport(&transport, (idx * 2) as u8) else {
-                return self.refuse(req, 461, "only RTP/AVP/TCP interleaved is supported");
+            let (a, b) = match udp::choose_transport(&transport, (idx * 2) as u8, udp_offered) {
+                None => return self.refuse(req, 461, NO_TRANSPORT),
+                Some(Chosen::Tcp(a, b)) => (a, b),
+                Some(Chosen::Udp(rtp, rtcp)) => {
+                    let Some(answer) = self.udp_setup(idx, rtp, rtcp, true, None) else {
+                        return self.refuse(req, 453, "too many UDP sessions from this address");
+                    };
+                    if let Some(t) = self.publish.as_mut().and_then(|p| p.tracks.get_mut(idx)) {
+                        // Marks the track set up; its media comes over UDP.
+                        t.rtp_channel = Some((idx * 2) as u8);
+                    }
+                    self.session_started = true;
+                    let r = self.ok(req).header("Transport", answer);
+                    return self.respond(r);
+                }
             };
+            let Some(p) = &mut self.publish else { return };
             if p.tracks
                 .iter()
                 .any(|t| t.rtp_channel.is_some_and(|c| c / 2 == a / 2))
@@ -949,8 +971,9 @@ impl RtspSession {
         if idx >= p.tracks.len() {
             return self.refuse(req, 404, "no such track");
         }
-        let Some((a, b, _)) = tcp_transport(&transport, (idx * 2) as u8) else {
-            return self.refuse(req, 461, "only RTP/AVP/TCP interleaved is supported");
+        let chosen = udp::choose_transport(&transport, (idx * 2) as u8, udp_offered);
+        let Some(chosen) = chosen else {
+            return self.refuse(req, 461, NO_TRANSPORT);
         };
         let ssrc = p
             .tracks
@@ -964,20 +987,35 @@ impl RtspSession {
                 slot.as_ref().map_or(0, Packetizer::ssrc)
             })
             .unwrap_or_default();
-        if let Some(t) = p.tracks.get_mut(idx) {
-            t.channel = Some(a);
+        let answer = match chosen {
+            Chosen::Tcp(a, b) => {
+                format!("RTP/AVP/TCP;unicast;interleaved={a}-{b};ssrc={ssrc:08X}")
+            }
+            Chosen::Udp(rtp, rtcp) => match self.udp_setup(idx, rtp, rtcp, false, Some(ssrc)) {
+                Some(answer) => answer,
+                None => return self.refuse(req, 453, "too many UDP sessions from this address"),
+            },
+        };
+        if let Some(t) = self.play.as_mut().and_then(|p| p.tracks.get_mut(idx)) {
+            // The channel pair a TCP SETUP would get (over UDP: "set up").
+            t.channel = Some(match chosen {
+                Chosen::Tcp(a, _) => a,
+                Chosen::Udp(..) => (idx * 2) as u8,
+            });
         }
         self.session_started = true;
-        let r = self.ok(req).header(
-            "Transport",
-            format!("RTP/AVP/TCP;unicast;interleaved={a}-{b};ssrc={ssrc:08X}"),
-        );
+        let r = self.ok(req).header("Transport", answer);
         self.respond(r);
     }
 
     fn on_record(&mut self, req: &Request) {
         if self.wrong_session(req) {
             return self.refuse(req, 454, "wrong session");
+        }
+        if self.publish.is_none() && self.udp_active() {
+            // RECORD again (after PAUSE): the UDP service records already.
+            let r = self.ok(req);
+            return self.respond(r);
         }
         let Some(p) = &mut self.publish else {
             return self.refuse(req, 455, "RECORD without ANNOUNCE");
@@ -989,6 +1027,7 @@ impl RtspSession {
         info!(peer = %self.peer, stream = %p.key, "rtsp publish started");
         let r = self.ok(req);
         self.respond(r);
+        self.udp_record();
     }
 
     fn on_play(&mut self, req: &Request) {
@@ -1075,6 +1114,9 @@ impl RtspSession {
         }
         self.respond(r);
         info!(peer = %self.peer, stream = %key, "rtsp play started");
+        let Some(pending) = self.udp_play(pending) else {
+            return;
+        };
         for f in pending {
             self.send_frame(&f);
         }
@@ -1285,6 +1327,115 @@ impl RtspSession {
     }
 }
 
+/// The UDP transport of a session (the media side lives in
+/// [`super::udp::RtspUdpService`]; see there).
+impl RtspSession {
+    /// A UDP SETUP of track `idx`: the `Transport` answer, or `None` when
+    /// the service has no room for this client.
+    fn udp_setup(
+        &mut self,
+        idx: usize,
+        rtp: u16,
+        rtcp: u16,
+        record: bool,
+        ssrc: Option<u32>,
+    ) -> Option<String> {
+        if self.udp.is_none() {
+            let h = self.udp_handle.as_ref()?;
+            self.udp = Some(UdpLink::new(h, self.peer).ok()?);
+        }
+        let u = self.udp.as_mut()?;
+        Some(u.set_track(idx, rtp, rtcp, record, ssrc))
+    }
+
+    fn udp_refused(&mut self, e: crate::datagram::InboxError) {
+        if let Some(suppressed) = REFUSED.check(self.now) {
+            warn!(peer = %self.peer, error = %e, suppressed, "rtsp udp: the UDP service refused the session");
+        }
+        self.end_media();
+        self.close = Some(CloseReason::rejected(
+            RejectCode::Unavailable,
+            e.to_string(),
+        ));
+    }
+
+    /// At PLAY: hands a viewer whose tracks are set up over UDP to the
+    /// service (`None`), or gives the frames back for TCP.
+    fn udp_play(&mut self, pending: Vec<SharedFrame>) -> Option<Vec<SharedFrame>> {
+        let (Some(u), Some(p)) = (&mut self.udp, &mut self.play) else {
+            return Some(pending);
+        };
+        let tracks: Vec<(usize, MediaKind)> = p
+            .tracks
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| t.channel.is_some() && u.has_track(*i))
+            .map(|(i, t)| (i, t.kind))
+            .collect();
+        if tracks.is_empty() {
+            return Some(pending);
+        }
+        let sub = p.subscriber.take()?;
+        let r = u.start_play(p.key.clone(), &tracks, p.egress.clone(), sub, pending);
+        if let Err(e) = r {
+            self.udp_refused(e);
+        }
+        None
+    }
+
+    /// At RECORD: hands a publisher whose tracks are set up over UDP to
+    /// the service.
+    fn udp_record(&mut self) {
+        let Some(u) = &mut self.udp else { return };
+        let udp_tracks = self
+            .publish
+            .as_ref()
+            .is_some_and(|p| (0..p.tracks.len()).any(|i| u.has_track(i)));
+        if !udp_tracks {
+            return;
+        }
+        let Some(p) = self.publish.take() else { return };
+        let tracks = p
+            .tracks
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| u.has_track(*i))
+            .filter_map(|(i, t)| Some((i, t.info?, t.receiver?)))
+            .collect();
+        if let Err(e) = u.start_record(p.key, p.publisher, tracks, p.timeline, p.watchdog) {
+            self.udp_refused(e);
+        }
+    }
+
+    /// The UDP service ended this session's media side.
+    fn poll_udp(&mut self) {
+        let Some(end) = self.udp.as_mut().and_then(UdpLink::poll_end) else {
+            return;
+        };
+        debug!(peer = %self.peer, ?end, "rtsp udp media side ended");
+        match end {
+            UdpEnd::StreamEnded => {
+                // As over TCP: the player ends on the BYEs and tears down.
+                self.last_input = self.now;
+                self.end_media();
+                self.play_ended = true;
+            }
+            UdpEnd::Timeout => {
+                self.end_media();
+                self.close = Some(CloseReason::IdleTimeout);
+            }
+            UdpEnd::NoMedia(stall) => {
+                self.end_media();
+                self.close = Some(CloseReason::MediaTimeout(stall));
+            }
+            _ => {
+                self.end_media();
+                self.close = Some(CloseReason::LocalShutdown);
+            }
+        }
+    }
+}
+
 impl StreamSession for RtspSession {
     fn handle_input(&mut self, now: Instant, data: &[u8]) {
         if self.close.is_some() {
@@ -1304,6 +1455,7 @@ impl StreamSession for RtspSession {
     fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         self.poll_admission();
+        self.poll_udp();
         if self.close.is_none()
             && self.waiting.is_none()
             && !self.is_playing()
@@ -1333,6 +1485,7 @@ impl StreamSession for RtspSession {
     fn handle_media(&mut self, now: Instant) {
         self.now = now;
         self.poll_admission();
+        self.poll_udp();
         self.pull();
     }
 
@@ -1369,6 +1522,9 @@ impl StreamSession for RtspSession {
     fn media_signal(&self) -> Option<Signal> {
         if let Some(w) = &self.waiting {
             return Some(w.wait.signal().clone());
+        }
+        if let Some(s) = self.udp.as_ref().and_then(UdpLink::signal) {
+            return Some(s);
         }
         self.play
             .as_ref()
