@@ -20,12 +20,16 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use arcly_tests::binary;
-use arcly_tests::ffmpeg::{publish_command, publish_command_full, PublishSpec};
+use arcly_tests::ffmpeg::{
+    error_lines, parse_frames, play_command, publish_command, publish_command_full, Kind,
+    PublishSpec,
+};
 use arcly_tests::http_client::request;
 use arcly_tests::process::Proc;
 use arcly_tests::tools::require_tools;
 use arcly_tests::webrtc::{nal_types, Peer};
 use str0m::media::Direction;
+use str0m::media::{Frequency, MediaTime};
 use str0m::Event;
 
 const T: Duration = Duration::from_secs(10);
@@ -295,4 +299,132 @@ fn whep_of_h264_with_b_frames_is_refused_with_a_reason() {
         server.describe()
     );
     publisher.kill();
+}
+
+/// H.264 access units (Annex B) of a lavfi test pattern encoded by x264
+/// with an AUD before each one and SPS/PPS before every IDR.
+fn x264_access_units(dir: &std::path::Path, frames: u32) -> Vec<Vec<u8>> {
+    let file = dir.join("whip.h264");
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc=size=320x240:rate=25")
+        .args(["-frames:v", &frames.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-g", "25", "-bf", "0"])
+        .args(["-x264-params", "aud=1:repeat-headers=1", "-f", "h264"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = std::fs::read(&file).unwrap();
+    // Split before every 4-byte start code followed by an AUD (type 9).
+    let mut starts: Vec<usize> = (0..data.len().saturating_sub(5))
+        .filter(|&i| data[i..i + 4] == [0, 0, 0, 1] && data[i + 4] & 0x1f == 9)
+        .collect();
+    starts.push(data.len());
+    starts
+        .windows(2)
+        .map(|w| data[w[0]..w[1]].to_vec())
+        .collect()
+}
+
+#[test]
+fn whip_publisher_is_watched_over_rtmp() {
+    if !require_tools("webrtc_e2e", &["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    let Some(bin) = binary::arcly_bin("webrtc_e2e") else {
+        return;
+    };
+    let mut server = binary::spawn(
+        &bin,
+        &[
+            "--rtmp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--rtsp",
+            "off",
+            "--srt",
+            "off",
+            "--webrtc",
+            "127.0.0.1:0",
+        ],
+    );
+    let _udp = wait_webrtc_addr(&mut server);
+    let rtmp = binary::wait_rtmp_addr(&mut server, T).expect("RTMP banner");
+    let http = binary::wait_http_addr(&mut server, T).expect("HTTP banner");
+    let dir = std::env::temp_dir().join(format!("arcly-whip-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let aus = x264_access_units(&dir, 200);
+    assert!(aus.len() >= 190, "{} access units", aus.len());
+
+    let (mut peer, offer) = Peer::new(Direction::SendOnly);
+    let resp = peer.signal(http, "/live/whip/whip", &offer);
+    assert_eq!(resp.status, 201, "WHIP: {}", resp.text());
+    let location = resp.header("location").unwrap().to_owned();
+    let connected = peer.run_until(Instant::now() + T, |_, e| matches!(e, Event::Connected));
+    assert!(connected, "WHIP peer not connected:\n{}", server.describe());
+
+    // ffprobe plays the stream over RTMP while the WHIP peer sends 8 s of
+    // video in real time.
+    let mut probe = Proc::spawn(
+        "ffprobe",
+        &mut play_command(&format!("rtmp://{rtmp}/live/whip"), Duration::from_secs(5)),
+    );
+    let video = peer.video;
+    let t0 = Instant::now();
+    for (n, au) in aus.iter().enumerate() {
+        let due = t0 + Duration::from_millis(40 * n as u64);
+        peer.run_until(due, |_, _| false);
+        let writer = peer.rtc.writer(video).expect("video writer");
+        let pt = writer
+            .payload_params()
+            .find(|p| p.spec().codec == str0m::format::Codec::H264)
+            .map(|p| p.pt())
+            .expect("H.264 negotiated");
+        let rtp = MediaTime::new(n as u64 * 3600, Frequency::NINETY_KHZ);
+        writer.write(pt, Instant::now(), rtp, au.clone()).unwrap();
+    }
+    peer.run_until(Instant::now() + Duration::from_millis(300), |_, _| false);
+    // DELETE ends the stream: ffprobe sees its end and exits.
+    let r = request(http, &http.to_string(), "DELETE", &location, &[], None, T).unwrap();
+    assert_eq!(r.status, 200);
+    let (status, _) = probe.wait_or_stop(Duration::from_secs(15));
+    let frames = parse_frames(&probe.stdout());
+    let video_frames: Vec<_> = frames.iter().filter(|f| f.kind == Kind::Video).collect();
+    eprintln!(
+        "ffprobe decoded {} video frames over RTMP",
+        video_frames.len()
+    );
+    assert!(
+        video_frames.len() >= 100,
+        "ffprobe decoded {} video frames of ~190 sent (status {status:?}):\n{}\n{}",
+        video_frames.len(),
+        probe.describe(),
+        server.describe()
+    );
+    assert!(video_frames[0].key, "the first decoded frame is a keyframe");
+    let errors = error_lines(&probe.stderr());
+    assert!(errors.is_empty(), "ffprobe errors: {errors:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
