@@ -146,9 +146,11 @@ pub fn spawn(
 /// URLs for an HTTP listener at `http`.
 pub fn mount(router: &mut HttpRouter, running: &Running, http: SocketAddr, host: &str) {
     signalling::mount(router, running.signalling.clone());
+    arcly_webrtc::pages::mount_pages(router);
     let base = format!("http://{host}:{}/live/<name>", http.port());
     println!("    WHIP:    {base}/whip   (POST application/sdp)");
     println!("    WHEP:    {base}/whep   (POST application/sdp)");
+    println!("    pages:   {base}/publish   {base}/whep-player");
     tracing::info!(
         whip = %format!("{base}/whip"),
         whep = %format!("{base}/whep"),

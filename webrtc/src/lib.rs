@@ -23,6 +23,7 @@
 //!
 //! See `docs/webrtc.md` for what exists and what comes next.
 
+pub mod pages;
 mod router;
 pub mod service;
 pub mod signalling;

@@ -466,6 +466,14 @@ impl HttpRouter {
         self
     }
 
+    /// Adds `route` → `service` before every route mounted so far (so a
+    /// specific path, e.g. a page below `/<app>/<stream>/`, is answered by
+    /// its service and not by a catch-all such as HLS's `/{*path}`).
+    pub fn mount_first(&mut self, route: Route, service: Arc<dyn HttpService>) -> &mut Self {
+        self.routes.insert(0, Mounted { route, service });
+        self
+    }
+
     /// The background jobs the mounted services start: the adapter reads
     /// [`JobQueue::signal`]'s epoch, drains [`JobQueue::poll`] and runs each
     /// job (see [`crate::job`]).
