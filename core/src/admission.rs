@@ -354,6 +354,62 @@ impl Credentials {
     }
 }
 
+/// Longest credential value taken from a query (user, password or token);
+/// a longer one is ignored (the request carries no credentials).
+pub const MAX_CREDENTIAL_LEN: usize = 4096;
+
+impl Credentials {
+    /// The credentials of a URL query (without its `?`), the way RTMP
+    /// clients (`rtmp://host/app/name?user=u&pass=p`, `?token=t`) and HLS
+    /// players (`index.m3u8?token=t`) carry them: `user` with `pass` give
+    /// [`Credentials::Password`], else `token` gives [`Credentials::Token`],
+    /// else [`Credentials::None`]. Values are percent-decoded (RFC 3986
+    /// §2.1); a value that does not decode to UTF-8 or is longer than
+    /// [`MAX_CREDENTIAL_LEN`] is ignored.
+    pub fn from_query(query: &str) -> Credentials {
+        let param = |name: &str| {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == name)
+                .and_then(|(_, v)| percent_decode(v))
+        };
+        if let (Some(user), Some(password)) = (param("user"), param("pass")) {
+            return Credentials::Password { user, password };
+        }
+        match param("token") {
+            Some(t) if !t.is_empty() => Credentials::Token(t),
+            _ => Credentials::None,
+        }
+    }
+}
+
+/// `value` with `%XX` escapes (and `+` as space) decoded; `None` when an
+/// escape is malformed, the result is not UTF-8 or longer than
+/// [`MAX_CREDENTIAL_LEN`].
+pub fn percent_decode(value: &str) -> Option<String> {
+    if value.len() > MAX_CREDENTIAL_LEN * 3 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                let hi = bytes.next().and_then(|c| (c as char).to_digit(16))?;
+                let lo = bytes.next().and_then(|c| (c as char).to_digit(16))?;
+                out.push(u8::try_from(hi * 16 + lo).ok()?);
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+    }
+    if out.len() > MAX_CREDENTIAL_LEN {
+        return None;
+    }
+    String::from_utf8(out).ok()
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Secrets never reach a log line, even through `{:?}`.
@@ -720,6 +776,34 @@ mod tests {
         );
         assert!(d.verify("p"));
         assert!(!d.verify("q"));
+    }
+
+    #[test]
+    fn credentials_from_a_query() {
+        assert_eq!(
+            Credentials::from_query("user=bob&pass=a%20b%26c"),
+            Credentials::Password {
+                user: "bob".into(),
+                password: "a b&c".into()
+            }
+        );
+        assert_eq!(
+            Credentials::from_query("x=1&token=t0k"),
+            Credentials::Token("t0k".into())
+        );
+        // A user without a password is not a password credential.
+        assert_eq!(Credentials::from_query("user=bob"), Credentials::None);
+        assert_eq!(Credentials::from_query("token="), Credentials::None);
+        assert_eq!(Credentials::from_query(""), Credentials::None);
+        // Malformed escapes and non-UTF-8 are ignored, never a panic.
+        assert_eq!(Credentials::from_query("token=%zz"), Credentials::None);
+        assert_eq!(Credentials::from_query("token=%ff"), Credentials::None);
+        assert_eq!(Credentials::from_query("token=%4"), Credentials::None);
+        let long = "a".repeat(MAX_CREDENTIAL_LEN + 1);
+        assert_eq!(
+            Credentials::from_query(&format!("token={long}")),
+            Credentials::None
+        );
     }
 
     #[test]

@@ -159,6 +159,14 @@ pub enum NameError {
 }
 
 /// Checks a peer-supplied name (app, stream name, tcUrl, stream id): not
+/// `url` without its query (`?` and all after it): what a log line may
+/// show of a URL or name that can carry credentials
+/// (`rtmp://h/app?user=u&pass=p`, `cam?token=t`). Escape the result with
+/// [`escaped`] as any peer text.
+pub fn without_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(before, _)| before)
+}
+
 /// empty, at most `max_len` bytes, no control characters.
 pub fn check_name(name: &str, max_len: usize) -> Result<(), NameError> {
     if name.is_empty() {

@@ -23,7 +23,7 @@ use crate::engine::{EgressSlot, SharedFrame};
 use crate::frame::{Frame, MediaKind};
 use crate::log_limit::LogLimiter;
 use crate::peer_text::{
-    check_name, escaped, NameError, MAX_APP_LEN, MAX_STREAM_NAME_LEN, MAX_URL_LEN,
+    check_name, escaped, without_query, NameError, MAX_APP_LEN, MAX_STREAM_NAME_LEN, MAX_URL_LEN,
 };
 use crate::session::{CloseReason, ProtocolError};
 use crate::time::Instant;
@@ -582,8 +582,9 @@ impl ServerConnection {
                 warn!(
                     conn = self.id,
                     suppressed,
-                    app = %escaped(&c.app),
-                    tc_url = %escaped(c.tc_url.as_deref().unwrap_or_default()),
+                    // Queries may carry credentials: never logged.
+                    app = %escaped(without_query(&c.app)),
+                    tc_url = %escaped(without_query(c.tc_url.as_deref().unwrap_or_default())),
                     %reason,
                     "rtmp connect rejected"
                 );
@@ -609,7 +610,7 @@ impl ServerConnection {
         let body = response::connect_result(c.transaction_id, c.object_encoding);
         self.send_command(0, body);
         self.phase = Phase::Connected;
-        debug!(conn = self.id, app = %escaped(&self.app), tc_url = %escaped(&tc_url), "rtmp connect");
+        debug!(conn = self.id, app = %escaped(&self.app), tc_url = %escaped(without_query(&tc_url)), "rtmp connect");
         self.events.push_back(ServerEvent::Connected {
             app: self.app.clone(),
             tc_url,

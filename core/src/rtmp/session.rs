@@ -235,13 +235,15 @@ impl RtmpSession {
                 format!("bad stream key `{app}/{stream_name}`: {e}"),
             )
         })?;
+        // `?user=u&pass=p` or `?token=t` on the app or the stream name.
+        let credentials = crate::admission::Credentials::from_query(&query);
         let req = AdmissionRequest {
             protocol: "rtmp",
             kind,
             key: key.clone(),
             query,
             peer: self.peer,
-            credentials: crate::admission::Credentials::None,
+            credentials,
         };
         let decision = self.admission.admit(&req);
         Ok((key, decision))
@@ -251,7 +253,7 @@ impl RtmpSession {
         while let Some(ev) = self.conn.poll_event() {
             match ev {
                 ServerEvent::Connected { app, tc_url } => {
-                    debug!(peer = %self.peer, app = %escaped(&app), tc_url = %escaped(&tc_url), "rtmp session connected");
+                    debug!(peer = %self.peer, app = %escaped(&app), tc_url = %escaped(crate::peer_text::without_query(&tc_url)), "rtmp session connected");
                 }
                 ServerEvent::PublishRequest {
                     token,
