@@ -570,7 +570,7 @@ impl SrtService {
         // rate-limited, one line per refused peer (docs/security.md item 7).
         static REFUSED: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
         if let Some(suppressed) = REFUSED.check(now) {
-            warn!(peer = %req.peer, stream_id = %escaped(&req.raw_stream_id), code = reason.code(), why = %escaped(why), suppressed, "srt: connection refused");
+            warn!(peer = %req.peer, stream_id = %escaped(&super::stream_id::redacted(&req.raw_stream_id)), code = reason.code(), why = %escaped(why), suppressed, "srt: connection refused");
         }
         self.stats.rejected += 1;
         self.endpoint.reject(req.token, reason);
@@ -669,7 +669,7 @@ impl SrtService {
             key: sid.key.clone(),
             query: admission_query(sid),
             peer: req.peer,
-            credentials: crate::admission::Credentials::None,
+            credentials: sid.credentials(),
         };
         match self.admission.admit(&areq) {
             Decision::Allow => self.admitted(now, req, kind),

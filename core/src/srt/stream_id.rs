@@ -14,6 +14,7 @@
 //! default mode. The resource becomes a [`StreamKey`] (`app/name`); a
 //! `?query` after it is split off, as for RTMP.
 
+use crate::admission::Credentials;
 use crate::engine::{StreamKey, StreamKeyError};
 use crate::peer_text::{check_name, NameError, MAX_APP_LEN, MAX_STREAM_NAME_LEN};
 
@@ -143,6 +144,26 @@ impl StreamId {
         })
     }
 
+    /// The credentials in the stream id (`#!::u=user,s=secret`): `u=`
+    /// with `s=` give a user and password, `s=` alone a bearer token, `u=`
+    /// alone a user with an empty password; the simple syntax carries
+    /// none (its `?user=&pass=` or `?token=` query is read like RTMP's,
+    /// [`Credentials::from_query`]).
+    pub fn credentials(&self) -> Credentials {
+        match (&self.user, &self.session) {
+            (Some(user), Some(s)) => Credentials::Password {
+                user: user.clone(),
+                password: s.clone(),
+            },
+            (Some(user), None) => Credentials::Password {
+                user: user.clone(),
+                password: String::new(),
+            },
+            (None, Some(s)) => Credentials::Token(s.clone()),
+            (None, None) => Credentials::from_query(&self.query),
+        }
+    }
+
     fn parse_access_control(list: &str) -> Result<Self, StreamIdError> {
         let mut mode = None;
         let mut resource = None;
@@ -219,10 +240,57 @@ fn split_resource(resource: &str) -> Result<(StreamKey, String), StreamIdError> 
     Ok((key, query.to_owned()))
 }
 
+/// A raw stream id as a log line may show it: the value of `s=` (a
+/// password or session token) replaced by `***` and any `?query` (which may
+/// hold `pass=` or `token=`) cut. Escape the result like any peer text.
+pub fn redacted(raw: &str) -> String {
+    let Some(list) = raw.strip_prefix("#!::") else {
+        return crate::peer_text::without_query(raw).to_owned();
+    };
+    let mut out = String::from("#!::");
+    for (i, elem) in list.split(',').enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match elem.split_once('=') {
+            Some(("s", _)) => out.push_str("s=***"),
+            Some(("r", r)) => {
+                out.push_str("r=");
+                out.push_str(crate::peer_text::without_query(r));
+            }
+            _ => out.push_str(elem),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn credentials_and_redaction() {
+        let sid = StreamId::parse("#!::r=live/cam,m=publish,u=alice,s=hunter2").unwrap();
+        assert_eq!(
+            sid.credentials(),
+            Credentials::Password {
+                user: "alice".into(),
+                password: "hunter2".into()
+            }
+        );
+        let sid = StreamId::parse("#!::r=live/cam,s=tok").unwrap();
+        assert_eq!(sid.credentials(), Credentials::Token("tok".into()));
+        let sid = StreamId::parse("publish:live/cam?token=abc").unwrap();
+        assert_eq!(sid.credentials(), Credentials::Token("abc".into()));
+        assert_eq!(
+            StreamId::parse("read:live/cam").unwrap().credentials(),
+            Credentials::None
+        );
+        let shown = redacted("#!::r=live/cam?pass=x,m=publish,u=alice,s=hunter2");
+        assert_eq!(shown, "#!::r=live/cam,m=publish,u=alice,s=***");
+        assert_eq!(redacted("publish:live/cam?token=abc"), "publish:live/cam");
+    }
     use proptest::prelude::*;
 
     /// Issue 14 item 4: control characters anywhere (they would forge log
