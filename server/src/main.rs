@@ -26,6 +26,8 @@ use clap::Parser;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
+mod auth;
+mod config;
 mod pull;
 mod replay;
 mod rtsp_udp;
@@ -227,6 +229,11 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = arcly_webrtc::service::DEFAULT_MAX_SESSIONS_PER_IP)]
     webrtc_max_sessions_per_ip: usize,
 
+    /// Configuration file, auth hook, JWT key and failure slow-down
+    /// (src/config.rs; every flag is also a key of the file).
+    #[command(flatten)]
+    config: config::ConfigArgs,
+
     /// Without a subcommand the server runs.
     #[command(subcommand)]
     command: Option<Command>,
@@ -258,7 +265,8 @@ fn listeners(cli: &Cli, engine: &Engine, udp: Option<&rtsp_udp::RtspUdp>) -> Vec
             name: "RTMP",
             addr,
             factory: Arc::new(
-                RtmpSessionFactory::allow_all(engine.clone()).with_config(rtmp_config(cli)),
+                RtmpSessionFactory::new(engine.clone(), auth::admission())
+                    .with_config(rtmp_config(cli)),
             ),
             hints: rtmp_hints,
         });
@@ -323,7 +331,11 @@ fn rtsp_hints(addr: SocketAddr) -> Vec<String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The command line merged with `--config FILE` (flags win).
+    let cli: Cli = match config::load() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     if let Some(Command::Replay(args)) = &cli.command {
         // Replay logs only warnings by default: the output is the events.
         tracing_subscriber::fmt()
@@ -356,6 +368,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    config::spawn_reload_on_sighup();
     if cli.trim_interval > 0.0 && cli.trim_interval.is_finite() {
         tokio::spawn(trim::run(Duration::from_secs_f64(cli.trim_interval)));
     }

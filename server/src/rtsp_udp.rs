@@ -95,7 +95,7 @@ pub async fn bind(
 
 /// The RTSP session factory, offering UDP when `udp` is bound.
 pub fn session_factory(engine: &Engine, udp: Option<&RtspUdp>) -> RtspSessionFactory {
-    let f = RtspSessionFactory::allow_all(engine.clone());
+    let f = RtspSessionFactory::new(engine.clone(), crate::auth::admission());
     match udp {
         Some(u) => f.with_udp(u.handle()),
         None => f,

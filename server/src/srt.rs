@@ -76,7 +76,7 @@ pub fn factory(
     config.max_connections_per_ip = limits.max_connections;
     config.play_burst_per_ip = limits.play_burst;
     config.play_rate_per_ip = limits.play_rate;
-    SrtServiceFactory::allow_all(engine.clone(), config)
+    SrtServiceFactory::new(engine.clone(), config, crate::auth::admission())
 }
 
 /// Binds the SRT socket (a failure ends the start with a message).
