@@ -215,10 +215,19 @@ impl PolicyAdmission {
                             ));
                         }
                     }
+                    Credentials::Digest(d) if d.user() == user => match pass.verify_digest(d) {
+                        Some(true) => {}
+                        Some(false) => {
+                            return Err((RejectCode::Unauthorized, format!("wrong digest for `{}`", escaped(user))))
+                        }
+                        None => {
+                            return Err((RejectCode::Unauthorized, "a Digest answer needs the password in clear in the file (hashed: use Basic)".into()))
+                        }
+                    },
                     Credentials::Token(t) if s.auth.jwt_secret.is_some() => {
                         self.check_jwt(s, t, req, &path)?;
                     }
-                    Credentials::Password { .. } => {
+                    Credentials::Password { .. } | Credentials::Digest(_) => {
                         return Err((RejectCode::Unauthorized, "unknown user".into()))
                     }
                     _ => return Err((RejectCode::Unauthorized, "no credentials".into())),
@@ -261,6 +270,7 @@ impl PolicyAdmission {
         let (user, password, token) = match &req.credentials {
             Credentials::Password { user, password } => (user.as_str(), password.as_str(), ""),
             Credentials::Token(t) => ("", "", t.as_str()),
+            Credentials::Digest(d) => (d.user(), "", ""),
             _ => ("", "", ""),
         };
         serde_json::json!({
@@ -300,6 +310,10 @@ impl PolicyAdmission {
             Credentials::Token(t) => {
                 h.update(b"t\0");
                 h.update(t.as_bytes());
+            }
+            Credentials::Digest(d) => {
+                h.update(b"d\0");
+                h.update(d.user().as_bytes());
             }
             _ => h.update(b"n"),
         }

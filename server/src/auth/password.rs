@@ -6,8 +6,10 @@ use sha2::{Digest, Sha256};
 /// A configured password.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
-    /// Written in clear in the file (kept as its SHA-256).
-    Plain([u8; 32]),
+    /// Written in clear in the file (compared through SHA-256; kept in
+    /// clear as well because an RTSP Digest answer can only be checked
+    /// with it).
+    Plain(String, [u8; 32]),
     /// `sha256:<64 hex digits>`: the SHA-256 of the password.
     Sha256([u8; 32]),
     /// An argon2 PHC string (RFC 9106; checked off the session path).
@@ -17,7 +19,7 @@ pub enum Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Secret::Plain(_) => "Plain(<redacted>)",
+            Secret::Plain(..) => "Plain(<redacted>)",
             Secret::Sha256(_) => "Sha256(<redacted>)",
             Secret::Argon2(_) => "Argon2(<redacted>)",
         })
@@ -58,7 +60,7 @@ impl Secret {
         if s.is_empty() {
             return Err("an empty password".into());
         }
-        Ok(Secret::Plain(sha256(s)))
+        Ok(Secret::Plain(s.to_owned(), sha256(s)))
     }
 
     /// Whether checking takes long (argon2): done off the session path.
@@ -70,7 +72,7 @@ impl Secret {
     /// session path).
     pub fn verify(&self, given: &str) -> bool {
         match self {
-            Secret::Plain(h) | Secret::Sha256(h) => {
+            Secret::Plain(_, h) | Secret::Sha256(h) => {
                 // Equal-time comparison of digests.
                 let g = sha256(given);
                 h.iter()
@@ -89,10 +91,19 @@ impl Secret {
         }
     }
 
+    /// Whether an RTSP Digest answer (RFC 2617 §3.2.2) proves knowledge
+    /// of the password: only a password written in clear can check one.
+    pub fn verify_digest(&self, d: &arcly::admission::DigestCredentials) -> Option<bool> {
+        match self {
+            Secret::Plain(p, _) => Some(d.verify(p)),
+            Secret::Sha256(_) | Secret::Argon2(_) => None,
+        }
+    }
+
     /// How `--print-config` shows it: never in clear.
     pub fn shown(&self) -> String {
         match self {
-            Secret::Plain(h) | Secret::Sha256(h) => format!("sha256:{}", hex(h)),
+            Secret::Plain(_, h) | Secret::Sha256(h) => format!("sha256:{}", hex(h)),
             Secret::Argon2(s) => s.clone(),
         }
     }
