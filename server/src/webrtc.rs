@@ -8,7 +8,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use arcly::admission::AllowAll;
 use arcly::http::HttpRouter;
 use arcly::Engine;
 use arcly_webrtc::signalling::{self, SignallingConfig};
@@ -122,7 +121,8 @@ pub fn spawn(
     let factory = WebRtcServiceFactory::new(config);
     let signalling = SignallingConfig {
         engine: engine.clone(),
-        admission: Arc::new(AllowAll),
+        // WHIP/WHEP `Authorization: Bearer` reaches the config's policy.
+        admission: crate::auth::admission(),
         sender: factory.sender(),
         random: Arc::new(random_fill),
         ice_servers: Vec::new(),
