@@ -365,3 +365,83 @@ fn hook_admits_refuses_hangs_up_and_times_out_while_others_flow() {
     }
     server.kill();
 }
+
+/// Waits for the `RTSP listening on ADDR` banner line.
+fn wait_rtsp_addr(proc: &mut Proc) -> Option<SocketAddr> {
+    let mut found = None;
+    proc.wait_for(Duration::from_secs(10), |out, _| {
+        found = out.lines().find_map(|l| {
+            l.split("RTSP listening on ")
+                .nth(1)
+                .and_then(|a| a.split_whitespace().next())
+                .and_then(|a| a.parse().ok())
+        });
+        found.is_some()
+    });
+    found
+}
+
+#[test]
+fn rtsp_user_and_password_through_the_config() {
+    if !bins() {
+        return;
+    }
+    let _w = Watchdog::new("auth/rtsp", Duration::from_secs(60));
+    let cfg = TempConfig::new(
+        "rtsp",
+        "[paths.\"live/*\"]\npublish_user = \"alice\"\npublish_pass = \"s3cret\"\n",
+    );
+    let bin = arcly_bin("auth").unwrap();
+    let mut server = spawn(
+        &bin,
+        &[
+            "--config",
+            cfg.path(),
+            "--rtsp",
+            "127.0.0.1:0",
+            "--rtsp-udp",
+            "off",
+            "--rtmp",
+            "off",
+            "--http",
+            "off",
+            "--srt",
+            "off",
+        ],
+    );
+    let addr = wait_rtsp_addr(&mut server)
+        .unwrap_or_else(|| panic!("no RTSP banner:\n{}", server.describe()));
+    let spec = PublishSpec {
+        seconds: 2,
+        ..PublishSpec::default()
+    };
+    let publish = |label: &str, userinfo: &str| {
+        let url = format!("rtsp://{userinfo}{addr}/live/cam");
+        let mut p = Proc::spawn(label, &mut ffmpeg::publish_rtsp_command(&url, &spec));
+        let ok = p
+            .wait_timeout(Duration::from_secs(20))
+            .is_some_and(|s| s.success());
+        if !ok {
+            p.kill();
+        }
+        ok
+    };
+    // ffmpeg answers the 401 with Digest (or Basic): right → admitted.
+    assert!(
+        publish("auth/rtsp-right", "alice:s3cret@"),
+        "right credentials refused:\n{}",
+        server.describe()
+    );
+    assert!(
+        !publish("auth/rtsp-wrong", "alice:guess@"),
+        "wrong password admitted"
+    );
+    assert!(!publish("auth/rtsp-none", ""), "no credentials admitted");
+    let err = server.stderr();
+    assert!(err.contains("auth: request refused"), "{err}");
+    assert!(
+        !err.contains("guess") && !err.contains("s3cret"),
+        "a password reached the log:\n{err}"
+    );
+    server.kill();
+}
