@@ -33,6 +33,11 @@ pub const CHROMIUM_ARGS: &[&str] = &[
     "--disable-dev-shm-usage",
     "--mute-audio",
     "--autoplay-policy=no-user-gesture-required",
+    // WebRTC pages: a fake camera (test pattern) and microphone (beeps),
+    // granted without a prompt; loopback candidates allowed.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
 ];
 
 /// A Chromium found on this machine.

@@ -130,6 +130,11 @@ pub struct WhepSession {
     audio_feed: Option<(Subscriber, crate::transcode::OpusFeedLease)>,
 }
 
+/// Opus packets of the stream's feed a viewer may be behind before older
+/// ones are skipped (the burst of a new feed's cached GOP).
+#[cfg(feature = "transcode")]
+const FEED_CATCH_UP: u64 = 3;
+
 /// Whether the process-wide "built without transcoding" warning was logged.
 #[cfg(not(feature = "transcode"))]
 static WARNED_NO_TRANSCODE: std::sync::atomic::AtomicBool =
@@ -478,6 +483,13 @@ impl WhepSession {
         lease.pump();
         let result = loop {
             match subscriber.recv() {
+                // A new feed transcodes the source's whole GOP cache at
+                // once: audio older than the live edge would fill the
+                // browser's audio buffer (and delay the video, which is
+                // synced to it); start the audio at the live edge instead.
+                Recv::Frame(entry) if subscriber.lag() > FEED_CATCH_UP => {
+                    let _ = entry;
+                }
                 Recv::Frame(entry) => {
                     if let Err(e) = self.write_frame(now, &entry) {
                         break Err(e);
