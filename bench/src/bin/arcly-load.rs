@@ -1,6 +1,8 @@
 //! `arcly-load`: opens N RTMP players (or one synthetic publisher) against
 //! `rtmp://host:port/app/stream` with arcly's own sans-IO client machine
-//! (`arcly::rtmp::ClientConnection`) driven over tokio `TcpStream`s, and
+//! (`arcly::rtmp::ClientConnection`) driven over tokio `TcpStream`s, or N
+//! RTSP players against `rtsp://host:port/app/stream` (RTP interleaved on
+//! the TCP connection, `arcly::rtsp::client::RtspClient`), and
 //! reports what the players received and, with `--watch-pid`, what the
 //! server process spent (CPU seconds per delivered GB, resident memory per
 //! player). Loopback only; a benchmark tool, not a test.
@@ -96,6 +98,8 @@ struct PlayerStats {
     video_frames: AtomicU64,
     last_video_dts: AtomicI64,
     ttff_us: AtomicU64,
+    /// RTSP: from writing PLAY to the first video frame decoded.
+    ttff_play_us: AtomicU64,
 }
 
 impl PlayerStats {
@@ -107,6 +111,7 @@ impl PlayerStats {
             video_frames: AtomicU64::new(0),
             last_video_dts: AtomicI64::new(i64::MIN),
             ttff_us: AtomicU64::new(u64::MAX),
+            ttff_play_us: AtomicU64::new(u64::MAX),
         }
     }
 }
@@ -157,16 +162,19 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// The server address of an `rtmp://` URL; refuses anything not loopback.
+/// The server address of an `rtmp://` or `rtsp://` URL; refuses anything
+/// not loopback.
 fn loopback_addr(url: &str) -> Result<SocketAddr, String> {
-    let rest = url
-        .strip_prefix("rtmp://")
-        .ok_or_else(|| format!("not an rtmp:// URL: {url}"))?;
+    let (rest, default_port) = match (url.strip_prefix("rtmp://"), url.strip_prefix("rtsp://")) {
+        (Some(r), _) => (r, 1935),
+        (_, Some(r)) => (r, 554),
+        _ => return Err(format!("not an rtmp:// or rtsp:// URL: {url}")),
+    };
     let host = rest.split('/').next().unwrap_or_default();
     let with_port = if host.contains(':') && !host.ends_with(']') {
         host.to_owned()
     } else {
-        format!("{host}:1935")
+        format!("{host}:{default_port}")
     };
     let addrs: Vec<SocketAddr> = with_port
         .to_socket_addrs()
@@ -269,6 +277,8 @@ async fn publish(cli: &Cli) -> Result<(), String> {
 #[derive(Debug)]
 struct PlayerCtx {
     addr: SocketAddr,
+    /// The RTSP URL of RTSP players (`None`: RTMP with `config`).
+    rtsp_url: Option<String>,
     config: ClientConfig,
     mode: Mode,
     read_buf: usize,
@@ -276,11 +286,109 @@ struct PlayerCtx {
     reasons: Reasons,
 }
 
+/// One RTSP player: connect, drive [`RtspClient`] (OPTIONS, DESCRIBE,
+/// SETUP per track over TCP interleaved, PLAY), count what arrives. Idle:
+/// connect and send nothing.
+async fn rtsp_player(idx: usize, url: String, ctx: Arc<PlayerCtx>, st: Arc<PlayerStats>) {
+    use arcly::rtsp::client::{ClientEvent as RtspEvent, RtspClient};
+    let clock = ctx.clock;
+    let reasons = &ctx.reasons;
+    let t_start = std::time::Instant::now();
+    let stream = match TcpStream::connect(ctx.addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            st.state.store(ST_FAILED, Ordering::Relaxed);
+            note(reasons, format!("tcp connect: {}", e.kind()));
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    st.state.store(ST_TCP, Ordering::Relaxed);
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = vec![0u8; ctx.read_buf.max(1024)];
+    if ctx.mode == Mode::Idle {
+        st.state.store(ST_ACTIVE, Ordering::Relaxed);
+        let why = match rd.read(&mut buf).await {
+            Ok(0) => "idle: peer closed".to_owned(),
+            Ok(_) => "idle: server sent bytes".to_owned(),
+            Err(e) => format!("idle read: {}", e.kind()),
+        };
+        st.state.store(ST_CLOSED, Ordering::Relaxed);
+        note(reasons, why);
+        return;
+    }
+    let mut conn = match RtspClient::new(&url, clock.instant(t_start), idx as u64 + 1) {
+        Ok(c) => c,
+        Err(e) => {
+            st.state.store(ST_FAILED, Ordering::Relaxed);
+            note(reasons, format!("rtsp url: {e}"));
+            return;
+        }
+    };
+    let mut t_play: Option<std::time::Instant> = None;
+    let why: String = 'run: loop {
+        while let Some(ev) = conn.poll_event() {
+            match ev {
+                RtspEvent::Playing(_) => st.state.store(ST_ACTIVE, Ordering::Relaxed),
+                RtspEvent::Frame(f) => {
+                    st.frames.fetch_add(1, Ordering::Relaxed);
+                    if f.kind() == MediaKind::Video && !f.is_config() {
+                        if st.video_frames.fetch_add(1, Ordering::Relaxed) == 0 {
+                            let us =
+                                u64::try_from(t_start.elapsed().as_micros()).unwrap_or(u64::MAX);
+                            st.ttff_us.store(us, Ordering::Relaxed);
+                            if let Some(t) = t_play {
+                                let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                                st.ttff_play_us.store(us, Ordering::Relaxed);
+                            }
+                        }
+                        st.last_video_dts.store(f.dts_in(1000), Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        if let Some(e) = conn.error() {
+            break 'run format!("rtsp: {e}");
+        }
+        while let Some(b) = conn.poll_transmit() {
+            if t_play.is_none() && b.starts_with(b"PLAY ") {
+                t_play = Some(std::time::Instant::now());
+            }
+            if let Err(e) = wr.write_all(&b).await {
+                break 'run format!("write: {}", e.kind());
+            }
+        }
+        let read = rd.read(&mut buf);
+        let r = match conn.poll_timeout() {
+            Some(deadline) => tokio::time::timeout_at(clock.to_std(deadline).into(), read)
+                .await
+                .ok(),
+            None => Some(read.await),
+        };
+        let now = clock.instant(std::time::Instant::now());
+        match r {
+            None => conn.handle_timeout(now),
+            Some(Ok(0)) => break 'run "peer closed".into(),
+            Some(Ok(n)) => {
+                st.wire_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                conn.handle_input(now, buf.get(..n).unwrap_or_default());
+            }
+            Some(Err(e)) => break 'run format!("read: {}", e.kind()),
+        }
+    };
+    st.state.store(ST_CLOSED, Ordering::Relaxed);
+    note(reasons, why);
+}
+
 /// One player: connect, drive the client machine, count what arrives.
 async fn player(idx: usize, ctx: Arc<PlayerCtx>, st: Arc<PlayerStats>) {
+    if let Some(url) = ctx.rtsp_url.clone() {
+        return rtsp_player(idx, url, ctx, st).await;
+    }
     let PlayerCtx {
         addr,
         ref config,
+        rtsp_url: _,
         mode,
         read_buf,
         clock,
@@ -404,7 +512,10 @@ fn lags(players: &[Arc<PlayerStats>]) -> Vec<f64> {
 /// Play mode: ramp the players, measure a window, report.
 async fn play(cli: &Cli) -> Result<(), String> {
     let addr = loopback_addr(&cli.url)?;
-    let config = client_config(&cli.url, ClientMode::Play)?;
+    let rtsp_url = cli.url.starts_with("rtsp://").then(|| cli.url.clone());
+    // RTSP players use only the URL; the RTMP config is built from its
+    // path either way.
+    let config = client_config(&cli.url.replacen("rtsp://", "rtmp://", 1), ClientMode::Play)?;
     let clock = Clock::new(std::time::Instant::now());
     let reasons: Reasons = Arc::default();
     let pid = cli.watch_pid;
@@ -418,6 +529,7 @@ async fn play(cli: &Cli) -> Result<(), String> {
     let gap = Duration::from_secs_f64(1.0 / cli.ramp.max(0.1));
     let ctx = Arc::new(PlayerCtx {
         addr,
+        rtsp_url,
         config,
         mode: cli.mode,
         read_buf: cli.read_buf,
@@ -505,6 +617,13 @@ async fn play(cli: &Cli) -> Result<(), String> {
             .filter(|us| *us != u64::MAX)
             .map(|us| us as f64 / 1000.0),
     );
+    let ttff_play = Summary::of(
+        players
+            .iter()
+            .map(|p| p.ttff_play_us.load(Ordering::Relaxed))
+            .filter(|us| *us != u64::MAX)
+            .map(|us| us as f64 / 1000.0),
+    );
     let server_cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
     let own_cpu = own0.zip(own1).map(|(a, b)| b - a);
     let gb = bytes / 1e9;
@@ -552,6 +671,13 @@ async fn play(cli: &Cli) -> Result<(), String> {
         "first video frame p50 {:.0} ms  max {:.0} ms after connect",
         ttff.median, ttff.max
     );
+    if ttff_play.count > 0 {
+        let _ = writeln!(
+            out,
+            "first video frame after PLAY (RTSP) p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} players)",
+            ttff_play.median, ttff_play.p99, ttff_play.max, ttff_play.count
+        );
+    }
     if pid.is_some() {
         let _ = writeln!(
             out,
@@ -600,8 +726,11 @@ async fn play(cli: &Cli) -> Result<(), String> {
         );
         let _ = write!(
             j,
-            "\"ttff_ms_p50\":{:.1},\"ttff_ms_max\":{:.1},",
-            ttff.median, ttff.max
+            "\"ttff_ms_p50\":{:.1},\"ttff_ms_max\":{:.1},\"ttff_after_play_ms_p50\":{},\"ttff_after_play_ms_max\":{},",
+            ttff.median,
+            ttff.max,
+            num((ttff_play.count > 0).then_some(ttff_play.median)),
+            num((ttff_play.count > 0).then_some(ttff_play.max))
         );
         let _ = write!(
             j,
@@ -637,6 +766,11 @@ mod tests {
             "[::1]:1935".parse().unwrap()
         );
         assert!(loopback_addr("rtmp://192.0.2.1:1935/live/x").is_err());
+        assert_eq!(
+            loopback_addr("rtsp://127.0.0.1:8554/live/x").unwrap(),
+            "127.0.0.1:8554".parse().unwrap()
+        );
+        assert!(loopback_addr("rtsp://192.0.2.1/live/x").is_err());
         assert!(loopback_addr("http://127.0.0.1/live/x").is_err());
     }
 
