@@ -43,7 +43,7 @@ trap cleanup EXIT
 
 start_server() { # label
     "${prio[@]}" "$BIN/arcly" --rtmp "127.0.0.1:$RTMP_PORT" --rtsp "127.0.0.1:$RTSP_PORT" \
-        --srt off --http off >"$OUT/server-$1.log" 2>&1 &
+        --rtsp-udp off --srt off --http off --webrtc off >"$OUT/server-$1.log" 2>&1 &
     server=$!; pids+=("$server")
     for _ in $(seq 100); do
         (exec 3<>"/dev/tcp/127.0.0.1/$RTSP_PORT") 2>/dev/null && break; sleep 0.1
