@@ -19,10 +19,23 @@
 //! - Each pushed job is returned by [`JobQueue::poll`] exactly once.
 //! - The queue's [`signal`](JobQueue::signal) is notified after every push:
 //!   read its epoch, drain, then wait from that epoch (no lost wake-up).
+//!
+//! # File output
+//!
+//! A job that writes files (a recording) does no I/O itself: after each
+//! [`Job::step`] the runner drains [`Job::poll_file_op`] and hands every
+//! [`FileOp`] to its [`JobFiles`] (the adapter's file system: `tokio` files,
+//! blocking calls on the job's own thread, ...). When the server stops, the
+//! runner calls [`Job::stop`] once and drains the operations again, so the
+//! job can complete its files. The runner knows nothing else about the job.
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
 
 use crate::engine::Signal;
 use crate::time::Instant;
@@ -53,6 +66,75 @@ pub trait Job: Send + Sync + fmt::Debug {
 
     /// A short description for the runner's log span (e.g. `hls live/cam`).
     fn describe(&self) -> String;
+
+    /// The next file operation for the runner's [`JobFiles`], in order
+    /// (drained after every [`step`](Self::step)). Jobs that write no
+    /// files keep the default: none.
+    fn poll_file_op(&self) -> Option<FileOp> {
+        None
+    }
+
+    /// The server is stopping: finish up (e.g. complete the open file).
+    /// Called once; the runner then drains [`poll_file_op`](Self::poll_file_op)
+    /// and ends the job without another step.
+    fn stop(&self, _now: Instant) {}
+}
+
+/// A file operation of a [`Job`], executed by the adapter's [`JobFiles`].
+///
+/// Invariant of every executor: at most one file is open per runner; a
+/// [`Create`](FileOp::Create) closes the open one first; a failed create or
+/// write makes the executor skip [`Write`](FileOp::Write)s until the next
+/// `Create` (the failure is logged, never fatal to the server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOp {
+    /// Create a new file at `path` (and its missing parent directories)
+    /// without replacing an existing one: if `path` exists, the first free
+    /// name of [`candidate_names`] is taken.
+    Create {
+        /// Where the job wants the file.
+        path: PathBuf,
+    },
+    /// Append to the open file.
+    Write(Bytes),
+    /// Flush, sync and close the open file.
+    Close,
+}
+
+/// Most names [`candidate_names`] offers for one [`FileOp::Create`].
+pub const MAX_NAME_CANDIDATES: u32 = 100;
+
+/// The names a [`FileOp::Create`] of `path` tries, in order: `path` itself,
+/// then `stem-1.ext`, `stem-2.ext`, ... (at most [`MAX_NAME_CANDIDATES`]).
+pub fn candidate_names(path: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    (0..MAX_NAME_CANDIDATES).map(move |n| {
+        if n == 0 {
+            return path.to_path_buf();
+        }
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        let name = match (stem, path.extension()) {
+            (Some(stem), Some(ext)) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
+            (Some(stem), None) => format!("{stem}-{n}"),
+            (None, _) => format!("{n}"),
+        };
+        path.with_file_name(name)
+    })
+}
+
+/// The adapter's file system for [`FileOp`]s (see the invariants there).
+pub trait JobFiles: Send {
+    /// Executes one operation; errors are logged and remembered, not returned.
+    fn execute(&mut self, op: FileOp) -> impl Future<Output = ()> + Send;
+}
+
+/// [`JobFiles`] of a runner whose jobs write no files: drops every operation.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoFiles;
+
+impl JobFiles for NoFiles {
+    fn execute(&mut self, _op: FileOp) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
 /// Why [`JobQueue::push`] refused a job.
@@ -162,6 +244,22 @@ mod tests {
         fn describe(&self) -> String {
             format!("nop {}", self.0)
         }
+    }
+
+    #[test]
+    fn candidate_names_keep_the_extension() {
+        let names: Vec<PathBuf> = candidate_names(Path::new("/r/live/cam/20261208-020000.mp4"))
+            .take(3)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                PathBuf::from("/r/live/cam/20261208-020000.mp4"),
+                PathBuf::from("/r/live/cam/20261208-020000-1.mp4"),
+                PathBuf::from("/r/live/cam/20261208-020000-2.mp4"),
+            ]
+        );
+        assert_eq!(candidate_names(Path::new("x")).count(), 100);
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod http;
 pub mod job;
 pub mod log_limit;
 pub mod peer_text;
+pub mod record;
 #[cfg(feature = "replay")]
 pub mod replay;
 #[cfg(feature = "rtmp")]

@@ -1,4 +1,5 @@
-//! Recording (`arcly_tokio::record`): ffmpeg publishes 6 s of H.264 + AAC
+//! Recording (`arcly::record` jobs run by `arcly_tokio::record` and, in the
+//! last test, `arcly_blocking::record_streams`): ffmpeg publishes 6 s of H.264 + AAC
 //! over RTMP to an in-process arcly with recording on; once the publisher
 //! is gone, the recorded fragmented MP4 is checked as a player sees it:
 //! - one file per publishing session, `DIR/live/cam/<YYYYmmdd-HHMMSS>.mp4`
@@ -439,4 +440,72 @@ fn in_process_refused_subscription_and_session_handover_are_recorded() {
         "{test}: retry after {retried:?}, subscribed {joined:?} after publish, \
          handover after {handed_over:?}"
     );
+}
+
+/// The same recording jobs on the blocking adapter
+/// (`arcly_blocking::record_streams`: one thread per job, blocking file
+/// calls): ffmpeg publishes 4 s to a blocking-adapter server, and the
+/// recorded file holds at least 95 % of the published video frames, which
+/// ffprobe counts and ffmpeg decodes without an error.
+#[test]
+fn ffmpeg_publish_is_recorded_on_blocking() {
+    let test = "ffmpeg_publish_is_recorded_on_blocking";
+    let _wd = Watchdog::new(test, Duration::from_secs(50));
+    init_logging();
+    if !require_tools(test, &["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    let dir = TempDir::new(test);
+    let server = TestServer::start(Adapter::Blocking);
+    let root = dir.path().join("rec");
+    let shutdown = arcly_blocking::Shutdown::new();
+    let recorder = {
+        let (engine, root, shutdown) = (server.engine.clone(), root.clone(), shutdown.clone());
+        std::thread::spawn(move || {
+            arcly_blocking::record_streams(engine, RecordingConfig::new(root), &shutdown);
+        })
+    };
+    let spec = PublishSpec {
+        seconds: 4,
+        ..PublishSpec::default()
+    };
+    let published = publish(
+        test,
+        "ffmpeg-publish",
+        &server,
+        &spec,
+        Duration::from_secs(20),
+    );
+    wait_streams_ended(test, &server.engine);
+    std::thread::sleep(Duration::from_millis(700));
+    shutdown.trigger();
+    assert!(
+        wait_for(Duration::from_secs(10), || recorder.is_finished()).is_some(),
+        "{test}: recorder did not stop"
+    );
+    let _ = recorder.join();
+
+    let files = recorded_files(&root.join("live").join("cam"));
+    assert_eq!(files.len(), 1, "{test}: one recording: {files:?}");
+    let (frames, secs) = probe_video(test, &files[0]);
+    assert!(
+        frames * 100 >= published * 95 && frames <= published,
+        "{test}: {frames} of {published} video frames recorded"
+    );
+    assert!(
+        (secs - 4.0).abs() <= 0.5,
+        "{test}: duration {secs} s, published 4 s"
+    );
+    let decode = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+        .arg(&files[0])
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    let errors = String::from_utf8_lossy(&decode.stderr);
+    assert!(
+        decode.status.success() && errors.trim().is_empty(),
+        "{test}: decoding errors: {errors}"
+    );
+    eprintln!("{test}: {frames}/{published} video frames, {secs:.3} s");
 }

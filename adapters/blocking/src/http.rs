@@ -317,7 +317,7 @@ impl Wake for Unpark {
 }
 
 /// Polls `fut` to the end on this thread, parking between polls.
-fn block_on<F: Future>(fut: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     let mut cx = Context::from_waker(&waker);
     let mut fut = pin!(fut);
@@ -332,14 +332,14 @@ fn block_on<F: Future>(fut: F) -> F::Output {
 /// The clock, the blocking wait and the shutdown of one server: its
 /// futures are ready when returned (the wait happens in the call), so the
 /// loops of `arcly::http::serve` run on a plain thread.
-struct BlockingRuntime {
-    clock: Clock,
-    shutdown: Shutdown,
+pub(crate) struct BlockingRuntime {
+    pub(crate) clock: Clock,
+    pub(crate) shutdown: Shutdown,
 }
 
 impl BlockingRuntime {
     /// Blocks until `wake` completes, `deadline` passes, or the shutdown.
-    fn block(&self, wake: SignalWait, deadline: Option<Instant>) -> Waited {
+    pub(crate) fn block(&self, wake: SignalWait, deadline: Option<Instant>) -> Waited {
         let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
         let mut cx = Context::from_waker(&waker);
         let mut wake = pin!(wake);
@@ -384,5 +384,9 @@ impl HttpRuntime for BlockingRuntime {
     fn yield_now(&self) -> impl Future<Output = ()> + Send {
         std::thread::yield_now();
         std::future::ready(())
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.shutdown.is_triggered()
     }
 }

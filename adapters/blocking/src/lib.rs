@@ -40,6 +40,7 @@
 
 mod driver;
 mod http;
+pub mod jobs;
 mod udp;
 mod wait;
 
@@ -59,6 +60,7 @@ use arcly::time::Clock;
 
 pub use driver::DriveConfig;
 pub use http::{serve_http, serve_http_with, HttpServeConfig};
+pub use jobs::{record_streams, run_jobs};
 pub use udp::{UdpConfig, READ_POLL};
 pub use wait::BlockingWait;
 

@@ -143,9 +143,9 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 }
 
 /// The clock, timer and shutdown of this server ([`HttpRuntime`]).
-struct TokioRuntime {
-    clock: Clock,
-    stop: watch::Receiver<bool>,
+pub(crate) struct TokioRuntime {
+    pub(crate) clock: Clock,
+    pub(crate) stop: watch::Receiver<bool>,
 }
 
 impl HttpRuntime for TokioRuntime {
@@ -167,6 +167,10 @@ impl HttpRuntime for TokioRuntime {
 
     fn yield_now(&self) -> impl Future<Output = ()> + Send {
         tokio::task::yield_now()
+    }
+
+    fn is_stopping(&self) -> bool {
+        *self.stop.borrow()
     }
 }
 

@@ -35,6 +35,7 @@
 
 mod driver;
 mod http;
+pub mod jobs;
 mod timer;
 mod udp;
 

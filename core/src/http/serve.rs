@@ -15,7 +15,7 @@ use http::{Method, Request, Response};
 
 use super::{strip_for_head, unavailable, HttpRouter, Routed, WallClock};
 use crate::engine::SignalWait;
-use crate::job::{Job, JobState};
+use crate::job::{Job, JobFiles, JobState, NoFiles};
 use crate::log_limit::LogLimiter;
 use crate::time::Instant;
 
@@ -134,6 +134,12 @@ pub trait HttpRuntime: Sync {
 
     /// Lets the runtime's other tasks run once.
     fn yield_now(&self) -> impl Future<Output = ()> + Send;
+
+    /// Whether the server is stopping (a job that is always busy sees the
+    /// shutdown here, not in [`wait`](Self::wait)). Default: never.
+    fn is_stopping(&self) -> bool {
+        false
+    }
 }
 
 /// Why an adapter's HTTP codec dropped a connection before the router saw
@@ -277,21 +283,40 @@ pub fn body_timed_out(head: bool) -> Response<Bytes> {
 }
 
 /// One background job's task ([`crate::job`]): steps `job` and does what
-/// each [`JobState`] says, until the job is done or the server stops.
+/// each [`JobState`] says, until the job is done or the server stops. Its
+/// file operations, if any, are dropped: see [`run_job_with`].
 pub async fn run_job<R: HttpRuntime>(job: Arc<dyn Job>, rt: &R) {
+    run_job_with(job, rt, &mut NoFiles).await;
+}
+
+/// [`run_job`] executing the job's [`FileOp`](crate::job::FileOp)s with
+/// `files` after every step. When the server stops (seen in a wait, or
+/// between busy steps), the job is told ([`Job::stop`]) and its last
+/// operations are executed before the task ends.
+pub async fn run_job_with<R: HttpRuntime, F: JobFiles>(job: Arc<dyn Job>, rt: &R, files: &mut F) {
     loop {
-        match job.step(rt.now()) {
-            JobState::Busy => rt.yield_now().await,
+        let state = job.step(rt.now());
+        while let Some(op) = job.poll_file_op() {
+            files.execute(op).await;
+        }
+        let stopped = match state {
+            JobState::Busy => {
+                rt.yield_now().await;
+                rt.is_stopping()
+            }
             JobState::Wait {
                 signal,
                 epoch,
                 deadline,
-            } => {
-                if rt.wait(signal.wait(epoch), deadline).await == Waited::Stopped {
-                    break;
-                }
+            } => rt.wait(signal.wait(epoch), deadline).await == Waited::Stopped,
+            JobState::Done => return,
+        };
+        if stopped {
+            job.stop(rt.now());
+            while let Some(op) = job.poll_file_op() {
+                files.execute(op).await;
             }
-            JobState::Done => break,
+            return;
         }
     }
 }

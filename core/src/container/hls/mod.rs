@@ -53,6 +53,7 @@ use std::time::Duration;
 
 pub use muxer::{HlsMuxer, MAX_PARTS_PER_SEGMENT, MAX_START_FRAMES};
 pub use resource::Resource;
+pub(crate) use wall::civil_from_days;
 pub use wall::WallClock;
 
 /// Segmenter configuration.

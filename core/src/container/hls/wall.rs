@@ -57,7 +57,7 @@ pub(crate) fn write_date_time(out: &mut String, unix_micros: u64) {
 /// (year, month 1–12, day 1–31) of the proleptic Gregorian calendar for
 /// `days` days after 1970-01-01: the 400-year cycle (146 097 days) counted
 /// from 0000-03-01, so that the leap day is the last day of a cycle year.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     // Days from 0000-03-01 to 1970-01-01.
     let z = days + 719_468;
     let era = z / 146_097;
