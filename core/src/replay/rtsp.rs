@@ -1,5 +1,5 @@
 //! Replaying one RTSP connection over TCP (RFC 2326, RTP interleaved on the
-//! connection, §10.12): the client→server bytes drive an [`RtspSession`] on
+//! connection, §10.12): the client→server bytes drive an [`RtspSession`](crate::rtsp::RtspSession) on
 //! an engine of its own with the capture's timestamps as `now`; what the
 //! session publishes into that engine is read back as the flow's frames
 //! (the depacketized RTP of a publish: ANNOUNCE + SETUP + RECORD). The
