@@ -29,6 +29,7 @@ use tracing_subscriber::EnvFilter;
 mod auth;
 mod config;
 mod pull;
+mod relay;
 mod replay;
 mod rtsp_udp;
 mod srt;
@@ -234,6 +235,11 @@ struct Cli {
     #[command(flatten)]
     config: config::ConfigArgs,
 
+    /// Pull on demand (src/relay.rs): `--pull-on-demand PATTERN=URL`, its
+    /// grace and wait times.
+    #[command(flatten)]
+    relay: relay::RelayArgs,
+
     /// Without a subcommand the server runs.
     #[command(subcommand)]
     command: Option<Command>,
@@ -265,7 +271,7 @@ fn listeners(cli: &Cli, engine: &Engine, udp: Option<&rtsp_udp::RtspUdp>) -> Vec
             name: "RTMP",
             addr,
             factory: Arc::new(
-                RtmpSessionFactory::new(engine.clone(), auth::admission())
+                RtmpSessionFactory::new(engine.clone(), relay::admission(auth::admission()))
                     .with_config(rtmp_config(cli)),
             ),
             hints: rtmp_hints,
@@ -384,6 +390,7 @@ async fn run(cli: Cli) -> ExitCode {
     let engine = Engine::new();
     engine.set_default_app(Some(app_config(&cli)));
     engine.set_max_publishers_per_ip(cli.max_publishers_per_ip);
+    relay::install(&cli.relay, &engine);
     let udp = match (cli.rtsp, cli.rtsp_udp) {
         (Listen::Off, _) | (_, Some(Listen::Off)) => None,
         (Listen::On(_), Some(Listen::On(a))) => {

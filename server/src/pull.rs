@@ -159,7 +159,7 @@ impl Retimer {
 
 /// The stream's publisher, kept across reconnects (see the module docs).
 #[derive(Default)]
-struct Held {
+pub(crate) struct Held {
     publisher: Option<arcly::engine::Publisher>,
     /// When the source was lost while the publisher is held.
     lost_at: Option<std::time::Instant>,
@@ -237,7 +237,7 @@ async fn run(engine: Engine, spec: PullSpec, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn connect_once(
+pub(crate) async fn connect_once(
     engine: &Engine,
     spec: &PullSpec,
     attempt: u64,

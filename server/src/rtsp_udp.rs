@@ -95,7 +95,10 @@ pub async fn bind(
 
 /// The RTSP session factory, offering UDP when `udp` is bound.
 pub fn session_factory(engine: &Engine, udp: Option<&RtspUdp>) -> RtspSessionFactory {
-    let f = RtspSessionFactory::new(engine.clone(), crate::auth::admission());
+    let f = RtspSessionFactory::new(
+        engine.clone(),
+        crate::relay::admission(crate::auth::admission()),
+    );
     match udp {
         Some(u) => f.with_udp(u.handle()),
         None => f,

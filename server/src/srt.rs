@@ -76,7 +76,11 @@ pub fn factory(
     config.max_connections_per_ip = limits.max_connections;
     config.play_burst_per_ip = limits.play_burst;
     config.play_rate_per_ip = limits.play_rate;
-    SrtServiceFactory::new(engine.clone(), config, crate::auth::admission())
+    SrtServiceFactory::new(
+        engine.clone(),
+        config,
+        crate::relay::admission(crate::auth::admission()),
+    )
 }
 
 /// Binds the SRT socket (a failure ends the start with a message).
