@@ -82,6 +82,8 @@ command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 # try a cmake build of its bundled copy).
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
+# tests/tests/webrtc_aiortc.rs: aiortc, an independent WebRTC stack.
+/usr/bin/python3 -c 'import aiortc' >/dev/null 2>&1 || need+=(python3-aiortc)
 if ((${#need[@]})); then
     # Deduplicate; one install for everything missing.
     mapfile -t need < <(printf '%s\n' "${need[@]}" gstreamer1.0-plugins-base | sort -u)
