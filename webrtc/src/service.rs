@@ -162,6 +162,10 @@ pub enum OpenError {
     /// The service is shutting down.
     #[error("the WebRTC service is shutting down")]
     Closing,
+    /// A session with this resource id exists (the random source repeated
+    /// itself): refused rather than shadowing it.
+    #[error("duplicate session id")]
+    DuplicateResource,
 }
 
 /// What a trickle `PATCH` did.
@@ -521,6 +525,10 @@ impl WebRtcService {
         } = req;
         if self.closing {
             let _ = reply.send(Err(OpenError::Closing));
+            return;
+        }
+        if self.by_resource.contains_key(&resource) {
+            let _ = reply.send(Err(OpenError::DuplicateResource));
             return;
         }
         let from_ip = self.per_ip.get(&client).copied().unwrap_or(0);
