@@ -545,7 +545,9 @@ static INSTALLED: OnceLock<(Vec<OnDemandSource>, OnDemandOptions, Engine)> = Onc
 /// Installs `--pull-on-demand` for this process (call once, inside the
 /// runtime, before the listeners' factories are built).
 pub fn install(args: &RelayArgs, engine: &Engine) {
-    if args.pull_on_demand.is_empty() {
+    let mut sources = args.pull_on_demand.clone();
+    sources.extend(from_config());
+    if sources.is_empty() {
         return;
     }
     let secs = |s: f64, d: Duration| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(d);
@@ -554,14 +556,41 @@ pub fn install(args: &RelayArgs, engine: &Engine) {
         wait: secs(args.pull_on_demand_wait, DEFAULT_WAIT),
         max_sources: DEFAULT_MAX_SOURCES,
     };
-    for s in &args.pull_on_demand {
+    for s in &sources {
         println!(
             "  pulling {} on demand from {}",
             s.pattern,
             pull::redacted(&s.url)
         );
     }
-    let _ = INSTALLED.set((args.pull_on_demand.clone(), options, engine.clone()));
+    let _ = INSTALLED.set((sources, options, engine.clone()));
+}
+
+/// The config file's `[paths."…"]` sections with `source` and
+/// `source_on_demand = true` (read at start; a reload does not change
+/// them). Regex sections and sources the pull cannot play (`srt://`) are
+/// skipped with a warning.
+fn from_config() -> Vec<OnDemandSource> {
+    let Some(config) = crate::config::global() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for rule in &config.current().paths {
+        let Some(url) = rule.source.as_deref().filter(|_| rule.source_on_demand) else {
+            continue;
+        };
+        if let crate::config::Pattern::Regex(_) = rule.pattern {
+            tracing::warn!(path = %rule.pattern_text, line = rule.line, "source_on_demand: regex paths are not pulled on demand (use a glob)");
+            continue;
+        }
+        match OnDemandSource::new(&rule.pattern_text, url) {
+            Ok(s) => out.push(s),
+            Err(e) => {
+                tracing::warn!(path = %rule.pattern_text, line = rule.line, reason = %e, "source_on_demand: not pulled");
+            }
+        }
+    }
+    out
 }
 
 /// `inner` wrapped with pull on demand if [`install`]ed, else `inner`.

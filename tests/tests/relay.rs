@@ -300,3 +300,58 @@ fn unreachable_source_refuses_after_the_wait() {
     );
     assert!(e.try_status().is_none(), "{}", e.describe());
 }
+
+#[test]
+fn config_file_source_on_demand() {
+    let test = "relay/config";
+    if !require_tools(test, &["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    let Some(bin) = binary::arcly_bin(test) else {
+        return;
+    };
+    let _watchdog = Watchdog::new(test, Duration::from_secs(60));
+    let port = free_port();
+    let _org = origin(&bin, port);
+    let dir = std::env::temp_dir().join(format!("arcly-relay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("arcly.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[paths.\"cam/*\"]\nsource = \"rtmp://127.0.0.1:{port}/live/{{name}}\"\nsource_on_demand = true\n"
+        ),
+    )
+    .unwrap();
+    let mut e = binary::spawn(
+        &bin,
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--rtmp",
+            "127.0.0.1:0",
+            "--rtsp",
+            "off",
+            "--http",
+            "off",
+            "--srt",
+            "off",
+        ],
+    );
+    let rtmp = listening(&mut e, "RTMP");
+    let mut publisher = publish(test, port, 20);
+    let mut c = ffmpeg::play_command(&format!("rtmp://{rtmp}/cam/cam"), Duration::from_secs(10));
+    c.args(["-read_intervals", "%+3"]);
+    let mut v = Proc::spawn("config-viewer", &mut c);
+    let pts = video_pts(test, &mut v);
+    assert!(
+        pts.len() >= 40
+            && e.stderr()
+                .contains("first viewer, connecting to the source"),
+        "{test}: {} pictures: {}",
+        pts.len(),
+        e.describe()
+    );
+    publisher.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
