@@ -78,6 +78,9 @@ pub enum CloseReason {
     /// A publisher sent no media in time and was closed to free its stream
     /// slot ([`MediaWatchdog`](crate::engine::MediaWatchdog)).
     MediaTimeout(crate::engine::MediaStall),
+    /// An operator ended the session ([`Engine::kick`](crate::Engine::kick),
+    /// the server's `DELETE /v1/sessions/{id}`).
+    Kicked,
 }
 
 impl CloseReason {
@@ -116,6 +119,7 @@ impl core::fmt::Display for CloseReason {
             }
             CloseReason::Unresponsive => f.write_str("peer acknowledged nothing sent to it"),
             CloseReason::MediaTimeout(e) => write!(f, "publisher closed: {e}"),
+            CloseReason::Kicked => f.write_str("kicked by an operator"),
         }
     }
 }

@@ -26,8 +26,10 @@ use clap::Parser;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
+mod api;
 mod auth;
 mod config;
+mod metrics;
 mod pull;
 mod relay;
 mod replay;
@@ -239,6 +241,16 @@ struct Cli {
     /// grace and wait times.
     #[command(flatten)]
     relay: relay::RelayArgs,
+
+    /// Bearer token of the control API (`/v1/...`) and `/metrics` on the
+    /// HTTP listener (docs/api.md); without it both answer 403.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ARCLY_API_TOKEN",
+        hide_env_values = true
+    )]
+    api_token: Option<String>,
 
     /// Without a subcommand the server runs.
     #[command(subcommand)]
@@ -617,8 +629,7 @@ fn spawn_http(
         println!("    {hint}");
     }
     tracing::info!(protocol = "HTTP", %addr, "listening");
-    let mut router =
-        arcly::http::HttpRouter::new(engine.clone(), arcly::http::HttpConfig::default());
+    let mut router = api::http_router(engine, api::settings(cli, addr));
     if let Some(w) = webrtc {
         webrtc::mount(&mut router, w, addr, &display_host(addr));
     }

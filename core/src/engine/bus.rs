@@ -49,6 +49,7 @@ use bytes::Bytes;
 use heapless::Deque;
 
 use super::registry::{AppConfig, StreamKey, SubscribeError};
+use super::sessions::Registration;
 use super::signal::Signal;
 use super::stats::{BitrateMeter, StreamStats, SubscriberStats};
 use super::sync::{AtomicBool, AtomicU64, Slot};
@@ -224,6 +225,35 @@ impl StreamShared {
     pub(crate) fn stats(&self) -> Arc<StreamStats> {
         self.stats.clone()
     }
+    pub(crate) fn stats_ref(&self) -> &StreamStats {
+        &self.stats
+    }
+    pub(crate) fn key(&self) -> &StreamKey {
+        &self.key
+    }
+    /// Frames published so far (the ring's head).
+    pub(crate) fn head(&self) -> u64 {
+        self.ring.head.load(Ordering::Acquire)
+    }
+    pub(crate) fn signal(&self) -> &Signal {
+        &self.signal
+    }
+    /// The codec configs in force at the latest start point (video, audio),
+    /// read from the ring without taking anything from the publisher.
+    pub(crate) fn current_configs(&self) -> (Option<SharedFrame>, Option<SharedFrame>) {
+        let last = self.last_start.load(Ordering::Acquire);
+        let head = self.head();
+        if last == NONE {
+            return (None, None);
+        }
+        match self.ring.read(last, head) {
+            Ok(e) => match &e.start {
+                Some(c) => (c.video.clone(), c.audio.clone()),
+                None => (None, None),
+            },
+            Err(_) => (None, None),
+        }
+    }
 }
 
 type OnEnd = Box<dyn FnOnce(&StreamKey, &Arc<StreamShared>) + Send + Sync>;
@@ -252,6 +282,10 @@ pub struct Publisher {
     meter: BitrateMeter,
     /// Keyframe requests already taken by [`Publisher::take_keyframe_requests`].
     keyframe_requests_taken: u64,
+    /// Decode time (ms) of the last video keyframe, for the keyframe interval.
+    last_key_ms: Option<i64>,
+    /// The entry in the engine's session table (`None` when detached).
+    registration: Option<Registration>,
 }
 
 impl core::fmt::Debug for Publisher {
@@ -281,7 +315,28 @@ impl Publisher {
             last_start: NONE,
             meter: BitrateMeter::default(),
             keyframe_requests_taken: 0,
+            last_key_ms: None,
+            registration: None,
         }
+    }
+
+    pub(crate) fn set_registration(&mut self, r: Registration) {
+        self.registration = Some(r);
+    }
+
+    /// This publisher's id in the engine's session table (`None` when
+    /// detached), as listed by [`Engine::sessions`](super::Engine::sessions).
+    pub fn id(&self) -> Option<u64> {
+        self.registration.as_ref().map(|r| r.entry.id)
+    }
+
+    /// Whether an operator asked this publisher to end
+    /// ([`Engine::kick`](super::Engine::kick)): its session should close
+    /// its connection (one atomic load).
+    pub fn is_kicked(&self) -> bool {
+        self.registration
+            .as_ref()
+            .is_some_and(|r| r.entry.is_kicked())
     }
 
     /// A stream outside any [`Engine`](super::Engine) registry: subscribe
@@ -326,6 +381,18 @@ impl Publisher {
             .add_frame(frame.payload.len(), frame.is_keyframe());
         self.meter.add(&frame, &shared.stats.bitrate_bps);
 
+        if kind == MediaKind::Video && frame.is_keyframe() && !is_config {
+            let ms = frame.dts_in(1000);
+            if let Some(prev) = self.last_key_ms {
+                if ms > prev {
+                    shared
+                        .stats
+                        .keyframe_interval_ms
+                        .store((ms - prev).unsigned_abs(), Ordering::Relaxed);
+                }
+            }
+            self.last_key_ms = Some(ms);
+        }
         if kind == MediaKind::Video && !self.has_video {
             // Audio frames stop being start points once the stream has video.
             self.has_video = true;
@@ -460,6 +527,9 @@ pub struct Subscriber {
     sent: Configs,
     stats: Arc<SubscriberStats>,
     meter: BitrateMeter,
+    /// The entry in the engine's session table (`None` for a subscriber of
+    /// a detached publisher).
+    registration: Option<Registration>,
 }
 
 fn same(a: &Option<SharedFrame>, b: &Option<SharedFrame>) -> bool {
@@ -506,7 +576,32 @@ impl Subscriber {
             sent: Configs::default(),
             stats: Arc::default(),
             meter: BitrateMeter::default(),
+            registration: None,
         })
+    }
+
+    pub(crate) fn set_registration(&mut self, r: Registration) {
+        self.registration = Some(r);
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<StreamShared> {
+        &self.shared
+    }
+
+    /// This subscriber's id in the engine's session table (`None` for a
+    /// subscriber of a detached publisher).
+    pub fn id(&self) -> Option<u64> {
+        self.registration.as_ref().map(|r| r.entry.id)
+    }
+
+    /// Whether an operator asked this viewer to end
+    /// ([`Engine::kick`](super::Engine::kick)); from then on
+    /// [`recv`](Self::recv) returns [`Recv::End`] and the session should
+    /// close its connection (one atomic load).
+    pub fn is_kicked(&self) -> bool {
+        self.registration
+            .as_ref()
+            .is_some_and(|r| r.entry.is_kicked())
     }
 
     /// The stream this subscriber reads.
@@ -563,6 +658,7 @@ impl Subscriber {
             }
         }
         self.stats.add_frame(f.payload.len());
+        self.stats.set_position(self.next_seq);
         self.meter.add(f, &self.stats.bitrate_bps);
         Recv::Frame(entry)
     }
@@ -599,6 +695,9 @@ impl Subscriber {
     /// The next frame, without blocking. On [`Recv::Empty`], wait on the
     /// [`signal`](Self::signal) from an epoch read *before* this call.
     pub fn recv(&mut self) -> Recv {
+        if self.is_kicked() {
+            return Recv::End;
+        }
         if let Some(f) = self.pending.pop_front() {
             return self.deliver(f);
         }

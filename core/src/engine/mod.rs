@@ -17,12 +17,17 @@
 //! [`Engine::streams_signal`]; per-source-IP publisher limit through
 //! [`Engine::publish_from`]), `watchdog` ([`MediaWatchdog`]: a publisher
 //! that sends no media is closed and its slot freed), `sync` (std or
-//! `loom` primitives).
+//! `loom` primitives), `sessions` (every live publisher and subscriber with
+//! an id, protocol, peer and kick flag: [`Engine::sessions`],
+//! [`Engine::kick`]), `snapshot` (per-stream numbers for an operator:
+//! [`Engine::streams_snapshot`]).
 
 mod bus;
 mod registry;
+pub mod sessions;
 mod signal;
 mod signal_set;
+pub mod snapshot;
 mod stats;
 mod sync;
 mod watchdog;
@@ -32,7 +37,9 @@ pub use registry::{
     AppConfig, Engine, PublishError, StreamKey, StreamKeyError, SubscribeError,
     DEFAULT_MAX_PUBLISHERS_PER_IP,
 };
+pub use sessions::{ProtocolTotals, SessionRole, SessionSnapshot, SessionTag};
 pub use signal::{Signal, SignalWait};
 pub use signal_set::SignalSet;
+pub use snapshot::{CodecInfo, PublisherInfo, Refusals, StreamSnapshot};
 pub use stats::{StreamStats, StreamStatsSnapshot, SubscriberStats, SubscriberStatsSnapshot};
 pub use watchdog::{MediaStall, MediaWatchdog};

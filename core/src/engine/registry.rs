@@ -28,8 +28,12 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::bus::{Publisher, StreamShared, Subscriber};
+use super::sessions::{Registration, SessionRole, SessionSnapshot, SessionTable, SessionTag};
 use super::signal::Signal;
+use super::snapshot::{Refusals, StreamSnapshot};
 
 /// An app's settings. Apps are set up in code; the kernel reads no files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,6 +278,54 @@ struct Inner {
     streams: Mutex<HashMap<StreamKey, Arc<StreamShared>>>,
     /// Notified after every change of `streams` (see the module docs).
     announce: Signal,
+    /// Every live publisher and subscriber ([`super::sessions`]).
+    sessions: Arc<SessionTable>,
+    /// Publishes and subscribes the engine refused, by reason.
+    refused: RefusalCounters,
+}
+
+/// Refusal counters (any thread adds; `Relaxed`: they order nothing).
+#[derive(Debug, Default)]
+struct RefusalCounters {
+    unknown_app: AtomicU64,
+    already_publishing: AtomicU64,
+    too_many_streams: AtomicU64,
+    too_many_from_peer: AtomicU64,
+    not_found: AtomicU64,
+    too_many_subscribers: AtomicU64,
+}
+
+impl RefusalCounters {
+    fn publish(&self, e: &PublishError) {
+        let c = match e {
+            PublishError::UnknownApp(_) => &self.unknown_app,
+            PublishError::AlreadyPublishing(_) => &self.already_publishing,
+            PublishError::TooManyStreams(..) => &self.too_many_streams,
+            PublishError::TooManyFromPeer(..) => &self.too_many_from_peer,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn subscribe(&self, e: &SubscribeError) {
+        let c = match e {
+            SubscribeError::UnknownApp(_) => &self.unknown_app,
+            SubscribeError::NotFound(_) => &self.not_found,
+            SubscribeError::TooManySubscribers(..) => &self.too_many_subscribers,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Refusals {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Refusals {
+            unknown_app: l(&self.unknown_app),
+            already_publishing: l(&self.already_publishing),
+            too_many_streams: l(&self.too_many_streams),
+            too_many_from_peer: l(&self.too_many_from_peer),
+            not_found: l(&self.not_found),
+            too_many_subscribers: l(&self.too_many_subscribers),
+        }
+    }
 }
 
 /// The engine: cheap to clone, shared by every session and adapter.
@@ -345,17 +397,39 @@ impl Engine {
     /// publishes through this; the count drops when the [`Publisher`]
     /// drops.
     pub fn publish_from(&self, key: StreamKey, peer: IpAddr) -> Result<Publisher, PublishError> {
+        self.publish_limited(key, peer, SessionTag::internal())
+    }
+
+    /// Like [`publish_from`](Self::publish_from) for the peer of `tag`
+    /// (its address counts toward the per-address limit), listed in
+    /// [`sessions`](Self::sessions) with `tag`'s protocol and peer. A tag
+    /// without a peer publishes like [`publish_tagged`](Self::publish_tagged).
+    pub fn publish_as(&self, key: StreamKey, tag: SessionTag) -> Result<Publisher, PublishError> {
+        match tag.peer {
+            Some(peer) => self.publish_limited(key, peer.ip(), tag),
+            None => self.publish_tagged(key, tag),
+        }
+    }
+
+    fn publish_limited(
+        &self,
+        key: StreamKey,
+        peer: IpAddr,
+        tag: SessionTag,
+    ) -> Result<Publisher, PublishError> {
         {
             let mut per_ip = lock(&self.inner.publishers_per_ip);
             let max = per_ip.max;
             let n = per_ip.count.entry(peer).or_insert(0);
             if max > 0 && *n >= max {
                 let n = *n;
-                return Err(PublishError::TooManyFromPeer(peer, n));
+                let e = PublishError::TooManyFromPeer(peer, n);
+                self.inner.refused.publish(&e);
+                return Err(e);
             }
             *n += 1;
         }
-        match self.publish_inner(key, Some(peer)) {
+        match self.publish_inner(key, Some(peer), tag) {
             Ok(p) => Ok(p),
             Err(e) => {
                 self.release_ip(peer);
@@ -376,13 +450,37 @@ impl Engine {
 
     /// Starts publishing `key`. The stream ends when the [`Publisher`] drops.
     pub fn publish(&self, key: StreamKey) -> Result<Publisher, PublishError> {
-        self.publish_inner(key, None)
+        self.publish_inner(key, None, SessionTag::internal())
+    }
+
+    /// Like [`publish`](Self::publish) (no per-address limit), listed in
+    /// [`sessions`](Self::sessions) with `tag`'s protocol and peer.
+    pub fn publish_tagged(
+        &self,
+        key: StreamKey,
+        tag: SessionTag,
+    ) -> Result<Publisher, PublishError> {
+        self.publish_inner(key, None, tag)
     }
 
     fn publish_inner(
         &self,
         key: StreamKey,
         peer: Option<IpAddr>,
+        tag: SessionTag,
+    ) -> Result<Publisher, PublishError> {
+        let r = self.publish_checked(key, peer, tag);
+        if let Err(e) = &r {
+            self.inner.refused.publish(e);
+        }
+        r
+    }
+
+    fn publish_checked(
+        &self,
+        key: StreamKey,
+        peer: Option<IpAddr>,
+        tag: SessionTag,
     ) -> Result<Publisher, PublishError> {
         let cfg = self
             .app_config(key.app())
@@ -407,7 +505,11 @@ impl Engine {
         // call back into the engine).
         self.inner.announce.notify();
         let engine = self.clone();
-        Ok(Publisher::new(
+        let entry = self
+            .inner
+            .sessions
+            .insert(SessionRole::Publisher, tag, shared.clone(), None);
+        let mut publisher = Publisher::new(
             shared,
             Box::new(move |k: &StreamKey, s: &Arc<StreamShared>| {
                 if let Some(ip) = peer {
@@ -415,7 +517,12 @@ impl Engine {
                 }
                 engine.remove(k, s)
             }),
-        ))
+        );
+        publisher.set_registration(Registration {
+            table: self.inner.sessions.clone(),
+            entry,
+        });
+        Ok(publisher)
     }
 
     fn remove(&self, key: &StreamKey, shared: &Arc<StreamShared>) {
@@ -435,6 +542,29 @@ impl Engine {
 
     /// Subscribes to a live stream, starting with configs and the cached GOP.
     pub fn subscribe(&self, key: &StreamKey) -> Result<Subscriber, SubscribeError> {
+        self.subscribe_as(key, SessionTag::internal())
+    }
+
+    /// Like [`subscribe`](Self::subscribe), listed in
+    /// [`sessions`](Self::sessions) with `tag`'s protocol and peer (and
+    /// counted in its stream's viewers per protocol).
+    pub fn subscribe_as(
+        &self,
+        key: &StreamKey,
+        tag: SessionTag,
+    ) -> Result<Subscriber, SubscribeError> {
+        let r = self.subscribe_checked(key, tag);
+        if let Err(e) = &r {
+            self.inner.refused.subscribe(e);
+        }
+        r
+    }
+
+    fn subscribe_checked(
+        &self,
+        key: &StreamKey,
+        tag: SessionTag,
+    ) -> Result<Subscriber, SubscribeError> {
         if self.app_config(key.app()).is_none() {
             return Err(SubscribeError::UnknownApp(key.app().to_owned()));
         }
@@ -442,7 +572,86 @@ impl Engine {
             .get(key)
             .cloned()
             .ok_or_else(|| SubscribeError::NotFound(key.clone()))?;
-        Subscriber::attach(shared)
+        let mut sub = Subscriber::attach(shared)?;
+        let entry = self.inner.sessions.insert(
+            SessionRole::Viewer,
+            tag,
+            sub.shared().clone(),
+            Some(sub.stats()),
+        );
+        sub.set_registration(Registration {
+            table: self.inner.sessions.clone(),
+            entry,
+        });
+        Ok(sub)
+    }
+
+    /// A copy of every live publisher's and subscriber's numbers, by id
+    /// (see [`super::sessions`] for the cost: one pointer copy per session
+    /// under the table's lock, then atomic loads).
+    pub fn sessions(&self) -> Vec<SessionSnapshot> {
+        self.inner
+            .sessions
+            .entries()
+            .iter()
+            .map(|e| SessionSnapshot::of(e))
+            .collect()
+    }
+
+    /// One session's numbers.
+    pub fn session(&self, id: u64) -> Option<SessionSnapshot> {
+        self.inner.sessions.get(id).map(|e| SessionSnapshot::of(&e))
+    }
+
+    /// Live publishers and subscribers.
+    pub fn session_count(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    /// Asks session `id` to end (an operator's kick): a subscriber reads
+    /// [`Recv::End`](super::Recv::End) from then on, and the glue of every
+    /// protocol closes the connection of a kicked publisher or subscriber
+    /// (see [`Publisher::is_kicked`]). The stream's signal is notified so
+    /// that a waiting session sees it at once. `false`: no such session.
+    pub fn kick(&self, id: u64) -> bool {
+        let Some(entry) = self.inner.sessions.get(id) else {
+            return false;
+        };
+        entry.kicked.store(true, Ordering::Release);
+        entry.shared.signal().notify();
+        true
+    }
+
+    /// Totals per protocol and role since the engine was built (ended
+    /// sessions included: monotonic counters), sorted by protocol.
+    pub fn protocol_totals(&self) -> Vec<super::sessions::ProtocolTotals> {
+        self.inner.sessions.totals()
+    }
+
+    /// Publishes and subscribes refused by the engine, by reason.
+    pub fn refusals(&self) -> Refusals {
+        self.inner.refused.snapshot()
+    }
+
+    /// A copy of every live stream's numbers, sorted by key: its counters,
+    /// publisher, codecs, and viewers per protocol (one pass over the
+    /// session table; no lock held while reading counters or codecs).
+    pub fn streams_snapshot(&self) -> Vec<StreamSnapshot> {
+        let streams: Vec<_> = lock(&self.inner.streams).values().cloned().collect();
+        let sessions = self.inner.sessions.entries();
+        let mut out: Vec<StreamSnapshot> = streams
+            .iter()
+            .map(|s| StreamSnapshot::of(s, &sessions))
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// One live stream's numbers (see [`streams_snapshot`](Self::streams_snapshot)).
+    pub fn stream_snapshot(&self, key: &StreamKey) -> Option<StreamSnapshot> {
+        let shared = lock(&self.inner.streams).get(key).cloned()?;
+        let sessions = self.inner.sessions.entries();
+        Some(StreamSnapshot::of(&shared, &sessions))
     }
 
     /// Keys of the live streams, sorted.

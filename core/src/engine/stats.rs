@@ -35,6 +35,9 @@ pub struct StreamStats {
     pub dropped: AtomicU64,
     /// Published bitrate in bits per second (see the module documentation).
     pub bitrate_bps: AtomicU64,
+    /// Decode-time distance between the last two video keyframes, in
+    /// milliseconds (0 until two were published).
+    pub keyframe_interval_ms: AtomicU64,
 }
 
 /// Adds to a counter that has one writer: a load and a store, no locked RMW.
@@ -64,6 +67,7 @@ impl StreamStats {
             subscribers: self.subscribers.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             bitrate_bps: self.bitrate_bps.load(Ordering::Relaxed),
+            keyframe_interval_ms: self.keyframe_interval_ms.load(Ordering::Relaxed),
         }
     }
 }
@@ -83,6 +87,8 @@ pub struct StreamStatsSnapshot {
     pub dropped: u64,
     /// Published bitrate, bits per second of media time.
     pub bitrate_bps: u64,
+    /// Media-time distance between the last two video keyframes, in ms.
+    pub keyframe_interval_ms: u64,
 }
 
 /// Per-subscriber counters, updated by the subscriber.
@@ -99,6 +105,9 @@ pub struct SubscriberStats {
     pub dropped: AtomicU64,
     /// Delivered bitrate in bits per second (see the module documentation).
     pub bitrate_bps: AtomicU64,
+    /// Sequence number of the next frame this subscriber reads from the
+    /// ring (for its lag: the stream's published frames minus this).
+    pub position: AtomicU64,
 }
 
 impl SubscriberStats {
@@ -109,7 +118,12 @@ impl SubscriberStats {
             bytes: self.bytes.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             bitrate_bps: self.bitrate_bps.load(Ordering::Relaxed),
+            position: self.position.load(Ordering::Relaxed),
         }
+    }
+
+    pub(crate) fn set_position(&self, seq: u64) {
+        self.position.store(seq, Ordering::Relaxed);
     }
 
     pub(crate) fn add_frame(&self, len: usize) {
@@ -133,6 +147,8 @@ pub struct SubscriberStatsSnapshot {
     pub dropped: u64,
     /// Delivered bitrate, bits per second of media time.
     pub bitrate_bps: u64,
+    /// Ring sequence number of the next frame to read.
+    pub position: u64,
 }
 
 /// Window length of the bitrate meter, in milliseconds of media time.

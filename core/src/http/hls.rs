@@ -737,7 +737,10 @@ impl HlsService {
                 return Ok(s.clone());
             }
         }
-        let sub = match self.engine.subscribe(key) {
+        let sub = match self
+            .engine
+            .subscribe_as(key, crate::engine::SessionTag::without_peer("hls"))
+        {
             Ok(sub) => sub,
             Err(e) => {
                 // An ended stream stays served (its last segments, ENDLIST)

@@ -14,7 +14,9 @@ use crate::admission::{
     Admission, AdmissionKind, AdmissionRequest, AdmissionWait, AllowAll, Decision, RejectCode,
     Rejection, MAX_ADMISSION_WAIT,
 };
-use crate::engine::{Engine, MediaWatchdog, Publisher, Recv, Signal, StreamKey, Subscriber};
+use crate::engine::{
+    Engine, MediaWatchdog, Publisher, Recv, SessionTag, Signal, StreamKey, Subscriber,
+};
 use crate::log_limit::LogLimiter;
 use crate::peer_text::escaped;
 use crate::session::{CloseReason, SessionFactory, StreamConn, StreamSession};
@@ -384,7 +386,10 @@ impl RtmpSession {
     }
 
     fn start_publish(&mut self, now: Instant, token: RequestToken, key: StreamKey) {
-        match self.engine.publish_from(key.clone(), self.peer.ip()) {
+        match self
+            .engine
+            .publish_as(key.clone(), SessionTag::new("rtmp", self.peer))
+        {
             Ok(p) => {
                 info!(peer = %self.peer, stream = %escaped(&key.to_string()), "rtmp publish started");
                 let app_config = self.engine.app_config(key.app()).unwrap_or_default();
@@ -402,7 +407,10 @@ impl RtmpSession {
     }
 
     fn start_play(&mut self, now: Instant, token: RequestToken, key: StreamKey) {
-        match self.engine.subscribe(&key) {
+        match self
+            .engine
+            .subscribe_as(&key, SessionTag::new("rtmp", self.peer))
+        {
             Ok(sub) => {
                 info!(peer = %self.peer, stream = %escaped(&key.to_string()), "rtmp play started");
                 self.conn.accept_play(token);
@@ -422,6 +430,22 @@ impl RtmpSession {
                 self.conn.reject(token, Rejection::from(&e));
             }
         }
+    }
+
+    /// An operator kicked this session's publisher or subscriber
+    /// ([`Engine::kick`](crate::Engine::kick)): the connection closes with
+    /// [`CloseReason::Kicked`]. Returns whether it did.
+    fn close_if_kicked(&mut self, now: Instant) -> bool {
+        let kicked = self.publisher.as_ref().is_some_and(|p| p.is_kicked())
+            || self.subscriber.as_ref().is_some_and(|s| s.is_kicked());
+        if kicked && self.conn.close_reason().is_none() {
+            info!(peer = %self.peer, "rtmp session kicked by an operator");
+            self.conn.close_with(CloseReason::Kicked);
+            self.publisher = None;
+            self.subscriber = None;
+            self.events(now);
+        }
+        kicked
     }
 
     /// Moves frames from the subscriber into the machine while output is small.
@@ -466,6 +490,7 @@ impl StreamSession for RtmpSession {
         self.events(now);
         self.poll_admission(now);
         self.note_keyframe_requests();
+        self.close_if_kicked(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -487,6 +512,9 @@ impl StreamSession for RtmpSession {
 
     fn handle_media(&mut self, now: Instant) {
         self.poll_admission(now);
+        if self.close_if_kicked(now) {
+            return;
+        }
         self.pull();
         self.events(now);
     }

@@ -34,7 +34,7 @@ use crate::admission::{
 };
 use crate::codec::aac::AacConfig;
 use crate::engine::{
-    EgressSlot, Engine, MediaWatchdog, Publisher, Recv, SharedFrame, Signal, StreamKey,
+    EgressSlot, Engine, MediaWatchdog, Publisher, Recv, SessionTag, SharedFrame, Signal, StreamKey,
     StreamStats, Subscriber,
 };
 use crate::frame::{Frame, MediaKind};
@@ -695,7 +695,10 @@ impl RtspSession {
     /// those of its start point and any that follow in what is at hand
     /// (an audio track whose config came after the first keyframe).
     fn stream_configs(&self, key: &StreamKey) -> Result<(Vec<Frame>, Subscriber), u16> {
-        let mut sub = self.engine.subscribe(key).map_err(|_| 404u16)?;
+        let mut sub = self
+            .engine
+            .subscribe_as(key, SessionTag::new("rtsp", self.peer))
+            .map_err(|_| 404u16)?;
         let mut configs: Vec<Frame> = Vec::new();
         for _ in 0..DESCRIBE_SCAN {
             match sub.recv() {
@@ -803,7 +806,10 @@ impl RtspSession {
         if !self.admit(req, AdmissionKind::Publish, &key, &query) {
             return;
         }
-        let publisher = match self.engine.publish_from(key.clone(), self.peer.ip()) {
+        let publisher = match self
+            .engine
+            .publish_as(key.clone(), SessionTag::new("rtsp", self.peer))
+        {
             Ok(p) => p,
             Err(e) => {
                 let status = match e {
@@ -1042,7 +1048,10 @@ impl RtspSession {
             return self.respond(r);
         }
         if p.subscriber.is_none() {
-            let sub = match self.engine.subscribe(&p.key) {
+            let sub = match self
+                .engine
+                .subscribe_as(&p.key, SessionTag::new("rtsp", self.peer))
+            {
                 Ok(s) => s,
                 Err(e) => {
                     let why = e.to_string();

@@ -82,7 +82,7 @@ use crate::admission::{
 use crate::container::ts::{TsDemuxer, PACKET_SIZE};
 use crate::datagram::{DatagramService, DatagramServiceFactory, Received, Transmit};
 use crate::engine::{
-    Engine, MediaStall, MediaWatchdog, Publisher, Recv, Signal, StreamStats, Subscriber,
+    Engine, MediaStall, MediaWatchdog, Publisher, Recv, SessionTag, Signal, StreamStats, Subscriber,
 };
 use crate::log_limit::LogLimiter;
 use crate::peer_text::escaped;
@@ -728,7 +728,10 @@ impl SrtService {
         };
         let key = sid.key.clone();
         let role = match kind {
-            AdmissionKind::Publish => match self.engine.publish_from(key.clone(), req.peer.ip()) {
+            AdmissionKind::Publish => match self
+                .engine
+                .publish_as(key.clone(), SessionTag::new("srt", req.peer))
+            {
                 Ok(publisher) => {
                     let app = self.engine.app_config(key.app()).unwrap_or_default();
                     Role::Publish(Box::new(Publishing {
@@ -748,7 +751,10 @@ impl SrtService {
                     return;
                 }
             },
-            AdmissionKind::Play => match self.engine.subscribe(&key) {
+            AdmissionKind::Play => match self
+                .engine
+                .subscribe_as(&key, SessionTag::new("srt", req.peer))
+            {
                 Ok(subscriber) => {
                     let mux = self.egress.stream(&subscriber);
                     Role::Play(Box::new(Playing {
@@ -1010,6 +1016,14 @@ impl SrtService {
         let pulled = pull(&mut self.endpoint, &mut self.stats, now, id, p);
         match pulled {
             Pulled::Done => {}
+            Pulled::Ended if p.subscriber.is_kicked() => {
+                info!(socket = id.0, stream = %escaped(&p.subscriber.key().to_string()), "srt: viewer kicked by an operator");
+                p.ending_at = Some(now);
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.close_reason = Some(CloseReason::Kicked);
+                }
+                self.endpoint.close(now, id);
+            }
             Pulled::Ended => {
                 info!(socket = id.0, stream = %p.subscriber.key(), "srt: played stream ended");
                 let linger = *latency * 2 + self.config.end_linger;
@@ -1032,6 +1046,29 @@ impl SrtService {
         };
         if wants != wanted {
             self.set_active(watch, wants);
+        }
+    }
+
+    /// Publishers an operator kicked ([`Engine::kick`]) are closed with
+    /// [`CloseReason::Kicked`] (their slot freed once the endpoint reports
+    /// the close).
+    fn close_kicked_publishers(&mut self, now: Instant) {
+        let kicked: Vec<SocketId> = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| match &c.role {
+                Role::Publish(p) if c.close_reason.is_none() && p.publisher.is_kicked() => {
+                    Some(*id)
+                }
+                _ => None,
+            })
+            .collect();
+        for id in kicked {
+            if let Some(c) = self.conns.get_mut(&id) {
+                info!(socket = id.0, peer = %c.peer, "srt: publisher kicked by an operator");
+                c.close_reason = Some(CloseReason::Kicked);
+            }
+            self.endpoint.close(now, id);
         }
     }
 
@@ -1202,6 +1239,7 @@ impl DatagramService for SrtService {
         self.events(now);
         self.expire_ended(now);
         self.expire_silent_publishers(now);
+        self.close_kicked_publishers(now);
         self.events(now);
         self.blocked_viewers();
         self.pull_scratch(now);
