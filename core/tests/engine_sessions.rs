@@ -67,7 +67,10 @@ fn sessions_are_listed_with_protocol_peer_and_bytes() {
     }
     assert_eq!(drain(&mut rtmp), 60);
     for _ in 0..40 {
-        assert!(matches!(srt.recv(), Recv::Frame(_)), "a viewer that read 40");
+        assert!(
+            matches!(srt.recv(), Recv::Frame(_)),
+            "a viewer that read 40"
+        );
     }
     let _ = internal.recv();
 
