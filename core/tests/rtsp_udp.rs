@@ -632,3 +632,68 @@ fn client_port_zero_is_learned_from_the_first_datagram_of_that_ip() {
     assert_eq!(to(&out, "10.0.0.5:5555").len(), 1, "{out:?}");
     assert!(to(&out, "10.9.9.9:5555").is_empty());
 }
+
+/// ffmpeg's NAT punch packets (an empty RTP packet, an RTCP receiver
+/// report) from its client ports right after SETUP, before PLAY, are
+/// expected: not counted as junk (no warning). The same from another port
+/// of that host, or after the control connection is gone, still is.
+#[test]
+fn punch_packets_from_set_up_client_ports_before_play_are_not_junk() {
+    let engine = Engine::with_defaults();
+    let _p = publish(&engine);
+    let mut server = Server::new(&engine, RtspUdpConfig::default());
+    let mut c = Client::new(&server, "10.0.0.7:40000", 1);
+    let url = "rtsp://127.0.0.1:8554/live/cam";
+    assert_eq!(c.request(&server, "DESCRIBE", url, &[], "").status, 200);
+    for (i, p) in [(0u16, 6000u16), (1, 6002)] {
+        let t = format!("RTP/AVP;unicast;client_port={p}-{}", p + 1);
+        let s = c.request(
+            &server,
+            "SETUP",
+            &format!("{url}/trackID={i}"),
+            &[("Transport", &t)],
+            "",
+        );
+        assert_eq!(s.status, 200);
+    }
+    server.step();
+    assert_eq!(server.udp.session_count(), 0, "no media before PLAY");
+    let empty_rtp = Bytes::from_static(&[0x80, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let rr = {
+        let mut b = bytes::BytesMut::new();
+        arcly::rtp::rtcp::write_receiver_report(&mut b, 77);
+        b.freeze()
+    };
+    let punch = |server: &mut Server, host: &str, base: u16| {
+        for track in [0u16, 2] {
+            let ip: std::net::IpAddr = host.parse().unwrap();
+            server.datagram(RTP, SocketAddr::new(ip, base + track), empty_rtp.clone());
+            server.datagram(RTCP, SocketAddr::new(ip, base + track + 1), rr.clone());
+        }
+    };
+    let before = server.udp_factory.dropped_datagrams();
+    punch(&mut server, "10.0.0.7", 6000);
+    assert_eq!(
+        server.udp_factory.dropped_datagrams(),
+        before,
+        "punch packets from the set-up client ports were counted as junk"
+    );
+    // The RTP port's packet at the RTCP socket is not from a set-up port.
+    server.datagram(RTCP, "10.0.0.7:6000".parse().unwrap(), rr.clone());
+    // Another port of the same host, another host: junk.
+    punch(&mut server, "10.0.0.7", 7000);
+    punch(&mut server, "10.0.0.8", 6000);
+    assert_eq!(server.udp_factory.dropped_datagrams(), before + 1 + 8);
+    // PLAY works as before; the client's reports stay quiet.
+    assert_eq!(c.request(&server, "PLAY", url, &[], "").status, 200);
+    server.step();
+    assert_eq!(server.udp.session_count(), 1);
+    punch(&mut server, "10.0.0.7", 6000);
+    assert_eq!(server.udp_factory.dropped_datagrams(), before + 9);
+    // The control connection gone: its ports are strangers again.
+    drop(c);
+    server.step();
+    assert_eq!(server.udp.session_count(), 0);
+    punch(&mut server, "10.0.0.7", 6000);
+    assert_eq!(server.udp_factory.dropped_datagrams(), before + 9 + 4);
+}

@@ -37,6 +37,16 @@
 //! at once by a `Stop` command, and in any case at the next tick because
 //! the reply's receiver is gone.
 //!
+//! **Set up, not yet played.** `SETUP` registers the client's RTP and RTCP
+//! address (its IP and exact `client_port`s) with the service at once, not
+//! only at `PLAY`/`RECORD`: ffmpeg and other clients send NAT punch packets
+//! (an empty RTP packet, an RTCP receiver report) from their client ports
+//! right after `SETUP`, and a session's client sends RTCP after its media
+//! side ended. Datagrams from a set-up address that carries no media
+//! session are ignored quietly (not junk, no log line). The registration
+//! lives as long as the control connection's UDP side (at most two
+//! addresses per track, within the session bounds below).
+//!
 //! **Hostile input.** A datagram from an address no session registered is
 //! dropped after one hash lookup, counted
 //! ([`RtspUdpServiceFactory::dropped_datagrams`]) and logged rate-limited.
@@ -228,6 +238,14 @@ struct SlotCounts {
     per_ip: HashMap<IpAddr, usize>,
 }
 
+/// Client addresses set up by `SETUP` (RFC 2326 §10.4): (socket index,
+/// client address) → the control connection's id. Shared by the control
+/// connections (which add and remove their own entries) and the service
+/// (which reads it for datagrams no media session claims). At most
+/// `2 * MAX_TRACKS` entries per [`UdpLink`], and links are bounded by the
+/// session slots.
+type SetUpAddrs = Arc<Mutex<HashMap<(usize, SocketAddr), u64>>>;
+
 /// A place among the service's sessions, held by a control connection from
 /// its first UDP `SETUP` until it is dropped (the count goes down then).
 #[derive(Debug)]
@@ -320,6 +338,7 @@ pub struct RtspUdpHandle {
     /// `rtp << 16 | rtcp` once the service runs, 0 before.
     ports: Arc<AtomicU32>,
     counts: Arc<Mutex<SlotCounts>>,
+    set_up: SetUpAddrs,
     next_id: Arc<AtomicU64>,
     config: RtspUdpConfig,
 }
@@ -406,8 +425,13 @@ impl UdpLink {
         record: bool,
         ssrc: Option<u32>,
     ) -> String {
-        if let Some(p) = self.ports.get_mut(idx) {
-            *p = Some((rtp, rtcp));
+        if idx < MAX_TRACKS {
+            // A repeated SETUP of a track replaces its addresses.
+            self.unregister(idx);
+            if let Some(p) = self.ports.get_mut(idx) {
+                *p = Some((rtp, rtcp));
+            }
+            self.register(idx);
         }
         let (s_rtp, s_rtcp) = self.handle.server_ports().unwrap_or_default();
         let mut t =
@@ -424,6 +448,49 @@ impl UdpLink {
     /// Whether track `idx` was set up over UDP.
     pub(crate) fn has_track(&self, idx: usize) -> bool {
         self.ports.get(idx).is_some_and(Option::is_some)
+    }
+
+    /// (socket, address) pairs of track `idx` with a known port.
+    fn set_up_keys(&self, idx: usize) -> SmallVec<[(usize, SocketAddr); 2]> {
+        let Some((rtp, rtcp)) = self.addrs(idx) else {
+            return SmallVec::new();
+        };
+        [(0usize, rtp), (1usize, rtcp)]
+            .into_iter()
+            .filter(|(_, a)| a.port() != 0)
+            .collect()
+    }
+
+    /// Tells the service that datagrams from track `idx`'s client ports
+    /// are expected (NAT punch packets before PLAY).
+    fn register(&self, idx: usize) {
+        let keys = self.set_up_keys(idx);
+        if keys.is_empty() {
+            return;
+        }
+        let mut m = self.handle.set_up.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            m.insert(k, self.id);
+        }
+    }
+
+    /// Withdraws track `idx`'s client ports (unless another track of this
+    /// link uses the same address, or another link took it over).
+    fn unregister(&self, idx: usize) {
+        let keys = self.set_up_keys(idx);
+        if keys.is_empty() {
+            return;
+        }
+        let others: SmallVec<[(usize, SocketAddr); 8]> = (0..MAX_TRACKS)
+            .filter(|&j| j != idx)
+            .flat_map(|j| self.set_up_keys(j))
+            .collect();
+        let mut m = self.handle.set_up.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            if !others.contains(&k) && m.get(&k) == Some(&self.id) {
+                m.remove(&k);
+            }
+        }
     }
 
     fn addrs(&self, idx: usize) -> Option<(SocketAddr, SocketAddr)> {
@@ -547,6 +614,8 @@ impl UdpLink {
 impl Drop for UdpLink {
     fn drop(&mut self) {
         self.stop();
+        let mut m = self.handle.set_up.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|_, id| *id != self.id);
     }
 }
 
@@ -577,6 +646,7 @@ impl RtspUdpServiceFactory {
             sender: inbox.sender(),
             ports: Arc::new(AtomicU32::new(0)),
             counts: Arc::default(),
+            set_up: Arc::default(),
             next_id: Arc::new(AtomicU64::new(1)),
             config: config.clone(),
         };
@@ -619,6 +689,7 @@ impl RtspUdpServiceFactory {
             sessions: HashMap::new(),
             routes: [HashMap::new(), HashMap::new()],
             learn: Vec::new(),
+            set_up: self.handle.set_up.clone(),
             streams: Vec::new(),
             media_version: 0,
             out: VecDeque::new(),
@@ -702,6 +773,8 @@ pub struct RtspUdpService {
     /// Sessions with a track whose client ports are still to learn
     /// (`client_port=0-0`): (session, track, socket).
     learn: Vec<(u64, usize, usize)>,
+    /// Client addresses set up by the control connections (read only).
+    set_up: SetUpAddrs,
     /// Each played stream's signal once, with its viewers.
     streams: Vec<(Signal, Vec<u64>)>,
     media_version: u64,
@@ -971,6 +1044,15 @@ impl RtspUdpService {
         }
     }
 
+    /// Whether a control connection set up `src` as a client port on
+    /// socket `sock`.
+    fn is_set_up(&self, sock: usize, src: SocketAddr) -> bool {
+        self.set_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&(sock, src))
+    }
+
     /// A datagram from an unknown address: teaches a `client_port=0-0`
     /// session its port if one from that IP waits on this socket.
     fn try_learn(&mut self, sock: usize, src: SocketAddr) -> bool {
@@ -1188,6 +1270,11 @@ impl DatagramService for RtspUdpService {
         let (id, track) = match route {
             Some(r) => r,
             None => {
+                if self.is_set_up(sock, d.src) {
+                    // A set-up client's NAT punch packet or RTCP before
+                    // PLAY/RECORD (or after its media side ended): expected.
+                    return;
+                }
                 if !self.learn.is_empty() && self.try_learn(sock, d.src) {
                     match self.routes.get(sock).and_then(|r| r.get(&d.src)).copied() {
                         Some(r) => r,
