@@ -15,7 +15,7 @@
 //!   ([`Publisher::send`](super::Publisher::send),
 //!   [`Subscriber::recv`](super::Subscriber::recv)) never takes it: the
 //!   counters are the atomics of [`StreamStats`](super::StreamStats) and
-//!   [`SubscriberStats`](super::SubscriberStats) that the sessions keep
+//!   [`SubscriberStats`] that the sessions keep
 //!   anyway. A snapshot holds the lock only to clone the entries' `Arc`s
 //!   (a pointer copy each), and reads the atomics after releasing it, so a
 //!   scrape of 10 000 sessions delays a new subscribe by that copy at most
