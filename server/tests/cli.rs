@@ -68,7 +68,10 @@ fn start_and_signal(signal: &str) {
     let rtsp_port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_arcly"))
         .env("RUST_LOG", "info")
-        .args(["--http", "off", "--srt", "off"])
+        // The WebRTC default is one fixed UDP port (8189): the SIGINT and
+        // SIGTERM tests run at once, and the second server would fail to
+        // bind it and exit before its banner.
+        .args(["--http", "off", "--srt", "off", "--webrtc", "off"])
         .args(["--rtmp", &format!("127.0.0.1:{port}")])
         .args(["--rtsp", &format!("127.0.0.1:{rtsp_port}")])
         .stdout(Stdio::piped())
