@@ -14,11 +14,12 @@
     clippy::indexing_slicing
 )]
 
+mod rtsp_util;
+use rtsp_util::*;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use arcly::codec::aac::AacConfig;
-use arcly::codec::h264::AvcConfig;
 use arcly::datagram::{DatagramService, Received, SocketIndex, Transmit};
 use arcly::engine::Recv;
 use arcly::rtp::rtcp::{parse_compound, RtcpPacket};
@@ -26,76 +27,11 @@ use arcly::rtp::RtpPacket;
 use arcly::rtsp::message::{Decoder, Item, Response};
 use arcly::rtsp::{RtspSessionFactory, RtspUdpConfig, RtspUdpService, RtspUdpServiceFactory};
 use arcly::session::{CloseReason, StreamSession};
-use arcly::{Codec, Engine, Frame, FrameFlags, Instant, StreamKey};
+use arcly::{Codec, Engine, FrameFlags, Instant, StreamKey};
 use bytes::Bytes;
 
-const SPS: &[u8] = &[
-    0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
-    0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
-];
-const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
 const RTP: SocketIndex = SocketIndex(0);
 const RTCP: SocketIndex = SocketIndex(1);
-
-fn frame(codec: Codec, flags: FrameFlags, ms: i64, payload: Vec<u8>) -> Frame {
-    Frame {
-        codec,
-        flags,
-        pts: ms,
-        dts: ms,
-        timebase: 1000,
-        payload: Bytes::from(payload),
-    }
-}
-
-fn avc_unit(nal_type: u8, size: usize) -> Vec<u8> {
-    let mut v = (size as u32 + 1).to_be_bytes().to_vec();
-    v.push(0x60 | nal_type);
-    v.extend((0..size).map(|i| i as u8));
-    v
-}
-
-/// A publisher with H.264 + AAC configs and one GOP.
-fn publish(engine: &Engine) -> arcly::engine::Publisher {
-    let mut p = engine
-        .publish(StreamKey::new("live", "cam").unwrap())
-        .unwrap();
-    let avc = AvcConfig::from_parameter_sets(
-        vec![Bytes::from_static(SPS)],
-        vec![Bytes::from_static(PPS)],
-    )
-    .unwrap()
-    .to_bytes();
-    p.send(Frame {
-        payload: avc,
-        ..frame(Codec::H264, FrameFlags::CONFIG, 0, vec![])
-    });
-    p.send(frame(
-        Codec::H264,
-        FrameFlags::KEYFRAME,
-        0,
-        avc_unit(5, 4000),
-    ));
-    p.send(Frame {
-        payload: AacConfig::new(2, 48_000, 2).to_bytes(),
-        ..frame(Codec::Aac, FrameFlags::CONFIG, 0, vec![])
-    });
-    for i in 1..5 {
-        p.send(frame(
-            Codec::Aac,
-            FrameFlags::KEYFRAME,
-            i * 21,
-            vec![0x21; 200],
-        ));
-        p.send(frame(
-            Codec::H264,
-            FrameFlags::NONE,
-            i * 40,
-            avc_unit(1, 900),
-        ));
-    }
-    p
-}
 
 /// The server side: the RTSP session factory and the UDP service it steers.
 struct Server {
